@@ -1,0 +1,21 @@
+import { fileURLToPath } from 'node:url';
+import { defineConfig } from 'vitest/config';
+
+const src = (p: string): string => fileURLToPath(new URL(`./src/${p}`, import.meta.url));
+
+export default defineConfig({
+  resolve: {
+    alias: [
+      { find: /^hvplug\/protocol$/, replacement: src('protocol/index.ts') },
+      { find: /^hvplug\/plugin-sdk$/, replacement: src('plugin-sdk/index.ts') },
+      { find: /^hvplug\/conformance$/, replacement: src('conformance/index.ts') },
+      { find: /^hvplug$/, replacement: src('core/index.ts') },
+    ],
+  },
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 30_000,
+    hookTimeout: 30_000,
+    pool: 'forks',
+  },
+});
