@@ -1,0 +1,62 @@
+import { z } from 'zod';
+
+/**
+ * Error codes on the wire. JSON-RPC's own codes, plus an application range (-31000..-31099) that sits
+ * outside the JSON-RPC reserved range (-32768..-32000) and away from vscode-jsonrpc's LSP codes.
+ */
+export const ErrorCode = {
+  ParseError: -32700,
+  InvalidRequest: -32600,
+  MethodNotFound: -32601,
+  InvalidParams: -32602,
+  InternalError: -32603,
+  NotSupported: -31001,
+  VmNotFound: -31002,
+  InvalidState: -31003,
+  AlreadyExists: -31004,
+  InvalidConfig: -31005,
+  Timeout: -31006,
+  Cancelled: -31007,
+  VmmFailure: -31008,
+  ResourceExhausted: -31009,
+  ProtocolVersionMismatch: -31010,
+} as const;
+
+export type ErrorCodeName = keyof typeof ErrorCode;
+export type ErrorCodeValue = (typeof ErrorCode)[ErrorCodeName];
+
+const byValue = new Map<number, ErrorCodeName>(
+  (Object.entries(ErrorCode) as [ErrorCodeName, number][]).map(([k, v]) => [v, k]),
+);
+
+export function errorCodeName(code: number): ErrorCodeName | undefined {
+  return byValue.get(code);
+}
+
+/** One zod issue, flattened so it survives JSON and reads well in a message. */
+export const Issue = z.object({ path: z.array(z.union([z.string(), z.number()])), message: z.string() });
+export type Issue = z.infer<typeof Issue>;
+
+/** The `data` member each application error carries; the host parses it to build typed errors. */
+export const ErrorData = {
+  InvalidParams: z.object({ method: z.string(), issues: z.array(Issue) }),
+  InvalidConfig: z.object({ issues: z.array(Issue) }),
+  InvalidState: z.object({ vmId: z.string(), current: z.string(), required: z.array(z.string()) }),
+  VmNotFound: z.object({ vmId: z.string() }),
+  AlreadyExists: z.object({ id: z.string() }),
+  NotSupported: z.object({ method: z.string(), reason: z.string() }),
+  VmmFailure: z.object({ vmmMessage: z.string(), vmmCode: z.union([z.string(), z.number()]).optional() }),
+  ProtocolVersionMismatch: z.object({ host: z.array(z.string()), plugin: z.array(z.string()) }),
+} as const;
+
+/** Turns zod issues into the wire form. */
+export function toIssues(error: z.ZodError): Issue[] {
+  return error.issues.map((i) => ({
+    path: i.path.map((p) => (typeof p === 'symbol' ? String(p) : p)),
+    message: i.message,
+  }));
+}
+
+export function formatIssues(issues: readonly Issue[]): string {
+  return issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`).join('; ');
+}

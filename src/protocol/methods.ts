@@ -1,0 +1,408 @@
+import { z } from 'zod';
+import { Capabilities, JsonSchema } from './capabilities.js';
+import { Device, DeviceType, Id } from './devices.js';
+import { PluginState, VmConfig, VmResult, VmStatus } from './vm.js';
+
+/**
+ * The method table: the single source of truth for the wire. The shim's methods, the SDK's dispatch,
+ * the OpenRPC document and the conformance checks are all derived from it.
+ *
+ * scope:
+ * - `session`: spoken by the host itself (handshake, health), not part of the hypervisor API;
+ * - `plugin`: a call on the hypervisor as a whole;
+ * - `new-vm`: brings a VM into existence under a host-chosen vmId;
+ * - `vm`: acts on an existing VM (params carry vmId).
+ */
+export type Scope = 'session' | 'plugin' | 'new-vm' | 'vm';
+
+export interface MethodDef<P extends z.ZodType = z.ZodType, R extends z.ZodType = z.ZodType> {
+  readonly params: P;
+  readonly result: R;
+  /** Default deadline; null for calls that legitimately wait without bound (vm/wait), cancellable still. */
+  readonly timeoutMs: number | null;
+  /** Gated methods must be listed in the plugin's capabilities.methods; the rest every plugin answers. */
+  readonly gated: boolean;
+  readonly scope: Scope;
+  /** The method's name on the shim (ShimHypervisor for plugin/new-vm, ShimVm for vm). */
+  readonly api: string;
+  readonly summary: string;
+  /** Long calls report `$/progress`; params then accept a progressToken. */
+  readonly progress?: boolean;
+  /** Repeating the call in the state it leads to succeeds without effect. */
+  readonly idempotent?: boolean;
+}
+
+const Vm = { vmId: Id };
+const AbsPath = z.string().regex(/^\//, 'must be an absolute path');
+const Empty = z.object({});
+const ProgressToken = z.union([z.string(), z.number()]);
+
+export const InitializeParams = z.object({
+  protocolVersions: z.array(z.string()).min(1),
+  host: z.object({ name: z.string(), version: z.string() }),
+  /** Where the plugin may keep files that must survive its restart. */
+  stateDir: AbsPath,
+  /** Where the plugin puts sockets, pidfiles and logs of its VMs. */
+  runtimeDir: AbsPath,
+  logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+});
+export type InitializeParams = z.infer<typeof InitializeParams>;
+
+export const PluginInfo = z.object({
+  name: z.string().min(1),
+  version: z.string().min(1),
+  vendor: z.string().min(1),
+  description: z.string().optional(),
+});
+export type PluginInfo = z.infer<typeof PluginInfo>;
+
+export const InitializeResult = z.object({
+  protocolVersion: z.string(),
+  plugin: PluginInfo,
+  capabilities: Capabilities,
+  /** JSON Schema of VmConfig.plugin, the plugin's own config section. */
+  configSchema: JsonSchema.default({}),
+});
+export type InitializeResult = z.output<typeof InitializeResult>;
+
+export const VmInfo = z.object({
+  vmId: Id,
+  status: VmStatus,
+  /** The VMM's process id, when there is one. */
+  pid: z.number().int().positive().optional(),
+  vcpus: z.number().int().nonnegative(),
+  memoryMiB: z.number().int().nonnegative(),
+  machine: z.string().optional(),
+  accel: z.string().optional(),
+  jailerRoot: z.string().optional(),
+  devices: z.array(z.object({ id: Id, type: DeviceType })),
+  details: z.record(z.string(), z.json()).default({}),
+});
+export type VmInfo = z.output<typeof VmInfo>;
+
+function def<P extends z.ZodType, R extends z.ZodType>(d: MethodDef<P, R>): MethodDef<P, R> {
+  return d;
+}
+
+export const methods = {
+  initialize: def({
+    params: InitializeParams,
+    result: InitializeResult,
+    timeoutMs: 10_000,
+    gated: false,
+    scope: 'session',
+    api: 'initialize',
+    summary: 'Handshake: negotiate the protocol version and learn the plugin and its capabilities.',
+  }),
+  shutdown: def({
+    params: Empty,
+    result: Empty,
+    timeoutMs: 10_000,
+    gated: false,
+    scope: 'session',
+    api: 'shutdown',
+    summary: 'Release control connections before exit. VMs keep running.',
+  }),
+  'health/ping': def({
+    params: Empty,
+    result: z.object({ uptimeMs: z.number().nonnegative() }),
+    timeoutMs: 5_000,
+    gated: false,
+    scope: 'session',
+    api: 'ping',
+    summary: 'Liveness probe used by the supervisor.',
+  }),
+  'rpc.discover': def({
+    params: Empty,
+    result: JsonSchema,
+    timeoutMs: 5_000,
+    gated: false,
+    scope: 'session',
+    api: 'discover',
+    summary: 'The OpenRPC document of this protocol, with the plugin\'s vendor extensions.',
+  }),
+  'config/validate': def({
+    params: z.object({ config: VmConfig }),
+    result: z.object({ config: VmConfig, warnings: z.array(z.string()) }),
+    timeoutMs: 10_000,
+    gated: true,
+    scope: 'plugin',
+    api: 'validateConfig',
+    summary: 'Check a VM config and return it adjusted to what the plugin will really do, with warnings.',
+  }),
+  'vm/create': def({
+    params: z.object({ ...Vm, config: VmConfig }),
+    result: VmResult,
+    timeoutMs: 30_000,
+    gated: true,
+    scope: 'new-vm',
+    api: 'createVm',
+    summary: 'Prepare a VM (runtime directory, VMM process not yet running the guest).',
+  }),
+  'vm/restore': def({
+    params: z.object({ ...Vm, config: VmConfig, path: AbsPath, progressToken: ProgressToken.optional() }),
+    result: VmResult,
+    timeoutMs: 300_000,
+    gated: true,
+    scope: 'new-vm',
+    api: 'restoreVm',
+    progress: true,
+    summary: 'Create a VM from a snapshot written by vm/save; it comes back paused.',
+  }),
+  'vm/recover': def({
+    params: z.object({ ...Vm, config: VmConfig, state: PluginState }),
+    result: VmResult,
+    timeoutMs: 30_000,
+    gated: true,
+    scope: 'new-vm',
+    api: 'recoverVm',
+    summary: 'Re-attach to a VM from the state a previous plugin process returned; status lost if the VMM is gone.',
+  }),
+  'vm/start': def({
+    params: z.object({ ...Vm, progressToken: ProgressToken.optional() }),
+    result: VmResult,
+    timeoutMs: 120_000,
+    gated: true,
+    scope: 'vm',
+    api: 'start',
+    progress: true,
+    summary: 'Boot the guest.',
+  }),
+  'vm/stop': def({
+    params: z.object({ ...Vm, force: z.boolean().default(false), graceMs: z.number().int().nonnegative().default(10_000) }),
+    result: VmResult,
+    timeoutMs: 60_000,
+    gated: true,
+    scope: 'vm',
+    api: 'stop',
+    idempotent: true,
+    summary: 'Stop the guest: graceful power-down within graceMs, then forced.',
+  }),
+  'vm/pause': def({
+    params: z.object(Vm),
+    result: VmResult,
+    timeoutMs: 10_000,
+    gated: true,
+    scope: 'vm',
+    api: 'pause',
+    summary: 'Freeze the guest\'s vCPUs.',
+  }),
+  'vm/resume': def({
+    params: z.object(Vm),
+    result: VmResult,
+    timeoutMs: 10_000,
+    gated: true,
+    scope: 'vm',
+    api: 'resume',
+    summary: 'Unfreeze a paused guest.',
+  }),
+  'vm/wait': def({
+    params: z.object(Vm),
+    result: z.object({ status: VmStatus, exitCode: z.number().int().nullable(), reason: z.string() }),
+    timeoutMs: null,
+    gated: true,
+    scope: 'vm',
+    api: 'wait',
+    summary: 'Resolve when the VM is no longer running (stopped, crashed or lost).',
+  }),
+  'vm/save': def({
+    params: z.object({ ...Vm, path: AbsPath, progressToken: ProgressToken.optional() }),
+    result: z.object({ path: AbsPath, sizeBytes: z.number().int().nonnegative(), state: PluginState.optional() }),
+    timeoutMs: 300_000,
+    gated: true,
+    scope: 'vm',
+    api: 'save',
+    progress: true,
+    summary: 'Snapshot a paused VM\'s memory and device state to path.',
+  }),
+  'vm/delete': def({
+    params: z.object(Vm),
+    result: Empty,
+    timeoutMs: 30_000,
+    gated: true,
+    scope: 'vm',
+    api: 'delete',
+    idempotent: true,
+    summary: 'Release everything the VM holds (stopping it first); deleting an unknown VM succeeds.',
+  }),
+  'vm/check': def({
+    params: z.object(Vm),
+    result: z.object({ ok: z.boolean(), detail: z.string() }),
+    timeoutMs: 10_000,
+    gated: true,
+    scope: 'vm',
+    api: 'check',
+    summary: 'Is the VMM responsive?',
+  }),
+  'vm/disconnect': def({
+    params: z.object(Vm),
+    result: Empty,
+    timeoutMs: 10_000,
+    gated: true,
+    scope: 'vm',
+    api: 'disconnect',
+    summary: 'Drop the plugin\'s control connection to the VMM; the VM keeps running.',
+  }),
+  'vm/info': def({
+    params: z.object(Vm),
+    result: VmInfo,
+    timeoutMs: 10_000,
+    gated: true,
+    scope: 'vm',
+    api: 'info',
+    summary: 'Status, pid, size, machine, accelerator, devices.',
+  }),
+  'vm/config': def({
+    params: z.object(Vm),
+    result: z.object({ config: VmConfig }),
+    timeoutMs: 10_000,
+    gated: true,
+    scope: 'vm',
+    api: 'config',
+    summary: 'The VM\'s config as the plugin holds it, devices added since included.',
+  }),
+  'device/add': def({
+    params: z.object({ ...Vm, device: Device }),
+    result: z.object({ deviceId: Id, state: PluginState.optional() }),
+    timeoutMs: 30_000,
+    gated: true,
+    scope: 'vm',
+    api: 'addDevice',
+    summary: 'Attach a device: cold before boot, hot while running.',
+  }),
+  'device/remove': def({
+    params: z.object({ ...Vm, deviceId: Id }),
+    result: z.object({ state: PluginState.optional() }),
+    timeoutMs: 30_000,
+    gated: true,
+    scope: 'vm',
+    api: 'removeDevice',
+    summary: 'Detach a device (hot-unplug while running).',
+  }),
+  'vm/resizeVcpus': def({
+    params: z.object({ ...Vm, count: z.number().int().min(1).max(512) }),
+    result: z.object({ vcpus: z.number().int().positive() }),
+    timeoutMs: 30_000,
+    gated: true,
+    scope: 'vm',
+    api: 'resizeVcpus',
+    summary: 'Set the number of online vCPUs.',
+  }),
+  'vm/resizeMemory': def({
+    params: z.object({ ...Vm, sizeMiB: z.number().int().min(16) }),
+    result: z.object({ memoryMiB: z.number().int().positive() }),
+    timeoutMs: 60_000,
+    gated: true,
+    scope: 'vm',
+    api: 'resizeMemory',
+    summary: 'Set the guest\'s memory size.',
+  }),
+  'vm/console': def({
+    params: z.object(Vm),
+    result: z.object({ kind: z.enum(['log', 'socket', 'pty']), path: z.string() }),
+    timeoutMs: 10_000,
+    gated: true,
+    scope: 'vm',
+    api: 'console',
+    summary: 'Where the guest console is: a log file, a unix socket or a pty.',
+  }),
+  'vm/agentSocket': def({
+    params: z.object(Vm),
+    result: z.object({
+      kind: z.enum(['vsock', 'unix']),
+      cid: z.number().int().optional(),
+      port: z.number().int().optional(),
+      path: z.string().optional(),
+    }),
+    timeoutMs: 10_000,
+    gated: true,
+    scope: 'vm',
+    api: 'agentSocket',
+    summary: 'How to reach an agent in the guest.',
+  }),
+  'vm/pids': def({
+    params: z.object(Vm),
+    result: z.object({ pids: z.array(z.number().int().positive()) }),
+    timeoutMs: 10_000,
+    gated: true,
+    scope: 'vm',
+    api: 'pids',
+    summary: 'Host processes belonging to the VM.',
+  }),
+  'vm/threads': def({
+    params: z.object(Vm),
+    result: z.object({ vcpus: z.array(z.object({ cpu: z.number().int().nonnegative(), tid: z.number().int().positive() })) }),
+    timeoutMs: 10_000,
+    gated: true,
+    scope: 'vm',
+    api: 'threads',
+    summary: 'Host thread id of each vCPU.',
+  }),
+  'vm/stats': def({
+    params: z.object(Vm),
+    result: z.object({
+      cpuTimeMs: z.number().nonnegative(),
+      memoryRssBytes: z.number().int().nonnegative(),
+      uptimeMs: z.number().nonnegative(),
+      counters: z.record(z.string(), z.number()).default({}),
+    }),
+    timeoutMs: 10_000,
+    gated: true,
+    scope: 'vm',
+    api: 'stats',
+    summary: 'Resource usage of the VM\'s processes.',
+  }),
+  'image/ensure': def({
+    params: z.object({ path: AbsPath, format: z.enum(['raw', 'qcow2']).default('raw'), sizeBytes: z.number().int().positive().optional() }),
+    result: z.object({ path: AbsPath, format: z.enum(['raw', 'qcow2']), sizeBytes: z.number().int().nonnegative(), created: z.boolean() }),
+    timeoutMs: 120_000,
+    gated: true,
+    scope: 'plugin',
+    api: 'ensureImage',
+    idempotent: true,
+    summary: 'Make sure a backing image exists (creating an empty one of sizeBytes if absent).',
+  }),
+  'image/create': def({
+    params: z.object({
+      path: AbsPath,
+      format: z.enum(['raw', 'qcow2']).default('qcow2'),
+      backingFile: AbsPath.optional(),
+      sizeBytes: z.number().int().positive().optional(),
+      cloudInit: z
+        .object({ seedPath: AbsPath, userData: z.string(), metaData: z.string(), networkConfig: z.string().optional() })
+        .optional(),
+    }),
+    result: z.object({ path: AbsPath, seedPath: AbsPath.optional() }),
+    timeoutMs: 120_000,
+    gated: true,
+    scope: 'plugin',
+    api: 'createImage',
+    summary: 'Create a disk (an overlay on backingFile when given) and optionally a cloud-init NoCloud seed.',
+  }),
+  'image/delete': def({
+    params: z.object({ path: AbsPath }),
+    result: Empty,
+    timeoutMs: 30_000,
+    gated: true,
+    scope: 'plugin',
+    api: 'deleteImage',
+    idempotent: true,
+    summary: 'Delete an image file; deleting a missing one succeeds.',
+  }),
+} as const;
+
+export type Methods = typeof methods;
+export type MethodName = keyof Methods;
+export type ParamsOf<M extends MethodName> = z.output<Methods[M]['params']>;
+export type ParamsInputOf<M extends MethodName> = z.input<Methods[M]['params']>;
+export type ResultOf<M extends MethodName> = z.output<Methods[M]['result']>;
+export type ResultInputOf<M extends MethodName> = z.input<Methods[M]['result']>;
+
+export const METHOD_NAMES = Object.keys(methods) as MethodName[];
+
+export function isMethodName(name: string): name is MethodName {
+  return Object.hasOwn(methods, name);
+}
+
+/** Gated methods: what a plugin may advertise. */
+export const GATED_METHODS = METHOD_NAMES.filter((m) => methods[m].gated);

@@ -1,0 +1,22 @@
+import { z } from 'zod';
+import { VmEvent } from './vm.js';
+
+/** Notifications (no reply). `direction` says who sends them. */
+export const notifications = {
+  initialized: { params: z.object({}), direction: 'host-to-plugin', summary: 'The host has accepted the handshake.' },
+  exit: { params: z.object({}), direction: 'host-to-plugin', summary: 'Exit now (after shutdown).' },
+  'vm/event': { params: VmEvent, direction: 'plugin-to-host', summary: 'A VM lifecycle or device event, ordered per VM by seq.' },
+  '$/progress': {
+    params: z.object({
+      token: z.union([z.string(), z.number()]),
+      message: z.string().optional(),
+      percentage: z.number().min(0).max(100).optional(),
+    }),
+    direction: 'plugin-to-host',
+    summary: 'Progress of a long call that was given a progressToken.',
+  },
+} as const;
+
+export type NotificationName = keyof typeof notifications;
+export type NotificationParamsOf<N extends NotificationName> = z.output<(typeof notifications)[N]['params']>;
+export type Progress = NotificationParamsOf<'$/progress'>;

@@ -1,0 +1,93 @@
+import type { Readable, Writable } from 'node:stream';
+import { AbstractMessageReader, AbstractMessageWriter, type DataCallback, type Disposable, type Message } from 'vscode-jsonrpc/node';
+import { DEFAULT_MAX_MESSAGE_BYTES, encodeFrame, FrameDecoder, FramingError, previewBytes } from './framing.js';
+
+/**
+ * vscode-jsonrpc reader and writer over the framing codec. They open nothing themselves: both sides hand
+ * them the streams they own (the plugin its stdio, the host the child's pipes).
+ */
+export class FramedReader extends AbstractMessageReader {
+  private readonly decoder: FrameDecoder;
+  private stopped = false;
+
+  constructor(
+    private readonly readable: Readable,
+    maxMessageBytes: number = DEFAULT_MAX_MESSAGE_BYTES,
+  ) {
+    super();
+    this.decoder = new FrameDecoder(maxMessageBytes);
+  }
+
+  listen(callback: DataCallback): Disposable {
+    const onData = (chunk: Buffer): void => {
+      if (this.stopped) return;
+      let bodies: Buffer[];
+      try {
+        bodies = this.decoder.push(chunk);
+      } catch (err) {
+        this.stop();
+        this.fireError(err);
+        return;
+      }
+      for (const body of bodies) {
+        let msg: Message;
+        try {
+          msg = JSON.parse(body.toString('utf8')) as Message;
+        } catch {
+          this.stop();
+          this.fireError(new FramingError(`message body is not JSON: ${previewBytes(body)}`, previewBytes(body)));
+          return;
+        }
+        callback(msg);
+      }
+    };
+    const onEnd = (): void => this.fireClose();
+    const onError = (err: Error): void => this.fireError(err);
+    this.readable.on('data', onData);
+    this.readable.on('end', onEnd);
+    this.readable.on('error', onError);
+    return {
+      dispose: () => {
+        this.readable.off('data', onData);
+        this.readable.off('end', onEnd);
+        this.readable.off('error', onError);
+      },
+    };
+  }
+
+  /** After a framing error the rest of the stream cannot be trusted: drop it rather than mis-parse. */
+  private stop(): void {
+    this.stopped = true;
+  }
+}
+
+export class FramedWriter extends AbstractMessageWriter {
+  private errorCount = 0;
+
+  constructor(
+    private readonly writable: Writable,
+    private readonly maxMessageBytes: number = DEFAULT_MAX_MESSAGE_BYTES,
+  ) {
+    super();
+    writable.on('error', (err) => this.fireError(err, undefined, ++this.errorCount));
+    writable.on('close', () => this.fireClose());
+  }
+
+  write(msg: Message): Promise<void> {
+    let frame: Buffer;
+    try {
+      frame = encodeFrame(JSON.stringify(msg), this.maxMessageBytes);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (this.writable.destroyed || this.writable.writableEnded) {
+      return Promise.reject(new Error('the stream is closed'));
+    }
+    this.writable.write(frame);
+    return Promise.resolve();
+  }
+
+  end(): void {
+    this.writable.end();
+  }
+}
