@@ -5,7 +5,7 @@ export const Id = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'must be 1-64 characters of A-Z a-z 0-9 . _ - and start alphanumeric');
 
-const AbsPath = z.string().regex(/^\//, 'must be an absolute path');
+export const AbsPath = z.string().regex(/^\//, 'must be an absolute path');
 
 export const RateLimit = z
   .object({

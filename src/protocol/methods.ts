@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { Capabilities, JsonSchema } from './capabilities.js';
-import { Device, DeviceType, Id } from './devices.js';
+import { AbsPath, Device, DeviceType, Id } from './devices.js';
 import { PluginState, VmConfig, VmResult, VmStatus } from './vm.js';
 
 /**
@@ -33,7 +33,6 @@ export interface MethodDef<P extends z.ZodType = z.ZodType, R extends z.ZodType 
 }
 
 const Vm = { vmId: Id };
-const AbsPath = z.string().regex(/^\//, 'must be an absolute path');
 const Empty = z.object({});
 const ProgressToken = z.union([z.string(), z.number()]);
 

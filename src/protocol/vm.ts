@@ -1,7 +1,6 @@
 import { z } from 'zod';
-import { Device, Id } from './devices.js';
+import { AbsPath, Device, Id } from './devices.js';
 
-const AbsPath = z.string().regex(/^\//, 'must be an absolute path');
 
 export const VmConfig = z.object({
   name: z.string().max(128).optional(),
