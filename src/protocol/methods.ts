@@ -79,7 +79,8 @@ export const VmInfo = z.object({
 });
 export type VmInfo = z.output<typeof VmInfo>;
 
-function def<P extends z.ZodType, R extends z.ZodType>(d: MethodDef<P, R>): MethodDef<P, R> {
+/** Keeps each entry's literal types (scope, api) so the shim's typed API can be derived from them. */
+function def<const D extends MethodDef>(d: D): D {
   return d;
 }
 
@@ -257,7 +258,7 @@ export const methods = {
     timeoutMs: 10_000,
     gated: true,
     scope: 'vm',
-    api: 'config',
+    api: 'getConfig',
     summary: 'The VM\'s config as the plugin holds it, devices added since included.',
   }),
   'device/add': def({
@@ -398,6 +399,11 @@ export type ResultOf<M extends MethodName> = z.output<Methods[M]['result']>;
 export type ResultInputOf<M extends MethodName> = z.input<Methods[M]['result']>;
 
 export const METHOD_NAMES = Object.keys(methods) as MethodName[];
+
+/** The table entry widened to MethodDef, for code that walks every method alike. */
+export function methodDef(name: MethodName): MethodDef {
+  return methods[name];
+}
 
 export function isMethodName(name: string): name is MethodName {
   return Object.hasOwn(methods, name);

@@ -7,10 +7,10 @@ export const notifications = {
   exit: { params: z.object({}), direction: 'host-to-plugin', summary: 'Exit now (after shutdown).' },
   'vm/event': { params: VmEvent, direction: 'plugin-to-host', summary: 'A VM lifecycle or device event, ordered per VM by seq.' },
   '$/progress': {
+    // The LSP shape ({token, value}), so generic JSON-RPC libraries route it as progress.
     params: z.object({
       token: z.union([z.string(), z.number()]),
-      message: z.string().optional(),
-      percentage: z.number().min(0).max(100).optional(),
+      value: z.object({ message: z.string().optional(), percentage: z.number().min(0).max(100).optional() }),
     }),
     direction: 'plugin-to-host',
     summary: 'Progress of a long call that was given a progressToken.',

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { Capabilities } from './capabilities.js';
 import { ErrorCode } from './errors.js';
-import { METHOD_NAMES, methods } from './methods.js';
+import { METHOD_NAMES, methodDef } from './methods.js';
 import { notifications, type NotificationName } from './notifications.js';
 import { PROTOCOL_VERSIONS } from './version.js';
 
@@ -33,7 +33,7 @@ function paramDescriptors(schema: z.ZodType): Json[] {
  */
 export function openRpcDocument(extensions: Capabilities['extensions'] = {}): JsonObject {
   const requestMethods: Json[] = METHOD_NAMES.map((name) => {
-    const m = methods[name];
+    const m = methodDef(name);
     return {
       name,
       summary: m.summary,

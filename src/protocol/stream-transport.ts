@@ -67,6 +67,8 @@ export class FramedWriter extends AbstractMessageWriter {
   constructor(
     private readonly writable: Writable,
     private readonly maxMessageBytes: number = DEFAULT_MAX_MESSAGE_BYTES,
+    /** A plugin that diverts stray stdout writes to stderr passes the real writer here. */
+    private readonly writeFrame: (frame: Buffer) => boolean = (frame) => writable.write(frame),
   ) {
     super();
     writable.on('error', (err) => this.fireError(err, undefined, ++this.errorCount));
@@ -83,7 +85,7 @@ export class FramedWriter extends AbstractMessageWriter {
     if (this.writable.destroyed || this.writable.writableEnded) {
       return Promise.reject(new Error('the stream is closed'));
     }
-    this.writable.write(frame);
+    this.writeFrame(frame);
     return Promise.resolve();
   }
 

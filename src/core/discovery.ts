@@ -1,0 +1,126 @@
+import { existsSync } from 'node:fs';
+import { access, constants, readdir, readFile } from 'node:fs/promises';
+import { delimiter, dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse as parseToml } from 'smol-toml';
+import { z } from 'zod';
+import { formatIssues, toIssues } from 'hvplug/protocol';
+import { HvplugError, InvalidConfigError } from './errors.js';
+import { PluginSpec, type PluginSpecInput } from './plugin-spec.js';
+
+export const BUILTIN_PLUGINS = ['example-proprietary', 'qemu', 'cloud-hypervisor'] as const;
+const CONVENTION_PREFIX = 'hvplug-plugin-';
+
+/** The installed package's root, found by walking up from this module (src/ in dev, dist/src/ when built). */
+export function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json')) || !existsSync(join(dir, 'plugins'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error('cannot find the hvplug package root');
+    dir = up;
+  }
+  return dir;
+}
+
+export function builtinPluginPath(name: string): string {
+  return join(packageRoot(), 'plugins', name, 'dist', `${CONVENTION_PREFIX}${name}.mjs`);
+}
+
+/** The config file, in the spirit of Kata's configuration.toml: one [plugins.<name>] table per plugin. */
+const ConfigFile = z.object({
+  plugins: z.record(z.string(), PluginSpec.omit({ name: true, source: true }).partial({ command: true }).passthrough()).default({}),
+  pluginDirs: z.array(z.string()).default([]),
+});
+
+export interface DiscoveryOptions {
+  specs?: readonly PluginSpecInput[];
+  configFile?: string;
+  pluginDirs?: readonly string[];
+  pathEnv?: string;
+}
+
+async function isExecutable(p: string): Promise<boolean> {
+  return access(p, constants.X_OK).then(() => true, () => false);
+}
+
+/**
+ * Finds plugins, first match wins: specs given through the API, the config file, plugin directories and
+ * PATH (`hvplug-plugin-<name>` executables), then the plugins bundled with hvplug.
+ */
+export class PluginCatalog {
+  private fileSpecs: PluginSpec[] | undefined;
+  private fileDirs: string[] = [];
+
+  constructor(private readonly opts: DiscoveryOptions = {}) {}
+
+  private async loadFile(): Promise<PluginSpec[]> {
+    if (this.fileSpecs) return this.fileSpecs;
+    this.fileSpecs = [];
+    const file = this.opts.configFile;
+    if (!file) return this.fileSpecs;
+    const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+      throw new HvplugError(`cannot read plugin config ${file}: ${err.message}`, 'InvalidConfig');
+    });
+    let doc: unknown;
+    try {
+      doc = parseToml(text);
+    } catch (err) {
+      throw new InvalidConfigError(`${file}: ${(err as Error).message}`, []);
+    }
+    const parsed = ConfigFile.safeParse(doc);
+    if (!parsed.success) throw new InvalidConfigError(`${file}: ${formatIssues(toIssues(parsed.error))}`, toIssues(parsed.error));
+    this.fileDirs = parsed.data.pluginDirs.map((d) => resolve(dirname(file), d));
+    for (const [name, table] of Object.entries(parsed.data.plugins)) {
+      const spec = PluginSpec.safeParse({ ...table, name, command: table.command ?? builtinPluginPath(name), source: file });
+      if (!spec.success) {
+        const issues = toIssues(spec.error).map((i) => ({ ...i, path: ['plugins', name, ...i.path] }));
+        throw new InvalidConfigError(`${file}: ${formatIssues(issues)}`, issues);
+      }
+      this.fileSpecs.push(spec.data);
+    }
+    return this.fileSpecs;
+  }
+
+  private searchDirs(): string[] {
+    return [...(this.opts.pluginDirs ?? []), ...this.fileDirs, ...(this.opts.pathEnv ?? process.env.PATH ?? '').split(delimiter).filter(Boolean)];
+  }
+
+  async resolve(name: string): Promise<PluginSpec> {
+    const given = this.opts.specs?.find((s) => s.name === name);
+    if (given) return PluginSpec.parse({ source: 'api', ...given });
+    const fromFile = (await this.loadFile()).find((s) => s.name === name);
+    if (fromFile) return fromFile;
+    for (const dir of this.searchDirs()) {
+      const candidate = join(dir, `${CONVENTION_PREFIX}${name}`);
+      if (await isExecutable(candidate)) return PluginSpec.parse({ name, command: candidate, source: dir });
+    }
+    const builtin = builtinPluginPath(name);
+    if (await isExecutable(builtin)) return PluginSpec.parse({ name, command: builtin, source: 'builtin' });
+    throw new HvplugError(
+      `no plugin named ${name}: not configured, no ${CONVENTION_PREFIX}${name} in ${this.searchDirs().join(', ') || '(no directories)'}, not bundled`,
+      'PluginNotFound',
+    );
+  }
+
+  /** Everything discoverable, first source of each name winning. */
+  async list(): Promise<PluginSpec[]> {
+    const out = new Map<string, PluginSpec>();
+    const add = (s: PluginSpec): void => {
+      if (!out.has(s.name)) out.set(s.name, s);
+    };
+    for (const s of this.opts.specs ?? []) add(PluginSpec.parse({ source: 'api', ...s }));
+    for (const s of await this.loadFile()) add(s);
+    for (const dir of this.searchDirs()) {
+      const entries = await readdir(dir).catch(() => [] as string[]);
+      for (const e of entries) {
+        if (e.startsWith(CONVENTION_PREFIX) && (await isExecutable(join(dir, e)))) {
+          add(PluginSpec.parse({ name: e.slice(CONVENTION_PREFIX.length), command: join(dir, e), source: dir }));
+        }
+      }
+    }
+    for (const name of BUILTIN_PLUGINS) {
+      if (await isExecutable(builtinPluginPath(name))) add(PluginSpec.parse({ name, command: builtinPluginPath(name), source: 'builtin' }));
+    }
+    return [...out.values()];
+  }
+}

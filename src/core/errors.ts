@@ -1,0 +1,191 @@
+import type { z } from 'zod';
+import { ErrorCode, ErrorData, errorCodeName, formatIssues, type ErrorCodeName, type Issue } from 'hvplug/protocol';
+
+/** Every error hvplug raises is one of these; `code` is the protocol's where one applies. */
+export class HvplugError extends Error {
+  constructor(
+    message: string,
+    readonly code: ErrorCodeName | 'PluginExited' | 'ProtocolError' | 'ProtocolViolation' | 'Integrity' | 'Spawn' | 'PluginFailed' | 'PluginNotFound' | 'Vetoed',
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+export class NotSupportedError extends HvplugError {
+  constructor(readonly method: string, readonly reason: string, readonly local: boolean) {
+    super(`${method} not supported: ${reason}`, 'NotSupported');
+  }
+}
+
+export class InvalidParamsError extends HvplugError {
+  constructor(readonly method: string, readonly issues: Issue[]) {
+    super(`${method}: invalid params: ${formatIssues(issues)}`, 'InvalidParams');
+  }
+}
+
+export class InvalidConfigError extends HvplugError {
+  constructor(message: string, readonly issues: Issue[]) {
+    super(message, 'InvalidConfig');
+  }
+}
+
+export class VmNotFoundError extends HvplugError {
+  constructor(readonly vmId: string, message = `no VM ${vmId}`) {
+    super(message, 'VmNotFound');
+  }
+}
+
+export class InvalidStateError extends HvplugError {
+  constructor(
+    message: string,
+    readonly vmId: string,
+    readonly current: string,
+    readonly required: string[],
+  ) {
+    super(message, 'InvalidState');
+  }
+}
+
+export class AlreadyExistsError extends HvplugError {
+  constructor(message: string, readonly id: string) {
+    super(message, 'AlreadyExists');
+  }
+}
+
+export class TimeoutError extends HvplugError {
+  constructor(readonly method: string, readonly timeoutMs: number) {
+    super(`${method} timed out after ${timeoutMs} ms`, 'Timeout');
+  }
+}
+
+export class CancelledError extends HvplugError {
+  constructor(readonly method: string, reason?: unknown) {
+    super(`${method} was cancelled${reason instanceof Error ? `: ${reason.message}` : ''}`, 'Cancelled');
+  }
+}
+
+export class VmmFailureError extends HvplugError {
+  constructor(message: string, readonly vmmMessage: string, readonly vmmCode?: string | number) {
+    super(message, 'VmmFailure');
+  }
+}
+
+export class ResourceExhaustedError extends HvplugError {
+  constructor(message: string) {
+    super(message, 'ResourceExhausted');
+  }
+}
+
+export class ProtocolVersionError extends HvplugError {
+  constructor(readonly hostVersions: string[], readonly pluginVersions: string[]) {
+    super(
+      `no common protocol version: the host speaks [${hostVersions.join(', ')}], the plugin speaks [${pluginVersions.join(', ')}]`,
+      'ProtocolVersionMismatch',
+    );
+  }
+}
+
+/** The plugin answered with a result that does not match the method table. */
+export class ProtocolViolationError extends HvplugError {
+  constructor(readonly method: string, readonly issues: Issue[]) {
+    super(`plugin answered ${method} with a malformed result: ${formatIssues(issues)}`, 'ProtocolViolation');
+  }
+}
+
+/** The byte stream from the plugin broke the framing (a stray print, an over-size message). */
+export class ProtocolError extends HvplugError {
+  constructor(message: string, readonly firstBytes?: string) {
+    super(message, 'ProtocolError');
+  }
+}
+
+export class PluginExitedError extends HvplugError {
+  constructor(
+    readonly plugin: string,
+    readonly exitCode: number | null,
+    readonly signal: string | null,
+    readonly stderrTail: string[],
+    readonly cause_?: Error,
+  ) {
+    const how = signal ? `was killed by ${signal}` : `exited with code ${exitCode}`;
+    const tail = stderrTail.length ? `; last stderr lines:\n${stderrTail.join('\n')}` : '';
+    super(`plugin ${plugin} ${how}${cause_ ? ` (${cause_.message})` : ''}${tail}`, 'PluginExited');
+  }
+}
+
+/** The plugin executable did not match its SHA-256 pin; it was not run. */
+export class IntegrityError extends HvplugError {
+  constructor(readonly path: string, readonly expected: string, readonly actual: string) {
+    super(`refusing to run ${path}: SHA-256 is ${actual}, the pin says ${expected}`, 'Integrity');
+  }
+}
+
+export class PluginSpawnError extends HvplugError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'Spawn', options);
+  }
+}
+
+/** An interceptor refused the call. */
+export class VetoedError extends HvplugError {
+  constructor(readonly method: string, reason: string) {
+    super(`${method} vetoed: ${reason}`, 'Vetoed');
+  }
+}
+
+/** Turns a JSON-RPC error response into the typed error it stands for. */
+export function fromWireError(method: string, code: number, message: string, data: unknown): HvplugError {
+  const name = errorCodeName(code);
+  const parse = <K extends keyof typeof ErrorData>(k: K): z.ZodSafeParseResult<z.output<(typeof ErrorData)[K]>> =>
+    ErrorData[k].safeParse(data) as z.ZodSafeParseResult<z.output<(typeof ErrorData)[K]>>;
+  switch (name) {
+    case 'NotSupported': {
+      const d = parse('NotSupported');
+      return new NotSupportedError(method, d.success ? d.data.reason : message, false);
+    }
+    case 'InvalidParams': {
+      const d = parse('InvalidParams');
+      return new InvalidParamsError(method, d.success ? d.data.issues : [{ path: [], message }]);
+    }
+    case 'InvalidConfig': {
+      const d = parse('InvalidConfig');
+      return new InvalidConfigError(message, d.success ? d.data.issues : []);
+    }
+    case 'VmNotFound': {
+      const d = parse('VmNotFound');
+      return new VmNotFoundError(d.success ? d.data.vmId : '?', message);
+    }
+    case 'InvalidState': {
+      const d = parse('InvalidState');
+      return d.success
+        ? new InvalidStateError(message, d.data.vmId, d.data.current, d.data.required)
+        : new InvalidStateError(message, '?', '?', []);
+    }
+    case 'AlreadyExists': {
+      const d = parse('AlreadyExists');
+      return new AlreadyExistsError(message, d.success ? d.data.id : '?');
+    }
+    case 'VmmFailure': {
+      const d = parse('VmmFailure');
+      return new VmmFailureError(message, d.success ? d.data.vmmMessage : message, d.success ? d.data.vmmCode : undefined);
+    }
+    case 'ResourceExhausted':
+      return new ResourceExhaustedError(message);
+    case 'Timeout':
+      return new TimeoutError(method, 0);
+    case 'Cancelled':
+      return new CancelledError(method);
+    case 'ProtocolVersionMismatch': {
+      const d = parse('ProtocolVersionMismatch');
+      return d.success ? new ProtocolVersionError(d.data.host, d.data.plugin) : new HvplugError(message, name);
+    }
+    case undefined:
+      return new HvplugError(`${method}: ${message} (code ${code})`, 'InternalError');
+    default:
+      return new HvplugError(`${method}: ${message}`, name);
+  }
+}
+
+export { ErrorCode };

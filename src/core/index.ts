@@ -1,0 +1,13 @@
+export { PluginHost } from './host.js';
+export type { PluginHostOptions } from './host.js';
+export { PluginClient } from './plugin-client.js';
+export type { CallOptions, ClientOptions, ExitInfo } from './plugin-client.js';
+export { PluginSpec } from './plugin-spec.js';
+export type { PluginSpecInput } from './plugin-spec.js';
+export { PluginCatalog, BUILTIN_PLUGINS, builtinPluginPath, packageRoot } from './discovery.js';
+export { ENV_ALLOW_LIST } from './environment.js';
+export { defaultRuntimeDir, defaultStateDir } from './paths.js';
+export { HOST_VERSION } from './version.js';
+export * from './errors.js';
+export * from '../shim/index.js';
+export type { VmConfig, VmConfigInput, VmEvent, VmStatus, Device, DeviceInput, Capabilities, InitializeResult } from 'hvplug/protocol';

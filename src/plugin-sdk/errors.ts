@@ -1,0 +1,39 @@
+import { ErrorCode, type ErrorCodeName, type Issue } from 'hvplug/protocol';
+
+/**
+ * What a handler throws to answer with one of the protocol's error codes. Anything else thrown becomes
+ * InternalError with its message.
+ */
+export class PluginError extends Error {
+  override readonly name = 'PluginError';
+  constructor(
+    readonly codeName: ErrorCodeName,
+    message: string,
+    readonly data?: Record<string, unknown>,
+  ) {
+    super(message);
+  }
+
+  get code(): number {
+    return ErrorCode[this.codeName];
+  }
+}
+
+/** Constructors for the errors handlers raise most, with the data the host expects. */
+export const errors = {
+  vmNotFound: (vmId: string): PluginError => new PluginError('VmNotFound', `no VM ${vmId}`, { vmId }),
+  invalidState: (vmId: string, current: string, required: readonly string[]): PluginError =>
+    new PluginError('InvalidState', `VM ${vmId} is ${current}; this needs ${required.join(' or ')}`, {
+      vmId,
+      current,
+      required: [...required],
+    }),
+  alreadyExists: (id: string): PluginError => new PluginError('AlreadyExists', `${id} already exists`, { id }),
+  notSupported: (method: string, reason: string): PluginError =>
+    new PluginError('NotSupported', `${method}: ${reason}`, { method, reason }),
+  invalidConfig: (issues: Issue[]): PluginError =>
+    new PluginError('InvalidConfig', `invalid config: ${issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`, { issues }),
+  vmmFailure: (message: string, vmmCode?: string | number): PluginError =>
+    new PluginError('VmmFailure', message, vmmCode === undefined ? { vmmMessage: message } : { vmmMessage: message, vmmCode }),
+  resourceExhausted: (message: string): PluginError => new PluginError('ResourceExhausted', message),
+};

@@ -1,0 +1,4 @@
+export { servePlugin } from './serve.js';
+export type { CallContext, EventInput, ExtensionHandler, Handler, Handlers, PluginDefinition, ServeOptions, ServedPlugin, Session } from './serve.js';
+export { PluginError, errors } from './errors.js';
+export type { Logger } from 'pino';

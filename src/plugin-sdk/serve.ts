@@ -1,0 +1,287 @@
+import { format } from 'node:util';
+import pino, { type Logger } from 'pino';
+import {
+  createMessageConnection,
+  ResponseError,
+  type CancellationToken,
+  type MessageConnection,
+} from 'vscode-jsonrpc/node';
+import { z } from 'zod';
+import {
+  Capabilities,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  ErrorCode,
+  FramedReader,
+  FramedWriter,
+  InitializeParams,
+  METHOD_NAMES,
+  methods,
+  negotiateVersion,
+  openRpcDocument,
+  PROTOCOL_VERSIONS,
+  toIssues,
+  type CapabilitiesInput,
+  type InitializeResult,
+  type MethodName,
+  type ParamsOf,
+  type PluginInfo,
+  type ResultInputOf,
+  type VmEvent,
+} from 'hvplug/protocol';
+import { PluginError } from './errors.js';
+
+type Json = z.core.util.JSONType;
+
+/** An event as a handler emits it; the SDK stamps seq (per VM) and time. */
+export type EventInput = VmEvent extends infer E ? (E extends VmEvent ? Omit<E, 'seq' | 'time'> : never) : never;
+
+export interface Session {
+  /** The host's initialize request: state and runtime directories, log level. */
+  readonly init: InitializeParams;
+  readonly log: Logger;
+  emit(event: EventInput): void;
+}
+
+export interface CallContext {
+  /** Aborted when the host cancels the call or its deadline passes. */
+  readonly signal: AbortSignal;
+  readonly session: Session;
+  readonly log: Logger;
+  /** Reports progress when the caller asked for it (params.progressToken); a no-op otherwise. */
+  progress(message: string, percentage?: number): void;
+}
+
+type HypervisorMethod = Exclude<MethodName, 'initialize' | 'shutdown' | 'health/ping' | 'rpc.discover'>;
+
+export type Handler<M extends MethodName> = (
+  params: ParamsOf<M>,
+  ctx: CallContext,
+) => Promise<ResultInputOf<M>> | ResultInputOf<M>;
+
+export type Handlers = { [M in HypervisorMethod]?: Handler<M> };
+
+export interface ExtensionHandler {
+  summary?: string;
+  params?: Record<string, Json>;
+  result?: Record<string, Json>;
+  handler: (params: unknown, ctx: CallContext) => Promise<Json> | Json;
+}
+
+export interface PluginDefinition {
+  info: PluginInfo;
+  /** Protocol versions this plugin speaks; defaults to the SDK's. */
+  protocolVersions?: readonly string[];
+  /** Methods are derived from `handlers` unless given; every advertised method must have a handler. */
+  capabilities: Omit<CapabilitiesInput, 'methods' | 'extensions'> & { methods?: MethodName[] };
+  /** JSON Schema of VmConfig.plugin. */
+  configSchema?: Record<string, Json>;
+  handlers: Handlers;
+  extensions?: Record<string, ExtensionHandler>;
+  /** Runs after a successful handshake, before the result is sent: set up directories, re-read state. */
+  onInitialize?(session: Session): Promise<void> | void;
+  /** Release control connections; VMs keep running. Runs on shutdown and on stdin EOF. */
+  onShutdown?(): Promise<void> | void;
+}
+
+export interface ServeOptions {
+  input?: NodeJS.ReadableStream & import('node:stream').Readable;
+  output?: import('node:stream').Writable;
+  /** Exit the process when the host goes away (stdin EOF) or says exit. Tests that serve in-process turn it off. */
+  exitProcess?: boolean;
+}
+
+function toResponseError(err: unknown): ResponseError<unknown> {
+  if (err instanceof ResponseError) return err;
+  if (err instanceof PluginError) return new ResponseError(err.code, err.message, err.data);
+  if (err instanceof z.ZodError) {
+    return new ResponseError(ErrorCode.InvalidConfig, `invalid config: ${err.message}`, { issues: toIssues(err) });
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return new ResponseError(ErrorCode.InternalError, message);
+}
+
+function abortSignalOf(token: CancellationToken): AbortSignal {
+  const ac = new AbortController();
+  if (token.isCancellationRequested) ac.abort();
+  else token.onCancellationRequested(() => ac.abort());
+  return ac.signal;
+}
+
+/**
+ * Stdout carries the protocol and nothing else: console output and stray writes go to stderr, where the
+ * host reads them as log lines. Returns the real stdout writer for the transport.
+ */
+function guardStdout(): (chunk: Buffer) => boolean {
+  const stdout = process.stdout;
+  const realWrite = stdout.write.bind(stdout) as (chunk: Buffer) => boolean;
+  const toStderr = (...args: unknown[]): void => {
+    process.stderr.write(`${format(...args)}\n`);
+  };
+  console.log = toStderr;
+  console.info = toStderr;
+  console.debug = toStderr;
+  console.trace = toStderr;
+  console.dir = toStderr;
+  stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]) =>
+    (process.stderr.write as (c: string | Uint8Array, ...r: unknown[]) => boolean)(chunk, ...rest)) as typeof stdout.write;
+  return realWrite;
+}
+
+export interface ServedPlugin {
+  connection: MessageConnection;
+  /** Resolves when the host has gone (EOF or exit). */
+  closed: Promise<void>;
+}
+
+/** Runs a plugin on stdin/stdout: handshake, dispatch from the method table, events, cancellation. */
+export function servePlugin(def: PluginDefinition, opts: ServeOptions = {}): ServedPlugin {
+  const exitProcess = opts.exitProcess ?? true;
+  const maxMessageBytes = Number(process.env.HVPLUG_MAX_MESSAGE_BYTES ?? DEFAULT_MAX_MESSAGE_BYTES);
+  const input = opts.input ?? process.stdin;
+  let writer: FramedWriter;
+  if (opts.output) {
+    writer = new FramedWriter(opts.output, maxMessageBytes);
+  } else {
+    const realWrite = guardStdout();
+    writer = new FramedWriter(process.stdout, maxMessageBytes, realWrite);
+  }
+  const log = pino({ name: def.info.name, level: 'info', base: { plugin: def.info.name } }, pino.destination({ fd: 2, sync: true }));
+
+  const advertised: MethodName[] = def.capabilities.methods ?? (Object.keys(def.handlers) as MethodName[]);
+  for (const m of advertised) {
+    if (!(m in def.handlers)) throw new Error(`plugin ${def.info.name} advertises ${m} but has no handler for it`);
+    if (!methods[m]?.gated) throw new Error(`plugin ${def.info.name} advertises ${m}, which is not a gated method`);
+  }
+  const capabilities = Capabilities.parse({
+    ...def.capabilities,
+    methods: advertised,
+    extensions: Object.fromEntries(
+      Object.entries(def.extensions ?? {}).map(([name, e]) => [name, { summary: e.summary, params: e.params ?? {}, result: e.result ?? {} }]),
+    ),
+  });
+
+  const connection = createMessageConnection(new FramedReader(input, maxMessageBytes), writer);
+  let session: Session | undefined;
+  const seqs = new Map<string, number>();
+  const started = Date.now();
+
+  const emit = (event: EventInput): void => {
+    const seq = seqs.get(event.vmId) ?? 0;
+    seqs.set(event.vmId, seq + 1);
+    void connection.sendNotification('vm/event', { ...event, seq, time: new Date().toISOString() });
+  };
+
+  connection.onRequest('initialize', async (raw: unknown) => {
+    const parsed = InitializeParams.safeParse(raw);
+    if (!parsed.success) {
+      throw new ResponseError(ErrorCode.InvalidParams, `initialize: ${parsed.error.message}`, { method: 'initialize', issues: toIssues(parsed.error) });
+    }
+    const ours = def.protocolVersions ?? PROTOCOL_VERSIONS;
+    const chosen = negotiateVersion(ours, parsed.data.protocolVersions);
+    if (chosen === undefined) {
+      throw new ResponseError(
+        ErrorCode.ProtocolVersionMismatch,
+        `no common protocol version: host speaks ${parsed.data.protocolVersions.join(', ')}, plugin speaks ${ours.join(', ')}`,
+        { host: parsed.data.protocolVersions, plugin: [...ours] },
+      );
+    }
+    log.level = parsed.data.logLevel;
+    session = { init: parsed.data, log, emit };
+    await def.onInitialize?.(session);
+    const result: InitializeResult = {
+      protocolVersion: chosen,
+      plugin: def.info,
+      capabilities,
+      configSchema: def.configSchema ?? {},
+    };
+    return result;
+  });
+
+  const requireSession = (method: string): Session => {
+    if (!session) throw new ResponseError(ErrorCode.InvalidRequest, `${method} before initialize`);
+    return session;
+  };
+
+  const contextFor = (s: Session, token: CancellationToken, progressToken: unknown): CallContext => ({
+    signal: abortSignalOf(token),
+    session: s,
+    log,
+    progress: (message, percentage) => {
+      if (typeof progressToken !== 'string' && typeof progressToken !== 'number') return;
+      void connection.sendNotification('$/progress', { token: progressToken, value: { message, percentage } });
+    },
+  });
+
+  connection.onRequest('shutdown', async () => {
+    await def.onShutdown?.();
+    return {};
+  });
+  connection.onRequest('health/ping', () => ({ uptimeMs: Date.now() - started }));
+  connection.onRequest('rpc.discover', () => openRpcDocument(capabilities.extensions));
+
+  for (const name of METHOD_NAMES) {
+    const spec = methods[name];
+    if (spec.scope === 'session') continue;
+    connection.onRequest(name, async (raw: unknown, token: CancellationToken) => {
+      const s = requireSession(name);
+      const handler = def.handlers[name as HypervisorMethod] as Handler<MethodName> | undefined;
+      if (!handler || !advertised.includes(name)) {
+        throw new ResponseError(ErrorCode.NotSupported, `${name}: not supported by ${def.info.name}`, {
+          method: name,
+          reason: 'not advertised',
+        });
+      }
+      const parsed = spec.params.safeParse(raw ?? {});
+      if (!parsed.success) {
+        throw new ResponseError(ErrorCode.InvalidParams, `${name}: invalid params: ${parsed.error.message}`, {
+          method: name,
+          issues: toIssues(parsed.error),
+        });
+      }
+      const params = parsed.data as ParamsOf<MethodName>;
+      const progressToken = (params as { progressToken?: unknown }).progressToken;
+      try {
+        return await handler(params, contextFor(s, token, progressToken));
+      } catch (err) {
+        throw toResponseError(err);
+      }
+    });
+  }
+
+  for (const [name, ext] of Object.entries(def.extensions ?? {})) {
+    connection.onRequest(name, async (raw: unknown, token: CancellationToken) => {
+      const s = requireSession(name);
+      try {
+        return await ext.handler(raw, contextFor(s, token, undefined));
+      } catch (err) {
+        throw toResponseError(err);
+      }
+    });
+  }
+
+  let resolveClosed: () => void = () => undefined;
+  const closed = new Promise<void>((r) => (resolveClosed = r));
+  let finishing = false;
+  const finish = async (): Promise<void> => {
+    if (finishing) return;
+    finishing = true;
+    try {
+      await def.onShutdown?.();
+    } catch (err) {
+      log.error({ err }, 'shutdown hook failed');
+    }
+    resolveClosed();
+    if (exitProcess) process.exit(0);
+  };
+  connection.onNotification('initialized', () => undefined);
+  connection.onNotification('exit', () => void finish());
+  connection.onClose(() => void finish());
+  connection.onError(([err]) => {
+    // The stream can no longer be trusted (bad framing, over-size message): say so and go.
+    log.error({ err }, 'protocol error on stdin');
+    void finish();
+  });
+  input.on('end', () => void finish());
+  connection.listen();
+  return { connection, closed };
+}

@@ -1,0 +1,349 @@
+import { randomUUID } from 'node:crypto';
+import { EventEmitter, on } from 'node:events';
+import {
+  capabilityRefusal,
+  methodDef,
+  METHOD_NAMES,
+  notifications,
+  statusAfter,
+  toIssues,
+  VmEvent,
+  VmResult,
+  type Capabilities,
+  type DeviceType,
+  type GateContext,
+  type MethodName,
+  type Methods,
+  type ParamsInputOf,
+  type Progress,
+  type ResultOf,
+  type VmConfig,
+  type VmStatus,
+} from 'hvplug/protocol';
+import type { z } from 'zod';
+import { HvplugError, InvalidParamsError, NotSupportedError, ProtocolViolationError, VetoedError } from '../core/errors.js';
+import type { PluginChannel } from './channel.js';
+import type { InterceptedCall, Interceptor } from './interceptors.js';
+
+export interface CallOpts {
+  /** Overrides the method's default deadline; null waits without bound. */
+  timeoutMs?: number | null;
+  signal?: AbortSignal;
+  onProgress?: (progress: Progress) => void;
+}
+
+type Json = z.core.util.JSONType;
+type Args<P> = object extends P ? [params?: P, opts?: CallOpts] : [params: P, opts?: CallOpts];
+type ScopeOf<M extends MethodName> = Methods[M]['scope'];
+
+/** ShimVm's methods: every `vm`-scoped entry of the table, vmId bound. */
+export type VmApi = {
+  [M in MethodName as ScopeOf<M> extends 'vm' ? Methods[M]['api'] : never]: (
+    ...args: Args<Omit<ParamsInputOf<M>, 'vmId'>>
+  ) => Promise<ResultOf<M>>;
+};
+
+/** ShimHypervisor's methods: `plugin`-scoped entries, and `new-vm` entries answering a ShimVm. */
+export type HypervisorApi = {
+  [M in MethodName as ScopeOf<M> extends 'plugin' ? Methods[M]['api'] : never]: (
+    ...args: Args<ParamsInputOf<M>>
+  ) => Promise<ResultOf<M>>;
+} & {
+  [M in MethodName as ScopeOf<M> extends 'new-vm' ? Methods[M]['api'] : never]: (
+    ...args: Args<Omit<ParamsInputOf<M>, 'vmId'> & { vmId?: string }>
+  ) => Promise<ShimVm>;
+};
+
+/** What the host learns about a VM as calls and events go by; the host persists it. */
+export interface VmRecordUpdate {
+  vmId: string;
+  status: VmStatus;
+  state?: Json;
+  config: VmConfig;
+}
+
+export interface ShimOptions {
+  interceptors?: readonly Interceptor[];
+  /** Called whenever a VM's status, state or config changes (the host persists it). */
+  onVmChange?: (update: VmRecordUpdate, vm: ShimVm) => void;
+  /** Called when a plugin sends something the table does not allow (a malformed event). */
+  onViolation?: (err: HvplugError) => void;
+}
+
+interface VmEvents {
+  event: [VmEvent];
+}
+
+/** A VM driven through the shim. Its methods are generated from the method table. */
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging -- methods are installed from the table below
+export class ShimVm extends EventEmitter<VmEvents> {
+  status: VmStatus;
+  state: Json | undefined;
+  /** Device id → type, to decide cold/hot plug and hot-unplug capability locally. */
+  readonly deviceTypes = new Map<string, DeviceType>();
+
+  constructor(
+    readonly id: string,
+    readonly hypervisor: ShimHypervisor,
+    public config: VmConfig,
+    status: VmStatus,
+  ) {
+    super();
+    this.status = status;
+    for (const d of config.devices) this.deviceTypes.set(d.id, d.type);
+  }
+
+  /** Events of this VM as an async iterator; ends when the signal aborts. */
+  events(signal?: AbortSignal): AsyncIterableIterator<VmEvent> {
+    const it = on(this, 'event', { signal }) as AsyncIterableIterator<[VmEvent]>;
+    return (async function* () {
+      try {
+        for await (const [e] of it) yield e;
+      } catch (err) {
+        if ((err as Error).name !== 'AbortError') throw err;
+      }
+    })();
+  }
+
+  /** Resolves with the first event of one of the given types. */
+  waitFor(types: readonly VmEvent['type'][], signal?: AbortSignal): Promise<VmEvent> {
+    return new Promise((resolve, reject) => {
+      const onEvent = (e: VmEvent): void => {
+        if (!types.includes(e.type)) return;
+        this.off('event', onEvent);
+        resolve(e);
+      };
+      this.on('event', onEvent);
+      signal?.addEventListener('abort', () => {
+        this.off('event', onEvent);
+        reject(signal.reason);
+      });
+    });
+  }
+}
+// The typed face of the methods installed on the prototypes from the table (bottom of this file).
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging, @typescript-eslint/no-empty-object-type
+export interface ShimVm extends VmApi {}
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging, @typescript-eslint/no-empty-object-type
+export interface ShimHypervisor extends HypervisorApi {}
+
+/**
+ * The forwarding hypervisor: every call is intercepted → validated → capability-checked → sent, and its
+ * result validated, all from the method table. Nothing here is written per method.
+ */
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging -- methods are installed from the table below
+export class ShimHypervisor {
+  private readonly vms = new Map<string, ShimVm>();
+  private readonly progress = new Map<string, (p: Progress) => void>();
+  private readonly eventListeners = new Set<(e: VmEvent) => void>();
+  private readonly detach: () => void;
+
+  constructor(
+    readonly channel: PluginChannel,
+    private readonly opts: ShimOptions = {},
+  ) {
+    this.detach = channel.onNotification((method, params) => this.onNotification(method, params));
+  }
+
+  get capabilities(): Capabilities {
+    return this.channel.info.capabilities;
+  }
+
+  get info(): PluginChannel['info'] {
+    return this.channel.info;
+  }
+
+  /** A VM this shim knows (created, restored or recovered through it). */
+  vm(vmId: string): ShimVm | undefined {
+    return this.vms.get(vmId);
+  }
+
+  listVms(): ShimVm[] {
+    return [...this.vms.values()];
+  }
+
+  /** Every VM event this plugin sends. */
+  onEvent(listener: (e: VmEvent) => void): () => void {
+    this.eventListeners.add(listener);
+    return () => this.eventListeners.delete(listener);
+  }
+
+  /** Calls a vendor extension `x-<vendor>/<name>`; refused locally unless the plugin declared it. */
+  async extension(name: string, params: Record<string, Json> = {}, opts: CallOpts = {}): Promise<unknown> {
+    if (!Object.hasOwn(this.capabilities.extensions, name)) {
+      throw new NotSupportedError(name, 'the plugin declares no such extension', true);
+    }
+    return this.channel.call(name, params, { timeoutMs: opts.timeoutMs ?? 30_000, signal: opts.signal });
+  }
+
+  /** Stops routing events to this shim. */
+  dispose(): void {
+    this.detach();
+  }
+
+  /** Registers a VM whose record the host already holds (host restart, plugin restart). */
+  adopt(vmId: string, config: VmConfig, status: VmStatus, state?: Json): ShimVm {
+    const vm = this.vms.get(vmId) ?? new ShimVm(vmId, this, config, status);
+    vm.status = status;
+    vm.state = state;
+    this.vms.set(vmId, vm);
+    return vm;
+  }
+
+  forget(vmId: string): void {
+    this.vms.get(vmId)?.removeAllListeners();
+    this.vms.delete(vmId);
+  }
+
+  /** The one path every method takes. */
+  async invoke<M extends MethodName>(method: M, rawParams: Record<string, unknown>, opts: CallOpts = {}, vm?: ShimVm): Promise<ResultOf<M>> {
+    const spec = methodDef(method);
+    const call: InterceptedCall = { method, vmId: vm?.id ?? (rawParams.vmId as string | undefined), params: rawParams };
+    for (const i of this.opts.interceptors ?? []) {
+      if (!i.before) continue;
+      try {
+        const replaced = await i.before(call);
+        if (replaced) call.params = replaced;
+      } catch (err) {
+        throw err instanceof HvplugError ? err : new VetoedError(method, (err as Error).message ?? String(err));
+      }
+    }
+    const parsed = spec.params.safeParse(vm ? { ...call.params, vmId: vm.id } : call.params);
+    if (!parsed.success) throw new InvalidParamsError(method, toIssues(parsed.error));
+    const params = parsed.data as Record<string, unknown>;
+    const refusal = capabilityRefusal(method, this.capabilities, this.gateContext(method, params, vm));
+    if (refusal) throw new NotSupportedError(method, refusal, true);
+
+    let token: string | undefined;
+    if (opts.onProgress && spec.progress) {
+      token = randomUUID();
+      this.progress.set(token, opts.onProgress);
+      params.progressToken = token;
+    }
+    let raw: unknown;
+    try {
+      raw = await this.channel.call(method, params, {
+        timeoutMs: opts.timeoutMs === undefined ? spec.timeoutMs : opts.timeoutMs,
+        signal: opts.signal,
+      });
+    } finally {
+      if (token) this.progress.delete(token);
+    }
+    const result = spec.result.safeParse(raw);
+    if (!result.success) throw new ProtocolViolationError(method, toIssues(result.error));
+    let value = result.data as ResultOf<M>;
+    this.track(method, params, value, vm);
+    for (const i of this.opts.interceptors ?? []) {
+      if (i.after) value = ((await i.after(call, value)) ?? value) as ResultOf<M>;
+    }
+    return value;
+  }
+
+  private gateContext(method: MethodName, params: Record<string, unknown>, vm?: ShimVm): GateContext {
+    const ctx: GateContext = { vmStatus: vm?.status, machine: vm?.config.machine };
+    if (method === 'device/add') ctx.deviceType = (params.device as { type: DeviceType }).type;
+    if (method === 'device/remove') ctx.deviceType = vm?.deviceTypes.get(params.deviceId as string);
+    const config = params.config as VmConfig | undefined;
+    if (config && methodDef(method).scope === 'new-vm') {
+      ctx.machine = config.machine;
+      if (method === 'vm/create') ctx.coldDevices = config.devices.map((d) => d.type);
+    }
+    return ctx;
+  }
+
+  /** Keeps the VM's status, opaque state, devices and config in step with what the plugin answered. */
+  private track(method: MethodName, params: Record<string, unknown>, result: unknown, vm?: ShimVm): void {
+    const target = vm ?? this.vms.get(params.vmId as string);
+    if (!target) return;
+    const r = result as { status?: VmStatus; state?: Json };
+    if (VmResult.shape.status.safeParse(r.status).success) target.status = r.status as VmStatus;
+    if (r.state !== undefined) target.state = r.state;
+    if (method === 'device/add') {
+      const device = params.device as VmConfig['devices'][number];
+      target.deviceTypes.set(device.id, device.type);
+      target.config = { ...target.config, devices: [...target.config.devices.filter((d) => d.id !== device.id), device] };
+    }
+    if (method === 'device/remove') {
+      target.deviceTypes.delete(params.deviceId as string);
+      target.config = { ...target.config, devices: target.config.devices.filter((d) => d.id !== params.deviceId) };
+    }
+    if (methodDef(method).scope === 'new-vm') target.config = params.config as VmConfig;
+    if (method === 'vm/delete') {
+      this.forget(target.id);
+      return;
+    }
+    this.changed(target);
+  }
+
+  private changed(vm: ShimVm): void {
+    this.opts.onVmChange?.({ vmId: vm.id, status: vm.status, state: vm.state, config: vm.config }, vm);
+  }
+
+  /** Creates the VM object before the call so that events arriving during it are not lost. */
+  async bringUp(method: 'vm/create' | 'vm/restore' | 'vm/recover', params: Record<string, unknown>, opts?: CallOpts): Promise<ShimVm> {
+    const vmId = (params.vmId as string | undefined) ?? randomUUID();
+    const parsed = methodDef(method).params.safeParse({ ...params, vmId });
+    if (!parsed.success) throw new InvalidParamsError(method, toIssues(parsed.error));
+    const config = (parsed.data as { config: VmConfig }).config;
+    const existed = this.vms.has(vmId);
+    const vm = this.vms.get(vmId) ?? new ShimVm(vmId, this, config, 'created');
+    this.vms.set(vmId, vm);
+    try {
+      await this.invoke(method, { ...params, vmId }, opts, vm);
+    } catch (err) {
+      if (!existed) this.vms.delete(vmId);
+      throw err;
+    }
+    return vm;
+  }
+
+  private onNotification(method: string, params: unknown): void {
+    if (method === 'vm/event') {
+      const parsed = VmEvent.safeParse(params);
+      if (!parsed.success) {
+        this.opts.onViolation?.(new ProtocolViolationError('vm/event', toIssues(parsed.error)));
+        return;
+      }
+      this.deliver(parsed.data);
+    } else if (method === '$/progress') {
+      const parsed = notifications['$/progress'].params.safeParse(params);
+      if (parsed.success) this.progress.get(String(parsed.data.token))?.(parsed.data);
+    }
+  }
+
+  /** Routes an event to its VM and listeners; the host also uses it for events of its own (lost, recovered). */
+  deliver(event: VmEvent): void {
+    const vm = this.vms.get(event.vmId);
+    if (vm) {
+      const next = statusAfter(event);
+      if (next) vm.status = next;
+      if (event.type === 'state') vm.state = event.state;
+      if (next || event.type === 'state') this.changed(vm);
+      vm.emit('event', event);
+    }
+    for (const l of this.eventListeners) l(event);
+  }
+}
+
+for (const name of METHOD_NAMES) {
+  const spec = methodDef(name);
+  if (spec.scope === 'vm') {
+    Object.defineProperty(ShimVm.prototype, spec.api, {
+      value: function (this: ShimVm, params: Record<string, unknown> = {}, opts?: CallOpts) {
+        return this.hypervisor.invoke(name, params, opts, this);
+      },
+    });
+  } else if (spec.scope === 'plugin') {
+    Object.defineProperty(ShimHypervisor.prototype, spec.api, {
+      value: function (this: ShimHypervisor, params: Record<string, unknown> = {}, opts?: CallOpts) {
+        return this.invoke(name, params, opts);
+      },
+    });
+  } else if (spec.scope === 'new-vm') {
+    Object.defineProperty(ShimHypervisor.prototype, spec.api, {
+      value: function (this: ShimHypervisor, params: Record<string, unknown> = {}, opts?: CallOpts) {
+        return this.bringUp(name as 'vm/create' | 'vm/restore' | 'vm/recover', params, opts);
+      },
+    });
+  }
+}

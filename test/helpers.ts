@@ -1,0 +1,49 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { root } from '../scripts/bundle.mjs';
+
+export const fixture = (name: string): string => join(root, 'test/fixtures/dist', `${name}.mjs`);
+export const pluginBundle = (name: string): string => join(root, 'plugins', name, 'dist', `hvplug-plugin-${name}.mjs`);
+
+/** A process is alive when /proc has it and it is not a zombie. */
+export function alive(pid: number): boolean {
+  const stat = `/proc/${pid}/stat`;
+  if (!existsSync(stat)) return false;
+  try {
+    const state = readFileSync(stat, 'utf8').split(') ')[1]?.[0];
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
+  }
+}
+
+export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 5_000, what = 'condition'): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+const temps: string[] = [];
+
+export async function tempDir(prefix = 'hvplug-test-'): Promise<string> {
+  const path = await mkdtemp(join(tmpdir(), prefix));
+  temps.push(path);
+  return path;
+}
+
+export async function removeTempDirs(): Promise<void> {
+  await Promise.all(temps.splice(0).map((p) => rm(p, { recursive: true, force: true })));
+}
+
+/** A logger that keeps what it was given, for assertions on re-emitted plugin logs. */
+export function memoryLogger(): { logger: pino.Logger; lines: () => Record<string, unknown>[] } {
+  const chunks: string[] = [];
+  const logger = pino({ level: 'trace' }, { write: (s: string) => void chunks.push(s) });
+  return { logger, lines: () => chunks.map((c) => JSON.parse(c) as Record<string, unknown>) };
+}
