@@ -1,12 +1,17 @@
+import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
-import type { InitializeParams } from 'hvplug/protocol';
-import { ShimHypervisor } from '../shim/shim.js';
+import type { InitializeParams, VmEvent } from 'hvplug/protocol';
+import { ShimHypervisor, type ShimVm, type VmRecordUpdate } from '../shim/shim.js';
 import type { Interceptor } from '../shim/interceptors.js';
 import { PluginCatalog, type DiscoveryOptions } from './discovery.js';
-import { PluginClient } from './plugin-client.js';
+import type { HvplugError } from './errors.js';
+import type { ClientOptions, PluginClient } from './plugin-client.js';
 import type { PluginSpec, PluginSpecInput } from './plugin-spec.js';
 import { defaultRuntimeDir, defaultStateDir, ensurePrivateDir } from './paths.js';
+import { PerVmChannel } from './per-vm.js';
+import { FileStateStore, type RecordError, type StateStore, type VmRecord } from './state-store.js';
+import { SupervisedPlugin, type PluginFailedError, type SupervisionOptions } from './supervisor.js';
 import { HOST_VERSION } from './version.js';
 
 export interface PluginHostOptions {
@@ -14,6 +19,8 @@ export interface PluginHostOptions {
   stateDir?: string;
   /** Sockets, pidfiles, consoles. Default: XDG_RUNTIME_DIR/hvplug or a per-user tmp directory. */
   runtimeDir?: string;
+  /** Where VM records live; default a FileStateStore in stateDir. */
+  store?: StateStore;
   logger?: Logger;
   logLevel?: InitializeParams['logLevel'];
   maxMessageBytes?: number;
@@ -24,26 +31,56 @@ export interface PluginHostOptions {
   /** Directories searched for hvplug-plugin-<name> executables before PATH. */
   pluginDirs?: readonly string[];
   interceptors?: readonly Interceptor[];
+  /** Restart backoff, crash-loop limit, health pings. */
+  supervision?: SupervisionOptions;
   /** The environment plugins' allow-listed variables are taken from (default: process.env). */
   env?: NodeJS.ProcessEnv;
 }
 
+export interface HostEvents {
+  'plugin-started': [{ plugin: string; pid: number; restart: number }];
+  'plugin-exited': [{ plugin: string; pid: number; code: number | null; signal: string | null; error: HvplugError }];
+  'plugin-unhealthy': [{ plugin: string; pid: number; reason: string }];
+  'plugin-restarted': [{ plugin: string; pid: number; restart: number }];
+  'plugin-failed': [{ plugin: string; error: PluginFailedError }];
+  'vm-lost': [{ plugin: string; vmId: string; reason: string }];
+  'vm-recovered': [{ plugin: string; vmId: string }];
+  'record-error': [RecordError];
+}
+
+interface Runtime {
+  spec: PluginSpec;
+  channel: SupervisedPlugin | PerVmChannel;
+  shim: ShimHypervisor;
+}
+
+export interface ReattachReport {
+  recovered: string[];
+  lost: { vmId: string; reason: string }[];
+  errors: RecordError[];
+}
+
 /**
- * The embedder's entry point: finds and starts plugins, and hands out a ShimHypervisor per plugin.
+ * The embedder's entry point: finds, starts and supervises plugins, hands out a ShimHypervisor per
+ * plugin, and keeps a record of every VM so that a crash of a plugin or of the host loses none.
  */
-export class PluginHost {
+export class PluginHost extends EventEmitter<HostEvents> {
   readonly stateDir: string;
   readonly runtimeDir: string;
   readonly logger: Logger;
   readonly catalog: PluginCatalog;
-  private readonly clients = new Map<string, Promise<{ client: PluginClient; shim: ShimHypervisor }>>();
+  readonly store: StateStore;
+  private readonly runtimes = new Map<string, Promise<Runtime>>();
   private readonly interceptors: Interceptor[];
+  private readonly created = new Map<string, string>();
   private closed = false;
 
   constructor(private readonly opts: PluginHostOptions = {}) {
+    super();
     const env = opts.env ?? process.env;
     this.stateDir = opts.stateDir ?? defaultStateDir(env);
     this.runtimeDir = opts.runtimeDir ?? defaultRuntimeDir(env);
+    this.store = opts.store ?? new FileStateStore(this.stateDir);
     this.logger = opts.logger ?? pino({ name: 'hvplug', level: opts.logLevel ?? 'info' }, pino.destination(2));
     const discovery: DiscoveryOptions = {
       specs: opts.plugins,
@@ -63,25 +100,43 @@ export class PluginHost {
 
   /** The hypervisor behind plugin `name`, starting the plugin on first use. */
   async hypervisor(name: string): Promise<ShimHypervisor> {
-    if (this.closed) throw new Error('the host is closed');
-    let entry = this.clients.get(name);
+    return (await this.runtime(name)).shim;
+  }
+
+  private runtime(name: string): Promise<Runtime> {
+    if (this.closed) return Promise.reject(new Error('the host is closed'));
+    let entry = this.runtimes.get(name);
     if (!entry) {
-      entry = this.start(await this.catalog.resolve(name));
-      this.clients.set(name, entry);
-      entry.catch(() => this.clients.delete(name));
+      entry = this.catalog.resolve(name).then((spec) => this.start(spec));
+      this.runtimes.set(name, entry);
+      entry.catch(() => this.runtimes.delete(name));
     }
-    return (await entry).shim;
+    return entry;
   }
 
-  /** The running process of plugin `name`, if started. */
+  /** The current process of a shared plugin, if started (tests and diagnostics). */
   async client(name: string): Promise<PluginClient | undefined> {
-    return (await this.clients.get(name))?.client;
+    const rt = await this.runtimes.get(name)?.catch(() => undefined);
+    const ch = rt?.channel;
+    return ch instanceof SupervisedPlugin ? ch.current() : ch?.shared.current();
   }
 
-  private async start(spec: PluginSpec): Promise<{ client: PluginClient; shim: ShimHypervisor }> {
-    const stateDir = await ensurePrivateDir(join(this.stateDir, 'plugins', spec.name));
-    const runtimeDir = await ensurePrivateDir(join(this.runtimeDir, spec.name));
-    const client = await PluginClient.start(spec, {
+  /** The supervised process serving a VM (its own under per-vm isolation). */
+  async processOf(vmId: string): Promise<SupervisedPlugin | undefined> {
+    const plugin = this.created.get(vmId);
+    const rt = plugin ? await this.runtimes.get(plugin)?.catch(() => undefined) : undefined;
+    if (!rt) return undefined;
+    return rt.channel instanceof PerVmChannel ? await rt.channel.processOf(vmId) : rt.channel;
+  }
+
+  /** A VM known to this host by id, across plugins. */
+  async vm(vmId: string): Promise<ShimVm | undefined> {
+    const plugin = this.created.get(vmId);
+    return plugin ? (await this.runtimes.get(plugin))?.shim.vm(vmId) : undefined;
+  }
+
+  private clientOptions(spec: PluginSpec, stateDir: string, runtimeDir: string): ClientOptions {
+    return {
       stateDir,
       runtimeDir,
       logger: this.logger,
@@ -89,29 +144,125 @@ export class PluginHost {
       maxMessageBytes: this.opts.maxMessageBytes,
       hostEnv: this.opts.env,
       hostVersion: HOST_VERSION,
-    });
-    const shim = new ShimHypervisor(client, {
+    };
+  }
+
+  private async start(spec: PluginSpec): Promise<Runtime> {
+    const stateDir = await ensurePrivateDir(join(this.stateDir, 'plugins', spec.name));
+    const runtimeDir = await ensurePrivateDir(join(this.runtimeDir, spec.name));
+    const clientOpts = this.clientOptions(spec, stateDir, runtimeDir);
+    const supervision = this.opts.supervision ?? {};
+    const rt = {} as Runtime;
+    rt.spec = spec;
+    if (spec.isolation === 'per-vm') {
+      rt.channel = await PerVmChannel.start(spec, clientOpts, supervision, (proc, vmId) => this.supervise(rt, proc, [vmId]));
+      this.supervise(rt, rt.channel.shared, []);
+    } else {
+      const proc = await SupervisedPlugin.start(spec, clientOpts, supervision);
+      rt.channel = proc;
+      this.supervise(rt, proc, undefined);
+    }
+    rt.shim = new ShimHypervisor(rt.channel, {
       interceptors: this.interceptors,
+      onVmCreating: (u) => {
+        this.created.set(u.vmId, spec.name);
+        return this.persist(spec.name, u);
+      },
+      onVmChange: (u) => void this.persist(spec.name, u).catch((err: Error) => this.logger.error({ vmId: u.vmId, err: err.message }, 'cannot persist VM record')),
+      onVmGone: (vmId) => {
+        this.created.delete(vmId);
+        void this.store.delete(vmId).catch((err: Error) => this.logger.error({ vmId, err: err.message }, 'cannot delete VM record'));
+      },
       onViolation: (err) => this.logger.warn({ plugin: spec.name, err: err.message }, 'plugin protocol violation'),
     });
-    void client.exited.then(({ code, signal }) => {
-      if (!this.closed) this.logger.warn({ plugin: spec.name, code, signal }, 'plugin exited');
-      this.clients.delete(spec.name);
+    return rt;
+  }
+
+  /** Wires a supervised process's life into host events, and re-attaches its VMs after each restart. */
+  private supervise(rt: Runtime, proc: SupervisedPlugin, vmIds: string[] | undefined): void {
+    const plugin = rt.spec.name;
+    proc.on('started', (e) => this.emit('plugin-started', { plugin, ...e }));
+    proc.on('exited', (e) => this.emit('plugin-exited', { plugin, ...e }));
+    proc.on('unhealthy', (e) => this.emit('plugin-unhealthy', { plugin, ...e }));
+    proc.on('restarted', (e) => this.emit('plugin-restarted', { plugin, ...e }));
+    proc.on('failed', (error) => {
+      this.logger.error({ plugin, err: error.message }, 'plugin failed');
+      this.emit('plugin-failed', { plugin, error });
     });
-    return { client, shim };
+    proc.reattach = async () => {
+      const vms = vmIds === undefined ? rt.shim.listVms() : vmIds.map((id) => rt.shim.vm(id)).filter((v): v is ShimVm => !!v);
+      await Promise.all(vms.map((vm) => this.recoverOne(rt, vm.id, vm.config, vm.state)));
+    };
+  }
+
+  private async persist(plugin: string, u: VmRecordUpdate): Promise<void> {
+    const now = new Date().toISOString();
+    const record: VmRecord = { vmId: u.vmId, plugin, config: u.config, state: u.state, status: u.status, createdAt: now, updatedAt: now };
+    await this.store.put(record);
+  }
+
+  /** vm/recover for one VM; a VM that cannot be re-attached is reported lost (event, status, record), not forgotten. */
+  private async recoverOne(rt: Runtime, vmId: string, config: VmRecord['config'], state: VmRecord['state']): Promise<boolean> {
+    this.created.set(vmId, rt.spec.name);
+    let reason: string | undefined;
+    try {
+      const vm = await rt.shim.recoverVm({ vmId, config, state: state ?? null });
+      if (vm.status !== 'lost') {
+        this.hostEvent(rt, { vmId, type: 'recovered' });
+        this.emit('vm-recovered', { plugin: rt.spec.name, vmId });
+        return true;
+      }
+      reason = 'the VMM is gone';
+    } catch (err) {
+      reason = (err as Error).message;
+    }
+    const vm = rt.shim.adopt(vmId, config, 'lost', state ?? undefined);
+    this.hostEvent(rt, { vmId, type: 'lost', reason });
+    await this.persist(rt.spec.name, { vmId, config: vm.config, state: vm.state, status: 'lost' });
+    this.emit('vm-lost', { plugin: rt.spec.name, vmId, reason });
+    return false;
+  }
+
+  private hostEvent(rt: Runtime, e: { vmId: string; type: 'recovered' } | { vmId: string; type: 'lost'; reason: string }): void {
+    rt.shim.deliver({ ...e, seq: 0, time: new Date().toISOString() } as VmEvent);
+  }
+
+  /**
+   * Re-attaches every VM in the state store (after a host restart): each plugin is started and asked to
+   * vm/recover its VMs. Unreadable records are reported, never dropped.
+   */
+  async reattach(): Promise<ReattachReport> {
+    const { records, errors } = await this.store.list();
+    for (const e of errors) this.emit('record-error', e);
+    const report: ReattachReport = { recovered: [], lost: [], errors };
+    await Promise.all(
+      records.map(async (r) => {
+        if (this.created.has(r.vmId)) return;
+        let rt: Runtime;
+        try {
+          rt = await this.runtime(r.plugin);
+        } catch (err) {
+          report.lost.push({ vmId: r.vmId, reason: `plugin ${r.plugin}: ${(err as Error).message}` });
+          return;
+        }
+        if (await this.recoverOne(rt, r.vmId, r.config, r.state)) report.recovered.push(r.vmId);
+        else report.lost.push({ vmId: r.vmId, reason: rt.shim.vm(r.vmId)?.status ?? 'lost' });
+      }),
+    );
+    return report;
   }
 
   /** Shuts every plugin down (graceful, then forced). VMs keep running unless stopped first. */
   async close(): Promise<void> {
     this.closed = true;
-    const entries = [...this.clients.values()];
-    this.clients.clear();
+    const entries = [...this.runtimes.values()];
+    this.runtimes.clear();
     await Promise.all(
       entries.map(async (e) => {
-        const started = await e.catch(() => undefined);
-        if (!started) return;
-        started.shim.dispose();
-        await started.client.close();
+        const rt = await e.catch(() => undefined);
+        if (!rt) return;
+        rt.shim.dispose();
+        await rt.channel.close();
       }),
     );
   }

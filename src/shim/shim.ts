@@ -66,6 +66,10 @@ export interface ShimOptions {
   interceptors?: readonly Interceptor[];
   /** Called whenever a VM's status, state or config changes (the host persists it). */
   onVmChange?: (update: VmRecordUpdate, vm: ShimVm) => void;
+  /** Awaited before a VM-creating call is sent, so the host's record exists before the VM does. */
+  onVmCreating?: (update: VmRecordUpdate) => Promise<void>;
+  /** The VM was deleted, or its creation failed. */
+  onVmGone?: (vmId: string) => void;
   /** Called when a plugin sends something the table does not allow (a malformed event). */
   onViolation?: (err: HvplugError) => void;
 }
@@ -270,6 +274,7 @@ export class ShimHypervisor {
     if (methodDef(method).scope === 'new-vm') target.config = params.config as VmConfig;
     if (method === 'vm/delete') {
       this.forget(target.id);
+      this.opts.onVmGone?.(target.id);
       return;
     }
     this.changed(target);
@@ -289,9 +294,14 @@ export class ShimHypervisor {
     const vm = this.vms.get(vmId) ?? new ShimVm(vmId, this, config, 'created');
     this.vms.set(vmId, vm);
     try {
+      if (!existed) await this.opts.onVmCreating?.({ vmId, status: vm.status, state: vm.state, config });
       await this.invoke(method, { ...params, vmId }, opts, vm);
     } catch (err) {
-      if (!existed) this.vms.delete(vmId);
+      if (!existed) {
+        this.vms.delete(vmId);
+        // A failed recover says nothing about the VM's existence: its record stays for the caller to judge.
+        if (method !== 'vm/recover') this.opts.onVmGone?.(vmId);
+      }
       throw err;
     }
     return vm;

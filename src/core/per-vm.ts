@@ -1,0 +1,96 @@
+import { isMethodName, methodDef, type InitializeResult } from 'hvplug/protocol';
+import type { ChannelCallOptions, PluginChannel } from '../shim/channel.js';
+import { SupervisedPlugin, type SupervisionOptions } from './supervisor.js';
+import type { ClientOptions } from './plugin-client.js';
+import type { PluginSpec } from './plugin-spec.js';
+
+/**
+ * isolation = "per-vm": one supervised process per VM, so one VM's plugin crash touches no other VM.
+ * A separate process answers the calls that concern no VM (images, config validation).
+ */
+export class PerVmChannel implements PluginChannel {
+  private readonly perVm = new Map<string, Promise<SupervisedPlugin>>();
+  private readonly listeners = new Set<(method: string, params: unknown) => void>();
+
+  private constructor(
+    private readonly spec: PluginSpec,
+    private readonly clientOpts: ClientOptions,
+    private readonly supervision: SupervisionOptions,
+    readonly shared: SupervisedPlugin,
+    /** Told of every per-VM process, so the host can supervise and re-attach it. */
+    private readonly onProcess: (proc: SupervisedPlugin, vmId: string) => void,
+  ) {
+    shared.onNotification((m, p) => this.forward(m, p));
+  }
+
+  static async start(
+    spec: PluginSpec,
+    clientOpts: ClientOptions,
+    supervision: SupervisionOptions,
+    onProcess: (proc: SupervisedPlugin, vmId: string) => void,
+  ): Promise<PerVmChannel> {
+    const shared = await SupervisedPlugin.start(spec, clientOpts, supervision);
+    return new PerVmChannel(spec, clientOpts, supervision, shared, onProcess);
+  }
+
+  get info(): InitializeResult {
+    return this.shared.info;
+  }
+
+  onNotification(listener: (method: string, params: unknown) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private forward(method: string, params: unknown): void {
+    for (const l of this.listeners) l(method, params);
+  }
+
+  /** The process serving vmId, if there is one. */
+  processOf(vmId: string): Promise<SupervisedPlugin> | undefined {
+    return this.perVm.get(vmId);
+  }
+
+  private spawnFor(vmId: string): Promise<SupervisedPlugin> {
+    let p = this.perVm.get(vmId);
+    if (!p) {
+      p = SupervisedPlugin.start(this.spec, this.clientOpts, this.supervision).then((s) => {
+        s.onNotification((m, params) => this.forward(m, params));
+        this.onProcess(s, vmId);
+        return s;
+      });
+      this.perVm.set(vmId, p);
+      p.catch(() => this.perVm.delete(vmId));
+    }
+    return p;
+  }
+
+  async call(method: string, params: unknown, opts: ChannelCallOptions): Promise<unknown> {
+    const vmId = (params as { vmId?: unknown } | null)?.vmId;
+    const scope = isMethodName(method) ? methodDef(method).scope : 'plugin';
+    if (typeof vmId !== 'string' || (scope !== 'vm' && scope !== 'new-vm')) return this.shared.call(method, params, opts);
+    const existing = this.perVm.get(vmId);
+    if (!existing && scope === 'vm') return this.shared.call(method, params, opts);
+    const proc = await (existing ?? this.spawnFor(vmId));
+    try {
+      const result = await proc.call(method, params, opts);
+      if (method === 'vm/delete') await this.release(vmId);
+      return result;
+    } catch (err) {
+      if (!existing && scope === 'new-vm') await this.release(vmId);
+      throw err;
+    }
+  }
+
+  private async release(vmId: string): Promise<void> {
+    const p = this.perVm.get(vmId);
+    this.perVm.delete(vmId);
+    await (await p?.catch(() => undefined))?.close();
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.perVm.values()];
+    this.perVm.clear();
+    await Promise.all([this.shared.close(), ...all.map(async (p) => (await p.catch(() => undefined))?.close())]);
+  }
+}

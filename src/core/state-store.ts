@@ -1,0 +1,121 @@
+import { open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { formatIssues, Id, PluginState, toIssues, VmConfig, VmStatus } from 'hvplug/protocol';
+import { ensurePrivateDir } from './paths.js';
+
+/** What the host keeps per VM so that nothing is lost when the plugin or the host dies. */
+export const VmRecord = z.object({
+  vmId: Id,
+  plugin: z.string(),
+  config: VmConfig,
+  /** The plugin's opaque state, handed back at vm/recover. */
+  state: PluginState.optional(),
+  status: VmStatus,
+  createdAt: z.string(),
+  updatedAt: z.string(),
+});
+export type VmRecord = z.output<typeof VmRecord>;
+
+export interface RecordError {
+  /** Where the bad record is (a file path for the file store). */
+  where: string;
+  message: string;
+}
+
+/** Pluggable persistence (the Kata library API asked for it): bring your own, or use FileStateStore. */
+export interface StateStore {
+  put(record: VmRecord): Promise<void>;
+  delete(vmId: string): Promise<void>;
+  /** Every readable record, and a report of every unreadable one: a bad record never hides the rest. */
+  list(): Promise<{ records: VmRecord[]; errors: RecordError[] }>;
+}
+
+/**
+ * One JSON file per VM, written atomically: temp file, fsync, rename, fsync of the directory. Files are
+ * 0600 in a 0700 directory. Writes of one VM are serialized, and only the newest pending one is written.
+ */
+export class FileStateStore implements StateStore {
+  readonly dir: string;
+  private readonly queues = new Map<string, { running: Promise<void>; next: VmRecord | null | undefined }>();
+
+  constructor(stateDir: string) {
+    this.dir = join(stateDir, 'vms');
+  }
+
+  private file(vmId: string): string {
+    return join(this.dir, `${vmId}.json`);
+  }
+
+  put(record: VmRecord): Promise<void> {
+    return this.enqueue(record.vmId, record);
+  }
+
+  delete(vmId: string): Promise<void> {
+    return this.enqueue(vmId, null);
+  }
+
+  /** null means delete. Coalesces bursts: the last write wins and intermediate ones are skipped. */
+  private enqueue(vmId: string, value: VmRecord | null): Promise<void> {
+    const q = this.queues.get(vmId);
+    if (q) {
+      q.next = value;
+      return q.running.then(() => this.queues.get(vmId)?.running);
+    }
+    const entry: { running: Promise<void>; next: VmRecord | null | undefined } = { running: Promise.resolve(), next: undefined };
+    this.queues.set(vmId, entry);
+    entry.running = (async () => {
+      let current: VmRecord | null | undefined = value;
+      try {
+        while (current !== undefined) {
+          await (current === null ? rm(this.file(vmId), { force: true }) : this.write(current));
+          current = entry.next;
+          entry.next = undefined;
+        }
+      } finally {
+        this.queues.delete(vmId);
+      }
+    })();
+    return entry.running;
+  }
+
+  private async write(record: VmRecord): Promise<void> {
+    await ensurePrivateDir(this.dir);
+    const target = this.file(record.vmId);
+    const tmp = `${target}.${process.pid}.tmp`;
+    const fh = await open(tmp, 'w', 0o600);
+    try {
+      await fh.writeFile(JSON.stringify(record));
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, target);
+    const dir = await open(this.dir, 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
+  }
+
+  async list(): Promise<{ records: VmRecord[]; errors: RecordError[] }> {
+    const names = await readdir(this.dir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return [] as string[];
+      throw err;
+    });
+    const records: VmRecord[] = [];
+    const errors: RecordError[] = [];
+    for (const name of names.filter((n) => n.endsWith('.json')).sort()) {
+      const where = join(this.dir, name);
+      try {
+        const parsed = VmRecord.safeParse(JSON.parse(await readFile(where, 'utf8')));
+        if (parsed.success) records.push(parsed.data);
+        else errors.push({ where, message: `not a VM record: ${formatIssues(toIssues(parsed.error))}` });
+      } catch (err) {
+        errors.push({ where, message: `unreadable: ${(err as Error).message}` });
+      }
+    }
+    return { records, errors };
+  }
+}

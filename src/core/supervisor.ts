@@ -1,0 +1,204 @@
+import { EventEmitter } from 'node:events';
+import type { InitializeResult } from 'hvplug/protocol';
+import type { ChannelCallOptions, PluginChannel } from '../shim/channel.js';
+import { HvplugError, PluginExitedError, TimeoutError } from './errors.js';
+import { PluginClient, type ClientOptions } from './plugin-client.js';
+import type { PluginSpec } from './plugin-spec.js';
+
+export interface SupervisionOptions {
+  /** First restart delay; doubles per consecutive crash up to maxBackoffMs. */
+  backoffMs?: number;
+  maxBackoffMs?: number;
+  /** More than this many crashes within crashWindowMs marks the plugin failed. */
+  maxRestarts?: number;
+  crashWindowMs?: number;
+  /** health/ping period; 0 turns health checks off. */
+  healthIntervalMs?: number;
+  healthTimeoutMs?: number;
+}
+
+export const DEFAULT_SUPERVISION: Required<SupervisionOptions> = {
+  backoffMs: 100,
+  maxBackoffMs: 5_000,
+  maxRestarts: 5,
+  crashWindowMs: 60_000,
+  healthIntervalMs: 5_000,
+  healthTimeoutMs: 2_000,
+};
+
+/** The plugin crashed too often; calls fail fast with the reason and its last stderr lines. */
+export class PluginFailedError extends HvplugError {
+  constructor(readonly plugin: string, readonly lastExit: PluginExitedError | undefined, restarts: number) {
+    super(
+      `plugin ${plugin} failed: ${restarts} crashes within the crash-loop window${lastExit ? `; last: ${lastExit.message}` : ''}`,
+      'PluginFailed',
+    );
+  }
+}
+
+export interface SupervisorEvents {
+  started: [{ pid: number; restart: number }];
+  exited: [{ pid: number; code: number | null; signal: string | null; error: PluginExitedError }];
+  unhealthy: [{ pid: number; reason: string }];
+  failed: [PluginFailedError];
+  /** After a restart, before calls resume: the owner re-attaches VMs here. */
+  restarted: [{ pid: number; restart: number }];
+}
+
+/**
+ * One plugin process kept alive: restarted with backoff when it dies or stops answering health pings,
+ * up to a crash-loop limit. It is the shim's channel, so the shim never sees the process change.
+ */
+export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements PluginChannel {
+  private client: PluginClient | undefined;
+  private ready: Promise<PluginClient>;
+  private readonly notificationListeners = new Set<(method: string, params: unknown) => void>();
+  private readonly crashes: number[] = [];
+  private restarts = 0;
+  private failed: PluginFailedError | undefined;
+  private closing = false;
+  private healthTimer: NodeJS.Timeout | undefined;
+  private readonly opts: Required<SupervisionOptions>;
+  /** Runs after a restart, before queued calls go through (re-attaching VMs). */
+  reattach: (() => Promise<void>) | undefined;
+
+  private constructor(
+    readonly spec: PluginSpec,
+    private readonly clientOpts: ClientOptions,
+    opts: SupervisionOptions,
+  ) {
+    super();
+    this.opts = { ...DEFAULT_SUPERVISION, ...opts };
+    this.ready = Promise.reject(new Error('not started'));
+  }
+
+  static async start(spec: PluginSpec, clientOpts: ClientOptions, opts: SupervisionOptions = {}): Promise<SupervisedPlugin> {
+    const s = new SupervisedPlugin(spec, clientOpts, opts);
+    s.ready = s.spawn();
+    await s.ready;
+    return s;
+  }
+
+  get info(): InitializeResult {
+    if (!this.client) throw new Error(`plugin ${this.spec.name} is not running`);
+    return this.client.info;
+  }
+
+  get pid(): number | undefined {
+    return this.client?.pid;
+  }
+
+  get state(): 'running' | 'restarting' | 'failed' | 'closed' {
+    if (this.closing) return 'closed';
+    if (this.failed) return 'failed';
+    return this.client?.alive ? 'running' : 'restarting';
+  }
+
+  onNotification(listener: (method: string, params: unknown) => void): () => void {
+    this.notificationListeners.add(listener);
+    return () => this.notificationListeners.delete(listener);
+  }
+
+  private async spawn(): Promise<PluginClient> {
+    const client = await PluginClient.start(this.spec, this.clientOpts);
+    this.client = client;
+    client.onNotification((m, p) => {
+      for (const l of this.notificationListeners) l(m, p);
+    });
+    void client.exited.then(() => this.onExit(client));
+    this.emit('started', { pid: client.pid, restart: this.restarts });
+    this.scheduleHealth(client);
+    return client;
+  }
+
+  /** Calls wait for a restart in progress (their own deadline still applies); a failed plugin fails fast. */
+  async call(method: string, params: unknown, opts: ChannelCallOptions): Promise<unknown> {
+    if (this.failed) throw this.failed;
+    const client = this.client?.alive ? this.client : await this.waitReady(method, opts);
+    return client.call(method, params, opts);
+  }
+
+  private waitReady(method: string, opts: ChannelCallOptions): Promise<PluginClient> {
+    if (opts.timeoutMs === null) return this.ready;
+    const ms = opts.timeoutMs;
+    return Promise.race([
+      this.ready,
+      new Promise<never>((_, reject) => setTimeout(() => reject(new TimeoutError(method, ms)), ms).unref()),
+    ]);
+  }
+
+  private onExit(client: PluginClient): void {
+    if (client !== this.client || this.closing) return;
+    clearTimeout(this.healthTimer);
+    const error = client.failure instanceof PluginExitedError ? client.failure : undefined;
+    void client.exited.then(({ code, signal }) => {
+      if (error) this.emit('exited', { pid: client.pid, code, signal, error });
+    });
+    const now = Date.now();
+    this.crashes.push(now);
+    while (this.crashes.length && (this.crashes[0] as number) < now - this.opts.crashWindowMs) this.crashes.shift();
+    if (this.crashes.length > this.opts.maxRestarts) {
+      this.failed = new PluginFailedError(this.spec.name, error, this.crashes.length);
+      this.ready = Promise.reject(this.failed);
+      this.ready.catch(() => undefined);
+      this.emit('failed', this.failed);
+      return;
+    }
+    this.ready = this.restart();
+    this.ready.catch(() => undefined);
+  }
+
+  private async restart(): Promise<PluginClient> {
+    for (;;) {
+      const attempt = this.crashes.length;
+      const delay = Math.min(this.opts.backoffMs * 2 ** Math.max(0, attempt - 1), this.opts.maxBackoffMs);
+      await new Promise((r) => setTimeout(r, delay));
+      if (this.closing) throw new HvplugError(`plugin ${this.spec.name} is closed`, 'PluginExited');
+      try {
+        this.restarts++;
+        const client = await this.spawn();
+        await this.reattach?.();
+        this.emit('restarted', { pid: client.pid, restart: this.restarts });
+        return client;
+      } catch (err) {
+        this.crashes.push(Date.now());
+        if (this.crashes.length > this.opts.maxRestarts) {
+          this.failed = new PluginFailedError(this.spec.name, err instanceof PluginExitedError ? err : undefined, this.crashes.length);
+          this.emit('failed', this.failed);
+          throw this.failed;
+        }
+      }
+    }
+  }
+
+  private scheduleHealth(client: PluginClient): void {
+    if (this.opts.healthIntervalMs <= 0) return;
+    clearTimeout(this.healthTimer);
+    this.healthTimer = setTimeout(() => {
+      if (client !== this.client || !client.alive || this.closing) return;
+      client.call('health/ping', {}, { timeoutMs: this.opts.healthTimeoutMs }).then(
+        () => this.scheduleHealth(client),
+        (err: Error) => {
+          if (client !== this.client || this.closing || !client.alive) return;
+          // A plugin that stops answering is treated like a dead one: SIGKILL, then the exit path restarts it.
+          this.emit('unhealthy', { pid: client.pid, reason: err.message });
+          client.kill('SIGKILL');
+          // A SIGSTOPped process cannot die until continued.
+          client.kill('SIGCONT');
+        },
+      );
+    }, this.opts.healthIntervalMs);
+    this.healthTimer.unref();
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    clearTimeout(this.healthTimer);
+    await this.client?.close();
+  }
+
+  /** The current process, for tests and diagnostics. */
+  current(): PluginClient | undefined {
+    return this.client;
+  }
+}
