@@ -70,6 +70,7 @@ export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements 
     super();
     this.opts = { ...DEFAULT_SUPERVISION, ...opts };
     this.ready = Promise.reject(new Error('not started'));
+    this.ready.catch(() => undefined);
   }
 
   static async start(spec: PluginSpec, clientOpts: ClientOptions, opts: SupervisionOptions = {}): Promise<SupervisedPlugin> {
