@@ -72,7 +72,9 @@ export class PluginHost extends EventEmitter<HostEvents> {
   readonly store: StateStore;
   private readonly runtimes = new Map<string, Promise<Runtime>>();
   private readonly interceptors: Interceptor[];
+  /** vmId → plugin name, for every VM this host created or re-attached. */
   private readonly created = new Map<string, string>();
+  private readonly createdAt = new Map<string, string>();
   private closed = false;
 
   constructor(private readonly opts: PluginHostOptions = {}) {
@@ -171,6 +173,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
       onVmChange: (u) => void this.persist(spec.name, u).catch((err: Error) => this.logger.error({ vmId: u.vmId, err: err.message }, 'cannot persist VM record')),
       onVmGone: (vmId) => {
         this.created.delete(vmId);
+        this.createdAt.delete(vmId);
         void this.store.delete(vmId).catch((err: Error) => this.logger.error({ vmId, err: err.message }, 'cannot delete VM record'));
       },
       onViolation: (err) => this.logger.warn({ plugin: spec.name, err: err.message }, 'plugin protocol violation'),
@@ -197,7 +200,9 @@ export class PluginHost extends EventEmitter<HostEvents> {
 
   private async persist(plugin: string, u: VmRecordUpdate): Promise<void> {
     const now = new Date().toISOString();
-    const record: VmRecord = { vmId: u.vmId, plugin, config: u.config, state: u.state, status: u.status, createdAt: now, updatedAt: now };
+    const createdAt = this.createdAt.get(u.vmId) ?? now;
+    this.createdAt.set(u.vmId, createdAt);
+    const record: VmRecord = { vmId: u.vmId, plugin, config: u.config, state: u.state, status: u.status, createdAt, updatedAt: now };
     await this.store.put(record);
   }
 
@@ -227,12 +232,30 @@ export class PluginHost extends EventEmitter<HostEvents> {
     rt.shim.deliver({ ...e, seq: 0, time: new Date().toISOString() } as VmEvent);
   }
 
+  /** The VM records in the store (what `hvplug ps` lists). */
+  async records(): Promise<{ records: VmRecord[]; errors: RecordError[] }> {
+    return this.store.list();
+  }
+
+  /** A VM by id: known already, or re-attached from its record. Undefined when there is no record. */
+  async attach(vmId: string): Promise<ShimVm | undefined> {
+    const known = await this.vm(vmId);
+    if (known) return known;
+    const record = (await this.store.list()).records.find((r) => r.vmId === vmId);
+    if (!record) return undefined;
+    const rt = await this.runtime(record.plugin);
+    this.createdAt.set(vmId, record.createdAt);
+    await this.recoverOne(rt, record.vmId, record.config, record.state);
+    return rt.shim.vm(vmId);
+  }
+
   /**
    * Re-attaches every VM in the state store (after a host restart): each plugin is started and asked to
    * vm/recover its VMs. Unreadable records are reported, never dropped.
    */
   async reattach(): Promise<ReattachReport> {
     const { records, errors } = await this.store.list();
+    for (const r of records) this.createdAt.set(r.vmId, r.createdAt);
     for (const e of errors) this.emit('record-error', e);
     const report: ReattachReport = { recovered: [], lost: [], errors };
     await Promise.all(
