@@ -24,7 +24,7 @@ async function makeHost(stateDir: string, runtimeDir: string, health = false): P
     runtimeDir,
     logger: memoryLogger().logger,
     plugins: [{ name: PLUGIN, command: pluginBundle(PLUGIN) }],
-    supervision: health ? { backoffMs: 20, healthIntervalMs: 100, healthTimeoutMs: 400 } : { backoffMs: 20, healthIntervalMs: 0 },
+    supervision: health ? { backoffMs: 20, healthIntervalMs: 200, healthTimeoutMs: 1_500 } : { backoffMs: 20, healthIntervalMs: 0 },
   });
   hosts.push(host);
   return host;

@@ -170,11 +170,11 @@ export class PluginHost extends EventEmitter<HostEvents> {
         this.created.set(u.vmId, spec.name);
         return this.persist(spec.name, u);
       },
-      onVmChange: (u) => void this.persist(spec.name, u).catch((err: Error) => this.logger.error({ vmId: u.vmId, err: err.message }, 'cannot persist VM record')),
+      onVmChange: (u) => this.persist(spec.name, u).catch((err: Error) => this.logger.error({ vmId: u.vmId, err: err.message }, 'cannot persist VM record')),
       onVmGone: (vmId) => {
         this.created.delete(vmId);
         this.createdAt.delete(vmId);
-        void this.store.delete(vmId).catch((err: Error) => this.logger.error({ vmId, err: err.message }, 'cannot delete VM record'));
+        return this.store.delete(vmId).catch((err: Error) => this.logger.error({ vmId, err: err.message }, 'cannot delete VM record'));
       },
       onViolation: (err) => this.logger.warn({ plugin: spec.name, err: err.message }, 'plugin protocol violation'),
     });

@@ -65,11 +65,11 @@ export interface VmRecordUpdate {
 export interface ShimOptions {
   interceptors?: readonly Interceptor[];
   /** Called whenever a VM's status, state or config changes (the host persists it). */
-  onVmChange?: (update: VmRecordUpdate, vm: ShimVm) => void;
+  onVmChange?: (update: VmRecordUpdate, vm: ShimVm) => void | Promise<void>;
   /** Awaited before a VM-creating call is sent, so the host's record exists before the VM does. */
   onVmCreating?: (update: VmRecordUpdate) => Promise<void>;
   /** The VM was deleted, or its creation failed. */
-  onVmGone?: (vmId: string) => void;
+  onVmGone?: (vmId: string) => void | Promise<void>;
   /** Called when a plugin sends something the table does not allow (a malformed event). */
   onViolation?: (err: HvplugError) => void;
 }
@@ -236,7 +236,8 @@ export class ShimHypervisor {
     const result = spec.result.safeParse(raw);
     if (!result.success) throw new ProtocolViolationError(method, toIssues(result.error));
     let value = result.data as ResultOf<M>;
-    this.track(method, params, value, vm);
+    // A call returns once what it changed is recorded, so a host crash right after it loses nothing.
+    await this.track(method, params, value, vm);
     for (const i of this.opts.interceptors ?? []) {
       if (i.after) value = ((await i.after(call, value)) ?? value) as ResultOf<M>;
     }
@@ -256,12 +257,19 @@ export class ShimHypervisor {
   }
 
   /** Keeps the VM's status, opaque state, devices and config in step with what the plugin answered. */
-  private track(method: MethodName, params: Record<string, unknown>, result: unknown, vm?: ShimVm): void {
+  private async track(method: MethodName, params: Record<string, unknown>, result: unknown, vm?: ShimVm): Promise<void> {
     const target = vm ?? this.vms.get(params.vmId as string);
     if (!target) return;
     const r = result as { status?: VmStatus; state?: Json };
+    // Only a change is reported: the host persists each report (an fsync'd file write), and read-only calls
+    // (vm/check, vm/info, vm/stats...) would otherwise rewrite the record on every call.
+    const before = target.status;
     if (VmResult.shape.status.safeParse(r.status).success) target.status = r.status as VmStatus;
-    if (r.state !== undefined) target.state = r.state;
+    let dirty = target.status !== before || methodDef(method).scope === 'new-vm' || method === 'device/add' || method === 'device/remove';
+    if (r.state !== undefined) {
+      target.state = r.state;
+      dirty = true;
+    }
     if (method === 'device/add') {
       const device = params.device as VmConfig['devices'][number];
       target.deviceTypes.set(device.id, device.type);
@@ -274,14 +282,14 @@ export class ShimHypervisor {
     if (methodDef(method).scope === 'new-vm') target.config = params.config as VmConfig;
     if (method === 'vm/delete') {
       this.forget(target.id);
-      this.opts.onVmGone?.(target.id);
+      await this.opts.onVmGone?.(target.id);
       return;
     }
-    this.changed(target);
+    if (dirty) await this.changed(target);
   }
 
-  private changed(vm: ShimVm): void {
-    this.opts.onVmChange?.({ vmId: vm.id, status: vm.status, state: vm.state, config: vm.config }, vm);
+  private async changed(vm: ShimVm): Promise<void> {
+    await this.opts.onVmChange?.({ vmId: vm.id, status: vm.status, state: vm.state, config: vm.config }, vm);
   }
 
   /** Creates the VM object before the call so that events arriving during it are not lost. */
@@ -300,7 +308,7 @@ export class ShimHypervisor {
       if (!existed) {
         this.vms.delete(vmId);
         // A failed recover says nothing about the VM's existence: its record stays for the caller to judge.
-        if (method !== 'vm/recover') this.opts.onVmGone?.(vmId);
+        if (method !== 'vm/recover') await this.opts.onVmGone?.(vmId);
       }
       throw err;
     }
@@ -328,7 +336,7 @@ export class ShimHypervisor {
       const next = statusAfter(event);
       if (next) vm.status = next;
       if (event.type === 'state') vm.state = event.state;
-      if (next || event.type === 'state') this.changed(vm);
+      if (next || event.type === 'state') void this.changed(vm);
       vm.emit('event', event);
     }
     for (const l of this.eventListeners) l(event);
