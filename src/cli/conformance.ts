@@ -1,0 +1,157 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import pino from 'pino';
+import { PluginCatalog } from '../core/index.js';
+import { VmConfig, formatIssues, toIssues, type VmConfigInput } from 'hvplug/protocol';
+import { formatSummary, progressPrinter, readExpectedFailures, runConformance, toJunit, type ConformanceOptions } from '../conformance/index.js';
+
+export const CONFORMANCE_HELP = `hvplug conformance: run the conformance suite against a plugin
+
+usage:
+  hvplug conformance [options] --plugin <name>
+  hvplug conformance [options] -- <command> [args...]
+
+Checks chosen from the method table and the plugin's capabilities: handshake and version negotiation,
+every method with valid and invalid params, refusal of what is not advertised, the VM state machine,
+idempotency, devices, events, snapshots, recovery, cancellation, stdout hygiene, exit on stdin EOF,
+concurrency; every message on the wire is held to the protocol's schemas.
+
+options:
+  --plugin <name>               a configured or discovered plugin (see hvplug plugins)
+  --config <file.toml>          plugins config file; default $HVPLUG_CONFIG
+  --plugin-dir <dir>            also look for hvplug-plugin-<name> executables here (repeatable)
+  --json <file>                 write the report as JSON ("-" for stdout)
+  --junit <file>                write the report as JUnit XML
+  --only <id|group>             run only these checks: an id, a dotted prefix (method.vm/pause), a
+                                group (device); * matches anything; repeatable or comma-separated
+  --skip <id|group>             leave these checks out, matched the same way
+  --expected-failures <file>    check ids known to fail (one per line, or a JSON list): they do not fail
+                                the run, and fail it when they pass
+  --vm-config <file.json>       merged into every VM config the suite creates (kernel, initrd, ...)
+  --call-timeout <seconds>      deadline of each call the suite makes (default 10)
+  --check-timeout <seconds>     deadline of each check (default 60)
+  --log-level <level>           show the plugin's stderr logs at this level (default: hidden)
+  --quiet                       no progress display, only the summary
+  -h, --help                    show this help
+
+exit status: 0 when nothing unexpected failed, 1 otherwise, 2 for a usage error, 130 when interrupted
+(Ctrl-C stops after the running check and still cleans up; a second Ctrl-C quits at once).`;
+
+class Usage extends Error {}
+
+const FLAGS = {
+  plugin: { type: 'string' },
+  config: { type: 'string' },
+  'plugin-dir': { type: 'string', multiple: true },
+  json: { type: 'string' },
+  junit: { type: 'string' },
+  only: { type: 'string', multiple: true },
+  skip: { type: 'string', multiple: true },
+  'expected-failures': { type: 'string' },
+  'vm-config': { type: 'string' },
+  'call-timeout': { type: 'string' },
+  'check-timeout': { type: 'string' },
+  'log-level': { type: 'string' },
+  quiet: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+function seconds(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value) || !(n > 0) || n > 3600) throw new Usage(`--${flag}: expected seconds from 0 to 3600, got "${value}"`);
+  return Math.round(n * 1000);
+}
+
+const list = (values: readonly string[] | undefined): string[] | undefined =>
+  values?.flatMap((v) => v.split(',')).map((v) => v.trim()).filter(Boolean);
+
+async function vmConfig(file: string | undefined): Promise<VmConfigInput | undefined> {
+  if (!file) return undefined;
+  let doc: unknown;
+  try {
+    doc = JSON.parse(await readFile(file, 'utf8'));
+  } catch (err) {
+    throw new Usage(`--vm-config: cannot read ${file}: ${(err as Error).message}`);
+  }
+  const parsed = VmConfig.partial().safeParse(doc);
+  if (!parsed.success) throw new Usage(`--vm-config: ${formatIssues(toIssues(parsed.error))}`);
+  return doc as VmConfigInput;
+}
+
+type Target = Pick<ConformanceOptions, 'command' | 'args' | 'env' | 'envPassthrough' | 'sha256'>;
+
+/** The plugin to test: a command after `--`, or a plugin found by name as the host would find it. */
+async function target(name: string | undefined, command: string[], config: string | undefined, dirs: string[] | undefined): Promise<Target> {
+  if (name !== undefined && command.length) throw new Usage('give either --plugin <name> or -- <command>, not both');
+  const [cmd, ...args] = command;
+  if (cmd !== undefined) return { command: cmd, args };
+  if (name === undefined) throw new Usage('no plugin: give --plugin <name> or -- <command> [args...]');
+  const spec = await new PluginCatalog({ configFile: config ?? process.env.HVPLUG_CONFIG, pluginDirs: dirs, pathEnv: process.env.PATH }).resolve(name);
+  return { command: spec.command, args: spec.args, env: spec.env, envPassthrough: spec.envPassthrough, sha256: spec.sha256 };
+}
+
+async function write(file: string, text: string): Promise<void> {
+  if (file === '-') process.stdout.write(text);
+  else await writeFile(file, text);
+}
+
+/** `hvplug conformance ...` (argv after the command name); answers the exit status. */
+export async function runConformanceCommand(argv: string[]): Promise<number> {
+  const dash = argv.indexOf('--');
+  const own = dash < 0 ? argv : argv.slice(0, dash);
+  const command = dash < 0 ? [] : argv.slice(dash + 1);
+  try {
+    const { values, positionals } = parseArgs({ args: own, options: FLAGS, strict: true, allowPositionals: true });
+    if (values.help) {
+      process.stdout.write(`${CONFORMANCE_HELP}\n`);
+      return 0;
+    }
+    if (positionals.length) throw new Usage(`unexpected argument "${positionals[0]}" (a plugin command goes after --)`);
+    const level = values['log-level'];
+    if (level !== undefined && !(LEVELS as readonly string[]).includes(level)) throw new Usage(`--log-level: expected one of ${LEVELS.join(', ')}`);
+    const plugin = await target(values.plugin, command, values.config, values['plugin-dir']);
+    const quiet = values.quiet ?? false;
+    // Ctrl-C ends the run after cleanup, so no VM it created outlives it; a second one does not wait.
+    const stop = new AbortController();
+    const onSignal = (): void => {
+      if (stop.signal.aborted) process.exit(130);
+      process.stderr.write('\nhvplug conformance: interrupted; cleaning up (again to quit at once)\n');
+      stop.abort();
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    // A report on stdout must not be interleaved with the progress display.
+    const progressTo = values.json === '-' ? process.stderr : process.stdout;
+    const report = await runConformance({
+      ...plugin,
+      only: list(values.only),
+      skip: list(values.skip),
+      expectedFailures: values['expected-failures'] ? await readExpectedFailures(values['expected-failures']) : undefined,
+      vmConfig: await vmConfig(values['vm-config']),
+      callTimeoutMs: seconds('call-timeout', values['call-timeout']),
+      checkTimeoutMs: seconds('check-timeout', values['check-timeout']),
+      logger: pino({ level: level ?? 'silent' }, pino.destination({ dest: 2, sync: true })),
+      onProgress: quiet ? undefined : progressPrinter(progressTo),
+      signal: stop.signal,
+    }).finally(() => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    });
+    if (values.json) await write(values.json, `${JSON.stringify(report, null, 2)}\n`);
+    if (values.junit) await write(values.junit, toJunit(report));
+    const tty = progressTo.isTTY === true;
+    progressTo.write(`${tty ? '\r\x1b[2K' : ''}${formatSummary(report, { color: tty && !process.env.NO_COLOR })}\n`);
+    if (report.interrupted) return 130;
+    return report.ok ? 0 : 1;
+  } catch (err) {
+    if (err instanceof Usage || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`hvplug conformance: ${(err as Error).message} (see: hvplug conformance --help)\n`);
+      return 2;
+    }
+    process.stderr.write(`hvplug conformance: ${(err as Error).message}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,84 @@
+import { DEVICE_TYPES, type Capabilities, type DeviceType } from 'hvplug/protocol';
+import { expect, type CheckDef } from '../check.js';
+import type { Fixture } from '../fixture.js';
+import { expectDeviceListed } from '../vm-report.js';
+
+type Plug = 'coldplug' | 'hotplug' | 'hotunplug';
+
+const WORDS: Record<Plug, string> = { coldplug: 'cold-plugged', hotplug: 'hot-plugged', hotunplug: 'hot-unplugged' };
+
+async function coldplug(fx: Fixture, type: DeviceType): Promise<void> {
+  // In the config at creation...
+  const inConfig = await fx.device(type, `${type}-c0`);
+  const vm = await fx.vmIn('created', { devices: [inConfig] });
+  await expectDeviceListed(fx, vm, inConfig.id, true, `after vm/create with a ${type} device`);
+  if (fx.advertised('vm/start')) {
+    const r = await vm.start(undefined, fx.opts('vm/start'));
+    expect(r.status === 'running', `a VM with a cold-plugged ${type} device did not start (status ${r.status})`);
+    await expectDeviceListed(fx, vm, inConfig.id, true, `after booting with a ${type} device`);
+  }
+  if (!fx.advertised('device/add')) return;
+  // ...and added before boot.
+  const second = await fx.vmIn('created');
+  const added = await fx.device(type, `${type}-c1`);
+  const r = await second.addDevice({ device: added }, fx.opts('device/add'));
+  expect(r.deviceId === added.id, `device/add answered deviceId ${r.deviceId} for ${added.id}`);
+  await expectDeviceListed(fx, second, added.id, true, `after cold device/add of a ${type} device`);
+  if (!fx.advertised('device/remove')) return;
+  await second.removeDevice({ deviceId: added.id }, fx.opts('device/remove'));
+  await expectDeviceListed(fx, second, added.id, false, `after cold device/remove of a ${type} device`);
+}
+
+async function hotplug(fx: Fixture, type: DeviceType): Promise<void> {
+  const vm = await fx.vmIn('running');
+  const device = await fx.device(type, `${type}-h0`);
+  const r = await vm.addDevice({ device }, fx.opts('device/add'));
+  expect(r.deviceId === device.id, `device/add answered deviceId ${r.deviceId} for ${device.id}`);
+  await expectDeviceListed(fx, vm, device.id, true, `after hot-plugging a ${type} device`);
+  if (fx.advertised('vm/info')) {
+    const { status } = await vm.info(undefined, fx.opts('vm/info'));
+    expect(status === 'running', `after hot-plugging a ${type} device the VM is ${status}`);
+  }
+}
+
+async function hotunplug(fx: Fixture, type: DeviceType, support: NonNullable<Capabilities['devices'][DeviceType]>): Promise<void> {
+  const device = await fx.device(type, `${type}-u0`);
+  const vm = await fx.vmIn('running', support.coldplug ? { devices: [device] } : {});
+  if (!support.coldplug) await vm.addDevice({ device }, fx.opts('device/add'));
+  await vm.removeDevice({ deviceId: device.id }, fx.opts('device/remove'));
+  await expectDeviceListed(fx, vm, device.id, false, `after hot-unplugging a ${type} device`);
+  if (fx.advertised('vm/info')) {
+    const { status } = await vm.info(undefined, fx.opts('vm/info'));
+    expect(status === 'running', `after hot-unplugging a ${type} device the VM is ${status}`);
+  }
+}
+
+function deviceCheck(type: DeviceType, plug: Plug, caps: Capabilities): CheckDef {
+  const support = caps.devices[type];
+  let skip: string | undefined;
+  if (!support) skip = `${type} devices not advertised`;
+  else if (!support[plug]) skip = `${type} devices cannot be ${WORDS[plug]} (capabilities)`;
+  else if (plug === 'hotunplug' && !support.coldplug && !support.hotplug) skip = `${type} devices cannot be attached at all`;
+  const needs = {
+    coldplug: ['vm/create'] as const,
+    hotplug: ['vm/create', 'vm/start', 'device/add'] as const,
+    hotunplug: support?.coldplug ? (['vm/create', 'vm/start', 'device/remove'] as const) : (['vm/create', 'vm/start', 'device/add', 'device/remove'] as const),
+  }[plug];
+  return {
+    id: `device.${type}.${plug}`,
+    title: `a ${type} device can be ${WORDS[plug]}`,
+    verifies: `Device support per type as advertised (${type}: ${plug}); the VM's info and config follow the device.`,
+    skip,
+    needs,
+    run: async (fx) => {
+      if (plug === 'coldplug') return coldplug(fx, type);
+      if (plug === 'hotplug') return hotplug(fx, type);
+      return hotunplug(fx, type, support as NonNullable<typeof support>);
+    },
+  };
+}
+
+/** For every device type of the protocol: cold-plug, hot-plug, hot-unplug, each skipped when not advertised. */
+export function deviceChecks(caps: Capabilities): CheckDef[] {
+  return DEVICE_TYPES.flatMap((type) => (['coldplug', 'hotplug', 'hotunplug'] as const).map((plug) => deviceCheck(type, plug, caps)));
+}

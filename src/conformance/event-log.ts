@@ -1,0 +1,116 @@
+import { statusAfter, VmEvent, type VmStatus } from 'hvplug/protocol';
+import type { WireMonitor, WireRecord } from './wire-monitor.js';
+
+/** One VM's existence in one plugin process: from the request that brought it up to its deletion. */
+interface Life {
+  origin: 'vm/create' | 'vm/restore' | 'vm/recover';
+  status: VmStatus | undefined;
+  lastSeq: number | undefined;
+  events: number;
+  deleted: boolean;
+}
+
+export interface EventViolation {
+  check: string;
+  vmId: string;
+  what: string;
+}
+
+const BRINGS_UP = new Set(['vm/create', 'vm/restore', 'vm/recover']);
+
+/**
+ * Follows every VM's event stream as it crosses the wire and notes what breaks the order the protocol
+ * promises: seq increasing, `created` first, transitions that fit the VM's status, nothing after delete.
+ */
+export class EventLog {
+  readonly violations: EventViolation[] = [];
+  private readonly lives = new Map<string, Life>();
+  /** VMs deleted since they were last brought up, in any process. */
+  private readonly gone = new Set<string>();
+  /** Successful deletions, for the leftover-process check: which VM, in which process, when. */
+  readonly deletions: { tag: string; vmId: string; at: number; check: string }[] = [];
+
+  constructor(private readonly wire: WireMonitor) {
+    wire.subscribe((r) => this.observe(r));
+  }
+
+  /** Deleted since it was last created, restored or recovered, by whichever plugin process. */
+  isDeleted(vmId: string): boolean {
+    return this.gone.has(vmId);
+  }
+
+  private observe(r: WireRecord): void {
+    const m = r.message;
+    if (r.direction === 'send' && typeof m.method === 'string' && BRINGS_UP.has(m.method) && m.id !== undefined) {
+      const vmId = (m.params as { vmId?: unknown } | undefined)?.vmId;
+      if (typeof vmId === 'string') {
+        this.gone.delete(vmId);
+        this.lives.set(`${r.tag} ${vmId}`, {
+          origin: m.method as Life['origin'],
+          status: undefined,
+          lastSeq: undefined,
+          events: 0,
+          deleted: false,
+        });
+      }
+      return;
+    }
+    if (r.direction !== 'receive') return;
+    if (m.method === 'vm/event') {
+      const parsed = VmEvent.safeParse(m.params);
+      // A malformed event is the wire check's to report.
+      if (parsed.success) this.onEvent(r, parsed.data);
+      return;
+    }
+    if (m.method === undefined && 'result' in m) {
+      const request = this.wire.requestOf(r.tag, m.id);
+      const vmId = (request?.params as { vmId?: unknown } | undefined)?.vmId;
+      if (request?.method === 'vm/delete' && typeof vmId === 'string') {
+        const life = this.lives.get(`${r.tag} ${vmId}`);
+        if (life) life.deleted = true;
+        this.gone.add(vmId);
+        this.deletions.push({ tag: r.tag, vmId, at: r.at, check: r.check });
+      }
+    }
+  }
+
+  private onEvent(r: WireRecord, e: VmEvent): void {
+    const v = (what: string): void => {
+      this.violations.push({ check: r.check, vmId: e.vmId, what: `${e.type} event (seq ${e.seq}): ${what}` });
+    };
+    const life = this.lives.get(`${r.tag} ${e.vmId}`);
+    if (!life) {
+      v('for a VM this plugin process never created, restored or recovered');
+      return;
+    }
+    if (life.deleted) v('after vm/delete was answered');
+    if (life.lastSeq !== undefined && e.seq <= life.lastSeq) v(`seq does not increase (previous ${life.lastSeq})`);
+    if (Number.isNaN(Date.parse(e.time))) v(`time ${JSON.stringify(e.time)} is not a date`);
+    const prev = life.status;
+    if (life.events === 0 && life.origin !== 'vm/recover' && e.type !== 'created') v('a new VM is announced by created before anything else');
+    switch (e.type) {
+      case 'created':
+        if (life.events > 0) v('created is not the first event of the VM');
+        if (life.origin === 'vm/recover') v('a recovered VM is not created anew');
+        break;
+      case 'running':
+        if (prev === 'running' || prev === 'paused') v(`the VM is already ${prev} (a paused VM resumes with "resumed")`);
+        break;
+      case 'resumed':
+        if (prev !== 'paused') v(`only a paused VM resumes; it was ${prev ?? 'not yet reported'}`);
+        break;
+      case 'paused':
+        if (prev === 'paused' || prev === 'stopped') v(`a ${prev} VM cannot pause`);
+        break;
+      case 'device-added':
+      case 'device-removed':
+        if (prev === 'crashed' || prev === 'lost') v(`the VM is ${prev}`);
+        break;
+      default:
+        break;
+    }
+    life.lastSeq = e.seq;
+    life.events++;
+    life.status = statusAfter(e) ?? life.status;
+  }
+}

@@ -1,0 +1,96 @@
+import type { Logger } from 'pino';
+import type { Capabilities, PluginInfo, VmConfigInput } from 'hvplug/protocol';
+
+export type CheckStatus = 'pass' | 'fail' | 'skipped';
+
+/** One verdict of the suite. */
+export interface CheckResult {
+  /** Stable across runs and plugins, e.g. `method.vm/pause.valid`; what --only, --skip and expected failures name. */
+  id: string;
+  title: string;
+  /** The first segment of the id: handshake, method, lifecycle, idempotency, device, events, ... */
+  group: string;
+  /** The part of the protocol the check holds the plugin to. */
+  verifies: string;
+  status: CheckStatus;
+  /** Why it was skipped, e.g. `vm/pause not advertised`. */
+  reason?: string;
+  /** Why it failed. */
+  message?: string;
+  durationMs: number;
+  /** Listed in the expected failures and did fail: reported, not counted against the run. */
+  expectedFailure?: boolean;
+}
+
+export interface Summary {
+  total: number;
+  passed: number;
+  /** Failures not listed as expected, including expected failures that passed. */
+  failed: number;
+  skipped: number;
+  expectedFailures: number;
+}
+
+export interface Report {
+  plugin: {
+    command: string;
+    args: string[];
+    info?: PluginInfo;
+    protocolVersion?: string;
+  };
+  capabilities?: Capabilities;
+  startedAt: string;
+  durationMs: number;
+  checks: CheckResult[];
+  summary: Summary;
+  /** Expected-failure ids that name no check of this suite (a typo, or a check since renamed). */
+  unknownExpectedFailures: string[];
+  /** Every process the suite started or learned of (plugins, VMMs); all gone when the run returns. */
+  pids: number[];
+  /** The run was stopped before its last check (options.signal). */
+  interrupted: boolean;
+  /** True when nothing unexpected failed and the run was not interrupted: the exit code is 0 exactly then. */
+  ok: boolean;
+}
+
+export type ProgressEvent =
+  | { type: 'begin'; total: number }
+  | { type: 'check-start'; id: string; title: string; index: number; total: number }
+  | { type: 'check-end'; result: CheckResult; index: number; total: number }
+  | { type: 'cleanup' };
+
+export interface ConformanceOptions {
+  /** The plugin executable, run without a shell. */
+  command: string;
+  args?: readonly string[];
+  /** Variables set for the plugin, on top of the host's allow-list. */
+  env?: Readonly<Record<string, string>>;
+  /** Host variables the plugin may see beyond the allow-list. */
+  envPassthrough?: readonly string[];
+  /** SHA-256 pin of the executable, checked before every start as the host does. */
+  sha256?: string;
+  /** Run only checks whose id equals, or starts with `<entry>.`, one of these (or whose group is one). */
+  only?: readonly string[];
+  /** Leave out checks matched the same way. */
+  skip?: readonly string[];
+  /** Ids known to fail: their failure does not fail the run, and their passing does. */
+  expectedFailures?: readonly string[];
+  onProgress?: (event: ProgressEvent) => void;
+  /** Stops the run early (Ctrl-C): the running check is failed, the rest left out, and cleanup still runs. */
+  signal?: AbortSignal;
+  /**
+   * Merged into every VM config the suite creates: a real VMM needs a kernel and initrd (plus whatever
+   * its plugin section asks for) to boot at all.
+   */
+  vmConfig?: VmConfigInput;
+  /** Deadline of each protocol call the suite makes (capped by the method's own default). */
+  callTimeoutMs?: number;
+  /** Deadline of one check, cleanup not included. */
+  checkTimeoutMs?: number;
+  /** How long a plugin may take to exit on stdin EOF, and a VMM's processes to go after vm/delete. */
+  exitDeadlineMs?: number;
+  /** Receives the plugins' stderr logs (default: discarded). */
+  logger?: Logger;
+  /** Parent of the suite's temporary directory (default: the OS temp dir). */
+  workDir?: string;
+}
