@@ -1,4 +1,5 @@
-import { z } from 'zod';
+// A namespace import lets esbuild keep only the zod a plugin uses (`import { z }` pulls in all of it, locales too).
+import * as z from 'zod';
 import { AbsPath, Device, Id } from './devices.js';
 
 
@@ -78,7 +79,6 @@ export function statusAfter(event: VmEvent): VmStatus | undefined {
       return 'created';
     case 'running':
     case 'resumed':
-    case 'recovered':
       return 'running';
     case 'paused':
       return 'paused';
@@ -89,6 +89,7 @@ export function statusAfter(event: VmEvent): VmStatus | undefined {
       return 'crashed';
     case 'lost':
       return 'lost';
+    // 'recovered' carries no status of its own: the vm/recover answer says whether it runs, is paused, ...
     default:
       return undefined;
   }

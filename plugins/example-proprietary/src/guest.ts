@@ -1,0 +1,191 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { errors } from 'hvplug/plugin-sdk';
+import { cancelled } from './failures.js';
+import { consoleTail, guestArgv, readConsole, type GuestArgs } from './guest-program.js';
+import { identityOf, isRunning, isStopped, type ProcessIdentity } from './proc.js';
+
+export interface ExitInfo {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /**
+   * `parent`: we started the guest and the kernel told us how it ended. `observer`: we re-attached to it
+   * and only saw it vanish from /proc; the code then comes from its console's power-off line, and the
+   * signal is known only when it was ours.
+   */
+  seenAs: 'parent' | 'observer';
+}
+
+/** How often a re-attached guest, which is not our child and sends us no SIGCHLD, is checked for life. */
+const OBSERVE_MS = 200;
+/** How often to look while a call is waiting on the guest (boot, pause, stop). */
+const STEP_MS = 20;
+
+/**
+ * One guest process: started by this plugin process or re-attached from its identity. It runs in its
+ * own process group, detached from the plugin, so a plugin crash or upgrade never takes a VM down.
+ */
+export class Guest {
+  readonly exited: Promise<ExitInfo>;
+  private resolveExit: (info: ExitInfo) => void = () => undefined;
+  private gone = false;
+  private observer: NodeJS.Timeout | undefined;
+  private killedBy: NodeJS.Signals | null = null;
+
+  private constructor(
+    readonly identity: ProcessIdentity,
+    readonly consolePath: string,
+    /** Where this boot's console output starts. */
+    readonly consoleOffset: number,
+    private readonly child?: ChildProcess,
+  ) {
+    this.exited = new Promise((resolve) => (this.resolveExit = resolve));
+  }
+
+  get pid(): number {
+    return this.identity.pid;
+  }
+
+  static async spawn(args: GuestArgs, consolePath: string): Promise<Guest> {
+    const offset = await stat(consolePath).then(
+      (s) => s.size,
+      () => 0,
+    );
+    const fd = openSync(consolePath, 'a');
+    let child: ChildProcess;
+    try {
+      child = spawn(process.execPath, guestArgv(args), {
+        // Its own session and process group: no signal aimed at the plugin's group reaches it.
+        detached: true,
+        stdio: ['ignore', fd, fd],
+        // The guest needs nothing from the plugin's environment, and is given nothing of it.
+        env: {},
+      });
+    } finally {
+      closeSync(fd);
+    }
+    const pid = child.pid;
+    const identity = pid === undefined ? undefined : identityOf(pid);
+    if (identity === undefined) {
+      const err = await new Promise<Error | undefined>((resolve) => {
+        child.once('error', resolve);
+        setImmediate(() => resolve(undefined));
+      });
+      throw errors.vmmFailure(`could not start the guest process: ${err?.message ?? 'it vanished at once'}`);
+    }
+    const guest = new Guest(identity, consolePath, offset, child);
+    child.once('exit', guest.onChildExit);
+    // The plugin may exit while the guest runs on.
+    child.unref();
+    return guest;
+  }
+
+  /**
+   * Takes back a guest started by another plugin process (or before vm/disconnect). When it is gone
+   * already, `exited` settles at once with what its console tells.
+   */
+  static attach(identity: ProcessIdentity, consolePath: string): Guest {
+    const guest = new Guest(identity, consolePath, 0);
+    guest.observer = setInterval(() => guest.observe(), OBSERVE_MS).unref();
+    guest.observe();
+    return guest;
+  }
+
+  get alive(): boolean {
+    return !this.gone && isRunning(this.identity);
+  }
+
+  /** Stops watching: no exit will be reported by this handle any more. The process is left alone. */
+  detach(): void {
+    clearInterval(this.observer);
+    this.observer = undefined;
+    this.child?.off('exit', this.onChildExit);
+  }
+
+  /** Signals the guest's process group; false when the guest is gone (never a recycled pid). */
+  signal(sig: NodeJS.Signals): boolean {
+    if (!this.alive) return false;
+    try {
+      process.kill(-this.pid, sig);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Waits for the boot line on the console (and, for a restore, for the guest to have stopped itself). */
+  async booted(signal: AbortSignal, timeoutMs: number, paused: boolean): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (!this.alive) throw errors.vmmFailure(`the guest exited while booting: ${await consoleTail(this.consolePath)}`);
+      if (signal.aborted) throw cancelled('boot');
+      const reading = await readConsole(this.consolePath, this.consoleOffset);
+      if (reading.booted && (!paused || isStopped(this.pid))) return;
+      if (Date.now() > deadline) throw errors.vmmFailure(`the guest did not boot within ${timeoutMs} ms`);
+      await sleep(STEP_MS);
+    }
+  }
+
+  async pause(): Promise<void> {
+    this.signal('SIGSTOP');
+    if (!(await this.until(() => isStopped(this.pid), 5_000))) throw errors.vmmFailure(`guest ${this.pid} did not stop on SIGSTOP`);
+  }
+
+  async resume(): Promise<void> {
+    this.signal('SIGCONT');
+    if (!(await this.until(() => !isStopped(this.pid), 5_000))) throw errors.vmmFailure(`guest ${this.pid} did not continue on SIGCONT`);
+  }
+
+  /** Powers the guest off: SIGTERM, and SIGKILL when it has not gone within graceMs (at once for 0). */
+  async terminate(graceMs: number, signal?: AbortSignal): Promise<ExitInfo> {
+    if (graceMs > 0 && this.signal('SIGTERM')) {
+      // A stopped process acts on SIGTERM only once continued.
+      this.signal('SIGCONT');
+      await this.until(() => this.gone, graceMs, signal);
+    }
+    if (!this.gone) {
+      this.killedBy = 'SIGKILL';
+      this.signal('SIGKILL');
+      if (!(await this.until(() => this.gone, 5_000))) throw errors.vmmFailure(`guest ${this.pid} survived SIGKILL`);
+    }
+    return this.exited;
+  }
+
+  /** Polls `done` (and the guest's life) every few ms; false on timeout. Aborting rejects with Cancelled. */
+  private async until(done: () => boolean, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      this.observe();
+      if (done()) return true;
+      if (this.gone) return false;
+      if (signal?.aborted) throw cancelled('stop');
+      if (Date.now() > deadline) return false;
+      await sleep(STEP_MS);
+    }
+  }
+
+  /** For a guest that is not our child: notices its end by looking at /proc. */
+  private observe(): void {
+    if (this.child || this.gone || isRunning(this.identity)) return;
+    this.gone = true;
+    clearInterval(this.observer);
+    void readConsole(this.consolePath).then((reading) =>
+      this.finish({
+        code: reading.powerOff?.code ?? null,
+        signal: reading.powerOff ? null : this.killedBy,
+        seenAs: 'observer',
+      }),
+    );
+  }
+
+  private readonly onChildExit = (code: number | null, signal: NodeJS.Signals | null): void => {
+    this.finish({ code, signal, seenAs: 'parent' });
+  };
+
+  private finish(info: ExitInfo): void {
+    this.gone = true;
+    this.resolveExit(info);
+  }
+}

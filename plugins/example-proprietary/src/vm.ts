@@ -1,0 +1,467 @@
+import { rm } from 'node:fs/promises';
+import { errors, type CallContext, type EventInput } from 'hvplug/plugin-sdk';
+import type { Device, ResultInputOf, VmConfig, VmStatus } from 'hvplug/protocol';
+import { deviceIssues, probeDevice } from './devices.js';
+import { cancelled, invalidParams, invalidParamsIssues } from './failures.js';
+import { Guest, type ExitInfo } from './guest.js';
+import { readConsole } from './guest-program.js';
+import { writeGuestRecord } from './guest-record.js';
+import { hotpluggable } from './machines.js';
+import { isRunning, isStopped, type ProcessIdentity } from './proc.js';
+import { Serial } from './serial.js';
+import type { GuestSettings } from './settings.js';
+import { writeSnapshot, SNAPSHOT_FORMAT, SNAPSHOT_VERSION } from './snapshot.js';
+import { encodeState, STATE_FORMAT, STATE_VERSION, type ExitRecord, type VmState } from './state.js';
+
+type VmResult = ResultInputOf<'vm/start'>;
+
+const LIVE: readonly VmStatus[] = ['running', 'paused'];
+const BOOT_TIMEOUT_MS = 30_000;
+/** vm/delete stops a running guest first, gracefully but briefly. */
+const DELETE_GRACE_MS = 2_000;
+
+export interface VmInit {
+  vmId: string;
+  config: VmConfig;
+  settings: GuestSettings;
+  dir: string;
+  consolePath: string;
+  agentSocketPath: string;
+  emit: (event: EventInput) => void;
+  status: VmStatus;
+  vcpus: number;
+  memoryMiB: number;
+  devices: Device[];
+  lastExit: ExitRecord | null;
+}
+
+function describeExit(info: ExitInfo, requested: boolean): string {
+  const how =
+    info.signal !== null
+      ? `killed by ${info.signal}`
+      : info.code !== null
+        ? info.code === 0
+          ? 'powered off'
+          : `exited with code ${info.code}`
+        : 'vanished without powering off (it was not our child: how it ended is unknown)';
+  return requested ? `stopped on request: ${how}` : `the guest ${how}`;
+}
+
+/** One simulated VM: its status machine, its guest process, its devices. */
+export class SimVm {
+  readonly id: string;
+  readonly dir: string;
+  readonly consolePath: string;
+  readonly agentSocketPath: string;
+  readonly config: VmConfig;
+  readonly settings: GuestSettings;
+  private current: VmStatus;
+  private vcpus: number;
+  private memoryMiB: number;
+  private devices: Device[];
+  private lastExit: ExitRecord | null;
+  private readonly emitEvent: (event: EventInput) => void;
+  /** The watched guest; undefined when there is none, or after vm/disconnect. */
+  private guest: Guest | undefined;
+  /** The guest's identity, kept across vm/disconnect to take it back. */
+  private identity: ProcessIdentity | undefined;
+  private stopping = false;
+  private deleted = false;
+  private exitHandled: Promise<void> = Promise.resolve();
+  private readonly serial = new Serial();
+  private readonly waiters = new Set<() => void>();
+
+  constructor(init: VmInit) {
+    this.id = init.vmId;
+    this.dir = init.dir;
+    this.consolePath = init.consolePath;
+    this.agentSocketPath = init.agentSocketPath;
+    this.config = init.config;
+    this.settings = init.settings;
+    this.current = init.status;
+    this.vcpus = init.vcpus;
+    this.memoryMiB = init.memoryMiB;
+    this.devices = init.devices;
+    this.lastExit = init.lastExit;
+    this.emitEvent = init.emit;
+  }
+
+  get status(): VmStatus {
+    return this.current;
+  }
+
+  // ---- state ----
+
+  state(): VmState {
+    return {
+      format: STATE_FORMAT,
+      version: STATE_VERSION,
+      status: this.status,
+      guest: this.identity ?? null,
+      dir: this.dir,
+      consolePath: this.consolePath,
+      agentSocketPath: this.agentSocketPath,
+      vcpus: this.vcpus,
+      memoryMiB: this.memoryMiB,
+      devices: this.devices,
+      lastExit: this.lastExit,
+    };
+  }
+
+  result(): VmResult {
+    return { status: this.status, state: encodeState(this.state()) };
+  }
+
+  private emit(event: EventInput extends infer E ? (E extends EventInput ? Omit<E, 'vmId'> : never) : never): void {
+    this.emitEvent({ ...event, vmId: this.id } as EventInput);
+  }
+
+  /** Tells the host the state changed outside a call that answers with it. */
+  private emitState(): void {
+    this.emit({ type: 'state', state: encodeState(this.state()) });
+  }
+
+  private require(allowed: readonly VmStatus[]): void {
+    if (!allowed.includes(this.status)) throw errors.invalidState(this.id, this.status, allowed);
+  }
+
+  /** Calls that change the VM run one at a time, and not at all once it is deleted. */
+  private exclusive<T>(task: () => Promise<T>): Promise<T> {
+    return this.serial.run(async () => {
+      if (this.deleted) throw errors.vmNotFound(this.id);
+      return task();
+    });
+  }
+
+  // ---- the guest process ----
+
+  private adopt(guest: Guest): void {
+    this.guest = guest;
+    this.identity = guest.identity;
+    this.exitHandled = guest.exited.then((info) => this.onExit(guest, info));
+  }
+
+  /** The guest ended: say how, and what the VM's status is now. */
+  private onExit(guest: Guest, info: ExitInfo): void {
+    if (this.guest !== guest) return;
+    this.guest = undefined;
+    this.identity = undefined;
+    const requested = this.stopping;
+    // Anything but a clean power-off that nobody asked for is a crash of the VM.
+    const crashed = !requested && info.code !== 0;
+    const reason = describeExit(info, requested);
+    this.lastExit = { code: info.code, signal: info.signal, reason };
+    this.current = crashed ? 'crashed' : 'stopped';
+    this.emit({ type: 'exited', code: info.code, signal: info.signal, reason });
+    if (crashed) this.emit({ type: 'crashed', reason });
+    else if (requested) this.emit({ type: 'stopped' });
+    if (!requested) this.emitState();
+    for (const wake of this.waiters) wake();
+    this.waiters.clear();
+  }
+
+  /** After vm/disconnect nobody watches the guest: a call that needs it takes it back first. */
+  async reconnect(): Promise<void> {
+    if (this.guest || !this.identity) return;
+    const guest = Guest.attach(this.identity, this.consolePath);
+    this.adopt(guest);
+    if (!guest.alive) await this.exitHandled;
+  }
+
+  /**
+   * Re-attaches to the guest of a state from another plugin process, or to the one its runtime
+   * directory names when the state is older than the guest. `lost` when the state had a guest and it is
+   * gone; the status of a found guest is what /proc says (stopped by SIGSTOP: paused).
+   */
+  recoverGuest(fromState: ProcessIdentity | null, fromDir: ProcessIdentity | undefined): void {
+    const identity = [fromState, fromDir].find((id): id is ProcessIdentity => !!id && isRunning(id));
+    if (identity) {
+      this.adopt(Guest.attach(identity, this.consolePath));
+      this.current = isStopped(identity.pid) ? 'paused' : 'running';
+    } else if (LIVE.includes(this.status) || fromState) {
+      this.current = 'lost';
+    }
+  }
+
+  private liveGuest(allowed: readonly VmStatus[]): Guest {
+    this.require(allowed);
+    if (!this.guest) throw errors.vmmFailure(`VM ${this.id} is ${this.status} but has no guest process`);
+    return this.guest;
+  }
+
+  private async launch(nextTick: number, paused: boolean, signal: AbortSignal): Promise<Guest> {
+    const guest = await Guest.spawn(
+      {
+        vmId: this.id,
+        nextTick,
+        tickMs: this.settings.tickMs,
+        powerOffAfterTicks: this.settings.powerOffAfterTicks,
+        agentSocketPath: this.agentSocketPath,
+        startPaused: paused,
+        threads: this.config.vcpus.max ?? this.config.vcpus.boot,
+      },
+      this.consolePath,
+    );
+    try {
+      await writeGuestRecord(this.dir, guest.identity);
+      await guest.booted(signal, BOOT_TIMEOUT_MS, paused);
+    } catch (err) {
+      await guest.terminate(0).catch(() => undefined);
+      throw err;
+    }
+    return guest;
+  }
+
+  // ---- lifecycle ----
+
+  /** Called once by the registry after creation; the VM exists from here on. */
+  announceCreated(): void {
+    this.emit({ type: 'created' });
+  }
+
+  start(ctx: CallContext): Promise<VmResult> {
+    return this.exclusive(async () => {
+      this.require(['created', 'stopped', 'crashed']);
+      ctx.progress('attaching devices', 5);
+      for (const d of this.devices) await probeDevice(d);
+      ctx.progress('starting the guest process', 20);
+      let guest: Guest;
+      try {
+        guest = await this.launch(0, false, ctx.signal);
+      } catch (err) {
+        throw ctx.signal.aborted ? cancelled('vm/start') : err;
+      }
+      this.adopt(guest);
+      this.current = 'running';
+      this.emit({ type: 'running' });
+      ctx.progress('the guest has booted', 100);
+      return this.result();
+    });
+  }
+
+  /** vm/restore's second half: the guest carries on from the snapshot's counter, stopped. */
+  async startRestored(nextTick: number, ctx: CallContext): Promise<VmResult> {
+    return this.exclusive(async () => {
+      for (const d of this.devices) await probeDevice(d);
+      ctx.progress('starting the guest process', 40);
+      let guest: Guest;
+      try {
+        guest = await this.launch(nextTick, true, ctx.signal);
+      } catch (err) {
+        throw ctx.signal.aborted ? cancelled('vm/restore') : err;
+      }
+      this.adopt(guest);
+      this.current = 'paused';
+      this.emit({ type: 'created' });
+      this.emit({ type: 'paused' });
+      ctx.progress('restored, paused', 100);
+      return this.result();
+    });
+  }
+
+  stop(force: boolean, graceMs: number, signal: AbortSignal): Promise<VmResult> {
+    return this.exclusive(async () => {
+      await this.reconnect();
+      // Stopping what is not running any more asks for nothing to be done.
+      if (this.status === 'stopped' || this.status === 'crashed') return this.result();
+      const guest = this.liveGuest(LIVE);
+      this.stopping = true;
+      try {
+        await guest.terminate(force ? 0 : graceMs, signal);
+        await this.exitHandled;
+      } finally {
+        this.stopping = false;
+      }
+      return this.result();
+    });
+  }
+
+  pause(): Promise<VmResult> {
+    return this.exclusive(async () => {
+      await this.reconnect();
+      await this.liveGuest(['running']).pause();
+      this.current = 'paused';
+      this.emit({ type: 'paused' });
+      return this.result();
+    });
+  }
+
+  resume(): Promise<VmResult> {
+    return this.exclusive(async () => {
+      await this.reconnect();
+      await this.liveGuest(['paused']).resume();
+      this.current = 'running';
+      this.emit({ type: 'resumed' });
+      return this.result();
+    });
+  }
+
+  /** Resolves once the guest no longer runs; a VM that does not run answers at once. */
+  async wait(signal: AbortSignal): Promise<ResultInputOf<'vm/wait'>> {
+    await this.reconnect();
+    if (LIVE.includes(this.status)) {
+      await new Promise<void>((resolve, reject) => {
+        const onAbort = (): void => {
+          this.waiters.delete(done);
+          reject(cancelled('vm/wait'));
+        };
+        const done = (): void => {
+          signal.removeEventListener('abort', onAbort);
+          resolve();
+        };
+        if (signal.aborted) return onAbort();
+        this.waiters.add(done);
+        signal.addEventListener('abort', onAbort, { once: true });
+      });
+    }
+    return {
+      status: this.status,
+      exitCode: this.lastExit?.code ?? null,
+      reason: this.deleted ? 'the VM was deleted' : (this.lastExit?.reason ?? `the VM is ${this.status}`),
+    };
+  }
+
+  save(path: string, ctx: CallContext): Promise<ResultInputOf<'vm/save'>> {
+    return this.exclusive(async () => {
+      await this.reconnect();
+      const guest = this.liveGuest(['paused']);
+      ctx.progress('reading the guest state', 10);
+      const reading = await readConsole(this.consolePath, guest.consoleOffset);
+      ctx.progress('writing the snapshot', 50);
+      const sizeBytes = await writeSnapshot(path, {
+        format: SNAPSHOT_FORMAT,
+        version: SNAPSHOT_VERSION,
+        vmId: this.id,
+        savedAt: new Date().toISOString(),
+        config: { ...this.config, devices: this.devices },
+        vcpus: this.vcpus,
+        memoryMiB: this.memoryMiB,
+        nextTick: reading.nextTick ?? 0,
+      });
+      ctx.progress('saved', 100);
+      return { path, sizeBytes, state: encodeState(this.state()) };
+    });
+  }
+
+  /** Stops the guest if it runs and releases the runtime directory. */
+  delete(): Promise<void> {
+    return this.exclusive(async () => {
+      await this.reconnect();
+      if (this.guest) {
+        this.stopping = true;
+        try {
+          await this.guest.terminate(DELETE_GRACE_MS);
+          await this.exitHandled;
+        } finally {
+          this.stopping = false;
+        }
+      }
+      this.deleted = true;
+      this.guest?.detach();
+      await rm(this.dir, { recursive: true, force: true });
+      for (const wake of this.waiters) wake();
+      this.waiters.clear();
+    });
+  }
+
+  disconnect(): Promise<void> {
+    return this.exclusive(async () => {
+      this.guest?.detach();
+      this.guest = undefined;
+    });
+  }
+
+  /** Stops watching without touching the guest: the plugin process is going away. */
+  release(): void {
+    this.guest?.detach();
+  }
+
+  // ---- devices and sizes ----
+
+  private requireHotplug(method: string): void {
+    if (LIVE.includes(this.status) && !hotpluggable(this.config.machine)) {
+      throw errors.notSupported(method, `machine ${this.config.machine} has no hotplug`);
+    }
+  }
+
+  addDevice(device: Device): Promise<ResultInputOf<'device/add'>> {
+    return this.exclusive(async () => {
+      await this.reconnect();
+      this.require(['created', 'running', 'paused', 'stopped']);
+      if (this.devices.some((d) => d.id === device.id)) throw errors.alreadyExists(device.id);
+      this.requireHotplug('device/add');
+      const issues = deviceIssues(device, ['device']);
+      if (issues.length) throw invalidParamsIssues('device/add', issues);
+      await probeDevice(device);
+      this.devices = [...this.devices, device];
+      this.emit({ type: 'device-added', deviceId: device.id });
+      return { deviceId: device.id, state: encodeState(this.state()) };
+    });
+  }
+
+  removeDevice(deviceId: string): Promise<ResultInputOf<'device/remove'>> {
+    return this.exclusive(async () => {
+      await this.reconnect();
+      this.require(['created', 'running', 'paused', 'stopped']);
+      if (!this.devices.some((d) => d.id === deviceId)) throw invalidParams('device/remove', ['deviceId'], `VM ${this.id} has no device ${deviceId}`);
+      this.requireHotplug('device/remove');
+      this.devices = this.devices.filter((d) => d.id !== deviceId);
+      this.emit({ type: 'device-removed', deviceId });
+      return { state: encodeState(this.state()) };
+    });
+  }
+
+  resizeVcpus(count: number): Promise<ResultInputOf<'vm/resizeVcpus'>> {
+    return this.exclusive(async () => {
+      await this.reconnect();
+      this.require(['created', 'running', 'paused']);
+      const max = this.config.vcpus.max ?? this.config.vcpus.boot;
+      if (count > max) throw invalidParams('vm/resizeVcpus', ['count'], `VM ${this.id} has at most ${max} vCPUs (vcpus.max)`);
+      if (count !== this.vcpus) this.requireHotplug('vm/resizeVcpus');
+      this.vcpus = count;
+      this.emitState();
+      return { vcpus: count };
+    });
+  }
+
+  resizeMemory(sizeMiB: number): Promise<ResultInputOf<'vm/resizeMemory'>> {
+    return this.exclusive(async () => {
+      await this.reconnect();
+      this.require(['created', 'running', 'paused']);
+      const max = this.config.memory.maxMiB ?? this.config.memory.sizeMiB;
+      if (sizeMiB > max) throw invalidParams('vm/resizeMemory', ['sizeMiB'], `VM ${this.id} has at most ${max} MiB (memory.maxMiB)`);
+      if (sizeMiB !== this.memoryMiB) this.requireHotplug('vm/resizeMemory');
+      this.memoryMiB = sizeMiB;
+      this.emitState();
+      return { memoryMiB: sizeMiB };
+    });
+  }
+
+  // ---- what queries read ----
+
+  /** The guest's pid while its process exists, watched or not (after vm/disconnect). */
+  guestPid(): number | undefined {
+    return this.identity && isRunning(this.identity) ? this.identity.pid : undefined;
+  }
+
+  get watched(): boolean {
+    return this.guest !== undefined;
+  }
+
+  /** Where the running guest's console output starts (0: unknown, read the tail). */
+  get consoleOffset(): number {
+    return this.guest?.consoleOffset ?? 0;
+  }
+
+  get hardware(): { vcpus: number; memoryMiB: number; devices: readonly Device[] } {
+    return { vcpus: this.vcpus, memoryMiB: this.memoryMiB, devices: this.devices };
+  }
+
+  get exit(): ExitRecord | null {
+    return this.lastExit;
+  }
+
+  usesFile(path: string): boolean {
+    return this.devices.some((d) => d.type === 'block' && d.path === path);
+  }
+}
