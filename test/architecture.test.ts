@@ -55,7 +55,10 @@ describe('dependency rule', () => {
     const bad: string[] = [];
     for (const file of await sourceFiles('plugins')) {
       const text = await readFile(join(root, file), 'utf8');
-      if (/from\s+['"](\.\.\/)+src\//.test(text)) bad.push(file);
+      for (const m of text.matchAll(/from\s+['"](\.[^'"]+)['"]/g)) {
+        const target = relative(root, join(root, file, '..', m[1]!));
+        if (target.startsWith('src/')) bad.push(`${file} imports ${m[1]}`);
+      }
     }
     expect(bad).toEqual([]);
   });
