@@ -1,0 +1,59 @@
+import type { z } from 'zod';
+import { validate, type FlagTable, type RawArgs } from './args.js';
+import type { CliContext } from './context.js';
+import { UsageError } from './errors.js';
+
+export interface Positional {
+  readonly name: string;
+  readonly required: boolean;
+  readonly help: string;
+}
+
+/** A subcommand as main.ts and the help renderer see it, its option types erased. */
+export interface Command {
+  readonly name: string;
+  /** One line, for `hvplug help`. */
+  readonly summary: string;
+  /** Paragraphs shown by `hvplug <command> --help`. */
+  readonly description: string;
+  readonly flags: FlagTable;
+  readonly positionals: readonly Positional[];
+  /** Returns the exit status. */
+  execute(raw: RawArgs, ctx: CliContext): Promise<number>;
+}
+
+/** A command that parses its own argv (everything after its name); returns the exit status. */
+export interface RawCommand {
+  readonly name: string;
+  readonly summary: string;
+  run(argv: string[]): Promise<number>;
+}
+
+export interface CommandDef<S extends z.ZodType> extends Omit<Command, 'execute'> {
+  /** Keys are flag names and positional names; values arrive as parsed by parseFlags. */
+  readonly options: S;
+  action(options: z.output<S>, ctx: CliContext): Promise<number>;
+}
+
+/** Binds a command's zod schema to its action, checking positionals and flag values before it runs. */
+export function defineCommand<S extends z.ZodType>(def: CommandDef<S>): Command {
+  return {
+    name: def.name,
+    summary: def.summary,
+    description: def.description,
+    flags: def.flags,
+    positionals: def.positionals,
+    async execute(raw, ctx) {
+      const input: Record<string, unknown> = { ...raw.flags };
+      def.positionals.forEach((p, i) => {
+        const value = raw.positionals[i];
+        if (value === undefined && p.required) throw new UsageError(`missing <${p.name}> (${p.help})`);
+        input[p.name] = value;
+      });
+      const extra = raw.positionals[def.positionals.length];
+      if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}"`);
+      const options = validate(def.options, input, def.positionals.map((p) => p.name));
+      return def.action(options, ctx);
+    },
+  };
+}

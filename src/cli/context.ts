@@ -1,0 +1,65 @@
+import pino, { type Logger } from 'pino';
+import { z } from 'zod';
+import { InitializeParams } from 'hvplug/protocol';
+import { PluginHost } from '../core/index.js';
+import { dirPath, existingDir, existingFile, flagSet, type FlagTable } from './args.js';
+import { Output } from './output.js';
+
+/** Accepted before the command, and after it unless the command has a flag of the same name. */
+export const GLOBAL_FLAGS = {
+  config: { type: 'string', value: '<file.toml>', help: 'plugins config file (TOML, [plugins.<name>] tables); default $HVPLUG_CONFIG' },
+  'plugin-dir': { type: 'string', multiple: true, value: '<dir>', help: 'also look for hvplug-plugin-<name> executables here (repeatable)' },
+  'state-dir': { type: 'string', value: '<dir>', help: 'VM records and plugin state; default $HVPLUG_STATE_DIR, else $XDG_STATE_HOME/hvplug' },
+  'runtime-dir': { type: 'string', value: '<dir>', help: 'sockets, pidfiles and consoles; default $HVPLUG_RUNTIME_DIR, else $XDG_RUNTIME_DIR/hvplug' },
+  'log-level': { type: 'string', value: '<level>', help: 'stderr log level: trace, debug, info, warn (default), error, fatal, silent' },
+  help: { type: 'boolean', short: 'h', help: 'show help' },
+  version: { type: 'boolean', help: 'print the hvplug version' },
+} as const satisfies FlagTable;
+
+const LogLevel = InitializeParams.shape.logLevel.unwrap();
+
+export const GlobalOptions = z.object({
+  config: existingFile().optional(),
+  'plugin-dir': z.array(existingDir()).default([]),
+  'state-dir': dirPath().optional(),
+  'runtime-dir': dirPath().optional(),
+  'log-level': z
+    .string()
+    .transform((s, ctx) => {
+      const level = LogLevel.safeParse(s);
+      if (level.success) return level.data;
+      ctx.addIssue({ code: 'custom', message: `expected one of ${LogLevel.options.join(', ')}, got "${s}"` });
+      return z.NEVER;
+    })
+    .optional(),
+  help: flagSet(),
+  version: flagSet(),
+});
+export type GlobalOptions = z.output<typeof GlobalOptions>;
+
+/** What every command gets: the global options and the means to reach plugins. */
+export class CliContext {
+  readonly logger: Logger;
+
+  constructor(readonly globals: GlobalOptions) {
+    // Synchronous so that a log line written just before exit is not lost.
+    this.logger = pino({ name: 'hvplug', level: globals['log-level'] ?? 'warn' }, pino.destination({ dest: 2, sync: true }));
+  }
+
+  output(json: boolean): Output {
+    return new Output(json);
+  }
+
+  /** A host configured from the global options; nothing starts until a plugin is asked for. */
+  openHost(): PluginHost {
+    const g = this.globals;
+    return new PluginHost({
+      configFile: g.config,
+      pluginDirs: g['plugin-dir'],
+      stateDir: g['state-dir'],
+      runtimeDir: g['runtime-dir'],
+      logLevel: g['log-level'] ?? 'warn',
+      logger: this.logger,
+    });
+  }
+}

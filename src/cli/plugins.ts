@@ -1,0 +1,27 @@
+import { z } from 'zod';
+import { flagSet } from './args.js';
+import { defineCommand } from './command.js';
+import { EXIT_OK } from './errors.js';
+import { table } from './output.js';
+
+export const pluginsCommand = defineCommand({
+  name: 'plugins',
+  summary: 'list the plugins hvplug can find',
+  description:
+    'Lists every plugin by name, first source winning: the config file (--config or $HVPLUG_CONFIG), ' +
+    'hvplug-plugin-<name> executables in --plugin-dir directories and on PATH, then the plugins bundled with hvplug. ' +
+    'Nothing is started; use `hvplug inspect <plugin>` to see what a plugin supports.',
+  flags: { json: { type: 'boolean', help: 'a JSON array of {name, source, command, args, isolation}' } },
+  positionals: [],
+  options: z.object({ json: flagSet() }),
+  async action({ json }, ctx) {
+    const specs = await ctx.openHost().catalog.list();
+    const rows = specs.map((s) => ({ name: s.name, source: s.source, command: s.command, args: s.args, isolation: s.isolation }));
+    ctx.output(json).document(rows, () =>
+      rows.length === 0
+        ? 'no plugins found'
+        : table([['NAME', 'SOURCE', 'COMMAND'], ...rows.map((r) => [r.name, r.source, [r.command, ...r.args].join(' ')])]),
+    );
+    return EXIT_OK;
+  },
+});

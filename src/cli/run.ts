@@ -1,0 +1,95 @@
+import { z } from 'zod';
+import { HvplugError, PluginSpec } from '../core/index.js';
+import { existingFile, flagSet, intValue, nonEmpty, secondsValue } from './args.js';
+import { defineCommand } from './command.js';
+import { CliFailure, EXIT_OK } from './errors.js';
+import { RunEnding, watchSignals } from './run-ending.js';
+import { describePlugin, PREFIX, verdict } from './run-format.js';
+import { reasonJson, VmSession } from './vm-session.js';
+import { buildVmConfig, defaultPlugin } from './vm-config.js';
+
+const RunOptions = z.object({
+  plugin: PluginSpec.shape.name.optional(),
+  kernel: existingFile().optional(),
+  initrd: existingFile().optional(),
+  cmdline: z.string().optional(),
+  vcpus: intValue(1, 512).optional(),
+  memory: intValue(16, 16 * 1024 * 1024).optional(),
+  machine: nonEmpty('a machine type').optional(),
+  config: existingFile().optional(),
+  timeout: secondsValue().optional(),
+  json: flagSet(),
+});
+
+export const runCommand = defineCommand({
+  name: 'run',
+  summary: 'boot a VM through a plugin, show its events and console, stop it cleanly',
+  description:
+    'Creates and boots a VM through the plugin, prints its lifecycle events and its console as the guest writes it, ' +
+    'and stops then deletes the VM on Ctrl-C or SIGTERM (a second one forces it off), when the guest ends, or after --timeout. ' +
+    'Exits 0 when the run ended as asked (interrupted, timed out, or the guest powered off); 1 when the guest crashed, ' +
+    'exited with an error or the plugin failed. Without --kernel the plugin boots its default guest. ' +
+    'The plugins config goes before the command: hvplug --config plugins.toml run --config vm.json.',
+  flags: {
+    plugin: { type: 'string', value: '<name>', help: 'plugin to use (default: qemu when qemu-system-x86_64 and its plugin are installed, else example-proprietary)' },
+    kernel: { type: 'string', value: '<path>', help: 'guest kernel (default: the plugin\'s own guest)' },
+    initrd: { type: 'string', value: '<path>', help: 'initial ramdisk' },
+    cmdline: { type: 'string', value: '<string>', help: 'kernel command line (with --kernel or a kernel in --config)' },
+    vcpus: { type: 'string', value: '<n>', help: 'vCPUs at boot, 1-512' },
+    memory: { type: 'string', value: '<MiB>', help: 'memory size in MiB, at least 16' },
+    machine: { type: 'string', value: '<type>', help: 'plugin-specific machine type, e.g. q35 or microvm' },
+    config: { type: 'string', value: '<vm.json>', help: 'VM config as JSON (the protocol\'s VmConfig); the flags above override its fields' },
+    timeout: { type: 'string', value: '<seconds>', help: 'stop the VM this long after the boot began' },
+    json: { type: 'boolean', help: 'one JSON object per line: plugin, event, vm, console-source, console, ending, deleted, result' },
+  },
+  positionals: [],
+  options: RunOptions,
+  async action(opts, ctx) {
+    const out = ctx.output(opts.json);
+    // Bad flags and config files are reported before any process starts.
+    const config = await buildVmConfig(opts);
+    const plugin = opts.plugin ?? defaultPlugin();
+    const ending = new RunEnding();
+    const unwatch = watchSignals(ending, (signal, step) => {
+      if (step === 'force') {
+        ctx.logger.warn({ signal }, 'forcing the VM off');
+        return;
+      }
+      process.stderr.write(`hvplug: ${signal} again: leaving now; the VM may still be running\n`);
+      process.exit(130);
+    });
+    const host = ctx.openHost();
+    host.on('plugin-failed', (e) => {
+      if (e.plugin === plugin) ending.end({ kind: 'plugin-failed', error: e.error });
+    });
+    let vmId: string | undefined;
+    try {
+      const hv = await host.hypervisor(plugin);
+      out.record({ type: 'plugin', plugin, ...hv.info.plugin, protocolVersion: hv.info.protocolVersion }, describePlugin(hv.info));
+      const reason = ending.reason;
+      if (reason) {
+        // Interrupted while the plugin was starting: there is no VM to stop.
+        out.record({ type: 'result', ok: true, ...reasonJson(reason) }, undefined);
+        return EXIT_OK;
+      }
+      // The host drops a deleted VM's record in the background and close() does not wait for it; awaiting
+      // the same delete here keeps a CLI that exits right after from leaving a stale record behind.
+      const session = new VmSession(hv, out, ending, ctx.logger, (id) => host.store.delete(id));
+      vmId = session.vmId;
+      const ended = await session.run(config, opts.timeout);
+      const v = verdict(ended);
+      out.record({ type: 'result', ok: v.ok, vmId, ...reasonJson(ended), ...(v.ok ? {} : { message: v.message }) }, v.ok ? `${PREFIX} done` : undefined);
+      if (!v.ok) throw new CliFailure(v.message);
+      return EXIT_OK;
+    } catch (err) {
+      if (!(err instanceof CliFailure)) {
+        const code = err instanceof HvplugError ? err.code : 'Error';
+        out.record({ type: 'result', ok: false, ...(vmId ? { vmId } : {}), error: { code, message: err instanceof Error ? err.message : String(err) } }, undefined);
+      }
+      throw err;
+    } finally {
+      await host.close();
+      unwatch();
+    }
+  },
+});
