@@ -76,6 +76,8 @@ export class PluginHost extends EventEmitter<HostEvents> {
   private readonly created = new Map<string, string>();
   private readonly createdAt = new Map<string, string>();
   private closed = false;
+  /** Record writes in flight; close() waits for them so an exiting embedder leaves no stale record. */
+  private readonly writes = new Set<Promise<unknown>>();
 
   constructor(private readonly opts: PluginHostOptions = {}) {
     super();
@@ -174,7 +176,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
       onVmGone: (vmId) => {
         this.created.delete(vmId);
         this.createdAt.delete(vmId);
-        return this.store.delete(vmId).catch((err: Error) => this.logger.error({ vmId, err: err.message }, 'cannot delete VM record'));
+        return this.track(this.store.delete(vmId)).catch((err: Error) => this.logger.error({ vmId, err: err.message }, 'cannot delete VM record'));
       },
       onViolation: (err) => this.logger.warn({ plugin: spec.name, err: err.message }, 'plugin protocol violation'),
     });
@@ -198,12 +200,18 @@ export class PluginHost extends EventEmitter<HostEvents> {
     };
   }
 
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.writes.add(p);
+    void p.finally(() => this.writes.delete(p)).catch(() => undefined);
+    return p;
+  }
+
   private async persist(plugin: string, u: VmRecordUpdate): Promise<void> {
     const now = new Date().toISOString();
     const createdAt = this.createdAt.get(u.vmId) ?? now;
     this.createdAt.set(u.vmId, createdAt);
     const record: VmRecord = { vmId: u.vmId, plugin, config: u.config, state: u.state, status: u.status, createdAt, updatedAt: now };
-    await this.store.put(record);
+    await this.track(this.store.put(record));
   }
 
   /** vm/recover for one VM; a VM that cannot be re-attached is reported lost (event, status, record), not forgotten. */
@@ -288,5 +296,6 @@ export class PluginHost extends EventEmitter<HostEvents> {
         await rt.channel.close();
       }),
     );
+    await Promise.allSettled([...this.writes]);
   }
 }

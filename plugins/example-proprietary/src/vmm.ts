@@ -63,7 +63,7 @@ export class Vmm {
   async create(vmId: string, input: VmConfig): Promise<VmResult> {
     return this.bringUp(vmId, async () => {
       const { config, settings, warnings } = await normalizeConfig(input);
-      for (const w of warnings) this.session?.log.warn({ vmId }, w);
+      for (const w of warnings) this.session?.log.info({ vmId }, w);
       const paths = this.paths(vmId);
       await mkdir(paths.dir, { recursive: true, mode: 0o700 });
       await writeFile(paths.consolePath, '', { flag: 'a' });
