@@ -261,7 +261,7 @@ describe('errors', () => {
     [['inspect'], /missing <plugin>/],
     [['spec', 'extra'], /unexpected argument "extra"/],
     [['--log-level', 'loud', 'spec'], /--log-level: expected one of trace, debug/],
-    [['frobnicate'], /^hvplug: unknown command "frobnicate"; commands: run, plugins, inspect, spec, conformance, help \(see: hvplug --help\)$/],
+    [['frobnicate'], /^hvplug: unknown command "frobnicate"; commands: run, ps, stop, pause, resume, plugins, inspect, spec, conformance, help \(see: hvplug --help\)$/],
     [[], /no command given/],
   ];
   for (const [args, message] of cases) {

@@ -13,8 +13,9 @@ import { inspectCommand } from './inspect.js';
 import { pluginsCommand } from './plugins.js';
 import { runCommand } from './run.js';
 import { specCommand } from './spec.js';
+import { pauseCommand, psCommand, resumeCommand, stopCommand } from './vms.js';
 
-export const COMMANDS: readonly Command[] = [runCommand, pluginsCommand, inspectCommand, specCommand];
+export const COMMANDS: readonly Command[] = [runCommand, psCommand, stopCommand, pauseCommand, resumeCommand, pluginsCommand, inspectCommand, specCommand];
 
 /** Commands that parse their own arguments (conformance passes everything after `--` to the plugin). */
 export const RAW_COMMANDS: readonly RawCommand[] = [

@@ -2,11 +2,12 @@ import { z } from 'zod';
 import { HvplugError, PluginSpec } from '../core/index.js';
 import { existingFile, flagSet, intValue, nonEmpty, secondsValue } from './args.js';
 import { defineCommand } from './command.js';
-import { CliFailure, EXIT_OK } from './errors.js';
+import { CliFailure, EXIT_OK, UsageError } from './errors.js';
 import { RunEnding, watchSignals } from './run-ending.js';
 import { describePlugin, PREFIX, verdict } from './run-format.js';
 import { reasonJson, VmSession } from './vm-session.js';
 import { buildVmConfig, defaultPlugin } from './vm-config.js';
+import { runDetached } from './vms.js';
 
 const RunOptions = z.object({
   plugin: PluginSpec.shape.name.optional(),
@@ -18,6 +19,7 @@ const RunOptions = z.object({
   machine: nonEmpty('a machine type').optional(),
   config: existingFile().optional(),
   timeout: secondsValue().optional(),
+  detach: flagSet(),
   json: flagSet(),
 });
 
@@ -29,6 +31,8 @@ export const runCommand = defineCommand({
     'and stops then deletes the VM on Ctrl-C or SIGTERM (a second one forces it off), when the guest ends, or after --timeout. ' +
     'Exits 0 when the run ended as asked (interrupted, timed out, or the guest powered off); 1 when the guest crashed, ' +
     'exited with an error or the plugin failed. Without --kernel the plugin boots its default guest. ' +
+    'With --detach the VM is left running once booted: its id is printed, and hvplug ps, stop, pause and resume find it ' +
+    'in the state directory. ' +
     'The plugins config goes before the command: hvplug --config plugins.toml run --config vm.json.',
   flags: {
     plugin: { type: 'string', value: '<name>', help: 'plugin to use (default: qemu when qemu-system-x86_64 and its plugin are installed, else example-proprietary)' },
@@ -40,7 +44,8 @@ export const runCommand = defineCommand({
     machine: { type: 'string', value: '<type>', help: 'plugin-specific machine type, e.g. q35 or microvm' },
     config: { type: 'string', value: '<vm.json>', help: 'VM config as JSON (the protocol\'s VmConfig); the flags above override its fields' },
     timeout: { type: 'string', value: '<seconds>', help: 'stop the VM this long after the boot began' },
-    json: { type: 'boolean', help: 'one JSON object per line: plugin, event, vm, console-source, console, ending, deleted, result' },
+    detach: { type: 'boolean', short: 'd', help: 'boot the VM, print its id and leave it running (manage it with ps, stop, pause, resume)' },
+    json: { type: 'boolean', help: 'one JSON object per line: plugin, event, vm, console-source, console, ending, deleted, result; with --detach one {id, plugin, pid}' },
   },
   positionals: [],
   options: RunOptions,
@@ -49,6 +54,11 @@ export const runCommand = defineCommand({
     // Bad flags and config files are reported before any process starts.
     const config = await buildVmConfig(opts);
     const plugin = opts.plugin ?? defaultPlugin();
+    if (opts.detach) {
+      // A detached VM outlives this process, so nothing is left here to count a timeout down.
+      if (opts.timeout !== undefined) throw new UsageError('--timeout cannot be used with --detach (stop the VM with hvplug stop <id>)');
+      return runDetached(ctx, ctx.output(opts.json), plugin, config);
+    }
     const ending = new RunEnding();
     const unwatch = watchSignals(ending, (signal, step) => {
       if (step === 'force') {

@@ -1,0 +1,52 @@
+// Where a VM's files live: one directory per VM under the runtime directory the host hands the plugin,
+// so a later plugin process (same runtime directory) finds them again.
+import { join } from 'node:path';
+
+export interface VmPaths {
+  readonly dir: string;
+  /** --api-socket path= */
+  readonly socket: string;
+  /** --event-monitor path=: a file, so the events survive a plugin restart and can be re-read from an offset. */
+  readonly events: string;
+  /** The VMM's stdout and stderr. */
+  readonly log: string;
+  /** The guest's serial port (CH serial mode File). */
+  readonly console: string;
+  /** The unix socket of the agent vsock the plugin adds when the config has no vsock device. */
+  readonly agentVsock: string;
+  /** The unix socket of a user vsock device that names none. */
+  readonly userVsock: string;
+  /** The plugin's own record of the VM, for vm/recover without a state blob and vm/delete after a restart. */
+  readonly stateFile: string;
+  /** Where vm/restore unpacks a snapshot for vm.restore to read. */
+  readonly restoreDir: string;
+}
+
+/** Linux limits sun_path to 108 bytes, NUL included. */
+const MAX_SOCKET_PATH = 107;
+
+export function vmPaths(runtimeDir: string, vmId: string): VmPaths {
+  return pathsIn(join(runtimeDir, vmId));
+}
+
+/** The files of a VM whose directory is `dir` (a recovered VM keeps the directory its state names). */
+export function pathsIn(dir: string): VmPaths {
+  return {
+    dir,
+    socket: join(dir, 'api.sock'),
+    events: join(dir, 'events.json'),
+    log: join(dir, 'vmm.log'),
+    console: join(dir, 'console.log'),
+    agentVsock: join(dir, 'agent.vsock'),
+    userVsock: join(dir, 'vsock.sock'),
+    stateFile: join(dir, 'hvplug-state.json'),
+    restoreDir: join(dir, 'restore'),
+  };
+}
+
+/** Why the VM's sockets cannot live in this directory, if they cannot. */
+export function socketPathProblem(paths: VmPaths): string | undefined {
+  const longest = Math.max(Buffer.byteLength(paths.socket), Buffer.byteLength(paths.agentVsock), Buffer.byteLength(paths.userVsock));
+  if (longest <= MAX_SOCKET_PATH) return undefined;
+  return `the VM's unix sockets under ${paths.dir} would be ${longest} bytes long, over the ${MAX_SOCKET_PATH}-byte limit of a unix socket path: use a shorter runtime directory or VM id`;
+}

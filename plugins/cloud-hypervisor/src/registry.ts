@@ -1,0 +1,45 @@
+// The VMs of this plugin process, and what every handler needs: the session (for events and the runtime
+// directory), the VMM binary, and a VM by id.
+import { errors, type Session } from 'hvplug/plugin-sdk';
+import { vmPaths, type VmPaths } from './paths.js';
+import type { ChVm, VmDeps } from './vm.js';
+
+export class Registry {
+  readonly vms = new Map<string, ChVm>();
+  private session: Session | undefined;
+
+  constructor(readonly binary: string) {}
+
+  init(session: Session): void {
+    this.session = session;
+  }
+
+  private current(): Session {
+    if (!this.session) throw new Error('the plugin is not initialized');
+    return this.session;
+  }
+
+  get runtimeDir(): string {
+    return this.current().init.runtimeDir;
+  }
+
+  deps(): VmDeps {
+    const s = this.current();
+    return { emit: (e) => s.emit(e), log: s.log };
+  }
+
+  paths(vmId: string): VmPaths {
+    return vmPaths(this.runtimeDir, vmId);
+  }
+
+  get(vmId: string): ChVm {
+    const vm = this.vms.get(vmId);
+    if (!vm) throw errors.vmNotFound(vmId);
+    return vm;
+  }
+
+  /** The plugin is going away: stop watching, leave every VMM running. */
+  detachAll(): void {
+    for (const vm of this.vms.values()) vm.detach();
+  }
+}

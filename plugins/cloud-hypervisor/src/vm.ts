@@ -1,0 +1,363 @@
+// One VM and its VMM as the plugin tracks them: the status (checked before every call, since the VMM's
+// status codes do not tell a wrong state from a failure), the events read from the event monitor file,
+// the VMM's exit, and the state blob a later plugin process needs to take the VM back.
+import type { ChildProcess } from 'node:child_process';
+import { watch, type FSWatcher } from 'node:fs';
+import { errors, type EventInput, type Logger } from 'hvplug/plugin-sdk';
+import type { Device, VmConfig, VmStatus } from 'hvplug/protocol';
+import { CloudHypervisorClient } from './api-client.js';
+import { AGENT_VSOCK_ID, type AgentVsock } from './config-map.js';
+import type { ChEvent } from './event-monitor.js';
+import { EventTail } from './event-tail.js';
+import { killVmm, type ExitInfo } from './launcher.js';
+import type { VmPaths } from './paths.js';
+import type { PluginOptions } from './plugin-options.js';
+import { isRunning } from './proc.js';
+import { stateJson, writeStateFile, type VmState } from './state.js';
+import type { Json } from './json.js';
+import { announcedFor, exitVerdict, statusOf, type Announced } from './vm-events.js';
+import { Waiters, type WaitResult } from './waiters.js';
+
+export interface VmDeps {
+  emit(event: EventInput): void;
+  readonly log: Logger;
+}
+
+export interface VmmProcess {
+  readonly pid: number;
+  readonly startTicks: number;
+  /** Set when this plugin process started the VMM: it is then its parent and learns its exit status. */
+  readonly child?: ChildProcess;
+  readonly exited?: Promise<ExitInfo>;
+}
+
+export interface ExitRecord {
+  readonly code: number | null;
+  readonly signal: string | null;
+  readonly reason: string;
+}
+
+/** How often the event file is read besides on inotify wake-ups, and how often an adopted VMM's /proc entry is checked. */
+const POLL_MS = 250;
+
+export interface VmInit {
+  readonly vmId: string;
+  readonly paths: VmPaths;
+  readonly config: VmConfig;
+  readonly options: PluginOptions;
+  readonly status: VmStatus;
+  readonly agent: AgentVsock | undefined;
+  readonly eventsOffset: number;
+  readonly bdfs?: Record<string, string>;
+  /** The memory size the VM booted with: virtio-mem cannot shrink below it. */
+  readonly bootMemoryMiB: number;
+  readonly deps: VmDeps;
+}
+
+export class ChVm {
+  readonly vmId: string;
+  readonly paths: VmPaths;
+  readonly options: PluginOptions;
+  readonly client: CloudHypervisorClient;
+  readonly bdfs: Map<string, string>;
+  bootMemoryMiB: number;
+  status: VmStatus;
+  config: VmConfig;
+  agent: AgentVsock | undefined;
+  vmm: VmmProcess | undefined;
+  exit: ExitRecord | undefined;
+  /** Devices removed through the API whose device-removed event the VMM has yet to write. */
+  readonly pendingRemoval = new Set<string>();
+  private readonly deps: VmDeps;
+  private readonly tail: EventTail;
+  private announced: VmStatus | undefined;
+  private lock: Promise<unknown> = Promise.resolve();
+  private reading: Promise<number> = Promise.resolve(0);
+  private watcher: FSWatcher | undefined;
+  private poll: NodeJS.Timeout | undefined;
+  private expectingExit = false;
+  private sawVmmShutdown = false;
+  private exitStarted = false;
+  private exitDone: Promise<void>;
+  private markExitDone: () => void = () => undefined;
+  private gone = false;
+  private readonly waiters = new Waiters();
+
+  constructor(init: VmInit) {
+    this.vmId = init.vmId;
+    this.paths = init.paths;
+    this.config = init.config;
+    this.options = init.options;
+    this.status = init.status;
+    this.agent = init.agent;
+    this.deps = init.deps;
+    this.bdfs = new Map(Object.entries(init.bdfs ?? {}));
+    this.bootMemoryMiB = init.bootMemoryMiB;
+    this.client = new CloudHypervisorClient({ socketPath: init.paths.socket, timeoutMs: 30_000 });
+    this.tail = new EventTail(init.paths.events, init.eventsOffset);
+    this.exitDone = new Promise((r) => (this.markExitDone = r));
+  }
+
+  get log(): Logger {
+    return this.deps.log;
+  }
+
+  /** The VMM process runs (as far as this process has seen). */
+  get live(): boolean {
+    return this.vmm !== undefined;
+  }
+
+  /** Calls on one VM run one at a time, as the VMM takes one API request at a time anyway. */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.lock.then(fn);
+    this.lock = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Throws InvalidState unless the VM is in one of `allowed`. */
+  require(allowed: readonly VmStatus[]): void {
+    if (!allowed.includes(this.status)) throw errors.invalidState(this.vmId, this.status, allowed);
+  }
+
+  private emit(event: EventInput): void {
+    // Nothing about a VM reaches the host once its vm/delete has been answered.
+    if (!this.gone) this.deps.emit(event);
+  }
+
+  /** Emits a status event unless the host has already been told the VM is in that status. */
+  announce(type: Announced): void {
+    const status = statusOf(type);
+    this.status = status;
+    if (this.announced === status) return;
+    this.announced = status;
+    this.emit({ vmId: this.vmId, type });
+  }
+
+  /** The host already knows the status (vm/recover answers it): later events are relative to it. */
+  assumeAnnounced(status: VmStatus): void {
+    this.announced = status;
+  }
+
+  deviceAdded(device: Device): void {
+    this.emit({ vmId: this.vmId, type: 'device-added', deviceId: device.id });
+  }
+
+  deviceRemoved(deviceId: string): void {
+    this.emit({ vmId: this.vmId, type: 'device-removed', deviceId });
+  }
+
+  /**
+   * Reads the events the VMM wrote since the last read and acts on them. `catch-up` (after vm/recover)
+   * applies device removals but announces no status: vm.info has just said where the VM is.
+   */
+  sync(mode: 'live' | 'catch-up' = 'live'): Promise<number> {
+    const next = this.reading.then(async () => {
+      const { events, invalid } = await this.tail.read();
+      for (const i of invalid) this.log.warn({ vmId: this.vmId, text: i.text.slice(0, 200), reason: i.reason }, 'unreadable event-monitor text');
+      for (const e of events) this.onChEvent(e, mode);
+      return events.length;
+    });
+    this.reading = next.catch(() => 0);
+    return next;
+  }
+
+  private onChEvent(e: ChEvent, mode: 'live' | 'catch-up'): void {
+    this.log.debug({ vmId: this.vmId, source: e.source, event: e.event, properties: e.properties }, 'VMM event');
+    if (e.source === 'vmm' && e.event === 'shutdown') this.sawVmmShutdown = true;
+    if (e.source !== 'vm') return;
+    if (e.event === 'device-removed') {
+      const id = e.properties?.id;
+      if (id !== undefined) this.onDeviceRemoved(id);
+      return;
+    }
+    if (mode === 'catch-up') return;
+    const type = announcedFor(e);
+    if (type) this.announce(type);
+  }
+
+  private onDeviceRemoved(id: string): void {
+    this.bdfs.delete(id);
+    if (id === AGENT_VSOCK_ID) {
+      this.agent = undefined;
+      return;
+    }
+    const known = this.config.devices.some((d) => d.id === id);
+    if (!known && !this.pendingRemoval.has(id)) return;
+    this.pendingRemoval.delete(id);
+    this.config = { ...this.config, devices: this.config.devices.filter((d) => d.id !== id) };
+    this.deviceRemoved(id);
+  }
+
+  /** Reads events as the VMM writes them (inotify on the VM's directory, and a slow poll behind it) and watches for its exit. */
+  attach(vmm: VmmProcess): void {
+    this.vmm = vmm;
+    this.startWatching();
+    if (vmm.exited) {
+      void vmm.exited.then((info) => this.onExit(info, 'child'));
+    }
+  }
+
+  private startWatching(): void {
+    if (this.poll || !this.vmm) return;
+    const background = (): void => {
+      // Until the call that brings the VM up has announced it, that call reads the events itself, in order.
+      if (this.announced === undefined) return;
+      void this.sync()
+        .then((n) => {
+          if (n > 0) this.stateChanged();
+        })
+        .catch((err: Error) => this.log.warn({ vmId: this.vmId, err: err.message }, 'cannot read the event monitor file'));
+    };
+    try {
+      this.watcher = watch(this.paths.dir, (_kind, name) => {
+        if (name === null || String(name).startsWith('events.json')) background();
+      });
+      this.watcher.on('error', () => this.watcher?.close());
+    } catch (err) {
+      this.log.debug({ vmId: this.vmId, err: (err as Error).message }, 'no inotify on the VM directory; polling only');
+    }
+    const vmm = this.vmm;
+    this.poll = setInterval(() => {
+      background();
+      // A VMM this process did not start is not its child: only /proc tells that it is gone.
+      if (!vmm.child && !isRunning(vmm.pid, vmm.startTicks)) void this.onExit({ code: null, signal: null }, 'proc');
+    }, POLL_MS);
+    this.poll.unref();
+  }
+
+  /** Stops reading events and checking /proc; the VMM runs on. The next call on the VM attaches again. */
+  detach(): void {
+    clearInterval(this.poll);
+    this.poll = undefined;
+    this.watcher?.close();
+    this.watcher = undefined;
+  }
+
+  /** Makes sure events are followed again after vm/disconnect. */
+  reattach(): void {
+    if (this.vmm) this.startWatching();
+  }
+
+  private async onExit(info: ExitInfo, how: 'child' | 'proc'): Promise<void> {
+    if (this.exitStarted) return;
+    this.exitStarted = true;
+    this.detach();
+    // What the VMM wrote last (vm/shutdown, vmm/shutdown) comes before the exit it led to.
+    await this.sync().catch(() => 0);
+    this.vmm = undefined;
+    const { status, reason } = exitVerdict(info, {
+      requested: this.expectingExit,
+      parent: how === 'child',
+      sawVmmShutdown: this.sawVmmShutdown,
+      status: this.status,
+    });
+    this.exit = { code: info.code, signal: info.signal, reason };
+    this.log.info({ vmId: this.vmId, ...this.exit, status }, 'VMM exited');
+    this.emit({ vmId: this.vmId, type: 'exited', code: info.code, signal: info.signal, reason });
+    this.announced = 'stopped';
+    this.status = 'stopped';
+    if (status === 'crashed') {
+      this.status = 'crashed';
+      this.announced = 'crashed';
+      this.emit({ vmId: this.vmId, type: 'crashed', reason });
+    }
+    this.stateChanged();
+    this.settleWaiters();
+    this.markExitDone();
+  }
+
+  /** Resolves true once the VMM's exit has been handled (events emitted), false after `ms`. */
+  async exited(ms: number): Promise<boolean> {
+    if (!this.vmm && !this.exitStarted) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms)));
+    const done = this.exitDone.then(() => true);
+    try {
+      return await Promise.race([done, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Ends the VMM: vm.shutdown (unless forced or never booted), vmm.shutdown, and SIGKILL to its process
+   * group if it is still there when the grace time is over. Returns once the exit has been handled.
+   */
+  async terminate(graceMs: number, force: boolean): Promise<void> {
+    const vmm = this.vmm;
+    if (!vmm) return;
+    this.expectingExit = true;
+    const deadline = Date.now() + graceMs;
+    const left = (min: number): number => Math.max(min, deadline - Date.now());
+    if (!force && (this.status === 'running' || this.status === 'paused')) {
+      await this.client.shutdownVm({ timeoutMs: left(200) }).catch((err: Error) => this.log.warn({ vmId: this.vmId, err: err.message }, 'vm.shutdown failed'));
+      await this.sync().catch(() => 0);
+    }
+    await this.client.shutdownVmm({ timeoutMs: Math.min(left(200), 5_000) }).catch((err: Error) => this.log.warn({ vmId: this.vmId, err: err.message }, 'vmm.shutdown failed'));
+    if (await this.exited(left(1_000))) return;
+    this.log.warn({ vmId: this.vmId, pid: vmm.pid }, 'the VMM did not exit in time: SIGKILL');
+    killVmm(vmm.pid, vmm.startTicks);
+    if (await this.exited(5_000)) return;
+    // Killed, yet its exit not seen in 5 s: the VM is over all the same.
+    await this.onExit({ code: null, signal: 'SIGKILL' }, 'proc');
+  }
+
+  /** vm/wait: resolves once the VMM is gone and the VM no longer runs. */
+  wait(signal: AbortSignal): Promise<WaitResult> {
+    return this.waiters.wait(this.waitResult(), signal);
+  }
+
+  private waitResult(): WaitResult | undefined {
+    if (this.vmm || !['stopped', 'crashed', 'lost'].includes(this.status)) return undefined;
+    const reason = this.exit?.reason ?? (this.status === 'lost' ? 'the VMM is gone' : `the VM is ${this.status}`);
+    return { status: this.status, exitCode: this.exit?.code ?? null, reason };
+  }
+
+  private settleWaiters(): void {
+    const r = this.waitResult();
+    if (r) this.waiters.settle(r);
+  }
+
+  /** The VM is deleted: nothing more is watched or announced, and vm/wait callers are answered. */
+  forget(): void {
+    this.detach();
+    if (!this.waitResult()) this.status = 'stopped';
+    this.settleWaiters();
+    this.gone = true;
+  }
+
+  /** The state blob as of now. */
+  state(): VmState {
+    return {
+      v: 1,
+      vmId: this.vmId,
+      dir: this.paths.dir,
+      socket: this.paths.socket,
+      events: this.paths.events,
+      eventsOffset: this.tail.offset,
+      pid: this.vmm?.pid ?? null,
+      startTicks: this.vmm?.startTicks ?? null,
+      status: this.status,
+      devices: this.config.devices,
+      agent: this.agent ?? null,
+      bdfs: Object.fromEntries(this.bdfs),
+      bootMemoryMiB: this.bootMemoryMiB,
+    };
+  }
+
+  stateJson(): Json {
+    return stateJson(this.state());
+  }
+
+  /** Saves the state next to the VM; failures are logged, the host's copy is the one that matters. */
+  async persist(): Promise<void> {
+    if (this.gone) return;
+    await writeStateFile(this.paths, this.state()).catch((err: Error) => this.log.warn({ vmId: this.vmId, err: err.message }, 'cannot write the VM state file'));
+  }
+
+  /** Something changed outside any call (an event, the exit): the host gets the new state as an event. */
+  private stateChanged(): void {
+    void this.persist();
+    this.emit({ vmId: this.vmId, type: 'state', state: this.stateJson() });
+  }
+}
