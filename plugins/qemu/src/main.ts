@@ -1,0 +1,4 @@
+import { servePlugin } from 'hvplug/plugin-sdk';
+import { qemuPlugin } from './plugin.js';
+
+servePlugin(qemuPlugin());

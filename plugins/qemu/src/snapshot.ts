@@ -1,0 +1,63 @@
+// Snapshots on QEMU 7.2: `migrate exec:` into a file and `migrate-incoming exec:` out of it, plus a
+// sidecar JSON with what the receiving QEMU must have on its command line (devices and CPUs hot-plugged
+// before the save, same ids and buses), which the snapshot itself does not describe.
+import { readFile, writeFile } from 'node:fs/promises';
+import { PluginError, errors } from 'hvplug/plugin-sdk';
+import type { Attached } from './devices.js';
+import { vmmCall } from './failures.js';
+import type { QmpClient } from './qmp.js';
+import type { LaunchInfo } from './state.js';
+
+export interface Snapshot {
+  readonly launch: LaunchInfo;
+  readonly attached: Attached[];
+  readonly vcpus: number;
+  readonly memoryMiB: number;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** sh -c runs QEMU's exec: migration; single quotes keep the path one word whatever it holds. */
+const shellQuote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+const sidecarOf = (path: string): string => `${path}.hvplug.json`;
+
+export async function writeSidecar(path: string, snap: Snapshot): Promise<void> {
+  await writeFile(sidecarOf(path), JSON.stringify(snap));
+}
+
+/** The sidecar of a snapshot, or undefined when the snapshot came without one (then the config says it all). */
+export async function readSidecar(path: string): Promise<Snapshot | undefined> {
+  return readFile(sidecarOf(path), 'utf8').then(
+    (t) => JSON.parse(t) as Snapshot,
+    () => undefined,
+  );
+}
+
+/** Writes a stopped VM's state to `path`; cancellable. */
+export async function migrateToFile(qmp: QmpClient, path: string, signal: AbortSignal): Promise<void> {
+  await vmmCall(() => qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(path)}` }));
+  for (;;) {
+    const info = (await vmmCall(() => qmp.execute('query-migrate'))) as { status?: string; 'error-desc'?: string };
+    if (info.status === 'completed') return;
+    if (info.status === 'failed' || info.status === 'cancelled') throw errors.vmmFailure(`migrate to ${path}: ${info.status}: ${info['error-desc'] ?? ''}`);
+    if (signal.aborted) {
+      await qmp.execute('migrate_cancel').catch(() => undefined);
+      throw new PluginError('Cancelled', 'vm/save cancelled');
+    }
+    await sleep(50);
+  }
+}
+
+/** Loads `path` into a QEMU started with -incoming defer, and leaves it stopped. */
+export async function loadFromFile(qmp: QmpClient, path: string): Promise<void> {
+  await vmmCall(() => qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(path)}` }));
+  for (;;) {
+    const st = (await vmmCall(() => qmp.execute('query-status'))) as { status: string; running: boolean };
+    if (st.status !== 'inmigrate') {
+      if (st.status !== 'paused' && st.status !== 'running') throw errors.vmmFailure(`restore from ${path} ended in QEMU state ${st.status}`);
+      // A snapshot of a stopped VM loads stopped; a restored VM is handed back paused in any case.
+      if (st.running) await vmmCall(() => qmp.execute('stop'));
+      return;
+    }
+    await sleep(50);
+  }
+}
