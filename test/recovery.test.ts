@@ -45,6 +45,8 @@ function workload(vms: ShimVm[], until: Promise<void>): Promise<{ ok: number; ty
       } catch (err) {
         if (err instanceof HvplugError) out.typed++;
         else out.untyped.push(err);
+        // A caller that retries at once would starve the event loop; real ones back off a little.
+        await new Promise((r) => setTimeout(r, 5));
       }
     }
   };

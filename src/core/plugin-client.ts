@@ -1,6 +1,16 @@
 import type { Logger } from 'pino';
 import { execa, type ResultPromise } from 'execa';
-import { CancellationTokenSource, createMessageConnection, ResponseError, type MessageConnection } from 'vscode-jsonrpc/node';
+import type { Readable, Writable } from 'node:stream';
+import {
+  createMessageConnection,
+  ResponseError,
+  Message,
+  type CancellationToken,
+  type DataCallback,
+  type Disposable,
+  type MessageConnection,
+  type MessageReader,
+} from 'vscode-jsonrpc/node';
 import {
   DEFAULT_MAX_MESSAGE_BYTES,
   FramedReader,
@@ -38,6 +48,8 @@ export interface ClientOptions {
   hostVersion: string;
   /** Test hook: the versions offered at initialize. */
   protocolVersions?: readonly string[];
+  /** Sees every message on the wire, both directions, as parsed JSON (the conformance suite validates them). */
+  trace?: (direction: 'send' | 'receive', message: unknown) => void;
 }
 
 export interface CallOptions {
@@ -53,6 +65,150 @@ export interface ExitInfo {
 
 type NotificationListener = (method: string, params: unknown) => void;
 
+type Tracer = NonNullable<ClientOptions['trace']>;
+
+class TracedReader extends FramedReader {
+  constructor(readable: Readable, maxMessageBytes: number, private readonly tracer: Tracer) {
+    super(readable, maxMessageBytes);
+  }
+
+  override listen(callback: DataCallback): Disposable {
+    return super.listen((msg) => {
+      this.tracer('receive', msg);
+      callback(msg);
+    });
+  }
+}
+
+class TracedWriter extends FramedWriter {
+  constructor(writable: Writable, maxMessageBytes: number, private readonly tracer: Tracer) {
+    super(writable, maxMessageBytes);
+  }
+
+  override write(msg: Message): Promise<void> {
+    this.tracer('send', msg);
+    return super.write(msg);
+  }
+}
+
+/**
+ * Hands notifications to `relay` as they are read, so they keep their wire order with the responses around them
+ * (which vscode-jsonrpc resolves as they are read once maxParallelism is set, see start). Left to vscode-jsonrpc,
+ * every message waits in its queue for a setImmediate of its own: one message per event-loop turn.
+ */
+function relayNotifications(inner: MessageReader, relay: NotificationListener): MessageReader {
+  return {
+    onError: inner.onError,
+    onClose: inner.onClose,
+    onPartialMessage: inner.onPartialMessage,
+    listen: (callback) =>
+      inner.listen((msg) => {
+        if (Message.isNotification(msg)) relay(msg.method, msg.params);
+        else callback(msg);
+      }),
+    dispose: () => inner.dispose(),
+  };
+}
+
+/**
+ * Frames written in the same tick leave in one write at its end: under load, a wake-up of the plugin then
+ * brings it many requests instead of one.
+ */
+function batchedWriter(stdin: Writable): (frame: Buffer) => boolean {
+  let corked = false;
+  return (frame) => {
+    if (!corked) {
+      corked = true;
+      stdin.cork();
+      process.nextTick(() => {
+        corked = false;
+        stdin.uncork();
+      });
+    }
+    return stdin.write(frame);
+  };
+}
+
+/**
+ * One outstanding call's cancellation token (vscode-jsonrpc sends $/cancelRequest when it fires) and deadline in
+ * one small object: a CancellationTokenSource (with its emitter) and a setTimeout per call cost a sixth of the
+ * host's time per call under load.
+ */
+class CallToken implements CancellationToken {
+  isCancellationRequested = false;
+  /** performance.now() time at which expire runs. */
+  deadline = 0;
+  expire: () => void = () => undefined;
+  private listener: ((e: undefined) => unknown) | undefined;
+
+  onCancellationRequested(listener: (e: undefined) => unknown): Disposable {
+    this.listener = listener;
+    return this;
+  }
+
+  cancel(): void {
+    if (this.isCancellationRequested) return;
+    this.isCancellationRequested = true;
+    this.listener?.(undefined);
+  }
+
+  dispose(): void {
+    this.listener = undefined;
+  }
+}
+
+/**
+ * The deadlines of a client's outstanding calls, under one timer armed for the earliest. Calls with the same
+ * timeout expire in the order they were made, so each timeout keeps its calls in a Set (insertion-ordered, O(1)
+ * removal) and only the first of each is looked at.
+ */
+class Deadlines {
+  private readonly byTimeout = new Map<number, Set<CallToken>>();
+  private timer: NodeJS.Timeout | undefined;
+  private armedFor = Infinity;
+
+  add(call: CallToken, timeoutMs: number): void {
+    call.deadline = performance.now() + timeoutMs;
+    let calls = this.byTimeout.get(timeoutMs);
+    if (!calls) this.byTimeout.set(timeoutMs, (calls = new Set()));
+    calls.add(call);
+    if (call.deadline < this.armedFor) this.arm(call.deadline);
+  }
+
+  delete(call: CallToken, timeoutMs: number): void {
+    // The timer stays armed: disarming and re-arming it around every call of a one-at-a-time caller costs more
+    // than the one spurious wake-up per deadline period it saves.
+    this.byTimeout.get(timeoutMs)?.delete(call);
+  }
+
+  private arm(at: number): void {
+    clearTimeout(this.timer);
+    this.armedFor = at;
+    // Unref'd: an outstanding call keeps the process alive through the plugin's stdout anyway.
+    this.timer = setTimeout(this.fire, Math.max(0, Math.ceil(at - performance.now()))).unref();
+  }
+
+  private readonly fire = (): void => {
+    this.timer = undefined;
+    this.armedFor = Infinity;
+    const now = performance.now();
+    const expired: CallToken[] = [];
+    let next = Infinity;
+    for (const calls of this.byTimeout.values()) {
+      for (const call of calls) {
+        if (call.deadline > now) {
+          next = Math.min(next, call.deadline);
+          break;
+        }
+        expired.push(call);
+      }
+    }
+    // expire() removes the call (through delete), so it runs after the walk.
+    for (const call of expired) call.expire();
+    if (next < Infinity) this.arm(next);
+  };
+}
+
 /** vscode-jsonrpc's code when the writer refused a message (e.g. over the size cap). */
 const MESSAGE_WRITE_ERROR = -32099;
 
@@ -62,8 +218,9 @@ const MESSAGE_WRITE_ERROR = -32099;
  */
 export class PluginClient {
   private readonly pending = new Set<(err: Error) => void>();
-  private readonly listeners = new Set<NotificationListener>();
+  private readonly deadlines = new Deadlines();
   private fatal: HvplugError | undefined;
+  private readonly failureListeners = new Set<(err: HvplugError) => void>();
   private info_: InitializeResult | undefined;
   readonly exited: Promise<ExitInfo>;
 
@@ -74,6 +231,7 @@ export class PluginClient {
     private readonly log: PluginLog,
     readonly pid: number,
     private readonly logger: Logger,
+    private readonly listeners: Set<NotificationListener>,
   ) {
     this.exited = new Promise<ExitInfo>((resolve) => {
       child.once('exit', (code, signal) => {
@@ -94,13 +252,6 @@ export class PluginClient {
       const first = err instanceof FramingError ? err.firstBytes : undefined;
       this.failAll(new ProtocolError(`plugin ${spec.name} broke the protocol on stdout: ${err.message}`, first));
       this.kill('SIGKILL');
-    });
-    connection.onNotification((method: string, params: unknown) => {
-      for (const l of this.listeners) l(method, params);
-    });
-    // vscode-jsonrpc routes $/progress itself; tokens are ours, so it lands here as unhandled.
-    connection.onUnhandledProgress((params) => {
-      for (const l of this.listeners) l('$/progress', params);
     });
   }
 
@@ -142,9 +293,27 @@ export class PluginClient {
     const stdout = child.stdout;
     const stdin = child.stdin;
     if (!stdout || !stdin) throw new PluginSpawnError(`plugin ${spec.name} has no stdio pipes`);
-    const connection = createMessageConnection(new FramedReader(stdout, maxMessageBytes), new FramedWriter(stdin, maxMessageBytes));
+    const listeners = new Set<NotificationListener>();
+    const reader = relayNotifications(
+      opts.trace ? new TracedReader(stdout, maxMessageBytes, opts.trace) : new FramedReader(stdout, maxMessageBytes),
+      (method, params) => {
+        for (const l of listeners) {
+          try {
+            l(method, params);
+          } catch (err) {
+            logger.error({ err, method }, 'a notification listener failed');
+          }
+        }
+      },
+    );
+    const writer = opts.trace
+      ? new TracedWriter(stdin, maxMessageBytes, opts.trace)
+      : new FramedWriter(stdin, maxMessageBytes, batchedWriter(stdin));
+    // Set, maxParallelism makes vscode-jsonrpc resolve responses as they are read instead of queueing them; the
+    // plugin sends the host no requests, so the limit itself never applies.
+    const connection = createMessageConnection(reader, writer, undefined, { maxParallelism: Number.MAX_SAFE_INTEGER });
     connection.listen();
-    const client = new PluginClient(spec, child, connection, log, pid, logger);
+    const client = new PluginClient(spec, child, connection, log, pid, logger, listeners);
     try {
       await client.handshake(opts);
     } catch (err) {
@@ -195,21 +364,20 @@ export class PluginClient {
   call(method: string, params: unknown, opts: CallOptions): Promise<unknown> {
     if (this.fatal) return Promise.reject(this.fatal);
     return new Promise<unknown>((resolve, reject) => {
-      const cts = new CancellationTokenSource();
-      let timer: NodeJS.Timeout | undefined;
       const { signal, timeoutMs } = opts;
+      const token = new CallToken();
       const done = (): void => {
         this.pending.delete(fail);
-        if (timer) clearTimeout(timer);
+        if (timeoutMs !== null) this.deadlines.delete(token, timeoutMs);
         signal?.removeEventListener('abort', onAbort);
-        cts.dispose();
+        token.dispose();
       };
       const fail = (err: Error): void => {
         done();
         reject(err);
       };
       const onAbort = (): void => {
-        cts.cancel();
+        token.cancel();
         fail(new CancelledError(method, signal?.reason));
       };
       if (signal?.aborted) {
@@ -218,13 +386,14 @@ export class PluginClient {
       }
       this.pending.add(fail);
       if (timeoutMs !== null) {
-        timer = setTimeout(() => {
-          cts.cancel();
+        token.expire = () => {
+          token.cancel();
           fail(new TimeoutError(method, timeoutMs));
-        }, timeoutMs);
+        };
+        this.deadlines.add(token, timeoutMs);
       }
       signal?.addEventListener('abort', onAbort, { once: true });
-      this.connection.sendRequest(method, params, cts.token).then(
+      this.connection.sendRequest(method, params, token).then(
         (result) => {
           done();
           resolve(result);
@@ -252,8 +421,18 @@ export class PluginClient {
   }
 
   private failAll(err: HvplugError): void {
+    const first = this.fatal === undefined;
     this.fatal ??= err;
     for (const fail of [...this.pending]) fail(this.fatal);
+    if (first) for (const l of this.failureListeners) l(this.fatal);
+  }
+
+  /**
+   * Told synchronously, the moment the client becomes unusable (crash, protocol error, shutdown): a
+   * supervisor must stop routing calls here at once, not when the process is finally reaped.
+   */
+  onFailure(listener: (err: HvplugError) => void): void {
+    this.failureListeners.add(listener);
   }
 
   /** Signals the plugin's whole process group (VMMs run in sessions of their own, so they are spared). */

@@ -106,7 +106,7 @@ export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements 
     client.onNotification((m, p) => {
       for (const l of this.notificationListeners) l(m, p);
     });
-    void client.exited.then(() => this.onExit(client));
+    client.onFailure(() => this.onExit(client));
     this.emit('started', { pid: client.pid, restart: this.restarts });
     this.scheduleHealth(client);
     return client;
@@ -122,30 +122,36 @@ export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements 
   private waitReady(method: string, opts: ChannelCallOptions): Promise<PluginClient> {
     if (opts.timeoutMs === null) return this.ready;
     const ms = opts.timeoutMs;
+    let timer: NodeJS.Timeout | undefined;
     return Promise.race([
       this.ready,
-      new Promise<never>((_, reject) => setTimeout(() => reject(new TimeoutError(method, ms)), ms).unref()),
-    ]);
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new TimeoutError(method, ms)), ms);
+      }),
+    ]).finally(() => clearTimeout(timer));
   }
 
   private onExit(client: PluginClient): void {
     if (client !== this.client || this.closing) return;
     clearTimeout(this.healthTimer);
-    const error = client.failure instanceof PluginExitedError ? client.failure : undefined;
+    // A protocol error leaves the process running until it is reaped: make sure it goes.
+    client.kill('SIGKILL');
     void client.exited.then(({ code, signal }) => {
+      const error = client.failure instanceof PluginExitedError ? client.failure : undefined;
       if (error) this.emit('exited', { pid: client.pid, code, signal, error });
     });
     const now = Date.now();
     this.crashes.push(now);
     while (this.crashes.length && (this.crashes[0] as number) < now - this.opts.crashWindowMs) this.crashes.shift();
     if (this.crashes.length > this.opts.maxRestarts) {
-      this.failed = new PluginFailedError(this.spec.name, error, this.crashes.length);
+      const lastExit = client.failure instanceof PluginExitedError ? client.failure : undefined;
+      this.failed = new PluginFailedError(this.spec.name, lastExit, this.crashes.length);
       this.ready = Promise.reject(this.failed);
       this.ready.catch(() => undefined);
       this.emit('failed', this.failed);
       return;
     }
-    this.ready = this.restart();
+    this.ready = client.exited.then(() => this.restart());
     this.ready.catch(() => undefined);
   }
 

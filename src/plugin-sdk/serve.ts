@@ -6,7 +6,8 @@ import {
   type CancellationToken,
   type MessageConnection,
 } from 'vscode-jsonrpc/node';
-import { z } from 'zod';
+// A namespace import lets esbuild keep only the zod a plugin uses (`import { z }` pulls in all of it, locales too).
+import * as z from 'zod';
 import {
   Capabilities,
   DEFAULT_MAX_MESSAGE_BYTES,
@@ -202,15 +203,22 @@ export function servePlugin(def: PluginDefinition, opts: ServeOptions = {}): Ser
     return session;
   };
 
-  const contextFor = (s: Session, token: CancellationToken, progressToken: unknown): CallContext => ({
-    signal: abortSignalOf(token),
-    session: s,
-    log,
-    progress: (message, percentage) => {
-      if (typeof progressToken !== 'string' && typeof progressToken !== 'number') return;
-      void connection.sendNotification('$/progress', { token: progressToken, value: { message, percentage } });
-    },
-  });
+  const contextFor = (s: Session, token: CancellationToken, progressToken: unknown): CallContext => {
+    let signal: AbortSignal | undefined;
+    return {
+      // Made on first use (born aborted if the call was cancelled before): an AbortController per call costs
+      // more than a no-op handler, and most handlers never look at it.
+      get signal() {
+        return (signal ??= abortSignalOf(token));
+      },
+      session: s,
+      log,
+      progress: (message, percentage) => {
+        if (typeof progressToken !== 'string' && typeof progressToken !== 'number') return;
+        void connection.sendNotification('$/progress', { token: progressToken, value: { message, percentage } });
+      },
+    };
+  };
 
   connection.onRequest('shutdown', async () => {
     await def.onShutdown?.();

@@ -1,4 +1,5 @@
-import { z } from 'zod';
+// A namespace import lets esbuild keep only the zod a plugin uses (`import { z }` pulls in all of it, locales too).
+import * as z from 'zod';
 
 /** Identifiers end up in file names and QEMU ids, so they are kept to a safe alphabet. */
 export const Id = z

@@ -1,4 +1,5 @@
-import { z } from 'zod';
+// A namespace import lets esbuild keep only the zod a plugin uses (`import { z }` pulls in all of it, locales too).
+import * as z from 'zod';
 
 /**
  * Error codes on the wire. JSON-RPC's own codes, plus an application range (-31000..-31099) that sits

@@ -1,4 +1,5 @@
-import { z } from 'zod';
+// A namespace import lets esbuild keep only the zod a plugin uses (`import { z }` pulls in all of it, locales too).
+import * as z from 'zod';
 import type { Capabilities } from './capabilities.js';
 import { ErrorCode } from './errors.js';
 import { METHOD_NAMES, methodDef } from './methods.js';

@@ -265,10 +265,16 @@ export class ShimHypervisor {
     // (vm/check, vm/info, vm/stats...) would otherwise rewrite the record on every call.
     const before = target.status;
     if (VmResult.shape.status.safeParse(r.status).success) target.status = r.status as VmStatus;
-    let dirty = target.status !== before || methodDef(method).scope === 'new-vm' || method === 'device/add' || method === 'device/remove';
+    // Compared as JSON: a re-attach (vm/recover after a plugin restart) usually hands back the same config and state.
+    const newVm = methodDef(method).scope === 'new-vm';
+    let dirty =
+      target.status !== before ||
+      (newVm && JSON.stringify(params.config) !== JSON.stringify(target.config)) ||
+      method === 'device/add' ||
+      method === 'device/remove';
     if (r.state !== undefined) {
+      if (JSON.stringify(r.state) !== JSON.stringify(target.state)) dirty = true;
       target.state = r.state;
-      dirty = true;
     }
     if (method === 'device/add') {
       const device = params.device as VmConfig['devices'][number];
@@ -333,10 +339,13 @@ export class ShimHypervisor {
   deliver(event: VmEvent): void {
     const vm = this.vms.get(event.vmId);
     if (vm) {
+      // As in track: only a change is persisted. An event often confirms what the call's answer already set
+      // (running after vm/start, the host's own recovered after vm/recover), and each report is an fsync'd write.
+      const before = vm.status;
       const next = statusAfter(event);
       if (next) vm.status = next;
       if (event.type === 'state') vm.state = event.state;
-      if (next || event.type === 'state') void this.changed(vm);
+      if (vm.status !== before || event.type === 'state') void this.changed(vm);
       vm.emit('event', event);
     }
     for (const l of this.eventListeners) l(event);

@@ -13,6 +13,17 @@ import { decodeState, type LaunchInfo } from './state.js';
 import { readSidecar } from './snapshot.js';
 import { QemuVm } from './vm.js';
 
+/**
+ * What the default guest runs when the caller gives no script: the console is a log file, so an
+ * interactive shell would wait forever for input nobody can send. It shows the guest is alive, then
+ * powers off so `hvplug run` ends by itself.
+ */
+const DEMO_GUEST_SCRIPT = [
+  'echo "hvplug guest: $(uname -sr), $(grep -c ^processor /proc/cpuinfo) vCPU(s), $(awk \'/MemTotal/ {print $2 " kB"}\' /proc/meminfo)"',
+  'for i in 1 2 3 4 5; do echo "tick $i"; sleep 1; done',
+  'echo "hvplug guest: powering off"',
+].join('\n');
+
 export class Vmm {
   private readonly vms = new Map<string, QemuVm>();
   private session: Session | undefined;
@@ -79,7 +90,7 @@ export class Vmm {
       // The default guest: the host's newest kernel and hvplug's busybox initramfs, with the caller's script.
       kernel = (await findDefaultKernel()).path;
       const base = await buildInitramfs({ cacheDir: settings.initramfsCacheDir });
-      initrd = await writeGuestInitrd(base.path, join(runDir, 'initrd.img'), settings.guestScript);
+      initrd = await writeGuestInitrd(base.path, join(runDir, 'initrd.img'), settings.guestScript ?? DEMO_GUEST_SCRIPT);
     }
     const accel = await chooseAccel(settings.accel);
     const tscKhz = machine === 'microvm' && accel.accel === 'tcg' ? await readHostTscKhz() : undefined;

@@ -1,0 +1,134 @@
+import { spawn } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ENV_ALLOW_LIST, PluginClient, PluginSpec } from 'hvplug';
+import { encodeFrame, FrameDecoder, PROTOCOL_VERSIONS, type InitializeParams } from 'hvplug/protocol';
+import { silentLogger } from '../clients.js';
+import { alternate } from '../drivers.js';
+import type { Figure } from '../figure.js';
+import { notMeasured } from '../figure.js';
+import { compare, measure } from '../report.js';
+import { examplePluginBundle } from '../setup.js';
+
+/** The environment PluginHost gives a plugin, so the bare spawn sees what a hosted plugin sees. */
+function hostedEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const name of ENV_ALLOW_LIST) {
+    const v = process.env[name];
+    if (v !== undefined) env[name] = v;
+  }
+  return env;
+}
+
+export function initializeParams(dir: string): InitializeParams {
+  return {
+    protocolVersions: [...PROTOCOL_VERSIONS],
+    host: { name: 'hvplug-bench', version: '0' },
+    stateDir: join(dir, 'state'),
+    runtimeDir: join(dir, 'run'),
+    logLevel: 'warn',
+  };
+}
+
+/**
+ * ms from spawn() to the initialize answer on stdout: node starting, the bundle loading and evaluating, the
+ * SDK's handshake. The request is written at once (the pipe holds it until the plugin reads).
+ */
+export function spawnToInitialize(bundle: string, params: InitializeParams): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const child = spawn(process.execPath, [bundle], { stdio: ['pipe', 'pipe', 'ignore'], env: hostedEnv() });
+    const decoder = new FrameDecoder();
+    let elapsed: number | undefined;
+    child.stdout.on('data', (c: Buffer) => {
+      if (elapsed !== undefined) return;
+      for (const body of decoder.push(c)) {
+        const msg = JSON.parse(body.toString('utf8')) as { id?: number; result?: unknown; error?: { message: string } };
+        if (msg.id !== 0) continue;
+        if (msg.error) {
+          reject(new Error(`initialize failed: ${msg.error.message}`));
+          child.kill('SIGKILL');
+          return;
+        }
+        elapsed = performance.now() - t0;
+        // EOF makes the plugin exit; the exit is awaited (so runs do not overlap) but not timed.
+        child.stdin.end();
+      }
+    });
+    child.once('error', reject);
+    child.once('exit', (code, signal) => {
+      if (elapsed !== undefined) resolve(elapsed);
+      else reject(new Error(`plugin exited (${code ?? signal}) before answering initialize`));
+    });
+    child.stdin.on('error', () => undefined);
+    child.stdin.write(encodeFrame(JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params })));
+  });
+}
+
+/** ms from spawn() of `node -e ''` to its exit. */
+export function nodeNoop(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const child = spawn(process.execPath, ['-e', ''], { stdio: ['pipe', 'pipe', 'ignore'], env: hostedEnv() });
+    child.once('error', reject);
+    child.once('exit', () => resolve(performance.now() - t0));
+  });
+}
+
+/** ms for PluginClient.start: the host's own path (execa, executable lookup, shebang, handshake and `initialized`). */
+async function viaClient(bundle: string, dir: string): Promise<number> {
+  const t0 = performance.now();
+  const client = await PluginClient.start(PluginSpec.parse({ name: 'example-proprietary', command: bundle }), {
+    stateDir: join(dir, 'state'),
+    runtimeDir: join(dir, 'run'),
+    logger: silentLogger(),
+    logLevel: 'warn',
+    hostVersion: '0',
+  });
+  const ms = performance.now() - t0;
+  await client.close();
+  return ms;
+}
+
+/** Figure 3: plugin cold start. */
+export const coldstart: Figure = {
+  id: 'coldstart',
+  title: '3 cold start',
+  async run({ ws, cfg, log }) {
+    const { warmup, reps } = cfg.coldstart;
+    const bundle = examplePluginBundle();
+    const method =
+      `spawn(node, [bundle]) to the initialize answer read on stdout (request written at spawn) vs spawn(node, ['-e', '']) to exit; ` +
+      `same env as PluginHost gives; ${reps} reps alternating after ${warmup} warm-up runs. Info rows: the no-op SDK plugin, and ` +
+      `PluginClient.start (execa, shebang, handshake + initialized)`;
+    if (!bundle) return notMeasured('the example plugin bundle (plugins/example-proprietary/dist) is absent: run npm run build', method);
+    const dir = join(ws.dir, 'coldstart');
+    await mkdir(join(dir, 'state'), { recursive: true });
+    await mkdir(join(dir, 'run'), { recursive: true });
+    const params = initializeParams(dir);
+    const variants = {
+      example: () => spawnToInitialize(bundle, params),
+      node: () => nodeNoop(),
+      noop: () => spawnToInitialize(ws.helper('noop-plugin'), params),
+      client: () => viaClient(bundle, dir),
+    };
+    log(`cold start: ${warmup} warm-up runs, ${reps} repetitions`);
+    await alternate(warmup, variants);
+    const runs = await alternate(reps, variants);
+    const nodeM = measure("node -e ''", 'ms', runs.node);
+    return {
+      method,
+      rows: [
+        compare('example plugin vs node', measure('example', 'ms', runs.example), nodeM, {
+          on: 'ratio',
+          op: '<=',
+          limit: 1.25,
+          text: "≤ 1.25× node -e ''",
+        }),
+        compare('no-op SDK plugin vs node', measure('no-op plugin', 'ms', runs.noop), nodeM),
+        compare('PluginClient.start vs node', measure('PluginClient.start', 'ms', runs.client), nodeM),
+      ],
+      raw: { config: cfg.coldstart, unit: 'ms', bundle, perRep: runs },
+    };
+  },
+};
