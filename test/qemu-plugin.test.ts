@@ -234,8 +234,10 @@ describe.skipIf(!qemu)('QEMU plugin through the host and shim (TCG)', () => {
     await waitConsole(log, /TICK:/, frozen, 10_000);
     expect(events.filter((e) => e.vmId === vm.id).map((e) => e.type)).toEqual(expect.arrayContaining(['running', 'paused', 'resumed']));
 
-    // Save (pauses the VM); the last counter printed is where a restore must continue.
+    // Save (a running VM is refused: pause first); the last counter printed is where a restore must continue.
     snapshot = join(dir, 'snap.bin');
+    await expect(vm.save({ path: snapshot })).rejects.toBeInstanceOf(InvalidStateError);
+    await vm.pause();
     const saved = await vm.save({ path: snapshot });
     expect(saved.sizeBytes).toBeGreaterThan(1024 * 1024);
     expect(vm.status).toBe('paused');

@@ -307,11 +307,8 @@ export class QemuVm {
 
   save(path: string, ctx: CallContext): Promise<{ path: string; sizeBytes: number; state: Json }> {
     return this.serial(async () => {
-      this.require(['running', 'paused']);
-      if (this.s.status === 'running') {
-        await this.qmp('stop');
-        this.transition('paused', 'paused');
-      }
+      // The protocol saves paused VMs only, so the caller decides when the guest stops running.
+      this.require(['paused']);
       ctx.progress('writing the snapshot', 10);
       await migrateToFile((await this.control()).qmp, path, ctx.signal);
       const snap: Snapshot = { launch: this.s.launch, attached: this.s.attached, vcpus: this.s.vcpus, memoryMiB: this.s.memoryMiB };

@@ -1,0 +1,137 @@
+// The conformance suite (src/conformance) run by the project's own tests against the two real-VMM
+// plugins: Cloud Hypervisor against its contract double (the plugin is pointed at a wrapper script that
+// execs the double's bundle, as in cloud-hypervisor-plugin.test.ts), and QEMU under TCG with the host's
+// kernel and hvplug's initramfs. Each run declares its known failures through the suite's own
+// expected-failures mechanism, one reason per id; the test fails on anything else that fails, on an
+// expected failure that starts passing, and on any VMM or plugin process left behind.
+import { readdirSync, readFileSync } from 'node:fs';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runConformance, type Report } from 'hvplug/conformance';
+import { SKIP_MESSAGE, TEST_CACHE_DIR, findQemu } from '../plugins/qemu/test-support/guest.js';
+import { root } from '../scripts/bundle.mjs';
+import { alive, pluginBundle } from './helpers.js';
+
+const DOUBLE_BUNDLE = join(root, 'plugins/cloud-hypervisor/dist/cloud-hypervisor-double.mjs');
+
+const dirs: string[] = [];
+async function workDir(prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  dirs.push(dir);
+  return dir;
+}
+afterAll(async () => {
+  await Promise.all(dirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
+});
+
+/** Live processes whose command line names `dir`: VMMs keep their sockets and consoles under the suite's work dir. */
+function processesUnder(dir: string): number[] {
+  const out: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    let cmdline = '';
+    try {
+      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    } catch {
+      continue;
+    }
+    if (cmdline.includes(dir) && alive(pid)) out.push(pid);
+  }
+  return out;
+}
+
+/** What the report says beyond `ok`, in a form whose diff explains a failure. */
+function verdict(report: Report, expected: readonly string[]): void {
+  const unexpected = report.checks.filter((c) => c.status === 'fail' && !c.expectedFailure).map((c) => `${c.id}: ${c.message ?? ''}`);
+  expect(unexpected, 'checks that failed unexpectedly (or expected failures that passed)').toEqual([]);
+  expect(report.unknownExpectedFailures, 'expected failures naming no check').toEqual([]);
+  const byId = new Map(report.checks.map((c) => [c.id, c]));
+  for (const id of expected) expect(byId.get(id), id).toMatchObject({ status: 'fail', expectedFailure: true });
+  expect(report.summary.expectedFailures).toBe(expected.length);
+  expect(report.interrupted).toBe(false);
+  expect(report.ok).toBe(true);
+}
+
+function summaryLine(name: string, report: Report, wallMs: number): string {
+  const s = report.summary;
+  return `[conformance ${name}] ${s.total} checks: ${s.passed} passed, ${s.failed} failed, ${s.skipped} skipped, ${s.expectedFailures} expected failures; ${(wallMs / 1000).toFixed(1)} s`;
+}
+
+describe('cloud-hypervisor against its contract double', () => {
+  /**
+   * The suite builds its net devices with the `user` (SLIRP) backend, which Cloud Hypervisor does not
+   * have (tap and vhost-user only): the plugin refuses such a config with InvalidConfig, as it should.
+   */
+  const EXPECTED = ['device.net.coldplug', 'device.net.hotplug', 'device.net.hotunplug'];
+
+  it('passes the whole suite but for the user-mode net devices it does not have', async () => {
+    const dir = await workDir('hvplug-conf-ch-');
+    const binary = join(dir, 'cloud-hypervisor');
+    await writeFile(binary, `#!/bin/sh\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(DOUBLE_BUNDLE)} "$@"\n`);
+    await chmod(binary, 0o755);
+    // The double only opens the kernel.
+    const kernel = join(dir, 'vmlinux');
+    await writeFile(kernel, 'not a kernel: the double only opens it');
+    const started = Date.now();
+    const report = await runConformance({
+      command: pluginBundle('cloud-hypervisor'),
+      env: { HVPLUG_CH_BINARY: binary },
+      vmConfig: { kernel: { path: kernel, cmdline: 'console=ttyS0 panic=-1' } },
+      expectedFailures: EXPECTED,
+      workDir: dir,
+    });
+    const wall = Date.now() - started;
+    console.info(summaryLine('cloud-hypervisor (double)', report, wall));
+    verdict(report, EXPECTED);
+    expect(report.summary.passed).toBeGreaterThan(100);
+    expect(report.pids.filter(alive), 'plugin or VMM processes left running').toEqual([]);
+    expect(processesUnder(dir), 'VMM processes left running').toEqual([]);
+  }, 300_000);
+});
+
+const qemu = findQemu();
+if (!qemu) console.warn(`skipping the QEMU conformance run: ${SKIP_MESSAGE}`);
+
+describe.skipIf(!qemu)('qemu under TCG', () => {
+  /**
+   * The whole suite runs: it takes about 2 minutes on a 2-core machine, most of it the three hot-unplug
+   * checks below waiting out their deadline.
+   */
+  const EXPECTED = [
+    // The check asks for the unplug right after vm/start, while the TCG guest is still booting its
+    // kernel: the guest never acknowledges that request, QEMU sends no DEVICE_DELETED, and device/remove
+    // fails when its 30 s deadline runs out (test/qemu-hotplug.test.ts unplugs from a booted guest, and
+    // that works). Not run under KVM here: whether a faster boot lets these pass is unverified.
+    'device.block.hotunplug',
+    'device.net.hotunplug',
+    'device.rng.hotunplug',
+  ];
+
+  it('passes the suite but for its known failures, in CI time', async () => {
+    const dir = await workDir('hvplug-conf-qemu-');
+    const started = Date.now();
+    const report = await runConformance({
+      command: pluginBundle('qemu'),
+      vmConfig: {
+        // Default kernel and initramfs; the guest script keeps the guest up, else it powers off mid-check.
+        plugin: { accel: 'tcg', initramfsCacheDir: TEST_CACHE_DIR, guestScript: 'sleep 600' },
+      },
+      // device/remove's own deadline is 30 s and the plugin waits that long for DEVICE_DELETED; with the
+      // suite's default 10 s the host gives up first while the plugin still holds the VM, and the
+      // vm/delete queued behind it times out too, failing cleanup.no-leftovers as a consequence.
+      callTimeoutMs: 30_000,
+      expectedFailures: EXPECTED,
+      workDir: dir,
+    });
+    const wall = Date.now() - started;
+    console.info(summaryLine('qemu (TCG)', report, wall));
+    verdict(report, EXPECTED);
+    expect(report.summary.passed).toBeGreaterThan(100);
+    expect(report.pids.filter(alive), 'plugin or QEMU processes left running').toEqual([]);
+    expect(processesUnder(dir), 'QEMU processes left running').toEqual([]);
+    expect(wall, 'the QEMU conformance run is too slow for CI').toBeLessThan(240_000);
+  }, 360_000);
+});
