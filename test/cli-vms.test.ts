@@ -1,16 +1,13 @@
-import { existsSync, statSync } from 'node:fs';
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { root } from '../scripts/bundle.mjs';
-import { alive, eventually, removeTempDirs, tempDir } from './helpers.js';
+import { alive, eventually, removeTempDirs, tempDir, CLI, ensureCliBuilt } from './helpers.js';
 
 /**
  * Detached VMs through the built CLI: every command is its own process, so what one leaves behind (a
  * running guest, a record in the state directory) is all the next one has to go on.
  */
-const CLI = join(root, 'dist/src/cli/main.js');
 const PLUGIN = 'example-proprietary';
 
 interface PsRow {
@@ -21,20 +18,7 @@ interface PsRow {
   created: string;
 }
 
-async function newestSource(dir: string): Promise<number> {
-  let newest = 0;
-  for (const e of await readdir(join(root, dir), { withFileTypes: true, recursive: true })) {
-    if (e.isFile() && e.name.endsWith('.ts')) newest = Math.max(newest, statSync(join(e.parentPath, e.name)).mtimeMs);
-  }
-  return newest;
-}
 
-/** A bare `vitest run` after editing src/ gets a fresh build rather than a stale CLI (as in cli.test.ts). */
-async function ensureBuilt(): Promise<void> {
-  const sources = Math.max(...(await Promise.all(['src/cli', 'src/core', 'src/shim', 'src/protocol'].map(newestSource))));
-  if (existsSync(CLI) && statSync(CLI).mtimeMs >= sources) return;
-  await execa('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root });
-}
 
 let stateDir: string;
 let runtimeDir: string;
@@ -42,7 +26,7 @@ let runtimeDir: string;
 const guests = new Set<number>();
 
 beforeAll(async () => {
-  await ensureBuilt();
+  await ensureCliBuilt();
   stateDir = await tempDir('hvplug-cli-vms-state-');
   runtimeDir = await tempDir('hvplug-cli-vms-run-');
 }, 120_000);

@@ -1,4 +1,4 @@
-import { existsSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Ajv } from 'ajv';
@@ -8,38 +8,23 @@ import ajvFormats from 'ajv-formats';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { METHOD_NAMES, notifications } from 'hvplug/protocol';
-import { root } from '../scripts/bundle.mjs';
-import { alive, pluginBundle, removeTempDirs, tempDir } from './helpers.js';
+import { alive, pluginBundle, removeTempDirs, tempDir, CLI, ensureCliBuilt } from './helpers.js';
 
 /**
  * The CLI as users run it: the built dist/src/cli/main.js in a child process, with the real example
  * plugin, checked through its stdout, stderr, exit status and the process table.
  */
-const CLI = join(root, 'dist/src/cli/main.js');
 const PLUGIN = 'example-proprietary';
 
 type Line = Record<string, unknown> & { type: string };
 
-async function newestSource(dir: string): Promise<number> {
-  let newest = 0;
-  for (const e of await readdir(join(root, dir), { withFileTypes: true, recursive: true })) {
-    if (e.isFile() && e.name.endsWith('.ts')) newest = Math.max(newest, statSync(join(e.parentPath, e.name)).mtimeMs);
-  }
-  return newest;
-}
 
-/** `npm test` builds first; a bare `vitest run` after editing src/ gets a fresh build here rather than a stale CLI. */
-async function ensureBuilt(): Promise<void> {
-  const sources = Math.max(...(await Promise.all(['src/cli', 'src/core', 'src/shim', 'src/protocol', 'src/conformance'].map(newestSource))));
-  if (existsSync(CLI) && statSync(CLI).mtimeMs >= sources) return;
-  await execa('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root });
-}
 
 let stateDir: string;
 let runtimeDir: string;
 
 beforeAll(async () => {
-  await ensureBuilt();
+  await ensureCliBuilt();
   stateDir = await tempDir('hvplug-cli-state-');
   runtimeDir = await tempDir('hvplug-cli-run-');
 }, 120_000);

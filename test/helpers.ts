@@ -1,7 +1,8 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execa } from 'execa';
 import pino from 'pino';
 import { root } from '../scripts/bundle.mjs';
 
@@ -46,4 +47,23 @@ export function memoryLogger(): { logger: pino.Logger; lines: () => Record<strin
   const chunks: string[] = [];
   const logger = pino({ level: 'trace' }, { write: (s: string) => void chunks.push(s) });
   return { logger, lines: () => chunks.map((c) => JSON.parse(c) as Record<string, unknown>) };
+}
+
+/** The built CLI, as `npx hvplug` runs it. */
+export const CLI = join(root, 'dist/src/cli/main.js');
+
+async function newestSource(dir: string): Promise<number> {
+  let newest = 0;
+  for (const e of await readdir(join(root, dir), { withFileTypes: true, recursive: true })) {
+    if (e.isFile() && e.name.endsWith('.ts')) newest = Math.max(newest, statSync(join(e.parentPath, e.name)).mtimeMs);
+  }
+  return newest;
+}
+
+/** `npm test` builds first; a bare `vitest run` after editing src/ gets a fresh build here rather than a stale CLI. */
+export async function ensureCliBuilt(): Promise<void> {
+  const dirs = ['src/cli', 'src/core', 'src/shim', 'src/protocol', 'src/conformance'];
+  const sources = Math.max(...(await Promise.all(dirs.map(newestSource))));
+  if (existsSync(CLI) && statSync(CLI).mtimeMs >= sources) return;
+  await execa('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root });
 }
