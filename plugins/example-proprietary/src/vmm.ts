@@ -60,25 +60,24 @@ export class Vmm {
     }
   }
 
+  /** A VM in status created, with its runtime directory and (empty) console log in place. */
+  private async newVm(
+    vmId: string,
+    config: Awaited<ReturnType<typeof normalizeConfig>>['config'],
+    settings: Awaited<ReturnType<typeof normalizeConfig>>['settings'],
+    size: { vcpus: number; memoryMiB: number; devices: VmConfig['devices'] },
+  ): Promise<SimVm> {
+    const paths = this.paths(vmId);
+    await mkdir(paths.dir, { recursive: true, mode: 0o700 });
+    await writeFile(paths.consolePath, '', { flag: 'a' });
+    return new SimVm({ vmId, config, settings, ...paths, emit: this.emit, status: 'created', ...size, lastExit: null });
+  }
+
   async create(vmId: string, input: VmConfig): Promise<VmResult> {
     return this.bringUp(vmId, async () => {
       const { config, settings, warnings } = await normalizeConfig(input);
       for (const w of warnings) this.session?.log.info({ vmId }, w);
-      const paths = this.paths(vmId);
-      await mkdir(paths.dir, { recursive: true, mode: 0o700 });
-      await writeFile(paths.consolePath, '', { flag: 'a' });
-      const vm = new SimVm({
-        vmId,
-        config,
-        settings,
-        ...paths,
-        emit: this.emit,
-        status: 'created',
-        vcpus: config.vcpus.boot,
-        memoryMiB: config.memory.sizeMiB,
-        devices: config.devices,
-        lastExit: null,
-      });
+      const vm = await this.newVm(vmId, config, settings, { vcpus: config.vcpus.boot, memoryMiB: config.memory.sizeMiB, devices: config.devices });
       vm.announceCreated();
       return { vm, result: vm.result() };
     });
@@ -100,21 +99,7 @@ export class Vmm {
           { path: snap.vcpus > maxVcpus ? ['vcpus', 'max'] : ['memory', 'maxMiB'], message: `the snapshot has ${snap.vcpus} vCPUs and ${snap.memoryMiB} MiB, more than the config allows` },
         ]);
       }
-      const paths = this.paths(vmId);
-      await mkdir(paths.dir, { recursive: true, mode: 0o700 });
-      await writeFile(paths.consolePath, '', { flag: 'a' });
-      const vm = new SimVm({
-        vmId,
-        config,
-        settings,
-        ...paths,
-        emit: this.emit,
-        status: 'created',
-        vcpus: snap.vcpus,
-        memoryMiB: snap.memoryMiB,
-        devices: snap.config.devices,
-        lastExit: null,
-      });
+      const vm = await this.newVm(vmId, config, settings, { vcpus: snap.vcpus, memoryMiB: snap.memoryMiB, devices: snap.config.devices });
       return { vm, result: await vm.startRestored(snap.nextTick, ctx) };
     });
   }
