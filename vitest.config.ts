@@ -18,5 +18,8 @@ export default defineConfig({
     hookTimeout: 30_000,
     pool: 'forks',
     globalSetup: ['test/global-setup.ts'],
+    // CI also keeps a machine-readable result, from which .ci/run prints the closing count.
+    reporters: process.env.CI ? ['default', 'json'] : ['default'],
+    outputFile: { json: '.ci-results.json' },
   },
 });
