@@ -24,7 +24,7 @@ import {
 import { CloudHypervisorClient } from '../plugins/cloud-hypervisor/src/api-client.js';
 import { chooseTarget } from '../plugins/cloud-hypervisor/test-support/vmm-process.js';
 import { root } from '../scripts/bundle.mjs';
-import { alive, eventually, memoryLogger, pluginBundle, removeTempDirs, tempDir } from './helpers.js';
+import { alive, eventually, memoryLogger, pluginBundle, processesUnder, removeTempDirs, tempDir } from './helpers.js';
 
 const PLUGIN = 'cloud-hypervisor';
 // Each test starts a host, a plugin and a VMM or two, all node processes: slow on a loaded machine.
@@ -61,22 +61,6 @@ beforeAll(async () => {
   }
 });
 
-/** Processes whose command line names one of `dirs`: the VMMs started there (their --api-socket is inside). */
-function processesUnder(dirs: readonly string[]): number[] {
-  const out: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const pid = Number(entry);
-    let cmdline = '';
-    try {
-      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    } catch {
-      continue;
-    }
-    if (dirs.some((d) => cmdline.includes(d)) && alive(pid)) out.push(pid);
-  }
-  return out;
-}
 
 /** The double's guest process: a child of the VMM (the real VMM runs vCPUs as threads and has none). */
 function childrenOf(pid: number): number[] {

@@ -4,7 +4,6 @@
 // kernel and hvplug's initramfs. Each run declares its known failures through the suite's own
 // expected-failures mechanism, one reason per id; the test fails on anything else that fails, on an
 // expected failure that starts passing, and on any VMM or plugin process left behind.
-import { readdirSync, readFileSync } from 'node:fs';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { runConformance, type Report } from 'hvplug/conformance';
 import { SKIP_MESSAGE, TEST_CACHE_DIR, findQemu } from '../plugins/qemu/test-support/guest.js';
 import { root } from '../scripts/bundle.mjs';
-import { alive, pluginBundle } from './helpers.js';
+import { alive, pluginBundle, processesUnder } from './helpers.js';
 
 const DOUBLE_BUNDLE = join(root, 'plugins/cloud-hypervisor/dist/cloud-hypervisor-double.mjs');
 
@@ -26,22 +25,6 @@ afterAll(async () => {
   await Promise.all(dirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
 });
 
-/** Live processes whose command line names `dir`: VMMs keep their sockets and consoles under the suite's work dir. */
-function processesUnder(dir: string): number[] {
-  const out: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const pid = Number(entry);
-    let cmdline = '';
-    try {
-      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    } catch {
-      continue;
-    }
-    if (cmdline.includes(dir) && alive(pid)) out.push(pid);
-  }
-  return out;
-}
 
 /** What the report says beyond `ok`, in a form whose diff explains a failure. */
 function verdict(report: Report, expected: readonly string[]): void {
@@ -88,7 +71,7 @@ describe('cloud-hypervisor against its contract double', () => {
     verdict(report, EXPECTED);
     expect(report.summary.passed).toBeGreaterThan(100);
     expect(report.pids.filter(alive), 'plugin or VMM processes left running').toEqual([]);
-    expect(processesUnder(dir), 'VMM processes left running').toEqual([]);
+    expect(processesUnder([dir]), 'VMM processes left running').toEqual([]);
   }, 300_000);
 });
 
@@ -131,7 +114,7 @@ describe.skipIf(!qemu)('qemu under TCG', () => {
     verdict(report, EXPECTED);
     expect(report.summary.passed).toBeGreaterThan(100);
     expect(report.pids.filter(alive), 'plugin or QEMU processes left running').toEqual([]);
-    expect(processesUnder(dir), 'QEMU processes left running').toEqual([]);
+    expect(processesUnder([dir]), 'QEMU processes left running').toEqual([]);
     expect(wall, 'the QEMU conformance run is too slow for CI').toBeLessThan(240_000);
   }, 360_000);
 });
