@@ -81,8 +81,8 @@ class TracedReader extends FramedReader {
 }
 
 class TracedWriter extends FramedWriter {
-  constructor(writable: Writable, maxMessageBytes: number, private readonly tracer: Tracer) {
-    super(writable, maxMessageBytes);
+  constructor(writable: Writable, maxMessageBytes: number, writeFrame: (frame: string) => void, private readonly tracer: Tracer) {
+    super(writable, maxMessageBytes, writeFrame);
   }
 
   override write(msg: Message): Promise<void> {
@@ -111,22 +111,31 @@ function relayNotifications(inner: MessageReader, relay: NotificationListener): 
 }
 
 /**
- * Frames written in the same tick leave in one write at its end: under load, a wake-up of the plugin then
- * brings it many requests instead of one.
+ * The plugin's stdin. Frames written in the same tick leave joined, in one write at its end: under load, a
+ * wake-up of the plugin then brings it many requests instead of one.
  */
-function batchedWriter(stdin: Writable): (frame: Buffer) => boolean {
-  let corked = false;
-  return (frame) => {
-    if (!corked) {
-      corked = true;
-      stdin.cork();
-      process.nextTick(() => {
-        corked = false;
-        stdin.uncork();
-      });
-    }
-    return stdin.write(frame);
+class BatchedInput {
+  private batch = '';
+
+  constructor(private readonly stream: Writable) {}
+
+  readonly write = (frame: string): void => {
+    if (this.batch === '') process.nextTick(this.flush);
+    this.batch += frame;
   };
+
+  private readonly flush = (): void => {
+    if (this.batch === '') return;
+    const frames = this.batch;
+    this.batch = '';
+    this.stream.write(frames);
+  };
+
+  /** EOF after what is still waiting for the end of the tick (the `exit` notification, say). */
+  end(): void {
+    this.flush();
+    this.stream.end();
+  }
 }
 
 /**
@@ -232,6 +241,7 @@ export class PluginClient {
     readonly pid: number,
     private readonly logger: Logger,
     private readonly listeners: Set<NotificationListener>,
+    private readonly input: BatchedInput,
   ) {
     this.exited = new Promise<ExitInfo>((resolve) => {
       child.once('exit', (code, signal) => {
@@ -306,14 +316,15 @@ export class PluginClient {
         }
       },
     );
+    const input = new BatchedInput(stdin);
     const writer = opts.trace
-      ? new TracedWriter(stdin, maxMessageBytes, opts.trace)
-      : new FramedWriter(stdin, maxMessageBytes, batchedWriter(stdin));
+      ? new TracedWriter(stdin, maxMessageBytes, input.write, opts.trace)
+      : new FramedWriter(stdin, maxMessageBytes, input.write);
     // Set, maxParallelism makes vscode-jsonrpc resolve responses as they are read instead of queueing them; the
     // plugin sends the host no requests, so the limit itself never applies.
     const connection = createMessageConnection(reader, writer, undefined, { maxParallelism: Number.MAX_SAFE_INTEGER });
     connection.listen();
-    const client = new PluginClient(spec, child, connection, log, pid, logger, listeners);
+    const client = new PluginClient(spec, child, connection, log, pid, logger, listeners, input);
     try {
       await client.handshake(opts);
     } catch (err) {
@@ -452,7 +463,7 @@ export class PluginClient {
       this.notify('exit', {});
       this.failAll(new HvplugError(`plugin ${this.spec.name} is shutting down`, 'PluginExited'));
     }
-    this.child.stdin?.end();
+    this.input.end();
     const waitExit = (ms: number): Promise<boolean> =>
       Promise.race([this.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref())]);
     if (!(await waitExit(grace))) {

@@ -113,10 +113,11 @@ export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements 
   }
 
   /** Calls wait for a restart in progress (their own deadline still applies); a failed plugin fails fast. */
-  async call(method: string, params: unknown, opts: ChannelCallOptions): Promise<unknown> {
-    if (this.failed) throw this.failed;
-    const client = this.client?.alive ? this.client : await this.waitReady(method, opts);
-    return client.call(method, params, opts);
+  call(method: string, params: unknown, opts: ChannelCallOptions): Promise<unknown> {
+    if (this.failed) return Promise.reject(this.failed);
+    // Not async: handing back the client's own promise spares every call two promise hops.
+    if (this.client?.alive) return this.client.call(method, params, opts);
+    return this.waitReady(method, opts).then((client) => client.call(method, params, opts));
   }
 
   private waitReady(method: string, opts: ChannelCallOptions): Promise<PluginClient> {

@@ -1,4 +1,5 @@
 import { format } from 'node:util';
+import { startupSnapshot } from 'node:v8';
 import pino, { type Logger } from 'pino';
 import {
   createMessageConnection,
@@ -29,6 +30,7 @@ import {
   type ResultInputOf,
   type VmEvent,
 } from 'hvplug/protocol';
+import { AnswerBatcher } from './answer-batch.js';
 import { PluginError } from './errors.js';
 
 type Json = z.core.util.JSONType;
@@ -112,9 +114,9 @@ function abortSignalOf(token: CancellationToken): AbortSignal {
  * Stdout carries the protocol and nothing else: console output and stray writes go to stderr, where the
  * host reads them as log lines. Returns the real stdout writer for the transport.
  */
-function guardStdout(): (chunk: Buffer) => boolean {
+function guardStdout(): (frame: string) => boolean {
   const stdout = process.stdout;
-  const realWrite = stdout.write.bind(stdout) as (chunk: Buffer) => boolean;
+  const realWrite = stdout.write.bind(stdout) as (frame: string) => boolean;
   const toStderr = (...args: unknown[]): void => {
     process.stderr.write(`${format(...args)}\n`);
   };
@@ -134,20 +136,13 @@ export interface ServedPlugin {
   closed: Promise<void>;
 }
 
-/** Runs a plugin on stdin/stdout: handshake, dispatch from the method table, events, cancellation. */
-export function servePlugin(def: PluginDefinition, opts: ServeOptions = {}): ServedPlugin {
-  const exitProcess = opts.exitProcess ?? true;
-  const maxMessageBytes = Number(process.env.HVPLUG_MAX_MESSAGE_BYTES ?? DEFAULT_MAX_MESSAGE_BYTES);
-  const input = opts.input ?? process.stdin;
-  let writer: FramedWriter;
-  if (opts.output) {
-    writer = new FramedWriter(opts.output, maxMessageBytes);
-  } else {
-    const realWrite = guardStdout();
-    writer = new FramedWriter(process.stdout, maxMessageBytes, realWrite);
-  }
-  const log = pino({ name: def.info.name, level: 'info', base: { plugin: def.info.name } }, pino.destination({ fd: 2, sync: true }));
+/** What a plugin's definition resolves to before any stdio exists: checked once, shared by every connection. */
+interface Prepared {
+  advertised: ReadonlySet<MethodName>;
+  capabilities: Capabilities;
+}
 
+function prepare(def: PluginDefinition): Prepared {
   const advertised: MethodName[] = def.capabilities.methods ?? (Object.keys(def.handlers) as MethodName[]);
   for (const m of advertised) {
     if (!(m in def.handlers)) throw new Error(`plugin ${def.info.name} advertises ${m} but has no handler for it`);
@@ -160,8 +155,49 @@ export function servePlugin(def: PluginDefinition, opts: ServeOptions = {}): Ser
       Object.entries(def.extensions ?? {}).map(([name, e]) => [name, { summary: e.summary, params: e.params ?? {}, result: e.result ?? {} }]),
     ),
   });
+  return { advertised: new Set(advertised), capabilities };
+}
 
-  const connection = createMessageConnection(new FramedReader(input, maxMessageBytes), writer);
+/**
+ * Runs a plugin on stdin/stdout: handshake, dispatch from the method table, events, cancellation.
+ *
+ * Run inside `node --build-snapshot` (scripts/bundle.mjs builds a V8 startup snapshot of each plugin), it
+ * checks the definition now and connects to stdio when the snapshot is started: the plugin's code is then
+ * loaded, evaluated and checked before its process exists, which is what makes its cold start cheap.
+ */
+export function servePlugin(def: PluginDefinition, opts: ServeOptions = {}): ServedPlugin {
+  const prepared = prepare(def);
+  if (!startupSnapshot.isBuildingSnapshot()) return serve(def, prepared, opts);
+  let served: ServedPlugin | undefined;
+  let resolveClosed: () => void = () => undefined;
+  const closed = new Promise<void>((r) => (resolveClosed = r));
+  startupSnapshot.setDeserializeMainFunction(() => {
+    served = serve(def, prepared, opts);
+    void served.closed.then(resolveClosed);
+  });
+  return {
+    get connection(): MessageConnection {
+      if (!served) throw new Error('a plugin built into a startup snapshot connects when the snapshot starts');
+      return served.connection;
+    },
+    closed,
+  };
+}
+
+function serve(def: PluginDefinition, { advertised, capabilities }: Prepared, opts: ServeOptions): ServedPlugin {
+  const exitProcess = opts.exitProcess ?? true;
+  const maxMessageBytes = Number(process.env.HVPLUG_MAX_MESSAGE_BYTES ?? DEFAULT_MAX_MESSAGE_BYTES);
+  const input = opts.input ?? process.stdin;
+  const output = opts.output ?? process.stdout;
+  const answers = new AnswerBatcher(opts.output ? (frames) => output.write(frames) : guardStdout());
+  const log = pino({ name: def.info.name, level: 'info', base: { plugin: def.info.name } }, pino.destination({ fd: 2, sync: true }));
+
+  const connection = createMessageConnection(
+    answers.counting(new FramedReader(input, maxMessageBytes)),
+    new FramedWriter(output, maxMessageBytes, answers.write),
+    undefined,
+    { messageStrategy: answers.strategy },
+  );
   let session: Session | undefined;
   const seqs = new Map<string, number>();
   const started = Date.now();
@@ -233,7 +269,7 @@ export function servePlugin(def: PluginDefinition, opts: ServeOptions = {}): Ser
     connection.onRequest(name, async (raw: unknown, token: CancellationToken) => {
       const s = requireSession(name);
       const handler = def.handlers[name as HypervisorMethod] as Handler<MethodName> | undefined;
-      if (!handler || !advertised.includes(name)) {
+      if (!handler || !advertised.has(name)) {
         throw new ResponseError(ErrorCode.NotSupported, `${name}: not supported by ${def.info.name}`, {
           method: name,
           reason: 'not advertised',
@@ -278,6 +314,7 @@ export function servePlugin(def: PluginDefinition, opts: ServeOptions = {}): Ser
     } catch (err) {
       log.error({ err }, 'shutdown hook failed');
     }
+    answers.flush();
     resolveClosed();
     if (exitProcess) process.exit(0);
   };

@@ -34,6 +34,26 @@ function looksLikeHeader(buf: Buffer): boolean {
   return true;
 }
 
+const PLAIN_HEADER = Buffer.from('Content-Length: ');
+const MAX_LENGTH_DIGITS = 12;
+
+/**
+ * The length from a header that is exactly `Content-Length: <digits>`, as every writer here sends it, read
+ * straight from the bytes; undefined for anything else, which the general parser then handles.
+ */
+function plainContentLength(buf: Buffer, end: number): number | undefined {
+  const digits = end - PLAIN_HEADER.length;
+  if (digits < 1 || digits > MAX_LENGTH_DIGITS) return undefined;
+  for (let i = 0; i < PLAIN_HEADER.length; i++) if (buf[i] !== PLAIN_HEADER[i]) return undefined;
+  let n = 0;
+  for (let i = PLAIN_HEADER.length; i < end; i++) {
+    const d = (buf[i] as number) - 0x30;
+    if (d < 0 || d > 9) return undefined;
+    n = n * 10 + d;
+  }
+  return n;
+}
+
 export class FrameDecoder {
   private buf: Buffer = Buffer.alloc(0);
   private bodyLength = -1;
@@ -56,7 +76,11 @@ export class FrameDecoder {
           }
           return out;
         }
-        this.bodyLength = this.parseHeader(this.buf.subarray(0, end).toString('latin1'));
+        const length = plainContentLength(this.buf, end) ?? this.parseHeader(this.buf.subarray(0, end).toString('latin1'));
+        if (length > this.maxMessageBytes) {
+          throw new FramingError(`message of ${length} bytes exceeds the limit of ${this.maxMessageBytes} bytes`);
+        }
+        this.bodyLength = length;
         this.buf = this.buf.subarray(end + HEADER_END.length);
       }
       if (this.buf.length < this.bodyLength) return out;
@@ -79,22 +103,23 @@ export class FrameDecoder {
       }
     }
     if (length === undefined) throw new FramingError(`header without Content-Length: ${JSON.stringify(header)}`);
-    if (length > this.maxMessageBytes) {
-      throw new FramingError(`message of ${length} bytes exceeds the limit of ${this.maxMessageBytes} bytes`);
-    }
     return length;
   }
 }
 
-/** One buffer per message, so the writer can hand it to the stream in a single write. */
-export function encodeFrame(body: string, maxMessageBytes: number = DEFAULT_MAX_MESSAGE_BYTES): Buffer {
+/**
+ * A message's whole frame as text, the size cap checked first. Text, because a stream writes a string without
+ * the Buffer a byte frame costs per message, and frames written together join into one string and one write.
+ */
+export function frameText(body: string, maxMessageBytes: number = DEFAULT_MAX_MESSAGE_BYTES): string {
   const length = Buffer.byteLength(body);
   if (length > maxMessageBytes) {
     throw new FramingError(`message of ${length} bytes exceeds the limit of ${maxMessageBytes} bytes`);
   }
-  const header = `Content-Length: ${length}\r\n\r\n`;
-  const out = Buffer.allocUnsafe(header.length + length);
-  out.write(header, 0, 'latin1');
-  out.write(body, header.length, 'utf8');
-  return out;
+  return `Content-Length: ${length}\r\n\r\n${body}`;
+}
+
+/** The same frame as bytes, for writers that hold raw bytes (tests, the raw-pipe baseline). */
+export function encodeFrame(body: string, maxMessageBytes: number = DEFAULT_MAX_MESSAGE_BYTES): Buffer {
+  return Buffer.from(frameText(body, maxMessageBytes), 'utf8');
 }

@@ -1,6 +1,6 @@
 import type { Readable, Writable } from 'node:stream';
 import { AbstractMessageReader, AbstractMessageWriter, type DataCallback, type Disposable, type Message } from 'vscode-jsonrpc/node';
-import { DEFAULT_MAX_MESSAGE_BYTES, encodeFrame, FrameDecoder, FramingError, previewBytes } from './framing.js';
+import { DEFAULT_MAX_MESSAGE_BYTES, FrameDecoder, FramingError, frameText, previewBytes } from './framing.js';
 
 /**
  * vscode-jsonrpc reader and writer over the framing codec. They open nothing themselves: both sides hand
@@ -68,7 +68,7 @@ export class FramedWriter extends AbstractMessageWriter {
     private readonly writable: Writable,
     private readonly maxMessageBytes: number = DEFAULT_MAX_MESSAGE_BYTES,
     /** A plugin that diverts stray stdout writes to stderr passes the real writer here. */
-    private readonly writeFrame: (frame: Buffer) => boolean = (frame) => writable.write(frame),
+    private readonly writeFrame: (frame: string) => unknown = (frame) => writable.write(frame),
   ) {
     super();
     writable.on('error', (err) => this.fireError(err, undefined, ++this.errorCount));
@@ -76,9 +76,9 @@ export class FramedWriter extends AbstractMessageWriter {
   }
 
   write(msg: Message): Promise<void> {
-    let frame: Buffer;
+    let frame: string;
     try {
-      frame = encodeFrame(JSON.stringify(msg), this.maxMessageBytes);
+      frame = frameText(JSON.stringify(msg), this.maxMessageBytes);
     } catch (err) {
       return Promise.reject(err);
     }

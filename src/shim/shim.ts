@@ -264,7 +264,7 @@ export class ShimHypervisor {
     // Only a change is reported: the host persists each report (an fsync'd file write), and read-only calls
     // (vm/check, vm/info, vm/stats...) would otherwise rewrite the record on every call.
     const before = target.status;
-    if (VmResult.shape.status.safeParse(r.status).success) target.status = r.status as VmStatus;
+    if (r.status !== undefined && VmResult.shape.status.safeParse(r.status).success) target.status = r.status;
     // Compared as JSON: a re-attach (vm/recover after a plugin restart) usually hands back the same config and state.
     const newVm = methodDef(method).scope === 'new-vm';
     let dirty =

@@ -1,0 +1,139 @@
+import { PassThrough } from 'node:stream';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { encodeFrame, FrameDecoder, PROTOCOL_VERSIONS } from 'hvplug/protocol';
+import { servePlugin, type ServedPlugin } from 'hvplug/plugin-sdk';
+
+const VM = '6f1c8a52-3d4e-4b7a-9c2d-0e5f6a7b8c9d';
+
+interface Wire {
+  id?: number;
+  method?: string;
+  result?: Record<string, unknown>;
+  error?: { code: number; message: string };
+}
+
+/** Turns of the event loop (setImmediate is never faked here) until `done`, or fails. */
+async function until(done: () => boolean, what: string, turns = 2_000): Promise<void> {
+  for (let i = 0; i < turns; i++) {
+    if (done()) return;
+    await new Promise<void>((r) => setImmediate(r));
+  }
+  throw new Error(`not within ${turns} event-loop turns: ${what}`);
+}
+
+/** The SDK served in-process over two pipes, recording every write it makes to its output. */
+class InProcessPlugin {
+  readonly input = new PassThrough();
+  readonly output = new PassThrough();
+  readonly writes: Buffer[] = [];
+  readonly messages: Wire[] = [];
+  readonly served: ServedPlugin;
+  /** Set while a vm/start is in its handler: ends it. */
+  release: (() => void) | undefined;
+  private readonly decoder = new FrameDecoder();
+
+  constructor() {
+    this.output.on('data', (chunk: Buffer) => {
+      this.writes.push(chunk);
+      for (const body of this.decoder.push(chunk)) this.messages.push(JSON.parse(body.toString('utf8')) as Wire);
+    });
+    this.served = servePlugin(
+      {
+        info: { name: 'sdk-test', version: '1.0.0', vendor: 'hvplug tests' },
+        capabilities: {},
+        handlers: {
+          'vm/check': () => ({ ok: true, detail: 'fine' }),
+          'vm/start': async (_params, ctx) => {
+            await new Promise<void>((resolve, reject) => {
+              this.release = resolve;
+              ctx.signal.addEventListener('abort', () => reject(new Error('cancelled by the host')));
+            });
+            this.release = undefined;
+            ctx.session.emit({ vmId: VM, type: 'running' });
+            return { status: 'running' };
+          },
+        },
+      },
+      { input: this.input, output: this.output, exitProcess: false },
+    );
+  }
+
+  send(...msgs: Record<string, unknown>[]): void {
+    // One chunk: the plugin reads the whole burst at once, as from a pipe.
+    this.input.write(Buffer.concat(msgs.map((m) => encodeFrame(JSON.stringify({ jsonrpc: '2.0', ...m })))));
+  }
+
+  answer(id: number): Wire | undefined {
+    return this.messages.find((m) => m.id === id);
+  }
+
+  async initialize(): Promise<void> {
+    this.send({
+      id: 0,
+      method: 'initialize',
+      params: { protocolVersions: [...PROTOCOL_VERSIONS], host: { name: 't', version: '0' }, stateDir: '/tmp', runtimeDir: '/tmp', logLevel: 'warn' },
+    });
+    await until(() => this.answer(0) !== undefined, 'initialize answered');
+  }
+
+  close(): void {
+    this.served.connection.dispose();
+    this.input.end();
+  }
+}
+
+describe('plugin SDK: answers leave in one write per burst', () => {
+  let plugin: InProcessPlugin;
+  beforeEach(async () => {
+    // The SDK's hold timer can never fire: any answer seen below was flushed by the burst logic itself.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    plugin = new InProcessPlugin();
+    await plugin.initialize();
+  });
+  afterEach(() => {
+    plugin.close();
+    vi.useRealTimers();
+  });
+
+  it('answers a burst of requests read together in a single write, each answer intact', async () => {
+    const before = plugin.writes.length;
+    const ids = Array.from({ length: 50 }, (_, i) => 100 + i);
+    plugin.send(...ids.map((id) => ({ id, method: 'vm/check', params: { vmId: VM } })));
+    await until(() => ids.every((id) => plugin.answer(id)), 'all 50 answered');
+    expect(plugin.writes.length - before).toBe(1);
+    for (const id of ids) expect(plugin.answer(id)?.result).toEqual({ ok: true, detail: 'fine' });
+  });
+
+  it('answers a lone request at once, and one after another each in its own write', async () => {
+    for (const id of [1, 2, 3]) {
+      const before = plugin.writes.length;
+      plugin.send({ id, method: 'vm/check', params: { vmId: VM } });
+      await until(() => plugin.answer(id) !== undefined, `request ${id} answered without the hold timer`);
+      expect(plugin.writes.length - before).toBe(1);
+    }
+  });
+
+  it('does not hold a quick answer behind a slow call, nor the slow answer once it is ready', async () => {
+    plugin.send({ id: 10, method: 'vm/start', params: { vmId: VM } });
+    plugin.send({ id: 11, method: 'vm/check', params: { vmId: VM } });
+    await until(() => plugin.answer(11) !== undefined, 'the check answered while the start is in progress');
+    expect(plugin.answer(10)).toBeUndefined();
+    plugin.release?.();
+    await until(() => plugin.answer(10) !== undefined, 'the start answered once done');
+    expect(plugin.answer(10)?.result).toEqual({ status: 'running' });
+    // The event the handler emitted left before its answer, in the same order as written.
+    const event = plugin.messages.findIndex((m) => m.method === 'vm/event');
+    expect(event).toBeGreaterThanOrEqual(0);
+    expect(event).toBeLessThan(plugin.messages.findIndex((m) => m.id === 10));
+  });
+
+  it('keeps answering at once after cancellations, which vscode-jsonrpc handles outside its queue', async () => {
+    plugin.send({ id: 20, method: 'vm/start', params: { vmId: VM } });
+    await until(() => plugin.release !== undefined, 'start in its handler');
+    plugin.send({ method: '$/cancelRequest', params: { id: 20 } }, { method: '$/cancelRequest', params: { id: 999 } });
+    await until(() => plugin.answer(20) !== undefined, 'the cancelled start answered');
+    expect(plugin.answer(20)?.error?.message).toMatch(/cancelled/);
+    plugin.send({ id: 21, method: 'vm/check', params: { vmId: VM } });
+    await until(() => plugin.answer(21) !== undefined, 'a later request answered without the hold timer');
+  });
+});
