@@ -140,12 +140,12 @@ export class ShimPath {
     readonly vm: ShimVm,
   ) {}
 
-  static async start(pluginBundle: string, dir: string): Promise<ShimPath> {
+  static async start(plugin: string, dir: string): Promise<ShimPath> {
     const host = new PluginHost({
       stateDir: join(dir, 'state'),
       runtimeDir: join(dir, 'run'),
       logger: silentLogger(),
-      plugins: [{ name: 'noop', command: pluginBundle }],
+      plugins: [{ name: 'noop', command: plugin }],
     });
     const hv = await host.hypervisor('noop');
     const vm = await hv.createVm({ vmId: VM_ID, config: {} });

@@ -33,31 +33,37 @@ export interface Workspace {
   dir: string;
   /** Path of a helper process's bundle. */
   helper(name: Helper): string;
+  /** The no-op plugin's executable: its launcher and startup snapshot, like a shipped plugin's. */
+  noopPlugin: string;
   dispose(): Promise<void>;
 }
 
 /**
  * A scratch directory holding the helper processes, bundled from bench/procs with the same esbuild setup
- * as real plugins (so the no-op plugin loads like a shipped one), plus state and runtime dirs for hosts.
+ * as real plugins (the no-op plugin also gets its snapshot and launcher, so it starts like a shipped one),
+ * plus state and runtime dirs for hosts.
  */
 export async function workspace(): Promise<Workspace> {
   const dir = await mkdtemp(join(tmpdir(), 'hvplug-bench-'));
   const root = repoRoot();
-  const { bundle } = await bundler();
-  await Promise.all(HELPERS.map((h) => bundle(join(root, 'bench/procs', `${h}.ts`), join(dir, 'procs', `${h}.mjs`))));
+  const { bundle, snapshot } = await bundler();
+  const source = (h: Helper): string => join(root, 'bench/procs', `${h}.ts`);
+  await Promise.all(HELPERS.map((h) => bundle(source(h), join(dir, 'procs', `${h}.mjs`))));
+  await snapshot(source('noop-plugin'), join(dir, 'procs', 'noop-plugin.mjs'));
   return {
     dir,
     helper: (name) => join(dir, 'procs', `${name}.mjs`),
+    noopPlugin: join(dir, 'procs', 'noop-plugin'),
     dispose: () => rm(dir, { recursive: true, force: true }),
   };
 }
 
-/** The example plugin's shipped bundle, when it has been built. */
-export function examplePluginBundle(): string | undefined {
-  const p = join(repoRoot(), 'plugins/example-proprietary/dist/hvplug-plugin-example-proprietary.mjs');
-  return existsSync(p) ? p : undefined;
-}
-
-export function qemuPluginBundle(): string {
-  return join(repoRoot(), 'plugins/qemu/dist/hvplug-plugin-qemu.mjs');
+/**
+ * A bundled plugin as built by npm run build, when it has been: `executable` is what the host runs (the
+ * launcher of its startup snapshot), `bundle` the same plugin as one .mjs file for node.
+ */
+export function builtPlugin(name: string): { executable: string; bundle: string } | undefined {
+  const executable = join(repoRoot(), 'plugins', name, 'dist', `hvplug-plugin-${name}`);
+  const bundle = `${executable}.mjs`;
+  return existsSync(executable) && existsSync(bundle) ? { executable, bundle } : undefined;
 }

@@ -4,4 +4,6 @@ export interface Metafile {
   outputs: Record<string, { inputs: Record<string, unknown> }>;
 }
 export declare function bundle(entry: string, outfile: string): Promise<Metafile>;
-export declare function pluginEntries(): Promise<{ entry: string; outfile: string }[]>;
+export declare function snapshot(entry: string, outfile: string): Promise<void>;
+export declare function pluginEntries(): Promise<{ entry: string; outfile: string; snapshot?: boolean }[]>;
+export declare function buildPlugins(): Promise<void>;

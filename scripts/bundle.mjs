@@ -1,8 +1,11 @@
 // Bundles plugin executables into single self-contained files with esbuild. The host's own code is not
 // reachable from a plugin's imports, and test/bundle.test.ts proves none of it ends up in a bundle.
-import { chmod, mkdir, readdir, stat } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { execFile } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { build } from 'esbuild';
 
 export const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -19,25 +22,65 @@ const banner = [
   'const require = __hvplugCreateRequire(import.meta.url);',
 ].join('\n');
 
+const common = {
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  minify: true,
+  legalComments: 'none',
+  alias,
+  metafile: true,
+  logLevel: 'error',
+};
+
 /** Bundles one entry point to an executable .mjs file and returns the esbuild metafile. */
 export async function bundle(entry, outfile) {
   await mkdir(dirname(outfile), { recursive: true });
-  const result = await build({
-    entryPoints: [entry],
-    outfile,
-    bundle: true,
-    platform: 'node',
-    target: 'node20',
-    format: 'esm',
-    minify: true,
-    legalComments: 'none',
-    alias,
-    banner: { js: banner },
-    metafile: true,
-    logLevel: 'error',
-  });
+  const result = await build({ ...common, entryPoints: [entry], outfile, format: 'esm', banner: { js: banner } });
   await chmod(outfile, 0o755);
   return result.metafile;
+}
+
+const shellQuote = (s) => `'${s.replaceAll("'", "'\\''")}'`;
+
+/** The plugin executable: its snapshot on the node that built it, else its bundle on the node on PATH. */
+function launcher(name, node) {
+  return `#!/bin/sh
+# Starts the plugin from its V8 startup snapshot, which loads only in the node that built it (named here);
+# from its bundle, on the node on PATH, when that node or the snapshot is gone.
+node=${shellQuote(node)}
+case $0 in */*) here=\${0%/*} ;; *) here=. ;; esac
+[ -L "$0" ] && here=$(dirname "$(readlink -f "$0")")
+if [ -x "$node" ] && [ -f "$here/${name}.blob" ]; then
+  exec "$node" --snapshot-blob "$here/${name}.blob" "$@"
+fi
+exec node "$here/${name}.mjs" "$@"
+`;
+}
+
+/**
+ * A plugin's V8 startup snapshot and its launcher, next to its bundle (`outfile`, from bundle()). Built with
+ * `node --build-snapshot`, the plugin's code is loaded and evaluated and its definition checked before any
+ * process of it exists; servePlugin connects to stdio when the snapshot starts. That is most of a cold start.
+ */
+export async function snapshot(entry, outfile) {
+  const name = basename(outfile, '.mjs');
+  const dir = dirname(outfile);
+  const work = await mkdtemp(join(tmpdir(), 'hvplug-snapshot-'));
+  try {
+    // The snapshot builder runs one CommonJS script, with only node's builtins to require.
+    const script = join(work, `${name}.cjs`);
+    await build({ ...common, entryPoints: [entry], outfile: script, format: 'cjs' });
+    // node warns that some builtins (child_process, worker_threads) are not verified in snapshots: every
+    // plugin test starts the plugin through its snapshot, which is the check that they work.
+    await promisify(execFile)(process.execPath, ['--no-warnings', '--snapshot-blob', join(dir, `${name}.blob`), '--build-snapshot', script], {
+      cwd: work,
+    });
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+  await writeFile(join(dir, name), launcher(name, process.execPath), { mode: 0o755 });
+  await chmod(join(dir, name), 0o755);
 }
 
 async function exists(p) {
@@ -49,13 +92,19 @@ export async function pluginEntries() {
   const out = [];
   for (const name of await readdir(join(root, 'plugins'))) {
     const main = join(root, 'plugins', name, 'src/main.ts');
-    if (await exists(main)) out.push({ entry: main, outfile: join(root, 'plugins', name, 'dist', `hvplug-plugin-${name}.mjs`) });
+    if (await exists(main)) out.push({ entry: main, outfile: join(root, 'plugins', name, 'dist', `hvplug-plugin-${name}.mjs`), snapshot: true });
     const double = join(root, 'plugins', name, 'double/main.ts');
     if (await exists(double)) out.push({ entry: double, outfile: join(root, 'plugins', name, 'dist', `${name}-double.mjs`) });
   }
   return out;
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  for (const { entry, outfile } of await pluginEntries()) await bundle(entry, outfile);
+/** Every plugin's bundle, and for shipped plugins their snapshot and launcher. */
+export async function buildPlugins() {
+  for (const { entry, outfile, snapshot: snap } of await pluginEntries()) {
+    await bundle(entry, outfile);
+    if (snap) await snapshot(entry, outfile);
+  }
 }
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) await buildPlugins();

@@ -8,7 +8,7 @@ import ajvFormats from 'ajv-formats';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { METHOD_NAMES, notifications } from 'hvplug/protocol';
-import { alive, pluginBundle, removeTempDirs, tempDir, CLI, ensureCliBuilt } from './helpers.js';
+import { alive, pluginExecutable, removeTempDirs, tempDir, CLI, ensureCliBuilt } from './helpers.js';
 
 /**
  * The CLI as users run it: the built dist/src/cli/main.js in a child process, with the real example
@@ -111,11 +111,11 @@ describe('hvplug plugins', () => {
     const r = await cli(['plugins', '--json']);
     expect(r.exitCode).toBe(0);
     const list = JSON.parse(r.stdout) as { name: string; source: string; command: string }[];
-    expect(list).toContainEqual(expect.objectContaining({ name: PLUGIN, source: 'builtin', command: pluginBundle(PLUGIN) }));
+    expect(list).toContainEqual(expect.objectContaining({ name: PLUGIN, source: 'builtin', command: pluginExecutable(PLUGIN) }));
 
     const dir = await tempDir();
     const toml = join(dir, 'plugins.toml');
-    await writeFile(toml, `[plugins.acme]\ncommand = "${pluginBundle(PLUGIN)}"\nisolation = "per-vm"\n`);
+    await writeFile(toml, `[plugins.acme]\ncommand = "${pluginExecutable(PLUGIN)}"\nisolation = "per-vm"\n`);
     const configured = await cli(['--config', toml, 'plugins', '--json']);
     expect(configured.exitCode).toBe(0);
     expect(JSON.parse(configured.stdout)).toContainEqual(expect.objectContaining({ name: 'acme', source: toml, isolation: 'per-vm' }));
@@ -142,7 +142,7 @@ describe('hvplug inspect', () => {
     expect(doc.protocolVersion).toMatch(/^1\.\d+\.\d+$/);
     expect(doc.capabilities.methods).toEqual(expect.arrayContaining(['vm/create', 'vm/start', 'vm/stop', 'vm/delete', 'vm/console', 'vm/info']));
     expect(Object.keys(doc.capabilities.devices).length).toBeGreaterThan(0);
-    expect(doc.command).toBe(pluginBundle(PLUGIN));
+    expect(doc.command).toBe(pluginExecutable(PLUGIN));
 
     const human = await cli(['inspect', PLUGIN]);
     expect(human.exitCode).toBe(0);
@@ -210,7 +210,7 @@ describe('hvplug run', () => {
   it('takes the plugins config before the command and the VM config after it', async () => {
     const dir = await tempDir();
     const toml = join(dir, 'plugins.toml');
-    await writeFile(toml, `[plugins.acme]\ncommand = "${pluginBundle(PLUGIN)}"\n`);
+    await writeFile(toml, `[plugins.acme]\ncommand = "${pluginExecutable(PLUGIN)}"\n`);
     const vmJson = join(dir, 'vm.json');
     await writeFile(vmJson, JSON.stringify({ memory: { sizeMiB: 96 }, vcpus: { boot: 1, max: 4 } }));
     const r = await cli(['--config', toml, 'run', '--plugin', 'acme', '--config', vmJson, '--vcpus', '2', '--timeout', '0.5', '--json']);

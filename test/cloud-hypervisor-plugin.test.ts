@@ -24,7 +24,7 @@ import {
 import { CloudHypervisorClient } from '../plugins/cloud-hypervisor/src/api-client.js';
 import { chooseTarget } from '../plugins/cloud-hypervisor/test-support/vmm-process.js';
 import { root } from '../scripts/bundle.mjs';
-import { alive, eventually, memoryLogger, pluginBundle, processesUnder, removeTempDirs, tempDir } from './helpers.js';
+import { alive, eventually, memoryLogger, pluginExecutable, processesUnder, removeTempDirs, tempDir } from './helpers.js';
 
 const PLUGIN = 'cloud-hypervisor';
 // Each test starts a host, a plugin and a VMM or two, all node processes: slow on a loaded machine.
@@ -100,7 +100,7 @@ async function setup(env: Record<string, string> = {}): Promise<Setup> {
     stateDir: join(dir, 'state'),
     runtimeDir,
     logger: memoryLogger().logger,
-    plugins: [{ name: PLUGIN, command: pluginBundle(PLUGIN), env: { HVPLUG_CH_BINARY: binary, ...env } }],
+    plugins: [{ name: PLUGIN, command: pluginExecutable(PLUGIN), env: { HVPLUG_CH_BINARY: binary, ...env } }],
     supervision: { backoffMs: 20, healthIntervalMs: 0 },
   });
   hosts.push(host);
@@ -675,7 +675,7 @@ describe.skipIf(!canBoot)('recovery', () => {
       stateDir: join(s.dir, 'state'),
       runtimeDir: s.runtimeDir,
       logger: memoryLogger().logger,
-      plugins: [{ name: PLUGIN, command: pluginBundle(PLUGIN), env: { HVPLUG_CH_BINARY: binary } }],
+      plugins: [{ name: PLUGIN, command: pluginExecutable(PLUGIN), env: { HVPLUG_CH_BINARY: binary } }],
     });
     hosts.push(host);
     const report = await host.reattach();

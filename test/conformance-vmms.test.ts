@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { runConformance, type Report } from 'hvplug/conformance';
 import { SKIP_MESSAGE, TEST_CACHE_DIR, findQemu } from '../plugins/qemu/test-support/guest.js';
 import { root } from '../scripts/bundle.mjs';
-import { alive, pluginBundle, processesUnder } from './helpers.js';
+import { alive, pluginExecutable, processesUnder } from './helpers.js';
 
 const DOUBLE_BUNDLE = join(root, 'plugins/cloud-hypervisor/dist/cloud-hypervisor-double.mjs');
 
@@ -60,7 +60,7 @@ describe('cloud-hypervisor against its contract double', () => {
     await writeFile(kernel, 'not a kernel: the double only opens it');
     const started = Date.now();
     const report = await runConformance({
-      command: pluginBundle('cloud-hypervisor'),
+      command: pluginExecutable('cloud-hypervisor'),
       env: { HVPLUG_CH_BINARY: binary },
       vmConfig: { kernel: { path: kernel, cmdline: 'console=ttyS0 panic=-1' } },
       expectedFailures: EXPECTED,
@@ -97,7 +97,7 @@ describe.skipIf(!qemu)('qemu under TCG', () => {
     const dir = await workDir('hvplug-conf-qemu-');
     const started = Date.now();
     const report = await runConformance({
-      command: pluginBundle('qemu'),
+      command: pluginExecutable('qemu'),
       vmConfig: {
         // Default kernel and initramfs; the guest script keeps the guest up, else it powers off mid-check.
         plugin: { accel: 'tcg', initramfsCacheDir: TEST_CACHE_DIR, guestScript: 'sleep 600' },

@@ -13,7 +13,7 @@ import {
 } from 'hvplug/conformance';
 import { runConformanceCommand } from '../src/cli/conformance.js';
 import { root } from '../scripts/bundle.mjs';
-import { alive, fixture, pluginBundle, removeTempDirs, tempDir } from './helpers.js';
+import { alive, fixture, pluginExecutable, removeTempDirs, tempDir } from './helpers.js';
 
 const PYTHON_PLUGIN = join(root, 'test/fixtures/python/hvplug_plugin_mini.py');
 const PYTHON_ADVERTISES = ['vm/create', 'vm/start', 'vm/stop', 'vm/delete', 'vm/info', 'vm/wait'];
@@ -31,7 +31,7 @@ afterAll(removeTempDirs);
 describe('example-proprietary, which advertises everything', () => {
   let report: Report;
   beforeAll(async () => {
-    report = await runConformance({ command: pluginBundle('example-proprietary') });
+    report = await runConformance({ command: pluginExecutable('example-proprietary') });
   }, 60_000);
 
   it('passes every check, none skipped', () => {
@@ -202,7 +202,7 @@ describe('hvplug conformance (the command)', () => {
     expect(await runConformanceCommand(['--quiet', '--plugin', 'example-proprietary', '--only', 'handshake.initialize', '--json', json])).toBe(0);
     const report = JSON.parse(await readFile(json, 'utf8')) as Report;
     expect(report.plugin.info?.name).toBe('example-proprietary');
-    expect(report.plugin.command).toBe(pluginBundle('example-proprietary'));
+    expect(report.plugin.command).toBe(pluginExecutable('example-proprietary'));
     expect(await runConformanceCommand(['--quiet', '--plugin', 'no-such-plugin'])).toBe(1);
   });
 

@@ -7,7 +7,8 @@ import pino from 'pino';
 import { root } from '../scripts/bundle.mjs';
 
 export const fixture = (name: string): string => join(root, 'test/fixtures/dist', `${name}.mjs`);
-export const pluginBundle = (name: string): string => join(root, 'plugins', name, 'dist', `hvplug-plugin-${name}.mjs`);
+/** What the host runs for a bundled plugin: its launcher, which starts the plugin's startup snapshot. */
+export const pluginExecutable = (name: string): string => join(root, 'plugins', name, 'dist', `hvplug-plugin-${name}`);
 
 /** A process is alive when /proc has it and it is not a zombie. */
 export function alive(pid: number): boolean {

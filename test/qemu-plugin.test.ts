@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidConfigError, InvalidStateError, NotSupportedError, PluginHost, VmmFailureError, type ShimHypervisor, type ShimVm, type VmEvent } from 'hvplug';
 import { SKIP_MESSAGE, TEST_CACHE_DIR, findQemu } from '../plugins/qemu/test-support/guest.js';
-import { alive, eventually, memoryLogger, pluginBundle, removeTempDirs, tempDir } from './helpers.js';
+import { alive, eventually, memoryLogger, pluginExecutable, removeTempDirs, tempDir } from './helpers.js';
 
 const qemu = findQemu();
 if (!qemu) console.warn(`skipping QEMU plugin tests: ${SKIP_MESSAGE}`);
@@ -79,7 +79,7 @@ describe.skipIf(!qemu)('QEMU plugin through the host and shim (TCG)', () => {
       stateDir: join(dir, 'state'),
       runtimeDir: join(dir, 'run'),
       logger: memoryLogger().logger,
-      plugins: [{ name: 'qemu', command: pluginBundle('qemu') }],
+      plugins: [{ name: 'qemu', command: pluginExecutable('qemu') }],
       supervision: { backoffMs: 50, healthIntervalMs: 0 },
     });
     hv = await host.hypervisor('qemu');

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, describe, expect, it } from 'vitest';
 import { HvplugError, PluginHost, type ShimVm } from 'hvplug';
-import { alive, eventually, memoryLogger, pluginBundle, removeTempDirs, tempDir } from './helpers.js';
+import { alive, eventually, memoryLogger, pluginExecutable, removeTempDirs, tempDir } from './helpers.js';
 
 /**
  * Zero-loss recovery on the example plugin, whose VMs are real processes that outlive it: the plugin is
@@ -23,7 +23,7 @@ async function makeHost(stateDir: string, runtimeDir: string, health = false): P
     stateDir,
     runtimeDir,
     logger: memoryLogger().logger,
-    plugins: [{ name: PLUGIN, command: pluginBundle(PLUGIN) }],
+    plugins: [{ name: PLUGIN, command: pluginExecutable(PLUGIN) }],
     supervision: health ? { backoffMs: 20, healthIntervalMs: 200, healthTimeoutMs: 1_500 } : { backoffMs: 20, healthIntervalMs: 0 },
   });
   hosts.push(host);
@@ -147,7 +147,7 @@ describe('zero-loss recovery', () => {
       script,
       `import { PluginHost } from ${JSON.stringify(coreUrl)};
 const host = new PluginHost({ stateDir: ${JSON.stringify(stateDir)}, runtimeDir: ${JSON.stringify(runtimeDir)},
-  plugins: [{ name: ${JSON.stringify(PLUGIN)}, command: ${JSON.stringify(pluginBundle(PLUGIN))} }] });
+  plugins: [{ name: ${JSON.stringify(PLUGIN)}, command: ${JSON.stringify(pluginExecutable(PLUGIN))} }] });
 const hv = await host.hypervisor(${JSON.stringify(PLUGIN)});
 const out = [];
 for (let i = 0; i < 5; i++) { const vm = await hv.createVm({ config: {} }); await vm.start(); out.push([vm.id, (await vm.info()).pid]); }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { METHOD_NAMES, type MethodName } from 'hvplug/protocol';
 import { PluginHost, type ShimHypervisor, type ShimVm } from 'hvplug';
-import { alive, eventually, memoryLogger, pluginBundle, removeTempDirs, tempDir } from './helpers.js';
+import { alive, eventually, memoryLogger, pluginExecutable, removeTempDirs, tempDir } from './helpers.js';
 
 /**
  * Every method of the table, round-tripped shim → example plugin → shim. The case table is typed over
@@ -161,7 +161,7 @@ describe('every method round-trips through shim → example plugin → shim', ()
       stateDir: join(dir, 'state'),
       runtimeDir: join(dir, 'run'),
       logger: memoryLogger().logger,
-      plugins: [{ name: 'example-proprietary', command: pluginBundle('example-proprietary') }],
+      plugins: [{ name: 'example-proprietary', command: pluginExecutable('example-proprietary') }],
       interceptors: [{ after: (call) => void seen.add(call.method) }],
     });
     const hv = await host.hypervisor('example-proprietary');

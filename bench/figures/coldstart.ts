@@ -8,7 +8,7 @@ import { alternate } from '../drivers.js';
 import type { Figure } from '../figure.js';
 import { notMeasured } from '../figure.js';
 import { compare, measure } from '../report.js';
-import { examplePluginBundle } from '../setup.js';
+import { builtPlugin } from '../setup.js';
 
 /** The environment PluginHost gives a plugin, so the bare spawn sees what a hosted plugin sees. */
 function hostedEnv(): Record<string, string> {
@@ -31,13 +31,14 @@ export function initializeParams(dir: string): InitializeParams {
 }
 
 /**
- * ms from spawn() to the initialize answer on stdout: node starting, the bundle loading and evaluating, the
- * SDK's handshake. The request is written at once (the pipe holds it until the plugin reads).
+ * ms from spawn() to the initialize answer on stdout: node starting, the plugin's code loading (from its
+ * snapshot or its bundle), the SDK's handshake. The request is written at once (the pipe holds it until the
+ * plugin reads).
  */
-export function spawnToInitialize(bundle: string, params: InitializeParams): Promise<number> {
+export function spawnToInitialize(argv: readonly [string, ...string[]], params: InitializeParams): Promise<number> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const child = spawn(process.execPath, [bundle], { stdio: ['pipe', 'pipe', 'ignore'], env: hostedEnv() });
+    const child = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'ignore'], env: hostedEnv() });
     const decoder = new FrameDecoder();
     let elapsed: number | undefined;
     child.stdout.on('data', (c: Buffer) => {
@@ -76,9 +77,9 @@ export function nodeNoop(): Promise<number> {
 }
 
 /** ms for PluginClient.start: the host's own path (execa, executable lookup, shebang, handshake and `initialized`). */
-async function viaClient(bundle: string, dir: string): Promise<number> {
+async function viaClient(executable: string, dir: string): Promise<number> {
   const t0 = performance.now();
-  const client = await PluginClient.start(PluginSpec.parse({ name: 'example-proprietary', command: bundle }), {
+  const client = await PluginClient.start(PluginSpec.parse({ name: 'example-proprietary', command: executable }), {
     stateDir: join(dir, 'state'),
     runtimeDir: join(dir, 'run'),
     logger: silentLogger(),
@@ -96,21 +97,23 @@ export const coldstart: Figure = {
   title: '3 cold start',
   async run({ ws, cfg, log }) {
     const { warmup, reps } = cfg.coldstart;
-    const bundle = examplePluginBundle();
+    const plugin = builtPlugin('example-proprietary');
     const method =
-      `spawn(node, [bundle]) to the initialize answer read on stdout (request written at spawn) vs spawn(node, ['-e', '']) to exit; ` +
-      `same env as PluginHost gives; ${reps} reps alternating after ${warmup} warm-up runs. Info rows: the no-op SDK plugin, and ` +
-      `PluginClient.start (execa, shebang, handshake + initialized)`;
-    if (!bundle) return notMeasured('the example plugin bundle (plugins/example-proprietary/dist) is absent: run npm run build', method);
+      `spawn(the plugin's executable: the launcher of its startup snapshot) to the initialize answer read on stdout (request ` +
+      `written at spawn) vs spawn(node, ['-e', '']) to exit; same env as PluginHost gives; ${reps} reps alternating after ` +
+      `${warmup} warm-up runs. Info rows: the same plugin from its bundle (spawn(node, [bundle.mjs])), the no-op SDK plugin ` +
+      `(snapshot), and PluginClient.start (execa, launcher, handshake + initialized)`;
+    if (!plugin) return notMeasured('the example plugin (plugins/example-proprietary/dist) is not built: run npm run build', method);
     const dir = join(ws.dir, 'coldstart');
     await mkdir(join(dir, 'state'), { recursive: true });
     await mkdir(join(dir, 'run'), { recursive: true });
     const params = initializeParams(dir);
     const variants = {
-      example: () => spawnToInitialize(bundle, params),
+      example: () => spawnToInitialize([plugin.executable], params),
       node: () => nodeNoop(),
-      noop: () => spawnToInitialize(ws.helper('noop-plugin'), params),
-      client: () => viaClient(bundle, dir),
+      bundle: () => spawnToInitialize([process.execPath, plugin.bundle], params),
+      noop: () => spawnToInitialize([ws.noopPlugin], params),
+      client: () => viaClient(plugin.executable, dir),
     };
     log(`cold start: ${warmup} warm-up runs, ${reps} repetitions`);
     await alternate(warmup, variants);
@@ -125,10 +128,11 @@ export const coldstart: Figure = {
           limit: 1.25,
           text: "≤ 1.25× node -e ''",
         }),
+        compare('example plugin from its bundle vs node', measure('bundle', 'ms', runs.bundle), nodeM),
         compare('no-op SDK plugin vs node', measure('no-op plugin', 'ms', runs.noop), nodeM),
         compare('PluginClient.start vs node', measure('PluginClient.start', 'ms', runs.client), nodeM),
       ],
-      raw: { config: cfg.coldstart, unit: 'ms', bundle, perRep: runs },
+      raw: { config: cfg.coldstart, unit: 'ms', plugin, perRep: runs },
     };
   },
 };

@@ -7,7 +7,7 @@ import { silentLogger } from '../clients.js';
 import type { Figure } from '../figure.js';
 import { notMeasured } from '../figure.js';
 import { compare, measure } from '../report.js';
-import { qemuPluginBundle } from '../setup.js';
+import { builtPlugin } from '../setup.js';
 
 const QEMU = 'qemu-system-x86_64';
 /** What the qemu plugin's guest /init prints once it runs (plugins/qemu/src/guest-init.ts). */
@@ -153,13 +153,13 @@ export const qemuBoot: Figure = {
       `Console polled every ${POLL_MS} ms. ${reps} reps after one warm-up boot of each, the order alternating`;
     if (!enabled) return notMeasured('skipped in --quick (a TCG boot takes seconds)', method);
     if (!onPath(QEMU)) return notMeasured(`${QEMU} is not on PATH`, method);
-    const bundle = qemuPluginBundle();
-    if (!existsSync(bundle)) return notMeasured(`the qemu plugin bundle ${bundle} is absent (npm run build once plugins/qemu/src/main.ts exists)`, method);
+    const plugin = builtPlugin('qemu');
+    if (!plugin) return notMeasured('the qemu plugin (plugins/qemu/dist) is not built: run npm run build', method);
     const host = new PluginHost({
       stateDir: join(ws.dir, 'qemu', 'state'),
       runtimeDir: join(ws.dir, 'qemu', 'run'),
       logger: silentLogger(),
-      plugins: [{ name: 'qemu', command: bundle }],
+      plugins: [{ name: 'qemu', command: plugin.executable }],
     });
     const vms: ShimVm[] = [];
     try {

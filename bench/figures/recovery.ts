@@ -6,7 +6,7 @@ import { alternate } from '../drivers.js';
 import type { Figure } from '../figure.js';
 import { notMeasured } from '../figure.js';
 import { compare, measure } from '../report.js';
-import { examplePluginBundle } from '../setup.js';
+import { builtPlugin } from '../setup.js';
 import { BENCH_VM_CONFIG, EXAMPLE, exampleHost, inPool } from './scale.js';
 
 const RESTART_TIMEOUT_MS = 30_000;
@@ -84,9 +84,9 @@ async function manualRecover(dir: string, vms: readonly ShimVm[], victim: Plugin
 }
 
 /** ms of PluginClient.start (spawn → initialize answered → initialized): what the supervisor does per restart, without VMs. */
-async function coldStart(bundle: string, dir: string): Promise<number> {
+async function coldStart(executable: string, dir: string): Promise<number> {
   const t0 = performance.now();
-  const client = await PluginClient.start(PluginSpec.parse({ name: EXAMPLE, command: bundle }), {
+  const client = await PluginClient.start(PluginSpec.parse({ name: EXAMPLE, command: executable }), {
     stateDir: join(dir, 'state'),
     runtimeDir: join(dir, 'run'),
     logger: silentLogger(),
@@ -120,14 +120,14 @@ export const recovery: Figure = {
   title: '6 recovery',
   async run({ ws, cfg, log }) {
     const { vms: n, reps } = cfg.recovery;
-    const bundle = examplePluginBundle();
+    const plugin = builtPlugin(EXAMPLE);
     const method =
       `supervised: ${n} running VMs on one example plugin process; SIGKILL it; time until PluginHost emits plugin-restarted (the ` +
       `supervisor has spawned a new process, handshaken, and vm/recover-ed every VM; all checked running). Restart backoff set to 0 ` +
       `(default 100 ms) so the figure is the mechanism, not the configured wait. Baseline: PluginClient.start of the same plugin ` +
       `(spawn → initialize answered → initialized). Info row: manual re-attach (SIGKILL, new PluginHost, vm/recover × ${n} with ` +
       `ShimVm.state). ${reps} reps alternating`;
-    if (!bundle) return notMeasured('the example plugin bundle (plugins/example-proprietary/dist) is absent: run npm run build', method);
+    if (!plugin) return notMeasured('the example plugin (plugins/example-proprietary/dist) is not built: run npm run build', method);
     const dir = join(ws.dir, 'recovery');
     const host = exampleHost(dir, { backoffMs: 0, healthIntervalMs: 0, maxRestarts: 1_000, crashWindowMs: 1 });
     const manualHosts: PluginHost[] = [];
@@ -145,8 +145,8 @@ export const recovery: Figure = {
         return r.ms;
       };
       log(`recovery: warm-up, then ${reps} repetitions`);
-      await alternate(1, { supervised, cold: () => coldStart(bundle, dir) });
-      const runs = await alternate(reps, { supervised, cold: () => coldStart(bundle, dir) });
+      await alternate(1, { supervised, cold: () => coldStart(plugin.executable, dir) });
+      const runs = await alternate(reps, { supervised, cold: () => coldStart(plugin.executable, dir) });
 
       // The manual way last, with supervision out of the way: the supervised host shuts down gracefully (VMs keep
       // running), an unsupervised host re-attaches them, and each repetition kills the previous host's plugin.

@@ -5,7 +5,7 @@ import { collect, hasGc } from '../drivers.js';
 import type { Figure } from '../figure.js';
 import { notMeasured } from '../figure.js';
 import { compare, measure } from '../report.js';
-import { examplePluginBundle } from '../setup.js';
+import { builtPlugin } from '../setup.js';
 import { latencyQuantiles } from '../stats.js';
 
 export const EXAMPLE = 'example-proprietary';
@@ -33,13 +33,13 @@ export async function inPool<T, R>(items: readonly T[], limit: number, fn: (item
 }
 
 export function exampleHost(dir: string, supervision: SupervisionOptions = {}): PluginHost {
-  const bundle = examplePluginBundle();
-  if (!bundle) throw new Error('the example plugin bundle is absent');
+  const plugin = builtPlugin(EXAMPLE);
+  if (!plugin) throw new Error('the example plugin is not built');
   return new PluginHost({
     stateDir: join(dir, 'state'),
     runtimeDir: join(dir, 'run'),
     logger: silentLogger(),
-    plugins: [{ name: EXAMPLE, command: bundle }],
+    plugins: [{ name: EXAMPLE, command: plugin.executable }],
     supervision,
   });
 }
@@ -102,7 +102,7 @@ export const scale: Figure = {
       `one example plugin process, PluginHost with its default file state store; per repetition ${large} VMs then ${smallRuns}× ${small} VMs ` +
       `(${4 * large} and ${4 * small * smallRuns} calls): create all → start all → stop all → delete all, ${concurrency} calls in flight; ` +
       `heap growth = heapUsed after gc() with all VMs running − before the first create; p99 over every call of a repetition`;
-    if (!examplePluginBundle()) return notMeasured('the example plugin bundle (plugins/example-proprietary/dist) is absent: run npm run build', method);
+    if (!builtPlugin(EXAMPLE)) return notMeasured('the example plugin (plugins/example-proprietary/dist) is not built: run npm run build', method);
     const host = exampleHost(join(ws.dir, 'scale'), { healthIntervalMs: 5_000 });
     try {
       const hv = await host.hypervisor(EXAMPLE);

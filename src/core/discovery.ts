@@ -22,8 +22,9 @@ export function packageRoot(): string {
   return dir;
 }
 
+/** The bundled plugin's executable: the launcher that starts its startup snapshot (see scripts/bundle.mjs). */
 export function builtinPluginPath(name: string): string {
-  return join(packageRoot(), 'plugins', name, 'dist', `${CONVENTION_PREFIX}${name}.mjs`);
+  return join(packageRoot(), 'plugins', name, 'dist', `${CONVENTION_PREFIX}${name}`);
 }
 
 /** The config file, in the spirit of Kata's configuration.toml: one [plugins.<name>] table per plugin. */

@@ -14,7 +14,7 @@ import { vmmBinary } from './launcher.js';
 import { CONFIG_SCHEMA } from './plugin-options.js';
 import { Registry } from './registry.js';
 
-const registry = new Registry(vmmBinary());
+const registry = new Registry(() => vmmBinary());
 
 servePlugin({
   info: {

@@ -8,7 +8,12 @@ export class Registry {
   readonly vms = new Map<string, ChVm>();
   private session: Session | undefined;
 
-  constructor(readonly binary: string) {}
+  /** The binary is looked up when a VMM starts, not when the plugin is built (into a startup snapshot, say). */
+  constructor(private readonly binaryOf: () => string) {}
+
+  get binary(): string {
+    return this.binaryOf();
+  }
 
   init(session: Session): void {
     this.session = session;

@@ -1,7 +1,7 @@
 // One HTTP/1.1 exchange over a unix socket with node's own client. Every request carries an explicit
 // Content-Length: the VMM's HTTP server (micro_http) reads bodies only through it and would not see a
 // chunked body at all.
-import { request } from 'node:http';
+import type { request as httpRequest } from 'node:http';
 
 export interface UnixHttpRequest {
   readonly socketPath: string;
@@ -38,7 +38,19 @@ function codeOf(err: unknown): string {
   return 'EIO';
 }
 
-export function unixHttp(req: UnixHttpRequest): Promise<UnixHttpResponse> {
+/**
+ * node:http is loaded on first use: it cannot be loaded while node builds a startup snapshot of the plugin
+ * (its module needs Array.prototype.toSorted, which the snapshot builder of Node 20 lacks), and a snapshot
+ * has no dynamic import(), hence getBuiltinModule (Node >= 20.16) first.
+ */
+let http: { request: typeof httpRequest } | undefined;
+
+async function loadHttp(): Promise<{ request: typeof httpRequest }> {
+  return process.getBuiltinModule?.('node:http') ?? (await import('node:http'));
+}
+
+export async function unixHttp(req: UnixHttpRequest): Promise<UnixHttpResponse> {
+  const { request } = (http ??= await loadHttp());
   return new Promise((resolve, reject) => {
     if (req.signal?.aborted) {
       reject(req.signal.reason);

@@ -10,8 +10,6 @@ const ECHO_PARAMS = {
   properties: { message: { type: 'string', maxLength: 4096 } },
 } satisfies JsonObject;
 
-const started = Date.now();
-
 /**
  * Vendor methods travel untyped (`x-<vendor>/<name>`): the SDK hands over raw params, so each one
  * checks them against the schema it declares.
@@ -29,7 +27,7 @@ export const extensions: Record<string, ExtensionHandler> = {
       const issues = validate(ECHO_PARAMS, raw ?? {});
       if (issues.length) throw invalidParamsIssues('x-example/echo', issues);
       const { message } = raw as { message: string };
-      return { message, pid: process.pid, uptimeMs: Date.now() - started };
+      return { message, pid: process.pid, uptimeMs: Math.round(process.uptime() * 1000) };
     },
   },
 };
