@@ -114,6 +114,9 @@ function relayNotifications(inner: MessageReader, relay: NotificationListener): 
  * The plugin's stdin. Frames written in the same tick leave joined, in one write at its end: under load, a
  * wake-up of the plugin then brings it many requests instead of one.
  */
+/** A batch leaves early once this big: host and plugin then work at the same time instead of in turns. */
+const MAX_BATCH_CHARS = 4 * 1024;
+
 class BatchedInput {
   private batch = '';
 
@@ -122,6 +125,7 @@ class BatchedInput {
   readonly write = (frame: string): void => {
     if (this.batch === '') process.nextTick(this.flush);
     this.batch += frame;
+    if (this.batch.length >= MAX_BATCH_CHARS) this.flush();
   };
 
   private readonly flush = (): void => {

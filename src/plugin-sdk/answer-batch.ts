@@ -2,7 +2,7 @@ import type { Message, MessageReader, MessageStrategy } from 'vscode-jsonrpc/nod
 
 /** vscode-jsonrpc acts on some cancellations itself, without queueing them: they are left out of the count. */
 const CANCEL = '$/cancelRequest';
-const MAX_BATCH_CHARS = 64 * 1024;
+const MAX_BATCH_CHARS = 16 * 1024;
 const MAX_HOLD_MS = 1;
 
 const counted = (msg: Message): boolean => (msg as { method?: unknown }).method !== CANCEL;
@@ -12,7 +12,8 @@ const counted = (msg: Message): boolean => (msg as { method?: unknown }).method 
  * reader hands it and dispatches one per event-loop turn; while messages of a burst still wait in that queue,
  * answers (and events) are held and joined, and the one written when the queue is empty takes them all. A
  * lone request is answered at once. Every pipe write wakes the host: under load, a write per answer was half
- * of the plugin's time. Nothing is held longer than MAX_HOLD_MS, or past MAX_BATCH_CHARS.
+ * of the plugin's time. Nothing is held longer than MAX_HOLD_MS, or past MAX_BATCH_CHARS (kept small, so
+ * that the host reads the first answers while the plugin works on the rest).
  */
 export class AnswerBatcher {
   /** Messages handed to vscode-jsonrpc and not yet dispatched. */
