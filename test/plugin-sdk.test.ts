@@ -137,3 +137,36 @@ describe('plugin SDK: answers leave in one write per burst', () => {
     await until(() => plugin.answer(21) !== undefined, 'a later request answered without the hold timer');
   });
 });
+
+describe('plugin SDK: a definition given as a function', () => {
+  it('is built when the plugin starts serving, and served like an object', async () => {
+    let built = 0;
+    const input = new PassThrough();
+    const output = new PassThrough();
+    const messages: Wire[] = [];
+    const decoder = new FrameDecoder();
+    output.on('data', (c: Buffer) => messages.push(...decoder.push(c).map((b) => JSON.parse(b.toString('utf8')) as Wire)));
+    const served = servePlugin(
+      () => {
+        built++;
+        return { info: { name: 'late', version: '1.0.0', vendor: 'hvplug tests' }, capabilities: {}, handlers: { 'vm/check': () => ({ ok: true, detail: 'late' }) } };
+      },
+      { input, output, exitProcess: false },
+    );
+    expect(built).toBe(1);
+    input.write(
+      encodeFrame(
+        JSON.stringify({
+          jsonrpc: '2.0',
+          id: 0,
+          method: 'initialize',
+          params: { protocolVersions: [...PROTOCOL_VERSIONS], host: { name: 't', version: '0' }, stateDir: '/tmp', runtimeDir: '/tmp' },
+        }),
+      ),
+    );
+    await until(() => messages.some((m) => m.id === 0), 'initialize answered');
+    expect(messages[0]?.result).toMatchObject({ plugin: { name: 'late' }, capabilities: { methods: ['vm/check'] } });
+    served.connection.dispose();
+    input.end();
+  });
+});

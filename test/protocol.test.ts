@@ -10,11 +10,13 @@ import {
   FrameDecoder,
   FramingError,
   GATED_METHODS,
+  isJsonValue,
   METHOD_NAMES,
   methods,
   negotiateVersion,
   notifications,
   openRpcDocument,
+  PluginState,
   VmConfig,
 } from 'hvplug/protocol';
 
@@ -155,5 +157,25 @@ describe('capability gate', () => {
     expect(capabilityRefusal('device/remove', caps, { vmStatus: 'running', deviceType: 'block' })).toMatch(/hot-unplug/);
     expect(capabilityRefusal('device/add', caps, { deviceType: 'vsock' })).toMatch(/vsock/);
     expect(capabilityRefusal('vm/create', caps, { coldDevices: ['block', 'rng'] })).toMatch(/rng/);
+  });
+});
+
+describe('JSON values (plugin state, config.plugin, schemas)', () => {
+  it('accepts JSON and passes it through unchanged', () => {
+    const state = { dir: '/run/x', n: 1.5, ok: true, none: null, list: [1, 'a', { deep: [[{}]] }] };
+    const parsed = PluginState.parse(state);
+    expect(parsed).toEqual(state);
+    expect(isJsonValue(Object.create(null))).toBe(true);
+  });
+
+  it('refuses what JSON cannot carry, saying where', () => {
+    const cyclic: Record<string, unknown> = { a: 1 };
+    cyclic.self = cyclic;
+    for (const bad of [undefined, Number.NaN, Infinity, () => 1, new Date(0), new Map(), cyclic, { nested: [1, { x: undefined }] }]) {
+      expect(isJsonValue(bad), String(bad)).toBe(false);
+    }
+    const r = VmConfig.safeParse({ plugin: { tickMs: Number.NaN } });
+    expect(r.success).toBe(false);
+    expect(r.error?.issues[0]).toMatchObject({ path: ['plugin', 'tickMs'], message: expect.stringMatching(/must be a JSON value/) });
   });
 });

@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { InvalidConfigError, InvalidStateError, NotSupportedError, PluginHost, VmmFailureError, type ShimHypervisor, type ShimVm, type VmEvent } from 'hvplug';
+import { InvalidConfigError, InvalidStateError, NotSupportedError, PluginHost, TimeoutError, VmmFailureError, type ShimHypervisor, type ShimVm, type VmEvent } from 'hvplug';
 import { SKIP_MESSAGE, TEST_CACHE_DIR, findQemu } from '../plugins/qemu/test-support/guest.js';
 import { alive, eventually, memoryLogger, pluginExecutable, removeTempDirs, tempDir } from './helpers.js';
 
@@ -253,6 +253,29 @@ describe.skipIf(!qemu)('QEMU plugin through the host and shim (TCG)', () => {
     await vm.delete();
     console.info(`q35 boot to first tick: ${bootMs} ms`);
   }, 240_000);
+
+  it('lets a caller give up on an unplug the guest has not answered without holding the VM, and asks again later', async () => {
+    const early = join(dir, 'early.raw');
+    const late = join(dir, 'late.raw');
+    await hv.ensureImage({ path: early, format: 'raw', sizeBytes: 8 * 1024 * 1024 });
+    await hv.ensureImage({ path: late, format: 'raw', sizeBytes: 8 * 1024 * 1024 });
+    const vm = await hv.createVm({ config: config({ devices: [{ type: 'block', id: 'early', path: early }] }) });
+    await vm.start();
+    const { console: log } = await started(vm);
+    // The guest is still booting: nothing in it answers the unplug request yet.
+    await expect(vm.removeDevice({ deviceId: 'early' }, { timeoutMs: 300 })).rejects.toBeInstanceOf(TimeoutError);
+    // Calls the plugin runs one at a time per VM are not stuck behind the unanswered unplug.
+    await vm.addDevice({ device: { type: 'block', id: 'late', path: late } }, { timeoutMs: 10_000 });
+    expect((await vm.info()).devices.map((d) => d.id).sort()).toEqual(['early', 'late']);
+    // A device_del sent while the guest booted is lost on it; asked again once it is up (QEMU re-sends the
+    // request after 5 s), the guest ejects the disk, and the host's record follows.
+    await waitConsole(log, /HVPLUG-GUEST-READY[\s\S]*TICK:1 /);
+    await vm.removeDevice({ deviceId: 'early' }, { timeoutMs: 30_000 });
+    expect(vm.config.devices.map((d) => d.id)).toEqual(['late']);
+    expect(events.some((e) => e.vmId === vm.id && e.type === 'device-removed' && e.deviceId === 'early')).toBe(true);
+    expect((await vm.info()).devices).toEqual([{ id: 'late', type: 'block' }]);
+    await vm.delete();
+  }, 120_000);
 
   it('restores the snapshot paused, continues the counter, and survives a SIGKILLed plugin', async () => {
     expect(snapshot).not.toBe('');

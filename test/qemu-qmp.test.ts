@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { type Server, type Socket, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { build } from 'esbuild';
+import { bundle } from '../scripts/bundle.mjs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildQemuArgs } from '../plugins/qemu/src/cmdline.js';
 import { QmpClient, QmpClosedError, QmpCommandError, QmpConnectError, QmpProtocolError, QmpTimeoutError } from '../plugins/qemu/src/qmp.js';
@@ -270,7 +270,7 @@ describe.skipIf(!qemu)('QEMU processes over QMP (no guest)', () => {
   it('keeps QEMU running when the process that started it is SIGKILLed, and a new one re-attaches', async () => {
     const runDir = await newRunDir();
     const starter = join(runDir, 'starter.mjs');
-    await build({ entryPoints: [join(import.meta.dirname, '../plugins/qemu/test-support/starter.ts')], outfile: starter, bundle: true, platform: 'node', format: 'esm', target: 'node20', logLevel: 'error' });
+    await bundle(join(import.meta.dirname, '../plugins/qemu/test-support/starter.ts'), starter);
     const child = spawn(process.execPath, [starter, runDir], { stdio: ['ignore', 'pipe', 'inherit'] });
     const [line] = (await once(child.stdout, 'data')) as [Buffer];
     const { pid } = JSON.parse(line.toString()) as { pid: number };

@@ -162,17 +162,23 @@ function prepare(def: PluginDefinition): Prepared {
  * Runs a plugin on stdin/stdout: handshake, dispatch from the method table, events, cancellation.
  *
  * Run inside `node --build-snapshot` (scripts/bundle.mjs builds a V8 startup snapshot of each plugin), it
- * checks the definition now and connects to stdio when the snapshot is started: the plugin's code is then
- * loaded, evaluated and checked before its process exists, which is what makes its cold start cheap.
+ * connects to stdio when the snapshot is started: the plugin's code is then loaded and evaluated before its
+ * process exists, which is what makes its cold start cheap. A definition given as an object is checked at
+ * build time too; one that depends on the host it runs on (devices it finds, its environment) is given as a
+ * function, called when the plugin starts.
  */
-export function servePlugin(def: PluginDefinition, opts: ServeOptions = {}): ServedPlugin {
-  const prepared = prepare(def);
-  if (!startupSnapshot.isBuildingSnapshot()) return serve(def, prepared, opts);
+export function servePlugin(definition: PluginDefinition | (() => PluginDefinition), opts: ServeOptions = {}): ServedPlugin {
+  const checked = typeof definition === 'function' ? undefined : prepare(definition);
+  const start = (): ServedPlugin => {
+    const def = typeof definition === 'function' ? definition() : definition;
+    return serve(def, checked ?? prepare(def), opts);
+  };
+  if (!startupSnapshot.isBuildingSnapshot()) return start();
   let served: ServedPlugin | undefined;
   let resolveClosed: () => void = () => undefined;
   const closed = new Promise<void>((r) => (resolveClosed = r));
   startupSnapshot.setDeserializeMainFunction(() => {
-    served = serve(def, prepared, opts);
+    served = start();
     void served.closed.then(resolveClosed);
   });
   return {

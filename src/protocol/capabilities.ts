@@ -1,6 +1,7 @@
 // A namespace import lets esbuild keep only the zod a plugin uses (`import { z }` pulls in all of it, locales too).
 import * as z from 'zod';
 import { DeviceType } from './devices.js';
+import { JsonValue } from './json.js';
 
 export const DeviceSupport = z.object({
   coldplug: z.boolean(),
@@ -12,7 +13,7 @@ export type DeviceSupport = z.infer<typeof DeviceSupport>;
 /** `x-<vendor>/<name>`: vendor methods travel untyped, described by the JSON Schema the plugin declares. */
 export const ExtensionName = z.string().regex(/^x-[a-z0-9][a-z0-9-]*\/[A-Za-z0-9][A-Za-z0-9._-]*$/, 'must look like x-<vendor>/<name>');
 
-export const JsonSchema = z.record(z.string(), z.json());
+export const JsonSchema = z.record(z.string(), JsonValue);
 
 export const Extension = z.object({
   summary: z.string().optional(),

@@ -3,6 +3,7 @@ export * from './devices.js';
 export * from './errors.js';
 export * from './framing.js';
 export * from './gate.js';
+export * from './json.js';
 export * from './methods.js';
 export * from './notifications.js';
 export * from './openrpc.js';

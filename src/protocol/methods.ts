@@ -1,6 +1,7 @@
 // A namespace import lets esbuild keep only the zod a plugin uses (`import { z }` pulls in all of it, locales too).
 import * as z from 'zod';
 import { Capabilities, JsonSchema } from './capabilities.js';
+import { JsonValue } from './json.js';
 import { AbsPath, Device, DeviceType, Id } from './devices.js';
 import { PluginState, VmConfig, VmResult, VmStatus } from './vm.js';
 
@@ -76,7 +77,7 @@ export const VmInfo = z.object({
   accel: z.string().optional(),
   jailerRoot: z.string().optional(),
   devices: z.array(z.object({ id: Id, type: DeviceType })),
-  details: z.record(z.string(), z.json()).default({}),
+  details: z.record(z.string(), JsonValue).default({}),
 });
 export type VmInfo = z.output<typeof VmInfo>;
 

@@ -1,6 +1,7 @@
 // A namespace import lets esbuild keep only the zod a plugin uses (`import { z }` pulls in all of it, locales too).
 import * as z from 'zod';
 import { AbsPath, Device, Id } from './devices.js';
+import { JsonValue } from './json.js';
 
 
 export const VmConfig = z.object({
@@ -30,7 +31,7 @@ export const VmConfig = z.object({
   console: z.enum(['none', 'log', 'socket', 'pty']).default('log'),
   annotations: z.record(z.string(), z.string()).default({}),
   /** The plugin's own section, validated against the JSON Schema the plugin declares at initialize. */
-  plugin: z.record(z.string(), z.json()).default({}),
+  plugin: z.record(z.string(), JsonValue).default({}),
 });
 export type VmConfig = z.output<typeof VmConfig>;
 export type VmConfigInput = z.input<typeof VmConfig>;
@@ -40,7 +41,7 @@ export const VmStatus = z.enum(VM_STATUSES);
 export type VmStatus = z.infer<typeof VmStatus>;
 
 /** Opaque to the host: whatever the plugin needs to re-attach to the VM later (vm/recover). */
-export const PluginState = z.json();
+export const PluginState = JsonValue;
 
 /** What every call that changes a VM's lifecycle answers: the new status and the plugin's state. */
 export const VmResult = z.object({ status: VmStatus, state: PluginState.optional() });

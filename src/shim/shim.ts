@@ -345,7 +345,13 @@ export class ShimHypervisor {
       const next = statusAfter(event);
       if (next) vm.status = next;
       if (event.type === 'state') vm.state = event.state;
-      if (vm.status !== before || event.type === 'state') void this.changed(vm);
+      // A device can go without a device/remove answer: the guest ejected it after the caller stopped waiting.
+      const removed = event.type === 'device-removed' && vm.config.devices.some((d) => d.id === event.deviceId);
+      if (removed) {
+        vm.deviceTypes.delete(event.deviceId);
+        vm.config = { ...vm.config, devices: vm.config.devices.filter((d) => d.id !== event.deviceId) };
+      }
+      if (vm.status !== before || event.type === 'state' || removed) void this.changed(vm);
       vm.emit('event', event);
     }
     for (const l of this.eventListeners) l(event);

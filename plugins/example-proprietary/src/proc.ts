@@ -64,17 +64,22 @@ export function identityOf(pid: number): ProcessIdentity | undefined {
   return stat && { pid, startTime: stat.startTime, bootId: bootId() };
 }
 
-/** The process with this identity exists and has not exited (a zombie has exited, it only awaits its reaper). */
-export function isRunning(id: ProcessIdentity): boolean {
-  if (id.bootId !== bootId()) return false;
+/** The process's stat, when the process with this identity exists and has not exited (a zombie has exited, it only awaits its reaper). */
+export function liveStat(id: ProcessIdentity): ProcStat | undefined {
+  if (id.bootId !== bootId()) return undefined;
   const stat = readStat(id.pid);
-  return stat !== undefined && stat.startTime === id.startTime && stat.state !== 'Z' && stat.state !== 'X';
+  return stat !== undefined && stat.startTime === id.startTime && stat.state !== 'Z' && stat.state !== 'X' ? stat : undefined;
+}
+
+export function isRunning(id: ProcessIdentity): boolean {
+  return liveStat(id) !== undefined;
 }
 
 /** Stopped by SIGSTOP (T), or by a tracer (t). */
+export const stoppedState = (state: string | undefined): boolean => state === 'T' || state === 't';
+
 export function isStopped(pid: number): boolean {
-  const state = readStat(pid)?.state;
-  return state === 'T' || state === 't';
+  return stoppedState(readStat(pid)?.state);
 }
 
 /** Thread ids, the main thread (tid = pid) first, then in creation order as far as tids tell. */

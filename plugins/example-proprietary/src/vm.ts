@@ -7,7 +7,7 @@ import { Guest, type ExitInfo } from './guest.js';
 import { readConsole } from './guest-program.js';
 import { writeGuestRecord } from './guest-record.js';
 import { hotpluggable } from './machines.js';
-import { isRunning, isStopped, type ProcessIdentity } from './proc.js';
+import { isRunning, liveStat, stoppedState, type ProcessIdentity } from './proc.js';
 import { Serial } from './serial.js';
 import type { GuestSettings } from './settings.js';
 import { writeSnapshot, SNAPSHOT_FORMAT, SNAPSHOT_VERSION } from './snapshot.js';
@@ -173,11 +173,17 @@ export class SimVm {
    * directory names when the state is older than the guest. `lost` when the state had a guest and it is
    * gone; the status of a found guest is what /proc says (stopped by SIGSTOP: paused).
    */
-  recoverGuest(fromState: ProcessIdentity | null, fromDir: ProcessIdentity | undefined): void {
-    const identity = [fromState, fromDir].find((id): id is ProcessIdentity => !!id && isRunning(id));
-    if (identity) {
+  async recoverGuest(fromState: ProcessIdentity | null, fromDir: () => Promise<ProcessIdentity | undefined>): Promise<void> {
+    // One look at /proc per candidate; the guest record is read only when the state's guest is gone.
+    let identity: ProcessIdentity | null | undefined = fromState;
+    let stat = identity ? liveStat(identity) : undefined;
+    if (!stat) {
+      identity = await fromDir();
+      stat = identity ? liveStat(identity) : undefined;
+    }
+    if (identity && stat) {
       this.adopt(Guest.attach(identity, this.consolePath));
-      this.current = isStopped(identity.pid) ? 'paused' : 'running';
+      this.current = stoppedState(stat.state) ? 'paused' : 'running';
     } else if (LIVE.includes(this.status) || fromState) {
       this.current = 'lost';
     }

@@ -1,3 +1,4 @@
+import { mkdirSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errors, PluginError, type CallContext, type Session } from 'hvplug/plugin-sdk';
@@ -120,7 +121,9 @@ export class Vmm {
     }
     return this.bringUp(vmId, async () => {
       const { config, settings } = await normalizeConfig(input);
-      await mkdir(decoded.dir, { recursive: true, mode: 0o700 });
+      // Synchronous: it almost always exists already, and a re-attach of many VMs should not queue a
+      // thread-pool round trip for each.
+      mkdirSync(decoded.dir, { recursive: true, mode: 0o700 });
       const vm = new SimVm({
         vmId,
         config,
@@ -135,7 +138,7 @@ export class Vmm {
         devices: decoded.devices,
         lastExit: decoded.lastExit,
       });
-      vm.recoverGuest(decoded.guest, await readGuestRecord(decoded.dir));
+      await vm.recoverGuest(decoded.guest, () => readGuestRecord(decoded.dir));
       return { vm, result: vm.result() };
     });
   }

@@ -11,34 +11,47 @@ export interface DeviceSupportRow {
   readonly hotunplug: boolean;
 }
 
-/** vhost-vsock needs the host's vhost_vsock module; without /dev/vhost-vsock QEMU refuses the device, so it is not offered. */
-const HOST_VSOCK = existsSync('/dev/vhost-vsock');
-const vsock = (row: DeviceSupportRow): Partial<Record<DeviceType, DeviceSupportRow>> => (HOST_VSOCK ? { vsock: row } : {});
+/**
+ * vhost-vsock needs the host's vhost_vsock module; without /dev/vhost-vsock QEMU refuses the device, so it
+ * is not offered. Looked up on first use, on the host the plugin runs on (never at module load, which a
+ * startup snapshot would keep from the machine that built it).
+ */
+let hostVsock: boolean | undefined;
+function hasHostVsock(): boolean {
+  hostVsock ??= existsSync('/dev/vhost-vsock');
+  return hostVsock;
+}
+const vsock = (row: DeviceSupportRow): Partial<Record<DeviceType, DeviceSupportRow>> => (hasHostVsock() ? { vsock: row } : {});
 
 /**
  * q35 (PCIe root ports, ACPI hotplug). cpu and memory are hot-add only: they resize the VM, and
  * unplugging needs the guest's cooperation this plugin cannot guarantee. rng is plugged like any PCI
  * device. vhost-user, virtio-fs and vfio need daemons or host devices this plugin does not manage.
  */
-export const Q35_DEVICES: Partial<Record<DeviceType, DeviceSupportRow>> = {
+const q35Devices = (): Partial<Record<DeviceType, DeviceSupportRow>> => ({
   block: { coldplug: true, hotplug: true, hotunplug: true },
   net: { coldplug: true, hotplug: true, hotunplug: true },
   ...vsock({ coldplug: true, hotplug: true, hotunplug: true }),
   rng: { coldplug: true, hotplug: true, hotunplug: true },
   cpu: { coldplug: false, hotplug: true, hotunplug: false },
   memory: { coldplug: false, hotplug: true, hotunplug: false },
-};
+});
 
 /** microvm: virtio-mmio transports fixed at boot, no hotplug of anything. */
-export const MICROVM_DEVICES: Partial<Record<DeviceType, DeviceSupportRow>> = {
+const microvmDevices = (): Partial<Record<DeviceType, DeviceSupportRow>> => ({
   block: { coldplug: true, hotplug: false, hotunplug: false },
   net: { coldplug: true, hotplug: false, hotunplug: false },
   ...vsock({ coldplug: true, hotplug: false, hotunplug: false }),
   rng: { coldplug: true, hotplug: false, hotunplug: false },
-};
+});
+
+/** What each machine can carry, per device type. */
+export function deviceTable(machine: MachineType): Partial<Record<DeviceType, DeviceSupportRow>> {
+  return machine === 'microvm' ? microvmDevices() : q35Devices();
+}
 
 export function supportOf(machine: MachineType, type: DeviceType): DeviceSupportRow | undefined {
-  return (machine === 'microvm' ? MICROVM_DEVICES : Q35_DEVICES)[type];
+  return deviceTable(machine)[type];
 }
 
 /** Everything QEMU needs for one device, in creation order: objects, block nodes, netdevs, devices. */

@@ -28,7 +28,7 @@ export function handlersFor(vmm: Vmm): Handlers {
     'vm/info': ({ vmId }) => infoOf(vmm.get(vmId)),
     'vm/config': ({ vmId }) => ({ config: vmm.get(vmId).currentConfig() }),
     'device/add': ({ vmId, device }) => vmm.get(vmId).addDevice(device),
-    'device/remove': ({ vmId, deviceId }) => vmm.get(vmId).removeDevice(deviceId),
+    'device/remove': ({ vmId, deviceId }, ctx) => vmm.get(vmId).removeDevice(deviceId, ctx.signal),
     'vm/resizeVcpus': ({ vmId, count }) => vmm.get(vmId).resizeVcpus(count),
     'vm/resizeMemory': ({ vmId, sizeMiB }) => vmm.get(vmId).resizeMemory(sizeMiB),
     'vm/console': ({ vmId }) => ({ kind: 'log', path: vmm.get(vmId).state.consoleLog }),

@@ -1,6 +1,6 @@
 import type { PluginDefinition } from 'hvplug/plugin-sdk';
 import type { DeviceType } from 'hvplug/protocol';
-import { MICROVM_DEVICES, Q35_DEVICES, type DeviceSupportRow } from './devices.js';
+import { deviceTable, type DeviceSupportRow } from './devices.js';
 import { handlersFor } from './handlers.js';
 import { SETTINGS_SCHEMA } from './settings.js';
 import { Vmm } from './vmm.js';
@@ -10,7 +10,7 @@ export const PLUGIN_VERSION = '0.1.0';
 /** Per device type, what some machine can do: microvm's limits are said by `machines` (hotplug false). */
 function deviceSupport(): Partial<Record<DeviceType, DeviceSupportRow>> {
   const out: Partial<Record<DeviceType, DeviceSupportRow>> = {};
-  for (const table of [Q35_DEVICES, MICROVM_DEVICES]) {
+  for (const table of [deviceTable('q35'), deviceTable('microvm')]) {
     for (const [type, row] of Object.entries(table) as [DeviceType, DeviceSupportRow][]) {
       const prev = out[type];
       out[type] = prev ? { coldplug: prev.coldplug || row.coldplug, hotplug: prev.hotplug || row.hotplug, hotunplug: prev.hotunplug || row.hotunplug } : { ...row };

@@ -1,6 +1,7 @@
 // zod schemas of the QMP wire messages (docs/interop/qmp-spec.txt) and of the results of the commands
 // hvplug uses, checked against QEMU 7.2's QAPI schema. Every line QEMU sends is parsed with these, so
 // a QEMU that answers differently fails loudly at the boundary rather than deep in the plugin.
+import { JsonValue } from 'hvplug/protocol';
 import { z } from 'zod';
 
 export const QmpGreeting = z.object({
@@ -15,13 +16,13 @@ export const QmpGreeting = z.object({
 export type QmpGreeting = z.output<typeof QmpGreeting>;
 
 /** QEMU echoes the id of the command as given; hvplug only sends strings. */
-const Id = z.json().optional();
+const Id = JsonValue.optional();
 
-export const QmpReturnMessage = z.object({ return: z.json(), id: Id });
+export const QmpReturnMessage = z.object({ return: JsonValue, id: Id });
 export const QmpErrorMessage = z.object({ error: z.object({ class: z.string(), desc: z.string() }), id: Id });
 export const QmpEventMessage = z.object({
   event: z.string(),
-  data: z.record(z.string(), z.json()).default({}),
+  data: z.record(z.string(), JsonValue).default({}),
   timestamp: z.object({ seconds: z.number(), microseconds: z.number() }),
 });
 export type QmpEvent = z.output<typeof QmpEventMessage>;

@@ -7,9 +7,9 @@ import { PluginError, errors, type CallContext, type EventInput } from 'hvplug/p
 import type { Device, VmConfig, VmResult, VmStatus } from 'hvplug/protocol';
 import { buildQemuArgs, rootPortId, type QemuLaunchConfig } from './cmdline.js';
 import { backendCleanup, deviceIdOf, qemuDeviceId, qemuParts, supportOf, type Attached, type QemuParts } from './devices.js';
-import { vmmCall } from './failures.js';
+import { toPluginError, vmmCall } from './failures.js';
 import { attachQemu, isProcessAlive, quitQemu, startQemu, type QemuExit, type QemuInstance } from './process.js';
-import type { QmpEvent } from './qmp.js';
+import { QmpCommandError, type QmpEvent } from './qmp.js';
 import { loadFromFile, migrateToFile, writeSidecar, type Snapshot } from './snapshot.js';
 import { STATE_FORMAT, STATE_VERSION, toJson, type Json, type LaunchInfo, type VmState } from './state.js';
 
@@ -25,6 +25,8 @@ export class QemuVm {
   private waiters: (() => void)[] = [];
   private queue: Promise<unknown> = Promise.resolve();
   private autoIds = 0;
+  /** Backend cleanups of devices the guest let go, by device id, until they are done. */
+  private readonly backendsDropped = new Map<string, Promise<void>>();
 
   constructor(
     readonly id: string,
@@ -158,7 +160,8 @@ export class QemuVm {
         const id = typeof ev.data.device === 'string' ? deviceIdOf(ev.data.device) : undefined;
         const at = this.s.attached.findIndex((a) => a.device.id === id);
         if (id === undefined || at < 0) return;
-        this.s.attached.splice(at, 1);
+        const [rec] = this.s.attached.splice(at, 1);
+        if (rec) this.dropBackends(id, rec.parts);
         this.emit({ type: 'device-removed', deviceId: id });
         this.emitState();
         return;
@@ -199,6 +202,17 @@ export class QemuVm {
     const inst = await vmmCall(() => attachQemu({ pid, runDir: this.s.runDir, qmpSocket: this.s.qmpSocket }));
     this.adopt(inst);
     return inst;
+  }
+
+  /** Deletes a gone device's netdevs, block nodes and objects; a device/remove waiting for it awaits this too. */
+  private dropBackends(deviceId: string, parts: QemuParts): void {
+    const dropping = (async () => {
+      for (const c of backendCleanup(parts)) await this.qmp(c.command, c.args);
+    })();
+    this.backendsDropped.set(deviceId, dropping);
+    dropping.catch(() => undefined).finally(() => {
+      if (this.backendsDropped.get(deviceId) === dropping) this.backendsDropped.delete(deviceId);
+    });
   }
 
   private async qmp(command: string, args?: Record<string, unknown>, timeoutMs = 10_000): Promise<unknown> {
@@ -428,7 +442,7 @@ export class QemuVm {
     return { objects: [], blockdevs: [], netdevs: [], devices: [{ driver: slot.type, id: qemuDeviceId(id), ...slot.props }] };
   }
 
-  removeDevice(deviceId: string): Promise<{ state: Json }> {
+  removeDevice(deviceId: string, signal: AbortSignal): Promise<{ state: Json }> {
     return this.serial(async () => {
       const rec = this.s.attached.find((a) => a.device.id === deviceId);
       if (!rec) throw new PluginError('InvalidParams', `VM ${this.id} has no device ${deviceId}`, { deviceId });
@@ -437,24 +451,37 @@ export class QemuVm {
         this.s.attached = this.s.attached.filter((a) => a !== rec);
         this.emit({ type: 'device-removed', deviceId });
       } else {
-        await this.hotRemove(rec);
+        await this.hotRemove(rec, signal);
       }
       this.emitState();
       return { state: toJson(this.s) };
     });
   }
 
-  private async hotRemove(rec: Attached): Promise<void> {
+  private async hotRemove(rec: Attached, signal: AbortSignal): Promise<void> {
     const machine = this.s.launch.machine;
     if (!supportOf(machine, rec.device.type)?.hotunplug) throw errors.notSupported('device/remove', `device type ${rec.device.type} cannot be hot-unplugged on ${machine}`);
     const inst = await this.control();
     const qid = qemuDeviceId(rec.device.id);
-    // device_del only asks the guest; the device is gone when DEVICE_DELETED arrives.
-    const deleted = inst.qmp.waitForEvent('DEVICE_DELETED', { predicate: (e) => e.data.device === qid, timeoutMs: 30_000 });
+    // device_del only asks the guest; the device is gone when DEVICE_DELETED arrives, and onQmpEvent then
+    // drops its backends, whether anyone still waits for it or not.
+    const deleted = inst.qmp.waitForEvent('DEVICE_DELETED', { predicate: (e) => e.data.device === qid, timeoutMs: 30_000, signal });
     deleted.catch(() => undefined);
-    await this.qmp('device_del', { id: qid });
-    await vmmCall(() => deleted);
-    for (const c of backendCleanup(rec.parts)) await this.qmp(c.command, c.args);
+    try {
+      await inst.qmp.execute('device_del', { id: qid }, { timeoutMs: 10_000 });
+    } catch (e) {
+      // Asked before (by a call that gave up) and still pending: QEMU refuses a repeat for 5 s; wait for that one.
+      if (!(e instanceof QmpCommandError && /already in the process of unplug/.test(e.desc))) throw toPluginError(e);
+    }
+    try {
+      await deleted;
+    } catch (e) {
+      if (!signal.aborted) throw toPluginError(e);
+      // The VM's calls run one at a time: a caller that gives up must not leave the next ones queued behind
+      // a guest that may never answer.
+      throw new PluginError('Cancelled', `device/remove of ${rec.device.id}: the caller stopped waiting; if the guest still ejects it, device-removed says so`);
+    }
+    await vmmCall(() => this.backendsDropped.get(rec.device.id) ?? Promise.resolve());
     // onQmpEvent normally dropped it already.
     if (this.s.attached.includes(rec)) {
       this.s.attached = this.s.attached.filter((a) => a !== rec);
