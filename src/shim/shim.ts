@@ -25,6 +25,8 @@ import { HvplugError, InvalidParamsError, NotSupportedError, ProtocolViolationEr
 import type { PluginChannel } from './channel.js';
 import type { InterceptedCall, Interceptor } from './interceptors.js';
 
+const NONE: readonly Interceptor[] = [];
+
 export interface CallOpts {
   /** Overrides the method's default deadline; null waits without bound. */
   timeoutMs?: number | null;
@@ -202,8 +204,9 @@ export class ShimHypervisor {
   /** The one path every method takes. */
   async invoke<M extends MethodName>(method: M, rawParams: Record<string, unknown>, opts: CallOpts = {}, vm?: ShimVm): Promise<ResultOf<M>> {
     const spec = methodDef(method);
+    const interceptors = this.opts.interceptors ?? NONE;
     const call: InterceptedCall = { method, vmId: vm?.id ?? (rawParams.vmId as string | undefined), params: rawParams };
-    for (const i of this.opts.interceptors ?? []) {
+    for (const i of interceptors) {
       if (!i.before) continue;
       try {
         const replaced = await i.before(call);
@@ -238,7 +241,7 @@ export class ShimHypervisor {
     let value = result.data as ResultOf<M>;
     // A call returns once what it changed is recorded, so a host crash right after it loses nothing.
     await this.track(method, params, value, vm);
-    for (const i of this.opts.interceptors ?? []) {
+    for (const i of interceptors) {
       if (i.after) value = ((await i.after(call, value)) ?? value) as ResultOf<M>;
     }
     return value;
