@@ -84,12 +84,13 @@ export class Guest {
 
   /**
    * Takes back a guest started by another plugin process (or before vm/disconnect). When it is gone
-   * already, `exited` settles at once with what its console tells.
+   * already, `exited` settles at once with what its console tells; a caller that has just seen it running
+   * in /proc says so (`seenRunning`), and the first look waits for the next observation.
    */
-  static attach(identity: ProcessIdentity, consolePath: string): Guest {
+  static attach(identity: ProcessIdentity, consolePath: string, seenRunning = false): Guest {
     const guest = new Guest(identity, consolePath, 0);
     guest.observer = setInterval(() => guest.observe(), OBSERVE_MS).unref();
-    guest.observe();
+    if (!seenRunning) guest.observe();
     return guest;
   }
 

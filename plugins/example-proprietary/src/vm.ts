@@ -182,7 +182,7 @@ export class SimVm {
       stat = identity ? liveStat(identity) : undefined;
     }
     if (identity && stat) {
-      this.adopt(Guest.attach(identity, this.consolePath));
+      this.adopt(Guest.attach(identity, this.consolePath, true));
       this.current = stoppedState(stat.state) ? 'paused' : 'running';
     } else if (LIVE.includes(this.status) || fromState) {
       this.current = 'lost';
