@@ -136,7 +136,7 @@ export interface ServedPlugin {
   closed: Promise<void>;
 }
 
-/** What a plugin's definition resolves to before any stdio exists: checked once, shared by every connection. */
+/** What a plugin's definition resolves to before any stdio exists (at snapshot build time, when there is one). */
 interface Prepared {
   advertised: ReadonlySet<MethodName>;
   capabilities: Capabilities;
