@@ -1,8 +1,9 @@
-import { readFileSync } from 'node:fs';
-import { copyFile, symlink } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { copyFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { PluginClient, PluginSpec } from 'hvplug';
+import { bundle, snapshot } from '../scripts/bundle.mjs';
 import { memoryLogger, pluginExecutable, removeTempDirs, tempDir } from './helpers.js';
 
 /**
@@ -60,6 +61,27 @@ describe('plugin launcher', () => {
     const { client, argv } = await start(launcher);
     expect(argv).not.toContain('--snapshot-blob');
     expect(argv).toContain(`${launcher}.mjs`);
+    expect(client.info.plugin.name).toBe(NAME);
+  });
+
+  it('builds a plugin that cannot go into a snapshot anyway, and starts it from its bundle', async () => {
+    const dir = await tempDir();
+    const entry = join(dir, 'main.ts');
+    await writeFile(
+      entry,
+      [
+        "import { startupSnapshot } from 'node:v8';",
+        "import { servePlugin } from 'hvplug/plugin-sdk';",
+        "if (startupSnapshot.isBuildingSnapshot()) throw new Error('this plugin holds what a snapshot cannot');",
+        `servePlugin({ info: { name: '${NAME}', version: '1.0.0', vendor: 'hvplug tests' }, capabilities: {}, handlers: {} });`,
+      ].join('\n'),
+    );
+    const out = join(dir, `hvplug-plugin-${NAME}.mjs`);
+    await bundle(entry, out);
+    await snapshot(entry, out);
+    expect(existsSync(join(dir, `hvplug-plugin-${NAME}.blob`))).toBe(false);
+    const { client, argv } = await start(join(dir, `hvplug-plugin-${NAME}`));
+    expect(argv).not.toContain('--snapshot-blob');
     expect(client.info.plugin.name).toBe(NAME);
   });
 });
