@@ -2,8 +2,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { copyFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { execa } from 'execa';
 import { PluginClient, PluginSpec } from 'hvplug';
-import { bundle, snapshot } from '../scripts/bundle.mjs';
+import { bundle, root, snapshot } from '../scripts/bundle.mjs';
 import { memoryLogger, pluginExecutable, removeTempDirs, tempDir } from './helpers.js';
 
 /**
@@ -83,5 +84,17 @@ describe('plugin launcher', () => {
     const { client, argv } = await start(join(dir, `hvplug-plugin-${NAME}`));
     expect(argv).not.toContain('--snapshot-blob');
     expect(client.info.plugin.name).toBe(NAME);
+  });
+
+  it('ships each bundled plugin in the npm package as launcher and bundle, never its snapshot', async () => {
+    const { stdout } = await execa('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root });
+    const [pack] = JSON.parse(stdout) as [{ files: { path: string }[] }];
+    const shipped = new Set(pack.files.map((f) => f.path));
+    for (const name of ['example-proprietary', 'qemu', 'cloud-hypervisor']) {
+      expect(shipped).toContain(`plugins/${name}/dist/hvplug-plugin-${name}`);
+      expect(shipped).toContain(`plugins/${name}/dist/hvplug-plugin-${name}.mjs`);
+    }
+    // A snapshot loads only in the node that built it: an installed package runs the bundles.
+    expect([...shipped].filter((p) => p.endsWith('.blob'))).toEqual([]);
   });
 });
