@@ -19,6 +19,7 @@ import {
   InitializeResult,
   PROTOCOL_VERSIONS,
   sameMajor,
+  tapReader,
   toIssues,
   type InitializeParams,
 } from 'hvplug/protocol';
@@ -97,17 +98,11 @@ class TracedWriter extends FramedWriter {
  * every message waits in its queue for a setImmediate of its own: one message per event-loop turn.
  */
 function relayNotifications(inner: MessageReader, relay: NotificationListener): MessageReader {
-  return {
-    onError: inner.onError,
-    onClose: inner.onClose,
-    onPartialMessage: inner.onPartialMessage,
-    listen: (callback) =>
-      inner.listen((msg) => {
-        if (Message.isNotification(msg)) relay(msg.method, msg.params);
-        else callback(msg);
-      }),
-    dispose: () => inner.dispose(),
-  };
+  return tapReader(inner, (msg) => {
+    if (!Message.isNotification(msg)) return true;
+    relay(msg.method, msg.params);
+    return false;
+  });
 }
 
 /**

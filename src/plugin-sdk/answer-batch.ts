@@ -1,4 +1,5 @@
 import type { Message, MessageReader, MessageStrategy } from 'vscode-jsonrpc/node';
+import { tapReader } from 'hvplug/protocol';
 
 /** vscode-jsonrpc acts on some cancellations itself, without queueing them: they are left out of the count. */
 const CANCEL = '$/cancelRequest';
@@ -25,17 +26,10 @@ export class AnswerBatcher {
 
   /** The reader, counting what it hands over. */
   counting(inner: MessageReader): MessageReader {
-    return {
-      onError: inner.onError,
-      onClose: inner.onClose,
-      onPartialMessage: inner.onPartialMessage,
-      listen: (callback) =>
-        inner.listen((msg) => {
-          if (counted(msg)) this.queued++;
-          callback(msg);
-        }),
-      dispose: () => inner.dispose(),
-    };
+    return tapReader(inner, (msg) => {
+      if (counted(msg)) this.queued++;
+      return true;
+    });
   }
 
   /** Given to the connection: sees each message as it leaves the queue. */

@@ -24,6 +24,7 @@ import {
   toIssues,
   type CapabilitiesInput,
   type InitializeResult,
+  type Json,
   type MethodName,
   type ParamsOf,
   type PluginInfo,
@@ -32,8 +33,6 @@ import {
 } from 'hvplug/protocol';
 import { AnswerBatcher } from './answer-batch.js';
 import { PluginError } from './errors.js';
-
-type Json = z.core.util.JSONType;
 
 /** An event as a handler emits it; the SDK stamps seq (per VM) and time. */
 export type EventInput = VmEvent extends infer E ? (E extends VmEvent ? Omit<E, 'seq' | 'time'> : never) : never;

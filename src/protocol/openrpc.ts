@@ -2,11 +2,11 @@
 import * as z from 'zod';
 import type { Capabilities } from './capabilities.js';
 import { ErrorCode } from './errors.js';
+import type { Json } from './json.js';
 import { METHOD_NAMES, methodDef } from './methods.js';
 import { notifications, type NotificationName } from './notifications.js';
 import { PROTOCOL_VERSIONS } from './version.js';
 
-type Json = z.core.util.JSONType;
 type JsonObject = { [k: string]: Json };
 
 function schemaOf(schema: z.ZodType, io: 'input' | 'output'): JsonObject {

@@ -1,5 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
-import { AbstractMessageReader, AbstractMessageWriter, type DataCallback, type Disposable, type Message } from 'vscode-jsonrpc/node';
+import { AbstractMessageReader, AbstractMessageWriter, type DataCallback, type Disposable, type Message, type MessageReader } from 'vscode-jsonrpc/node';
 import { DEFAULT_MAX_MESSAGE_BYTES, FrameDecoder, FramingError, frameText, previewBytes } from './framing.js';
 
 /**
@@ -59,6 +59,23 @@ export class FramedReader extends AbstractMessageReader {
   private stop(): void {
     this.stopped = true;
   }
+}
+
+/**
+ * `inner`, showing each message to `see` as it is read, before vscode-jsonrpc gets it; a message for which
+ * `see` returns false has been dealt with and does not reach vscode-jsonrpc.
+ */
+export function tapReader(inner: MessageReader, see: (msg: Message) => boolean): MessageReader {
+  return {
+    onError: inner.onError,
+    onClose: inner.onClose,
+    onPartialMessage: inner.onPartialMessage,
+    listen: (callback) =>
+      inner.listen((msg) => {
+        if (see(msg)) callback(msg);
+      }),
+    dispose: () => inner.dispose(),
+  };
 }
 
 export class FramedWriter extends AbstractMessageWriter {

@@ -12,6 +12,7 @@ import {
   type Capabilities,
   type DeviceType,
   type GateContext,
+  type Json,
   type MethodName,
   type Methods,
   type ParamsInputOf,
@@ -20,7 +21,6 @@ import {
   type VmConfig,
   type VmStatus,
 } from 'hvplug/protocol';
-import type { z } from 'zod';
 import { HvplugError, InvalidParamsError, NotSupportedError, ProtocolViolationError, VetoedError } from '../core/errors.js';
 import type { PluginChannel } from './channel.js';
 import type { InterceptedCall, Interceptor } from './interceptors.js';
@@ -34,7 +34,6 @@ export interface CallOpts {
   onProgress?: (progress: Progress) => void;
 }
 
-type Json = z.core.util.JSONType;
 type Args<P> = object extends P ? [params?: P, opts?: CallOpts] : [params: P, opts?: CallOpts];
 type ScopeOf<M extends MethodName> = Methods[M]['scope'];
 
