@@ -26,21 +26,24 @@ export async function bundler(): Promise<BundleModule> {
   return (await import(pathToFileURL(join(repoRoot(), 'scripts/bundle.mjs')).href)) as BundleModule;
 }
 
-export const HELPERS = ['raw-echo', 'ndjson-echo', 'jsonrpc-echo', 'noop-plugin'] as const;
+export const HELPERS = ['raw-echo', 'ndjson-echo', 'jsonrpc-echo', 'noop-plugin', 'libraries-floor'] as const;
+/** Helpers that also get a startup snapshot and a launcher, so they start like a shipped plugin. */
+const SNAPSHOTTED: readonly Helper[] = ['noop-plugin', 'libraries-floor'];
 export type Helper = (typeof HELPERS)[number];
 
 export interface Workspace {
   dir: string;
   /** Path of a helper process's bundle. */
   helper(name: Helper): string;
-  /** The no-op plugin's executable: its launcher and startup snapshot, like a shipped plugin's. */
-  noopPlugin: string;
+  /** A snapshotted helper's executable (noop-plugin, libraries-floor): its launcher, like a shipped plugin's. */
+  executable(name: Helper): string;
   dispose(): Promise<void>;
 }
 
 /**
  * A scratch directory holding the helper processes, bundled from bench/procs with the same esbuild setup
- * as real plugins (the no-op plugin also gets its snapshot and launcher, so it starts like a shipped one),
+ * as real plugins (the no-op plugin and the libraries floor also get a snapshot and launcher, so they start
+ * like a shipped plugin),
  * plus state and runtime dirs for hosts.
  */
 export async function workspace(): Promise<Workspace> {
@@ -49,11 +52,11 @@ export async function workspace(): Promise<Workspace> {
   const { bundle, snapshot } = await bundler();
   const source = (h: Helper): string => join(root, 'bench/procs', `${h}.ts`);
   await Promise.all(HELPERS.map((h) => bundle(source(h), join(dir, 'procs', `${h}.mjs`))));
-  await snapshot(source('noop-plugin'), join(dir, 'procs', 'noop-plugin.mjs'));
+  for (const h of SNAPSHOTTED) await snapshot(source(h), join(dir, 'procs', `${h}.mjs`));
   return {
     dir,
     helper: (name) => join(dir, 'procs', `${name}.mjs`),
-    noopPlugin: join(dir, 'procs', 'noop-plugin'),
+    executable: (name) => join(dir, 'procs', name),
     dispose: () => rm(dir, { recursive: true, force: true }),
   };
 }

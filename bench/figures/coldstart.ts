@@ -66,6 +66,21 @@ export function spawnToInitialize(argv: readonly [string, ...string[]], params: 
   });
 }
 
+/** ms from spawn() to the first byte on stdout (the libraries floor writes one when it starts). */
+export function spawnToFirstByte(argv: readonly [string, ...string[]]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const child = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'ignore'], env: hostedEnv() });
+    let elapsed: number | undefined;
+    child.stdout.once('data', () => (elapsed = performance.now() - t0));
+    child.once('error', reject);
+    child.once('exit', (code, signal) => {
+      if (elapsed !== undefined) resolve(elapsed);
+      else reject(new Error(`${argv[0]} exited (${code ?? signal}) without writing to stdout`));
+    });
+  });
+}
+
 /** ms from spawn() of `node -e ''` to its exit. */
 export function nodeNoop(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -101,7 +116,8 @@ export const coldstart: Figure = {
     const method =
       `spawn(the plugin's executable: the launcher of its startup snapshot) to the initialize answer read on stdout (request ` +
       `written at spawn) vs spawn(node, ['-e', '']) to exit; same env as PluginHost gives; ${reps} reps alternating after ` +
-      `${warmup} warm-up runs. Info rows: the same plugin from its bundle (spawn(node, [bundle.mjs])), the no-op SDK plugin ` +
+      `${warmup} warm-up runs. Info rows: the floor (node from a snapshot holding only vscode-jsonrpc, zod and pino, to the ` +
+      `byte it writes when it starts), the same plugin from its bundle (spawn(node, [bundle.mjs])), the no-op SDK plugin ` +
       `(snapshot), and PluginClient.start (execa, launcher, handshake + initialized)`;
     if (!plugin) return notMeasured('the example plugin (plugins/example-proprietary/dist) is not built: run npm run build', method);
     const dir = join(ws.dir, 'coldstart');
@@ -111,23 +127,28 @@ export const coldstart: Figure = {
     const variants = {
       example: () => spawnToInitialize([plugin.executable], params),
       node: () => nodeNoop(),
+      floor: () => spawnToFirstByte([ws.executable('libraries-floor')]),
       bundle: () => spawnToInitialize([process.execPath, plugin.bundle], params),
-      noop: () => spawnToInitialize([ws.noopPlugin], params),
+      noop: () => spawnToInitialize([ws.executable('noop-plugin')], params),
       client: () => viaClient(plugin.executable, dir),
     };
     log(`cold start: ${warmup} warm-up runs, ${reps} repetitions`);
     await alternate(warmup, variants);
     const runs = await alternate(reps, variants);
     const nodeM = measure("node -e ''", 'ms', runs.node);
+    const exampleM = measure('example', 'ms', runs.example);
+    const floorM = measure('libraries floor', 'ms', runs.floor);
     return {
       method,
       rows: [
-        compare('example plugin vs node', measure('example', 'ms', runs.example), nodeM, {
+        compare('example plugin vs node', exampleM, nodeM, {
           on: 'ratio',
           op: '<=',
           limit: 1.25,
           text: "≤ 1.25× node -e ''",
         }),
+        compare('floor: the three libraries from a snapshot vs node', floorM, nodeM),
+        compare('example plugin vs that floor', exampleM, floorM),
         compare('example plugin from its bundle vs node', measure('bundle', 'ms', runs.bundle), nodeM),
         compare('no-op SDK plugin vs node', measure('no-op plugin', 'ms', runs.noop), nodeM),
         compare('PluginClient.start vs node', measure('PluginClient.start', 'ms', runs.client), nodeM),

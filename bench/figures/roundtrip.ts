@@ -13,7 +13,7 @@ export const roundtrip: Figure = {
     const { warmup, calls, reps } = cfg.roundtrip;
     const raw = new RawPipeEcho(ws.helper('raw-echo'));
     const bare = new BareJsonRpc(ws.helper('jsonrpc-echo'));
-    const shim = await ShimPath.start(ws.noopPlugin, join(ws.dir, 'roundtrip'));
+    const shim = await ShimPath.start(ws.executable('noop-plugin'), join(ws.dir, 'roundtrip'));
     try {
       log(`round trip: warm-up ${warmup} calls per path`);
       for (const c of [shim.call, shim.ping, raw.call, bare.call]) await sequential(c, warmup);

@@ -12,7 +12,7 @@ export const throughput: Figure = {
     const { warmup, total, window, reps } = cfg.throughput;
     const ndjson = new NdjsonEcho(ws.helper('ndjson-echo'));
     const bare = new BareJsonRpc(ws.helper('jsonrpc-echo'));
-    const shim = await ShimPath.start(ws.noopPlugin, join(ws.dir, 'throughput'));
+    const shim = await ShimPath.start(ws.executable('noop-plugin'), join(ws.dir, 'throughput'));
     try {
       log(`throughput: warm-up ${warmup} calls per path`);
       for (const c of [shim.call, ndjson.call, bare.call]) await pipelined(c, warmup, window);
