@@ -277,6 +277,26 @@ describe.skipIf(!qemu)('QEMU plugin through the host and shim (TCG)', () => {
     await vm.delete();
   }, 120_000);
 
+  it('completes an unplug asked while the guest boots, by asking again once the guest is up', async () => {
+    const disk = join(dir, 'booting.raw');
+    await hv.ensureImage({ path: disk, format: 'raw', sizeBytes: 8 * 1024 * 1024 });
+    const vm = await hv.createVm({ config: config({ devices: [{ type: 'block', id: 'booting', path: disk }] }) });
+    await vm.start();
+    const { console: log } = await started(vm);
+    const t0 = Date.now();
+    // Asked at once: the first device_del reaches a guest with no hotplug driver yet and is lost there.
+    expect(consoleText(log), 'the unplug is asked before the guest is up').not.toMatch(/HVPLUG-GUEST-READY/);
+    await vm.removeDevice({ deviceId: 'booting' }, { timeoutMs: 30_000 });
+    expect(vm.config.devices).toEqual([]);
+    expect((await vm.info()).devices).toEqual([]);
+    expect(events.some((e) => e.vmId === vm.id && e.type === 'device-removed' && e.deviceId === 'booting')).toBe(true);
+    // The guest itself no longer has the disk.
+    const from = consoleSize(log);
+    await waitConsole(log, /TICK:\d+ BLOCK:\[\] /, from);
+    console.info(`unplug asked during boot done after ${Date.now() - t0} ms`);
+    await vm.delete();
+  }, 120_000);
+
   it('restores the snapshot paused, continues the counter, and survives a SIGKILLed plugin', async () => {
     expect(snapshot).not.toBe('');
     const vm = await hv.restoreVm({ config: config(), path: snapshot });

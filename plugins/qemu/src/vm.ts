@@ -17,6 +17,36 @@ type Emit = (event: EventInput) => void;
 type VmEventInput = EventInput extends infer E ? (E extends EventInput ? Omit<E, 'vmId'> : never) : never;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * How often an unanswered device_del is repeated. device_del only asks the guest, and a guest that is
+ * still booting (its hotplug driver not yet bound) never answers that request, while it answers a repeat
+ * once it is up; QEMU refuses a repeat for 5 s after each request.
+ */
+const UNPLUG_REPEAT_MS = 6_000;
+const UNPLUG_TIMEOUT_MS = 30_000;
+
+/** device_del until QEMU reports DEVICE_DELETED (the device is gone), the deadline passes or `signal` aborts. */
+async function unplug(inst: QemuInstance, qid: string, signal?: AbortSignal): Promise<void> {
+  const deleted = inst.qmp.waitForEvent('DEVICE_DELETED', { predicate: (e) => e.data.device === qid, timeoutMs: UNPLUG_TIMEOUT_MS, signal });
+  deleted.catch(() => undefined);
+  const ask = async (): Promise<void> => {
+    try {
+      await inst.qmp.execute('device_del', { id: qid }, { timeoutMs: 10_000 });
+    } catch (e) {
+      // Asked before (a repeat, or a call that gave up) and still pending: that request stands.
+      if (!(e instanceof QmpCommandError && /already in the process of unplug/.test(e.desc))) throw toPluginError(e);
+    }
+  };
+  await ask();
+  // A failed repeat changes nothing: the wait for DEVICE_DELETED decides, and fails on its own.
+  const repeat = setInterval(() => void ask().catch(() => undefined), UNPLUG_REPEAT_MS);
+  try {
+    await deleted;
+  } finally {
+    clearInterval(repeat);
+  }
+}
 export class QemuVm {
   private inst: QemuInstance | undefined;
   private exitHandled: Promise<void> = Promise.resolve();
@@ -462,19 +492,9 @@ export class QemuVm {
     const machine = this.s.launch.machine;
     if (!supportOf(machine, rec.device.type)?.hotunplug) throw errors.notSupported('device/remove', `device type ${rec.device.type} cannot be hot-unplugged on ${machine}`);
     const inst = await this.control();
-    const qid = qemuDeviceId(rec.device.id);
-    // device_del only asks the guest; the device is gone when DEVICE_DELETED arrives, and onQmpEvent then
-    // drops its backends, whether anyone still waits for it or not.
-    const deleted = inst.qmp.waitForEvent('DEVICE_DELETED', { predicate: (e) => e.data.device === qid, timeoutMs: 30_000, signal });
-    deleted.catch(() => undefined);
     try {
-      await inst.qmp.execute('device_del', { id: qid }, { timeoutMs: 10_000 });
-    } catch (e) {
-      // Asked before (by a call that gave up) and still pending: QEMU refuses a repeat for 5 s; wait for that one.
-      if (!(e instanceof QmpCommandError && /already in the process of unplug/.test(e.desc))) throw toPluginError(e);
-    }
-    try {
-      await deleted;
+      // onQmpEvent drops the device's backends when DEVICE_DELETED comes, whether anyone still waits or not.
+      await unplug(inst, qemuDeviceId(rec.device.id), signal);
     } catch (e) {
       if (!signal.aborted) throw toPluginError(e);
       // The VM's calls run one at a time: a caller that gives up must not leave the next ones queued behind
@@ -500,11 +520,7 @@ export class QemuVm {
         const last = [...this.s.attached].reverse().find((a) => a.device.type === 'cpu');
         if (!last) break;
         const inst = await this.control();
-        const qid = qemuDeviceId(last.device.id);
-        const deleted = inst.qmp.waitForEvent('DEVICE_DELETED', { predicate: (e) => e.data.device === qid, timeoutMs: 30_000 });
-        deleted.catch(() => undefined);
-        await this.qmp('device_del', { id: qid });
-        await vmmCall(() => deleted);
+        await vmmCall(() => unplug(inst, qemuDeviceId(last.device.id)));
         this.s.attached = this.s.attached.filter((a) => a !== last);
         this.s.vcpus -= 1;
       }
