@@ -158,6 +158,16 @@ describe('capability gate', () => {
     expect(capabilityRefusal('device/add', caps, { deviceType: 'vsock' })).toMatch(/vsock/);
     expect(capabilityRefusal('vm/create', caps, { coldDevices: ['block', 'rng'] })).toMatch(/rng/);
   });
+
+  it('refuses net backends the plugin does not declare, and takes every backend when it declares none', () => {
+    expect(caps.netBackends).toEqual(['user', 'tap', 'vhost-user']);
+    const tapOnly = Capabilities.parse({ ...caps, netBackends: ['tap'] });
+    const add = { vmStatus: 'created', deviceType: 'net' } as const;
+    expect(capabilityRefusal('device/add', tapOnly, { ...add, netBackends: ['tap'] })).toBeUndefined();
+    expect(capabilityRefusal('device/add', tapOnly, { ...add, netBackends: ['user'] })).toBe('the plugin has no user net backend (it has tap)');
+    expect(capabilityRefusal('vm/create', tapOnly, { coldDevices: ['net', 'net'], netBackends: ['tap', 'vhost-user'] })).toMatch(/no vhost-user net backend/);
+    expect(() => Capabilities.parse({ ...caps, netBackends: ['slirp'] })).toThrow(/netBackends/);
+  });
 });
 
 describe('JSON values (plugin state, config.plugin, schemas)', () => {

@@ -1,4 +1,4 @@
-import type { DeviceInput, DeviceType } from 'hvplug/protocol';
+import type { DeviceInput, DeviceType, NetBackend } from 'hvplug/protocol';
 
 export type DeviceOf<T extends DeviceType> = Extract<DeviceInput, { type: T }>;
 
@@ -14,6 +14,21 @@ export interface DeviceNeeds {
   path(name: string): string;
   /** A vsock CID no other VM of the run uses. */
   cid(): number;
+  /** The net backend to build net devices with: one the plugin declares. */
+  netBackend(): NetBackend;
+}
+
+async function netDevice(id: string, n: DeviceNeeds): Promise<DeviceOf<'net'>> {
+  const common = { type: 'net', id, mac: '52:54:00:12:34:56', mtu: 1500 } as const;
+  switch (n.netBackend()) {
+    case 'user':
+      return { ...common, backend: 'user' };
+    case 'vhost-user':
+      return { ...common, backend: 'vhost-user', socketPath: await n.socket(`${id}.sock`) };
+    case 'tap':
+      // Interface names are host-wide and at most 15 characters: the CID counter keeps them apart.
+      return { ...common, backend: 'tap', tapName: `hvplug${n.cid()}` };
+  }
 }
 
 /**
@@ -22,7 +37,7 @@ export interface DeviceNeeds {
  */
 export const DEVICE_BUILDERS: { [T in DeviceType]: (id: string, needs: DeviceNeeds) => Promise<DeviceOf<T>> } = {
   block: async (id, n) => ({ type: 'block', id, path: await n.imageFile(`${id}.img`, 1 << 20), format: 'raw', serial: id.slice(0, 20) }),
-  net: async (id) => ({ type: 'net', id, backend: 'user', mac: '52:54:00:12:34:56', mtu: 1500 }),
+  net: netDevice,
   vsock: async (id, n) => ({ type: 'vsock', id, guestCid: n.cid() }),
   'virtio-fs': async (id, n) => ({
     type: 'virtio-fs',

@@ -9,6 +9,7 @@ import {
   type DeviceType,
   type InitializeResult,
   type MethodName,
+  type NetBackend,
   type VmConfigInput,
 } from 'hvplug/protocol';
 import { describeError, fail } from './check.js';
@@ -94,6 +95,12 @@ export class Fixture implements DeviceNeeds {
 
   cid(): number {
     return 100 + ++this.run.counters.cid;
+  }
+
+  netBackend(): NetBackend {
+    // user needs nothing on the host; vhost-user a socket, which the suite stands in for; tap an interface
+    // the suite cannot create. With none declared, user: the shim's refusal then shows the contradiction.
+    return (['user', 'vhost-user', 'tap'] as const).find((b) => this.caps.netBackends.includes(b)) ?? 'user';
   }
 
   /** A VM config every plugin should take: small, with room to hot-plug vCPUs and memory. */

@@ -1,6 +1,6 @@
 // A namespace import lets esbuild keep only the zod a plugin uses (`import { z }` pulls in all of it, locales too).
 import * as z from 'zod';
-import { DeviceType } from './devices.js';
+import { DeviceType, NET_BACKENDS, NetBackend } from './devices.js';
 import { JsonValue } from './json.js';
 
 export const DeviceSupport = z.object({
@@ -26,6 +26,8 @@ export const Capabilities = z.object({
   methods: z.array(z.string()),
   /** Which device types can be attached before boot, hot-plugged and hot-unplugged. */
   devices: z.partialRecord(DeviceType, DeviceSupport).default({}),
+  /** The net device backends the plugin attaches (a VMM without user-mode networking leaves out `user`). */
+  netBackends: z.array(NetBackend).default([...NET_BACKENDS]),
   /** Per machine type; a machine listed with hotplug false refuses hotplug whatever `devices` says. */
   machines: z.record(z.string(), z.object({ hotplug: z.boolean() })).default({}),
   consoleKinds: z.array(z.enum(['log', 'socket', 'pty'])).default([]),

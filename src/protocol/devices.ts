@@ -30,10 +30,14 @@ export const BlockDevice = z.object({
   rateLimit: RateLimit.optional(),
 });
 
+export const NET_BACKENDS = ['user', 'tap', 'vhost-user'] as const;
+export const NetBackend = z.enum(NET_BACKENDS);
+export type NetBackend = z.infer<typeof NetBackend>;
+
 export const NetDevice = z.object({
   type: z.literal('net'),
   id: Id,
-  backend: z.enum(['user', 'tap', 'vhost-user']),
+  backend: NetBackend,
   /** tap: the host interface name; vhost-user: the backend's socket. */
   tapName: z.string().max(15).optional(),
   socketPath: AbsPath.optional(),

@@ -1,5 +1,5 @@
 import type { Capabilities } from './capabilities.js';
-import type { DeviceType } from './devices.js';
+import type { DeviceType, NetBackend } from './devices.js';
 import { methods, type MethodName } from './methods.js';
 import type { VmStatus } from './vm.js';
 
@@ -11,6 +11,8 @@ export interface GateContext {
   deviceType?: DeviceType;
   /** vm/create, vm/restore: the types of the cold-plugged devices in the config. */
   coldDevices?: readonly DeviceType[];
+  /** device/add, vm/create: the backends of the net devices the call attaches. */
+  netBackends?: readonly NetBackend[];
 }
 
 /**
@@ -34,6 +36,11 @@ export function capabilityRefusal(method: MethodName, caps: Capabilities, ctx: G
   }
   for (const type of ctx.coldDevices ?? []) {
     if (!caps.devices[type]?.coldplug) return `the plugin cannot attach ${type} devices`;
+  }
+  for (const backend of ctx.netBackends ?? []) {
+    if (!caps.netBackends.includes(backend)) {
+      return `the plugin has no ${backend} net backend (it has ${caps.netBackends.join(', ') || 'none'})`;
+    }
   }
   return undefined;
 }

@@ -10,11 +10,13 @@ import {
   VmEvent,
   VmResult,
   type Capabilities,
+  type Device,
   type DeviceType,
   type GateContext,
   type Json,
   type MethodName,
   type Methods,
+  type NetBackend,
   type ParamsInputOf,
   type Progress,
   type ResultOf,
@@ -248,12 +250,20 @@ export class ShimHypervisor {
 
   private gateContext(method: MethodName, params: Record<string, unknown>, vm?: ShimVm): GateContext {
     const ctx: GateContext = { vmStatus: vm?.status, machine: vm?.config.machine };
-    if (method === 'device/add') ctx.deviceType = (params.device as { type: DeviceType }).type;
+    const netBackends = (devices: readonly Device[]): NetBackend[] => devices.flatMap((d) => (d.type === 'net' ? [d.backend] : []));
+    if (method === 'device/add') {
+      const device = params.device as Device;
+      ctx.deviceType = device.type;
+      ctx.netBackends = netBackends([device]);
+    }
     if (method === 'device/remove') ctx.deviceType = vm?.deviceTypes.get(params.deviceId as string);
     const config = params.config as VmConfig | undefined;
     if (config && methodDef(method).scope === 'new-vm') {
       ctx.machine = config.machine;
-      if (method === 'vm/create') ctx.coldDevices = config.devices.map((d) => d.type);
+      if (method === 'vm/create') {
+        ctx.coldDevices = config.devices.map((d) => d.type);
+        ctx.netBackends = netBackends(config.devices);
+      }
     }
     return ctx;
   }

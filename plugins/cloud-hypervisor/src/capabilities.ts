@@ -1,5 +1,5 @@
 // What the plugin advertises, from what the Cloud Hypervisor API offers (spec/api.md, openapi.yaml):
-// - block (vm.add-disk), net (vm.add-net, tap or vhost-user), vsock (vm.add-vsock, one per VM), virtio-fs
+// - block (vm.add-disk), net (vm.add-net, tap or vhost-user: no user-mode networking), vsock (vm.add-vsock, one per VM), virtio-fs
 //   (vm.add-fs), vfio (vm.add-device) and vhost-user blk/net (vm.add-disk / vm.add-net with vhost_user):
 //   cold (in the config, or vm.add-* before boot), hot (vm.add-* after boot), hot-unplug (vm.remove-device);
 // - rng: only before boot (one per VM, no endpoint to add or remove it on a booted VM);
@@ -22,6 +22,7 @@ export const CAPABILITIES: PluginDefinition['capabilities'] = {
     'vhost-user': ALL,
     rng: { coldplug: true, hotplug: false, hotunplug: false },
   },
+  netBackends: ['tap', 'vhost-user'],
   machines: {},
   consoleKinds: ['log'],
   rateLimiter: true,

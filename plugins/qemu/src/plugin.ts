@@ -31,6 +31,8 @@ export function qemuPlugin(): PluginDefinition {
     capabilities: {
       devices: deviceSupport(),
       machines: { q35: { hotplug: true }, microvm: { hotplug: false } },
+      // vhost-user net would need guest memory shared with the backend, which the plugin does not set up.
+      netBackends: ['user', 'tap'],
       consoleKinds: ['log'],
       // Rate limits would need throttle groups; not wired yet, so not claimed.
       rateLimiter: false,
