@@ -83,4 +83,13 @@ describe('the suite against deliberately broken plugins', () => {
     expect(failed(report).sort()).toEqual(['process.exit-on-eof', 'process.shutdown']);
     expectNothingLeft(report);
   });
+
+  it('net devices advertised without a net backend fail the handshake check, and every net device check', async () => {
+    const report = await runConformance({ command: fixture('broken-net-backends'), ...FAST, only: ['handshake', 'device'] });
+    expect(check(report, 'handshake.initialize').message).toMatch(/net devices are advertised but capabilities.netBackends is empty/);
+    // The shim refuses each net device the suite builds: the plugin declared no backend for it.
+    expect(check(report, 'device.net.coldplug').message).toMatch(/no user net backend \(it has none\)/);
+    expect(failed(report).sort()).toEqual(['device.net.coldplug', 'handshake.initialize']);
+    expectNothingLeft(report);
+  });
 });

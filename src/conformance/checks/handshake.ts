@@ -26,6 +26,8 @@ const initialize: CheckDef = {
     const addsDevices = info.capabilities.methods.includes('device/add');
     const anyPlug = Object.values(info.capabilities.devices).some((d) => d?.coldplug || d?.hotplug);
     expect(!addsDevices || anyPlug, 'device/add is advertised but no device type can be plugged');
+    const net = info.capabilities.devices.net;
+    expect(!(net?.coldplug || net?.hotplug) || info.capabilities.netBackends.length > 0, 'net devices are advertised but capabilities.netBackends is empty');
   },
 };
 
