@@ -327,6 +327,34 @@ describe.skipIf(!qemu)('QEMU plugin through the host and shim (TCG)', () => {
     await vm.delete();
   }, 240_000);
 
+  it('stops gracefully: vm/stop presses the power button and the guest powers itself off', async () => {
+    const vm = await hv.createVm({ config: config() });
+    await vm.start();
+    const { pid, console: log } = await started(vm);
+    await waitConsole(log, /HVPLUG-GUEST-READY[\s\S]*TICK:1 /);
+    const t0 = Date.now();
+    expect((await vm.stop({ graceMs: 50_000 })).status).toBe('stopped');
+    // The guest's init answered the button (no forced quit after the grace period ran out).
+    expect(consoleText(log)).toMatch(/HVPLUG-GUEST-POWER-BUTTON/);
+    expect(Date.now() - t0).toBeLessThan(25_000);
+    expect(alive(pid)).toBe(false);
+    await vm.delete();
+  }, 120_000);
+
+  it('stops a paused VM at once: a paused guest cannot answer the power button', async () => {
+    const vm = await hv.createVm({ config: config() });
+    await vm.start();
+    const { pid, console: log } = await started(vm);
+    await waitConsole(log, /HVPLUG-GUEST-READY[\s\S]*TICK:1 /);
+    expect((await vm.pause()).status).toBe('paused');
+    const t0 = Date.now();
+    expect((await vm.stop({ graceMs: 50_000 })).status).toBe('stopped');
+    expect(Date.now() - t0).toBeLessThan(25_000);
+    expect(consoleText(log)).not.toMatch(/HVPLUG-GUEST-POWER-BUTTON/);
+    expect(alive(pid)).toBe(false);
+    await vm.delete();
+  }, 120_000);
+
   it('boots microvm, refuses hotplug there in the shim, and sees the guest power off', async () => {
     const script = 'echo MICRO-UP; while [ ! -e /tmp/never ] && [ $((i+=1)) -lt 20 ]; do sleep 0.2; done; echo MICRO-DONE';
     const vm = await hv.createVm({ config: config({ machine: 'microvm', vcpus: { boot: 1 }, memory: { sizeMiB: 256 } }, { guestScript: script }) });

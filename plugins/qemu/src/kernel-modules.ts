@@ -9,7 +9,7 @@ import { gunzipSync } from 'node:zlib';
 
 const execFileP = promisify(execFile);
 
-/** What the guest needs for virtio devices (cold- and hot-plugged) on q35 (PCI) and microvm (MMIO). */
+/** What the guest needs for virtio devices (cold- and hot-plugged) on q35 (PCI) and microvm (MMIO), and its power button. */
 export const DEFAULT_GUEST_MODULES: readonly string[] = [
   'virtio_pci',
   'virtio_mmio',
@@ -20,6 +20,9 @@ export const DEFAULT_GUEST_MODULES: readonly string[] = [
   'virtio_balloon',
   'vmw_vsock_virtio_transport',
   'virtiofs',
+  // The ACPI power button as an input device: the guest powers off when vm/stop presses it.
+  'evdev',
+  'button',
 ];
 
 export interface ResolvedModule {

@@ -291,8 +291,9 @@ export class QemuVm {
       const inst = await this.control().catch(() => undefined);
       if (!inst) return this.result();
       this.stopRequested = true;
-      if (!force && graceMs > 0) {
-        // ACPI power button: a guest that listens shuts down cleanly within the grace period.
+      // ACPI power button: a guest that listens shuts down cleanly within the grace period. A paused guest
+      // cannot answer it, so there is nothing to wait for.
+      if (!force && graceMs > 0 && this.s.status === 'running') {
         const down = await inst.qmp.execute('system_powerdown').then(() => true, () => false);
         if (down) await Promise.race([inst.exited, sleep(graceMs)]);
       }
