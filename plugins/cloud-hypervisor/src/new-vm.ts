@@ -54,5 +54,7 @@ export async function startVmm(reg: Registry, n: NewVm, prepare?: (vm: ChVm) => 
 export async function abandon(vm: ChVm): Promise<void> {
   vm.forget();
   await vm.terminate(2_000, true);
+  // The VMM's exit may have started a state write into the directory (it would make rm fail with ENOTEMPTY).
+  await vm.settled();
   await rm(vm.paths.dir, { recursive: true, force: true });
 }

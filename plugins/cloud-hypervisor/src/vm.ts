@@ -81,6 +81,8 @@ export class ChVm {
   private exitDone: Promise<void>;
   private markExitDone: () => void = () => undefined;
   private gone = false;
+  /** The state file writes, one after another: they share a temporary file, and the directory waits for them. */
+  private writes: Promise<void> = Promise.resolve();
   private readonly waiters = new Waiters();
 
   constructor(init: VmInit) {
@@ -350,9 +352,17 @@ export class ChVm {
   }
 
   /** Saves the state next to the VM; failures are logged, the host's copy is the one that matters. */
-  async persist(): Promise<void> {
-    if (this.gone) return;
-    await writeStateFile(this.paths, this.state()).catch((err: Error) => this.log.warn({ vmId: this.vmId, err: err.message }, 'cannot write the VM state file'));
+  persist(): Promise<void> {
+    this.writes = this.writes.then(async () => {
+      if (this.gone) return;
+      await writeStateFile(this.paths, this.state()).catch((err: Error) => this.log.warn({ vmId: this.vmId, err: err.message }, 'cannot write the VM state file'));
+    });
+    return this.writes;
+  }
+
+  /** Resolves when no state write is under way; after forget() none starts, so the directory can go. */
+  settled(): Promise<void> {
+    return this.writes;
   }
 
   /** Something changed outside any call (an event, the exit): the host gets the new state as an event. */

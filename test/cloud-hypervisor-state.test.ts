@@ -1,0 +1,55 @@
+// The cloud-hypervisor plugin's own record of a VM (a state file in the VM's directory): writes never
+// overlap (they share a temporary file), and deleting a VM waits for a write under way before its
+// directory goes, so the removal cannot fail on a file that appeared meanwhile.
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { VmConfig } from 'hvplug/protocol';
+import { pathsIn } from '../plugins/cloud-hypervisor/src/paths.js';
+import { DEFAULT_OPTIONS } from '../plugins/cloud-hypervisor/src/plugin-options.js';
+import { ChVm } from '../plugins/cloud-hypervisor/src/vm.js';
+import { memoryLogger, removeTempDirs, tempDir } from './helpers.js';
+
+afterAll(removeTempDirs);
+
+async function vmIn(dir: string): Promise<{ vm: ChVm; warnings: () => unknown[] }> {
+  await mkdir(dir, { recursive: true });
+  const { logger, lines } = memoryLogger();
+  const vm = new ChVm({
+    vmId: 'state-vm',
+    paths: pathsIn(dir),
+    config: VmConfig.parse({}),
+    options: DEFAULT_OPTIONS,
+    status: 'created',
+    agent: undefined,
+    eventsOffset: 0,
+    bootMemoryMiB: 256,
+    deps: { emit: () => undefined, log: logger },
+  });
+  return { vm, warnings: () => lines().filter((l) => Number(l.level) >= 40) };
+}
+
+describe('cloud-hypervisor VM state file', () => {
+  it('takes many writes at once: each lands whole, none fails, no temporary file is left', async () => {
+    const dir = join(await tempDir('hvplug-ch-state-'), 'vm');
+    const { vm, warnings } = await vmIn(dir);
+    await Promise.all(Array.from({ length: 50 }, () => vm.persist()));
+    expect(warnings()).toEqual([]);
+    expect(JSON.parse(await readFile(vm.paths.stateFile, 'utf8'))).toMatchObject({ v: 1, vmId: 'state-vm', status: 'created' });
+    expect(await readdir(dir)).toEqual([basename(vm.paths.stateFile)]);
+  });
+
+  it('lets the directory go once the write under way is done, and writes nothing after forget', async () => {
+    const dir = join(await tempDir('hvplug-ch-state-'), 'vm');
+    const { vm, warnings } = await vmIn(dir);
+    const writing = vm.persist();
+    vm.forget();
+    await vm.settled();
+    await rm(dir, { recursive: true });
+    await writing;
+    await vm.persist();
+    expect(existsSync(dir)).toBe(false);
+    expect(warnings()).toEqual([]);
+  });
+});
