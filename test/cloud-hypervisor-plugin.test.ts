@@ -11,6 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import {
   AlreadyExistsError,
   InvalidConfigError,
+  InvalidParamsError,
   InvalidStateError,
   NotSupportedError,
   PluginHost,
@@ -446,7 +447,7 @@ describe.skipIf(!canBoot)('devices', () => {
     const userNet = await vm.addDevice({ device: { type: 'net', id: 'n0', backend: 'user' } }).catch((e: unknown) => e);
     expect(userNet).toBeInstanceOf(NotSupportedError);
     expect(userNet).toMatchObject({ local: true, message: expect.stringMatching(/no user net backend \(it has tap, vhost-user\)/) });
-    await expect(vm.removeDevice({ deviceId: 'nonesuch' })).rejects.toBeInstanceOf(InvalidConfigError);
+    await expect(vm.removeDevice({ deviceId: 'nonesuch' })).rejects.toBeInstanceOf(InvalidParamsError);
     // What the VMM itself refuses (a disk image that does not exist) comes back with its messages.
     const err = await vm.addDevice({ device: { type: 'block', id: 'ghost', path: join(s.dir, 'ghost.img') } }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(VmmFailureError);

@@ -84,6 +84,13 @@ describe('the suite against deliberately broken plugins', () => {
     expectNothingLeft(report);
   });
 
+  it('an unknown device id answered with InvalidConfig fails the unknown-device check, and only that', async () => {
+    const report = await runConformance({ command: fixture('broken-unknown-device'), ...FAST });
+    expect(check(report, 'device.remove-unknown').message).toMatch(/expected a InvalidParams error, got .*InvalidConfig/);
+    expect(failed(report)).toEqual(['device.remove-unknown']);
+    expectNothingLeft(report);
+  });
+
   it('net devices advertised without a net backend fail the handshake check, and every net device check', async () => {
     const report = await runConformance({ command: fixture('broken-net-backends'), ...FAST, only: ['handshake', 'device'] });
     expect(check(report, 'handshake.initialize').message).toMatch(/net devices are advertised but capabilities.netBackends is empty/);

@@ -49,7 +49,9 @@ describe('example-proprietary, which advertises everything', () => {
       expect(ids.has(`method.${m}.refused`)).toBe(false);
     }
     for (const id of Object.values(SESSION_METHOD_CHECKS)) expect(ids.get(id)?.status, id).toBe('pass');
-    expect(report.checks.filter((c) => c.group === 'device')).toHaveLength(30);
+    // Three per device type, and the unknown device id.
+    expect(report.checks.filter((c) => c.group === 'device')).toHaveLength(31);
+    expect(ids.get('device.remove-unknown')?.status).toBe('pass');
     expect(ids.get('recover.reattach')?.status).toBe('pass');
     expect(ids.get('snapshot.save-restore')?.status).toBe('pass');
   });

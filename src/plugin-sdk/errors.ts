@@ -1,4 +1,4 @@
-import { ErrorCode, type ErrorCodeName, type Issue } from 'hvplug/protocol';
+import { ErrorCode, formatIssues, type ErrorCodeName, type Issue } from 'hvplug/protocol';
 
 /**
  * What a handler throws to answer with one of the protocol's error codes. Anything else thrown becomes
@@ -19,8 +19,15 @@ export class PluginError extends Error {
   }
 }
 
+const invalidParams = (method: string, issues: Issue[]): PluginError =>
+  new PluginError('InvalidParams', `${method}: ${formatIssues(issues)}`, { method, issues });
+
 /** Constructors for the errors handlers raise most, with the data the host expects. */
 export const errors = {
+  invalidParams,
+  /** A deviceId the VM does not have: InvalidParams at `deviceId`, as the conformance suite expects. */
+  deviceNotFound: (method: string, vmId: string, deviceId: string): PluginError =>
+    invalidParams(method, [{ path: ['deviceId'], message: `VM ${vmId} has no device ${deviceId}` }]),
   vmNotFound: (vmId: string): PluginError => new PluginError('VmNotFound', `no VM ${vmId}`, { vmId }),
   invalidState: (vmId: string, current: string, required: readonly string[]): PluginError =>
     new PluginError('InvalidState', `VM ${vmId} is ${current}; this needs ${required.join(' or ')}`, {
@@ -31,8 +38,7 @@ export const errors = {
   alreadyExists: (id: string): PluginError => new PluginError('AlreadyExists', `${id} already exists`, { id }),
   notSupported: (method: string, reason: string): PluginError =>
     new PluginError('NotSupported', `${method}: ${reason}`, { method, reason }),
-  invalidConfig: (issues: Issue[]): PluginError =>
-    new PluginError('InvalidConfig', `invalid config: ${issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`, { issues }),
+  invalidConfig: (issues: Issue[]): PluginError => new PluginError('InvalidConfig', `invalid config: ${formatIssues(issues)}`, { issues }),
   vmmFailure: (message: string, vmmCode?: string | number): PluginError =>
     new PluginError('VmmFailure', message, vmmCode === undefined ? { vmmMessage: message } : { vmmMessage: message, vmmCode }),
   resourceExhausted: (message: string): PluginError => new PluginError('ResourceExhausted', message),

@@ -1,5 +1,4 @@
-import type { ExtensionHandler } from 'hvplug/plugin-sdk';
-import { invalidParamsIssues } from './failures.js';
+import { errors, type ExtensionHandler } from 'hvplug/plugin-sdk';
 import type { JsonObject } from './json.js';
 import { validate } from './json-schema.js';
 
@@ -25,7 +24,7 @@ export const extensions: Record<string, ExtensionHandler> = {
     },
     handler: (raw) => {
       const issues = validate(ECHO_PARAMS, raw ?? {});
-      if (issues.length) throw invalidParamsIssues('x-example/echo', issues);
+      if (issues.length) throw errors.invalidParams('x-example/echo', issues);
       const { message } = raw as { message: string };
       return { message, pid: process.pid, uptimeMs: Math.round(process.uptime() * 1000) };
     },

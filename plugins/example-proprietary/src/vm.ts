@@ -2,7 +2,7 @@ import { rm } from 'node:fs/promises';
 import { errors, type CallContext, type EventInput } from 'hvplug/plugin-sdk';
 import type { Device, ResultInputOf, VmConfig, VmStatus } from 'hvplug/protocol';
 import { deviceIssues, probeDevice } from './devices.js';
-import { cancelled, invalidParams, invalidParamsIssues } from './failures.js';
+import { cancelled, invalidParams } from './failures.js';
 import { Guest, type ExitInfo } from './guest.js';
 import { readConsole } from './guest-program.js';
 import { writeGuestRecord } from './guest-record.js';
@@ -397,7 +397,7 @@ export class SimVm {
       if (this.devices.some((d) => d.id === device.id)) throw errors.alreadyExists(device.id);
       this.requireHotplug('device/add');
       const issues = deviceIssues(device, ['device']);
-      if (issues.length) throw invalidParamsIssues('device/add', issues);
+      if (issues.length) throw errors.invalidParams('device/add', issues);
       await probeDevice(device);
       this.devices = [...this.devices, device];
       this.emit({ type: 'device-added', deviceId: device.id });
@@ -409,7 +409,7 @@ export class SimVm {
     return this.exclusive(async () => {
       await this.reconnect();
       this.require(['created', 'running', 'paused', 'stopped']);
-      if (!this.devices.some((d) => d.id === deviceId)) throw invalidParams('device/remove', ['deviceId'], `VM ${this.id} has no device ${deviceId}`);
+      if (!this.devices.some((d) => d.id === deviceId)) throw errors.deviceNotFound('device/remove', this.id, deviceId);
       this.requireHotplug('device/remove');
       this.devices = this.devices.filter((d) => d.id !== deviceId);
       this.emit({ type: 'device-removed', deviceId });

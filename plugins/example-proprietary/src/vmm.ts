@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import { errors, PluginError, type CallContext, type Session } from 'hvplug/plugin-sdk';
 import type { ResultInputOf, VmConfig } from 'hvplug/protocol';
 import { normalizeConfig } from './config.js';
-import { invalidParamsIssues } from './failures.js';
 import type { Json } from './json.js';
 import { readGuestRecord } from './guest-record.js';
 import { isRunning } from './proc.js';
@@ -108,7 +107,7 @@ export class Vmm {
   /** Takes a VM back from the state an earlier plugin process returned; status lost when its guest is gone. */
   async recover(vmId: string, input: VmConfig, raw: Json): Promise<VmResult> {
     const decoded = decodeState(raw);
-    if (Array.isArray(decoded)) throw invalidParamsIssues('vm/recover', decoded);
+    if (Array.isArray(decoded)) throw errors.invalidParams('vm/recover', decoded);
     const known = this.vms.get(vmId);
     if (known) {
       // Recovering a VM this process already has is asking it to be watched again; a state naming

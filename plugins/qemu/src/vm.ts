@@ -476,7 +476,7 @@ export class QemuVm {
   removeDevice(deviceId: string, signal: AbortSignal): Promise<{ state: Json }> {
     return this.serial(async () => {
       const rec = this.s.attached.find((a) => a.device.id === deviceId);
-      if (!rec) throw new PluginError('InvalidParams', `VM ${this.id} has no device ${deviceId}`, { deviceId });
+      if (!rec) throw errors.deviceNotFound('device/remove', this.id, deviceId);
       const live = this.s.status === 'running' || this.s.status === 'paused';
       if (!live) {
         this.s.attached = this.s.attached.filter((a) => a !== rec);

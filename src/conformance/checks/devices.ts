@@ -1,5 +1,5 @@
 import { DEVICE_TYPES, type Capabilities, type DeviceType } from 'hvplug/protocol';
-import { expect, type CheckDef } from '../check.js';
+import { expect, expectRejection, type CheckDef } from '../check.js';
 import type { Fixture } from '../fixture.js';
 import { expectDeviceListed } from '../vm-report.js';
 
@@ -78,7 +78,21 @@ function deviceCheck(type: DeviceType, plug: Plug, caps: Capabilities): CheckDef
   };
 }
 
-/** For every device type of the protocol: cold-plug, hot-plug, hot-unplug, each skipped when not advertised. */
+/** device/remove of an id the VM does not have: every plugin answers it the same way, so hosts can rely on it. */
+const removeUnknown: CheckDef = {
+  id: 'device.remove-unknown',
+  title: 'device/remove of a device the VM does not have answers InvalidParams at deviceId',
+  verifies: 'An unknown deviceId is InvalidParams with an issue at deviceId (the SDK\'s errors.deviceNotFound), whatever the VMM.',
+  needs: ['vm/create', 'device/remove'],
+  run: async (fx) => {
+    const vm = await fx.vmIn('created');
+    const err = await expectRejection(fx.raw('device/remove', { vmId: vm.id, deviceId: 'no-such-device' }), 'InvalidParams', 'device/remove of no-such-device');
+    const issues = (err as { issues?: { path: unknown[] }[] }).issues ?? [];
+    expect(issues.some((i) => i.path[0] === 'deviceId'), `the InvalidParams answer names no issue at deviceId: ${JSON.stringify(issues)}`);
+  },
+};
+
+/** For every device type of the protocol: cold-plug, hot-plug, hot-unplug, each skipped when not advertised; then an unknown id. */
 export function deviceChecks(caps: Capabilities): CheckDef[] {
-  return DEVICE_TYPES.flatMap((type) => (['coldplug', 'hotplug', 'hotunplug'] as const).map((plug) => deviceCheck(type, plug, caps)));
+  return [...DEVICE_TYPES.flatMap((type) => (['coldplug', 'hotplug', 'hotunplug'] as const).map((plug) => deviceCheck(type, plug, caps))), removeUnknown];
 }

@@ -70,7 +70,7 @@ async function addDevice(vm: ChVm, device: Device, ctx: CallContext): Promise<vo
 
 async function removeDevice(vm: ChVm, deviceId: string, ctx: CallContext): Promise<void> {
   const device = vm.config.devices.find((d) => d.id === deviceId);
-  if (!device) throw errors.invalidConfig([{ path: ['deviceId'], message: `VM ${vm.vmId} has no device ${deviceId}` }]);
+  if (!device) throw errors.deviceNotFound('device/remove', vm.vmId, deviceId);
   vm.require(['created', 'running']);
   const cold = vm.status === 'created';
   if (device.type === 'rng') {
