@@ -1,7 +1,8 @@
 // The QEMU plugin end to end: host → shim → bundled plugin → qemu-system-x86_64 (TCG), with every
 // behaviour checked from inside the guest through its console. Boots are grouped (the machine has two
 // cores): one q35 guest carries hotplug, pause, save; its snapshot is restored into a second VM that then
-// survives a SIGKILL of the plugin; a short microvm boot checks that hotplug is refused there.
+// survives a SIGKILL of the plugin; a short microvm boot checks that hotplug is refused there. Others check
+// unplug during boot, a tap NIC carrying the guest's packets, and graceful and paused stops.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -24,6 +25,23 @@ while true; do
   done
   n=$((n+1))
   echo "TICK:$n BLOCK:[$(ls /sys/block | tr '\\n' ' ')] CPUS:[$(cat /sys/devices/system/cpu/online)] NET:[$(ls /sys/class/net | tr '\\n' ' ')] MEMKB:[$(grep MemTotal /proc/meminfo | tr -s ' ' | cut -d' ' -f2)]"
+  sleep 0.3
+done`;
+
+// Host side of the tap test: a tap interface needs CAP_NET_ADMIN (CI runs as root) and iproute2.
+const TAP_SKIP = process.getuid?.() !== 0 ? 'not root' : !existsSync('/dev/net/tun') ? 'no /dev/net/tun' : !existsSync('/usr/sbin/ip') && !existsSync('/sbin/ip') ? 'no ip (iproute2)' : undefined;
+const TAP_NET = { host: '10.253.231.1', guest: '10.253.231.2', prefix: 24 };
+const TAP_MAC = '52:54:00:aa:bb:01';
+
+// Once a NIC appears, gives it an address and pings the host end of the tap; prints the interfaces it sees.
+const TAP_GUEST = `while true; do
+  if [ -e /sys/class/net/eth0 ] && [ -z "$up" ]; then
+    up=1
+    echo "MAC:[$(cat /sys/class/net/eth0/address)]"
+    ip addr add ${TAP_NET.guest}/${TAP_NET.prefix} dev eth0; ip link set eth0 up
+    for i in 1 2 3 4 5 6; do ping -c 1 -W 2 ${TAP_NET.host} >/dev/null 2>&1 && { echo PING-OK; break; }; done
+  fi
+  echo "NET:[$(ls /sys/class/net | tr '\n' ' ')]"
   sleep 0.3
 done`;
 
@@ -326,6 +344,31 @@ describe.skipIf(!qemu)('QEMU plugin through the host and shim (TCG)', () => {
     await eventually(() => !alive(pid), 10_000, 'QEMU gone after stop');
     await vm.delete();
   }, 240_000);
+
+  it.skipIf(TAP_SKIP !== undefined)(`hot-plugs a tap NIC that carries the guest's packets to the host, and unplugs it${TAP_SKIP ? ` (skipped: ${TAP_SKIP})` : ''}`, async () => {
+    const tap = `hvplugtap${process.pid % 10000}`;
+    const ip = (...args: string[]): void => void execFileSync('ip', args, { stdio: 'ignore' });
+    ip('tuntap', 'add', 'dev', tap, 'mode', 'tap');
+    try {
+      ip('addr', 'add', `${TAP_NET.host}/${TAP_NET.prefix}`, 'dev', tap);
+      ip('link', 'set', tap, 'up');
+      const vm = await hv.createVm({ config: config({}, { guestScript: TAP_GUEST }) });
+      await vm.start();
+      const { console: log } = await started(vm);
+      await waitConsole(log, /HVPLUG-GUEST-READY[\s\S]*NET:\[lo \]/);
+      await vm.addDevice({ device: { type: 'net', id: 'tap0', backend: 'tap', tapName: tap, mac: TAP_MAC } });
+      // The guest sees the NIC with the MAC asked for, and its ping crosses the tap to the host.
+      expect(await waitConsole(log, /MAC:\[[^\]]*\]/)).toContain(`MAC:[${TAP_MAC}]`);
+      await waitConsole(log, /PING-OK/);
+      await vm.removeDevice({ deviceId: 'tap0' });
+      const from = consoleSize(log);
+      await waitConsole(log, /NET:\[lo \]/, from);
+      expect((await vm.info()).devices).toEqual([]);
+      await vm.delete();
+    } finally {
+      ip('tuntap', 'del', 'dev', tap, 'mode', 'tap');
+    }
+  }, 120_000);
 
   it('stops gracefully: vm/stop presses the power button and the guest powers itself off', async () => {
     const vm = await hv.createVm({ config: config() });
