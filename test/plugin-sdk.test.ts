@@ -1,7 +1,8 @@
 import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { encodeFrame, FrameDecoder, PROTOCOL_VERSIONS } from 'hvplug/protocol';
-import { servePlugin, type ServedPlugin } from 'hvplug/plugin-sdk';
+import * as z from 'zod';
+import { PluginError, servePlugin, stateCodec, type ServedPlugin } from 'hvplug/plugin-sdk';
 
 const VM = '6f1c8a52-3d4e-4b7a-9c2d-0e5f6a7b8c9d';
 
@@ -168,5 +169,38 @@ describe('plugin SDK: a definition given as a function', () => {
     expect(messages[0]?.result).toMatchObject({ plugin: { name: 'late' }, capabilities: { methods: ['vm/check'] } });
     served.connection.dispose();
     input.end();
+  });
+});
+
+describe('stateCodec: a plugin\'s opaque VM state', () => {
+  const codec = stateCodec('acme/vm-state', 2, { pid: z.number().int().positive().nullable(), dir: z.string().regex(/^\//), tags: z.array(z.string()) });
+
+  it('stamps the blob with format and version, and decodes it back to the same state', () => {
+    const state = { pid: 42, dir: '/run/acme/vm1', tags: ['a'] };
+    const blob = codec.encode(state);
+    expect(blob).toEqual({ format: 'acme/vm-state', version: 2, pid: 42, dir: '/run/acme/vm1', tags: ['a'] });
+    expect(codec.decode(blob, 'vm/recover')).toEqual(state);
+  });
+
+  it('tells a blob of another format or version as such, at state', () => {
+    expect(codec.safeDecode({ format: 'acme/vm-state', version: 1, pid: 1 })).toEqual({
+      ok: false,
+      issues: [{ path: ['state'], message: 'is not a acme/vm-state version 2 state (format "acme/vm-state", version 1)' }],
+    });
+    expect(codec.safeDecode('a string')).toMatchObject({ ok: false, issues: [{ path: ['state'] }] });
+  });
+
+  it('refuses a malformed field with InvalidParams naming its path under state', () => {
+    const err = (() => {
+      try {
+        codec.decode({ format: 'acme/vm-state', version: 2, pid: -1, dir: 'relative', tags: [] }, 'vm/recover');
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(err).toBeInstanceOf(PluginError);
+    expect(err).toMatchObject({ codeName: 'InvalidParams', data: { method: 'vm/recover' } });
+    const paths = (err as PluginError).data?.issues as { path: unknown[] }[];
+    expect(paths.map((i) => i.path.join('.'))).toEqual(['state.pid', 'state.dir']);
   });
 });

@@ -15,6 +15,9 @@ import { GUEST_INIT } from '../plugins/qemu/src/guest-init.js';
 import { buildInitramfs, compareKernelVersions, findDefaultKernel, guestScriptArchive, isStaticElf64 } from '../plugins/qemu/src/initramfs.js';
 import { moduleNameOf, parseModulesDep, resolveModules } from '../plugins/qemu/src/kernel-modules.js';
 import { parseQmpLine } from '../plugins/qemu/src/qmp-schema.js';
+import type { Attached } from '../plugins/qemu/src/devices.js';
+import { vmState } from '../plugins/qemu/src/state.js';
+import { QemuVm } from '../plugins/qemu/src/vm.js';
 
 interface CpioMember {
   name: string;
@@ -330,5 +333,40 @@ describe('QMP line parsing', () => {
     expect(parseQmpLine('{"event": "STOP"}').kind).toBe('invalid');
     expect(parseQmpLine('[1]').kind).toBe('invalid');
     expect(parseQmpLine('{"hello": 1}').kind).toBe('invalid');
+  });
+});
+
+describe('the qemu plugin\'s VM state blob', () => {
+  const launch = {
+    machine: 'q35',
+    accel: 'tcg',
+    accelReason: 'asked for tcg',
+    kernel: '/boot/vmlinuz',
+    cmdline: 'console=ttyS0',
+    vcpusBoot: 1,
+    vcpusMax: 2,
+    memory: { sizeMiB: 256 },
+    hotplugRootPorts: 4,
+    extraArgs: [],
+  } as const;
+  const disk: Attached = {
+    device: { type: 'block', id: 'd0', path: '/img/d0.raw', format: 'raw', readOnly: false },
+    parts: { objects: [], blockdevs: [{ driver: 'raw', 'node-name': 'blk-d0', file: { driver: 'file', filename: '/img/d0.raw' } }], netdevs: [], devices: [{ driver: 'virtio-blk-pci', id: 'hv-d0', drive: 'blk-d0' }] },
+    port: 0,
+  };
+
+  it('goes through the host and back unchanged', () => {
+    const state = QemuVm.initialState('/run/hvplug/vm1', { ...launch, extraArgs: [] }, [structuredClone(disk)]);
+    const blob = vmState.encode(state);
+    expect(blob).toMatchObject({ format: 'hvplug-qemu/vm-state', version: 1, runDir: '/run/hvplug/vm1' });
+    expect(vmState.decode(blob, 'vm/recover')).toEqual(state);
+  });
+
+  it('refuses a blob whose fields are not what the plugin wrote, naming them under state', () => {
+    const blob = vmState.encode(QemuVm.initialState('/run/hvplug/vm1', { ...launch, extraArgs: [] }, []));
+    const bad = { ...(blob as Record<string, unknown>), runDir: 'relative', launch: { ...launch, machine: 'pc' } };
+    const r = vmState.safeDecode(bad);
+    expect(r.ok).toBe(false);
+    expect(r.ok ? [] : r.issues.map((i) => i.path.join('.'))).toEqual(['state.runDir', 'state.launch.machine']);
   });
 });

@@ -1,74 +1,61 @@
 // The opaque state handed to the host after every change and given back in vm/recover to a plugin
 // process that never saw the VM: enough to find the QEMU again (pid, runtime dir, QMP socket; attachQemu
 // checks the pid really is that QEMU) and to answer for the VM as before (launch facts, devices).
-import type { ResultInputOf, VmStatus } from 'hvplug/protocol';
-import { VM_STATUSES } from 'hvplug/protocol';
-import type { Accel } from './accel.js';
-import type { MachineType } from './cmdline.js';
-import type { Attached } from './devices.js';
+// A namespace import lets esbuild keep only the zod a plugin uses (`import { z }` pulls in all of it, locales too).
+import * as z from 'zod';
+import { stateCodec } from 'hvplug/plugin-sdk';
+import { AbsPath, Device, isJsonValue, VmStatus, type ResultInputOf } from 'hvplug/protocol';
+import { MACHINE_TYPES, type QemuJsonObject } from './cmdline.js';
 
 /** A JSON value, as the protocol's opaque state field carries it. */
 export type Json = Exclude<ResultInputOf<'vm/create'>['state'], undefined>;
 
-export const STATE_FORMAT = 'hvplug-qemu/vm-state';
-export const STATE_VERSION = 1;
-
 /** What QEMU is launched with, fixed at create: a restore re-launches with the same. */
-export interface LaunchInfo {
-  machine: MachineType;
-  accel: Accel;
-  accelReason: string;
-  kernel: string;
-  initrd?: string;
-  cmdline: string;
-  vcpusBoot: number;
-  vcpusMax: number;
-  memory: { sizeMiB: number; maxMiB?: number; slots?: number };
-  hotplugRootPorts: number;
-  cpuModel?: string;
-  extraArgs: string[];
-}
+export const LaunchInfo = z.object({
+  machine: z.enum(MACHINE_TYPES),
+  accel: z.enum(['kvm', 'tcg']),
+  accelReason: z.string(),
+  kernel: AbsPath,
+  initrd: AbsPath.optional(),
+  cmdline: z.string(),
+  vcpusBoot: z.number().int().positive(),
+  vcpusMax: z.number().int().positive(),
+  memory: z.object({ sizeMiB: z.number().int().positive(), maxMiB: z.number().int().positive().optional(), slots: z.number().int().nonnegative().optional() }),
+  hotplugRootPorts: z.number().int().nonnegative(),
+  cpuModel: z.string().optional(),
+  extraArgs: z.array(z.string()),
+});
+export type LaunchInfo = z.infer<typeof LaunchInfo>;
 
-export interface ExitRecord {
-  code: number | null;
-  signal: string | null;
-  reason: string;
-}
+// What a device became in QEMU (kept for restore): QEMU itself checks the objects when they are used again.
+const QemuObject = z.custom<QemuJsonObject>((v) => isJsonValue(v) && typeof v === 'object' && v !== null && !Array.isArray(v), 'must be a JSON object');
+const QemuObjects = z.array(QemuObject);
 
-export interface VmState {
-  format: typeof STATE_FORMAT;
-  version: typeof STATE_VERSION;
-  status: VmStatus;
-  runDir: string;
-  /** Relative to runDir (QEMU's cwd), which keeps it under sun_path's 107 bytes. */
-  qmpSocket: string;
-  consoleLog: string;
-  pid: number | null;
-  launch: LaunchInfo;
-  vcpus: number;
-  memoryMiB: number;
-  attached: Attached[];
-  startedAt: number | null;
-  lastExit: ExitRecord | null;
-}
+const ExitRecord = z.object({ code: z.number().int().nullable(), signal: z.string().nullable(), reason: z.string() });
+export type ExitRecord = z.infer<typeof ExitRecord>;
 
-/** Through JSON and back: what the host stores is exactly what we hand over. */
-export function toJson(value: unknown): Json {
-  return JSON.parse(JSON.stringify(value)) as Json;
-}
-
-const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-
-/** The state back from the host, or why it is not one this plugin wrote. */
-export function decodeState(raw: unknown): VmState | string {
-  if (!isObj(raw)) return 'state is not an object';
-  if (raw.format !== STATE_FORMAT || raw.version !== STATE_VERSION) return `state is not ${STATE_FORMAT} version ${STATE_VERSION}`;
-  if (typeof raw.status !== 'string' || !(VM_STATUSES as readonly string[]).includes(raw.status)) return 'state.status is not a VM status';
-  if (typeof raw.runDir !== 'string' || !raw.runDir.startsWith('/')) return 'state.runDir must be an absolute path';
-  if (typeof raw.qmpSocket !== 'string' || typeof raw.consoleLog !== 'string') return 'state.qmpSocket and state.consoleLog must be strings';
-  if (raw.pid !== null && !(typeof raw.pid === 'number' && Number.isInteger(raw.pid) && raw.pid > 0)) return 'state.pid must be null or a pid';
-  if (!isObj(raw.launch) || typeof raw.launch.kernel !== 'string') return 'state.launch is missing';
-  if (!Array.isArray(raw.attached)) return 'state.attached must be an array';
-  // The rest was written by this plugin in the same format version; its shape is ours to trust.
-  return raw as unknown as VmState;
-}
+/**
+ * The state: where the QEMU is (pid, runtime dir, QMP socket relative to it, which keeps the path under
+ * sun_path's 107 bytes; attachQemu checks the pid really is that QEMU) and what it is (launch facts, the
+ * devices attached and the QEMU objects they became).
+ */
+export const vmState = stateCodec('hvplug-qemu/vm-state', 1, {
+  status: VmStatus,
+  runDir: AbsPath,
+  qmpSocket: z.string().min(1),
+  consoleLog: AbsPath,
+  pid: z.number().int().positive().nullable(),
+  launch: LaunchInfo,
+  vcpus: z.number().int().nonnegative(),
+  memoryMiB: z.number().int().nonnegative(),
+  attached: z.array(
+    z.object({
+      device: Device,
+      parts: z.object({ objects: QemuObjects, blockdevs: QemuObjects, netdevs: QemuObjects, devices: QemuObjects }),
+      port: z.number().int().nonnegative().optional(),
+    }),
+  ),
+  startedAt: z.number().nullable(),
+  lastExit: ExitRecord.nullable(),
+});
+export type VmState = ReturnType<typeof vmState.decode>;

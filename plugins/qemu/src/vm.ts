@@ -11,7 +11,7 @@ import { toPluginError, vmmCall } from './failures.js';
 import { attachQemu, isProcessAlive, quitQemu, startQemu, type QemuExit, type QemuInstance } from './process.js';
 import { QmpCommandError, type QmpEvent } from './qmp.js';
 import { loadFromFile, migrateToFile, writeSidecar, type Snapshot } from './snapshot.js';
-import { STATE_FORMAT, STATE_VERSION, toJson, type Json, type LaunchInfo, type VmState } from './state.js';
+import { vmState, type Json, type LaunchInfo, type VmState } from './state.js';
 
 type Emit = (event: EventInput) => void;
 type VmEventInput = EventInput extends infer E ? (E extends EventInput ? Omit<E, 'vmId'> : never) : never;
@@ -67,8 +67,6 @@ export class QemuVm {
 
   static initialState(runDir: string, launch: LaunchInfo, attached: Attached[]): VmState {
     return {
-      format: STATE_FORMAT,
-      version: STATE_VERSION,
       status: 'created',
       runDir,
       qmpSocket: 'qmp.sock',
@@ -94,7 +92,7 @@ export class QemuVm {
   }
 
   result(): VmResult {
-    return { status: this.s.status, state: toJson(this.s) };
+    return { status: this.s.status, state: vmState.encode(this.s) };
   }
 
   emit(event: VmEventInput): void {
@@ -102,7 +100,7 @@ export class QemuVm {
   }
 
   private emitState(): void {
-    this.emit({ type: 'state', state: toJson(this.s) });
+    this.emit({ type: 'state', state: vmState.encode(this.s) });
   }
 
   /** Sets the status and tells the host, once: a QMP event and the call's answer may both report it. */
@@ -360,7 +358,7 @@ export class QemuVm {
       await writeSidecar(path, snap);
       ctx.progress('snapshot written', 100);
       this.emitState();
-      return { path, sizeBytes: (await stat(path)).size, state: toJson(this.s) };
+      return { path, sizeBytes: (await stat(path)).size, state: vmState.encode(this.s) };
     });
   }
 
@@ -416,7 +414,7 @@ export class QemuVm {
       }
       this.emit({ type: 'device-added', deviceId: device.id });
       this.emitState();
-      return { deviceId: device.id, state: toJson(this.s) };
+      return { deviceId: device.id, state: vmState.encode(this.s) };
     });
   }
 
@@ -485,7 +483,7 @@ export class QemuVm {
         await this.hotRemove(rec, signal);
       }
       this.emitState();
-      return { state: toJson(this.s) };
+      return { state: vmState.encode(this.s) };
     });
   }
 

@@ -9,7 +9,7 @@ import { MACHINE_TYPES, QemuConfigError, buildQemuArgs, defaultKernelCmdline, ty
 import { buildInitramfs, findDefaultKernel, writeGuestInitrd } from './initramfs.js';
 import { supportOf } from './devices.js';
 import { parseSettings, type QemuSettings } from './settings.js';
-import { decodeState, type LaunchInfo } from './state.js';
+import { vmState, type LaunchInfo } from './state.js';
 import { readSidecar } from './snapshot.js';
 import { QemuVm } from './vm.js';
 
@@ -144,8 +144,7 @@ export class Vmm {
   }
 
   async recover(vmId: string, config: VmConfig, raw: unknown): Promise<VmResult> {
-    const state = decodeState(raw);
-    if (typeof state === 'string') throw errors.invalidConfig([{ path: ['state'], message: state }]);
+    const state = vmState.decode(raw, 'vm/recover');
     this.vms.get(vmId)?.release();
     const vm = new QemuVm(vmId, config, state, this.emit);
     this.vms.set(vmId, vm);

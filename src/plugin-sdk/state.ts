@@ -1,0 +1,45 @@
+// A namespace import lets esbuild keep only the zod a plugin uses (`import { z }` pulls in all of it, locales too).
+import * as z from 'zod';
+import { toIssues, type Issue, type Json } from 'hvplug/protocol';
+import { errors } from './errors.js';
+
+/**
+ * A plugin's opaque VM state: what it hands the host with every change and gets back in vm/recover,
+ * possibly in a process of another plugin version, possibly a blob some other plugin wrote. The blob is
+ * the state's fields plus `format` and `version`; decoding checks those first, then the plugin's schema.
+ */
+export interface StateCodec<S> {
+  /** The state as the host stores it: through JSON (what the host keeps is exactly this), stamped. */
+  encode(state: S): Json;
+  /** The state in a blob, or the issues with it, at paths under `state`. */
+  safeDecode(raw: unknown): { ok: true; state: S } | { ok: false; issues: Issue[] };
+  /** The state in a blob; InvalidParams for `method` (at `state.<path>`) when it is not one. */
+  decode(raw: unknown, method: string): S;
+}
+
+export function stateCodec<Shape extends z.ZodRawShape>(format: string, version: number, shape: Shape): StateCodec<z.output<z.ZodObject<Shape>>> {
+  type S = z.output<z.ZodObject<Shape>>;
+  const stamp = z.object({ format: z.literal(format), version: z.literal(version) });
+  const fields = z.object(shape);
+  const under = (issues: Issue[]): Issue[] => issues.map((i) => ({ ...i, path: ['state', ...i.path] }));
+  const safeDecode = (raw: unknown): { ok: true; state: S } | { ok: false; issues: Issue[] } => {
+    // A blob of another format or version is told as such, not as a list of fields that do not fit.
+    const stamped = stamp.safeParse(raw);
+    if (!stamped.success) {
+      const seen = typeof raw === 'object' && raw !== null ? (raw as { format?: unknown; version?: unknown }) : {};
+      const message = `is not a ${format} version ${version} state (format ${JSON.stringify(seen.format)}, version ${JSON.stringify(seen.version)})`;
+      return { ok: false, issues: under([{ path: [], message }]) };
+    }
+    const parsed = fields.safeParse(raw);
+    return parsed.success ? { ok: true, state: parsed.data } : { ok: false, issues: under(toIssues(parsed.error)) };
+  };
+  return {
+    encode: (state) => JSON.parse(JSON.stringify({ format, version, ...state })) as Json,
+    safeDecode,
+    decode: (raw, method): S => {
+      const r = safeDecode(raw);
+      if (r.ok) return r.state;
+      throw errors.invalidParams(method, r.issues);
+    },
+  };
+}
