@@ -11,7 +11,7 @@ import { isRunning, liveStat, stoppedState, type ProcessIdentity } from './proc.
 import { Serial } from './serial.js';
 import type { GuestSettings } from './settings.js';
 import { writeSnapshot, SNAPSHOT_FORMAT, SNAPSHOT_VERSION } from './snapshot.js';
-import { encodeState, STATE_FORMAT, STATE_VERSION, type ExitRecord, type VmState } from './state.js';
+import { vmState, type ExitRecord, type VmState } from './state.js';
 
 type VmResult = ResultInputOf<'vm/start'>;
 
@@ -94,8 +94,6 @@ export class SimVm {
 
   state(): VmState {
     return {
-      format: STATE_FORMAT,
-      version: STATE_VERSION,
       status: this.status,
       guest: this.identity ?? null,
       dir: this.dir,
@@ -109,7 +107,7 @@ export class SimVm {
   }
 
   result(): VmResult {
-    return { status: this.status, state: encodeState(this.state()) };
+    return { status: this.status, state: vmState.encode(this.state()) };
   }
 
   private emit(event: EventInput extends infer E ? (E extends EventInput ? Omit<E, 'vmId'> : never) : never): void {
@@ -118,7 +116,7 @@ export class SimVm {
 
   /** Tells the host the state changed outside a call that answers with it. */
   private emitState(): void {
-    this.emit({ type: 'state', state: encodeState(this.state()) });
+    this.emit({ type: 'state', state: vmState.encode(this.state()) });
   }
 
   private require(allowed: readonly VmStatus[]): void {
@@ -345,7 +343,7 @@ export class SimVm {
         nextTick: reading.nextTick ?? 0,
       });
       ctx.progress('saved', 100);
-      return { path, sizeBytes, state: encodeState(this.state()) };
+      return { path, sizeBytes, state: vmState.encode(this.state()) };
     });
   }
 
@@ -401,7 +399,7 @@ export class SimVm {
       await probeDevice(device);
       this.devices = [...this.devices, device];
       this.emit({ type: 'device-added', deviceId: device.id });
-      return { deviceId: device.id, state: encodeState(this.state()) };
+      return { deviceId: device.id, state: vmState.encode(this.state()) };
     });
   }
 
@@ -413,7 +411,7 @@ export class SimVm {
       this.requireHotplug('device/remove');
       this.devices = this.devices.filter((d) => d.id !== deviceId);
       this.emit({ type: 'device-removed', deviceId });
-      return { state: encodeState(this.state()) };
+      return { state: vmState.encode(this.state()) };
     });
   }
 

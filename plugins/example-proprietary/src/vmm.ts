@@ -8,7 +8,7 @@ import type { Json } from './json.js';
 import { readGuestRecord } from './guest-record.js';
 import { isRunning } from './proc.js';
 import { readSnapshot } from './snapshot.js';
-import { decodeState } from './state.js';
+import { vmState } from './state.js';
 import { SimVm, type VmInit } from './vm.js';
 
 type VmResult = ResultInputOf<'vm/create'>;
@@ -106,8 +106,7 @@ export class Vmm {
 
   /** Takes a VM back from the state an earlier plugin process returned; status lost when its guest is gone. */
   async recover(vmId: string, input: VmConfig, raw: Json): Promise<VmResult> {
-    const decoded = decodeState(raw);
-    if (Array.isArray(decoded)) throw errors.invalidParams('vm/recover', decoded);
+    const decoded = vmState.decode(raw, 'vm/recover');
     const known = this.vms.get(vmId);
     if (known) {
       // Recovering a VM this process already has is asking it to be watched again; a state naming
