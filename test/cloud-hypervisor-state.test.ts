@@ -8,6 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { VmConfig } from 'hvplug/protocol';
 import { pathsIn } from '../plugins/cloud-hypervisor/src/paths.js';
 import { DEFAULT_OPTIONS } from '../plugins/cloud-hypervisor/src/plugin-options.js';
+import { parseState } from '../plugins/cloud-hypervisor/src/state.js';
 import { ChVm } from '../plugins/cloud-hypervisor/src/vm.js';
 import { memoryLogger, removeTempDirs, tempDir } from './helpers.js';
 
@@ -36,7 +37,8 @@ describe('cloud-hypervisor VM state file', () => {
     const { vm, warnings } = await vmIn(dir);
     await Promise.all(Array.from({ length: 50 }, () => vm.persist()));
     expect(warnings()).toEqual([]);
-    expect(JSON.parse(await readFile(vm.paths.stateFile, 'utf8'))).toMatchObject({ v: 1, vmId: 'state-vm', status: 'created' });
+    // What a later plugin process reads back for vm/recover and vm/delete.
+    expect(parseState(JSON.parse(await readFile(vm.paths.stateFile, 'utf8')), 'state-vm')).toEqual(vm.state());
     expect(await readdir(dir)).toEqual([basename(vm.paths.stateFile)]);
   });
 
@@ -51,5 +53,15 @@ describe('cloud-hypervisor VM state file', () => {
     await vm.persist();
     expect(existsSync(dir)).toBe(false);
     expect(warnings()).toEqual([]);
+  });
+
+  it('reads back only a state of this format and of this VM, saying why not', async () => {
+    const { vm } = await vmIn(join(await tempDir('hvplug-ch-state-'), 'vm'));
+    const blob = vm.stateJson() as Record<string, unknown>;
+    expect(parseState(blob, 'state-vm')).toEqual(vm.state());
+    expect(parseState(blob, 'other-vm')).toBe(`the state is VM "state-vm"'s, not other-vm's`);
+    expect(parseState({ ...blob, version: 0 }, 'state-vm')).toMatch(/is not a hvplug-cloud-hypervisor\/vm-state version 1 state/);
+    expect(parseState({ ...blob, pid: 'one' }, 'state-vm')).toMatch(/^state\.pid: /);
+    expect(parseState(undefined, 'state-vm')).toBe('no state');
   });
 });

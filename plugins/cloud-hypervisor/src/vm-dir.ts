@@ -17,7 +17,7 @@ async function answers(paths: VmPaths): Promise<boolean> {
 }
 
 async function recordedVmm(paths: VmPaths, vmId: string): Promise<{ pid: number; startTicks?: number } | undefined> {
-  const st = parseState(await readStateFile(paths), vmId, paths);
+  const st = parseState(await readStateFile(paths), vmId);
   if (typeof st === 'string' || st.pid === null) return undefined;
   const startTicks = st.startTicks ?? undefined;
   return isRunning(st.pid, startTicks) ? { pid: st.pid, startTicks } : undefined;

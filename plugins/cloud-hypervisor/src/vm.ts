@@ -13,7 +13,7 @@ import { killVmm, type ExitInfo } from './launcher.js';
 import type { VmPaths } from './paths.js';
 import type { PluginOptions } from './plugin-options.js';
 import { isRunning } from './proc.js';
-import { stateJson, writeStateFile, type VmState } from './state.js';
+import { vmState, writeStateFile, type VmState } from './state.js';
 import type { Json } from './json.js';
 import { announcedFor, exitVerdict, statusOf, type Announced } from './vm-events.js';
 import { Waiters, type WaitResult } from './waiters.js';
@@ -331,11 +331,8 @@ export class ChVm {
   /** The state blob as of now. */
   state(): VmState {
     return {
-      v: 1,
       vmId: this.vmId,
       dir: this.paths.dir,
-      socket: this.paths.socket,
-      events: this.paths.events,
       eventsOffset: this.tail.offset,
       pid: this.vmm?.pid ?? null,
       startTicks: this.vmm?.startTicks ?? null,
@@ -348,7 +345,7 @@ export class ChVm {
   }
 
   stateJson(): Json {
-    return stateJson(this.state());
+    return vmState.encode(this.state());
   }
 
   /** Saves the state next to the VM; failures are logged, the host's copy is the one that matters. */

@@ -25,8 +25,8 @@ export function recoverHandlers(reg: Registry): Handlers {
       const { options, issues } = parseOptions(config.plugin);
       if (issues.length) throw errors.invalidConfig(issues);
       const paths = reg.paths(vmId);
-      let saved = parseState(state, vmId, paths);
-      if (typeof saved === 'string') saved = parseState(await readStateFile(paths), vmId, paths);
+      let saved = parseState(state, vmId);
+      if (typeof saved === 'string') saved = parseState(await readStateFile(paths), vmId);
       const blob = typeof saved === 'string' ? undefined : saved;
       const vm = new ChVm({
         vmId,
