@@ -31,6 +31,13 @@ beforeAll(async () => {
 
 afterAll(removeTempDirs);
 
+it('is an executable file, which is how npx hvplug runs it', async () => {
+  // npm does not always mark a package's own bin executable (it did not after vitest touched node_modules).
+  const r = await execa(CLI, ['--help'], { reject: false });
+  expect(r.exitCode, r.stderr).toBe(0);
+  expect(r.stdout).toMatch(/^Usage: hvplug/m);
+});
+
 function cli(args: readonly string[]): ResultPromise<{ reject: false; timeout: number; env: Record<string, string> }> {
   return execa('node', [CLI, ...args], {
     reject: false,

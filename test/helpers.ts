@@ -83,5 +83,5 @@ export async function ensureCliBuilt(): Promise<void> {
   const dirs = ['src/cli', 'src/core', 'src/shim', 'src/protocol', 'src/conformance'];
   const sources = Math.max(...(await Promise.all(dirs.map(newestSource))));
   if (existsSync(CLI) && statSync(CLI).mtimeMs >= sources) return;
-  await execa('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root });
+  await execa('npm', ['run', '--silent', 'build:ts'], { cwd: root });
 }
