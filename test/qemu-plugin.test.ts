@@ -384,6 +384,20 @@ describe.skipIf(!qemu)('QEMU plugin through the host and shim (TCG)', () => {
     await vm.delete();
   }, 120_000);
 
+  it('stops gracefully right after start: the button is pressed again until the booting guest answers', async () => {
+    const vm = await hv.createVm({ config: config() });
+    await vm.start();
+    const { pid, console: log } = await started(vm);
+    // The first press reaches a guest whose /init is not up yet, and is lost there.
+    expect(consoleText(log)).not.toMatch(/HVPLUG-GUEST-READY/);
+    const t0 = Date.now();
+    expect((await vm.stop({ graceMs: 50_000 })).status).toBe('stopped');
+    expect(consoleText(log)).toMatch(/HVPLUG-GUEST-READY[\s\S]*HVPLUG-GUEST-POWER-BUTTON/);
+    expect(Date.now() - t0).toBeLessThan(25_000);
+    expect(alive(pid)).toBe(false);
+    await vm.delete();
+  }, 120_000);
+
   it('stops a paused VM at once: a paused guest cannot answer the power button', async () => {
     const vm = await hv.createVm({ config: config() });
     await vm.start();

@@ -25,6 +25,8 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
  */
 const UNPLUG_REPEAT_MS = 6_000;
 const UNPLUG_TIMEOUT_MS = 30_000;
+/** How often a graceful vm/stop presses the power button again (see stop). */
+const POWER_BUTTON_REPEAT_MS = 2_000;
 
 /** device_del until QEMU reports DEVICE_DELETED (the device is gone), the deadline passes or `signal` aborts. */
 async function unplug(inst: QemuInstance, qid: string, signal?: AbortSignal): Promise<void> {
@@ -289,11 +291,19 @@ export class QemuVm {
       const inst = await this.control().catch(() => undefined);
       if (!inst) return this.result();
       this.stopRequested = true;
-      // ACPI power button: a guest that listens shuts down cleanly within the grace period. A paused guest
+      // ACPI power button: a guest that listens shuts down cleanly within the grace period. A press that
+      // reaches a guest still booting is lost, so it is repeated while the grace period runs. A paused guest
       // cannot answer it, so there is nothing to wait for.
       if (!force && graceMs > 0 && this.s.status === 'running') {
-        const down = await inst.qmp.execute('system_powerdown').then(() => true, () => false);
-        if (down) await Promise.race([inst.exited, sleep(graceMs)]);
+        const press = (): Promise<boolean> => inst.qmp.execute('system_powerdown').then(() => true, () => false);
+        if (await press()) {
+          const repeat = setInterval(() => void press(), POWER_BUTTON_REPEAT_MS);
+          try {
+            await Promise.race([inst.exited, sleep(graceMs)]);
+          } finally {
+            clearInterval(repeat);
+          }
+        }
       }
       if (isProcessAlive(inst.pid)) await quitQemu(inst, { timeoutMs: 3_000 });
       // A re-attached QEMU is watched by polling, which quitQemu's detach ends: once the process is
