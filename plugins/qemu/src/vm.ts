@@ -19,14 +19,23 @@ type VmEventInput = EventInput extends infer E ? (E extends EventInput ? Omit<E,
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /**
- * How often an unanswered device_del is repeated. device_del only asks the guest, and a guest that is
- * still booting (its hotplug driver not yet bound) never answers that request, while it answers a repeat
- * once it is up; QEMU refuses a repeat for 5 s after each request.
+ * device_del and the ACPI power button only ask the guest, and a guest still booting (its hotplug driver,
+ * its /init not up yet) never answers such a request, while it answers a repeat once it is up. QEMU
+ * refuses a repeated device_del for 5 s after each.
  */
 const UNPLUG_REPEAT_MS = 6_000;
 const UNPLUG_TIMEOUT_MS = 30_000;
-/** How often a graceful vm/stop presses the power button again (see stop). */
 const POWER_BUTTON_REPEAT_MS = 2_000;
+
+/** Waits for `outcome`, asking the guest `again` every `everyMs` meanwhile; a failed repeat changes nothing. */
+async function askingAgain<T>(outcome: Promise<T>, everyMs: number, again: () => Promise<unknown>): Promise<T> {
+  const repeat = setInterval(() => void again().catch(() => undefined), everyMs);
+  try {
+    return await outcome;
+  } finally {
+    clearInterval(repeat);
+  }
+}
 
 /** device_del until QEMU reports DEVICE_DELETED (the device is gone), the deadline passes or `signal` aborts. */
 async function unplug(inst: QemuInstance, qid: string, signal?: AbortSignal): Promise<void> {
@@ -41,14 +50,10 @@ async function unplug(inst: QemuInstance, qid: string, signal?: AbortSignal): Pr
     }
   };
   await ask();
-  // A failed repeat changes nothing: the wait for DEVICE_DELETED decides, and fails on its own.
-  const repeat = setInterval(() => void ask().catch(() => undefined), UNPLUG_REPEAT_MS);
-  try {
-    await deleted;
-  } finally {
-    clearInterval(repeat);
-  }
+  // The wait for DEVICE_DELETED decides, and fails on its own.
+  await askingAgain(deleted, UNPLUG_REPEAT_MS, ask);
 }
+
 export class QemuVm {
   private inst: QemuInstance | undefined;
   private exitHandled: Promise<void> = Promise.resolve();
@@ -291,19 +296,11 @@ export class QemuVm {
       const inst = await this.control().catch(() => undefined);
       if (!inst) return this.result();
       this.stopRequested = true;
-      // ACPI power button: a guest that listens shuts down cleanly within the grace period. A press that
-      // reaches a guest still booting is lost, so it is repeated while the grace period runs. A paused guest
-      // cannot answer it, so there is nothing to wait for.
+      // ACPI power button: a guest that listens shuts down cleanly within the grace period; pressed again
+      // while it runs (see askingAgain). A paused guest cannot answer it, so there is nothing to wait for.
       if (!force && graceMs > 0 && this.s.status === 'running') {
         const press = (): Promise<boolean> => inst.qmp.execute('system_powerdown').then(() => true, () => false);
-        if (await press()) {
-          const repeat = setInterval(() => void press(), POWER_BUTTON_REPEAT_MS);
-          try {
-            await Promise.race([inst.exited, sleep(graceMs)]);
-          } finally {
-            clearInterval(repeat);
-          }
-        }
+        if (await press()) await askingAgain(Promise.race([inst.exited, sleep(graceMs)]), POWER_BUTTON_REPEAT_MS, press);
       }
       if (isProcessAlive(inst.pid)) await quitQemu(inst, { timeoutMs: 3_000 });
       // A re-attached QEMU is watched by polling, which quitQemu's detach ends: once the process is
