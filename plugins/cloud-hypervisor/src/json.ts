@@ -1,6 +1,7 @@
 // JSON values as the plugin handles them: the opaque state blob, the plugin's config section, CH bodies.
+import type { Json } from 'hvplug/protocol';
 
-export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+export type { Json };
 export type JsonObject = { [key: string]: Json };
 
 export function isJsonObject(v: unknown): v is JsonObject {

@@ -1,7 +1,7 @@
-import type { ResultInputOf } from 'hvplug/protocol';
+import type { Json } from 'hvplug/protocol';
 
 /** A JSON value, as the protocol's opaque fields (state, the plugin config section) carry it. */
-export type Json = Exclude<ResultInputOf<'vm/create'>['state'], undefined>;
+export type { Json };
 export type JsonObject = { [key: string]: Json };
 
 /** Through JSON and back: what the host will store is exactly what we hand over (no undefined, no class). */

@@ -1,9 +1,7 @@
 // The QEMU plugin's own config section (VmConfig.plugin): parsed by hand against a small JSON Schema
 // that is also declared at initialize, so the host can show and check it before a call.
-import type { Issue } from 'hvplug/protocol';
+import type { Issue, Json } from 'hvplug/protocol';
 import type { AccelRequest } from './accel.js';
-
-type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
 
 export interface QemuSettings {
   /** Default 'tcg': on these hosts KVM exists but hangs stock guests; 'auto' probes (accel.ts). */

@@ -4,11 +4,10 @@
 // A namespace import lets esbuild keep only the zod a plugin uses (`import { z }` pulls in all of it, locales too).
 import * as z from 'zod';
 import { stateCodec } from 'hvplug/plugin-sdk';
-import { AbsPath, Device, isJsonValue, VmStatus, type ResultInputOf } from 'hvplug/protocol';
+import { AbsPath, Device, isJsonValue, VmStatus } from 'hvplug/protocol';
 import { MACHINE_TYPES, type QemuJsonObject } from './cmdline.js';
 
-/** A JSON value, as the protocol's opaque state field carries it. */
-export type Json = Exclude<ResultInputOf<'vm/create'>['state'], undefined>;
+export type { Json } from 'hvplug/protocol';
 
 /** What QEMU is launched with, fixed at create: a restore re-launches with the same. */
 export const LaunchInfo = z.object({
