@@ -91,6 +91,21 @@ describe.skipIf(!qemu)('QEMU plugin through the host and shim (TCG)', () => {
     return { pid: info.pid ?? 0, console: (await vm.console()).path };
   }
 
+  /** A VM created with `cfg` and started: its QEMU's pid and console log. */
+  async function booted(cfg: ReturnType<typeof config>): Promise<{ vm: ShimVm; pid: number; console: string }> {
+    const vm = await hv.createVm({ config: cfg });
+    await vm.start();
+    return { vm, ...(await started(vm)) };
+  }
+
+  /** vm/stop with a long grace period ends well before it runs out (the guest powered off, or QEMU quit at once). */
+  async function stopsEarly(vm: ShimVm, pid: number): Promise<void> {
+    const t0 = Date.now();
+    expect((await vm.stop({ graceMs: 50_000 })).status).toBe('stopped');
+    expect(Date.now() - t0).toBeLessThan(25_000);
+    expect(alive(pid)).toBe(false);
+  }
+
   beforeAll(async () => {
     dir = await tempDir('hvplug-qemu-plugin-');
     host = new PluginHost({
@@ -277,9 +292,7 @@ describe.skipIf(!qemu)('QEMU plugin through the host and shim (TCG)', () => {
     const late = join(dir, 'late.raw');
     await hv.ensureImage({ path: early, format: 'raw', sizeBytes: 8 * 1024 * 1024 });
     await hv.ensureImage({ path: late, format: 'raw', sizeBytes: 8 * 1024 * 1024 });
-    const vm = await hv.createVm({ config: config({ devices: [{ type: 'block', id: 'early', path: early }] }) });
-    await vm.start();
-    const { console: log } = await started(vm);
+    const { vm, console: log } = await booted(config({ devices: [{ type: 'block', id: 'early', path: early }] }));
     // The guest is still booting: nothing in it answers the unplug request yet.
     await expect(vm.removeDevice({ deviceId: 'early' }, { timeoutMs: 300 })).rejects.toBeInstanceOf(TimeoutError);
     // Calls the plugin runs one at a time per VM are not stuck behind the unanswered unplug.
@@ -298,9 +311,7 @@ describe.skipIf(!qemu)('QEMU plugin through the host and shim (TCG)', () => {
   it('completes an unplug asked while the guest boots, by asking again once the guest is up', async () => {
     const disk = join(dir, 'booting.raw');
     await hv.ensureImage({ path: disk, format: 'raw', sizeBytes: 8 * 1024 * 1024 });
-    const vm = await hv.createVm({ config: config({ devices: [{ type: 'block', id: 'booting', path: disk }] }) });
-    await vm.start();
-    const { console: log } = await started(vm);
+    const { vm, console: log } = await booted(config({ devices: [{ type: 'block', id: 'booting', path: disk }] }));
     const t0 = Date.now();
     // Asked at once: the first device_del reaches a guest with no hotplug driver yet and is lost there.
     expect(consoleText(log), 'the unplug is asked before the guest is up').not.toMatch(/HVPLUG-GUEST-READY/);
@@ -352,9 +363,7 @@ describe.skipIf(!qemu)('QEMU plugin through the host and shim (TCG)', () => {
     try {
       ip('addr', 'add', `${TAP_NET.host}/${TAP_NET.prefix}`, 'dev', tap);
       ip('link', 'set', tap, 'up');
-      const vm = await hv.createVm({ config: config({}, { guestScript: TAP_GUEST }) });
-      await vm.start();
-      const { console: log } = await started(vm);
+      const { vm, console: log } = await booted(config({}, { guestScript: TAP_GUEST }));
       await waitConsole(log, /HVPLUG-GUEST-READY[\s\S]*NET:\[lo \]/);
       await vm.addDevice({ device: { type: 'net', id: 'tap0', backend: 'tap', tapName: tap, mac: TAP_MAC } });
       // The guest sees the NIC with the MAC asked for, and its ping crosses the tap to the host.
@@ -371,52 +380,35 @@ describe.skipIf(!qemu)('QEMU plugin through the host and shim (TCG)', () => {
   }, 120_000);
 
   it('stops gracefully: vm/stop presses the power button and the guest powers itself off', async () => {
-    const vm = await hv.createVm({ config: config() });
-    await vm.start();
-    const { pid, console: log } = await started(vm);
+    const { vm, pid, console: log } = await booted(config());
     await waitConsole(log, /HVPLUG-GUEST-READY[\s\S]*TICK:1 /);
-    const t0 = Date.now();
-    expect((await vm.stop({ graceMs: 50_000 })).status).toBe('stopped');
+    await stopsEarly(vm, pid);
     // The guest's init answered the button (no forced quit after the grace period ran out).
     expect(consoleText(log)).toMatch(/HVPLUG-GUEST-POWER-BUTTON/);
-    expect(Date.now() - t0).toBeLessThan(25_000);
-    expect(alive(pid)).toBe(false);
     await vm.delete();
   }, 120_000);
 
   it('stops gracefully right after start: the button is pressed again until the booting guest answers', async () => {
-    const vm = await hv.createVm({ config: config() });
-    await vm.start();
-    const { pid, console: log } = await started(vm);
+    const { vm, pid, console: log } = await booted(config());
     // The first press reaches a guest whose /init is not up yet, and is lost there.
     expect(consoleText(log)).not.toMatch(/HVPLUG-GUEST-READY/);
-    const t0 = Date.now();
-    expect((await vm.stop({ graceMs: 50_000 })).status).toBe('stopped');
+    await stopsEarly(vm, pid);
     expect(consoleText(log)).toMatch(/HVPLUG-GUEST-READY[\s\S]*HVPLUG-GUEST-POWER-BUTTON/);
-    expect(Date.now() - t0).toBeLessThan(25_000);
-    expect(alive(pid)).toBe(false);
     await vm.delete();
   }, 120_000);
 
   it('stops a paused VM at once: a paused guest cannot answer the power button', async () => {
-    const vm = await hv.createVm({ config: config() });
-    await vm.start();
-    const { pid, console: log } = await started(vm);
+    const { vm, pid, console: log } = await booted(config());
     await waitConsole(log, /HVPLUG-GUEST-READY[\s\S]*TICK:1 /);
     expect((await vm.pause()).status).toBe('paused');
-    const t0 = Date.now();
-    expect((await vm.stop({ graceMs: 50_000 })).status).toBe('stopped');
-    expect(Date.now() - t0).toBeLessThan(25_000);
+    await stopsEarly(vm, pid);
     expect(consoleText(log)).not.toMatch(/HVPLUG-GUEST-POWER-BUTTON/);
-    expect(alive(pid)).toBe(false);
     await vm.delete();
   }, 120_000);
 
   it('boots microvm, refuses hotplug there in the shim, and sees the guest power off', async () => {
     const script = 'echo MICRO-UP; while [ ! -e /tmp/never ] && [ $((i+=1)) -lt 20 ]; do sleep 0.2; done; echo MICRO-DONE';
-    const vm = await hv.createVm({ config: config({ machine: 'microvm', vcpus: { boot: 1 }, memory: { sizeMiB: 256 } }, { guestScript: script }) });
-    await vm.start();
-    const { pid, console: log } = await started(vm);
+    const { vm, pid, console: log } = await booted(config({ machine: 'microvm', vcpus: { boot: 1 }, memory: { sizeMiB: 256 } }, { guestScript: script }));
     const waited = vm.wait(undefined, { timeoutMs: 120_000 });
     await waitConsole(log, /MICRO-UP/);
     await expect(vm.addDevice({ device: { type: 'block', id: 'late', path: join(dir, 'disk.raw') } })).rejects.toBeInstanceOf(NotSupportedError);
