@@ -30,55 +30,63 @@ export function initializeParams(dir: string): InitializeParams {
   };
 }
 
+type Argv = readonly [string, ...string[]];
+
+/**
+ * ms from spawn() until `arrived` finds on stdout what is waited for (it throws for an answer that is a
+ * failure). The exit is awaited, so runs do not overlap, but not timed.
+ */
+function spawnUntil(argv: Argv, what: string, arrived: (chunk: Buffer) => boolean, input?: Buffer): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const child = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'ignore'], env: hostedEnv() });
+    let elapsed: number | undefined;
+    child.stdout.on('data', (c: Buffer) => {
+      if (elapsed !== undefined) return;
+      try {
+        if (!arrived(c)) return;
+      } catch (err) {
+        reject(err as Error);
+        child.kill('SIGKILL');
+        return;
+      }
+      elapsed = performance.now() - t0;
+      // EOF makes a plugin exit.
+      child.stdin.end();
+    });
+    child.once('error', reject);
+    child.once('exit', (code, signal) => {
+      if (elapsed !== undefined) resolve(elapsed);
+      else reject(new Error(`${argv[0]} exited (${code ?? signal}) before ${what}`));
+    });
+    child.stdin.on('error', () => undefined);
+    if (input) child.stdin.write(input);
+  });
+}
+
 /**
  * ms from spawn() to the initialize answer on stdout: node starting, the plugin's code loading (from its
  * snapshot or its bundle), the SDK's handshake. The request is written at once (the pipe holds it until the
  * plugin reads).
  */
-export function spawnToInitialize(argv: readonly [string, ...string[]], params: InitializeParams): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const t0 = performance.now();
-    const child = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'ignore'], env: hostedEnv() });
-    const decoder = new FrameDecoder();
-    let elapsed: number | undefined;
-    child.stdout.on('data', (c: Buffer) => {
-      if (elapsed !== undefined) return;
-      for (const body of decoder.push(c)) {
-        const msg = JSON.parse(body.toString('utf8')) as { id?: number; result?: unknown; error?: { message: string } };
-        if (msg.id !== 0) continue;
-        if (msg.error) {
-          reject(new Error(`initialize failed: ${msg.error.message}`));
-          child.kill('SIGKILL');
-          return;
-        }
-        elapsed = performance.now() - t0;
-        // EOF makes the plugin exit; the exit is awaited (so runs do not overlap) but not timed.
-        child.stdin.end();
-      }
-    });
-    child.once('error', reject);
-    child.once('exit', (code, signal) => {
-      if (elapsed !== undefined) resolve(elapsed);
-      else reject(new Error(`plugin exited (${code ?? signal}) before answering initialize`));
-    });
-    child.stdin.on('error', () => undefined);
-    child.stdin.write(encodeFrame(JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params })));
-  });
+export function spawnToInitialize(argv: Argv, params: InitializeParams): Promise<number> {
+  const decoder = new FrameDecoder();
+  const answered = (c: Buffer): boolean => {
+    for (const body of decoder.push(c)) {
+      const msg = JSON.parse(body.toString('utf8')) as { id?: number; error?: { message: string } };
+      if (msg.id !== 0) continue;
+      if (msg.error) throw new Error(`initialize failed: ${msg.error.message}`);
+      return true;
+    }
+    return false;
+  };
+  const request = encodeFrame(JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params }));
+  return spawnUntil(argv, 'answering initialize', answered, request);
 }
 
 /** ms from spawn() to the first byte on stdout (the libraries floor writes one when it starts). */
-export function spawnToFirstByte(argv: readonly [string, ...string[]]): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const t0 = performance.now();
-    const child = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'ignore'], env: hostedEnv() });
-    let elapsed: number | undefined;
-    child.stdout.once('data', () => (elapsed = performance.now() - t0));
-    child.once('error', reject);
-    child.once('exit', (code, signal) => {
-      if (elapsed !== undefined) resolve(elapsed);
-      else reject(new Error(`${argv[0]} exited (${code ?? signal}) without writing to stdout`));
-    });
-  });
+export function spawnToFirstByte(argv: Argv): Promise<number> {
+  return spawnUntil(argv, 'writing to stdout', () => true);
 }
 
 /** ms from spawn() of `node -e ''` to its exit. */
