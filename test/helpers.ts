@@ -4,11 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import pino from 'pino';
+import { builtinPluginPath } from 'hvplug';
 import { root } from '../scripts/bundle.mjs';
 
 export const fixture = (name: string): string => join(root, 'test/fixtures/dist', `${name}.mjs`);
 /** What the host runs for a bundled plugin: its launcher, which starts the plugin's startup snapshot. */
-export const pluginExecutable = (name: string): string => join(root, 'plugins', name, 'dist', `hvplug-plugin-${name}`);
+export const pluginExecutable = builtinPluginPath;
 
 /** A process is alive when /proc has it and it is not a zombie. */
 export function alive(pid: number): boolean {
