@@ -62,7 +62,6 @@ beforeAll(async () => {
   }
 });
 
-
 /** The double's guest process: a child of the VMM (the real VMM runs vCPUs as threads and has none). */
 function childrenOf(pid: number): number[] {
   const out: number[] = [];

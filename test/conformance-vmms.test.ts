@@ -25,7 +25,6 @@ afterAll(async () => {
   await Promise.all(dirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
 });
 
-
 /** What the report says beyond `ok`, in a form whose diff explains a failure. */
 function verdict(report: Report, expected: readonly string[]): void {
   const unexpected = report.checks.filter((c) => c.status === 'fail' && !c.expectedFailure).map((c) => `${c.id}: ${c.message ?? ''}`);
