@@ -122,6 +122,25 @@ describe('QmpClient against a scripted server', () => {
     await expect(qmp.execute('query-status')).rejects.toBeInstanceOf(QmpClosedError);
   });
 
+  it('tells a connection QEMU resets as closed, as one it closes', async () => {
+    const path = await socketPath();
+    // A unix socket closed with data unread in it resets its peer: the server stops reading at quit (on the
+    // handle: node's pause() keeps reading into its own buffer), the client sends one more command, and the
+    // server goes.
+    await fakeQmp(path, (cmd, sock) => {
+      if (cmd.execute !== 'quit') return;
+      (sock as unknown as { _handle: { readStop(): void } })._handle.readStop();
+      setTimeout(() => sock.destroy(), 100);
+    });
+    const qmp = await QmpClient.connect(path);
+    const wait = qmp.waitForEvent('NEVER-SENT');
+    void qmp.execute('quit').catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 20));
+    void qmp.execute('query-status').catch(() => undefined);
+    await expect(wait).rejects.toThrow(/closed \(.*ECONNRESET\)/);
+    await expect(qmp.execute('query-status')).rejects.toThrow(/closed/);
+  });
+
   it('ends the connection on a line that is not QMP, naming what it saw', async () => {
     const path = await socketPath();
     await fakeQmp(path, (_cmd, sock) => void sock.write('garbage that is not json\r\n'));

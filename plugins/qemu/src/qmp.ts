@@ -129,7 +129,11 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
     super();
     this.closed = new Promise((resolve) => this.once('close', resolve));
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('error', (e) => this.shutdown(new QmpClosedError(`QMP connection to ${path} failed: ${e.message}`)));
+    // QEMU exiting (on quit, say) may reset the connection rather than close it: that is its close too.
+    socket.on('error', (e: NodeJS.ErrnoException) => {
+      const reset = e.code === 'ECONNRESET' || e.code === 'EPIPE';
+      this.shutdown(new QmpClosedError(reset ? `QMP connection to ${path} closed (${e.message})` : `QMP connection to ${path} failed: ${e.message}`));
+    });
     socket.on('close', () => this.shutdown(new QmpClosedError(`QMP connection to ${path} closed`)));
   }
 
