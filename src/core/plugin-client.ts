@@ -1,17 +1,9 @@
 import type { Logger } from 'pino';
 import { execa, type ResultPromise } from 'execa';
 import type { Readable, Writable } from 'node:stream';
+import type { DataCallback, Disposable, Message } from 'vscode-jsonrpc/node';
 import {
-  createMessageConnection,
-  ResponseError,
-  Message,
-  type CancellationToken,
-  type DataCallback,
-  type Disposable,
-  type MessageConnection,
-  type MessageReader,
-} from 'vscode-jsonrpc/node';
-import {
+  compareVersions,
   DEFAULT_MAX_MESSAGE_BYTES,
   FramedReader,
   FramedWriter,
@@ -19,22 +11,12 @@ import {
   InitializeResult,
   PROTOCOL_VERSIONS,
   sameMajor,
-  tapReader,
   toIssues,
   type InitializeParams,
 } from 'hvplug/protocol';
 import { pluginEnvironment } from './environment.js';
-import {
-  CancelledError,
-  fromWireError,
-  HvplugError,
-  PluginExitedError,
-  PluginSpawnError,
-  ProtocolError,
-  ProtocolVersionError,
-  ProtocolViolationError,
-  TimeoutError,
-} from './errors.js';
+import { HvplugError, PluginExitedError, PluginSpawnError, ProtocolError, ProtocolVersionError, ProtocolViolationError } from './errors.js';
+import { HostRpc } from './host-rpc.js';
 import { resolveExecutable, verifyPin } from './integrity.js';
 import { PluginLog } from './plugin-log.js';
 import type { PluginSpec } from './plugin-spec.js';
@@ -92,30 +74,27 @@ class TracedWriter extends FramedWriter {
   }
 }
 
+/** A batch leaves early once this big: host and plugin then work at the same time instead of in turns. */
+const MAX_BATCH_CHARS = 4 * 1024;
+
 /**
- * Hands notifications to `relay` as they are read, so they keep their wire order with the responses around them
- * (which vscode-jsonrpc resolves as they are read once maxParallelism is set, see start). Left to vscode-jsonrpc,
- * every message waits in its queue for a setImmediate of its own: one message per event-loop turn.
+ * Bytes the host lets wait in a plugin's stdin pipe before it calls the plugin broken. Past it the plugin is not
+ * reading what it is sent (or sends requests faster than it reads their answers), and the host's memory would
+ * grow with every call.
  */
-function relayNotifications(inner: MessageReader, relay: NotificationListener): MessageReader {
-  return tapReader(inner, (msg) => {
-    if (!Message.isNotification(msg)) return true;
-    relay(msg.method, msg.params);
-    return false;
-  });
-}
+export const MAX_UNREAD_INPUT_BYTES = 64 * 1024 * 1024;
 
 /**
  * The plugin's stdin. Frames written in the same tick leave joined, in one write at its end: under load, a
  * wake-up of the plugin then brings it many requests instead of one.
  */
-/** A batch leaves early once this big: host and plugin then work at the same time instead of in turns. */
-const MAX_BATCH_CHARS = 4 * 1024;
-
 class BatchedInput {
   private batch = '';
 
-  constructor(private readonly stream: Writable) {}
+  constructor(
+    private readonly stream: Writable,
+    private readonly onOverflow: () => void,
+  ) {}
 
   readonly write = (frame: string): void => {
     if (this.batch === '') process.nextTick(this.flush);
@@ -124,10 +103,11 @@ class BatchedInput {
   };
 
   private readonly flush = (): void => {
-    if (this.batch === '') return;
+    if (this.batch === '' || this.stream.destroyed) return;
     const frames = this.batch;
     this.batch = '';
     this.stream.write(frames);
+    if (this.stream.writableLength > MAX_UNREAD_INPUT_BYTES) this.onOverflow();
   };
 
   /** EOF after what is still waiting for the end of the tick (the `exit` notification, say). */
@@ -138,180 +118,88 @@ class BatchedInput {
 }
 
 /**
- * One outstanding call in one object: the cancellation token vscode-jsonrpc watches (it sends $/cancelRequest
- * when it fires), the deadline, the abort listener (handleEvent) and how the call ends. A
- * CancellationTokenSource, a setTimeout and a closure for each of these per call cost a fifth of the host's
- * time per call under load.
+ * How long a plugin that closed its stdout (or stdin) has to exit before it is called broken and killed: a
+ * plugin on its way out closes its pipes a moment before its exit is seen, and its exit code and last stderr
+ * lines say more than "closed its stdout".
  */
-class OutgoingCall implements CancellationToken {
-  isCancellationRequested = false;
-  /** performance.now() time at which expire runs. */
-  deadline = 0;
-  private listener: ((e: undefined) => unknown) | undefined;
-  private ended = false;
-
-  constructor(
-    private readonly client: { end(call: OutgoingCall): void },
-    readonly method: string,
-    readonly timeoutMs: number | null,
-    readonly signal: AbortSignal | undefined,
-    private readonly resolve: (value: unknown) => void,
-    private readonly reject: (err: Error) => void,
-  ) {}
-
-  onCancellationRequested(listener: (e: undefined) => unknown): Disposable {
-    this.listener = listener;
-    return this;
-  }
-
-  cancel(): void {
-    if (this.isCancellationRequested) return;
-    this.isCancellationRequested = true;
-    this.listener?.(undefined);
-  }
-
-  dispose(): void {
-    this.listener = undefined;
-  }
-
-  get done(): boolean {
-    return this.ended;
-  }
-
-  succeed(value: unknown): void {
-    if (this.finish()) this.resolve(value);
-  }
-
-  fail(err: Error): void {
-    if (this.finish()) this.reject(err);
-  }
-
-  /** The deadline passed. */
-  expire(): void {
-    this.cancel();
-    this.fail(new TimeoutError(this.method, this.timeoutMs ?? 0));
-  }
-
-  /** The caller's signal aborted. */
-  handleEvent(): void {
-    this.cancel();
-    this.fail(new CancelledError(this.method, this.signal?.reason));
-  }
-
-  private finish(): boolean {
-    if (this.ended) return false;
-    this.ended = true;
-    this.client.end(this);
-    this.signal?.removeEventListener('abort', this);
-    this.dispose();
-    return true;
-  }
-}
-
-/**
- * The deadlines of a client's outstanding calls, under one timer armed for the earliest. Calls with the same
- * timeout expire in the order they were made, so each timeout keeps its calls in a Set (insertion-ordered, O(1)
- * removal) and only the first of each is looked at.
- */
-class Deadlines {
-  private readonly byTimeout = new Map<number, Set<OutgoingCall>>();
-  private timer: NodeJS.Timeout | undefined;
-  private armedFor = Infinity;
-
-  add(call: OutgoingCall, timeoutMs: number): void {
-    call.deadline = performance.now() + timeoutMs;
-    let calls = this.byTimeout.get(timeoutMs);
-    if (!calls) this.byTimeout.set(timeoutMs, (calls = new Set()));
-    calls.add(call);
-    if (call.deadline < this.armedFor) this.arm(call.deadline);
-  }
-
-  delete(call: OutgoingCall, timeoutMs: number): void {
-    // The timer stays armed: disarming and re-arming it around every call of a one-at-a-time caller costs more
-    // than the one spurious wake-up per deadline period it saves.
-    this.byTimeout.get(timeoutMs)?.delete(call);
-  }
-
-  private arm(at: number): void {
-    clearTimeout(this.timer);
-    this.armedFor = at;
-    // Unref'd: an outstanding call keeps the process alive through the plugin's stdout anyway.
-    this.timer = setTimeout(this.fire, Math.max(0, Math.ceil(at - performance.now()))).unref();
-  }
-
-  private readonly fire = (): void => {
-    this.timer = undefined;
-    this.armedFor = Infinity;
-    const now = performance.now();
-    const expired: OutgoingCall[] = [];
-    let next = Infinity;
-    for (const calls of this.byTimeout.values()) {
-      for (const call of calls) {
-        if (call.deadline > now) {
-          next = Math.min(next, call.deadline);
-          break;
-        }
-        expired.push(call);
-      }
-    }
-    // expire() removes the call (through delete), so it runs after the walk.
-    for (const call of expired) call.expire();
-    if (next < Infinity) this.arm(next);
-  };
-}
-
-/** vscode-jsonrpc's code when the writer refused a message (e.g. over the size cap). */
-const MESSAGE_WRITE_ERROR = -32099;
+const STDIO_CLOSE_GRACE_MS = 250;
 
 /**
  * One running plugin process: spawn, handshake, calls with deadlines and cancellation, crash and
  * protocol-error detection, graceful-then-forced shutdown. Knows nothing of VMs.
  */
 export class PluginClient {
-  private readonly pending = new Set<OutgoingCall>();
-  private readonly deadlines = new Deadlines();
   private fatal: HvplugError | undefined;
   private readonly failureListeners = new Set<(err: HvplugError) => void>();
   private info_: InitializeResult | undefined;
+  private exitSeen = false;
+  private stdioTimer: NodeJS.Timeout | undefined;
   readonly exited: Promise<ExitInfo>;
+
+  private readonly rpc: HostRpc;
+  private readonly input: BatchedInput;
+  private readonly listeners = new Set<NotificationListener>();
+  private readonly log: PluginLog;
+  private readonly logger: Logger;
 
   private constructor(
     readonly spec: PluginSpec,
-    private readonly child: ResultPromise,
-    private readonly connection: MessageConnection,
-    private readonly log: PluginLog,
+    child: ResultPromise,
     readonly pid: number,
-    private readonly logger: Logger,
-    private readonly listeners: Set<NotificationListener>,
-    private readonly input: BatchedInput,
+    opts: ClientOptions,
   ) {
+    const maxMessageBytes = opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    const { stdin, stdout, stderr } = child;
+    if (!stdout || !stdin || !stderr) throw new PluginSpawnError(`plugin ${spec.name} has no stdio pipes`);
+    this.logger = opts.logger.child({ plugin: spec.name, pid });
+    this.log = new PluginLog(this.logger);
+    stderr.on('data', (c: Buffer) => this.log.push(c));
+    // A dead plugin's stdin raises EPIPE; the writer reports it, the exit handler the death.
+    stdin.on('error', () => undefined);
+    const reader = opts.trace ? new TracedReader(stdout, maxMessageBytes, opts.trace) : new FramedReader(stdout, maxMessageBytes);
+    this.input = new BatchedInput(stdin, () =>
+      this.broken(`plugin ${spec.name} does not read its stdin: over ${MAX_UNREAD_INPUT_BYTES} bytes wait unread`),
+    );
+    const writer = opts.trace
+      ? new TracedWriter(stdin, maxMessageBytes, this.input.write, opts.trace)
+      : new FramedWriter(stdin, maxMessageBytes, this.input.write);
+    this.rpc = new HostRpc(writer, {
+      notification: (method, params) => this.relay(method, params),
+      fatal: (err) => this.broken(err.message),
+      note: (message, fields) => this.logger.debug(fields, message),
+    });
+    reader.onError((err) =>
+      this.broken(`plugin ${spec.name} broke the protocol on stdout: ${err.message}`, err instanceof FramingError ? err.firstBytes : undefined),
+    );
+    reader.onClose(() => this.stdioClosed('stdout'));
+    writer.onError(() => this.stdioClosed('stdin'));
+    reader.listen((msg) => this.rpc.receive(msg));
     this.exited = new Promise<ExitInfo>((resolve) => {
       child.once('exit', (code, signal) => {
+        this.exitSeen = true;
+        clearTimeout(this.stdioTimer);
+        // The plugin's helpers go with it, whether it was killed or left on its own.
+        this.kill('SIGKILL');
         // stderr may still hold the crash message: give it a moment to drain, but no more.
         const drained = new Promise<void>((r) => {
-          if (child.stderr?.readableEnded) r();
-          else child.stderr?.once('end', () => r());
+          if (stderr.readableEnded) r();
+          else stderr.once('end', () => r());
         });
         void Promise.race([drained, new Promise((r) => setTimeout(r, 100))]).then(() => {
-          log.flush();
-          this.failAll(new PluginExitedError(spec.name, code, signal, log.lastLines()));
-          connection.dispose();
+          this.log.flush();
+          this.fail(new PluginExitedError(spec.name, code, signal, this.log.lastLines()));
+          // A process that inherited the pipes (a helper in a session of its own) must not keep the host alive.
+          for (const s of [stdin, stdout, stderr]) s.destroy();
           resolve({ code, signal });
         });
       });
-    });
-    connection.onError(([err]) => {
-      const first = err instanceof FramingError ? err.firstBytes : undefined;
-      this.failAll(new ProtocolError(`plugin ${spec.name} broke the protocol on stdout: ${err.message}`, first));
-      this.kill('SIGKILL');
     });
   }
 
   static async start(spec: PluginSpec, opts: ClientOptions): Promise<PluginClient> {
     const hostEnv = opts.hostEnv ?? process.env;
-    const maxMessageBytes = opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     const env = pluginEnvironment(hostEnv, spec.envPassthrough, spec.env, {
-      HVPLUG_MAX_MESSAGE_BYTES: String(maxMessageBytes),
+      HVPLUG_MAX_MESSAGE_BYTES: String(opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES),
     });
     const executable = await resolveExecutable(spec.command, env.PATH);
     if (spec.sha256) await verifyPin(executable, spec.sha256);
@@ -337,40 +225,13 @@ export class PluginClient {
       child.once('spawn', () => resolve(child.pid as number));
       child.once('error', (err) => reject(new PluginSpawnError(`cannot start plugin ${spec.name}: ${err.message}`, { cause: err })));
     });
-    const logger = opts.logger.child({ plugin: spec.name, pid });
-    const log = new PluginLog(logger);
-    child.stderr?.on('data', (c: Buffer) => log.push(c));
-    // A dead plugin's stdin raises EPIPE; the exit handler reports the death.
-    child.stdin?.on('error', () => undefined);
-    const stdout = child.stdout;
-    const stdin = child.stdin;
-    if (!stdout || !stdin) throw new PluginSpawnError(`plugin ${spec.name} has no stdio pipes`);
-    const listeners = new Set<NotificationListener>();
-    const reader = relayNotifications(
-      opts.trace ? new TracedReader(stdout, maxMessageBytes, opts.trace) : new FramedReader(stdout, maxMessageBytes),
-      (method, params) => {
-        for (const l of listeners) {
-          try {
-            l(method, params);
-          } catch (err) {
-            logger.error({ err, method }, 'a notification listener failed');
-          }
-        }
-      },
-    );
-    const input = new BatchedInput(stdin);
-    const writer = opts.trace
-      ? new TracedWriter(stdin, maxMessageBytes, input.write, opts.trace)
-      : new FramedWriter(stdin, maxMessageBytes, input.write);
-    // Set, maxParallelism makes vscode-jsonrpc resolve responses as they are read instead of queueing them; the
-    // plugin sends the host no requests, so the limit itself never applies.
-    const connection = createMessageConnection(reader, writer, undefined, { maxParallelism: Number.MAX_SAFE_INTEGER });
-    connection.listen();
-    const client = new PluginClient(spec, child, connection, log, pid, logger, listeners, input);
+    const client = new PluginClient(spec, child, pid, opts);
     try {
       await client.handshake(opts);
     } catch (err) {
-      await client.close({ graceMs: 500 });
+      // At once: the caller's deadline is the handshake's, and the exit handler reaps what is left.
+      client.fail(err instanceof HvplugError ? err : new ProtocolError(String(err)));
+      client.kill('SIGKILL');
       throw err;
     }
     return client;
@@ -388,6 +249,21 @@ export class PluginClient {
   /** Why the plugin is unusable, if it is. */
   get failure(): HvplugError | undefined {
     return this.fatal;
+  }
+
+  /** Calls the host has sent and not yet seen end (nothing is kept of a call once it has ended). */
+  get outstanding(): number {
+    return this.rpc.outstanding;
+  }
+
+  private relay(method: string, params: unknown): void {
+    for (const l of this.listeners) {
+      try {
+        l(method, params);
+      } catch (err) {
+        this.logger.error({ err, method }, 'a notification listener failed');
+      }
+    }
   }
 
   onNotification(listener: NotificationListener): () => void {
@@ -408,61 +284,49 @@ export class PluginClient {
     const parsed = InitializeResult.safeParse(raw);
     if (!parsed.success) throw new ProtocolViolationError('initialize', toIssues(parsed.error));
     const chosen = parsed.data.protocolVersion;
-    if (!offered.some((v) => sameMajor(v, chosen))) throw new ProtocolVersionError(offered, [chosen]);
+    // Within a major, a newer version only adds: the plugin may pick one the host speaks, never a newer one.
+    if (!offered.some((v) => sameMajor(v, chosen) && compareVersions(chosen, v) <= 0)) throw new ProtocolVersionError(offered, [chosen]);
     this.info_ = parsed.data;
-    await this.connection.sendNotification('initialized', {});
+    this.rpc.notify('initialized', {});
   }
 
   /** Sends one request. Rejects with a typed error at once on deadline, abort, crash or protocol error. */
   call(method: string, params: unknown, opts: CallOptions): Promise<unknown> {
     if (this.fatal) return Promise.reject(this.fatal);
-    const { signal, timeoutMs } = opts;
-    let call!: OutgoingCall;
-    const promise = new Promise<unknown>((resolve, reject) => {
-      call = new OutgoingCall(this.ending, method, timeoutMs, signal, resolve, reject);
-    });
-    if (signal?.aborted) {
-      call.fail(new CancelledError(method, signal.reason));
-      return promise;
-    }
-    this.pending.add(call);
-    if (timeoutMs !== null) this.deadlines.add(call, timeoutMs);
-    signal?.addEventListener('abort', call, { once: true });
-    this.connection.sendRequest(method, params, call).then(
-      (result) => call.succeed(result),
-      (err: unknown) => {
-        if (!call.done) call.fail(this.toError(method, err));
-      },
-    );
-    return promise;
-  }
-
-  /** What the client forgets of a call once it has ended, however it ended. */
-  private readonly ending = {
-    end: (call: OutgoingCall): void => {
-      this.pending.delete(call);
-      if (call.timeoutMs !== null) this.deadlines.delete(call, call.timeoutMs);
-    },
-  };
-
-  private toError(method: string, err: unknown): Error {
-    if (err instanceof ResponseError) {
-      if (err.code === MESSAGE_WRITE_ERROR) return new ProtocolError(`${method}: the message was not sent: ${err.message}`);
-      return fromWireError(method, err.code, err.message, err.data);
-    }
-    return this.fatal ?? (err instanceof Error ? err : new Error(String(err)));
+    return this.rpc.call(method, params, opts);
   }
 
   notify(method: string, params: unknown): void {
     if (this.fatal) return;
-    void this.connection.sendNotification(method, params).catch(() => undefined);
+    this.rpc.notify(method, params);
   }
 
-  private failAll(err: HvplugError): void {
+  private fail(err: HvplugError): void {
     const first = this.fatal === undefined;
     this.fatal ??= err;
-    for (const call of [...this.pending]) call.fail(this.fatal);
-    if (first) for (const l of this.failureListeners) l(this.fatal);
+    this.rpc.failAll(this.fatal);
+    if (!first) return;
+    for (const l of this.failureListeners) {
+      try {
+        l(this.fatal);
+      } catch (e) {
+        this.logger.error({ err: e }, 'a failure listener failed');
+      }
+    }
+  }
+
+  /** The plugin broke the protocol: it is failed now and killed, and its exit is reaped as any other. */
+  private broken(message: string, firstBytes?: string): void {
+    this.fail(new ProtocolError(message, firstBytes));
+    this.kill('SIGKILL');
+  }
+
+  /** A pipe closed: normal on the way out, broken if the plugin lives on without it. */
+  private stdioClosed(which: 'stdout' | 'stdin'): void {
+    if (this.exitSeen || this.stdioTimer || this.fatal) return;
+    this.stdioTimer = setTimeout(() => {
+      if (!this.exitSeen) this.broken(`plugin ${this.spec.name} closed its ${which} but kept running`);
+    }, STDIO_CLOSE_GRACE_MS).unref();
   }
 
   /**
@@ -488,7 +352,7 @@ export class PluginClient {
     if (!this.fatal) {
       await this.call('shutdown', {}, { timeoutMs: grace }).catch(() => undefined);
       this.notify('exit', {});
-      this.failAll(new HvplugError(`plugin ${this.spec.name} is shutting down`, 'PluginExited'));
+      this.fail(new HvplugError(`plugin ${this.spec.name} is shutting down`, 'PluginExited'));
     }
     this.input.end();
     const waitExit = (ms: number): Promise<boolean> =>

@@ -38,7 +38,8 @@ export class PluginFailedError extends HvplugError {
 
 export interface SupervisorEvents {
   started: [{ pid: number; restart: number }];
-  exited: [{ pid: number; code: number | null; signal: string | null; error: PluginExitedError }];
+  /** Every end of a process: its own exit, a crash, or a kill for breaking the protocol or missing pings. */
+  exited: [{ pid: number; code: number | null; signal: string | null; error: HvplugError }];
   unhealthy: [{ pid: number; reason: string }];
   failed: [PluginFailedError];
   /** After a restart, before calls resume: the owner re-attaches VMs here. */
@@ -138,8 +139,8 @@ export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements 
     // A protocol error leaves the process running until it is reaped: make sure it goes.
     client.kill('SIGKILL');
     void client.exited.then(({ code, signal }) => {
-      const error = client.failure instanceof PluginExitedError ? client.failure : undefined;
-      if (error) this.emit('exited', { pid: client.pid, code, signal, error });
+      const error = client.failure ?? new PluginExitedError(this.spec.name, code, signal, []);
+      this.emit('exited', { pid: client.pid, code, signal, error });
     });
     const now = Date.now();
     this.crashes.push(now);

@@ -42,3 +42,10 @@ export function sameMajor(a: string, b: string): boolean {
   const pb = parseSemver(b);
   return pa !== undefined && pb !== undefined && pa.major === pb.major;
 }
+
+/** Orders two versions; NaN when either is not semver. */
+export function compareVersions(a: string, b: string): number {
+  const pa = parseSemver(a);
+  const pb = parseSemver(b);
+  return pa && pb ? compare(pa, pb) : NaN;
+}

@@ -1,0 +1,287 @@
+import { z } from 'zod';
+import type { Message, MessageWriter } from 'vscode-jsonrpc/node';
+import { CancelledError, fromWireError, type HvplugError, ProtocolError, TimeoutError } from './errors.js';
+
+/**
+ * The host's end of JSON-RPC with one plugin: ids, outstanding calls, deadlines, cancellation, and the reading of
+ * whatever the plugin sends. Written here rather than left to vscode-jsonrpc's MessageConnection because the host
+ * must own every outstanding call: a call that timed out is forgotten at once (vscode-jsonrpc keeps its response
+ * promise until an answer that may never come), a closed pipe fails calls instead of throwing from the next timer
+ * that sends, and an answer that is not one (both result and error, or neither) is a typed error, not a guess.
+ */
+
+/** `$/cancelRequest`: the LSP's cancellation notification, which the SDK and any LSP library understand. */
+const CANCEL = '$/cancelRequest';
+/** JSON-RPC's "method not found", for requests a plugin sends the host (the host serves none). */
+const METHOD_NOT_FOUND = -32601;
+
+const WireError = z.object({ code: z.number().int(), message: z.string(), data: z.unknown().optional() });
+const Incoming = z.looseObject({
+  id: z.union([z.number(), z.string(), z.null()]).optional(),
+  method: z.string().optional(),
+  params: z.unknown().optional(),
+});
+
+export interface RpcCallOptions {
+  /** null: no deadline (the call may still be aborted). */
+  timeoutMs: number | null;
+  signal?: AbortSignal;
+}
+
+export interface RpcPeer {
+  /** A notification from the plugin, in wire order with the answers around it. */
+  notification(method: string, params: unknown): void;
+  /** The plugin sent something that breaks the protocol beyond one call: the client fails it. */
+  fatal(err: ProtocolError): void;
+  /** Something worth a log line that breaks nothing (a late answer, an answer to an unknown id). */
+  note(message: string, fields: Record<string, unknown>): void;
+}
+
+/**
+ * One outstanding call. The abort listener is the call itself (handleEvent), so an abortable call costs no
+ * closure.
+ */
+class OutgoingCall {
+  /** performance.now() time at which expire runs. */
+  deadline = 0;
+  private ended = false;
+
+  constructor(
+    private readonly rpc: HostRpc,
+    readonly id: number,
+    readonly method: string,
+    readonly timeoutMs: number | null,
+    readonly signal: AbortSignal | undefined,
+    private readonly resolve: (value: unknown) => void,
+    private readonly reject: (err: Error) => void,
+  ) {}
+
+  get done(): boolean {
+    return this.ended;
+  }
+
+  succeed(value: unknown): void {
+    if (this.finish()) this.resolve(value);
+  }
+
+  fail(err: Error): void {
+    if (this.finish()) this.reject(err);
+  }
+
+  /** The deadline passed. */
+  expire(): void {
+    if (this.done) return;
+    this.rpc.cancel(this.id);
+    this.fail(new TimeoutError(this.method, this.timeoutMs ?? 0));
+  }
+
+  /** The caller's signal aborted. */
+  handleEvent(): void {
+    if (this.done) return;
+    this.rpc.cancel(this.id);
+    this.fail(new CancelledError(this.method, this.signal?.reason));
+  }
+
+  private finish(): boolean {
+    if (this.ended) return false;
+    this.ended = true;
+    this.rpc.forget(this);
+    this.signal?.removeEventListener('abort', this);
+    return true;
+  }
+}
+
+/**
+ * The deadlines of a client's outstanding calls, under one timer armed for the earliest. Calls with the same
+ * timeout expire in the order they were made, so each timeout keeps its calls in a Set (insertion-ordered, O(1)
+ * removal) and only the first of each is looked at.
+ */
+class Deadlines {
+  private readonly byTimeout = new Map<number, Set<OutgoingCall>>();
+  private timer: NodeJS.Timeout | undefined;
+  private armedFor = Infinity;
+
+  add(call: OutgoingCall, timeoutMs: number): void {
+    call.deadline = performance.now() + timeoutMs;
+    let calls = this.byTimeout.get(timeoutMs);
+    if (!calls) this.byTimeout.set(timeoutMs, (calls = new Set()));
+    calls.add(call);
+    if (call.deadline < this.armedFor) this.arm(call.deadline);
+  }
+
+  delete(call: OutgoingCall, timeoutMs: number): void {
+    // The timer stays armed: disarming and re-arming it around every call of a one-at-a-time caller costs more
+    // than the one spurious wake-up per deadline period it saves.
+    const calls = this.byTimeout.get(timeoutMs);
+    calls?.delete(call);
+    if (calls?.size === 0) this.byTimeout.delete(timeoutMs);
+  }
+
+  clear(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.armedFor = Infinity;
+    this.byTimeout.clear();
+  }
+
+  private arm(at: number): void {
+    clearTimeout(this.timer);
+    this.armedFor = at;
+    // Unref'd: an outstanding call keeps the process alive through the plugin's stdout anyway.
+    this.timer = setTimeout(this.fire, Math.max(0, Math.ceil(at - performance.now()))).unref();
+  }
+
+  private readonly fire = (): void => {
+    this.timer = undefined;
+    this.armedFor = Infinity;
+    const now = performance.now();
+    const expired: OutgoingCall[] = [];
+    let next = Infinity;
+    for (const calls of this.byTimeout.values()) {
+      for (const call of calls) {
+        if (call.deadline > now) {
+          next = Math.min(next, call.deadline);
+          break;
+        }
+        expired.push(call);
+      }
+    }
+    // expire() removes the call (through delete), so it runs after the walk.
+    for (const call of expired) call.expire();
+    if (next < Infinity) this.arm(next);
+  };
+}
+
+export class HostRpc {
+  private nextId = 1;
+  private readonly pending = new Map<number, OutgoingCall>();
+  private readonly deadlines = new Deadlines();
+  private closedWith: HvplugError | undefined;
+
+  constructor(
+    private readonly writer: MessageWriter,
+    private readonly peer: RpcPeer,
+  ) {}
+
+  /** How many calls are outstanding (tests: nothing is kept for a call that has ended). */
+  get outstanding(): number {
+    return this.pending.size;
+  }
+
+  /** Sends one request. Settles exactly once: answer, typed error, deadline, abort or failAll. */
+  call(method: string, params: unknown, opts: RpcCallOptions): Promise<unknown> {
+    if (this.closedWith) return Promise.reject(this.closedWith);
+    const { signal, timeoutMs } = opts;
+    const id = this.nextId++;
+    let call!: OutgoingCall;
+    const promise = new Promise<unknown>((resolve, reject) => {
+      call = new OutgoingCall(this, id, method, timeoutMs, signal, resolve, reject);
+    });
+    if (signal?.aborted) {
+      call.fail(new CancelledError(method, signal.reason));
+      return promise;
+    }
+    this.pending.set(id, call);
+    if (timeoutMs !== null) this.deadlines.add(call, timeoutMs);
+    signal?.addEventListener('abort', call, { once: true });
+    this.send({ jsonrpc: '2.0', id, method, params } as Message).catch((err: unknown) => {
+      call.fail(new ProtocolError(`${method}: the request was not sent: ${(err as Error).message}`));
+    });
+    return promise;
+  }
+
+  notify(method: string, params: unknown): void {
+    if (this.closedWith) return;
+    this.send({ jsonrpc: '2.0', method, params } as Message).catch(() => undefined);
+  }
+
+  /** Called by OutgoingCall: the plugin may stop working on a call nobody waits for. */
+  cancel(id: number): void {
+    this.notify(CANCEL, { id });
+  }
+
+  /** Called by OutgoingCall when it ends, however it ends. */
+  forget(call: OutgoingCall): void {
+    this.pending.delete(call.id);
+    if (call.timeoutMs !== null) this.deadlines.delete(call, call.timeoutMs);
+  }
+
+  /** Every outstanding call fails with `err`, and so does every later one. */
+  failAll(err: HvplugError): void {
+    this.closedWith ??= err;
+    for (const call of [...this.pending.values()]) call.fail(this.closedWith);
+    this.deadlines.clear();
+  }
+
+  private send(msg: Message): Promise<void> {
+    try {
+      return this.writer.write(msg);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  /** One message as the plugin sent it (parsed JSON, nothing trusted). */
+  receive(raw: unknown): void {
+    const parsed = Incoming.safeParse(raw);
+    if (!parsed.success) {
+      this.peer.fatal(new ProtocolError(`plugin sent a message that is not a JSON-RPC object: ${preview(raw)}`));
+      return;
+    }
+    const msg = parsed.data;
+    if (msg.method !== undefined) {
+      if (msg.id === undefined) this.peer.notification(msg.method, msg.params);
+      else this.refuseRequest(msg.id, msg.method);
+      return;
+    }
+    if (msg.id === undefined) {
+      this.peer.fatal(new ProtocolError(`plugin sent a message with neither method nor id: ${preview(raw)}`));
+      return;
+    }
+    this.answer(msg.id, msg);
+  }
+
+  private refuseRequest(id: number | string | null, method: string): void {
+    this.peer.note('plugin sent the host a request; the host serves none', { method });
+    this.send({ jsonrpc: '2.0', id, error: { code: METHOD_NOT_FOUND, message: `the host serves no methods (${method})` } } as Message).catch(
+      () => undefined,
+    );
+  }
+
+  private answer(id: number | string | null, msg: Record<string, unknown>): void {
+    const call = typeof id === 'number' ? this.pending.get(id) : undefined;
+    if (!call) {
+      // An answer after the deadline or an abort is normal; one to an id never sent is the plugin's confusion.
+      const late = typeof id === 'number' && Number.isInteger(id) && id > 0 && id < this.nextId;
+      this.peer.note(late ? 'answer to a call that has ended' : 'answer to an id the host never sent', { id: preview(id) });
+      return;
+    }
+    const hasResult = Object.hasOwn(msg, 'result');
+    const hasError = Object.hasOwn(msg, 'error');
+    if (hasResult === hasError) {
+      call.fail(new ProtocolError(`plugin answered ${call.method} with ${hasResult ? 'both a result and an error' : 'neither a result nor an error'}`));
+      return;
+    }
+    if (hasResult) {
+      call.succeed(msg.result);
+      return;
+    }
+    const error = WireError.safeParse(msg.error);
+    if (!error.success) {
+      call.fail(new ProtocolError(`plugin answered ${call.method} with a malformed error: ${preview(msg.error)}`));
+      return;
+    }
+    call.fail(fromWireError(call.method, error.data.code, error.data.message, error.data.data));
+  }
+}
+
+/** A short, printable excerpt of something the plugin sent, for error messages. */
+function preview(value: unknown): string {
+  let text: string;
+  try {
+    text = JSON.stringify(value) ?? String(value);
+  } catch {
+    text = String(value);
+  }
+  return text.length > 80 ? `${text.slice(0, 80)}…` : text;
+}

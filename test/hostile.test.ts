@@ -1,0 +1,143 @@
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { execa } from 'execa';
+import { afterEach, describe, expect, it } from 'vitest';
+import { PluginHost, ProtocolError, ProtocolVersionError } from 'hvplug';
+import { root } from '../scripts/bundle.mjs';
+import { alive, eventually, fixture, memoryLogger, removeTempDirs, tempDir } from './helpers.js';
+
+afterEach(removeTempDirs);
+
+/** Live processes in process group `pgid`. */
+function groupMembers(pgid: number): number[] {
+  const out: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // Fields after the command name: state ppid pgrp ...
+      const fields = readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      if (Number(fields[2]) === pgid && alive(Number(entry))) out.push(Number(entry));
+    } catch {
+      // Gone while we looked.
+    }
+  }
+  return out;
+}
+
+interface Report {
+  goodCalls: number;
+  goodFailures: string[];
+  goodUnhealthy: number;
+  badPids: number[];
+  badCalls: { what: string; ok?: boolean; error?: string; message?: string }[];
+  maxRssMiB: number;
+  exited: string[];
+}
+
+/** The host's RSS bound beside any hostile plugin: node itself, two plugins' pipes and the caps on what they send. */
+const MAX_HOST_RSS_MIB = 256;
+
+/**
+ * Runs a host process with a well-behaved plugin beside one misbehaving as `hostile` says, and checks what every
+ * scenario must leave true: the host alive to the end, the good plugin's calls all answered in their deadline and
+ * none of its health pings missed, the host's RSS bounded, and no process of the bad plugin left afterwards.
+ */
+async function beside(hostile: string, scenario: string, durationMs = 1_500): Promise<Report> {
+  const dir = await tempDir();
+  const opts = {
+    core: new URL('../dist/src/core/index.js', import.meta.url).href,
+    stateDir: join(dir, 'state'),
+    runtimeDir: join(dir, 'run'),
+    good: fixture('probe'),
+    bad: fixture('hostile'),
+    hostile,
+    scenario,
+    durationMs,
+  };
+  const r = await execa(process.execPath, [join(root, 'test/fixtures/hosts/beside.mjs'), JSON.stringify(opts)], {
+    reject: false,
+    timeout: durationMs + 20_000,
+  });
+  expect(r.exitCode, `host process died: ${r.stderr.slice(-2_000)}`).toBe(0);
+  const report = JSON.parse(r.stdout.trim().split('\n').pop()!) as Report;
+  expect(report.goodFailures).toEqual([]);
+  expect(report.goodCalls).toBeGreaterThan(0);
+  expect(report.goodUnhealthy).toBe(0);
+  expect(report.maxRssMiB).toBeLessThan(MAX_HOST_RSS_MIB);
+  expect(report.badPids.length).toBeGreaterThan(0);
+  await eventually(() => report.badPids.every((pid) => !alive(pid) && groupMembers(pid).length === 0), 5_000, 'no process of the bad plugin left');
+  return report;
+}
+
+describe('the host survives a hostile plugin', () => {
+  it('one that closes its stdout and stays alive is treated as failed, killed and restarted', async () => {
+    const report = await beside('close-stdout', 'idle');
+    // Restarted at least once: each start closes its stdout again.
+    expect(report.badPids.length).toBeGreaterThan(1);
+    expect(report.exited.length).toBeGreaterThan(0);
+  });
+
+  it('one that closes its stdout in the middle of a call fails that call with a typed error at once', async () => {
+    const report = await beside('close-stdout-mid-call', 'create');
+    expect(report.badCalls).toEqual([expect.objectContaining({ what: 'createVm', error: 'ProtocolError', message: expect.stringMatching(/closed its stdout/) })]);
+  });
+});
+
+describe('answers that are not answers', () => {
+  const hosts: PluginHost[] = [];
+  afterEach(async () => {
+    await Promise.all(hosts.splice(0).map((h) => h.close()));
+  });
+
+  async function hostile(mode: string): Promise<PluginHost> {
+    const dir = await tempDir();
+    const host = new PluginHost({
+      stateDir: join(dir, 'state'),
+      runtimeDir: join(dir, 'run'),
+      logger: memoryLogger().logger,
+      plugins: [{ name: 'bad', command: fixture('hostile'), env: { HOSTILE: mode } }],
+      supervision: { healthIntervalMs: 0 },
+    });
+    hosts.push(host);
+    return host;
+  }
+
+  it('an answer with neither result nor error, or with both, is a ProtocolError naming the method', async () => {
+    for (const [mode, what] of [
+      ['neither', /vm\/create with neither a result nor an error/],
+      ['both', /vm\/create with both a result and an error/],
+    ] as const) {
+      const hv = await (await hostile(mode)).hypervisor('bad');
+      const err = await hv.createVm({ config: {} }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ProtocolError);
+      expect((err as Error).message).toMatch(what);
+    }
+  });
+
+  it('a protocol version newer than any the host offered is refused', async () => {
+    const err = await (await hostile('version-1.9')).hypervisor('bad').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ProtocolVersionError);
+    expect((err as Error).message).toMatch(/1\.9\.0/);
+  });
+
+  it('calls that time out unanswered leave nothing behind', async () => {
+    const host = await hostile('silent-calls');
+    const hv = await host.hypervisor('bad');
+    const client = (await host.client('bad'))!;
+    const gc = globalThis.gc ?? (setFlagsFromString('--expose-gc'), runInNewContext('gc') as () => void);
+    const batch = (): Promise<unknown> =>
+      Promise.all(Array.from({ length: 1_000 }, () => client.call('vm/create', { vmId: 'x', config: {} }, { timeoutMs: 1 }).catch(() => undefined)));
+    await batch();
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    for (let i = 0; i < 20; i++) await batch();
+    await new Promise((r) => setTimeout(r, 50));
+    gc();
+    const grown = process.memoryUsage().heapUsed - before;
+    // 20,000 leaked calls cost ~37 MiB; what is left over must be noise.
+    expect(grown).toBeLessThan(4 * 2 ** 20);
+    expect(hv.info.plugin.name).toBe('hostile');
+  });
+});
