@@ -1,8 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { appendFile, copyFile, readdir, realpath, rm, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, copyFile, mkdir, readdir, realpath, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { IntegrityError, PluginClient, PluginSpec } from 'hvplug';
+import { IntegrityError, PluginClient, PluginSpawnError, PluginSpec } from 'hvplug';
 import { sha256File } from '../src/core/integrity.js';
 import { memoryLogger, pluginExecutable, removeTempDirs, tempDir } from './helpers.js';
 
@@ -22,11 +22,11 @@ async function installCopy(): Promise<string> {
   return dir;
 }
 
-async function startPinned(dir: string, sha256: string): Promise<PluginClient> {
+async function startPinned(dir: string, sha256: string, opts: { command?: string; runtimeDir?: string } = {}): Promise<PluginClient> {
   const run = await tempDir();
-  const client = await PluginClient.start(PluginSpec.parse({ name: NAME, command: join(dir, BASE), sha256 }), {
+  const client = await PluginClient.start(PluginSpec.parse({ name: NAME, command: opts.command ?? join(dir, BASE), sha256 }), {
     stateDir: join(run, 'state'),
-    runtimeDir: join(run, 'run'),
+    runtimeDir: opts.runtimeDir ?? join(run, 'run'),
     logger: memoryLogger().logger,
     logLevel: 'warn',
     hostVersion: '0',
@@ -67,6 +67,24 @@ describe('a pinned plugin launcher', () => {
     const bundle = argv.find((a) => a.endsWith('.mjs')) ?? '';
     expect(bundle.startsWith(dir)).toBe(false);
     expect(await sha256File(bundle)).toBe(await sha256File(join(dir, `${BASE}.mjs`)));
+  });
+
+  it('finds the manifest next to the launcher when started through a symlink, as a PATH install links it', async () => {
+    const dir = await installCopy();
+    const link = join(await tempDir(), BASE);
+    await symlink(join(dir, BASE), link);
+    const client = await startPinned(dir, await sha256File(link), { command: link });
+    expect(argvOf(client.pid)).toContain('--snapshot-blob');
+  });
+
+  it('refuses to keep its checked copies in a directory others can write', async () => {
+    const dir = await installCopy();
+    const runtimeDir = await tempDir();
+    await mkdir(join(runtimeDir, 'pinned'));
+    await chmod(join(runtimeDir, 'pinned'), 0o777);
+    const err = await startPinned(dir, await sha256File(join(dir, BASE)), { runtimeDir }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PluginSpawnError);
+    expect((err as Error).message).toContain(join(runtimeDir, 'pinned'));
   });
 
   for (const file of [BASE, `${BASE}.manifest.json`, `${BASE}.mjs`, `${BASE}.blob`]) {
