@@ -1,7 +1,8 @@
 // Bundles plugin executables into single self-contained files with esbuild. The host's own code is not
 // reachable from a plugin's imports, and test/bundle.test.ts proves none of it ends up in a bundle.
 import { execFile } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -43,11 +44,19 @@ export async function bundle(entry, outfile) {
 
 const shellQuote = (s) => `'${s.replaceAll("'", "'\\''")}'`;
 
-/** The plugin executable: its snapshot on the node that built it, else its bundle on the node on PATH. */
-function launcher(name, node) {
+const sha256 = (data) => createHash('sha256').update(data).digest('hex');
+
+/**
+ * The plugin executable: its snapshot on the node that built it, else its bundle on the node on PATH. Its
+ * second line names the manifest by hash, so a SHA-256 pin of the launcher covers every file it may load
+ * (src/core/integrity.ts reads that line; keep its format).
+ */
+function launcher(name, node, manifestSha256) {
   return `#!/bin/sh
+# hvplug-manifest ${name}.manifest.json sha256=${manifestSha256}
 # Starts the plugin from its V8 startup snapshot, which loads only in the node that built it (named here);
-# from its bundle, on the node on PATH, when that node or the snapshot is gone.
+# from its bundle, on the node on PATH, when that node or the snapshot is gone. A host that pins this file
+# does not run it: it checks the files the manifest names and runs copies of them itself.
 node=${shellQuote(node)}
 case $0 in */*) here=\${0%/*} ;; *) here=. ;; esac
 [ -L "$0" ] && here=$(dirname "$(readlink -f "$0")")
@@ -58,10 +67,21 @@ exec node "$here/${name}.mjs" "$@"
 `;
 }
 
+/** What the launcher may load, each file by name (in the launcher's directory) and SHA-256. */
+async function manifest(dir, name, node) {
+  const entry = async (file) => ({ file, sha256: sha256(await readFile(join(dir, file))) });
+  const hasBlob = await exists(join(dir, `${name}.blob`));
+  return `${JSON.stringify(
+    { hvplugLauncher: 1, node, bundle: await entry(`${name}.mjs`), ...(hasBlob ? { snapshot: await entry(`${name}.blob`) } : {}) },
+    null,
+    2,
+  )}\n`;
+}
+
 /**
- * A plugin's V8 startup snapshot and its launcher, next to its bundle (`outfile`, from bundle()). Built with
- * `node --build-snapshot`, the plugin's code is loaded and evaluated and its definition checked before any
- * process of it exists; servePlugin connects to stdio when the snapshot starts. That is most of a cold start.
+ * A plugin's V8 startup snapshot, its manifest and its launcher, next to its bundle (`outfile`, from bundle()).
+ * Built with `node --build-snapshot`, the plugin's code is loaded and evaluated and its definition checked before
+ * any process of it exists; servePlugin connects to stdio when the snapshot starts. That is most of a cold start.
  */
 export async function snapshot(entry, outfile) {
   const name = basename(outfile, '.mjs');
@@ -84,7 +104,9 @@ export async function snapshot(entry, outfile) {
   } finally {
     await rm(work, { recursive: true, force: true });
   }
-  await writeFile(join(dir, name), launcher(name, process.execPath), { mode: 0o755 });
+  const list = await manifest(dir, name, process.execPath);
+  await writeFile(join(dir, `${name}.manifest.json`), list, { mode: 0o644 });
+  await writeFile(join(dir, name), launcher(name, process.execPath, sha256(list)), { mode: 0o755 });
   await chmod(join(dir, name), 0o755);
 }
 
@@ -104,7 +126,7 @@ export async function pluginEntries() {
   return out;
 }
 
-/** Every plugin's bundle, and for shipped plugins their snapshot and launcher. */
+/** Every plugin's bundle, and for shipped plugins their snapshot, manifest and launcher. */
 export async function buildPlugins() {
   for (const { entry, outfile, snapshot: snap } of await pluginEntries()) {
     await bundle(entry, outfile);

@@ -86,13 +86,15 @@ describe('plugin launcher', () => {
     expect(client.info.plugin.name).toBe(NAME);
   });
 
-  it('ships each bundled plugin in the npm package as launcher and bundle, never its snapshot', async () => {
+  it('ships each bundled plugin in the npm package as launcher, manifest and bundle, never its snapshot', async () => {
     const { stdout } = await execa('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root });
     const [pack] = JSON.parse(stdout) as [{ files: { path: string }[] }];
     const shipped = new Set(pack.files.map((f) => f.path));
     for (const name of ['example-proprietary', 'qemu', 'cloud-hypervisor']) {
       expect(shipped).toContain(`plugins/${name}/dist/hvplug-plugin-${name}`);
       expect(shipped).toContain(`plugins/${name}/dist/hvplug-plugin-${name}.mjs`);
+      // Without it, a pinned launcher is refused (test/pin.test.ts).
+      expect(shipped).toContain(`plugins/${name}/dist/hvplug-plugin-${name}.manifest.json`);
     }
     // A snapshot loads only in the node that built it: an installed package runs the bundles.
     expect([...shipped].filter((p) => p.endsWith('.blob'))).toEqual([]);

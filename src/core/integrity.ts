@@ -1,8 +1,14 @@
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { access, constants } from 'node:fs/promises';
-import { delimiter, isAbsolute, join, resolve } from 'node:path';
+import { createHash, randomUUID } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { access, constants, lstat, mkdir, open, realpath, rename, rm } from 'node:fs/promises';
+import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { z } from 'zod';
+import { formatIssues, toIssues } from 'hvplug/protocol';
 import { IntegrityError, PluginSpawnError } from './errors.js';
+
+const sha256 = (data: Buffer | string): string => createHash('sha256').update(data).digest('hex');
 
 export async function sha256File(path: string): Promise<string> {
   const hash = createHash('sha256');
@@ -15,13 +21,174 @@ export async function resolveExecutable(command: string, pathEnv: string | undef
   if (command.includes('/')) return isAbsolute(command) ? command : resolve(command);
   for (const dir of (pathEnv ?? '').split(delimiter).filter(Boolean)) {
     const candidate = join(dir, command);
-    if (await access(candidate, constants.X_OK).then(() => true, () => false)) return candidate;
+    if (await isExecutable(candidate)) return candidate;
   }
   throw new PluginSpawnError(`plugin command ${command} not found on PATH`);
 }
 
-/** Checked before exec, so a tampered binary never runs. */
-export async function verifyPin(path: string, expected: string): Promise<void> {
-  const actual = await sha256File(path);
+async function isExecutable(path: string): Promise<boolean> {
+  return access(path, constants.X_OK).then(() => true, () => false);
+}
+
+/** What is kept of a pinned file to look for a launcher's manifest line: a launcher is a few hundred bytes. */
+const HEAD_BYTES = 4 * 1024;
+/** A manifest names two files; a bigger file is not one, and is not read into memory. */
+const MAX_MANIFEST_BYTES = 64 * 1024;
+/** The first two lines of a launcher written by scripts/bundle.mjs. */
+const LAUNCHER_HEAD = /^#!\/bin\/sh\n# hvplug-manifest (\S+) sha256=([0-9a-f]{64})\n/;
+
+const FileName = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9._-]*$/, 'a file name in the launcher directory');
+const ListedFile = z.strictObject({ file: FileName, sha256: z.string().regex(/^[0-9a-f]{64}$/) });
+/** hvplug-plugin-<name>.manifest.json, written by scripts/bundle.mjs next to the launcher. */
+const LauncherManifest = z.strictObject({
+  hvplugLauncher: z.literal(1),
+  /** The node that built the snapshot: the only one that can load it. */
+  node: z.string().refine(isAbsolute, 'an absolute path'),
+  bundle: ListedFile,
+  /** Absent when the plugin could not be snapshotted; its file is absent where the package was installed. */
+  snapshot: ListedFile.optional(),
+});
+
+const MISSING = 'unknown (no such file)';
+
+/**
+ * Checks a pinned executable before anything of it runs, and returns the program to exec in its place.
+ *
+ * A plugin launcher (scripts/bundle.mjs) names its manifest by hash, and the manifest names the bundle and the
+ * snapshot by hash: the pin of the launcher covers them all. The launcher itself is never run: a sh script that
+ * finds its files by path would load whatever is there when it runs, not what was checked. Each listed file is
+ * copied, and hashed as it is copied, into a directory of the host's own, and node is run on the copies: nothing is
+ * read from the plugin's directory after it was checked.
+ *
+ * Any other file (a native binary, a bundle with a shebang) is run where it is once checked, so someone who can
+ * write it or its directory between the check and the exec can still swap it.
+ */
+export async function verifyPin(path: string, expected: string, ctx: { pathEnv: string | undefined; runtimeDir: string }): Promise<string> {
+  const { actual, head } = await hashWithHead(path);
   if (actual !== expected.toLowerCase()) throw new IntegrityError(path, expected, actual);
+  const launcher = LAUNCHER_HEAD.exec(head);
+  if (!launcher) return path;
+  const [, manifestName = '', manifestSha = ''] = launcher;
+  if (!FileName.safeParse(manifestName).success) throw new PluginSpawnError(`${path} names its manifest ${manifestName}, not a file next to it`);
+  // Next to the launcher itself, as the launcher finds its files when a PATH install links to it.
+  const dir = dirname(await realpath(path));
+  const manifestPath = join(dir, manifestName);
+  const bytes = await readCapped(manifestPath, MAX_MANIFEST_BYTES, manifestSha);
+  if (sha256(bytes) !== manifestSha) throw new IntegrityError(manifestPath, manifestSha, sha256(bytes));
+  let json: unknown;
+  try {
+    json = JSON.parse(bytes.toString('utf8'));
+  } catch (err) {
+    throw new PluginSpawnError(`${manifestPath} is not JSON: ${(err as Error).message}`);
+  }
+  const manifest = LauncherManifest.safeParse(json);
+  if (!manifest.success) throw new PluginSpawnError(`${manifestPath} is not a launcher manifest: ${formatIssues(toIssues(manifest.error))}`);
+  const { node, bundle, snapshot } = manifest.data;
+  const store = await privateDir(join(ctx.runtimeDir, 'pinned'));
+  const bundleCopy = await verifiedCopy(join(dir, bundle.file), bundle.sha256, store, '.mjs');
+  if (!bundleCopy) throw new IntegrityError(join(dir, bundle.file), bundle.sha256, MISSING);
+  // Like the launcher: a missing snapshot, or a missing node to load it, means the bundle on the node on PATH.
+  const blobCopy = snapshot && (await verifiedCopy(join(dir, snapshot.file), snapshot.sha256, store, '.blob'));
+  const argv = blobCopy && (await isExecutable(node)) ? [node, '--snapshot-blob', blobCopy] : [await resolveExecutable('node', ctx.pathEnv), bundleCopy];
+  return writeProgram(store, argv);
+}
+
+/** The file's SHA-256 and its first bytes, from one read: what is looked at is what was hashed. */
+async function hashWithHead(path: string): Promise<{ actual: string; head: string }> {
+  const hash = createHash('sha256');
+  const head: Buffer[] = [];
+  let kept = 0;
+  for await (const chunk of createReadStream(path) as AsyncIterable<Buffer>) {
+    hash.update(chunk);
+    if (kept < HEAD_BYTES) {
+      const part = chunk.subarray(0, HEAD_BYTES - kept);
+      head.push(part);
+      kept += part.length;
+    }
+  }
+  return { actual: hash.digest('hex'), head: Buffer.concat(head).toString('latin1') };
+}
+
+const isMissing = (err: unknown): boolean => (err as NodeJS.ErrnoException).code === 'ENOENT';
+
+async function readCapped(path: string, cap: number, expected: string): Promise<Buffer> {
+  const file = await open(path, 'r').catch((err: unknown) => {
+    throw isMissing(err) ? new IntegrityError(path, expected, MISSING) : err;
+  });
+  try {
+    const buf = Buffer.alloc(cap + 1);
+    let length = 0;
+    while (length <= cap) {
+      const { bytesRead } = await file.read(buf, length, cap + 1 - length, length);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+    }
+    if (length > cap) throw new PluginSpawnError(`${path} is over ${cap} bytes: not a launcher manifest`);
+    return buf.subarray(0, length);
+  } finally {
+    await file.close();
+  }
+}
+
+/**
+ * The host's copies of pinned plugins' files. Whoever can write here can change what a pinned plugin runs, so it
+ * must be this user's alone (the host makes its runtime directories so).
+ */
+async function privateDir(dir: string): Promise<string> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const st = await lstat(dir);
+  if (!st.isDirectory() || st.uid !== process.getuid?.() || (st.mode & 0o077) !== 0) {
+    throw new PluginSpawnError(`${dir} holds the checked copies of pinned plugins, so it must be a directory of this user's alone`);
+  }
+  return dir;
+}
+
+/**
+ * Copies `src` into `store` as <sha256><ext>, hashing the bytes it copies, and returns the copy if they are the
+ * expected ones, undefined if there is no `src`. Named by content, the copies of one plugin version are one set
+ * however often it starts.
+ */
+async function verifiedCopy(src: string, expected: string, store: string, ext: string): Promise<string | undefined> {
+  const dest = join(store, `${expected}${ext}`);
+  const tmp = join(store, `.${randomUUID()}`);
+  const hash = createHash('sha256');
+  const tee = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      hash.update(chunk);
+      done(null, chunk);
+    },
+  });
+  try {
+    await pipeline(createReadStream(src), tee, createWriteStream(tmp, { mode: 0o400, flags: 'wx' }));
+    const actual = hash.digest('hex');
+    if (actual !== expected) throw new IntegrityError(src, expected, actual);
+    await rename(tmp, dest);
+    return dest;
+  } catch (err) {
+    if (isMissing(err)) return undefined;
+    throw err;
+  } finally {
+    await rm(tmp, { force: true });
+  }
+}
+
+const shellQuote = (s: string): string => `'${s.replaceAll("'", "'\\''")}'`;
+
+/** An executable that runs `argv` with the plugin's arguments after it: what the client execs for a pinned launcher. */
+async function writeProgram(store: string, argv: readonly string[]): Promise<string> {
+  const text = `#!/bin/sh\n# Written by the hvplug host: runs the copies it checked against a pin.\nexec ${argv.map(shellQuote).join(' ')} "$@"\n`;
+  const dest = join(store, `${sha256(text)}.sh`);
+  const tmp = join(store, `.${randomUUID()}`);
+  try {
+    const file = await open(tmp, 'wx', 0o500);
+    try {
+      await file.writeFile(text);
+    } finally {
+      await file.close();
+    }
+    await rename(tmp, dest);
+    return dest;
+  } finally {
+    await rm(tmp, { force: true });
+  }
 }

@@ -201,8 +201,8 @@ export class PluginClient {
     const env = pluginEnvironment(hostEnv, spec.envPassthrough, spec.env, {
       HVPLUG_MAX_MESSAGE_BYTES: String(opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES),
     });
-    const executable = await resolveExecutable(spec.command, env.PATH);
-    if (spec.sha256) await verifyPin(executable, spec.sha256);
+    const resolved = await resolveExecutable(spec.command, env.PATH);
+    const executable = spec.sha256 ? await verifyPin(resolved, spec.sha256, { pathEnv: env.PATH, runtimeDir: opts.runtimeDir }) : resolved;
     let child: ResultPromise;
     try {
       child = execa(executable, spec.args, {
