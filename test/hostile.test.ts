@@ -1,4 +1,5 @@
 import { readFileSync, readdirSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -73,7 +74,7 @@ async function beside(hostile: string, scenario: string, durationMs = 1_500): Pr
 
 describe('the host survives a hostile plugin', () => {
   it('one that closes its stdout and stays alive is treated as failed, killed and restarted', async () => {
-    const report = await beside('close-stdout', 'idle');
+    const report = await beside('close-stdout', 'restarted');
     // Restarted at least once: each start closes its stdout again.
     expect(report.badPids.length).toBeGreaterThan(1);
     expect(report.exited.length).toBeGreaterThan(0);
@@ -139,5 +140,78 @@ describe('answers that are not answers', () => {
     // 20,000 leaked calls cost ~37 MiB; what is left over must be noise.
     expect(grown).toBeLessThan(4 * 2 ** 20);
     expect(hv.info.plugin.name).toBe('hostile');
+  });
+});
+
+describe('close() leaves nothing of a plugin', () => {
+  async function hostWith(mode: string, env: Record<string, string> = {}, supervision = {}): Promise<{ host: PluginHost; dir: string }> {
+    const dir = await tempDir();
+    const host = new PluginHost({
+      stateDir: join(dir, 'state'),
+      runtimeDir: join(dir, 'run'),
+      logger: memoryLogger().logger,
+      plugins: [{ name: 'bad', command: fixture('hostile'), env: { HOSTILE: mode, ...env } }],
+      supervision: { healthIntervalMs: 0, ...supervision },
+    });
+    return { host, dir };
+  }
+
+  it('kills the process group of a plugin that exits on its own within the grace period', async () => {
+    const { host } = await hostWith('group-child');
+    await host.hypervisor('bad');
+    const pid = (await host.client('bad'))!.pid;
+    await eventually(() => groupMembers(pid).length === 2, 5_000, 'the plugin and its helper');
+    await host.close();
+    await eventually(() => groupMembers(pid).length === 0, 2_000, 'no process of the plugin group');
+  });
+
+  it('a helper holding the plugin pipes does not keep the host process from exiting', async () => {
+    const dir = await tempDir();
+    const pidfile = join(dir, 'holder.pid');
+    const script = join(dir, 'host.mjs');
+    const coreUrl = new URL('../dist/src/core/index.js', import.meta.url).href;
+    await writeFile(
+      script,
+      `import { PluginHost } from ${JSON.stringify(coreUrl)};
+const host = new PluginHost({ stateDir: ${JSON.stringify(dir)}, runtimeDir: ${JSON.stringify(dir)}, logLevel: 'silent',
+  plugins: [{ name: 'bad', command: ${JSON.stringify(fixture('hostile'))}, env: { HOSTILE: 'pipe-holder', HOSTILE_PIDFILE: ${JSON.stringify(pidfile)} } }] });
+await host.hypervisor('bad');
+await host.close();
+console.log('closed');
+`,
+    );
+    try {
+      const r = await execa(process.execPath, [script], { reject: false, timeout: 15_000 });
+      expect(r.stdout).toBe('closed');
+      expect(r.timedOut).toBe(false);
+      expect(r.exitCode).toBe(0);
+    } finally {
+      const holder = Number(await readFile(pidfile, 'utf8').catch(() => '0'));
+      if (holder > 0 && alive(holder)) process.kill(holder, 'SIGKILL');
+    }
+  });
+
+  it('close() during a restart leaves no new plugin process behind', async () => {
+    const { host } = await hostWith('', { HOSTILE_INIT_DELAY_MS: '600' }, { backoffMs: 10 });
+    await host.hypervisor('bad');
+    const first = (await host.client('bad'))!.pid;
+    const slowHostiles = (): number[] =>
+      readdirSync('/proc')
+        .filter((e) => /^\d+$/.test(e))
+        .map(Number)
+        .filter((p) => {
+          try {
+            return alive(p) && readFileSync(`/proc/${p}/environ`, 'utf8').includes('HOSTILE_INIT_DELAY_MS=600');
+          } catch {
+            return false;
+          }
+        });
+    const exited = new Promise((r) => host.once('plugin-exited', r));
+    process.kill(first, 'SIGKILL');
+    await exited;
+    // The new process is spawned and waits in its handshake while the host closes.
+    await eventually(() => slowHostiles().some((p) => p !== first), 2_000, 'the restart to spawn');
+    await host.close();
+    expect(slowHostiles()).toEqual([]);
   });
 });

@@ -52,6 +52,8 @@ export interface SupervisorEvents {
  */
 export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements PluginChannel {
   private client: PluginClient | undefined;
+  /** A process in its handshake, not yet the client. */
+  private starting: Promise<PluginClient> | undefined;
   private ready: Promise<PluginClient>;
   private readonly notificationListeners = new Set<(method: string, params: unknown) => void>();
   private readonly crashes: number[] = [];
@@ -102,7 +104,16 @@ export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements 
   }
 
   private async spawn(): Promise<PluginClient> {
-    const client = await PluginClient.start(this.spec, this.clientOpts);
+    const starting = PluginClient.start(this.spec, this.clientOpts);
+    this.starting = starting;
+    const client = await starting.finally(() => {
+      if (this.starting === starting) this.starting = undefined;
+    });
+    if (this.closing) {
+      // close() came while this process was in its handshake: it goes too.
+      await client.close();
+      throw new HvplugError(`plugin ${this.spec.name} is closed`, 'PluginExited');
+    }
     this.client = client;
     client.onNotification((m, p) => {
       for (const l of this.notificationListeners) l(m, p);
@@ -203,7 +214,8 @@ export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements 
   async close(): Promise<void> {
     this.closing = true;
     clearTimeout(this.healthTimer);
-    await this.client?.close();
+    // A process still in its handshake is closed by spawn() when it comes up; wait for that too.
+    await Promise.all([this.client?.close(), this.starting?.then((c) => c.exited).catch(() => undefined)]);
   }
 
   /** The current process, for tests and diagnostics. */
