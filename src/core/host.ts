@@ -159,12 +159,9 @@ export class PluginHost extends EventEmitter<HostEvents> {
     const rt = {} as Runtime;
     rt.spec = spec;
     if (spec.isolation === 'per-vm') {
-      rt.channel = await PerVmChannel.start(spec, clientOpts, supervision, (proc, vmId) => this.supervise(rt, proc, [vmId]));
-      this.supervise(rt, rt.channel.shared, []);
+      rt.channel = await PerVmChannel.start(spec, clientOpts, supervision, (proc, vmId) => this.supervise(rt, proc, vmId === undefined ? [] : [vmId]));
     } else {
-      const proc = await SupervisedPlugin.start(spec, clientOpts, supervision);
-      rt.channel = proc;
-      this.supervise(rt, proc, undefined);
+      rt.channel = await SupervisedPlugin.start(spec, clientOpts, supervision, (proc) => this.supervise(rt, proc, undefined));
     }
     rt.shim = new ShimHypervisor(rt.channel, {
       interceptors: this.interceptors,
@@ -195,7 +192,10 @@ export class PluginHost extends EventEmitter<HostEvents> {
       this.emit('plugin-failed', { plugin, error });
     });
     proc.reattach = async () => {
-      const vms = vmIds === undefined ? rt.shim.listVms() : vmIds.map((id) => rt.shim.vm(id)).filter((v): v is ShimVm => !!v);
+      // A VM whose creating call is still waiting for this process is not one to recover: the call brings it up.
+      const vms = (vmIds === undefined ? rt.shim.listVms() : vmIds.map((id) => rt.shim.vm(id)).filter((v): v is ShimVm => !!v)).filter(
+        (vm) => !rt.shim.isComingUp(vm.id),
+      );
       await Promise.all(vms.map((vm) => this.recoverOne(rt, vm.id, vm.config, vm.state)));
     };
   }

@@ -17,8 +17,8 @@ export class PerVmChannel implements PluginChannel {
     private readonly clientOpts: ClientOptions,
     private readonly supervision: SupervisionOptions,
     readonly shared: SupervisedPlugin,
-    /** Told of every per-VM process, so the host can supervise and re-attach it. */
-    private readonly onProcess: (proc: SupervisedPlugin, vmId: string) => void,
+    /** Told of every process before it starts (vmId undefined for the shared one), so the host can supervise and re-attach it. */
+    private readonly onProcess: (proc: SupervisedPlugin, vmId: string | undefined) => void,
   ) {
     shared.onNotification((m, p) => this.forward(m, p));
   }
@@ -27,9 +27,9 @@ export class PerVmChannel implements PluginChannel {
     spec: PluginSpec,
     clientOpts: ClientOptions,
     supervision: SupervisionOptions,
-    onProcess: (proc: SupervisedPlugin, vmId: string) => void,
+    onProcess: (proc: SupervisedPlugin, vmId: string | undefined) => void,
   ): Promise<PerVmChannel> {
-    const shared = await SupervisedPlugin.start(spec, clientOpts, supervision);
+    const shared = await SupervisedPlugin.start(spec, clientOpts, supervision, (proc) => onProcess(proc, undefined));
     return new PerVmChannel(spec, clientOpts, supervision, shared, onProcess);
   }
 
@@ -54,10 +54,9 @@ export class PerVmChannel implements PluginChannel {
   private spawnFor(vmId: string): Promise<SupervisedPlugin> {
     let p = this.perVm.get(vmId);
     if (!p) {
-      p = SupervisedPlugin.start(this.spec, this.clientOpts, this.supervision).then((s) => {
+      p = SupervisedPlugin.start(this.spec, this.clientOpts, this.supervision, (s) => {
         s.onNotification((m, params) => this.forward(m, params));
         this.onProcess(s, vmId);
-        return s;
       });
       this.perVm.set(vmId, p);
       p.catch(() => this.perVm.delete(vmId));

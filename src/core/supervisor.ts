@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { EventEmitter } from 'node:events';
 import type { InitializeResult } from 'hvplug/protocol';
 import type { ChannelCallOptions, PluginChannel } from '../shim/channel.js';
@@ -64,6 +65,13 @@ export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements 
   private readonly opts: Required<SupervisionOptions>;
   /** Runs after a restart, before queued calls go through (re-attaching VMs). */
   reattach: (() => Promise<void>) | undefined;
+  /**
+   * Whether calls go straight to the current process. Not before a new process has re-attached its VMs:
+   * calls made meanwhile (from a plugin-started listener, say) would find none of them.
+   */
+  private routable = false;
+  /** The calls of a re-attach itself go to the new process at once (anything else waits for the re-attach). */
+  private readonly reattaching = new AsyncLocalStorage<PluginClient>();
 
   private constructor(
     readonly spec: PluginSpec,
@@ -76,9 +84,19 @@ export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements 
     this.ready.catch(() => undefined);
   }
 
-  static async start(spec: PluginSpec, clientOpts: ClientOptions, opts: SupervisionOptions = {}): Promise<SupervisedPlugin> {
+  /** `wire` sees the supervisor before its first process starts, so that its listeners hear that start too. */
+  static async start(
+    spec: PluginSpec,
+    clientOpts: ClientOptions,
+    opts: SupervisionOptions = {},
+    wire?: (proc: SupervisedPlugin) => void,
+  ): Promise<SupervisedPlugin> {
     const s = new SupervisedPlugin(spec, clientOpts, opts);
-    s.ready = s.spawn();
+    wire?.(s);
+    s.ready = s.spawn().then((client) => {
+      s.routable = true;
+      return client;
+    });
     await s.ready;
     return s;
   }
@@ -128,7 +146,9 @@ export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements 
   call(method: string, params: unknown, opts: ChannelCallOptions): Promise<unknown> {
     if (this.failed) return Promise.reject(this.failed);
     // Not async: handing back the client's own promise spares every call two promise hops.
-    if (this.client?.alive) return this.client.call(method, params, opts);
+    if (this.routable && this.client?.alive) return this.client.call(method, params, opts);
+    const reattaching = this.reattaching.getStore();
+    if (reattaching?.alive) return reattaching.call(method, params, opts);
     return this.waitReady(method, opts).then((client) => client.call(method, params, opts));
   }
 
@@ -146,6 +166,7 @@ export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements 
 
   private onExit(client: PluginClient): void {
     if (client !== this.client || this.closing) return;
+    this.routable = false;
     clearTimeout(this.healthTimer);
     // A protocol error leaves the process running until it is reaped: make sure it goes.
     client.kill('SIGKILL');
@@ -177,7 +198,8 @@ export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements 
       try {
         this.restarts++;
         const client = await this.spawn();
-        await this.reattach?.();
+        await this.reattaching.run(client, async () => this.reattach?.());
+        this.routable = true;
         this.emit('restarted', { pid: client.pid, restart: this.restarts });
         return client;
       } catch (err) {

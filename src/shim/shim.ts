@@ -141,6 +141,7 @@ export interface ShimHypervisor extends HypervisorApi {}
 // eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging -- methods are installed from the table below
 export class ShimHypervisor {
   private readonly vms = new Map<string, ShimVm>();
+  private readonly comingUp = new Set<string>();
   private readonly progress = new Map<string, (p: Progress) => void>();
   private readonly eventListeners = new Set<(e: VmEvent) => void>();
   private readonly detach: () => void;
@@ -167,6 +168,11 @@ export class ShimHypervisor {
 
   listVms(): ShimVm[] {
     return [...this.vms.values()];
+  }
+
+  /** Whether the call that creates or restores this VM is still under way. */
+  isComingUp(vmId: string): boolean {
+    return this.comingUp.has(vmId);
   }
 
   /** Every VM event this plugin sends. */
@@ -319,6 +325,7 @@ export class ShimHypervisor {
     const existed = this.vms.has(vmId);
     const vm = this.vms.get(vmId) ?? new ShimVm(vmId, this, config, 'created');
     this.vms.set(vmId, vm);
+    if (!existed) this.comingUp.add(vmId);
     try {
       if (!existed) await this.opts.onVmCreating?.({ vmId, status: vm.status, state: vm.state, config });
       await this.invoke(method, { ...params, vmId }, opts, vm);
@@ -329,6 +336,8 @@ export class ShimHypervisor {
         if (method !== 'vm/recover') await this.opts.onVmGone?.(vmId);
       }
       throw err;
+    } finally {
+      if (!existed) this.comingUp.delete(vmId);
     }
     return vm;
   }
