@@ -75,6 +75,14 @@ describe('FrameDecoder', () => {
     expect(() => d.push(Buffer.from('p'.repeat(200)))).toThrow(/header longer than 1024 bytes/);
   });
 
+  it('refuses two Content-Length headers in one frame, naming the duplicate', () => {
+    for (const header of ['Content-Length: 2\r\nContent-Length: 3', 'Content-Length: 2\r\ncontent-length: 2', 'content-length: 2\r\nX-Other: 1\r\nCONTENT-LENGTH: 2']) {
+      const err = thrown(() => new FrameDecoder().push(Buffer.from(`${header}\r\n\r\n{}`)));
+      expect(err, header).toBeInstanceOf(FramingError);
+      expect((err as Error).message, header).toMatch(/duplicate Content-Length header/);
+    }
+  });
+
   it('still accepts header lines other than Content-Length and Content-Type', () => {
     const d = new FrameDecoder();
     expect(decodeAll(d, [Buffer.from('Content-Length: 2\r\nX-Trace: abc\r\n\r\n{}')])).toEqual(['{}']);

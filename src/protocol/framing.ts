@@ -125,13 +125,15 @@ export class FrameDecoder {
   }
 }
 
-/** The Content-Length of a header in general form: any case, more header lines. */
+/** The Content-Length of a header in general form: any case, more header lines, each named at most once for the length. */
 function parseHeader(header: string): number {
   let length: number | undefined;
   for (const line of header.split('\r\n')) {
     const colon = line.indexOf(':');
     if (colon < 0) throw new FramingError(`malformed header line ${JSON.stringify(line)}`, JSON.stringify(line));
     if (line.slice(0, colon).trim().toLowerCase() === 'content-length') {
+      // Two lengths make the frame's end ambiguous; a reader that took the other one would mis-frame.
+      if (length !== undefined) throw new FramingError(`duplicate Content-Length header ${JSON.stringify(line)}`, JSON.stringify(header));
       const v = line.slice(colon + 1).trim();
       if (!/^\d{1,12}$/.test(v)) throw new FramingError(`bad Content-Length ${JSON.stringify(v)}`, JSON.stringify(line));
       length = Number(v);
