@@ -7,6 +7,8 @@ export interface BenchConfig {
   scale: { large: number; small: number; smallRuns: number; concurrency: number; reps: number };
   qemu: { reps: number; timeoutMs: number; enabled: boolean };
   recovery: { vms: number; reps: number };
+  /** runs: decodes per repetition, of which the median counts (one decode is a few ms). */
+  framing: { reps: number; runs: number };
 }
 
 export const FULL: BenchConfig = {
@@ -16,6 +18,7 @@ export const FULL: BenchConfig = {
   scale: { large: 1_000, small: 10, smallRuns: 20, concurrency: 10, reps: 2 },
   qemu: { reps: 7, timeoutMs: 60_000, enabled: true },
   recovery: { vms: 100, reps: 7 },
+  framing: { reps: 15, runs: 7 },
 };
 
 export const QUICK: BenchConfig = {
@@ -26,4 +29,5 @@ export const QUICK: BenchConfig = {
   // A QEMU boot takes seconds; the quick configuration reports the figure as not measured instead.
   qemu: { reps: 1, timeoutMs: 60_000, enabled: false },
   recovery: { vms: 5, reps: 2 },
+  framing: { reps: 2, runs: 1 },
 };

@@ -1,6 +1,29 @@
 import type { Logger } from 'pino';
 import { z } from 'zod';
 
+/** The most of one stderr line that is kept; the rest of the line is counted and dropped, never buffered. */
+export const MAX_LOG_LINE_BYTES = 64 * 1024;
+/** How many of the last stderr lines go into crash errors (`PluginExitedError.stderrTail`). */
+export const STDERR_TAIL_LINES = 20;
+/** The most bytes those tail lines hold together, so that a crash error stays a readable size. */
+export const STDERR_TAIL_BYTES = 8 * 1024;
+/** The most of one line the tail keeps, so that one long line cannot push every other line out of it. */
+export const STDERR_TAIL_LINE_BYTES = 2 * 1024;
+
+export interface PluginLogLimits {
+  lineBytes: number;
+  tailLines: number;
+  tailBytes: number;
+  tailLineBytes: number;
+}
+
+const DEFAULT_LIMITS: PluginLogLimits = {
+  lineBytes: MAX_LOG_LINE_BYTES,
+  tailLines: STDERR_TAIL_LINES,
+  tailBytes: STDERR_TAIL_BYTES,
+  tailLineBytes: STDERR_TAIL_LINE_BYTES,
+};
+
 const PINO_LEVELS: Record<number, 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal'> = {
   10: 'trace',
   20: 'debug',
@@ -11,51 +34,125 @@ const PINO_LEVELS: Record<number, 'trace' | 'debug' | 'info' | 'warn' | 'error' 
 };
 
 const PinoLine = z.looseObject({ level: z.number().int(), msg: z.string().optional() });
+const NEWLINE = 0x0a;
 
 /**
  * A plugin's stderr is its log channel. pino JSON lines are re-emitted at their own level through the
- * host's logger (bound to plugin and pid); anything else is kept as text. The last lines are kept for
- * crash reports.
+ * host's logger (bound to plugin and pid), the plugin's own fields nested under `fields` so that they
+ * cannot stand in for the host's; anything else is kept as text. The last lines are kept for crash reports.
+ *
+ * Work is linear in the bytes read: each chunk is scanned once for newlines, and a line is held as the
+ * list of its pieces up to MAX_LOG_LINE_BYTES; past that its bytes are only counted.
  */
 export class PluginLog {
+  private readonly limits: PluginLogLimits;
   private readonly tail: string[] = [];
-  private partial = '';
+  private tailTotal = 0;
+  private pieces: Buffer[] = [];
+  private kept = 0;
+  private dropped = 0;
 
   constructor(
     private readonly logger: Logger,
-    private readonly tailSize = 20,
-  ) {}
+    limits: Partial<PluginLogLimits> = {},
+  ) {
+    this.limits = { ...DEFAULT_LIMITS, ...limits };
+  }
+
+  /** Bytes of the unfinished line held now; never more than the line cap. */
+  get pendingBytes(): number {
+    return this.kept;
+  }
 
   push(chunk: Buffer): void {
-    const text = this.partial + chunk.toString('utf8');
-    const lines = text.split('\n');
-    this.partial = lines.pop() ?? '';
-    for (const line of lines) this.line(line);
+    let start = 0;
+    for (;;) {
+      const nl = chunk.indexOf(NEWLINE, start);
+      this.keep(chunk.subarray(start, nl < 0 ? chunk.length : nl));
+      if (nl < 0) return;
+      this.endLine();
+      start = nl + 1;
+    }
   }
 
   flush(): void {
-    if (this.partial) this.line(this.partial);
-    this.partial = '';
+    if (this.kept > 0 || this.dropped > 0) this.endLine();
   }
 
   lastLines(): string[] {
     return [...this.tail];
   }
 
-  private line(raw: string): void {
-    const line = raw.replace(/\r$/, '');
-    if (!line) return;
-    this.tail.push(line);
-    if (this.tail.length > this.tailSize) this.tail.shift();
-    const parsed = line.startsWith('{') ? PinoLine.safeParse(safeJson(line)) : undefined;
+  private keep(piece: Buffer): void {
+    const room = this.limits.lineBytes - this.kept;
+    if (piece.length <= room) {
+      if (piece.length > 0) this.pieces.push(piece);
+      this.kept += piece.length;
+      return;
+    }
+    // A copy, so that what is kept of a line does not pin the whole chunk it came in.
+    if (room > 0) this.pieces.push(Buffer.from(piece.subarray(0, room)));
+    this.kept += room;
+    this.dropped += piece.length - room;
+  }
+
+  private endLine(): void {
+    let bytes = this.pieces.length === 1 ? (this.pieces[0] as Buffer) : Buffer.concat(this.pieces, this.kept);
+    let dropped = this.dropped;
+    this.pieces = [];
+    this.kept = 0;
+    this.dropped = 0;
+    if (dropped === 0 && bytes.at(-1) === 0x0d) bytes = bytes.subarray(0, -1);
+    if (bytes.length === 0 && dropped === 0) return;
+    const whole = utf8Prefix(bytes, bytes.length);
+    dropped += bytes.length - whole;
+    const text = bytes.subarray(0, whole).toString('utf8');
+    const line = dropped > 0 ? `${text}${marker(dropped)}` : text;
+    this.remember(cut(bytes.subarray(0, whole), dropped, this.limits.tailLineBytes));
+    // A cut line is no longer whole JSON: it can only be text.
+    const parsed = dropped === 0 && line.startsWith('{') ? PinoLine.safeParse(safeJson(line)) : undefined;
     if (parsed?.success) {
       const { level, msg, time: _time, pid: _pid, hostname: _host, ...fields } = parsed.data;
       const method = PINO_LEVELS[level] ?? 'info';
-      this.logger[method](fields, msg ?? '');
+      if (Object.keys(fields).length > 0) this.logger[method]({ fields }, msg ?? '');
+      else this.logger[method](msg ?? '');
     } else {
       this.logger.info({ stderr: true }, line);
     }
   }
+
+  private remember(line: string): void {
+    const size = Buffer.byteLength(line);
+    this.tail.push(line);
+    this.tailTotal += size;
+    while (this.tail.length > this.limits.tailLines || (this.tailTotal > this.limits.tailBytes && this.tail.length > 1)) {
+      this.tailTotal -= Buffer.byteLength(this.tail.shift() as string);
+    }
+  }
+}
+
+function marker(dropped: number): string {
+  return `… [truncated ${dropped} bytes]`;
+}
+
+/** `bytes` (a line of which `dropped` more bytes were already dropped) as text of at most `max` bytes, marker included. */
+function cut(bytes: Buffer, dropped: number, max: number): string {
+  if (dropped === 0 && bytes.length <= max) return bytes.toString('utf8');
+  // The marker is widest when nothing is kept; sizing for that, the kept part always fits beside it.
+  const room = Math.max(0, max - Buffer.byteLength(marker(dropped + bytes.length)));
+  const keep = utf8Prefix(bytes, Math.min(room, bytes.length));
+  return `${bytes.subarray(0, keep).toString('utf8')}${marker(dropped + bytes.length - keep)}`;
+}
+
+/** The longest prefix of `bytes[0, n)` that does not end inside a UTF-8 character. */
+function utf8Prefix(bytes: Buffer, n: number): number {
+  // Back up over continuation bytes (10xxxxxx) to the lead byte of the last character.
+  let lead = n - 1;
+  while (lead >= 0 && lead > n - 4 && ((bytes[lead] as number) & 0xc0) === 0x80) lead--;
+  if (lead < 0) return n;
+  const b = bytes[lead] as number;
+  const width = b < 0x80 ? 1 : b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
+  return lead + width <= n ? n : lead;
 }
 
 function safeJson(line: string): unknown {

@@ -6,6 +6,8 @@
 export const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 const MAX_HEADER_BYTES = 1024;
 const HEADER_END = Buffer.from('\r\n\r\n');
+/** A header ends within this many bytes of its start, or it is longer than MAX_HEADER_BYTES. */
+const HEADER_WINDOW = MAX_HEADER_BYTES + HEADER_END.length;
 const HEADER_PREFIX = Buffer.from('content-');
 
 export class FramingError extends Error {
@@ -54,57 +56,91 @@ function plainContentLength(buf: Buffer, end: number): number | undefined {
   return n;
 }
 
+/**
+ * Work is linear in the bytes pushed: a body that spans chunks is kept as the list of its pieces and
+ * copied once, when its last byte arrives; a header is looked for in at most MAX_HEADER_BYTES + 4 bytes.
+ * Holds at most one body (≤ maxMessageBytes) and one header's bytes.
+ */
 export class FrameDecoder {
-  private buf: Buffer = Buffer.alloc(0);
+  /** The start of a header not yet ended, at most MAX_HEADER_BYTES bytes. */
+  private head: Buffer = Buffer.alloc(0);
   private bodyLength = -1;
+  private pieces: Buffer[] = [];
+  private buffered = 0;
 
   constructor(readonly maxMessageBytes: number = DEFAULT_MAX_MESSAGE_BYTES) {}
 
   /** Appends a chunk and returns every complete body it completes. Throws FramingError on bad input. */
   push(chunk: Buffer): Buffer[] {
-    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
     const out: Buffer[] = [];
+    let rest = chunk;
     for (;;) {
       if (this.bodyLength < 0) {
-        if (!looksLikeHeader(this.buf)) {
-          throw new FramingError(`expected a Content-Length header, got ${previewBytes(this.buf)}`, previewBytes(this.buf));
-        }
-        const end = this.buf.indexOf(HEADER_END);
-        if (end < 0) {
-          if (this.buf.length > MAX_HEADER_BYTES) {
-            throw new FramingError(`header longer than ${MAX_HEADER_BYTES} bytes: ${previewBytes(this.buf)}`, previewBytes(this.buf));
-          }
-          return out;
-        }
-        const length = plainContentLength(this.buf, end) ?? this.parseHeader(this.buf.subarray(0, end).toString('latin1'));
-        if (length > this.maxMessageBytes) {
-          throw new FramingError(`message of ${length} bytes exceeds the limit of ${this.maxMessageBytes} bytes`);
-        }
-        this.bodyLength = length;
-        this.buf = this.buf.subarray(end + HEADER_END.length);
+        if (rest.length === 0) return out;
+        const taken = this.readHeader(rest);
+        if (taken < 0) return out;
+        rest = rest.subarray(taken);
       }
-      if (this.buf.length < this.bodyLength) return out;
-      out.push(this.buf.subarray(0, this.bodyLength));
-      this.buf = this.buf.subarray(this.bodyLength);
+      const need = this.bodyLength - this.buffered;
+      if (rest.length < need) {
+        if (rest.length > 0) this.pieces.push(rest);
+        this.buffered += rest.length;
+        return out;
+      }
+      const last = rest.subarray(0, need);
+      out.push(this.pieces.length === 0 ? last : Buffer.concat([...this.pieces, last], this.bodyLength));
+      rest = rest.subarray(need);
+      this.pieces = [];
+      this.buffered = 0;
       this.bodyLength = -1;
-      if (this.buf.length === 0) return out;
     }
   }
 
-  private parseHeader(header: string): number {
-    let length: number | undefined;
-    for (const line of header.split('\r\n')) {
-      const colon = line.indexOf(':');
-      if (colon < 0) throw new FramingError(`malformed header line ${JSON.stringify(line)}`, JSON.stringify(line));
-      if (line.slice(0, colon).trim().toLowerCase() === 'content-length') {
-        const v = line.slice(colon + 1).trim();
-        if (!/^\d{1,12}$/.test(v)) throw new FramingError(`bad Content-Length ${JSON.stringify(v)}`, JSON.stringify(line));
-        length = Number(v);
-      }
+  /**
+   * Reads a header from the held start of one and `rest`: sets bodyLength and returns how many bytes of
+   * `rest` it took, or -1 when the header has not ended yet (its bytes are then held).
+   */
+  private readHeader(rest: Buffer): number {
+    const held = this.head.length;
+    const data = held === 0 ? rest.subarray(0, HEADER_WINDOW) : Buffer.concat([this.head, rest.subarray(0, HEADER_WINDOW - held)]);
+    if (!looksLikeHeader(data)) {
+      throw new FramingError(`expected a Content-Length header, got ${previewBytes(data)}`, previewBytes(data));
     }
-    if (length === undefined) throw new FramingError(`header without Content-Length: ${JSON.stringify(header)}`);
-    return length;
+    const end = data.indexOf(HEADER_END);
+    if (end < 0) {
+      if (data.length > MAX_HEADER_BYTES) {
+        throw new FramingError(`header longer than ${MAX_HEADER_BYTES} bytes: ${previewBytes(data)}`, previewBytes(data));
+      }
+      // A copy: the held bytes are few, the chunk they came in may be large.
+      this.head = Buffer.from(data);
+      return -1;
+    }
+    const length = plainContentLength(data, end) ?? parseHeader(data.subarray(0, end).toString('latin1'));
+    if (length > this.maxMessageBytes) {
+      throw new FramingError(`message of ${length} bytes exceeds the limit of ${this.maxMessageBytes} bytes`);
+    }
+    this.bodyLength = length;
+    this.head = Buffer.alloc(0);
+    return end + HEADER_END.length - held;
   }
+}
+
+/** The Content-Length of a header in general form: any case, more header lines, each named at most once for the length. */
+function parseHeader(header: string): number {
+  let length: number | undefined;
+  for (const line of header.split('\r\n')) {
+    const colon = line.indexOf(':');
+    if (colon < 0) throw new FramingError(`malformed header line ${JSON.stringify(line)}`, JSON.stringify(line));
+    if (line.slice(0, colon).trim().toLowerCase() === 'content-length') {
+      // Two lengths make the frame's end ambiguous; a reader that took the other one would mis-frame.
+      if (length !== undefined) throw new FramingError(`duplicate Content-Length header ${JSON.stringify(line)}`, JSON.stringify(header));
+      const v = line.slice(colon + 1).trim();
+      if (!/^\d{1,12}$/.test(v)) throw new FramingError(`bad Content-Length ${JSON.stringify(v)}`, JSON.stringify(line));
+      length = Number(v);
+    }
+  }
+  if (length === undefined) throw new FramingError(`header without Content-Length: ${JSON.stringify(header)}`);
+  return length;
 }
 
 /**

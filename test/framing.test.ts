@@ -1,0 +1,90 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { encodeFrame, FrameDecoder, FramingError } from 'hvplug/protocol';
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+function decodeAll(d: FrameDecoder, parts: readonly Buffer[]): string[] {
+  return parts.flatMap((p) => d.push(p).map((b) => b.toString('utf8')));
+}
+
+function thrown(f: () => unknown): unknown {
+  try {
+    f();
+  } catch (e) {
+    return e;
+  }
+  return undefined;
+}
+
+describe('FrameDecoder', () => {
+  const bodies = [JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'é' }), '', JSON.stringify({ jsonrpc: '2.0', id: 2, result: {} })];
+  const stream = Buffer.concat([
+    encodeFrame(bodies[0]!),
+    Buffer.from('content-length: 0\r\nContent-Type: application/vscode-jsonrpc; charset=utf-8\r\n\r\n'),
+    encodeFrame(bodies[2]!),
+  ]);
+
+  it('decodes the same bodies whatever two boundaries split the stream', () => {
+    for (let i = 0; i <= stream.length; i++) {
+      for (let j = i; j <= stream.length; j++) {
+        const parts = [stream.subarray(0, i), stream.subarray(i, j), stream.subarray(j)];
+        expect(decodeAll(new FrameDecoder(), parts), `split at ${i}, ${j}`).toEqual(bodies);
+      }
+    }
+  });
+
+  it('decodes the stream fed one byte at a time', () => {
+    const parts = Array.from({ length: stream.length }, (_, i) => stream.subarray(i, i + 1));
+    expect(decodeAll(new FrameDecoder(), parts)).toEqual(bodies);
+  });
+
+  it('copies each byte of a large body at most once, fed in 64 KiB chunks', () => {
+    const body = Buffer.alloc(15 * 1024 * 1024, 'x');
+    const frame = Buffer.concat([Buffer.from(`Content-Length: ${body.length}\r\n\r\n`), body]);
+    let copied = 0;
+    const concat = Buffer.concat.bind(Buffer);
+    vi.spyOn(Buffer, 'concat').mockImplementation((list, total) => {
+      const out = concat(list, total);
+      copied += out.length;
+      return out;
+    });
+    const d = new FrameDecoder();
+    const out: Buffer[] = [];
+    for (let i = 0; i < frame.length; i += 64 * 1024) out.push(...d.push(frame.subarray(i, i + 64 * 1024)));
+    vi.restoreAllMocks();
+    expect(out).toHaveLength(1);
+    expect(out[0]!.equals(body)).toBe(true);
+    expect(copied).toBeLessThanOrEqual(body.length + 64 * 1024);
+  });
+
+  it('refuses an over-size message from its header, split or whole, before its body arrives', () => {
+    const header = Buffer.from('Content-Length: 1001\r\n\r\n');
+    for (let i = 0; i <= header.length; i++) {
+      const d = new FrameDecoder(1000);
+      const err = thrown(() => decodeAll(d, [header.subarray(0, i), header.subarray(i)]));
+      expect(err, `split at ${i}`).toBeInstanceOf(FramingError);
+      expect((err as Error).message).toBe('message of 1001 bytes exceeds the limit of 1000 bytes');
+    }
+  });
+
+  it('refuses a header longer than 1024 bytes without its end', () => {
+    const d = new FrameDecoder();
+    expect(d.push(Buffer.from(`Content-Length: 2\r\nX-Pad: ${'p'.repeat(900)}`))).toEqual([]);
+    expect(() => d.push(Buffer.from('p'.repeat(200)))).toThrow(/header longer than 1024 bytes/);
+  });
+
+  it('refuses two Content-Length headers in one frame, naming the duplicate', () => {
+    for (const header of ['Content-Length: 2\r\nContent-Length: 3', 'Content-Length: 2\r\ncontent-length: 2', 'content-length: 2\r\nX-Other: 1\r\nCONTENT-LENGTH: 2']) {
+      const err = thrown(() => new FrameDecoder().push(Buffer.from(`${header}\r\n\r\n{}`)));
+      expect(err, header).toBeInstanceOf(FramingError);
+      expect((err as Error).message, header).toMatch(/duplicate Content-Length header/);
+    }
+  });
+
+  it('still accepts header lines other than Content-Length and Content-Type', () => {
+    const d = new FrameDecoder();
+    expect(decodeAll(d, [Buffer.from('Content-Length: 2\r\nX-Trace: abc\r\n\r\n{}')])).toEqual(['{}']);
+  });
+});
