@@ -215,3 +215,72 @@ console.log('closed');
     expect(slowHostiles()).toEqual([]);
   });
 });
+
+describe('floods', () => {
+  it('a flood of status-changing events is cut off with a typed error; calls keep their deadline, memory stays bounded', async () => {
+    const report = (await beside('event-flood', 'start', 3_000)) as Report & { startMs: number };
+    expect(report.startMs).toBeLessThan(3_000 + 1_000);
+    expect(report.exited).toContain('ProtocolError');
+  });
+
+  it('an endless stderr line costs the host neither its pings nor its memory', async () => {
+    await beside('stderr-flood', 'idle', 3_000);
+  });
+
+  it('requests to the host whose answers the plugin never reads are cut off', async () => {
+    const report = await beside('request-flood', 'idle', 3_000);
+    // Killed either way: for what waits unread in its stdin, or for the health pings it no longer reads.
+    expect(report.exited.length).toBeGreaterThan(0);
+  });
+});
+
+describe('events a plugin may not send', () => {
+  const hosts: PluginHost[] = [];
+  afterEach(async () => {
+    await Promise.all(hosts.splice(0).map((h) => h.close()));
+  });
+
+  async function hostile(mode: string, isolation: 'shared' | 'per-vm' = 'shared'): Promise<{ host: PluginHost; lines: () => Record<string, unknown>[] }> {
+    const dir = await tempDir();
+    const { logger, lines } = memoryLogger();
+    const host = new PluginHost({
+      stateDir: join(dir, 'state'),
+      runtimeDir: join(dir, 'run'),
+      logger,
+      plugins: [{ name: 'bad', command: fixture('hostile'), env: { HOSTILE: mode }, isolation }],
+      supervision: { healthIntervalMs: 0 },
+    });
+    hosts.push(host);
+    return { host, lines };
+  }
+
+  it('an event older than the last applied one for its VM is dropped and logged', async () => {
+    const { host, lines } = await hostile('stale-events');
+    const vm = await (await host.hypervisor('bad')).createVm({ config: {} });
+    const seen: string[] = [];
+    vm.on('event', (e) => seen.push(`${e.type}:${e.seq}`));
+    await vm.start();
+    await eventually(() => vm.status === 'stopped', 2_000, 'the stopped event');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(vm.status).toBe('stopped');
+    expect(seen).toEqual(['stopped:6']);
+    await eventually(async () => (await host.records()).records[0]?.status === 'stopped', 2_000, 'the record to say stopped');
+    expect(lines().filter((l) => String(l.err).includes('stale event'))).toHaveLength(2);
+  });
+
+  it('under per-vm isolation a process cannot change another VM with forged events', async () => {
+    const { host, lines } = await hostile('forge', 'per-vm');
+    const hv = await host.hypervisor('bad');
+    const victim = await hv.createVm({ vmId: 'victim', config: {} });
+    await victim.start();
+    const attacker = await hv.createVm({ vmId: 'attacker', config: {} });
+    // The victim's own process forges events for it too (its id is its own): only the attacker's must be dropped.
+    const before = { status: victim.status, state: victim.state };
+    await attacker.start();
+    await new Promise((r) => setTimeout(r, 300));
+    expect({ status: victim.status, state: victim.state }).toEqual(before);
+    const record = (await host.records()).records.find((r) => r.vmId === 'victim');
+    expect(record?.state).toEqual(before.state);
+    expect(lines().some((l) => String(l.msg).includes('event for a VM it does not serve'))).toBe(true);
+  });
+});

@@ -48,6 +48,11 @@ export interface HostEvents {
   'record-error': [RecordError];
 }
 
+interface PendingRecord {
+  next: VmRecord | undefined;
+  waiters: { resolve: () => void; reject: (err: Error) => void }[];
+}
+
 interface Runtime {
   spec: PluginSpec;
   channel: SupervisedPlugin | PerVmChannel;
@@ -76,6 +81,8 @@ export class PluginHost extends EventEmitter<HostEvents> {
   private readonly created = new Map<string, string>();
   private readonly createdAt = new Map<string, string>();
   private closed = false;
+  /** Per VM, the newest record not yet written and who waits for it (see persist). */
+  private readonly recordWrites = new Map<string, PendingRecord>();
   /** Record writes in flight; close() waits for them so an exiting embedder leaves no stale record. */
   private readonly writes = new Set<Promise<unknown>>();
 
@@ -206,12 +213,47 @@ export class PluginHost extends EventEmitter<HostEvents> {
     return p;
   }
 
-  private async persist(plugin: string, u: VmRecordUpdate): Promise<void> {
+  /**
+   * Writes a VM's record; resolves once a write holding this update (or a newer one) is done. However fast the
+   * updates come (a plugin's events), a VM has one write in flight and one newest record waiting: the rest are
+   * skipped, and what waits for them is one callback each until the next write.
+   */
+  private persist(plugin: string, u: VmRecordUpdate): Promise<void> {
     const now = new Date().toISOString();
     const createdAt = this.createdAt.get(u.vmId) ?? now;
     this.createdAt.set(u.vmId, createdAt);
     const record: VmRecord = { vmId: u.vmId, plugin, config: u.config, state: u.state, status: u.status, createdAt, updatedAt: now };
-    await this.track(this.store.put(record));
+    let pending = this.recordWrites.get(u.vmId);
+    const written = new Promise<void>((resolve, reject) => {
+      if (pending) {
+        pending.next = record;
+        pending.waiters.push({ resolve, reject });
+        return;
+      }
+      pending = { next: record, waiters: [{ resolve, reject }] };
+      this.recordWrites.set(u.vmId, pending);
+      void this.track(this.writeRecords(u.vmId, pending));
+    });
+    return written;
+  }
+
+  private async writeRecords(vmId: string, pending: PendingRecord): Promise<void> {
+    try {
+      while (pending.next) {
+        const record = pending.next;
+        const waiters = pending.waiters;
+        pending.next = undefined;
+        pending.waiters = [];
+        try {
+          await this.store.put(record);
+          for (const w of waiters) w.resolve();
+        } catch (err) {
+          for (const w of waiters) w.reject(err as Error);
+        }
+      }
+    } finally {
+      this.recordWrites.delete(vmId);
+    }
   }
 
   /** vm/recover for one VM; a VM that cannot be re-attached is reported lost (event, status, record), not forgotten. */

@@ -1,5 +1,6 @@
-import { isMethodName, methodDef, type InitializeResult } from 'hvplug/protocol';
-import type { ChannelCallOptions, PluginChannel } from '../shim/channel.js';
+import type { Logger } from 'pino';
+import { isMethodName, methodDef, notificationVmId, type InitializeResult } from 'hvplug/protocol';
+import type { ChannelCallOptions, NotificationListener, PluginChannel } from '../shim/channel.js';
 import { SupervisedPlugin, type SupervisionOptions } from './supervisor.js';
 import type { ClientOptions } from './plugin-client.js';
 import type { PluginSpec } from './plugin-spec.js';
@@ -10,7 +11,8 @@ import type { PluginSpec } from './plugin-spec.js';
  */
 export class PerVmChannel implements PluginChannel {
   private readonly perVm = new Map<string, Promise<SupervisedPlugin>>();
-  private readonly listeners = new Set<(method: string, params: unknown) => void>();
+  private readonly listeners = new Set<NotificationListener>();
+  private readonly logger: Logger;
 
   private constructor(
     private readonly spec: PluginSpec,
@@ -20,7 +22,9 @@ export class PerVmChannel implements PluginChannel {
     /** Told of every process before it starts (vmId undefined for the shared one), so the host can supervise and re-attach it. */
     private readonly onProcess: (proc: SupervisedPlugin, vmId: string | undefined) => void,
   ) {
-    shared.onNotification((m, p) => this.forward(m, p));
+    this.logger = clientOpts.logger.child({ plugin: spec.name });
+    // The shared process serves no VM: a VM's notifications come from that VM's own process only.
+    shared.onNotification((m, p, origin) => this.forwardFrom(undefined, m, p, origin));
   }
 
   static async start(
@@ -37,13 +41,19 @@ export class PerVmChannel implements PluginChannel {
     return this.shared.info;
   }
 
-  onNotification(listener: (method: string, params: unknown) => void): () => void {
+  onNotification(listener: NotificationListener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
 
-  private forward(method: string, params: unknown): void {
-    for (const l of this.listeners) l(method, params);
+  /** Passes on what the process serving `served` (undefined: the shared one) may say; drops and logs the rest. */
+  private forwardFrom(served: string | undefined, method: string, params: unknown, origin: number): void {
+    const about = notificationVmId(method, params);
+    if (about !== undefined && about !== served) {
+      this.logger.warn({ pid: origin, method, vmId: about, serves: served ?? null }, 'dropped a plugin process event for a VM it does not serve');
+      return;
+    }
+    for (const l of this.listeners) l(method, params, origin);
   }
 
   /** The process serving vmId, if there is one. */
@@ -55,7 +65,7 @@ export class PerVmChannel implements PluginChannel {
     let p = this.perVm.get(vmId);
     if (!p) {
       p = SupervisedPlugin.start(this.spec, this.clientOpts, this.supervision, (s) => {
-        s.onNotification((m, params) => this.forward(m, params));
+        s.onNotification((m, params, origin) => this.forwardFrom(vmId, m, params, origin));
         this.onProcess(s, vmId);
       });
       this.perVm.set(vmId, p);

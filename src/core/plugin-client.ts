@@ -19,6 +19,7 @@ import { HvplugError, PluginExitedError, PluginSpawnError, ProtocolError, Protoc
 import { HostRpc } from './host-rpc.js';
 import { resolveExecutable, verifyPin } from './integrity.js';
 import { PluginLog } from './plugin-log.js';
+import type { NotificationListener } from '../shim/channel.js';
 import type { PluginSpec } from './plugin-spec.js';
 
 export interface ClientOptions {
@@ -46,7 +47,6 @@ export interface ExitInfo {
   signal: string | null;
 }
 
-type NotificationListener = (method: string, params: unknown) => void;
 
 type Tracer = NonNullable<ClientOptions['trace']>;
 
@@ -118,6 +118,30 @@ class BatchedInput {
 }
 
 /**
+ * Notifications a plugin may send: NOTIFICATION_BURST at once, NOTIFICATION_RATE per second sustained. Each one
+ * costs the host a schema check, listeners and possibly a record write; past the budget the plugin is cut off
+ * (ProtocolError, killed, restarted) rather than let it starve the host and every other plugin.
+ */
+export const NOTIFICATION_RATE = 2_000;
+export const NOTIFICATION_BURST = 20_000;
+
+class NotificationBudget {
+  private tokens = NOTIFICATION_BURST;
+  private last = performance.now();
+
+  take(): boolean {
+    if (this.tokens < 1) {
+      const now = performance.now();
+      this.tokens = Math.min(NOTIFICATION_BURST, this.tokens + ((now - this.last) / 1000) * NOTIFICATION_RATE);
+      this.last = now;
+      if (this.tokens < 1) return false;
+    }
+    this.tokens--;
+    return true;
+  }
+}
+
+/**
  * How long a plugin that closed its stdout (or stdin) has to exit before it is called broken and killed: a
  * plugin on its way out closes its pipes a moment before its exit is seen, and its exit code and last stderr
  * lines say more than "closed its stdout".
@@ -139,6 +163,7 @@ export class PluginClient {
   private readonly rpc: HostRpc;
   private readonly input: BatchedInput;
   private readonly listeners = new Set<NotificationListener>();
+  private readonly budget = new NotificationBudget();
   private readonly log: PluginLog;
   private readonly logger: Logger;
 
@@ -173,7 +198,14 @@ export class PluginClient {
     );
     reader.onClose(() => this.stdioClosed('stdout'));
     writer.onError(() => this.stdioClosed('stdin'));
-    reader.listen((msg) => this.rpc.receive(msg));
+    reader.listen((msg) => {
+      // A stream listener must not throw, whatever a message does to the code it reaches.
+      try {
+        this.rpc.receive(msg);
+      } catch (err) {
+        this.broken(`plugin ${spec.name}: a message it sent could not be handled: ${(err as Error).message}`);
+      }
+    });
     this.exited = new Promise<ExitInfo>((resolve) => {
       child.once('exit', (code, signal) => {
         this.exitSeen = true;
@@ -257,9 +289,14 @@ export class PluginClient {
   }
 
   private relay(method: string, params: unknown): void {
+    if (this.fatal) return;
+    if (!this.budget.take()) {
+      this.broken(`plugin ${this.spec.name} sent notifications faster than ${NOTIFICATION_RATE}/s (bursts up to ${NOTIFICATION_BURST})`);
+      return;
+    }
     for (const l of this.listeners) {
       try {
-        l(method, params);
+        l(method, params, this.pid);
       } catch (err) {
         this.logger.error({ err, method }, 'a notification listener failed');
       }

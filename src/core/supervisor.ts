@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { EventEmitter } from 'node:events';
 import type { InitializeResult } from 'hvplug/protocol';
-import type { ChannelCallOptions, PluginChannel } from '../shim/channel.js';
+import type { ChannelCallOptions, NotificationListener, PluginChannel } from '../shim/channel.js';
 import { HvplugError, PluginExitedError, TimeoutError } from './errors.js';
 import { PluginClient, type ClientOptions } from './plugin-client.js';
 import type { PluginSpec } from './plugin-spec.js';
@@ -56,7 +56,7 @@ export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements 
   /** A process in its handshake, not yet the client. */
   private starting: Promise<PluginClient> | undefined;
   private ready: Promise<PluginClient>;
-  private readonly notificationListeners = new Set<(method: string, params: unknown) => void>();
+  private readonly notificationListeners = new Set<NotificationListener>();
   private readonly crashes: number[] = [];
   private restarts = 0;
   private failed: PluginFailedError | undefined;
@@ -116,7 +116,7 @@ export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements 
     return this.client?.alive ? 'running' : 'restarting';
   }
 
-  onNotification(listener: (method: string, params: unknown) => void): () => void {
+  onNotification(listener: NotificationListener): () => void {
     this.notificationListeners.add(listener);
     return () => this.notificationListeners.delete(listener);
   }
@@ -134,7 +134,7 @@ export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements 
     }
     this.client = client;
     client.onNotification((m, p) => {
-      for (const l of this.notificationListeners) l(m, p);
+      for (const l of this.notificationListeners) l(m, p, client.pid);
     });
     client.onFailure(() => this.onExit(client));
     this.emit('started', { pid: client.pid, restart: this.restarts });

@@ -6,7 +6,13 @@ import { VmEvent } from './vm.js';
 export const notifications = {
   initialized: { params: z.object({}), direction: 'host-to-plugin', summary: 'The host has accepted the handshake.' },
   exit: { params: z.object({}), direction: 'host-to-plugin', summary: 'Exit now (after shutdown).' },
-  'vm/event': { params: VmEvent, direction: 'plugin-to-host', summary: 'A VM lifecycle or device event, ordered per VM by seq.' },
+  'vm/event': {
+    params: VmEvent,
+    direction: 'plugin-to-host',
+    /** Concerns the VM its params name: only the process serving that VM may send it. */
+    vmScoped: true,
+    summary: 'A VM lifecycle or device event, ordered per VM by seq.',
+  },
   '$/progress': {
     // The LSP shape ({token, value}), so generic JSON-RPC libraries route it as progress.
     params: z.object({
@@ -19,5 +25,13 @@ export const notifications = {
 } as const;
 
 export type NotificationName = keyof typeof notifications;
+
+/** The VM a notification concerns, for the notifications the table marks vmScoped; undefined for the rest. */
+export function notificationVmId(method: string, params: unknown): string | undefined {
+  const def = Object.hasOwn(notifications, method) ? notifications[method as NotificationName] : undefined;
+  if (!def || !('vmScoped' in def) || !def.vmScoped) return undefined;
+  const vmId = (params as { vmId?: unknown } | null)?.vmId;
+  return typeof vmId === 'string' ? vmId : '';
+}
 export type NotificationParamsOf<N extends NotificationName> = z.output<(typeof notifications)[N]['params']>;
 export type Progress = NotificationParamsOf<'$/progress'>;

@@ -1,5 +1,7 @@
 import type { InitializeResult } from 'hvplug/protocol';
 
+export type NotificationListener = (method: string, params: unknown, origin: number) => void;
+
 export interface ChannelCallOptions {
   timeoutMs: number | null;
   signal?: AbortSignal;
@@ -12,5 +14,6 @@ export interface ChannelCallOptions {
 export interface PluginChannel {
   readonly info: InitializeResult;
   call(method: string, params: unknown, opts: ChannelCallOptions): Promise<unknown>;
-  onNotification(listener: (method: string, params: unknown) => void): () => void;
+  /** `origin` tells the plugin's processes apart (its pid): each numbers its events on its own. */
+  onNotification(listener: NotificationListener): () => void;
 }

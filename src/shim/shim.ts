@@ -88,6 +88,8 @@ export class ShimVm extends EventEmitter<VmEvents> {
   state: Json | undefined;
   /** Device id → type, to decide cold/hot plug and hot-unplug capability locally. */
   readonly deviceTypes = new Map<string, DeviceType>();
+  /** The last event applied, by the process (pid) that sent it: an older one from the same process is stale. */
+  lastEvent: { origin: number; seq: number } | undefined;
 
   constructor(
     readonly id: string,
@@ -150,7 +152,7 @@ export class ShimHypervisor {
     readonly channel: PluginChannel,
     private readonly opts: ShimOptions = {},
   ) {
-    this.detach = channel.onNotification((method, params) => this.onNotification(method, params));
+    this.detach = channel.onNotification((method, params, origin) => this.onNotification(method, params, origin));
   }
 
   get capabilities(): Capabilities {
@@ -342,14 +344,27 @@ export class ShimHypervisor {
     return vm;
   }
 
-  private onNotification(method: string, params: unknown): void {
+  private onNotification(method: string, params: unknown, origin: number): void {
     if (method === 'vm/event') {
       const parsed = VmEvent.safeParse(params);
       if (!parsed.success) {
         this.opts.onViolation?.(new ProtocolViolationError('vm/event', toIssues(parsed.error)));
         return;
       }
-      this.deliver(parsed.data);
+      const event = parsed.data;
+      const vm = this.vms.get(event.vmId);
+      if (vm) {
+        // seq orders one process's events per VM; a restarted plugin numbers afresh.
+        const last = vm.lastEvent;
+        if (last && last.origin === origin && event.seq <= last.seq) {
+          this.opts.onViolation?.(
+            new HvplugError(`stale event for VM ${event.vmId} dropped: ${event.type} seq ${event.seq}, after seq ${last.seq}`, 'ProtocolError'),
+          );
+          return;
+        }
+        vm.lastEvent = { origin, seq: event.seq };
+      }
+      this.deliver(event);
     } else if (method === '$/progress') {
       const parsed = notifications['$/progress'].params.safeParse(params);
       if (parsed.success) this.progress.get(String(parsed.data.token))?.(parsed.data);
