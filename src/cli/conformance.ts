@@ -28,7 +28,8 @@ options:
   --expected-failures <file>    check ids known to fail (one per line, or a JSON list): they do not fail
                                 the run, and fail it when they pass
   --vm-config <file.json>       merged into every VM config the suite creates (kernel, initrd, ...)
-  --call-timeout <seconds>      deadline of each call the suite makes (default 10)
+  --call-timeout <seconds>      deadline of every call the suite makes; default: each method's own,
+                                from the method table (5 s for health/ping to 300 s for vm/save)
   --check-timeout <seconds>     deadline of each check (default 60)
   --log-level <level>           show the plugin's stderr logs at this level (default: hidden)
   --quiet                       no progress display, only the summary
