@@ -3,7 +3,19 @@ import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { PluginCatalog } from '../core/index.js';
 import { VmConfig, formatIssues, toIssues, type VmConfigInput } from 'hvplug/protocol';
-import { formatSummary, progressPrinter, readExpectedFailures, runConformance, toJunit, type ConformanceOptions } from '../conformance/index.js';
+import {
+  formatSummary,
+  progressPrinter,
+  readExpectedFailures,
+  runConformance,
+  toJunit,
+  type CheckResult,
+  type ConformanceOptions,
+  type ProgressEvent,
+  type Report,
+} from '../conformance/index.js';
+import { stderrLog } from './context.js';
+import { safeJson, safeLine, safeText } from './safe-text.js';
 
 export const CONFORMANCE_HELP = `hvplug conformance: run the conformance suite against a plugin
 
@@ -28,7 +40,8 @@ options:
   --expected-failures <file>    check ids known to fail (one per line, or a JSON list): they do not fail
                                 the run, and fail it when they pass
   --vm-config <file.json>       merged into every VM config the suite creates (kernel, initrd, ...)
-  --call-timeout <seconds>      deadline of each call the suite makes (default 10)
+  --call-timeout <seconds>      deadline of every call the suite makes; default: each method's own,
+                                from the method table (5 s for health/ping to 300 s for vm/save)
   --check-timeout <seconds>     deadline of each check (default 60)
   --log-level <level>           show the plugin's stderr logs at this level (default: hidden)
   --quiet                       no progress display, only the summary
@@ -93,6 +106,29 @@ async function target(name: string | undefined, command: string[], config: strin
   return { command: spec.command, args: spec.args, env: spec.env, envPassthrough: spec.envPassthrough, sha256: spec.sha256 };
 }
 
+/** A verdict as the terminal shows it: the plugin's words in it escaped (the JSON and JUnit reports keep them as sent). */
+function printable(r: CheckResult): CheckResult {
+  return { ...r, ...(r.message !== undefined && { message: safeText(r.message) }), ...(r.reason !== undefined && { reason: safeText(r.reason) }) };
+}
+
+function printableReport(report: Report): Report {
+  const { info, protocolVersion } = report.plugin;
+  return {
+    ...report,
+    plugin: {
+      ...report.plugin,
+      command: safeLine(report.plugin.command),
+      ...(info && { info: { ...info, name: safeLine(info.name), version: safeLine(info.version), vendor: safeLine(info.vendor) } }),
+      ...(protocolVersion !== undefined && { protocolVersion: safeLine(protocolVersion) }),
+    },
+    checks: report.checks.map(printable),
+  };
+}
+
+function printableProgress(print: (e: ProgressEvent) => void): (e: ProgressEvent) => void {
+  return (e) => print(e.type === 'check-end' ? { ...e, result: printable(e.result) } : e);
+}
+
 async function write(file: string, text: string): Promise<void> {
   if (file === '-') process.stdout.write(text);
   else await writeFile(file, text);
@@ -133,25 +169,25 @@ export async function runConformanceCommand(argv: string[]): Promise<number> {
       vmConfig: await vmConfig(values['vm-config']),
       callTimeoutMs: seconds('call-timeout', values['call-timeout']),
       checkTimeoutMs: seconds('check-timeout', values['check-timeout']),
-      logger: pino({ level: level ?? 'silent' }, pino.destination({ dest: 2, sync: true })),
-      onProgress: quiet ? undefined : progressPrinter(progressTo),
+      logger: pino({ level: level ?? 'silent' }, stderrLog()),
+      onProgress: quiet ? undefined : printableProgress(progressPrinter(progressTo)),
       signal: stop.signal,
     }).finally(() => {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
     });
-    if (values.json) await write(values.json, `${JSON.stringify(report, null, 2)}\n`);
+    if (values.json) await write(values.json, `${safeJson(JSON.stringify(report, null, 2))}\n`);
     if (values.junit) await write(values.junit, toJunit(report));
     const tty = progressTo.isTTY === true;
-    progressTo.write(`${tty ? '\r\x1b[2K' : ''}${formatSummary(report, { color: tty && !process.env.NO_COLOR })}\n`);
+    progressTo.write(`${tty ? '\r\x1b[2K' : ''}${formatSummary(printableReport(report), { color: tty && !process.env.NO_COLOR })}\n`);
     if (report.interrupted) return 130;
     return report.ok ? 0 : 1;
   } catch (err) {
     if (err instanceof Usage || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`hvplug conformance: ${(err as Error).message} (see: hvplug conformance --help)\n`);
+      process.stderr.write(`hvplug conformance: ${safeText((err as Error).message)} (see: hvplug conformance --help)\n`);
       return 2;
     }
-    process.stderr.write(`hvplug conformance: ${(err as Error).message}\n`);
+    process.stderr.write(`hvplug conformance: ${safeText((err as Error).message)}\n`);
     return 1;
   }
 }

@@ -4,6 +4,7 @@ import { InitializeParams } from 'hvplug/protocol';
 import { PluginHost } from '../core/index.js';
 import { dirPath, existingDir, existingFile, flagSet, type FlagTable } from './args.js';
 import { Output } from './output.js';
+import { safeJson } from './safe-text.js';
 
 /** Accepted before the command, and after it unless the command has a flag of the same name. */
 export const GLOBAL_FLAGS = {
@@ -37,13 +38,21 @@ export const GlobalOptions = z.object({
 });
 export type GlobalOptions = z.output<typeof GlobalOptions>;
 
+/**
+ * Log lines on stderr, a terminal as often as not, carry plugins' text: C1 controls escaped as well (see
+ * safeJson). Synchronous, so that a line written just before exit is not lost.
+ */
+export function stderrLog(): { write(line: string): void } {
+  const dest = pino.destination({ dest: 2, sync: true });
+  return { write: (line) => void dest.write(safeJson(line)) };
+}
+
 /** What every command gets: the global options and the means to reach plugins. */
 export class CliContext {
   readonly logger: Logger;
 
   constructor(readonly globals: GlobalOptions) {
-    // Synchronous so that a log line written just before exit is not lost.
-    this.logger = pino({ name: 'hvplug', level: globals['log-level'] ?? 'warn' }, pino.destination({ dest: 2, sync: true }));
+    this.logger = pino({ name: 'hvplug', level: globals['log-level'] ?? 'warn' }, stderrLog());
   }
 
   output(json: boolean): Output {

@@ -5,23 +5,24 @@ import { flagSet } from './args.js';
 import { defineCommand } from './command.js';
 import { EXIT_OK } from './errors.js';
 import { table, wrap } from './output.js';
+import { safeLine as s } from './safe-text.js';
 
 const yesNo = (b: boolean): string => (b ? 'yes' : 'no');
 
-/** The handshake as people read it: identity first, then what the plugin can do. */
+/** The handshake as people read it: identity first, then what the plugin can do. Every string from the plugin goes through s(). */
 export function renderHandshake(info: InitializeResult, spec: { command: string; source: string }): string {
   const caps = info.capabilities;
-  const lines = [`${info.plugin.name} ${info.plugin.version} by ${info.plugin.vendor}`];
-  if (info.plugin.description) lines.push(`  ${info.plugin.description}`);
+  const lines = [s(`${info.plugin.name} ${info.plugin.version} by ${info.plugin.vendor}`)];
+  if (info.plugin.description) lines.push(`  ${s(info.plugin.description)}`);
   lines.push('');
   const head: string[][] = [
-    ['protocol', info.protocolVersion],
-    ['command', `${spec.command} (${spec.source})`],
+    ['protocol', s(info.protocolVersion)],
+    ['command', s(`${spec.command} (${spec.source})`)],
     ['consoles', caps.consoleKinds.join(', ') || '-'],
     ['rate limiter', caps.rateLimiter ? 'built in' : 'no'],
   ];
   lines.push(table(head));
-  lines.push('', `methods (${caps.methods.length})`, `  ${wrap([...caps.methods].sort(), 96, '  ')}`);
+  lines.push('', `methods (${caps.methods.length})`, `  ${wrap([...caps.methods].sort().map(s), 96, '  ')}`);
   const devices = Object.entries(caps.devices);
   lines.push('', 'devices');
   if (devices.length === 0) lines.push('  none');
@@ -29,11 +30,11 @@ export function renderHandshake(info: InitializeResult, spec: { command: string;
   const machines = Object.entries(caps.machines);
   lines.push('', 'machines');
   if (machines.length === 0) lines.push('  (not declared)');
-  else lines.push(table([['MACHINE', 'HOTPLUG'], ...machines.map(([m, v]) => [m, yesNo(v.hotplug)])], '  '));
+  else lines.push(table([['MACHINE', 'HOTPLUG'], ...machines.map(([m, v]) => [s(m), yesNo(v.hotplug)])], '  '));
   const extensions = Object.entries(caps.extensions);
   lines.push('', 'extensions');
   if (extensions.length === 0) lines.push('  none');
-  else lines.push(table(extensions.map(([name, e]) => [name, e.summary ?? '']), '  '));
+  else lines.push(table(extensions.map(([name, e]) => [s(name), s(e.summary ?? '')]), '  '));
   return lines.join('\n');
 }
 

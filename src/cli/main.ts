@@ -9,6 +9,7 @@ import type { Command, RawCommand } from './command.js';
 import { CliContext, GLOBAL_FLAGS, GlobalOptions } from './context.js';
 import { CliFailure, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from './errors.js';
 import { commandHelp, generalHelp, globalsFor } from './help.js';
+import { safeText } from './safe-text.js';
 import { inspectCommand } from './inspect.js';
 import { pluginsCommand } from './plugins.js';
 import { runCommand } from './run.js';
@@ -90,7 +91,8 @@ async function dispatch(argv: readonly string[], where: { command?: string }): P
 
 /** One line on stderr per error; a stack only for what is a bug in hvplug, and only when asked. */
 function report(err: unknown, command: string | undefined): number {
-  const say = (s: string): void => void process.stderr.write(`${s}\n`);
+  // Error messages carry plugins' text (their errors, a crashed guest's reason).
+  const say = (s: string): void => void process.stderr.write(`${safeText(s)}\n`);
   if (err instanceof UsageError) {
     // One line even when the message quotes input that had line breaks (a JSON parse error).
     const message = err.message.replace(/\s*\n\s*/g, ' ');

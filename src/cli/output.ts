@@ -1,4 +1,5 @@
 import type { Writable } from 'node:stream';
+import { safeJson } from './safe-text.js';
 
 /**
  * What a command prints on stdout, in one of two shapes: text for people, or JSON for scripts (one
@@ -13,13 +14,13 @@ export class Output {
 
   /** One record of a stream: a JSON line, or the human text (nothing when the record is not for people). */
   record(json: Record<string, unknown>, human: string | undefined): void {
-    if (this.json) this.write(JSON.stringify(json));
+    if (this.json) this.write(safeJson(JSON.stringify(json)));
     else if (human !== undefined) this.write(human);
   }
 
   /** A whole answer: compact JSON for scripts, or text rendered only when needed. */
   document(value: unknown, human: () => string): void {
-    this.write(this.json ? JSON.stringify(value) : human());
+    this.write(this.json ? safeJson(JSON.stringify(value)) : human());
   }
 
   /** Raw text, whatever the mode (e.g. a JSON document that is the same for both). */

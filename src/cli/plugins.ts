@@ -3,6 +3,7 @@ import { flagSet } from './args.js';
 import { defineCommand } from './command.js';
 import { EXIT_OK } from './errors.js';
 import { table } from './output.js';
+import { safeLine } from './safe-text.js';
 
 export const pluginsCommand = defineCommand({
   name: 'plugins',
@@ -20,7 +21,7 @@ export const pluginsCommand = defineCommand({
     ctx.output(json).document(rows, () =>
       rows.length === 0
         ? 'no plugins found'
-        : table([['NAME', 'SOURCE', 'COMMAND'], ...rows.map((r) => [r.name, r.source, [r.command, ...r.args].join(' ')])]),
+        : table([['NAME', 'SOURCE', 'COMMAND'], ...rows.map((r) => [r.name, r.source, [r.command, ...r.args].join(' ')].map(safeLine))]),
     );
     return EXIT_OK;
   },

@@ -1,11 +1,12 @@
 import type { InitializeResult, VmEvent, VmInfo } from 'hvplug/protocol';
 import type { EndReason } from './run-ending.js';
+import { safeLine } from './safe-text.js';
 
 /** Marks hvplug's own lines among the guest's console lines. */
 export const PREFIX = '[hvplug]';
 
 export function describePlugin(info: InitializeResult): string {
-  return `${PREFIX} plugin ${info.plugin.name} ${info.plugin.version} (${info.plugin.vendor}), protocol ${info.protocolVersion}`;
+  return safeLine(`${PREFIX} plugin ${info.plugin.name} ${info.plugin.version} (${info.plugin.vendor}), protocol ${info.protocolVersion}`);
 }
 
 function exitDetail(e: Extract<VmEvent, { type: 'exited' }>): string {
@@ -15,6 +16,11 @@ function exitDetail(e: Extract<VmEvent, { type: 'exited' }>): string {
 
 /** An event as a line for people; undefined for events that only scripts care about (opaque state). */
 export function describeEvent(e: VmEvent): string | undefined {
+  const line = eventLine(e);
+  return line === undefined ? undefined : safeLine(line);
+}
+
+function eventLine(e: VmEvent): string | undefined {
   switch (e.type) {
     case 'created':
       return `${PREFIX} vm ${e.vmId} created`;
@@ -41,7 +47,7 @@ export function describeInfo(info: VmInfo): string {
     info.machine ? `machine ${info.machine}` : undefined,
     info.accel ? `accel ${info.accel}` : undefined,
   ].filter((p): p is string => p !== undefined);
-  return `${PREFIX} vm ${parts.join(', ')}`;
+  return safeLine(`${PREFIX} vm ${parts.join(', ')}`);
 }
 
 export function describeStopping(reason: EndReason): string | undefined {

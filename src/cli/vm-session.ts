@@ -6,6 +6,7 @@ import { followConsole, type ConsoleFollower } from './console-tail.js';
 import type { Output } from './output.js';
 import { GUEST_END_EVENTS, type EndReason, type RunEnding } from './run-ending.js';
 import { describeEvent, describeInfo, describeStopping, PREFIX } from './run-format.js';
+import { safeLine } from './safe-text.js';
 
 const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
@@ -70,7 +71,7 @@ export class VmSession {
         onProgress: (p) =>
           this.out.record(
             { type: 'progress', ...p.value },
-            `${PREFIX} ${p.value.message ?? 'starting'}${p.value.percentage !== undefined ? ` (${p.value.percentage}%)` : ''}`,
+            safeLine(`${PREFIX} ${p.value.message ?? 'starting'}${p.value.percentage !== undefined ? ` (${p.value.percentage}%)` : ''}`),
           ),
       },
     );
@@ -87,7 +88,7 @@ export class VmSession {
     if (this.can('vm/console') && vm.config.console !== 'none') {
       try {
         const c = await vm.console({}, { signal });
-        this.out.record({ type: 'console-source', ...c }, `${PREFIX} console: ${c.kind} ${c.path}`);
+        this.out.record({ type: 'console-source', ...c }, safeLine(`${PREFIX} console: ${c.kind} ${c.path}`));
         this.follower = followConsole(c, (line) => this.out.record({ type: 'console', line }, line), {
           onError: (err) => this.logger.warn({ vmId: vm.id, path: c.path, err: err.message }, 'cannot read the console'),
         });

@@ -7,6 +7,7 @@ import { defineCommand, type Command } from './command.js';
 import type { CliContext } from './context.js';
 import { CliFailure, EXIT_OK } from './errors.js';
 import { table, type Output } from './output.js';
+import { safeLine, safeText } from './safe-text.js';
 
 const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
@@ -81,7 +82,7 @@ export const psCommand = defineCommand({
     const rows: PsRow[] = [];
     try {
       const { records, errors } = await host.records();
-      for (const e of errors) process.stderr.write(`hvplug: VM record ${e.where}: ${e.message}\n`);
+      for (const e of errors) process.stderr.write(`${safeText(`hvplug: VM record ${e.where}: ${e.message}`)}\n`);
       // One at a time: attaching starts each plugin once and recovers VMs in order, so the output is stable.
       for (const r of [...records].sort((a, b) => a.createdAt.localeCompare(b.createdAt))) {
         const row: PsRow = { id: r.vmId, plugin: r.plugin, status: 'unknown', created: r.createdAt };
@@ -95,7 +96,7 @@ export const psCommand = defineCommand({
         } catch (err) {
           // The plugin could not be started or asked: the VM may well be running, so it is not called lost.
           row.error = errorText(err);
-          process.stderr.write(`hvplug: VM ${r.vmId}: cannot reach plugin ${r.plugin}: ${row.error}\n`);
+          process.stderr.write(`${safeText(`hvplug: VM ${r.vmId}: cannot reach plugin ${r.plugin}: ${row.error}`)}\n`);
         }
         rows.push(row);
       }
@@ -103,7 +104,7 @@ export const psCommand = defineCommand({
       await host.close();
     }
     ctx.output(json).document(rows, () =>
-      table([['ID', 'PLUGIN', 'STATUS', 'PID', 'CREATED'], ...rows.map((r) => [r.id, r.plugin, r.status, r.pid !== undefined ? String(r.pid) : '-', r.created])]),
+      table([['ID', 'PLUGIN', 'STATUS', 'PID', 'CREATED'], ...rows.map((r) => [r.id, r.plugin, r.status, r.pid !== undefined ? String(r.pid) : '-', r.created].map(safeLine))]),
     );
     return EXIT_OK;
   },

@@ -4,7 +4,6 @@ import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import type { CallOpts, ShimVm } from 'hvplug';
 import {
-  methodDef,
   type Capabilities,
   type DeviceType,
   type InitializeResult,
@@ -13,6 +12,7 @@ import {
   type VmConfigInput,
 } from 'hvplug/protocol';
 import { describeError, fail } from './check.js';
+import { callDeadline } from './deadlines.js';
 import { DEVICE_BUILDERS, type DeviceNeeds, type DeviceOf } from './device-builders.js';
 import type { EventLog } from './event-log.js';
 import type { Janitor } from './janitor.js';
@@ -20,8 +20,8 @@ import type { Connection, PluginSession } from './session.js';
 import type { ConformanceOptions } from './types.js';
 import type { WireMonitor } from './wire-monitor.js';
 
-export type ResolvedOptions = Required<Pick<ConformanceOptions, 'callTimeoutMs' | 'checkTimeoutMs' | 'exitDeadlineMs'>> &
-  Pick<ConformanceOptions, 'vmConfig'>;
+export type ResolvedOptions = Required<Pick<ConformanceOptions, 'checkTimeoutMs' | 'exitDeadlineMs'>> &
+  Pick<ConformanceOptions, 'callTimeoutMs' | 'vmConfig'>;
 
 /** What every check of one run shares. */
 export interface RunContext {
@@ -83,10 +83,14 @@ export class Fixture implements DeviceNeeds {
     return this.caps.methods.includes(method);
   }
 
-  /** The call's deadline: the method's own, capped by the suite's. */
+  /** A call's deadline: the method table's, or --call-timeout when the user gave one. */
+  deadline(method: string): number | null {
+    return callDeadline(method, this.run.options.callTimeoutMs);
+  }
+
+  /** Call options with the check's signal and deadline: `timeoutMs` when the check needs its own, else deadline(method). */
   opts(method: MethodName, timeoutMs?: number | null): CallOpts {
-    const own = methodDef(method).timeoutMs ?? Number.POSITIVE_INFINITY;
-    return { signal: this.signal, timeoutMs: timeoutMs === undefined ? Math.min(own, this.run.options.callTimeoutMs) : timeoutMs };
+    return { signal: this.signal, timeoutMs: timeoutMs === undefined ? this.deadline(method) : timeoutMs };
   }
 
   newVmId(): string {
@@ -189,7 +193,7 @@ export class Fixture implements DeviceNeeds {
   }
 
   /** A request sent straight through the client, past the shim's own validation and capability gate. */
-  raw(method: string, params: unknown, timeoutMs = this.run.options.callTimeoutMs): Promise<unknown> {
+  raw(method: string, params: unknown, timeoutMs = this.deadline(method)): Promise<unknown> {
     return this.conn.client.call(method, params, { timeoutMs, signal: this.signal });
   }
 

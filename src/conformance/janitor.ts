@@ -1,5 +1,6 @@
 import type { Capabilities } from 'hvplug/protocol';
 import { describeError } from './check.js';
+import { callDeadline } from './deadlines.js';
 import type { EventLog } from './event-log.js';
 import { ProcessLedger } from './processes.js';
 import type { Connection, PluginSession } from './session.js';
@@ -24,7 +25,8 @@ export class Janitor {
     private readonly wire: WireMonitor,
     private readonly events: EventLog,
     private readonly caps: Capabilities,
-    private readonly timeoutMs: number,
+    /** --call-timeout, when given; else each method's own deadline. */
+    private readonly callTimeoutMs: number | undefined,
   ) {
     wire.subscribe((r) => {
       const m = r.message;
@@ -55,10 +57,14 @@ export class Janitor {
     return this.caps.methods.includes(method);
   }
 
+  private deadline(method: string): { timeoutMs: number | null } {
+    return { timeoutMs: callDeadline(method, this.callTimeoutMs) };
+  }
+
   private async deleteThrough(conn: Connection, vmId: string): Promise<void> {
     const vm = conn.hv.vm(vmId);
-    if (vm) await vm.delete(undefined, { timeoutMs: this.timeoutMs });
-    else await conn.client.call('vm/delete', { vmId }, { timeoutMs: this.timeoutMs });
+    if (vm) await vm.delete(undefined, this.deadline('vm/delete'));
+    else await conn.client.call('vm/delete', { vmId }, this.deadline('vm/delete'));
   }
 
   /** Deletes one VM the protocol's way if at all possible; otherwise kills its known processes and says so. */
@@ -67,7 +73,7 @@ export class Janitor {
     try {
       if (!this.advertised('vm/delete')) {
         if (conn.client.alive && this.advertised('vm/stop')) {
-          await conn.client.call('vm/stop', { vmId, force: true, graceMs: 0 }, { timeoutMs: this.timeoutMs });
+          await conn.client.call('vm/stop', { vmId, force: true, graceMs: 0 }, this.deadline('vm/stop'));
           return;
         }
         throw new Error('neither vm/delete nor vm/stop is advertised');
@@ -80,7 +86,7 @@ export class Janitor {
       const known = conn.hv.vm(vmId);
       if (!known || !this.advertised('vm/recover')) throw new Error(`its plugin process ${conn.tag} died`);
       // The protocol's own way back to a VM whose plugin died: re-attach, then delete.
-      await main.hv.recoverVm({ vmId, config: known.config, state: known.state ?? null }, { timeoutMs: this.timeoutMs });
+      await main.hv.recoverVm({ vmId, config: known.config, state: known.state ?? null }, this.deadline('vm/recover'));
       await this.deleteThrough(main, vmId);
     } catch (err) {
       const killed = this.processes.killAll(this.pidsOf(vmId));

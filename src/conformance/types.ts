@@ -83,7 +83,10 @@ export interface ConformanceOptions {
    * its plugin section asks for) to boot at all.
    */
   vmConfig?: VmConfigInput;
-  /** Deadline of each protocol call the suite makes (capped by the method's own default). */
+  /**
+   * Deadline of every protocol call the suite makes, overriding each method's own from the method table
+   * (methods.ts timeoutMs), which applies when this is not given.
+   */
   callTimeoutMs?: number;
   /** Deadline of one check, cleanup not included. */
   checkTimeoutMs?: number;

@@ -1,6 +1,7 @@
 import { HOST_VERSION, ProtocolError } from 'hvplug';
 import { PROTOCOL_VERSIONS, type InitializeParams } from 'hvplug/protocol';
 import { expect, fail, within, type CheckDef } from '../check.js';
+import { UNLISTED_METHOD_MS } from '../deadlines.js';
 import type { Fixture } from '../fixture.js';
 import { isAlive } from '../processes.js';
 import { RawPlugin } from '../raw-plugin.js';
@@ -23,7 +24,7 @@ const exitOnEof: CheckDef = {
       runtimeDir: fx.run.runtimeDir,
       logLevel: 'info',
     };
-    const answer = await plugin.request('initialize', params, fx.run.options.callTimeoutMs);
+    const answer = await plugin.request('initialize', params, fx.deadline('initialize') ?? UNLISTED_METHOD_MS);
     expect('result' in answer, `initialize failed: ${JSON.stringify(answer.error)}`);
     plugin.send({ method: 'initialized', params: {} });
     plugin.endInput();
