@@ -9,6 +9,8 @@ export interface BenchConfig {
   recovery: { vms: number; reps: number };
   /** runs: decodes per repetition, of which the median counts (one decode is a few ms). */
   framing: { reps: number; runs: number };
+  /** runs of `seconds` each under a steady flood of events. */
+  eventFlood: { reps: number; seconds: number };
 }
 
 export const FULL: BenchConfig = {
@@ -19,6 +21,7 @@ export const FULL: BenchConfig = {
   qemu: { reps: 7, timeoutMs: 60_000, enabled: true },
   recovery: { vms: 100, reps: 7 },
   framing: { reps: 15, runs: 7 },
+  eventFlood: { reps: 2, seconds: 10 },
 };
 
 export const QUICK: BenchConfig = {
@@ -30,4 +33,5 @@ export const QUICK: BenchConfig = {
   qemu: { reps: 1, timeoutMs: 60_000, enabled: false },
   recovery: { vms: 5, reps: 2 },
   framing: { reps: 2, runs: 1 },
+  eventFlood: { reps: 1, seconds: 3 },
 };

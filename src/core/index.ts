@@ -5,7 +5,7 @@ export type { RecordError, StateStore } from './state-store.js';
 export { SupervisedPlugin, PluginFailedError, DEFAULT_SUPERVISION } from './supervisor.js';
 export type { SupervisionOptions } from './supervisor.js';
 export type { PluginHostOptions } from './host.js';
-export { PluginClient } from './plugin-client.js';
+export { MAX_UNREAD_INPUT_BYTES, NOTIFICATION_BURST, NOTIFICATION_RATE, PluginClient } from './plugin-client.js';
 export type { CallOptions, ClientOptions, ExitInfo } from './plugin-client.js';
 export { PluginSpec } from './plugin-spec.js';
 export type { PluginSpecInput } from './plugin-spec.js';
