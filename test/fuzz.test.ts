@@ -13,7 +13,8 @@ import { CrashWatch, describe as describeError } from './fuzz/watch.js';
 /** Fixed, so that a failure here replays (`npm run fuzz -- --seed <seed>`); FUZZ_SEED picks another. */
 const SEED = Number(process.env.FUZZ_SEED ?? 20_251_212);
 const QUICK_RUNS = 300;
-const REAL_RUNS = 50;
+/** A case costs a plugin process (~0.2-0.4 s to start here): few of them, to stay within the quick run's time. */
+const REAL_RUNS = 30;
 
 const watch = new CrashWatch();
 beforeAll(() => void watch.install());
@@ -47,12 +48,14 @@ describe('fuzz: bytes from a plugin, read by the host', () => {
           hostVersion: '0',
           maxMessageBytes: FUZZ_MAX_MESSAGE_BYTES,
         });
-        const outcome = await client.call('x-replay/write', { bytes: joined(input).toString('base64') }, { timeoutMs: 300 }).then(
+        const outcome = await client.call('x-replay/write', { bytes: joined(input).toString('base64') }, { timeoutMs: 100 }).then(
           () => 'resolved' as const,
           (err: unknown) => err,
         );
-        const fatal = client.failure;
         await client.close({ graceMs: 300 });
+        // After close: bytes that arrive after the call timed out still break the stream before close's own
+        // shutdown answer can come back.
+        const fatal = client.failure;
         const crashes = watch.since(mark);
         const v = verdict(input.pieces);
         problem = crashes.length
@@ -68,7 +71,7 @@ describe('fuzz: bytes from a plugin, read by the host', () => {
                   : undefined;
         if (problem) throw new Error(`${problem}\ninput:\n${describeInput(input)}`);
       }),
-      { seed: SEED, numRuns: REAL_RUNS, interruptAfterTimeLimit: 40_000 },
+      { seed: SEED, numRuns: REAL_RUNS, interruptAfterTimeLimit: 15_000 },
     );
     expect(problem).toBeUndefined();
   }, 120_000);

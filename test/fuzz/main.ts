@@ -43,30 +43,32 @@ const watch = new CrashWatch().install();
 let failed = false;
 console.log(`fuzz: seed ${seed}, ${runs} runs per side`);
 for (const side of sides) {
+  const progress = (cases: number): void => {
+    if (cases % 10_000 === 0) console.error(`${side}: ${cases} cases...`);
+  };
+  const before = heapMiB();
+  let line: string;
   if (values.survey) {
-    const s = await surveySide(side, watch, { seed, runs });
-    console.log(`${side}: surveyed ${s.cases} cases in ${(s.ms / 1000).toFixed(1)} s, seed ${seed}: ${s.problems.size} distinct problems`);
+    const s = await surveySide(side, watch, { seed, runs, progress });
+    line = `${side}: surveyed ${s.cases} cases in ${(s.ms / 1000).toFixed(1)} s, seed ${seed}: ${s.problems.size} distinct problems`;
     for (const [key, p] of s.problems) {
       failed = true;
-      console.log(`\n== ${p.count}× ${key}\n${p.detail}\nsmallest input:\n${describeInput(p.example)}`);
+      console.log(`\n== ${side}: ${p.count}× ${key}\n${p.detail}\nsmallest input:\n${describeInput(p.example)}`);
     }
-    continue;
+  } else {
+    const r = await fuzzSide(side, watch, { seed, runs, path: values.path, progress });
+    line = `${side}: ${r.cases} cases (${r.runs} runs) in ${(r.ms / 1000).toFixed(1)} s, seed ${seed}`;
+    if (r.failure) {
+      failed = true;
+      console.log(r.failure);
+      console.log(`replay: npm run fuzz -- --side ${side} --seed ${seed} --runs ${runs}`);
+    }
   }
-  const before = heapMiB();
-  const r = await fuzzSide(side, watch, { seed, runs, path: values.path });
   const after = heapMiB();
-  const growth = after - before;
-  console.log(
-    `${side}: ${r.cases} cases (${r.runs} runs) in ${(r.ms / 1000).toFixed(1)} s, seed ${seed}; heap ${before.toFixed(1)} MiB -> ${after.toFixed(1)} MiB`,
-  );
-  if (r.failure) {
+  console.log(`${line}; heap ${before.toFixed(1)} MiB -> ${after.toFixed(1)} MiB`);
+  if (after - before > MAX_HEAP_GROWTH_MIB) {
     failed = true;
-    console.log(r.failure);
-    console.log(`replay: npm run fuzz -- --side ${side} --seed ${seed} --runs ${runs}`);
-  }
-  if (growth > MAX_HEAP_GROWTH_MIB) {
-    failed = true;
-    console.log(`${side}: the heap grew by ${growth.toFixed(1)} MiB over the run (limit ${MAX_HEAP_GROWTH_MIB} MiB)`);
+    console.log(`${side}: the heap grew by ${(after - before).toFixed(1)} MiB over the run (limit ${MAX_HEAP_GROWTH_MIB} MiB)`);
   }
 }
 watch.uninstall();

@@ -44,12 +44,13 @@ export interface Survey {
  * Every case of a seed run to the end, without stopping at the first failure or shrinking: which distinct
  * problems a seed finds, and how often, for a bug report.
  */
-export async function surveySide(side: Side, watch: CrashWatch, opts: { seed: number; runs: number }): Promise<Survey> {
+export async function surveySide(side: Side, watch: CrashWatch, opts: { seed: number; runs: number; progress?: (cases: number) => void }): Promise<Survey> {
   if (side === 'sdk') useFuzzCap();
   const inputs = fc.sample(fuzzInput(side === 'host' ? HOST_PENDING_IDS : []), { seed: opts.seed, numRuns: opts.runs });
   const problems: Survey['problems'] = new Map();
   const started = performance.now();
-  for (const input of inputs) {
+  for (const [i, input] of inputs.entries()) {
+    opts.progress?.(i + 1);
     const problem = await problemOf(side, input, watch);
     if (!problem) continue;
     const key = problem.split('\n')[0]!.replace(/\d+/g, 'N').slice(0, 160);
@@ -67,11 +68,18 @@ export async function surveySide(side: Side, watch: CrashWatch, opts: { seed: nu
 export async function fuzzSide(
   side: Side,
   watch: CrashWatch,
-  opts: { seed: number; runs: number; path?: string; /** Stops running (and shrinking) after this long. */ timeLimitMs?: number },
+  opts: {
+    seed: number;
+    runs: number;
+    path?: string;
+    /** Stops running (and shrinking) after this long. */
+    timeLimitMs?: number;
+    progress?: (cases: number) => void;
+  },
 ): Promise<SideRun> {
   let cases = 0;
   const started = performance.now();
-  const details = await fc.check(property(side, watch, () => void cases++), {
+  const details = await fc.check(property(side, watch, () => opts.progress?.(++cases)), {
     seed: opts.seed,
     numRuns: opts.runs,
     path: opts.path,

@@ -87,7 +87,8 @@ export async function runSdkCase(input: FuzzInput, watch: CrashWatch): Promise<S
   if (!answered && !closed) await within(20, () => answered || closed);
   const closedBeforeEof = closed;
   stdin.end();
-  await within(500, () => closed);
+  // A case that already crashed the reader has its answer: waiting for the session to end would only wait.
+  await within(500, () => closed || watch.crashes.length > mark);
   served.connection.dispose();
   stdout.destroy();
   return { answered, closedBeforeEof, closed, crashes: watch.since(mark), badOutput };
