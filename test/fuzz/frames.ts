@@ -381,9 +381,30 @@ const truncated = (pendingIds: readonly number[]): fc.Arbitrary<Piece> =>
     return { bytes: p.bytes.subarray(0, cut), expect: cut === 0 ? 'ok' : 'unknown', exit: false, label: `truncated@${cut}:${p.label}` };
   });
 
+/**
+ * A well-framed message with a deep nesting where a reader looks hardest: a result's state (the shim compares
+ * states as JSON), an error's data (vscode-jsonrpc logs the error of an answer without id), an event's state, a
+ * request's params. Depths past the stack (10,000 and 100,000 levels) and below it.
+ */
+const deepMessage = (pendingIds: readonly number[]): fc.Arbitrary<Piece> => {
+  const id = fc.oneof(fc.constantFrom(...(pendingIds.length ? pendingIds : [0])), fc.constant(null));
+  const template = fc.oneof(
+    id.map((i) => ({ jsonrpc: '2.0', id: i, result: { status: 'running', state: DEEP_MARK } })),
+    id.map((i) => ({ jsonrpc: '2.0', id: i, error: { code: -31008, message: 'deep', data: DEEP_MARK } })),
+    fc.constant({ jsonrpc: '2.0', method: 'vm/event', params: { vmId: FUZZ_VM_ID, seq: 0, time: '2025-01-01T00:00:00.000Z', type: 'state', state: DEEP_MARK } }),
+    fc.constantFrom(...METHOD_NAMES, 'x-fuzz/echo').map((method) => ({ jsonrpc: '2.0', id: 7, method, params: { vmId: FUZZ_VM_ID, state: DEEP_MARK } })),
+  );
+  const depth = fc.oneof(fc.constant(100_000), fc.constant(10_000), fc.integer({ min: 100, max: 1_000 }));
+  return fc.tuple(template, depth).map(([m, n]): Piece => {
+    const text = render(m, n);
+    return { bytes: Buffer.from(`Content-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`), expect: 'ok', exit: false, label: `deep-message-${n}` };
+  });
+};
+
 export function piece(pendingIds: readonly number[]): fc.Arbitrary<Piece> {
   return fc.oneof(
     { weight: 30, arbitrary: frame(pendingIds) },
+    { weight: 1, arbitrary: deepMessage(pendingIds) },
     { weight: 2, arbitrary: randomBytes },
     { weight: 2, arbitrary: truncated(pendingIds) },
     { weight: 1, arbitrary: oversized },

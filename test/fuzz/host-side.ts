@@ -100,8 +100,11 @@ export async function runHostCase(input: FuzzInput, watch: CrashWatch): Promise<
 
   const shim = new ShimHypervisor(channel, {
     onViolation: () => undefined,
-    // The host persists each change; its persist catches its own failures.
-    onVmChange: (u) => void JSON.stringify(u),
+    // As the host's: it persists each change (JSON) and logs, not throws, what it cannot persist.
+    onVmChange: (u) =>
+      Promise.resolve()
+        .then(() => void JSON.stringify(u))
+        .catch(() => undefined),
   });
   const vm = shim.adopt(FUZZ_VM_ID, VmConfig.parse({}), 'created');
   shim.onEvent(() => undefined);
