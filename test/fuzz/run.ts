@@ -44,25 +44,31 @@ export interface Survey {
  * Every case of a seed run to the end, without stopping at the first failure or shrinking: which distinct
  * problems a seed finds, and how often, for a bug report.
  */
+const size = (i: FuzzInput): number => i.pieces.reduce((n, p) => n + p.bytes.length, 0);
+
 export async function surveySide(side: Side, watch: CrashWatch, opts: { seed: number; runs: number; progress?: (cases: number) => void }): Promise<Survey> {
   if (side === 'sdk') useFuzzCap();
-  const inputs = fc.sample(fuzzInput(side === 'host' ? HOST_PENDING_IDS : []), { seed: opts.seed, numRuns: opts.runs });
+  const arb = fuzzInput(side === 'host' ? HOST_PENDING_IDS : []);
   const problems: Survey['problems'] = new Map();
   const started = performance.now();
-  for (const [i, input] of inputs.entries()) {
-    opts.progress?.(i + 1);
-    const problem = await problemOf(side, input, watch);
-    if (!problem) continue;
-    const key = problem.split('\n')[0]!.replace(/\d+/g, 'N').slice(0, 160);
-    const size = (i: FuzzInput): number => i.pieces.reduce((n, p) => n + p.bytes.length, 0);
-    const seen = problems.get(key);
-    if (!seen) problems.set(key, { count: 1, example: input, detail: problem });
-    else {
-      seen.count++;
-      if (size(input) < size(seen.example)) Object.assign(seen, { example: input, detail: problem });
+  // Drawn a batch at a time (batch b from seed + b): 100,000 inputs drawn at once hold gigabytes of deep nestings.
+  const BATCH = 1_000;
+  let cases = 0;
+  for (let b = 0; cases < opts.runs; b++) {
+    for (const input of fc.sample(arb, { seed: opts.seed + b, numRuns: Math.min(BATCH, opts.runs - cases) })) {
+      opts.progress?.(++cases);
+      const problem = await problemOf(side, input, watch);
+      if (!problem) continue;
+      const key = problem.split('\n')[0]!.replace(/\d+/g, 'N').slice(0, 160);
+      const seen = problems.get(key);
+      if (!seen) problems.set(key, { count: 1, example: input, detail: problem });
+      else {
+        seen.count++;
+        if (size(input) < size(seen.example)) Object.assign(seen, { example: input, detail: problem });
+      }
     }
   }
-  return { cases: inputs.length, ms: performance.now() - started, problems };
+  return { cases, ms: performance.now() - started, problems };
 }
 
 export async function fuzzSide(
