@@ -2,6 +2,8 @@
 // mutated in every way frames.ts knows, thrown (a) at the host's reader and shim as if from a plugin, in-process
 // and through a real PluginClient over a real child, and (b) at the SDK's dispatcher as if from a host. No
 // uncaught exception, every call settled with a typed error or a value, a framing violation ends the stream.
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HvplugError, PluginClient, PluginSpec, ProtocolError } from 'hvplug';
@@ -48,7 +50,9 @@ describe('fuzz: bytes from a plugin, read by the host', () => {
           hostVersion: '0',
           maxMessageBytes: FUZZ_MAX_MESSAGE_BYTES,
         });
-        const outcome = await client.call('x-replay/write', { bytes: joined(input).toString('base64') }, { timeoutMs: 100 }).then(
+        const path = join(dir, 'bytes');
+        await writeFile(path, joined(input));
+        const outcome = await client.call('x-replay/write', { path }, { timeoutMs: 100 }).then(
           () => 'resolved' as const,
           (err: unknown) => err,
         );

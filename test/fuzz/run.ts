@@ -85,7 +85,11 @@ export async function fuzzSide(
 ): Promise<SideRun> {
   let cases = 0;
   const started = performance.now();
-  const details = await fc.check(property(side, watch, () => opts.progress?.(++cases)), {
+  const count = (): void => {
+    cases++;
+    opts.progress?.(cases);
+  };
+  const details = await fc.check(property(side, watch, count), {
     seed: opts.seed,
     numRuns: opts.runs,
     path: opts.path,
