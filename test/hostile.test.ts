@@ -260,7 +260,7 @@ describe('events a plugin may not send', () => {
     const seen: string[] = [];
     vm.on('event', (e) => seen.push(`${e.type}:${e.seq}`));
     await vm.start();
-    await eventually(() => vm.status === 'stopped', 2_000, 'the stopped event');
+    await eventually(() => vm.status === 'stopped', 2_000, `the stopped event (seen: ${seen.join(' ')}, status ${vm.status})`);
     await new Promise((r) => setTimeout(r, 200));
     expect(vm.status).toBe('stopped');
     expect(seen).toEqual(['stopped:6']);

@@ -49,8 +49,16 @@ export interface HostEvents {
 }
 
 interface PendingRecord {
+  /** The newest record not yet being written, and who waits for it. */
   next: VmRecord | undefined;
-  waiters: { resolve: () => void; reject: (err: Error) => void }[];
+  waiters: Waiter[];
+  /** Who waits for the write under way. */
+  inflight: Waiter[];
+}
+
+interface Waiter {
+  resolve: () => void;
+  reject: (err: Error) => void;
 }
 
 interface Runtime {
@@ -176,6 +184,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
         this.created.set(u.vmId, spec.name);
         return this.persist(spec.name, u);
       },
+      onVmSettled: (vmId) => this.recorded(vmId),
       onVmChange: (u) => this.persist(spec.name, u).catch((err: Error) => this.logger.error({ vmId: u.vmId, err: err.message }, 'cannot persist VM record')),
       onVmGone: (vmId) => {
         this.created.delete(vmId);
@@ -230,11 +239,21 @@ export class PluginHost extends EventEmitter<HostEvents> {
         pending.waiters.push({ resolve, reject });
         return;
       }
-      pending = { next: record, waiters: [{ resolve, reject }] };
+      pending = { next: record, waiters: [{ resolve, reject }], inflight: [] };
       this.recordWrites.set(u.vmId, pending);
       void this.track(this.writeRecords(u.vmId, pending));
     });
     return written;
+  }
+
+  /** Resolves once what has been handed to persist for the VM is written (at once when nothing is pending). */
+  private recorded(vmId: string): Promise<void> {
+    const pending = this.recordWrites.get(vmId);
+    if (!pending) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      if (pending.next) pending.waiters.push({ resolve, reject });
+      else pending.inflight.push({ resolve, reject });
+    });
   }
 
   private async writeRecords(vmId: string, pending: PendingRecord): Promise<void> {
@@ -244,6 +263,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
         const waiters = pending.waiters;
         pending.next = undefined;
         pending.waiters = [];
+        pending.inflight = waiters;
         try {
           await this.store.put(record);
           for (const w of waiters) w.resolve();

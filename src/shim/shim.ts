@@ -69,6 +69,8 @@ export interface ShimOptions {
   interceptors?: readonly Interceptor[];
   /** Called whenever a VM's status, state or config changes (the host persists it). */
   onVmChange?: (update: VmRecordUpdate, vm: ShimVm) => void | Promise<void>;
+  /** Resolves once every change reported for the VM so far is written (an event's, before its call's answer). */
+  onVmSettled?: (vmId: string) => Promise<void>;
   /** Awaited before a VM-creating call is sent, so the host's record exists before the VM does. */
   onVmCreating?: (update: VmRecordUpdate) => Promise<void>;
   /** The VM was deleted, or its creation failed. */
@@ -311,7 +313,9 @@ export class ShimHypervisor {
       await this.opts.onVmGone?.(target.id);
       return;
     }
+    // Events the call caused may have changed the VM before its answer came; the call returns when that is written too.
     if (dirty) await this.changed(target);
+    else await this.opts.onVmSettled?.(target.id);
   }
 
   private async changed(vm: ShimVm): Promise<void> {
