@@ -156,6 +156,8 @@ describe('plugin faults', () => {
     const mem = memoryLogger();
     const { hv } = await probeHost({ logger: mem.logger });
     expect(await hv.extension('x-probe/print')).toBe('ok');
+    // stderr is a pipe of its own: its lines may arrive after the answer on stdout.
+    await eventually(() => mem.lines().some((l) => l.msg === 'so does process.stdout.write'), 5_000, 'the plugin log lines');
     const text = mem.lines().map((l) => l.msg);
     expect(text).toContain('console.log goes to stderr');
     expect(text).toContain('so does process.stdout.write');

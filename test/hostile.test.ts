@@ -1,5 +1,6 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -25,6 +26,20 @@ function groupMembers(pgid: number): number[] {
     }
   }
   return out;
+}
+
+/** Live processes whose environment holds `entry` (NAME=value). */
+function marked(entry: string): number[] {
+  return readdirSync('/proc')
+    .filter((e) => /^\d+$/.test(e))
+    .map(Number)
+    .filter((pid) => {
+      try {
+        return alive(pid) && readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(entry);
+      } catch {
+        return false;
+      }
+    });
 }
 
 interface Report {
@@ -54,6 +69,7 @@ async function beside(hostile: string, scenario: string, durationMs = 1_500): Pr
     good: fixture('probe'),
     bad: fixture('hostile'),
     hostile,
+    runId: randomUUID(),
     scenario,
     durationMs,
   };
@@ -67,8 +83,12 @@ async function beside(hostile: string, scenario: string, durationMs = 1_500): Pr
   expect(report.goodCalls).toBeGreaterThan(0);
   expect(report.goodUnhealthy).toBe(0);
   expect(report.maxRssMiB).toBeLessThan(MAX_HOST_RSS_MIB);
-  expect(report.badPids.length).toBeGreaterThan(0);
-  await eventually(() => report.badPids.every((pid) => !alive(pid) && groupMembers(pid).length === 0), 5_000, 'no process of the bad plugin left');
+  if (scenario !== 'handshake') expect(report.badPids.length).toBeGreaterThan(0);
+  await eventually(
+    () => report.badPids.every((pid) => !alive(pid) && groupMembers(pid).length === 0) && marked(`HOSTILE_RUN=${opts.runId}`).length === 0,
+    5_000,
+    'no process of the bad plugin left',
+  );
   return report;
 }
 
@@ -213,6 +233,28 @@ console.log('closed');
     await eventually(() => slowHostiles().some((p) => p !== first), 2_000, 'the restart to spawn');
     await host.close();
     expect(slowHostiles()).toEqual([]);
+  });
+});
+
+describe('beside a well-behaved plugin, each misbehaviour leaves the host and the good plugin untouched', () => {
+  it.each([
+    ['never answers a call', 'silent-calls', 'create', 'TimeoutError'],
+    ['answers with neither result nor error', 'neither', 'create', 'ProtocolError'],
+    ['answers with both', 'both', 'create', 'ProtocolError'],
+    ['leaves a helper in its group', 'group-child', 'create', undefined],
+  ])('one that %s', async (_what, mode, scenario, error) => {
+    const report = await beside(mode, scenario);
+    if (error) expect(report.badCalls[0]?.error).toBe(error);
+  });
+
+  it('one that is deaf to everything, the handshake included', async () => {
+    const report = await beside('deaf', 'handshake', 500);
+    expect(report.badCalls[0]?.error).toBe('TimeoutError');
+  }, 40_000);
+
+  it('one that picks a protocol version the host never offered', async () => {
+    const report = await beside('version-1.9', 'handshake', 500);
+    expect(report.badCalls[0]?.error).toBe('ProtocolVersionError');
   });
 });
 

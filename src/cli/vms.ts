@@ -63,6 +63,8 @@ interface PsRow {
   status: VmStatus | 'unknown';
   pid?: number;
   created: string;
+  /** Another live host that drives the VM: ps shows it as its record says and leaves it alone. */
+  owner?: string;
   error?: string;
 }
 
@@ -88,7 +90,10 @@ export const psCommand = defineCommand({
         const row: PsRow = { id: r.vmId, plugin: r.plugin, status: 'unknown', created: r.createdAt };
         try {
           const vm = await host.attach(r.vmId);
-          if (vm) {
+          if (vm?.ownedBy !== undefined) {
+            row.status = vm.status;
+            row.owner = vm.ownedBy;
+          } else if (vm) {
             row.status = vm.status;
             const pid = await pidOf(vm, ctx);
             if (pid !== undefined) row.pid = pid;
@@ -104,7 +109,10 @@ export const psCommand = defineCommand({
       await host.close();
     }
     ctx.output(json).document(rows, () =>
-      table([['ID', 'PLUGIN', 'STATUS', 'PID', 'CREATED'], ...rows.map((r) => [r.id, r.plugin, r.status, r.pid !== undefined ? String(r.pid) : '-', r.created].map(safeLine))]),
+      table([
+        ['ID', 'PLUGIN', 'STATUS', 'PID', 'CREATED', 'OWNER'],
+        ...rows.map((r) => [r.id, r.plugin, r.status, r.pid !== undefined ? String(r.pid) : '-', r.created, r.owner ?? '-'].map(safeLine)),
+      ]),
     );
     return EXIT_OK;
   },

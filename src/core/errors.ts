@@ -5,7 +5,7 @@ import { ErrorCode, ErrorData, errorCodeName, formatIssues, type ErrorCodeName, 
 export class HvplugError extends Error {
   constructor(
     message: string,
-    readonly code: ErrorCodeName | 'PluginExited' | 'ProtocolError' | 'ProtocolViolation' | 'Integrity' | 'Spawn' | 'PluginFailed' | 'PluginNotFound' | 'Vetoed',
+    readonly code: ErrorCodeName | 'PluginExited' | 'ProtocolError' | 'ProtocolViolation' | 'Integrity' | 'Spawn' | 'PluginFailed' | 'PluginNotFound' | 'Vetoed' | 'VmOwned',
     options?: { cause?: unknown },
   ) {
     super(message, options);
@@ -51,6 +51,16 @@ export class InvalidStateError extends HvplugError {
 export class AlreadyExistsError extends HvplugError {
   constructor(message: string, readonly id: string) {
     super(message, 'AlreadyExists');
+  }
+}
+
+/** Another live host drives the VM: only it may change it (see VM ownership in the README). */
+export class VmOwnedError extends HvplugError {
+  constructor(
+    readonly vmId: string,
+    readonly owner: string,
+  ) {
+    super(`VM ${vmId} is driven by another host: ${owner}; only that host may change it`, 'VmOwned');
   }
 }
 

@@ -12,6 +12,8 @@ import { defaultRuntimeDir, defaultStateDir, ensurePrivateDir } from './paths.js
 import { PerVmChannel } from './per-vm.js';
 import { FileStateStore, type RecordError, type StateStore, type VmRecord } from './state-store.js';
 import { SupervisedPlugin, type PluginFailedError, type SupervisionOptions } from './supervisor.js';
+import { describeOwner, VmLeases } from './ownership.js';
+import { VmOwnedError } from './errors.js';
 import { HOST_VERSION } from './version.js';
 
 export interface PluginHostOptions {
@@ -70,6 +72,8 @@ interface Runtime {
 export interface ReattachReport {
   recovered: string[];
   lost: { vmId: string; reason: string }[];
+  /** VMs another live host drives: listed, not recovered, never called lost. */
+  owned: { vmId: string; owner: string }[];
   errors: RecordError[];
 }
 
@@ -83,6 +87,8 @@ export class PluginHost extends EventEmitter<HostEvents> {
   readonly logger: Logger;
   readonly catalog: PluginCatalog;
   readonly store: StateStore;
+  /** Which VMs this host drives; another live host's are left to it. */
+  private readonly leases: VmLeases;
   private readonly runtimes = new Map<string, Promise<Runtime>>();
   private readonly interceptors: Interceptor[];
   /** vmId → plugin name, for every VM this host created or re-attached. */
@@ -100,6 +106,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
     this.stateDir = opts.stateDir ?? defaultStateDir(env);
     this.runtimeDir = opts.runtimeDir ?? defaultRuntimeDir(env);
     this.store = opts.store ?? new FileStateStore(this.stateDir);
+    this.leases = new VmLeases(this.stateDir);
     this.logger = opts.logger ?? pino({ name: 'hvplug', level: opts.logLevel ?? 'info' }, pino.destination(2));
     const discovery: DiscoveryOptions = {
       specs: opts.plugins,
@@ -180,7 +187,9 @@ export class PluginHost extends EventEmitter<HostEvents> {
     }
     rt.shim = new ShimHypervisor(rt.channel, {
       interceptors: this.interceptors,
-      onVmCreating: (u) => {
+      onVmCreating: async (u) => {
+        const lease = await this.leases.acquire(u.vmId);
+        if (!lease.ok) throw new VmOwnedError(u.vmId, describeOwner(lease.owner));
         this.created.set(u.vmId, spec.name);
         return this.persist(spec.name, u);
       },
@@ -189,6 +198,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
       onVmGone: (vmId) => {
         this.created.delete(vmId);
         this.createdAt.delete(vmId);
+        void this.leases.release(vmId).catch((err: Error) => this.logger.warn({ vmId, err: err.message }, 'cannot release the VM lease'));
         return this.track(this.store.delete(vmId)).catch((err: Error) => this.logger.error({ vmId, err: err.message }, 'cannot delete VM record'));
       },
       onViolation: (err) => this.logger.warn({ plugin: spec.name, err: err.message }, 'plugin protocol violation'),
@@ -212,7 +222,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
       const vms = (vmIds === undefined ? rt.shim.listVms() : vmIds.map((id) => rt.shim.vm(id)).filter((v): v is ShimVm => !!v)).filter(
         (vm) => !rt.shim.isComingUp(vm.id),
       );
-      await Promise.all(vms.map((vm) => this.recoverOne(rt, vm.id, vm.config, vm.state)));
+      await Promise.all(vms.map((vm) => this.recoverOne(rt, vm.id, vm.config, vm.state, vm.status)));
     };
   }
 
@@ -277,8 +287,20 @@ export class PluginHost extends EventEmitter<HostEvents> {
   }
 
   /** vm/recover for one VM; a VM that cannot be re-attached is reported lost (event, status, record), not forgotten. */
-  private async recoverOne(rt: Runtime, vmId: string, config: VmRecord['config'], state: VmRecord['state']): Promise<boolean> {
+  private async recoverOne(
+    rt: Runtime,
+    vmId: string,
+    config: VmRecord['config'],
+    state: VmRecord['state'],
+    status: VmRecord['status'],
+  ): Promise<boolean | 'owned'> {
     this.created.set(vmId, rt.spec.name);
+    const lease = await this.leases.acquire(vmId);
+    if (!lease.ok) {
+      // Seen, as its record says, and left alone: recovering it would take it from its live owner.
+      rt.shim.adopt(vmId, config, status, state ?? undefined).ownedBy = describeOwner(lease.owner);
+      return 'owned';
+    }
     let reason: string | undefined;
     try {
       const vm = await rt.shim.recoverVm({ vmId, config, state: state ?? null });
@@ -315,7 +337,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
     if (!record) return undefined;
     const rt = await this.runtime(record.plugin);
     this.createdAt.set(vmId, record.createdAt);
-    await this.recoverOne(rt, record.vmId, record.config, record.state);
+    await this.recoverOne(rt, record.vmId, record.config, record.state, record.status);
     return rt.shim.vm(vmId);
   }
 
@@ -327,7 +349,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
     const { records, errors } = await this.store.list();
     for (const r of records) this.createdAt.set(r.vmId, r.createdAt);
     for (const e of errors) this.emit('record-error', e);
-    const report: ReattachReport = { recovered: [], lost: [], errors };
+    const report: ReattachReport = { recovered: [], lost: [], owned: [], errors };
     await Promise.all(
       records.map(async (r) => {
         if (this.created.has(r.vmId)) return;
@@ -338,7 +360,9 @@ export class PluginHost extends EventEmitter<HostEvents> {
           report.lost.push({ vmId: r.vmId, reason: `plugin ${r.plugin}: ${(err as Error).message}` });
           return;
         }
-        if (await this.recoverOne(rt, r.vmId, r.config, r.state)) report.recovered.push(r.vmId);
+        const outcome = await this.recoverOne(rt, r.vmId, r.config, r.state, r.status);
+        if (outcome === 'owned') report.owned.push({ vmId: r.vmId, owner: rt.shim.vm(r.vmId)?.ownedBy ?? 'another host' });
+        else if (outcome) report.recovered.push(r.vmId);
         else report.lost.push({ vmId: r.vmId, reason: rt.shim.vm(r.vmId)?.status ?? 'lost' });
       }),
     );
@@ -359,5 +383,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
       }),
     );
     await Promise.allSettled([...this.writes]);
+    // Last: another host may take the VMs over once their records are final.
+    await this.leases.releaseAll().catch((err: Error) => this.logger.warn({ err: err.message }, 'cannot release VM leases'));
   }
 }

@@ -23,7 +23,7 @@ import {
   type VmConfig,
   type VmStatus,
 } from 'hvplug/protocol';
-import { HvplugError, InvalidParamsError, NotSupportedError, ProtocolViolationError, VetoedError } from '../core/errors.js';
+import { HvplugError, InvalidParamsError, NotSupportedError, ProtocolViolationError, VetoedError, VmOwnedError } from '../core/errors.js';
 import type { PluginChannel } from './channel.js';
 import type { InterceptedCall, Interceptor } from './interceptors.js';
 
@@ -90,6 +90,8 @@ export class ShimVm extends EventEmitter<VmEvents> {
   state: Json | undefined;
   /** Device id → type, to decide cold/hot plug and hot-unplug capability locally. */
   readonly deviceTypes = new Map<string, DeviceType>();
+  /** Set when another live host drives this VM (who, for the error): this shim may look, not change. */
+  ownedBy: string | undefined;
   /** The last event applied, by the process (pid) that sent it: an older one from the same process is stale. */
   lastEvent: { origin: number; seq: number } | undefined;
 
@@ -215,6 +217,7 @@ export class ShimHypervisor {
   /** The one path every method takes. */
   async invoke<M extends MethodName>(method: M, rawParams: Record<string, unknown>, opts: CallOpts = {}, vm?: ShimVm): Promise<ResultOf<M>> {
     const spec = methodDef(method);
+    if (vm?.ownedBy !== undefined) throw new VmOwnedError(vm.id, vm.ownedBy);
     const interceptors = this.opts.interceptors ?? NONE;
     const call: InterceptedCall = { method, vmId: vm?.id ?? (rawParams.vmId as string | undefined), params: rawParams };
     for (const i of interceptors) {
