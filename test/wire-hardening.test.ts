@@ -4,8 +4,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { encodeFrame, FrameDecoder, PROTOCOL_VERSIONS } from 'hvplug/protocol';
-import { eventually, fixture, removeTempDirs, tempDir } from './helpers.js';
+import { encodeFrame, FrameDecoder, InitializeResult, MAX_JSON_DEPTH, PluginState, PROTOCOL_VERSIONS, VmConfig } from 'hvplug/protocol';
+import { HvplugError, PluginClient, PluginSpec, ProtocolViolationError, ShimHypervisor, type PluginChannel } from 'hvplug';
+import { eventually, fixture, memoryLogger, removeTempDirs, tempDir } from './helpers.js';
 
 afterEach(removeTempDirs);
 
@@ -140,5 +141,55 @@ describe('plugin SDK: a malformed $/cancelRequest', () => {
     await eventually(() => plugin.answers.has('w'), 10_000, 'the cancelled call answered');
     expect(plugin.answers.get('w')?.error).toMatchObject({ message: expect.stringMatching(/cancelled/) });
     expect(await plugin.end()).toBe(0);
+  }, 20_000);
+});
+
+describe('plugin state: nested at most MAX_JSON_DEPTH deep', () => {
+  const nest = (n: number): unknown => JSON.parse(deepArrays(n)) as unknown;
+
+  it('takes a state as deep as the cap and refuses one level more, saying so', () => {
+    expect(PluginState.safeParse(nest(MAX_JSON_DEPTH)).success).toBe(true);
+    const r = PluginState.safeParse({ a: nest(MAX_JSON_DEPTH) });
+    expect(r.success).toBe(false);
+    expect(r.error?.issues[0]?.message).toMatch(new RegExp(`${MAX_JSON_DEPTH}`));
+    expect(PluginState.safeParse(nest(100_000)).success).toBe(false);
+  });
+
+  // Fuzz counterexample: a result whose state is 100,000 nested arrays rejected vm/start with an untyped
+  // RangeError from JSON.stringify in the shim's tracking, and could not have been written to the VM's record.
+  it('a deep state in a plugin answer fails the call with a ProtocolViolationError naming the method', async () => {
+    const dir = await tempDir();
+    const client = await PluginClient.start(PluginSpec.parse({ name: 'replay', command: fixture('replay') }), {
+      stateDir: dir,
+      runtimeDir: dir,
+      logger: memoryLogger().logger,
+      logLevel: 'warn',
+      hostVersion: '0',
+    });
+    try {
+      // Ids: initialize 1, x-replay/write 2, vm/start 3 (sent in the same batch, before the plugin can answer).
+      const path = join(dir, 'bytes');
+      await writeFile(path, raw(`{"jsonrpc":"2.0","id":3,"result":{"status":"running","state":${deepArrays(100_000)}}}`));
+      const channel: PluginChannel = {
+        info: InitializeResult.parse({ ...client.info, capabilities: { ...client.info.capabilities, methods: ['vm/start'] } }),
+        call: (method, params, opts) => client.call(method, params, opts),
+        onNotification: (l) => client.onNotification(l),
+      };
+      const changes: unknown[] = [];
+      const shim = new ShimHypervisor(channel, { onVmChange: (u) => void changes.push(u) });
+      const vm = shim.adopt('vm-1', VmConfig.parse({}), 'created');
+      const writing = client.call('x-replay/write', { path }, { timeoutMs: 5_000 }).catch(() => undefined);
+      const err = await vm.start().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(ProtocolViolationError);
+      expect((err as HvplugError).message).toMatch(/vm\/start.*state.*nested at most/s);
+      expect(changes).toEqual([]);
+      expect(vm.status).toBe('created');
+      void writing;
+    } finally {
+      await client.close({ graceMs: 300 });
+    }
   }, 20_000);
 });
