@@ -91,6 +91,29 @@ export interface HostCaseReport {
   streamError: boolean;
   crashes: string[];
   requestsSent: number;
+  /**
+   * What HostRpc.receive threw. PluginClient catches it and fails the plugin, so it is no crash and the
+   * property holds; the long run (`npm run fuzz`) lists it, since receive is meant to make a typed outcome of
+   * any message itself.
+   */
+  receiveThrew: string[];
+}
+
+/**
+ * Findings that break no property (HostRpc.receive threw, PluginClient caught it): first line → how often, and
+ * the smallest input that showed it. `npm run fuzz` prints them.
+ */
+export const hostNotes = new Map<string, { count: number; example: FuzzInput }>();
+
+function note(what: string, input: FuzzInput): void {
+  const key = what.split('\n')[0]!.slice(0, 160);
+  const size = (i: FuzzInput): number => i.pieces.reduce((n, p) => n + p.bytes.length, 0);
+  const seen = hostNotes.get(key);
+  if (!seen) hostNotes.set(key, { count: 1, example: input });
+  else {
+    seen.count++;
+    if (size(input) < size(seen.example)) seen.example = input;
+  }
 }
 
 /** One case: a fresh pipeline, the calls made, the bytes written, the plugin's stdout ended. */
@@ -100,16 +123,18 @@ export async function runHostCase(input: FuzzInput, watch: CrashWatch): Promise<
   const stdin = new PassThrough();
   let requestsSent = 0;
   stdin.on('data', () => void requestsSent++);
+  const receiveThrew: string[] = [];
   const reader = new FramedReader(stdout, FUZZ_MAX_MESSAGE_BYTES);
   const client = new WireClient(new FramedWriter(stdin, FUZZ_MAX_MESSAGE_BYTES), watch);
   reader.onError((err) => client.broken(`plugin fuzz broke the protocol on stdout: ${err.message}${err instanceof FramingError ? '' : ' (not a FramingError)'}`));
   const listening = reader.listen((msg) => {
-    // PluginClient catches what receive throws and fails the plugin; here it is a finding: HostRpc is meant to
-    // make a typed outcome of any message.
+    // As PluginClient: whatever receive throws fails the plugin with a ProtocolError, and is counted.
     try {
       client.rpc.receive(msg);
     } catch (err) {
-      watch.crashes.push(`HostRpc.receive threw (PluginClient would call the plugin broken): ${describe(err)}`);
+      receiveThrew.push(describe(err));
+      note(`HostRpc.receive threw: ${describe(err)}`, input);
+      client.broken(`plugin fuzz: a message it sent could not be handled: ${(err as Error).message}`);
     }
   });
 
@@ -151,7 +176,7 @@ export async function runHostCase(input: FuzzInput, watch: CrashWatch): Promise<
   listening.dispose();
   reader.dispose();
   stdin.destroy();
-  return { outcomes, streamError: client.broke, crashes: watch.since(mark), requestsSent };
+  return { outcomes, streamError: client.broke, crashes: watch.since(mark), requestsSent, receiveThrew };
 }
 
 /** What is wrong with a case's outcome, or undefined. */
