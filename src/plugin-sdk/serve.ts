@@ -32,6 +32,7 @@ import {
   type VmEvent,
 } from 'hvplug/protocol';
 import { AnswerBatcher } from './answer-batch.js';
+import { refuseMalformed } from './inbound.js';
 import { PluginError } from './errors.js';
 
 /** An event as a handler emits it; the SDK stamps seq (per VM) and time. */
@@ -198,7 +199,8 @@ function serve(def: PluginDefinition, { advertised, capabilities }: Prepared, op
   const log = pino({ name: def.info.name, level: 'info', base: { plugin: def.info.name } }, pino.destination({ fd: 2, sync: true }));
 
   const connection = createMessageConnection(
-    answers.counting(new FramedReader(input, maxMessageBytes)),
+    // Dropped before they are counted: the batcher counts what vscode-jsonrpc will dispatch.
+    answers.counting(refuseMalformed(new FramedReader(input, maxMessageBytes), (reason) => log.warn(`dropped a message from the host: ${reason}`))),
     new FramedWriter(output, maxMessageBytes, answers.write),
     undefined,
     { messageStrategy: answers.strategy },

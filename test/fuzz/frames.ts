@@ -28,6 +28,8 @@ export interface Piece {
   expect: Expect;
   /** An `exit` notification: a plugin ends its session on it. */
   exit: boolean;
+  /** Well-framed JSON, but not a JSON-RPC message by the host's rules (jsonRpcShape): the host drops the plugin. */
+  notRpc: boolean;
   /** For the counterexample report. */
   label: string;
 }
@@ -40,14 +42,31 @@ export interface FuzzInput {
 
 /**
  * What the stream as a whole must lead to: the first piece that is not plainly ok decides. An `exit`
- * notification ends a plugin's reading (`exitEnds`); the host reads on past one.
+ * notification ends a plugin's reading (`exitEnds`); the host reads on past one. The host also ends a stream on
+ * a well-framed body that is not a JSON-RPC message (`notRpcBreaks`); the SDK drops such a body and reads on.
  */
-export function verdict(pieces: readonly Piece[], exitEnds = false): Expect | 'exit' {
+export function verdict(pieces: readonly Piece[], exitEnds = false, notRpcBreaks = false): Expect | 'exit' {
   for (const p of pieces) {
     if (p.expect !== 'ok') return p.expect;
+    if (p.notRpc && notRpcBreaks) return 'violation';
     if (p.exit && exitEnds) return 'exit';
   }
   return 'ok';
+}
+
+/**
+ * Is a parsed body a JSON-RPC message as the host reads one: a plain object whose id, if present, is a number,
+ * a string or null, whose method, if present, is a string, and which has at least one of the two. Stated here
+ * from the protocol, not taken from the host's code, so that the oracle can disagree with it.
+ */
+export function jsonRpcShape(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const m = value as Record<string, unknown>;
+  const hasId = Object.hasOwn(m, 'id');
+  const hasMethod = Object.hasOwn(m, 'method');
+  if (hasId && !(m.id === null || typeof m.id === 'number' || typeof m.id === 'string')) return false;
+  if (hasMethod && typeof m.method !== 'string') return false;
+  return hasId || hasMethod;
 }
 
 export function joined(input: FuzzInput): Buffer {
@@ -73,7 +92,7 @@ export function chunked(input: FuzzInput): Buffer[] {
 export function describeInput(input: FuzzInput): string {
   const lines = input.pieces.map((p) => {
     const text = p.bytes.length > 300 ? `${p.bytes.subarray(0, 300).toString('latin1')}… (${p.bytes.length} bytes)` : p.bytes.toString('latin1');
-    return `  [${p.label}, ${p.expect}${p.exit ? ', exit' : ''}] ${JSON.stringify(text)}`;
+    return `  [${p.label}, ${p.expect}${p.exit ? ', exit' : ''}${p.notRpc ? ', not-rpc' : ''}] ${JSON.stringify(text)}`;
   });
   return `${lines.join('\n')}\n  chunks: ${JSON.stringify(input.chunks)}`;
 }
@@ -92,6 +111,7 @@ interface Body {
   text: string;
   expect: Expect;
   exit: boolean;
+  notRpc: boolean;
   label: string;
 }
 
@@ -214,24 +234,25 @@ function message(pendingIds: readonly number[]): fc.Arbitrary<Record<string, unk
 function body(pendingIds: readonly number[]): fc.Arbitrary<Body> {
   const rpc = fc.tuple(message(pendingIds), deepNesting).map(([m, depth]): Body => {
     const exit = m.method === 'exit' && !('id' in m);
-    return { text: render(m, depth), expect: 'ok', exit, label: 'message' };
+    return { text: render(m, depth), expect: 'ok', exit, notRpc: !jsonRpcShape(m), label: 'message' };
   });
   const notObject = fc
     .oneof(fc.jsonValue({ maxDepth: 2 }).filter((v) => typeof v !== 'object' || v === null || Array.isArray(v)), fc.constant(null), fc.constant([]))
-    .map((v): Body => ({ text: JSON.stringify(v), expect: 'ok', exit: false, label: 'json-not-object' }));
-  const deepBody = deepNesting.map((n): Body => ({ text: deepArrays(n), expect: 'ok', exit: false, label: `deep-${n}` }));
+    .map((v): Body => ({ text: JSON.stringify(v), expect: 'ok', exit: false, notRpc: true, label: 'json-not-object' }));
+  const deepBody = deepNesting.map((n): Body => ({ text: deepArrays(n), expect: 'ok', exit: false, notRpc: true, label: `deep-${n}` }));
   const notJson = fc.string({ maxLength: 40 }).map((s): Body => {
     let parses = true;
+    let value: unknown;
     try {
-      JSON.parse(s);
+      value = JSON.parse(s);
     } catch {
       parses = false;
     }
-    return { text: s, expect: parses ? 'ok' : 'violation', exit: false, label: 'not-json' };
+    return { text: s, expect: parses ? 'ok' : 'violation', exit: false, notRpc: parses && !jsonRpcShape(value), label: 'not-json' };
   });
   const truncatedJson = message(pendingIds).map((m): Body => {
     const t = JSON.stringify(m);
-    return { text: t.slice(0, Math.max(0, t.length - 1)), expect: 'violation', exit: false, label: 'json-cut' };
+    return { text: t.slice(0, Math.max(0, t.length - 1)), expect: 'violation', exit: false, notRpc: false, label: 'json-cut' };
   });
   return fc.oneof(
     { weight: 140, arbitrary: rpc },
@@ -362,7 +383,13 @@ function frame(pendingIds: readonly number[]): fc.Arbitrary<Piece> {
       else expect = h.expect;
       // A body over the cap is refused on its header whatever the header looks like, as long as it is read.
       if (bytes.length > FUZZ_MAX_MESSAGE_BYTES && h.expect === 'ok') expect = 'violation';
-      return { bytes: Buffer.concat([Buffer.from(h.text, 'latin1'), bytes]), expect, exit: b.exit && expect === 'ok', label: `${h.label}+${b.label}` };
+      return {
+        bytes: Buffer.concat([Buffer.from(h.text, 'latin1'), bytes]),
+        expect,
+        exit: b.exit && expect === 'ok',
+        notRpc: b.notRpc && expect === 'ok',
+        label: `${h.label}+${b.label}`,
+      };
     });
   });
 }
@@ -370,15 +397,15 @@ function frame(pendingIds: readonly number[]): fc.Arbitrary<Piece> {
 /** A body really over the cap, framed canonically. */
 const oversized = fc.integer({ min: 1, max: 4096 }).map((extra): Piece => {
   const text = JSON.stringify({ jsonrpc: '2.0', method: 'vm/event', params: { pad: 'x'.repeat(FUZZ_MAX_MESSAGE_BYTES + extra) } });
-  return { bytes: Buffer.from(`Content-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`), expect: 'violation', exit: false, label: 'oversized-body' };
+  return { bytes: Buffer.from(`Content-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`), expect: 'violation', exit: false, notRpc: false, label: 'oversized-body' };
 });
 
-const randomBytes = fc.uint8Array({ minLength: 1, maxLength: 200 }).map((b): Piece => ({ bytes: Buffer.from(b), expect: 'unknown', exit: false, label: 'random-bytes' }));
+const randomBytes = fc.uint8Array({ minLength: 1, maxLength: 200 }).map((b): Piece => ({ bytes: Buffer.from(b), expect: 'unknown', exit: false, notRpc: false, label: 'random-bytes' }));
 
 const truncated = (pendingIds: readonly number[]): fc.Arbitrary<Piece> =>
   fc.tuple(frame(pendingIds), fc.double({ min: 0, max: 1, noNaN: true })).map(([p, at]): Piece => {
     const cut = Math.floor(p.bytes.length * at);
-    return { bytes: p.bytes.subarray(0, cut), expect: cut === 0 ? 'ok' : 'unknown', exit: false, label: `truncated@${cut}:${p.label}` };
+    return { bytes: p.bytes.subarray(0, cut), expect: cut === 0 ? 'ok' : 'unknown', exit: false, notRpc: false, label: `truncated@${cut}:${p.label}` };
   });
 
 /**
@@ -397,7 +424,7 @@ const deepMessage = (pendingIds: readonly number[]): fc.Arbitrary<Piece> => {
   const depth = fc.oneof(fc.constant(100_000), fc.constant(10_000), fc.integer({ min: 100, max: 1_000 }));
   return fc.tuple(template, depth).map(([m, n]): Piece => {
     const text = render(m, n);
-    return { bytes: Buffer.from(`Content-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`), expect: 'ok', exit: false, label: `deep-message-${n}` };
+    return { bytes: Buffer.from(`Content-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`), expect: 'ok', exit: false, notRpc: false, label: `deep-message-${n}` };
   });
 };
 

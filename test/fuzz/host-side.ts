@@ -1,16 +1,17 @@
 // The host's read path, in-process: the plugin's stdout is a PassThrough that the fuzzer writes into, read as
-// PluginClient.start reads a child's stdout (FramedReader → notification tap → vscode-jsonrpc with
-// maxParallelism), calls made through a ShimHypervisor, as the host makes them.
+// PluginClient reads a child's stdout (FramedReader → HostRpc, the host's own JSON-RPC end), calls made through
+// a ShimHypervisor, as the host makes them.
 import { PassThrough } from 'node:stream';
-import { createMessageConnection, Message, ResponseError, type MessageConnection } from 'vscode-jsonrpc/node';
-import { FramedReader, FramedWriter, InitializeResult, tapReader, VmConfig } from 'hvplug/protocol';
-import { fromWireError, HvplugError, ProtocolError, ShimHypervisor, type ChannelCallOptions, type PluginChannel } from 'hvplug';
+import { FramedReader, FramedWriter, FramingError, InitializeResult, VmConfig } from 'hvplug/protocol';
+import { HvplugError, ProtocolError, ShimHypervisor, type ChannelCallOptions, type PluginChannel } from 'hvplug';
+import { HostRpc, type RpcPeer } from '../../src/core/host-rpc.js';
+import type { NotificationListener } from '../../src/shim/channel.js';
 import { chunked, FUZZ_MAX_MESSAGE_BYTES, FUZZ_VM_ID, verdict, type FuzzInput } from './frames.js';
 import { describe, turns, within, type CrashWatch } from './watch.js';
 
-/** The requests the host has outstanding when the bytes arrive: ids 0, 1, 2 in this order. */
+/** The requests the host has outstanding when the bytes arrive, in this order; HostRpc numbers calls from 1. */
 export const HOST_CALLS = ['vm/start', 'vm/info', 'vm/stats'] as const;
-export const HOST_PENDING_IDS = HOST_CALLS.map((_, i) => i);
+export const HOST_PENDING_IDS = HOST_CALLS.map((_, i) => i + 1);
 
 const INFO = InitializeResult.parse({
   protocolVersion: '1.0.0',
@@ -18,55 +19,101 @@ const INFO = InitializeResult.parse({
   capabilities: { methods: [...HOST_CALLS] },
 });
 
+/** The `origin` notifications carry (a plugin's pid). */
+const ORIGIN = 1;
+
 type Outcome = { kind: 'resolved' } | { kind: 'typed'; err: HvplugError } | { kind: 'untyped'; err: unknown };
 
 /**
- * The PluginChannel PluginClient is, over one connection: a ResponseError becomes the typed error
- * fromWireError makes of it, any other rejection passes as it is (PluginClient.toError), and a stream error
- * or close fails every outstanding call with the client's fatal error (PluginClient.failAll).
+ * PluginClient without its process: a HostRpc over the pipes, notifications relayed to listeners that may not
+ * throw, and a broken stream (framing, a message HostRpc calls fatal) failing every call with a ProtocolError,
+ * as PluginClient.broken does. Handshake, notification budget and exit handling are left out: the real-process
+ * case covers them.
  */
-class WireChannel implements PluginChannel {
+class WireClient implements PluginChannel, RpcPeer {
   readonly info = INFO;
-  readonly listeners = new Set<(method: string, params: unknown) => void>();
-  private readonly pending = new Set<(err: Error) => void>();
-  fatal: HvplugError | undefined;
-  connection!: MessageConnection;
+  readonly rpc: HostRpc;
+  private readonly listeners = new Set<NotificationListener>();
+  failure: HvplugError | undefined;
+  /** The stream was called broken (PluginClient.broken). */
+  broke = false;
 
-  call(method: string, params: unknown, _opts: ChannelCallOptions): Promise<unknown> {
-    if (this.fatal) return Promise.reject(this.fatal);
-    return new Promise((resolve, reject) => {
-      const fail = (err: Error): void => {
-        this.pending.delete(fail);
-        reject(err);
-      };
-      this.pending.add(fail);
-      this.connection.sendRequest(method, params).then(
-        (value) => {
-          this.pending.delete(fail);
-          resolve(value);
-        },
-        (err: unknown) => fail(err instanceof ResponseError ? fromWireError(method, err.code, err.message, err.data) : (this.fatal ?? (err as Error))),
-      );
-    });
+  constructor(
+    writer: FramedWriter,
+    private readonly watch: CrashWatch,
+  ) {
+    this.rpc = new HostRpc(writer, this);
   }
 
-  onNotification(listener: (method: string, params: unknown) => void): () => void {
+  call(method: string, params: unknown, opts: ChannelCallOptions): Promise<unknown> {
+    if (this.failure) return Promise.reject(this.failure);
+    return this.rpc.call(method, params, opts);
+  }
+
+  onNotification(listener: NotificationListener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
 
-  failAll(err: HvplugError): void {
-    this.fatal ??= err;
-    for (const fail of [...this.pending]) fail(this.fatal);
+  notification(method: string, params: unknown): void {
+    if (this.failure) return;
+    for (const l of this.listeners) {
+      try {
+        l(method, params, ORIGIN);
+      } catch (err) {
+        this.watch.crashes.push(`a notification listener threw (PluginClient logs it): ${describe(err)}`);
+      }
+    }
+  }
+
+  fatal(err: ProtocolError): void {
+    this.broken(err.message);
+  }
+
+  note(): void {
+    // PluginClient logs these at debug level.
+  }
+
+  broken(message: string): void {
+    this.broke = true;
+    this.fail(new ProtocolError(message));
+  }
+
+  fail(err: HvplugError): void {
+    this.failure ??= err;
+    this.rpc.failAll(this.failure);
   }
 }
 
 export interface HostCaseReport {
   outcomes: (Outcome | undefined)[];
-  /** The connection reported a broken stream. */
+  /** The client called the stream broken (framing, or a message that is not JSON-RPC). */
   streamError: boolean;
   crashes: string[];
   requestsSent: number;
+  /**
+   * What HostRpc.receive threw. PluginClient catches it and fails the plugin, so it is no crash and the
+   * property holds; the long run (`npm run fuzz`) lists it, since receive is meant to make a typed outcome of
+   * any message itself.
+   */
+  receiveThrew: string[];
+}
+
+/**
+ * Findings that break no property (HostRpc.receive threw, PluginClient caught it): first line → how often, and
+ * the smallest input that showed it. `npm run fuzz` prints them.
+ */
+export const hostNotes = new Map<string, { count: number; example: FuzzInput }>();
+
+function note(what: string, input: FuzzInput): void {
+  const key = what.split('\n')[0]!.slice(0, 160);
+  const size = (i: FuzzInput): number => i.pieces.reduce((n, p) => n + p.bytes.length, 0);
+  const seen = hostNotes.get(key);
+  if (!seen) hostNotes.set(key, { count: 1, example: input });
+  else {
+    seen.count++;
+    if (size(input) < size(seen.example)) seen.example = input;
+  }
 }
 
 /** One case: a fresh pipeline, the calls made, the bytes written, the plugin's stdout ended. */
@@ -76,29 +123,22 @@ export async function runHostCase(input: FuzzInput, watch: CrashWatch): Promise<
   const stdin = new PassThrough();
   let requestsSent = 0;
   stdin.on('data', () => void requestsSent++);
-  const channel = new WireChannel();
-  const reader = tapReader(new FramedReader(stdout, FUZZ_MAX_MESSAGE_BYTES), (msg) => {
-    if (!Message.isNotification(msg)) return true;
-    for (const l of channel.listeners) {
-      try {
-        l(msg.method, msg.params);
-      } catch (err) {
-        watch.crashes.push(`a notification listener threw (PluginClient logs it): ${describe(err)}`);
-      }
+  const receiveThrew: string[] = [];
+  const reader = new FramedReader(stdout, FUZZ_MAX_MESSAGE_BYTES);
+  const client = new WireClient(new FramedWriter(stdin, FUZZ_MAX_MESSAGE_BYTES), watch);
+  reader.onError((err) => client.broken(`plugin fuzz broke the protocol on stdout: ${err.message}${err instanceof FramingError ? '' : ' (not a FramingError)'}`));
+  const listening = reader.listen((msg) => {
+    // As PluginClient: whatever receive throws fails the plugin with a ProtocolError, and is counted.
+    try {
+      client.rpc.receive(msg);
+    } catch (err) {
+      receiveThrew.push(describe(err));
+      note(`HostRpc.receive threw: ${describe(err)}`, input);
+      client.broken(`plugin fuzz: a message it sent could not be handled: ${(err as Error).message}`);
     }
-    return false;
   });
-  const writer = new FramedWriter(stdin, FUZZ_MAX_MESSAGE_BYTES);
-  const connection = createMessageConnection(reader, writer, undefined, { maxParallelism: Number.MAX_SAFE_INTEGER });
-  channel.connection = connection;
-  let streamError = false;
-  connection.onError(([err]) => {
-    streamError = true;
-    channel.failAll(new ProtocolError(`plugin fuzz broke the protocol on stdout: ${err.message}`));
-  });
-  connection.listen();
 
-  const shim = new ShimHypervisor(channel, {
+  const shim = new ShimHypervisor(client, {
     onViolation: () => undefined,
     // As the host's: it persists each change (JSON) and logs, not throws, what it cannot persist.
     onVmChange: (u) =>
@@ -126,16 +166,17 @@ export async function runHostCase(input: FuzzInput, watch: CrashWatch): Promise<
       watch.crashes.push(`thrown while reading: ${describe(err)}`);
     }
   }
-  // vscode-jsonrpc dispatches what it queued one message per turn: enough turns for every message written.
+  // HostRpc handles each message as it is read; the shim's checks and record writes take a few turns more.
   await turns(input.pieces.length * 4 + 20, settled);
   // The plugin exits: its stdout ends and the client fails what is left (PluginClient's exit handler).
   stdout.end();
   await turns(5);
-  channel.failAll(new HvplugError('plugin fuzz exited', 'PluginExited'));
+  client.fail(new HvplugError('plugin fuzz exited', 'PluginExited'));
   await within(1_000, settled);
-  connection.dispose();
+  listening.dispose();
+  reader.dispose();
   stdin.destroy();
-  return { outcomes, streamError, crashes: watch.since(mark), requestsSent };
+  return { outcomes, streamError: client.broke, crashes: watch.since(mark), requestsSent, receiveThrew };
 }
 
 /** What is wrong with a case's outcome, or undefined. */
@@ -146,8 +187,8 @@ export function hostCaseProblem(input: FuzzInput, r: HostCaseReport): string | u
     if (!o) return `call ${HOST_CALLS[i]} (id ${i}) never settled`;
     if (o.kind === 'untyped') return `call ${HOST_CALLS[i]} (id ${i}) rejected with an untyped error: ${describe(o.err)}`;
   }
-  const v = verdict(input.pieces);
-  if (v === 'violation' && !r.streamError) return 'the stream broke the framing, but the reader accepted it';
+  const v = verdict(input.pieces, false, true);
+  if (v === 'violation' && !r.streamError) return 'the stream broke the framing or sent a body that is not JSON-RPC, but the host read on';
   if (v === 'ok' && r.streamError) return 'a well-framed stream was reported as broken';
   return undefined;
 }

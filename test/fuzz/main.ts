@@ -2,6 +2,7 @@
 // that a failure can be replayed with `npm run fuzz -- --seed <seed>`.
 import { parseArgs } from 'node:util';
 import { describeInput } from './frames.js';
+import { hostNotes } from './host-side.js';
 import { fuzzSide, surveySide, type Side } from './run.js';
 import { CrashWatch } from './watch.js';
 
@@ -63,6 +64,10 @@ for (const side of sides) {
       console.log(r.failure);
       console.log(`replay: npm run fuzz -- --side ${side} --seed ${seed} --runs ${runs}`);
     }
+  }
+  if (side === 'host') {
+    // Not failures: the real client catches these. Listed so that they get looked at.
+    for (const [key, n] of hostNotes) console.log(`\nnote (host): ${n.count}× ${key}\nsmallest input:\n${describeInput(n.example)}`);
   }
   const after = heapMiB();
   console.log(`${line}; heap ${before.toFixed(1)} MiB -> ${after.toFixed(1)} MiB`);
