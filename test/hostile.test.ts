@@ -310,6 +310,14 @@ describe('events a plugin may not send', () => {
     expect(lines().filter((l) => String(l.err).includes('stale event'))).toHaveLength(2);
   });
 
+  it('an event read after a call answer is not overridden by the status the answer carries', async () => {
+    const { host } = await hostile('event-after-answer');
+    const vm = await (await host.hypervisor('bad')).createVm({ config: {} });
+    await vm.start();
+    expect(vm.status).toBe('stopped');
+    expect((await host.records()).records[0]?.status).toBe('stopped');
+  });
+
   it('under per-vm isolation a process cannot change another VM with forged events', async () => {
     const { host, lines } = await hostile('forge', 'per-vm');
     const hv = await host.hypervisor('bad');

@@ -26,6 +26,8 @@ export interface RpcCallOptions {
   /** null: no deadline (the call may still be aborted). */
   timeoutMs: number | null;
   signal?: AbortSignal;
+  /** Runs as the answer is read, before the messages after it. */
+  onAnswer?: () => void;
 }
 
 export interface RpcPeer {
@@ -52,6 +54,7 @@ class OutgoingCall {
     readonly method: string,
     readonly timeoutMs: number | null,
     readonly signal: AbortSignal | undefined,
+    readonly onAnswer: (() => void) | undefined,
     private readonly resolve: (value: unknown) => void,
     private readonly reject: (err: Error) => void,
   ) {}
@@ -175,7 +178,7 @@ export class HostRpc {
     const id = this.nextId++;
     let call!: OutgoingCall;
     const promise = new Promise<unknown>((resolve, reject) => {
-      call = new OutgoingCall(this, id, method, timeoutMs, signal, resolve, reject);
+      call = new OutgoingCall(this, id, method, timeoutMs, signal, opts.onAnswer, resolve, reject);
     });
     if (signal?.aborted) {
       call.fail(new CancelledError(method, signal.reason));
@@ -263,6 +266,11 @@ export class HostRpc {
       return;
     }
     if (hasResult) {
+      try {
+        call.onAnswer?.();
+      } catch {
+        // The caller's bookkeeping; the answer stands.
+      }
       call.succeed(msg.result);
       return;
     }
@@ -279,9 +287,10 @@ export class HostRpc {
 function preview(value: unknown): string {
   let text: string;
   try {
-    text = JSON.stringify(value) ?? String(value);
+    text = JSON.stringify(value) ?? typeof value;
   } catch {
-    text = String(value);
+    // Too deep to print (String() of nested arrays recurses as deep): say what it is instead.
+    text = Array.isArray(value) ? 'an array nested too deep to print' : `a ${typeof value} too deep to print`;
   }
   return text.length > 80 ? `${text.slice(0, 80)}…` : text;
 }

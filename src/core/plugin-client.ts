@@ -16,7 +16,7 @@ import {
 } from 'hvplug/protocol';
 import { pluginEnvironment } from './environment.js';
 import { HvplugError, PluginExitedError, PluginSpawnError, ProtocolError, ProtocolVersionError, ProtocolViolationError } from './errors.js';
-import { HostRpc } from './host-rpc.js';
+import { HostRpc, type RpcCallOptions } from './host-rpc.js';
 import { resolveExecutable, verifyPin } from './integrity.js';
 import { PluginLog } from './plugin-log.js';
 import type { NotificationListener } from '../shim/channel.js';
@@ -36,11 +36,7 @@ export interface ClientOptions {
   trace?: (direction: 'send' | 'receive', message: unknown) => void;
 }
 
-export interface CallOptions {
-  /** null: no deadline (the call may still be aborted). */
-  timeoutMs: number | null;
-  signal?: AbortSignal;
-}
+export type CallOptions = RpcCallOptions;
 
 export interface ExitInfo {
   code: number | null;

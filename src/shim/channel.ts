@@ -5,6 +5,11 @@ export type NotificationListener = (method: string, params: unknown, origin: num
 export interface ChannelCallOptions {
   timeoutMs: number | null;
   signal?: AbortSignal;
+  /**
+   * Called the moment the answer is read, before anything the plugin sent after it: the shim tells from it which
+   * events came after the answer (and are newer than the status it carries).
+   */
+  onAnswer?: () => void;
 }
 
 /**

@@ -90,6 +90,8 @@ export class ShimVm extends EventEmitter<VmEvents> {
   state: Json | undefined;
   /** Device id → type, to decide cold/hot plug and hot-unplug capability locally. */
   readonly deviceTypes = new Map<string, DeviceType>();
+  /** Plugin events applied to this VM so far (see track: an answer's status does not override a later event). */
+  eventsApplied = 0;
   /** Set when another live host drives this VM (who, for the error): this shim may look, not change. */
   ownedBy: string | undefined;
   /** The last event applied, by the process (pid) that sent it: an older one from the same process is stale. */
@@ -242,10 +244,12 @@ export class ShimHypervisor {
       params.progressToken = token;
     }
     let raw: unknown;
+    let eventsAtAnswer: number | undefined;
     try {
       raw = await this.channel.call(method, params, {
         timeoutMs: opts.timeoutMs === undefined ? spec.timeoutMs : opts.timeoutMs,
         signal: opts.signal,
+        onAnswer: vm ? () => (eventsAtAnswer = vm.eventsApplied) : undefined,
       });
     } finally {
       if (token) this.progress.delete(token);
@@ -254,7 +258,7 @@ export class ShimHypervisor {
     if (!result.success) throw new ProtocolViolationError(method, toIssues(result.error));
     let value = result.data as ResultOf<M>;
     // A call returns once what it changed is recorded, so a host crash right after it loses nothing.
-    await this.track(method, params, value, vm);
+    await this.track(method, params, value, vm, eventsAtAnswer);
     for (const i of interceptors) {
       if (i.after) value = ((await i.after(call, value)) ?? value) as ResultOf<M>;
     }
@@ -282,14 +286,16 @@ export class ShimHypervisor {
   }
 
   /** Keeps the VM's status, opaque state, devices and config in step with what the plugin answered. */
-  private async track(method: MethodName, params: Record<string, unknown>, result: unknown, vm?: ShimVm): Promise<void> {
+  private async track(method: MethodName, params: Record<string, unknown>, result: unknown, vm?: ShimVm, eventsAtAnswer?: number): Promise<void> {
     const target = vm ?? this.vms.get(params.vmId as string);
     if (!target) return;
     const r = result as { status?: VmStatus; state?: Json };
     // Only a change is reported: the host persists each report (an fsync'd file write), and read-only calls
     // (vm/check, vm/info, vm/stats...) would otherwise rewrite the record on every call.
     const before = target.status;
-    if (r.status !== undefined && VmResult.shape.status.safeParse(r.status).success) target.status = r.status;
+    // An event read after the answer is newer than the status the answer carries: it stands.
+    const overtaken = eventsAtAnswer !== undefined && target.eventsApplied !== eventsAtAnswer;
+    if (!overtaken && r.status !== undefined && VmResult.shape.status.safeParse(r.status).success) target.status = r.status;
     // Compared as JSON: a re-attach (vm/recover after a plugin restart) usually hands back the same config and state.
     const newVm = methodDef(method).scope === 'new-vm';
     let dirty =
@@ -370,6 +376,7 @@ export class ShimHypervisor {
           return;
         }
         vm.lastEvent = { origin, seq: event.seq };
+        vm.eventsApplied++;
       }
       this.deliver(event);
     } else if (method === '$/progress') {
