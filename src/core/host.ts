@@ -5,7 +5,7 @@ import type { InitializeParams, VmEvent } from 'hvplug/protocol';
 import { ShimHypervisor, type ShimVm, type VmRecordUpdate } from '../shim/shim.js';
 import type { Interceptor } from '../shim/interceptors.js';
 import { PluginCatalog, type DiscoveryOptions } from './discovery.js';
-import type { HvplugError } from './errors.js';
+import { AlreadyExistsError, type HvplugError } from './errors.js';
 import type { ClientOptions, PluginClient } from './plugin-client.js';
 import type { PluginSpec, PluginSpecInput } from './plugin-spec.js';
 import { defaultRuntimeDir, defaultStateDir, ensurePrivateDir } from './paths.js';
@@ -80,6 +80,8 @@ export class PluginHost extends EventEmitter<HostEvents> {
   /** vmId → plugin name, for every VM this host created or re-attached. */
   private readonly created = new Map<string, string>();
   private readonly createdAt = new Map<string, string>();
+  /** Ids a vm/create or vm/restore is claiming right now: taken synchronously, so a second one fails at once. */
+  private readonly claiming = new Set<string>();
   private closed = false;
   /** Per VM, the newest record not yet written and who waits for it (see persist). */
   private readonly recordWrites = new Map<string, PendingRecord>();
@@ -172,7 +174,8 @@ export class PluginHost extends EventEmitter<HostEvents> {
     }
     rt.shim = new ShimHypervisor(rt.channel, {
       interceptors: this.interceptors,
-      onVmCreating: (u) => {
+      onVmCreating: (u, method) => {
+        if (method !== 'vm/recover') return this.claim(spec.name, u);
         this.created.set(u.vmId, spec.name);
         return this.persist(spec.name, u);
       },
@@ -205,6 +208,35 @@ export class PluginHost extends EventEmitter<HostEvents> {
       );
       await Promise.all(vms.map((vm) => this.recoverOne(rt, vm.id, vm.config, vm.state)));
     };
+  }
+
+  /**
+   * Writes the record of a new VM, refusing an id that is known here or has a record (an earlier host's VM:
+   * its guest may still run, and a re-attach needs its record). Nothing reaches the plugin before this.
+   */
+  private async claim(plugin: string, u: VmRecordUpdate): Promise<void> {
+    const owner = this.created.get(u.vmId);
+    if (owner !== undefined || this.claiming.has(u.vmId)) {
+      throw new AlreadyExistsError(`VM ${u.vmId} already exists${owner ? ` (plugin ${owner})` : ''}`, u.vmId);
+    }
+    this.claiming.add(u.vmId);
+    try {
+      const now = new Date().toISOString();
+      const record: VmRecord = { vmId: u.vmId, plugin, config: u.config, state: u.state, status: u.status, createdAt: now, updatedAt: now };
+      if (this.store.create) {
+        await this.track(this.store.create(record));
+      } else {
+        // Atomic only within this host: a custom store without create() cannot fence off another host.
+        if ((await this.store.list()).records.some((r) => r.vmId === u.vmId)) {
+          throw new AlreadyExistsError(`VM ${u.vmId} already has a record`, u.vmId);
+        }
+        await this.track(this.store.put(record));
+      }
+      this.createdAt.set(u.vmId, now);
+      this.created.set(u.vmId, plugin);
+    } finally {
+      this.claiming.delete(u.vmId);
+    }
   }
 
   private track<T>(p: Promise<T>): Promise<T> {
