@@ -7,7 +7,7 @@ import type { Interceptor } from '../shim/interceptors.js';
 import { PluginCatalog, type DiscoveryOptions } from './discovery.js';
 import { AlreadyExistsError, type HvplugError } from './errors.js';
 import type { ClientOptions, PluginClient } from './plugin-client.js';
-import type { PluginSpec, PluginSpecInput } from './plugin-spec.js';
+import { mergeDefaults, type PluginSpec, type PluginSpecInput } from './plugin-spec.js';
 import { defaultRuntimeDir, defaultStateDir, ensurePrivateDir } from './paths.js';
 import { PerVmChannel } from './per-vm.js';
 import { FileStateStore, type RecordError, type StateStore, type VmRecord } from './state-store.js';
@@ -174,6 +174,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
     }
     rt.shim = new ShimHypervisor(rt.channel, {
       interceptors: this.interceptors,
+      withDefaults: (config) => mergeDefaults(spec.defaults, config),
       onVmCreating: (u, method) => {
         if (method !== 'vm/recover') return this.claim(spec.name, u);
         this.created.set(u.vmId, spec.name);

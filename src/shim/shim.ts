@@ -74,6 +74,8 @@ export interface ShimOptions {
    * (AlreadyExists) stops the call before it is sent.
    */
   onVmCreating?: (update: VmRecordUpdate, method: 'vm/create' | 'vm/restore' | 'vm/recover') => Promise<void>;
+  /** Turns the caller's raw config of a vm/create or vm/restore into the one validated, recorded and sent. */
+  withDefaults?: (config: unknown) => unknown;
   /** The VM was deleted, or its creation failed. */
   onVmGone?: (vmId: string) => void | Promise<void>;
   /** Called when a plugin sends something the table does not allow (a malformed event). */
@@ -324,6 +326,8 @@ export class ShimHypervisor {
   /** Creates the VM object before the call so that events arriving during it are not lost. */
   async bringUp(method: 'vm/create' | 'vm/restore' | 'vm/recover', params: Record<string, unknown>, opts?: CallOpts): Promise<ShimVm> {
     const vmId = (params.vmId as string | undefined) ?? randomUUID();
+    // vm/recover hands back a config recorded already merged.
+    if (method !== 'vm/recover' && this.opts.withDefaults) params = { ...params, config: this.opts.withDefaults(params.config) };
     const parsed = methodDef(method).params.safeParse({ ...params, vmId });
     if (!parsed.success) throw new InvalidParamsError(method, toIssues(parsed.error));
     const config = (parsed.data as { config: VmConfig }).config;
