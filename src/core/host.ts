@@ -161,8 +161,8 @@ export class PluginHost extends EventEmitter<HostEvents> {
   }
 
   private async start(spec: PluginSpec): Promise<Runtime> {
-    const stateDir = await ensurePrivateDir(join(this.stateDir, 'plugins', spec.name));
-    const runtimeDir = await ensurePrivateDir(join(this.runtimeDir, spec.name));
+    const stateDir = await ensurePrivateDir(join(this.stateDir, 'plugins', spec.name), this.stateDir);
+    const runtimeDir = await ensurePrivateDir(join(this.runtimeDir, spec.name), this.runtimeDir);
     const clientOpts = this.clientOptions(spec, stateDir, runtimeDir);
     const supervision = this.opts.supervision ?? {};
     const rt = {} as Runtime;

@@ -46,7 +46,7 @@ export class FileStateStore implements StateStore {
   readonly dir: string;
   private readonly queues = new Map<string, { running: Promise<void>; next: VmRecord | null | undefined }>();
 
-  constructor(stateDir: string) {
+  constructor(private readonly stateDir: string) {
     this.dir = join(stateDir, 'vms');
   }
 
@@ -109,7 +109,7 @@ export class FileStateStore implements StateStore {
   }
 
   private async writeTemp(record: VmRecord): Promise<string> {
-    await ensurePrivateDir(this.dir);
+    await ensurePrivateDir(this.dir, this.stateDir);
     // Unique per write: a create and a queued put of one id, or two stores on one directory, may each have one.
     const tmp = `${this.file(record.vmId)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
     const fh = await open(tmp, 'w', 0o600);
