@@ -1,7 +1,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AlreadyExistsError, FileStateStore, PluginHost, type ShimHypervisor, type VmRecord } from 'hvplug';
+import { AlreadyExistsError, FileStateStore, PluginHost, type ShimHypervisor, type StateStore, type VmRecord } from 'hvplug';
 import { fixture, memoryLogger, removeTempDirs, tempDir } from './helpers.js';
 
 const hosts: PluginHost[] = [];
@@ -142,5 +142,30 @@ describe('FileStateStore.create', () => {
     expect((await a.list()).records.map((r) => r.plugin)).toEqual([winner]);
     expect((await readdir(join(dir, 'vms'))).sort()).toEqual(['victim.json']);
     expect((await stat(join(dir, 'vms', 'victim.json'))).mode & 0o777).toBe(0o600);
+  });
+});
+
+describe('a store without create()', () => {
+  it('still refuses a recorded id (list, then put) and keeps the record', async () => {
+    const records = new Map<string, VmRecord>([['victim', victimRecord()]]);
+    const store: StateStore = {
+      put: (r) => Promise.resolve(void records.set(r.vmId, r)),
+      delete: (id) => Promise.resolve(void records.delete(id)),
+      list: () => Promise.resolve({ records: [...records.values()], errors: [] }),
+    };
+    const dir = await tempDir();
+    const host = new PluginHost({
+      stateDir: join(dir, 'state'),
+      runtimeDir: join(dir, 'run'),
+      store,
+      plugins: [{ name: 'probe', command: fixture('probe') }],
+      logger: memoryLogger().logger,
+    });
+    hosts.push(host);
+    const hv = await host.hypervisor('probe');
+    await expect(hv.createVm({ vmId: 'victim', config: {} })).rejects.toBeInstanceOf(AlreadyExistsError);
+    expect(records.get('victim')).toEqual(victimRecord());
+    await hv.createVm({ vmId: 'fresh', config: {} });
+    expect([...records.keys()].sort()).toEqual(['fresh', 'victim']);
   });
 });
