@@ -2,13 +2,14 @@
 // `-incoming defer` + `migrate-incoming exec:cat file`. The guest prints a counter; after the restore
 // it goes on from the saved value instead of booting again.
 import { execFileSync } from 'node:child_process';
-import { existsSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type QemuJsonObject, rootPortId } from '../plugins/qemu/src/cmdline.js';
 import { GUEST_READY_MARKER } from '../plugins/qemu/src/initramfs.js';
 import type { QmpClient } from '../plugins/qemu/src/qmp.js';
 import { quitQemu } from '../plugins/qemu/src/process.js';
+import { migrateToFile, writeSidecar } from '../plugins/qemu/src/snapshot.js';
 import { SKIP_MESSAGE, bootTestGuest, findQemu, killAllStarted } from '../plugins/qemu/test-support/guest.js';
 
 const qemu = findQemu();
@@ -100,6 +101,37 @@ done`;
     const { text } = await dst.waitConsole(/DATA:\[HVPLUG-AFTER!!!\]/, { from: restoredFrom, timeoutMs: 30_000 });
     expect(text).not.toContain(GUEST_READY_MARKER);
     expect(text).not.toMatch(/TICK 0 /);
+  }, 150_000);
+});
+
+describe.skipIf(!qemu)('QEMU snapshot files (TCG)', () => {
+  afterEach(killAllStarted);
+
+  it('vm/save writes guest RAM and its sidecar 0600 whatever the umask, also over an existing 0644 file', async () => {
+    const src = await bootTestGuest({ script: TICKER });
+    await src.waitConsole(/TICK 1\b/);
+    await src.vm.qmp.execute('stop');
+    const fresh = join(src.runDir, 'fresh.state');
+    const reused = join(src.runDir, 'reused.state');
+    writeFileSync(reused, 'an older snapshot');
+    chmodSync(reused, 0o644);
+    const umask = process.umask(0o022);
+    try {
+      for (const path of [fresh, reused]) {
+        // QEMU refuses a second migration from the state the first one left it in: run, then stop again.
+        if (path === reused) {
+          await src.vm.qmp.execute('cont');
+          await src.vm.qmp.execute('stop');
+        }
+        await migrateToFile(src.vm.qmp, path, new AbortController().signal);
+        await writeSidecar(path, { launch: {} as never, attached: [], vcpus: 1, memoryMiB: 64 });
+        expect(statSync(path).size).toBeGreaterThan(1024 * 1024);
+        expect(statSync(path).mode & 0o777).toBe(0o600);
+        expect(statSync(`${path}.hvplug.json`).mode & 0o777).toBe(0o600);
+      }
+    } finally {
+      process.umask(umask);
+    }
   }, 150_000);
 });
 

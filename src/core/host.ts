@@ -5,9 +5,9 @@ import type { InitializeParams, VmEvent } from 'hvplug/protocol';
 import { ShimHypervisor, type ShimVm, type VmRecordUpdate } from '../shim/shim.js';
 import type { Interceptor } from '../shim/interceptors.js';
 import { PluginCatalog, type DiscoveryOptions } from './discovery.js';
-import type { HvplugError } from './errors.js';
+import { AlreadyExistsError, type HvplugError } from './errors.js';
 import type { ClientOptions, PluginClient } from './plugin-client.js';
-import type { PluginSpec, PluginSpecInput } from './plugin-spec.js';
+import { mergeDefaults, type PluginSpec, type PluginSpecInput } from './plugin-spec.js';
 import { defaultRuntimeDir, defaultStateDir, ensurePrivateDir } from './paths.js';
 import { PerVmChannel } from './per-vm.js';
 import { FileStateStore, type RecordError, type StateStore, type VmRecord } from './state-store.js';
@@ -94,6 +94,8 @@ export class PluginHost extends EventEmitter<HostEvents> {
   /** vmId → plugin name, for every VM this host created or re-attached. */
   private readonly created = new Map<string, string>();
   private readonly createdAt = new Map<string, string>();
+  /** Ids a vm/create or vm/restore is claiming right now: taken synchronously, so a second one fails at once. */
+  private readonly claiming = new Set<string>();
   private closed = false;
   /** Per VM, the newest record not yet written and who waits for it (see persist). */
   private readonly recordWrites = new Map<string, PendingRecord>();
@@ -174,8 +176,8 @@ export class PluginHost extends EventEmitter<HostEvents> {
   }
 
   private async start(spec: PluginSpec): Promise<Runtime> {
-    const stateDir = await ensurePrivateDir(join(this.stateDir, 'plugins', spec.name));
-    const runtimeDir = await ensurePrivateDir(join(this.runtimeDir, spec.name));
+    const stateDir = await ensurePrivateDir(join(this.stateDir, 'plugins', spec.name), this.stateDir);
+    const runtimeDir = await ensurePrivateDir(join(this.runtimeDir, spec.name), this.runtimeDir);
     const clientOpts = this.clientOptions(spec, stateDir, runtimeDir);
     const supervision = this.opts.supervision ?? {};
     const rt = {} as Runtime;
@@ -187,9 +189,19 @@ export class PluginHost extends EventEmitter<HostEvents> {
     }
     rt.shim = new ShimHypervisor(rt.channel, {
       interceptors: this.interceptors,
-      onVmCreating: async (u) => {
-        const lease = await this.leases.acquire(u.vmId);
-        if (!lease.ok) throw new VmOwnedError(u.vmId, describeOwner(lease.owner));
+      withDefaults: (config) => mergeDefaults(spec.defaults, config),
+      onVmCreating: async (u, method) => {
+        if (method !== 'vm/recover') {
+          await this.claim(spec.name, u);
+          const lease = await this.leases.acquire(u.vmId);
+          if (!lease.ok) {
+            // A live host holds this id though it had no record: the record just claimed goes again.
+            this.created.delete(u.vmId);
+            await this.track(this.store.delete(u.vmId));
+            throw new VmOwnedError(u.vmId, describeOwner(lease.owner));
+          }
+          return;
+        }
         this.created.set(u.vmId, spec.name);
         return this.persist(spec.name, u);
       },
@@ -224,6 +236,35 @@ export class PluginHost extends EventEmitter<HostEvents> {
       );
       await Promise.all(vms.map((vm) => this.recoverOne(rt, vm.id, vm.config, vm.state, vm.status)));
     };
+  }
+
+  /**
+   * Writes the record of a new VM, refusing an id that is known here or has a record (an earlier host's VM:
+   * its guest may still run, and a re-attach needs its record). Nothing reaches the plugin before this.
+   */
+  private async claim(plugin: string, u: VmRecordUpdate): Promise<void> {
+    const owner = this.created.get(u.vmId);
+    if (owner !== undefined || this.claiming.has(u.vmId)) {
+      throw new AlreadyExistsError(`VM ${u.vmId} already exists${owner ? ` (plugin ${owner})` : ''}`, u.vmId);
+    }
+    this.claiming.add(u.vmId);
+    try {
+      const now = new Date().toISOString();
+      const record: VmRecord = { vmId: u.vmId, plugin, config: u.config, state: u.state, status: u.status, createdAt: now, updatedAt: now };
+      if (this.store.create) {
+        await this.track(this.store.create(record));
+      } else {
+        // Atomic only within this host: a custom store without create() cannot fence off another host.
+        if ((await this.store.list()).records.some((r) => r.vmId === u.vmId)) {
+          throw new AlreadyExistsError(`VM ${u.vmId} already has a record`, u.vmId);
+        }
+        await this.track(this.store.put(record));
+      }
+      this.createdAt.set(u.vmId, now);
+      this.created.set(u.vmId, plugin);
+    } finally {
+      this.claiming.delete(u.vmId);
+    }
   }
 
   private track<T>(p: Promise<T>): Promise<T> {

@@ -21,3 +21,31 @@ export const PluginSpec = z.object({
 });
 export type PluginSpec = z.output<typeof PluginSpec>;
 export type PluginSpecInput = z.input<typeof PluginSpec>;
+
+/** The keys of a VmConfig whose entries merge one by one; every other key is taken whole from one side. */
+const MERGED_BY_KEY = ['annotations', 'plugin'] as const;
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * A spec's defaults under a caller's raw VmConfig, before it is validated. The caller wins. Shallow: a key
+ * the caller gives replaces the default's whole value (memory, devices, kernel), except `annotations` and
+ * `plugin`, merged one level deep (the caller's entry wins per key; an entry's own value is not merged).
+ * A key the caller gives as undefined counts as not given. Anything but an object is left to validation.
+ */
+export function mergeDefaults(defaults: PluginSpec['defaults'], config: unknown): unknown {
+  if (config === undefined) return { ...defaults };
+  if (!isPlainObject(config)) return config;
+  const merged: Record<string, unknown> = { ...defaults };
+  for (const [key, value] of Object.entries(config)) {
+    if (value !== undefined) merged[key] = value;
+  }
+  for (const key of MERGED_BY_KEY) {
+    const under = (defaults as Record<string, unknown>)[key];
+    const over = config[key];
+    if (isPlainObject(under) && isPlainObject(over)) merged[key] = { ...under, ...over };
+  }
+  return merged;
+}

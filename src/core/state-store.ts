@@ -1,7 +1,9 @@
-import { open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { link, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { formatIssues, Id, PluginState, toIssues, VmConfig, VmStatus } from 'hvplug/protocol';
+import { AlreadyExistsError } from './errors.js';
 import { ensurePrivateDir } from './paths.js';
 
 /** What the host keeps per VM so that nothing is lost when the plugin or the host dies. */
@@ -26,6 +28,11 @@ export interface RecordError {
 /** Pluggable persistence (the Kata library API asked for it): bring your own, or use FileStateStore. */
 export interface StateStore {
   put(record: VmRecord): Promise<void>;
+  /**
+   * Writes the record of a new VM, or throws AlreadyExistsError when its vmId has one: the check and the write
+   * are one step, so two hosts on one store cannot both claim an id. Stores without it get a list-then-put.
+   */
+  create?(record: VmRecord): Promise<void>;
   delete(vmId: string): Promise<void>;
   /** Every readable record, and a report of every unreadable one: a bad record never hides the rest. */
   list(): Promise<{ records: VmRecord[]; errors: RecordError[] }>;
@@ -39,7 +46,7 @@ export class FileStateStore implements StateStore {
   readonly dir: string;
   private readonly queues = new Map<string, { running: Promise<void>; next: VmRecord | null | undefined }>();
 
-  constructor(stateDir: string) {
+  constructor(private readonly stateDir: string) {
     this.dir = join(stateDir, 'vms');
   }
 
@@ -53,6 +60,23 @@ export class FileStateStore implements StateStore {
 
   delete(vmId: string): Promise<void> {
     return this.enqueue(vmId, null);
+  }
+
+  /** link(2) of a complete temp file: fails with EEXIST if the id has a record, and never exposes half a record. */
+  async create(record: VmRecord): Promise<void> {
+    // A delete queued for this id (a VM deleted, its id reused) comes first, or it would remove the new record.
+    for (let q = this.queues.get(record.vmId); q; q = this.queues.get(record.vmId)) await q.running.catch(() => undefined);
+    const target = this.file(record.vmId);
+    const tmp = await this.writeTemp(record);
+    try {
+      await link(tmp, target);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new AlreadyExistsError(`VM ${record.vmId} already has a record (${target})`, record.vmId);
+      throw err;
+    } finally {
+      await rm(tmp, { force: true });
+    }
+    await this.syncDir();
   }
 
   /** null means delete. Coalesces bursts: the last write wins and intermediate ones are skipped. */
@@ -80,9 +104,14 @@ export class FileStateStore implements StateStore {
   }
 
   private async write(record: VmRecord): Promise<void> {
-    await ensurePrivateDir(this.dir);
-    const target = this.file(record.vmId);
-    const tmp = `${target}.${process.pid}.tmp`;
+    await rename(await this.writeTemp(record), this.file(record.vmId));
+    await this.syncDir();
+  }
+
+  private async writeTemp(record: VmRecord): Promise<string> {
+    await ensurePrivateDir(this.dir, this.stateDir);
+    // Unique per write: a create and a queued put of one id, or two stores on one directory, may each have one.
+    const tmp = `${this.file(record.vmId)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
     const fh = await open(tmp, 'w', 0o600);
     try {
       await fh.writeFile(JSON.stringify(record));
@@ -90,7 +119,10 @@ export class FileStateStore implements StateStore {
     } finally {
       await fh.close();
     }
-    await rename(tmp, target);
+    return tmp;
+  }
+
+  private async syncDir(): Promise<void> {
     const dir = await open(this.dir, 'r');
     try {
       await dir.sync();

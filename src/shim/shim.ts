@@ -23,7 +23,7 @@ import {
   type VmConfig,
   type VmStatus,
 } from 'hvplug/protocol';
-import { HvplugError, InvalidParamsError, NotSupportedError, ProtocolViolationError, VetoedError, VmOwnedError } from '../core/errors.js';
+import { AlreadyExistsError, HvplugError, InvalidParamsError, NotSupportedError, ProtocolViolationError, VetoedError, VmOwnedError } from '../core/errors.js';
 import type { PluginChannel } from './channel.js';
 import type { InterceptedCall, Interceptor } from './interceptors.js';
 
@@ -71,8 +71,13 @@ export interface ShimOptions {
   onVmChange?: (update: VmRecordUpdate, vm: ShimVm) => void | Promise<void>;
   /** Resolves once every change reported for the VM so far is written (an event's, before its call's answer). */
   onVmSettled?: (vmId: string) => Promise<void>;
-  /** Awaited before a VM-creating call is sent, so the host's record exists before the VM does. */
-  onVmCreating?: (update: VmRecordUpdate) => Promise<void>;
+  /**
+   * Awaited before a VM-creating call is sent, so the host's record exists before the VM does. A rejection
+   * (AlreadyExists) stops the call before it is sent.
+   */
+  onVmCreating?: (update: VmRecordUpdate, method: 'vm/create' | 'vm/restore' | 'vm/recover') => Promise<void>;
+  /** Turns the caller's raw config of a vm/create or vm/restore into the one validated, recorded and sent. */
+  withDefaults?: (config: unknown) => unknown;
   /** The VM was deleted, or its creation failed. */
   onVmGone?: (vmId: string) => void | Promise<void>;
   /** Called when a plugin sends something the table does not allow (a malformed event). */
@@ -334,21 +339,28 @@ export class ShimHypervisor {
   /** Creates the VM object before the call so that events arriving during it are not lost. */
   async bringUp(method: 'vm/create' | 'vm/restore' | 'vm/recover', params: Record<string, unknown>, opts?: CallOpts): Promise<ShimVm> {
     const vmId = (params.vmId as string | undefined) ?? randomUUID();
+    // vm/recover hands back a config recorded already merged.
+    if (method !== 'vm/recover' && this.opts.withDefaults) params = { ...params, config: this.opts.withDefaults(params.config) };
     const parsed = methodDef(method).params.safeParse({ ...params, vmId });
     if (!parsed.success) throw new InvalidParamsError(method, toIssues(parsed.error));
     const config = (parsed.data as { config: VmConfig }).config;
     const existed = this.vms.has(vmId);
+    // Only vm/recover may name a VM this shim knows; a create or restore would overwrite it.
+    if (existed && method !== 'vm/recover') throw new AlreadyExistsError(`VM ${vmId} already exists`, vmId);
     const vm = this.vms.get(vmId) ?? new ShimVm(vmId, this, config, 'created');
     this.vms.set(vmId, vm);
     if (!existed) this.comingUp.add(vmId);
+    let recorded = false;
     try {
-      if (!existed) await this.opts.onVmCreating?.({ vmId, status: vm.status, state: vm.state, config });
+      if (!existed) await this.opts.onVmCreating?.({ vmId, status: vm.status, state: vm.state, config }, method);
+      recorded = true;
       await this.invoke(method, { ...params, vmId }, opts, vm);
     } catch (err) {
       if (!existed) {
         this.vms.delete(vmId);
         // A failed recover says nothing about the VM's existence: its record stays for the caller to judge.
-        if (method !== 'vm/recover') await this.opts.onVmGone?.(vmId);
+        // A refused claim wrote no record: the one there belongs to another VM.
+        if (method !== 'vm/recover' && recorded) await this.opts.onVmGone?.(vmId);
       }
       throw err;
     } finally {

@@ -28,15 +28,55 @@ const WITH_VALUE = new Set(['api-socket', 'event-monitor', 'log-file', 'log-form
 const FLAGS = new Set(['no-shutdown', 'landlock']);
 const SECCOMP = new Set(['true', 'false', 'log', 'errno']);
 
-/** option_parser's "k=v,k=v" syntax; undefined when the text is not in that form. */
-export function parseKeyValues(text: string): Map<string, string> | undefined {
-  const out = new Map<string, string>();
-  for (const part of text.split(',')) {
-    const eq = part.indexOf('=');
-    if (eq <= 0) return undefined;
-    out.set(part.slice(0, eq), part.slice(eq + 1));
+/**
+ * option_parser's split_commas: a comma inside double quotes or brackets does not split; quotes are
+ * dropped (there is no escape), brackets kept; unbalanced ones are a syntax error (undefined).
+ */
+export function splitCommas(text: string): string[] | undefined {
+  const list: string[] = [];
+  let brackets = 0;
+  let quoted = false;
+  let current = '';
+  for (const c of text.trim()) {
+    if (c === '[') {
+      brackets++;
+      current += c;
+    } else if (c === ']') {
+      if (--brackets < 0) return undefined;
+      current += c;
+    } else if (c === '"') {
+      quoted = !quoted;
+    } else if (c === ',' && brackets === 0 && !quoted) {
+      list.push(current);
+      current = '';
+    } else {
+      current += c;
+    }
   }
-  return out;
+  list.push(current);
+  return brackets === 0 && !quoted ? list : undefined;
+}
+
+/**
+ * OptionParser::parse for keys that all take a value: values are set in order until the first error (an
+ * unknown key, a key without `=`, bad syntax), which is returned; what was set before it stays set, as
+ * --api-socket's caller relies on (it ignores the error). An empty value counts as not given.
+ */
+export function parseOptions(text: string, keys: readonly string[]): { values: Map<string, string>; error?: string } {
+  const values = new Map<string, string>();
+  if (text.trim() === '') return { values };
+  const parts = splitCommas(text);
+  if (!parts) return { values, error: `invalid syntax:${text}` };
+  for (const part of parts) {
+    const eq = part.indexOf('=');
+    const key = eq < 0 ? part : part.slice(0, eq);
+    if (!keys.includes(key)) return { values, error: `unknown option: ${key}` };
+    if (eq < 0) return { values, error: `invalid syntax:${part}` };
+    const value = part.slice(eq + 1).trim();
+    if (value === '') values.delete(key);
+    else values.set(key, value);
+  }
+  return { values };
 }
 
 function parseFd(text: string): number | undefined {
@@ -53,27 +93,27 @@ class UsageError extends Error {
 }
 
 function apiSocketOf(value: string): ApiSocket {
-  const kv = parseKeyValues(value);
-  const fd = kv?.get('fd');
+  // The real binary ignores the parse error: whatever was parsed before it counts, else the text is the path.
+  const { values } = parseOptions(value, ['path', 'fd']);
+  const fd = values.get('fd');
   if (fd !== undefined) {
     const n = parseFd(fd);
     if (n === undefined) throw new UsageError(`Error parsing --api-socket: invalid digit found in string: ${fd}`, 1);
     return { fd: n };
   }
-  // Like the real parser: anything that is not path=/fd= is taken as the path itself.
-  return { path: kv?.get('path') ?? value };
+  return { path: values.get('path') ?? value };
 }
 
 function eventMonitorOf(value: string): EventTarget {
-  const kv = parseKeyValues(value);
-  if (!kv) throw new UsageError('Error parsing --event-monitor', 1);
-  const fd = kv.get('fd');
+  const { values, error } = parseOptions(value, ['path', 'fd']);
+  if (error) throw new UsageError(`Error parsing --event-monitor: ${error}`, 1);
+  const fd = values.get('fd');
   if (fd !== undefined) {
     const n = parseFd(fd);
     if (n === undefined) throw new UsageError('Error parsing --event-monitor', 1);
     return { fd: n };
   }
-  const path = kv.get('path');
+  const path = values.get('path');
   if (path === undefined) throw new UsageError('Error parsing --event-monitor: path or fd required', 1);
   return { path };
 }

@@ -6,7 +6,7 @@ import { closeSync, openSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { errors } from 'hvplug/plugin-sdk';
 import { CloudHypervisorClient } from './api-client.js';
-import type { VmPaths } from './paths.js';
+import { optionPathValue, type VmPaths } from './paths.js';
 import { isRunning, readStat } from './proc.js';
 
 export interface ExitInfo {
@@ -49,7 +49,7 @@ export async function launchVmm(paths: VmPaths, opts: { binary: string; readyTim
   const log = openSync(paths.log, 'a');
   let child: ChildProcess;
   try {
-    child = spawn(opts.binary, ['--api-socket', `path=${paths.socket}`, '--event-monitor', `path=${paths.events}`], {
+    child = spawn(opts.binary, ['--api-socket', optionPathValue(paths.socket), '--event-monitor', optionPathValue(paths.events)], {
       cwd: paths.dir,
       detached: true,
       stdio: ['ignore', log, log],

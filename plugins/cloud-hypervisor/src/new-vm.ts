@@ -5,7 +5,7 @@ import { errors } from 'hvplug/plugin-sdk';
 import type { VmConfig } from 'hvplug/protocol';
 import type { AgentVsock } from './config-map.js';
 import { launchVmm } from './launcher.js';
-import { socketPathProblem } from './paths.js';
+import { socketPathProblem, vmmArgsProblem } from './paths.js';
 import type { PluginOptions } from './plugin-options.js';
 import type { Registry } from './registry.js';
 import { claimDir } from './vm-dir.js';
@@ -23,6 +23,8 @@ export function checkNew(reg: Registry, vmId: string): void {
   if (reg.vms.has(vmId)) throw errors.alreadyExists(vmId);
   const problem = socketPathProblem(reg.paths(vmId));
   if (problem) throw errors.resourceExhausted(problem);
+  const argsProblem = vmmArgsProblem(reg.paths(vmId));
+  if (argsProblem) throw errors.vmmFailure(argsProblem, 'path');
 }
 
 /** Claims the directory (`prepare` may fill it) and starts a VMM; the VM is not registered yet. */

@@ -50,3 +50,34 @@ export function socketPathProblem(paths: VmPaths): string | undefined {
   if (longest <= MAX_SOCKET_PATH) return undefined;
   return `the VM's unix sockets under ${paths.dir} would be ${longest} bytes long, over the ${MAX_SOCKET_PATH}-byte limit of a unix socket path: use a shorter runtime directory or VM id`;
 }
+
+/**
+ * `path=` for --api-socket and --event-monitor. Cloud Hypervisor's option_parser (option_parser/src/lib.rs,
+ * split_commas) splits at commas outside double quotes and brackets and drops the quotes, so a quoted path
+ * keeps its commas; see optionPathProblem for what no quoting can carry.
+ */
+export function optionPathValue(path: string): string {
+  return `path="${path}"`;
+}
+
+/**
+ * Why option_parser cannot be given this path, if it cannot: a double quote always toggles quoting (there is
+ * no escape), brackets count even inside quotes (an unbalanced one is a syntax error), and values are trimmed.
+ */
+export function optionPathProblem(path: string): string | undefined {
+  if (path.includes('"')) return `${path} holds a double quote ("), which Cloud Hypervisor's option syntax cannot carry`;
+  let depth = 0;
+  for (const c of path) {
+    if (c === '[') depth++;
+    else if (c === ']' && --depth < 0) break;
+  }
+  if (depth !== 0) return `${path} holds an unbalanced [ or ], which Cloud Hypervisor's option syntax cannot carry`;
+  if (path !== path.trim()) return `${path} begins or ends with white space, which Cloud Hypervisor's option syntax trims`;
+  return undefined;
+}
+
+/** Why the VMM cannot be told where this VM's API socket and event file are, if it cannot. */
+export function vmmArgsProblem(paths: VmPaths): string | undefined {
+  const problem = optionPathProblem(paths.socket) ?? optionPathProblem(paths.events);
+  return problem && `${problem}: use another runtime directory`;
+}

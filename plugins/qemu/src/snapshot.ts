@@ -1,7 +1,7 @@
 // Snapshots on QEMU 7.2: `migrate exec:` into a file and `migrate-incoming exec:` out of it, plus a
 // sidecar JSON with what the receiving QEMU must have on its command line (devices and CPUs hot-plugged
 // before the save, same ids and buses), which the snapshot itself does not describe.
-import { readFile, writeFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { PluginError, errors } from 'hvplug/plugin-sdk';
 import type { Attached } from './devices.js';
 import { vmmCall } from './failures.js';
@@ -20,8 +20,28 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const shellQuote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
 const sidecarOf = (path: string): string => `${path}.hvplug.json`;
 
+/**
+ * Creates (or truncates) `path` as 0600 before anything is written to it: a snapshot is guest RAM, and QEMU's
+ * `cat >` would create it with QEMU's umask (0644 seen). chmod covers a file that existed with a wider mode.
+ */
+async function openPrivate(path: string): Promise<Awaited<ReturnType<typeof open>>> {
+  const fh = await open(path, 'w', 0o600);
+  try {
+    await fh.chmod(0o600);
+  } catch (err) {
+    await fh.close();
+    throw err;
+  }
+  return fh;
+}
+
 export async function writeSidecar(path: string, snap: Snapshot): Promise<void> {
-  await writeFile(sidecarOf(path), JSON.stringify(snap));
+  const fh = await openPrivate(sidecarOf(path));
+  try {
+    await fh.writeFile(JSON.stringify(snap));
+  } finally {
+    await fh.close();
+  }
 }
 
 /** The sidecar of a snapshot, or undefined when the snapshot came without one (then the config says it all). */
@@ -34,6 +54,7 @@ export async function readSidecar(path: string): Promise<Snapshot | undefined> {
 
 /** Writes a stopped VM's state to `path`; cancellable. */
 export async function migrateToFile(qmp: QmpClient, path: string, signal: AbortSignal): Promise<void> {
+  await (await openPrivate(path)).close();
   await vmmCall(() => qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(path)}` }));
   for (;;) {
     const info = (await vmmCall(() => qmp.execute('query-migrate'))) as { status?: string; 'error-desc'?: string };
