@@ -50,6 +50,10 @@ export interface HostEvents {
   'record-error': [RecordError];
 }
 
+/** First retry of a record write that failed; the delay doubles up to RECORD_RETRY_MAX_MS. */
+const RECORD_RETRY_MS = 250;
+const RECORD_RETRY_MAX_MS = 10_000;
+
 interface PendingRecord {
   /** The newest record not yet being written, and who waits for it. */
   next: VmRecord | undefined;
@@ -206,7 +210,8 @@ export class PluginHost extends EventEmitter<HostEvents> {
         return this.persist(spec.name, u);
       },
       onVmSettled: (vmId) => this.recorded(vmId),
-      onVmChange: (u) => this.persist(spec.name, u).catch((err: Error) => this.logger.error({ vmId: u.vmId, err: err.message }, 'cannot persist VM record')),
+      // A call whose change cannot be written fails with the reason; writeRecords reports it and retries.
+      onVmChange: (u) => this.persist(spec.name, u),
       onVmGone: (vmId) => {
         this.created.delete(vmId);
         this.createdAt.delete(vmId);
@@ -307,7 +312,13 @@ export class PluginHost extends EventEmitter<HostEvents> {
     });
   }
 
+  /**
+   * The write loop of one VM's record. A write that fails (a full disk) fails whoever waited for it, is reported
+   * (`record-error`), and the newest record is tried again, RECORD_RETRY_MS doubling up to RECORD_RETRY_MAX_MS
+   * apart, until it is written, the VM is deleted, or the host closes.
+   */
   private async writeRecords(vmId: string, pending: PendingRecord): Promise<void> {
+    let retryMs = RECORD_RETRY_MS;
     try {
       while (pending.next) {
         const record = pending.next;
@@ -317,9 +328,18 @@ export class PluginHost extends EventEmitter<HostEvents> {
         pending.inflight = waiters;
         try {
           await this.store.put(record);
+          retryMs = RECORD_RETRY_MS;
           for (const w of waiters) w.resolve();
         } catch (err) {
+          const message = `cannot write the record of VM ${vmId}: ${(err as Error).message}`;
+          this.logger.error({ vmId, err: (err as Error).message }, 'cannot persist VM record; will retry');
+          this.emit('record-error', { where: `record of VM ${vmId}`, message });
           for (const w of waiters) w.reject(err as Error);
+          if (this.closed || !this.created.has(vmId)) break;
+          // The newest record is tried again: a newer one if it came meanwhile, else this one.
+          pending.next ??= record;
+          await new Promise((r) => setTimeout(r, retryMs).unref());
+          retryMs = Math.min(retryMs * 2, RECORD_RETRY_MAX_MS);
         }
       }
     } finally {

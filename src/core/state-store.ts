@@ -90,17 +90,34 @@ export class FileStateStore implements StateStore {
     this.queues.set(vmId, entry);
     entry.running = (async () => {
       let current: VmRecord | null | undefined = value;
+      let failure: unknown;
       try {
         while (current !== undefined) {
-          await (current === null ? rm(this.file(vmId), { force: true }) : this.write(current));
+          // A failed write must not drop a newer one queued behind it: that one is tried too, and whoever waits
+          // learns of the failure rather than of a write that never happened.
+          try {
+            await (current === null ? this.remove(vmId) : this.write(current));
+            failure = undefined;
+          } catch (err) {
+            failure = err;
+          }
           current = entry.next;
           entry.next = undefined;
         }
       } finally {
         this.queues.delete(vmId);
       }
+      if (failure !== undefined) throw failure;
     })();
     return entry.running;
+  }
+
+  /** The delete is durable too: a crash right after it must not bring the record back. */
+  private async remove(vmId: string): Promise<void> {
+    await rm(this.file(vmId), { force: true });
+    await this.syncDir().catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+    });
   }
 
   private async write(record: VmRecord): Promise<void> {
@@ -116,9 +133,13 @@ export class FileStateStore implements StateStore {
     try {
       await fh.writeFile(JSON.stringify(record));
       await fh.sync();
-    } finally {
-      await fh.close();
+    } catch (err) {
+      // A full disk leaves no half-written temp file behind to fill it further.
+      await fh.close().catch(() => undefined);
+      await rm(tmp, { force: true });
+      throw err;
     }
+    await fh.close();
     return tmp;
   }
 

@@ -413,7 +413,8 @@ export class ShimHypervisor {
         vm.deviceTypes.delete(event.deviceId);
         vm.config = { ...vm.config, devices: vm.config.devices.filter((d) => d.id !== event.deviceId) };
       }
-      if (vm.status !== before || event.type === 'state' || removed) void this.changed(vm);
+      // Nobody waits on an event's write: the host reports and retries one that fails.
+      if (vm.status !== before || event.type === 'state' || removed) this.changed(vm).catch(() => undefined);
       vm.emit('event', event);
     }
     for (const l of this.eventListeners) l(event);
