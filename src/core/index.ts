@@ -17,3 +17,4 @@ export * from './errors.js';
 export * from '../shim/index.js';
 export type { VmConfig, VmConfigInput, VmEvent, VmStatus, Device, DeviceInput, Capabilities, InitializeResult } from 'hvplug/protocol';
 export { MAX_LOG_LINE_BYTES, STDERR_TAIL_BYTES, STDERR_TAIL_LINE_BYTES, STDERR_TAIL_LINES } from './plugin-log.js';
+export { isAlive, startTimeOf } from './proc.js';

@@ -5,6 +5,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { ensurePrivateDir } from './paths.js';
+import { startTimeOf } from './proc.js';
 
 /**
  * Who drives a VM. One host at a time may: two would both re-attach it, and with QEMU (one QMP client at a time)
@@ -25,16 +26,6 @@ export const Owner = z.object({
   since: z.string(),
 });
 export type Owner = z.output<typeof Owner>;
-
-function startTimeOf(pid: number): string | undefined {
-  try {
-    // The command name (field 2) may hold spaces and parentheses: count fields after its closing one.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-  } catch {
-    return undefined;
-  }
-}
 
 function bootId(): string {
   try {
