@@ -5,7 +5,7 @@ import type { InitializeParams, VmEvent } from 'hvplug/protocol';
 import { ShimHypervisor, type ShimVm, type VmRecordUpdate } from '../shim/shim.js';
 import type { Interceptor } from '../shim/interceptors.js';
 import { PluginCatalog, type DiscoveryOptions } from './discovery.js';
-import { AlreadyExistsError, type HvplugError } from './errors.js';
+import { AlreadyExistsError, VmOwnedError, type HvplugError } from './errors.js';
 import type { ClientOptions, PluginClient } from './plugin-client.js';
 import { mergeDefaults, type PluginSpec, type PluginSpecInput } from './plugin-spec.js';
 import { defaultRuntimeDir, defaultStateDir, ensurePrivateDir } from './paths.js';
@@ -13,7 +13,6 @@ import { PerVmChannel } from './per-vm.js';
 import { FileStateStore, type RecordError, type StateStore, type VmRecord } from './state-store.js';
 import { SupervisedPlugin, type PluginFailedError, type SupervisionOptions } from './supervisor.js';
 import { describeOwner, VmLeases } from './ownership.js';
-import { VmOwnedError } from './errors.js';
 import { HOST_VERSION } from './version.js';
 
 export interface PluginHostOptions {

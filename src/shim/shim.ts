@@ -23,7 +23,16 @@ import {
   type VmConfig,
   type VmStatus,
 } from 'hvplug/protocol';
-import { AlreadyExistsError, HvplugError, InvalidParamsError, NotSupportedError, ProtocolViolationError, VetoedError, VmOwnedError } from '../core/errors.js';
+import {
+  AlreadyExistsError,
+  HvplugError,
+  InvalidParamsError,
+  NotSupportedError,
+  ProtocolError,
+  ProtocolViolationError,
+  VetoedError,
+  VmOwnedError,
+} from '../core/errors.js';
 import type { PluginChannel } from './channel.js';
 import type { InterceptedCall, Interceptor } from './interceptors.js';
 
@@ -95,11 +104,12 @@ export class ShimVm extends EventEmitter<VmEvents> {
   state: Json | undefined;
   /** Device id → type, to decide cold/hot plug and hot-unplug capability locally. */
   readonly deviceTypes = new Map<string, DeviceType>();
-  /** Plugin events applied to this VM so far (see track: an answer's status does not override a later event). */
-  eventsApplied = 0;
   /** Set when another live host drives this VM (who, for the error): this shim may look, not change. */
   ownedBy: string | undefined;
-  /** The last event applied, by the process (pid) that sent it: an older one from the same process is stale. */
+  /**
+   * The last event applied, by the process (pid) that sent it: an older one from the same process is stale. A new
+   * object per event, so that track can tell whether an event came after a call's answer.
+   */
   lastEvent: { origin: number; seq: number } | undefined;
 
   constructor(
@@ -249,12 +259,12 @@ export class ShimHypervisor {
       params.progressToken = token;
     }
     let raw: unknown;
-    let eventsAtAnswer: number | undefined;
+    let lastEventAtAnswer: ShimVm['lastEvent'] | null = null;
     try {
       raw = await this.channel.call(method, params, {
         timeoutMs: opts.timeoutMs === undefined ? spec.timeoutMs : opts.timeoutMs,
         signal: opts.signal,
-        onAnswer: vm ? () => (eventsAtAnswer = vm.eventsApplied) : undefined,
+        onAnswer: vm ? () => (lastEventAtAnswer = vm.lastEvent) : undefined,
       });
     } finally {
       if (token) this.progress.delete(token);
@@ -263,7 +273,7 @@ export class ShimHypervisor {
     if (!result.success) throw new ProtocolViolationError(method, toIssues(result.error));
     let value = result.data as ResultOf<M>;
     // A call returns once what it changed is recorded, so a host crash right after it loses nothing.
-    await this.track(method, params, value, vm, eventsAtAnswer);
+    await this.track(method, params, value, vm, lastEventAtAnswer);
     for (const i of interceptors) {
       if (i.after) value = ((await i.after(call, value)) ?? value) as ResultOf<M>;
     }
@@ -291,7 +301,13 @@ export class ShimHypervisor {
   }
 
   /** Keeps the VM's status, opaque state, devices and config in step with what the plugin answered. */
-  private async track(method: MethodName, params: Record<string, unknown>, result: unknown, vm?: ShimVm, eventsAtAnswer?: number): Promise<void> {
+  private async track(
+    method: MethodName,
+    params: Record<string, unknown>,
+    result: unknown,
+    vm?: ShimVm,
+    lastEventAtAnswer: ShimVm['lastEvent'] | null = null,
+  ): Promise<void> {
     const target = vm ?? this.vms.get(params.vmId as string);
     if (!target) return;
     const r = result as { status?: VmStatus; state?: Json };
@@ -299,7 +315,7 @@ export class ShimHypervisor {
     // (vm/check, vm/info, vm/stats...) would otherwise rewrite the record on every call.
     const before = target.status;
     // An event read after the answer is newer than the status the answer carries: it stands.
-    const overtaken = eventsAtAnswer !== undefined && target.eventsApplied !== eventsAtAnswer;
+    const overtaken = lastEventAtAnswer !== null && target.lastEvent !== lastEventAtAnswer;
     if (!overtaken && r.status !== undefined && VmResult.shape.status.safeParse(r.status).success) target.status = r.status;
     // Compared as JSON: a re-attach (vm/recover after a plugin restart) usually hands back the same config and state.
     const newVm = methodDef(method).scope === 'new-vm';
@@ -382,13 +398,10 @@ export class ShimHypervisor {
         // seq orders one process's events per VM; a restarted plugin numbers afresh.
         const last = vm.lastEvent;
         if (last && last.origin === origin && event.seq <= last.seq) {
-          this.opts.onViolation?.(
-            new HvplugError(`stale event for VM ${event.vmId} dropped: ${event.type} seq ${event.seq}, after seq ${last.seq}`, 'ProtocolError'),
-          );
+          this.opts.onViolation?.(new ProtocolError(`stale event for VM ${event.vmId} dropped: ${event.type} seq ${event.seq}, after seq ${last.seq}`));
           return;
         }
         vm.lastEvent = { origin, seq: event.seq };
-        vm.eventsApplied++;
       }
       this.deliver(event);
     } else if (method === '$/progress') {
