@@ -16,13 +16,19 @@ afterEach(async () => {
   await removeTempDirs();
 });
 
+/** A state directory on a 256 KiB tmpfs of its own, unmounted after the test. */
+async function smallDisk(): Promise<{ dir: string; stateDir: string }> {
+  const dir = await tempDir();
+  const stateDir = join(dir, 'state');
+  await mkdir(stateDir, { mode: 0o700 });
+  await execa('mount', ['-t', 'tmpfs', '-o', 'size=256k,mode=0700', 'tmpfs', stateDir]);
+  mounts.push(stateDir);
+  return { dir, stateDir };
+}
+
 describe.skipIf(!root)('a full disk (needs root to mount a tmpfs; CI runs as root)', () => {
   it('a record that cannot be written fails its call, is reported, and is written once there is room', async () => {
-    const dir = await tempDir();
-    const stateDir = join(dir, 'state');
-    await mkdir(stateDir, { mode: 0o700 });
-    await execa('mount', ['-t', 'tmpfs', '-o', 'size=256k,mode=0700', 'tmpfs', stateDir]);
-    mounts.push(stateDir);
+    const { dir, stateDir } = await smallDisk();
     const host = new PluginHost({
       stateDir,
       runtimeDir: join(dir, 'run'),
@@ -48,11 +54,7 @@ describe.skipIf(!root)('a full disk (needs root to mount a tmpfs; CI runs as roo
   });
 
   it('writes queued on a full disk all report the failure; the next one after room returns lands', async () => {
-    const dir = await tempDir();
-    const stateDir = join(dir, 'state');
-    await mkdir(stateDir, { mode: 0o700 });
-    await execa('mount', ['-t', 'tmpfs', '-o', 'size=256k,mode=0700', 'tmpfs', stateDir]);
-    mounts.push(stateDir);
+    const { stateDir } = await smallDisk();
     const store = new FileStateStore(stateDir);
     const now = new Date().toISOString();
     const record = {
