@@ -14,7 +14,7 @@ export const GLOBAL_FLAGS = {
   'runtime-dir': { type: 'string', value: '<dir>', help: 'sockets, pidfiles and consoles; default $HVPLUG_RUNTIME_DIR, else $XDG_RUNTIME_DIR/hvplug' },
   'log-level': { type: 'string', value: '<level>', help: 'stderr log level: trace, debug, info, warn (default), error, fatal, silent' },
   help: { type: 'boolean', short: 'h', help: 'show help' },
-  version: { type: 'boolean', help: 'print the hvplug version' },
+  version: { type: 'boolean', short: 'V', help: 'print the hvplug version' },
 } as const satisfies FlagTable;
 
 const LogLevel = InitializeParams.shape.logLevel.unwrap();

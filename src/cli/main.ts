@@ -66,7 +66,7 @@ async function dispatch(argv: readonly string[], where: { command?: string }): P
       process.stdout.write(`${HOST_VERSION}\n`);
       return EXIT_OK;
     }
-    if (split.command === undefined && !before.flags.help) throw new UsageError('no command given');
+    // Like git and docker: the bare command is a request for help, not a mistake.
     process.stdout.write(`${generalHelp(COMMANDS, RAW_COMMANDS)}\n`);
     return EXIT_OK;
   }

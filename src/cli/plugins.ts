@@ -11,17 +11,26 @@ export const pluginsCommand = defineCommand({
   description:
     'Lists every plugin by name, first source winning: the config file (--config or $HVPLUG_CONFIG), ' +
     'hvplug-plugin-<name> executables in --plugin-dir directories and on PATH, then the plugins bundled with hvplug. ' +
-    'Nothing is started; use `hvplug inspect <plugin>` to see what a plugin supports.',
-  flags: { json: { type: 'boolean', help: 'a JSON array of {name, source, command, args, isolation}' } },
+    'Nothing is started; PROBLEM says when a plugin\'s command is missing or not executable. ' +
+    'Use `hvplug inspect <plugin>` to see what a plugin supports.',
+  flags: { json: { type: 'boolean', help: 'a JSON array of {name, source, command, args, isolation, problem?}' } },
   positionals: [],
   options: z.object({ json: flagSet() }),
   async action({ json }, ctx) {
-    const specs = await ctx.openHost().catalog.list();
-    const rows = specs.map((s) => ({ name: s.name, source: s.source, command: s.command, args: s.args, isolation: s.isolation }));
+    const catalog = ctx.openHost().catalog;
+    const rows = await Promise.all(
+      (await catalog.list()).map(async (s) => {
+        const problem = await catalog.problemWith(s);
+        return { name: s.name, source: s.source, command: s.command, args: s.args, isolation: s.isolation, ...(problem ? { problem } : {}) };
+      }),
+    );
     ctx.output(json).document(rows, () =>
       rows.length === 0
         ? 'no plugins found'
-        : table([['NAME', 'SOURCE', 'COMMAND'], ...rows.map((r) => [r.name, r.source, [r.command, ...r.args].join(' ')].map(safeLine))]),
+        : table([
+            ['NAME', 'SOURCE', 'COMMAND', 'PROBLEM'],
+            ...rows.map((r) => [r.name, r.source, [r.command, ...r.args].join(' '), r.problem ?? ''].map(safeLine)),
+          ]),
     );
     return EXIT_OK;
   },

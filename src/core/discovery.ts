@@ -1,11 +1,12 @@
 import { existsSync } from 'node:fs';
-import { access, constants, readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseToml } from 'smol-toml';
 import { z } from 'zod';
 import { formatIssues, toIssues } from 'hvplug/protocol';
 import { HvplugError, InvalidConfigError } from './errors.js';
+import { isExecutable, locateCommand, type CommandProblem } from './executable.js';
 import { PluginSpec, type PluginSpecInput } from './plugin-spec.js';
 
 export const BUILTIN_PLUGINS = ['example-proprietary', 'qemu', 'cloud-hypervisor'] as const;
@@ -28,20 +29,27 @@ export function builtinPluginPath(name: string): string {
 }
 
 /** The config file, in the spirit of Kata's configuration.toml: one [plugins.<name>] table per plugin. */
-const ConfigFile = z.object({
-  plugins: z.record(z.string(), PluginSpec.omit({ name: true, source: true }).partial({ command: true }).passthrough()).default({}),
+const ConfigFile = z.strictObject({
+  plugins: z.record(z.string(), z.strictObject(PluginSpec.omit({ name: true, source: true }).partial({ command: true }).shape)).default({}),
   pluginDirs: z.array(z.string()).default([]),
 });
+
+/** Strict schemas report every key they do not know at once; say each with where it was, as a person reads it. */
+function describeIssues(issues: readonly z.core.$ZodIssue[]): string {
+  return issues
+    .flatMap((i) => {
+      const at = i.path.map(String).join('.');
+      if (i.code !== 'unrecognized_keys') return [`${at || '(top level)'}: ${i.message}`];
+      return i.keys.map((k) => `${at ? `${at}: ` : ''}unknown key "${k}"`);
+    })
+    .join('; ');
+}
 
 export interface DiscoveryOptions {
   specs?: readonly PluginSpecInput[];
   configFile?: string;
   pluginDirs?: readonly string[];
   pathEnv?: string;
-}
-
-async function isExecutable(p: string): Promise<boolean> {
-  return access(p, constants.X_OK).then(() => true, () => false);
 }
 
 /**
@@ -69,7 +77,7 @@ export class PluginCatalog {
       throw new InvalidConfigError(`${file}: ${(err as Error).message}`, []);
     }
     const parsed = ConfigFile.safeParse(doc);
-    if (!parsed.success) throw new InvalidConfigError(`${file}: ${formatIssues(toIssues(parsed.error))}`, toIssues(parsed.error));
+    if (!parsed.success) throw new InvalidConfigError(`${file}: ${describeIssues(parsed.error.issues)}`, toIssues(parsed.error));
     this.fileDirs = parsed.data.pluginDirs.map((d) => resolve(dirname(file), d));
     for (const [name, table] of Object.entries(parsed.data.plugins)) {
       const spec = PluginSpec.safeParse({ ...table, name, command: table.command ?? builtinPluginPath(name), source: file });
@@ -97,10 +105,18 @@ export class PluginCatalog {
     }
     const builtin = builtinPluginPath(name);
     if (await isExecutable(builtin)) return PluginSpec.parse({ name, command: builtin, source: 'builtin' });
+    // The directories searched are PATH's, long and known to the user; the names that do exist help more.
+    const found = (await this.list()).map((s) => s.name);
     throw new HvplugError(
-      `no plugin named ${name}: not configured, no ${CONVENTION_PREFIX}${name} in ${this.searchDirs().join(', ') || '(no directories)'}, not bundled`,
+      `no plugin named ${name}: not in the config file, no ${CONVENTION_PREFIX}${name} in the plugin directories or on PATH, not bundled; ` +
+        `plugins found: ${found.join(', ') || 'none'}`,
       'PluginNotFound',
     );
+  }
+
+  /** Why a listed plugin could not be started, as far as can be told without starting it. */
+  async problemWith(spec: PluginSpec): Promise<CommandProblem | undefined> {
+    return (await locateCommand(spec.command, spec.env.PATH ?? this.opts.pathEnv ?? process.env.PATH)).problem;
   }
 
   /** Everything discoverable, first source of each name winning. */

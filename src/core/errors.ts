@@ -65,8 +65,8 @@ export class VmOwnedError extends HvplugError {
 }
 
 export class TimeoutError extends HvplugError {
-  constructor(readonly method: string, readonly timeoutMs: number) {
-    super(`${method} timed out after ${timeoutMs} ms`, 'Timeout');
+  constructor(readonly method: string, readonly timeoutMs: number, message = `${method} timed out after ${timeoutMs} ms`) {
+    super(message, 'Timeout');
   }
 }
 
@@ -118,8 +118,10 @@ export class PluginExitedError extends HvplugError {
     readonly signal: string | null,
     readonly stderrTail: string[],
     readonly cause_?: Error,
+    /** When in the plugin's life it ended, if that is news: "before answering initialize". */
+    readonly when?: string,
   ) {
-    const how = signal ? `was killed by ${signal}` : `exited with code ${exitCode}`;
+    const how = `${signal ? `was killed by ${signal}` : `exited with code ${exitCode}`}${when ? ` ${when}` : ''}`;
     const tail = stderrTail.length ? `; last stderr lines:\n${stderrTail.join('\n')}` : '';
     super(`plugin ${plugin} ${how}${cause_ ? ` (${cause_.message})` : ''}${tail}`, 'PluginExited');
   }

@@ -1,12 +1,13 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { access, constants, lstat, mkdir, open, realpath, rename, rm } from 'node:fs/promises';
-import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
+import { lstat, mkdir, open, realpath, rename, rm } from 'node:fs/promises';
+import { dirname, isAbsolute, join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { z } from 'zod';
 import { formatIssues, toIssues } from 'hvplug/protocol';
 import { IntegrityError, PluginSpawnError } from './errors.js';
+import { isExecutable, locateCommand } from './executable.js';
 
 const sha256 = (data: Buffer | string): string => createHash('sha256').update(data).digest('hex');
 
@@ -16,18 +17,11 @@ export async function sha256File(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
-/** The file exec would run: a path as given, or the first executable match on PATH. */
-export async function resolveExecutable(command: string, pathEnv: string | undefined): Promise<string> {
-  if (command.includes('/')) return isAbsolute(command) ? command : resolve(command);
-  for (const dir of (pathEnv ?? '').split(delimiter).filter(Boolean)) {
-    const candidate = join(dir, command);
-    if (await isExecutable(candidate)) return candidate;
-  }
-  throw new PluginSpawnError(`plugin command ${command} not found on PATH`);
-}
-
-async function isExecutable(path: string): Promise<boolean> {
-  return access(path, constants.X_OK).then(() => true, () => false);
+/** The file exec would run for a command, or a PluginSpawnError that says why there is none (`who` names the caller). */
+export async function resolveExecutable(command: string, pathEnv: string | undefined, who: string): Promise<string> {
+  const found = await locateCommand(command, pathEnv);
+  if (found.problem) throw new PluginSpawnError(`${who}: ${found.path} ${found.problem === 'not executable' ? 'is not executable' : found.problem}`);
+  return found.path;
 }
 
 /** What is kept of a pinned file to look for a launcher's manifest line: a launcher is a few hundred bytes. */
@@ -89,7 +83,7 @@ export async function verifyPin(path: string, expected: string, ctx: { pathEnv: 
   if (!bundleCopy) throw new IntegrityError(join(dir, bundle.file), bundle.sha256, MISSING);
   // Like the launcher: a missing snapshot, or a missing node to load it, means the bundle on the node on PATH.
   const blobCopy = snapshot && (await verifiedCopy(join(dir, snapshot.file), snapshot.sha256, store, '.blob'));
-  const argv = blobCopy && (await isExecutable(node)) ? [node, '--snapshot-blob', blobCopy] : [await resolveExecutable('node', ctx.pathEnv), bundleCopy];
+  const argv = blobCopy && (await isExecutable(node)) ? [node, '--snapshot-blob', blobCopy] : [await resolveExecutable('node', ctx.pathEnv, 'the launcher\'s interpreter'), bundleCopy];
   return writeProgram(store, argv);
 }
 

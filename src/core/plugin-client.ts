@@ -15,7 +15,7 @@ import {
   type InitializeParams,
 } from 'hvplug/protocol';
 import { pluginEnvironment } from './environment.js';
-import { HvplugError, PluginExitedError, PluginSpawnError, ProtocolError, ProtocolVersionError, ProtocolViolationError } from './errors.js';
+import { HvplugError, PluginExitedError, TimeoutError, PluginSpawnError, ProtocolError, ProtocolVersionError, ProtocolViolationError } from './errors.js';
 import { HostRpc, type RpcCallOptions } from './host-rpc.js';
 import { resolveExecutable, verifyPin } from './integrity.js';
 import { PluginLog } from './plugin-log.js';
@@ -189,9 +189,13 @@ export class PluginClient {
       fatal: (err) => this.broken(err.message),
       note: (message, fields) => this.logger.debug(fields, message),
     });
-    reader.onError((err) =>
-      this.broken(`plugin ${spec.name} broke the protocol on stdout: ${err.message}`, err instanceof FramingError ? err.firstBytes : undefined),
-    );
+    reader.onError((err) => {
+      if (err instanceof FramingError && err.stray !== undefined) {
+        this.broken(`plugin ${spec.name} wrote ${err.stray} on stdout, which carries only Content-Length framed JSON-RPC (logs go to stderr)`, err.firstBytes);
+      } else {
+        this.broken(`plugin ${spec.name} broke the protocol on stdout: ${err.message}`, err instanceof FramingError ? err.firstBytes : undefined);
+      }
+    });
     reader.onClose(() => this.stdioClosed('stdout'));
     writer.onError(() => this.stdioClosed('stdin'));
     reader.listen((msg) => {
@@ -215,7 +219,7 @@ export class PluginClient {
         });
         void Promise.race([drained, new Promise((r) => setTimeout(r, 100))]).then(() => {
           this.log.flush();
-          this.fail(new PluginExitedError(spec.name, code, signal, this.log.lastLines()));
+          this.fail(new PluginExitedError(spec.name, code, signal, this.log.lastLines(), undefined, this.info_ ? undefined : 'before answering initialize'));
           // A process that inherited the pipes (a helper in a session of its own) must not keep the host alive.
           for (const s of [stdin, stdout, stderr]) s.destroy();
           resolve({ code, signal });
@@ -229,7 +233,7 @@ export class PluginClient {
     const env = pluginEnvironment(hostEnv, spec.envPassthrough, spec.env, {
       HVPLUG_MAX_MESSAGE_BYTES: String(opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES),
     });
-    const resolved = await resolveExecutable(spec.command, env.PATH);
+    const resolved = await resolveExecutable(spec.command, env.PATH, `plugin ${spec.name}`);
     const executable = spec.sha256 ? await verifyPin(resolved, spec.sha256, { pathEnv: env.PATH, runtimeDir: opts.runtimeDir }) : resolved;
     let child: ResultPromise;
     try {
@@ -247,11 +251,11 @@ export class PluginClient {
         cleanup: false,
       });
     } catch (err) {
-      throw new PluginSpawnError(`cannot start plugin ${spec.name}: ${(err as Error).message}`, { cause: err });
+      throw new PluginSpawnError(`plugin ${spec.name}: cannot start ${executable}: ${(err as Error).message}`, { cause: err });
     }
     const pid = await new Promise<number>((resolve, reject) => {
       child.once('spawn', () => resolve(child.pid as number));
-      child.once('error', (err) => reject(new PluginSpawnError(`cannot start plugin ${spec.name}: ${err.message}`, { cause: err })));
+      child.once('error', (err) => reject(new PluginSpawnError(`plugin ${spec.name}: cannot start ${executable}: ${err.message}`, { cause: err })));
     });
     const client = new PluginClient(spec, child, pid, opts);
     try {
@@ -313,7 +317,11 @@ export class PluginClient {
       runtimeDir: opts.runtimeDir,
       logLevel: opts.logLevel,
     };
-    const raw = await this.call('initialize', params, { timeoutMs: 10_000 });
+    const timeoutMs = this.spec.startTimeoutMs;
+    const raw = await this.call('initialize', params, { timeoutMs }).catch((err: unknown) => {
+      if (!(err instanceof TimeoutError)) throw err;
+      throw new TimeoutError('initialize', timeoutMs, `plugin ${this.spec.name} did not answer initialize within ${timeoutMs / 1000} s`);
+    });
     const parsed = InitializeResult.safeParse(raw);
     if (!parsed.success) throw new ProtocolViolationError('initialize', toIssues(parsed.error));
     const chosen = parsed.data.protocolVersion;

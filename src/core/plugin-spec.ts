@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { VmConfig } from 'hvplug/protocol';
+import { methods, VmConfig } from 'hvplug/protocol';
 
 /** How to run one plugin: what a [plugins.<name>] table of the config file holds. */
 export const PluginSpec = z.object({
@@ -14,6 +14,8 @@ export const PluginSpec = z.object({
   sha256: z.string().regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex digits').optional(),
   /** shared: one process serves every VM; per-vm: one process per VM, for crash isolation. */
   isolation: z.enum(['shared', 'per-vm']).default('shared'),
+  /** How long the plugin has to answer initialize after it is spawned (go-plugin's StartTimeout). */
+  startTimeoutMs: z.number().int().min(100).max(600_000).default(methods.initialize.timeoutMs),
   /** Merged under every VM config created through this plugin. */
   defaults: VmConfig.partial().default({}),
   /** Where the spec came from, for `hvplug plugins`. */

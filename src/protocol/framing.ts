@@ -16,6 +16,8 @@ export class FramingError extends Error {
     message: string,
     /** The first bytes that did not fit the framing, for the error report. */
     readonly firstBytes?: string,
+    /** Set when the bytes were not a header at all (a print on stdout): what was written, quoted. */
+    readonly stray?: string,
   ) {
     super(message);
   }
@@ -104,7 +106,7 @@ export class FrameDecoder {
     const held = this.head.length;
     const data = held === 0 ? rest.subarray(0, HEADER_WINDOW) : Buffer.concat([this.head, rest.subarray(0, HEADER_WINDOW - held)]);
     if (!looksLikeHeader(data)) {
-      throw new FramingError(`expected a Content-Length header, got ${previewBytes(data)}`, previewBytes(data));
+      throw new FramingError(`expected a Content-Length header, got ${previewBytes(data)}`, previewBytes(data), previewBytes(data));
     }
     const end = data.indexOf(HEADER_END);
     if (end < 0) {

@@ -1,0 +1,146 @@
+import { chmod, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI, ensureCliBuilt, removeTempDirs, tempDir } from './helpers.js';
+
+/**
+ * What a user reads when a plugin cannot be started or a config file is wrong: the real binary in a child
+ * process, each failure named for what it is and naming the plugin.
+ */
+let dir: string;
+let config: string;
+
+beforeAll(async () => {
+  await ensureCliBuilt();
+  dir = await tempDir('hvplug-cli-startup-');
+  const notExecutable = join(dir, 'plain-file');
+  await writeFile(notExecutable, '#!/bin/sh\n');
+  await chmod(notExecutable, 0o644);
+  config = join(dir, 'plugins.toml');
+  await writeFile(
+    config,
+    [
+      '[plugins.quits]',
+      'command = "/bin/true"',
+      '[plugins.chatty]',
+      'command = "/bin/echo"',
+      'args = ["hello"]',
+      '[plugins.silent]',
+      'command = "/bin/sleep"',
+      'args = ["60"]',
+      'startTimeoutMs = 1500',
+      '[plugins.missing]',
+      `command = "${join(dir, 'no-such-plugin')}"`,
+      '[plugins.unrunnable]',
+      `command = "${notExecutable}"`,
+      '[plugins.nameless]',
+      'command = "no-such-plugin-on-path"',
+      '',
+    ].join('\n'),
+  );
+}, 120_000);
+
+afterAll(removeTempDirs);
+
+function cli(args: readonly string[], env: Record<string, string> = {}) {
+  return execa('node', [CLI, ...args], {
+    reject: false,
+    timeout: 60_000,
+    env: { HVPLUG_STATE_DIR: join(dir, 'state'), HVPLUG_RUNTIME_DIR: join(dir, 'run'), HVPLUG_CONFIG: '', ...env },
+  });
+}
+
+const run = (plugin: string) => cli(['--config', config, 'run', '--plugin', plugin, '--timeout', '5']);
+
+describe('a plugin that cannot be started', () => {
+  it('one that exits before answering initialize: its code, and that it never answered', async () => {
+    const r = await run('quits');
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toContain('plugin quits exited with code 0 before answering initialize');
+  });
+
+  it('one that prints text on stdout: the text it wrote, and that stdout is for framed messages', async () => {
+    const r = await run('chatty');
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/plugin chatty wrote "hello\\n" on stdout/);
+  });
+
+  it('one that never answers: its name and the deadline it missed, which the config sets', async () => {
+    const r = await run('silent');
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toContain('plugin silent did not answer initialize within 1.5 s');
+  });
+
+  it('one whose executable does not exist: not found, with the path', async () => {
+    const r = await run('missing');
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toContain(`plugin missing: ${join(dir, 'no-such-plugin')} not found`);
+    expect(r.stderr).not.toContain('ENOENT');
+  });
+
+  it('one whose file is not executable: says so', async () => {
+    const r = await run('unrunnable');
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toContain(`plugin unrunnable: ${join(dir, 'plain-file')} is not executable`);
+  });
+
+  it('one whose command is not on PATH: not found on PATH', async () => {
+    const r = await run('nameless');
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toContain('plugin nameless: no-such-plugin-on-path not found on PATH');
+  });
+
+  it('hvplug plugins says which configured plugins cannot run, instead of listing them as usable', async () => {
+    const r = await cli(['--config', config, 'plugins', '--json']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const rows = JSON.parse(r.stdout) as { name: string; problem?: string }[];
+    const problem = (name: string) => rows.find((p) => p.name === name)?.problem;
+    expect(problem('missing')).toBe('not found');
+    expect(problem('unrunnable')).toBe('not executable');
+    expect(problem('nameless')).toBe('not found on PATH');
+    expect(problem('quits')).toBeUndefined();
+    expect(problem('example-proprietary')).toBeUndefined();
+    const human = await cli(['--config', config, 'plugins']);
+    expect(human.stdout).toMatch(/^missing\s.*not found$/m);
+  });
+});
+
+describe('a plugin name nothing provides', () => {
+  it('lists the plugins that exist, not every PATH directory', async () => {
+    const r = await cli(['run', '--plugin', 'nope'], { PATH: `${dir}:/usr/bin:/bin:/usr/local/bin` });
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toContain('no plugin named nope');
+    expect(r.stderr).toMatch(/plugins found: .*example-proprietary/);
+    expect(r.stderr).not.toContain('/usr/local/bin');
+  });
+});
+
+describe('a config file with a key hvplug does not know', () => {
+  it('is refused with the file, the table and the key (a misspelt sha256 must not turn the check off)', async () => {
+    const bad = join(dir, 'typo.toml');
+    await writeFile(bad, '[plugins.acme]\ncommand = "/bin/true"\nsha265 = "00"\n');
+    const r = await cli(['--config', bad, 'plugins']);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toContain(`${bad}: plugins.acme: unknown key "sha265"`);
+  });
+
+  it('at the top level too', async () => {
+    const bad = join(dir, 'top.toml');
+    await writeFile(bad, 'plugin_dirs = ["/tmp"]\n');
+    const r = await cli(['--config', bad, 'plugins']);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toContain(`${bad}: unknown key "plugin_dirs"`);
+  });
+});
+
+describe('hvplug with no command', () => {
+  it('prints the help and exits 0; -V prints the version', async () => {
+    const r = await cli([]);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toMatch(/^Usage: hvplug/m);
+    const v = await cli(['-V']);
+    expect(v.exitCode, v.stderr).toBe(0);
+    expect(v.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
+  });
+});
