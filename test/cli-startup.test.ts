@@ -106,6 +106,16 @@ describe('a plugin that cannot be started', () => {
   });
 });
 
+describe('a plugin whose VMM is not installed', () => {
+  it('cloud-hypervisor without the cloud-hypervisor binary: says which binary is missing and how to name it, no errno', async () => {
+    const r = await cli(['run', '--plugin', 'cloud-hypervisor', '--timeout', '5', '--kernel', process.execPath], { PATH: '/usr/bin:/bin' });
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toContain('the Cloud Hypervisor binary cloud-hypervisor was not found on PATH');
+    expect(r.stderr).toContain('HVPLUG_CH_BINARY');
+    expect(r.stderr).not.toContain('ENOENT');
+  });
+});
+
 describe('a plugin name nothing provides', () => {
   it('lists the plugins that exist, not every PATH directory', async () => {
     const r = await cli(['run', '--plugin', 'nope'], { PATH: `${dir}:/usr/bin:/bin:/usr/local/bin` });

@@ -33,10 +33,19 @@ export async function logTail(paths: VmPaths, lines = 10): Promise<string> {
   return text.trim().split('\n').slice(-lines).join('\n');
 }
 
+/** What a user can act on, instead of the errno of a failed spawn. */
+function spawnFailure(binary: string, err: NodeJS.ErrnoException): string {
+  const where = binary.includes('/') ? '' : ' on PATH';
+  const how = 'install cloud-hypervisor or set HVPLUG_CH_BINARY in the plugin\'s env ([plugins.cloud-hypervisor] env in the config)';
+  if (err.code === 'ENOENT') return `the Cloud Hypervisor binary ${binary} was not found${where}; ${how}`;
+  if (err.code === 'EACCES') return `the Cloud Hypervisor binary ${binary} is not executable; ${how}`;
+  return `cannot start the Cloud Hypervisor binary ${binary}: ${err.message}`;
+}
+
 function spawned(child: ChildProcess, binary: string): Promise<number> {
   return new Promise((resolve, reject) => {
     // Kept for the child's life: an 'error' without a listener would crash the plugin.
-    child.on('error', (err) => reject(errors.vmmFailure(`cannot start ${binary}: ${err.message}`, 'spawn')));
+    child.on('error', (err) => reject(errors.vmmFailure(spawnFailure(binary, err), 'spawn')));
     child.once('spawn', () => resolve(child.pid ?? 0));
   });
 }
