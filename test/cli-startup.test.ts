@@ -154,3 +154,21 @@ describe('hvplug with no command', () => {
     expect(v.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
   });
 });
+
+describe('help text', () => {
+  it('wraps to the terminal width (COLUMNS), option help under its column', async () => {
+    for (const args of [['run', '--help'], ['--help'], ['plugins', '--help']]) {
+      const r = await cli(args, { COLUMNS: '60' });
+      expect(r.exitCode).toBe(0);
+      const long = r.stdout.split('\n').filter((l) => l.length > 60);
+      expect(long, args.join(' ')).toEqual([]);
+    }
+    const r = await cli(['run', '--help'], { COLUMNS: '60' });
+    // A continuation line of --plugin's help starts in the help column, not at the margin.
+    const lines = r.stdout.split('\n');
+    const at = lines.findIndex((l) => l.startsWith('  --plugin <name>'));
+    const column = lines[at]!.indexOf('plugin to use');
+    expect(lines[at + 1]!.slice(0, column).trim()).toBe('');
+    expect(lines[at + 1]!.length).toBeGreaterThan(column);
+  });
+});

@@ -1,11 +1,16 @@
 import type { FlagSpec, FlagTable } from './args.js';
 import type { Command, RawCommand } from './command.js';
 import { GLOBAL_FLAGS } from './context.js';
-import { table, wrap } from './output.js';
+import { wrap } from './output.js';
 
-const WIDTH = 100;
+/** The terminal's width when stdout is one, else $COLUMNS, else 80; never so narrow that nothing fits. */
+function width(): number {
+  const fromEnv = Number.parseInt(process.env.COLUMNS ?? '', 10);
+  const columns = process.stdout.isTTY && process.stdout.columns ? process.stdout.columns : Number.isFinite(fromEnv) ? fromEnv : 80;
+  return Math.max(40, Math.min(columns, 120));
+}
 
-function flagRows(flags: FlagTable): string[][] {
+function flagRows(flags: FlagTable): [string, string][] {
   return Object.entries(flags).map(([name, f]: [string, FlagSpec]) => {
     const short = f.short ? `-${f.short}, ` : '';
     return [`${short}--${name}${f.value ? ` ${f.value}` : ''}`, f.help];
@@ -13,7 +18,26 @@ function flagRows(flags: FlagTable): string[][] {
 }
 
 function paragraph(text: string): string {
-  return wrap(text.split(/\s+/), WIDTH, '');
+  return wrap(text.split(/\s+/), width(), '');
+}
+
+/**
+ * Two columns, the second wrapped to the width under itself. A first column wider than a third of the
+ * width puts its text on the next line instead, so the text keeps room to read.
+ */
+function columns(rows: readonly (readonly [string, string])[], indent = '  '): string {
+  const total = width();
+  const first = Math.max(...rows.map(([term]) => term.length));
+  const gap = 2;
+  const inline = first <= total / 3;
+  const textIndent = inline ? indent.length + first + gap : indent.length + 4;
+  const pad = ' '.repeat(textIndent);
+  return rows
+    .map(([term, text]) => {
+      const body = wrap(text.split(/\s+/).filter(Boolean), Math.max(20, total - textIndent), pad);
+      return inline ? `${indent}${term.padEnd(first + gap)}${body}` : `${indent}${term}\n${pad}${body}`;
+    })
+    .join('\n');
 }
 
 /** The globals a command accepts after its name: those it does not redefine. */
@@ -24,9 +48,9 @@ export function globalsFor(command: Command): FlagTable {
 export function commandHelp(command: Command): string {
   const args = command.positionals.map((p) => (p.required ? `<${p.name}>` : `[${p.name}]`)).join(' ');
   const lines = [`Usage: hvplug [global options] ${command.name}${args ? ` ${args}` : ''} [options]`, '', paragraph(command.description)];
-  if (command.positionals.length) lines.push('', 'Arguments:', table(command.positionals.map((p) => [`<${p.name}>`, p.help]), '  '));
-  lines.push('', 'Options:', table(flagRows(command.flags), '  '));
-  lines.push('', 'Global options:', table(flagRows(globalsFor(command)), '  '));
+  if (command.positionals.length) lines.push('', 'Arguments:', columns(command.positionals.map((p) => [`<${p.name}>`, p.help])));
+  lines.push('', 'Options:', columns(flagRows(command.flags)));
+  lines.push('', 'Global options:', columns(flagRows(globalsFor(command))));
   return lines.join('\n');
 }
 
@@ -37,12 +61,12 @@ export function generalHelp(commands: readonly Command[], raw: readonly RawComma
     paragraph('Drives hypervisors through out-of-process plugins that speak JSON-RPC on their stdin/stdout.'),
     '',
     'Commands:',
-    table([...[...commands, ...raw].map((c) => [c.name, c.summary]), ['help [command]', 'show help for a command']], '  '),
+    columns([...[...commands, ...raw].map((c): [string, string] => [c.name, c.summary]), ['help [command]', 'show help for a command']]),
     '',
     'Global options:',
-    table(flagRows(GLOBAL_FLAGS), '  '),
+    columns(flagRows(GLOBAL_FLAGS)),
     '',
-    'Logs go to stderr, output to stdout. Exit status: 0 success, 1 runtime error, 2 bad command line.',
-    'Run `hvplug <command> --help` for the options of a command.',
+    paragraph('Logs go to stderr, output to stdout. Exit status: 0 success, 1 runtime error, 2 bad command line.'),
+    paragraph('Run `hvplug <command> --help` for the options of a command.'),
   ].join('\n');
 }
