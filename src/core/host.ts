@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
-import type { InitializeParams, VmEvent } from 'hvplug/protocol';
+import { InitializeParams, type VmEvent } from 'hvplug/protocol';
 import { ShimHypervisor, type ShimVm, type VmRecordUpdate } from '../shim/shim.js';
 import type { Interceptor } from '../shim/interceptors.js';
 import { PluginCatalog, type DiscoveryOptions } from './discovery.js';
@@ -22,7 +22,12 @@ export interface PluginHostOptions {
   runtimeDir?: string;
   /** Where VM records live; default a FileStateStore in stateDir. */
   store?: StateStore;
+  /** Where the host's and the plugins' log lines go; default pino to stderr. */
   logger?: Logger;
+  /**
+   * Default `warn`: a library stays quiet on its embedder's stderr unless something is wrong. Plugins are
+   * told the same level (or the given logger's), so they do not write lines that would be dropped.
+   */
   logLevel?: InitializeParams['logLevel'];
   maxMessageBytes?: number;
   /** Plugins given in code; they win over the config file and discovery. */
@@ -50,6 +55,8 @@ export interface HostEvents {
 }
 
 /** First retry of a record write that failed; the delay doubles up to RECORD_RETRY_MAX_MS. */
+const LogLevel = InitializeParams.shape.logLevel.unwrap();
+const DEFAULT_LOG_LEVEL = 'warn';
 const RECORD_RETRY_MS = 250;
 const RECORD_RETRY_MAX_MS = 10_000;
 
@@ -112,7 +119,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
     this.runtimeDir = opts.runtimeDir ?? defaultRuntimeDir(env);
     this.store = opts.store ?? new FileStateStore(this.stateDir);
     this.leases = new VmLeases(this.stateDir);
-    this.logger = opts.logger ?? pino({ name: 'hvplug', level: opts.logLevel ?? 'info' }, pino.destination(2));
+    this.logger = opts.logger ?? pino({ name: 'hvplug', level: opts.logLevel ?? DEFAULT_LOG_LEVEL }, pino.destination(2));
     const discovery: DiscoveryOptions = {
       specs: opts.plugins,
       configFile: opts.configFile ?? env.HVPLUG_CONFIG,
@@ -171,7 +178,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
       stateDir,
       runtimeDir,
       logger: this.logger,
-      logLevel: this.opts.logLevel ?? 'info',
+      logLevel: this.opts.logLevel ?? LogLevel.catch(DEFAULT_LOG_LEVEL).parse(this.logger.level),
       maxMessageBytes: this.opts.maxMessageBytes,
       hostEnv: this.opts.env,
       hostVersion: HOST_VERSION,
