@@ -1,4 +1,4 @@
-import { chmod, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -43,12 +43,17 @@ beforeAll(async () => {
 
 afterAll(removeTempDirs);
 
-function cli(args: readonly string[], env: Record<string, string> = {}) {
-  return execa('node', [CLI, ...args], {
-    reject: false,
-    timeout: 60_000,
-    env: { HVPLUG_STATE_DIR: join(dir, 'state'), HVPLUG_RUNTIME_DIR: join(dir, 'run'), HVPLUG_CONFIG: '', ...env },
-  });
+/** The binary with a private state and runtime directory and no config file; an env value of null unsets it. */
+function cli(args: readonly string[], env: Record<string, string | null> = {}) {
+  const merged: Record<string, string | null | undefined> = {
+    ...process.env,
+    HVPLUG_STATE_DIR: join(dir, 'state'),
+    HVPLUG_RUNTIME_DIR: join(dir, 'run'),
+    HVPLUG_CONFIG: '',
+    ...env,
+  };
+  const clean = Object.fromEntries(Object.entries(merged).filter((e): e is [string, string] => typeof e[1] === 'string'));
+  return execa('node', [CLI, ...args], { reject: false, timeout: 60_000, env: clean, extendEnv: false });
 }
 
 const run = (plugin: string) => cli(['--config', config, 'run', '--plugin', plugin, '--timeout', '5']);
@@ -141,6 +146,20 @@ describe('a config file with a key hvplug does not know', () => {
     const r = await cli(['--config', bad, 'plugins']);
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toContain(`${bad}: unknown key "plugin_dirs"`);
+  });
+});
+
+describe('the default config file', () => {
+  it('is $XDG_CONFIG_HOME/hvplug/plugins.toml when --config and $HVPLUG_CONFIG are not given; an empty $HVPLUG_CONFIG means none', async () => {
+    const home = join(dir, 'xdg');
+    await mkdir(join(home, 'hvplug'), { recursive: true });
+    const file = join(home, 'hvplug', 'plugins.toml');
+    await writeFile(file, '[plugins.acme]\ncommand = "/bin/true"\n');
+    const found = await cli(['plugins', '--json'], { XDG_CONFIG_HOME: home, HVPLUG_CONFIG: null });
+    expect(found.exitCode, found.stderr).toBe(0);
+    expect(JSON.parse(found.stdout)).toContainEqual(expect.objectContaining({ name: 'acme', source: file }));
+    const none = await cli(['plugins', '--json'], { XDG_CONFIG_HOME: home, HVPLUG_CONFIG: '' });
+    expect((JSON.parse(none.stdout) as { name: string }[]).map((p) => p.name)).not.toContain('acme');
   });
 });
 

@@ -1,14 +1,14 @@
 import pino, { type Logger } from 'pino';
 import { z } from 'zod';
 import { InitializeParams } from 'hvplug/protocol';
-import { PluginHost } from '../core/index.js';
+import { defaultConfigFile, PluginHost } from '../core/index.js';
 import { dirPath, existingDir, existingFile, flagSet, type FlagTable } from './args.js';
 import { Output } from './output.js';
 import { safeJson } from './safe-text.js';
 
 /** Accepted before the command, and after it unless the command has a flag of the same name. */
 export const GLOBAL_FLAGS = {
-  config: { type: 'string', value: '<file.toml>', help: 'plugins config file (TOML, [plugins.<name>] tables); default $HVPLUG_CONFIG' },
+  config: { type: 'string', value: '<file.toml>', help: 'plugins config file (TOML, [plugins.<name>] tables); default $HVPLUG_CONFIG, else hvplug/plugins.toml in $XDG_CONFIG_HOME (~/.config), else in /etc' },
   'plugin-dir': { type: 'string', multiple: true, value: '<dir>', help: 'also look for hvplug-plugin-<name> executables here (repeatable)' },
   'state-dir': { type: 'string', value: '<dir>', help: 'VM records and plugin state; default $HVPLUG_STATE_DIR, else $XDG_STATE_HOME/hvplug' },
   'runtime-dir': { type: 'string', value: '<dir>', help: 'sockets, pidfiles and consoles; default $HVPLUG_RUNTIME_DIR, else $XDG_RUNTIME_DIR/hvplug' },
@@ -63,7 +63,8 @@ export class CliContext {
   openHost(): PluginHost {
     const g = this.globals;
     return new PluginHost({
-      configFile: g.config,
+      // Empty, not undefined, when there is none: the host would read $HVPLUG_CONFIG again.
+      configFile: g.config ?? defaultConfigFile() ?? '',
       pluginDirs: g['plugin-dir'],
       stateDir: g['state-dir'],
       runtimeDir: g['runtime-dir'],

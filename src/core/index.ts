@@ -11,7 +11,7 @@ export { PluginSpec } from './plugin-spec.js';
 export type { PluginSpecInput } from './plugin-spec.js';
 export { PluginCatalog, BUILTIN_PLUGINS, builtinPluginPath, packageRoot } from './discovery.js';
 export { ENV_ALLOW_LIST } from './environment.js';
-export { defaultRuntimeDir, defaultStateDir } from './paths.js';
+export { defaultConfigFile, defaultRuntimeDir, defaultStateDir } from './paths.js';
 export { HOST_VERSION } from './version.js';
 export * from './errors.js';
 export * from '../shim/index.js';

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { chmod, lstat, mkdir } from 'node:fs/promises';
 import { homedir, tmpdir, userInfo } from 'node:os';
 import { dirname, isAbsolute, join, relative, sep } from 'node:path';
@@ -7,6 +8,18 @@ export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
   if (env.HVPLUG_STATE_DIR) return env.HVPLUG_STATE_DIR;
   const base = env.XDG_STATE_HOME || join(homedir(), '.local', 'state');
   return join(base, 'hvplug');
+}
+
+/**
+ * The plugins config the command line reads when none is named: $HVPLUG_CONFIG (set but empty: none),
+ * else the first that exists of $XDG_CONFIG_HOME/hvplug/plugins.toml (~/.config when unset) and
+ * /etc/hvplug/plugins.toml, as containerd reads /etc/containerd/config.toml. The library reads only
+ * what it is given (configFile, HVPLUG_CONFIG): an embedder's host does not pick up a system file.
+ */
+export function defaultConfigFile(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (env.HVPLUG_CONFIG !== undefined) return env.HVPLUG_CONFIG || undefined;
+  const user = join(env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'hvplug', 'plugins.toml');
+  return [user, '/etc/hvplug/plugins.toml'].find((f) => existsSync(f));
 }
 
 /** Sockets and pidfiles: XDG_RUNTIME_DIR when there is one, else a per-user directory in tmp. */
