@@ -11,11 +11,11 @@ import {
   toJunit,
   type Report,
 } from 'hvplug/conformance';
-import { runConformanceCommand } from '../src/cli/conformance.js';
+import { BUNDLED_POWEROFF, runConformanceCommand } from '../src/cli/conformance.js';
 import { root } from '../scripts/bundle.mjs';
 import { alive, fixture, pluginExecutable, removeTempDirs, tempDir } from './helpers.js';
 
-const PYTHON_PLUGIN = join(root, 'test/fixtures/python/hvplug_plugin_mini.py');
+const PYTHON_PLUGIN = join(root, 'examples/python/hvplug_plugin_mini.py');
 const PYTHON_ADVERTISES = ['vm/create', 'vm/start', 'vm/stop', 'vm/delete', 'vm/info', 'vm/wait'];
 
 function byId(report: Report): Map<string, Report['checks'][number]> {
@@ -31,7 +31,8 @@ afterAll(removeTempDirs);
 describe('example-proprietary, which advertises everything', () => {
   let report: Report;
   beforeAll(async () => {
-    report = await runConformance({ command: pluginExecutable('example-proprietary') });
+    // The power-off config the CLI gives this plugin by default, so that its guest power-off is checked too.
+    report = await runConformance({ command: pluginExecutable('example-proprietary'), powerOffConfig: BUNDLED_POWEROFF['example-proprietary'] });
   }, 60_000);
 
   it('passes every check, none skipped', () => {
@@ -192,10 +193,11 @@ describe('hvplug conformance (the command)', () => {
       'handshake.initialize',
       'handshake.version-refusal',
       'handshake.version-negotiation',
+      'handshake.before-initialize',
       'method.vm/create.valid',
       'method.vm/create.invalid',
     ]);
-    expect(await readFile(junit, 'utf8')).toMatch(/^<\?xml[^]*<testsuites [^>]*tests="5" failures="0"/);
+    expect(await readFile(junit, 'utf8')).toMatch(/^<\?xml[^]*<testsuites [^>]*tests="6" failures="0"/);
   });
 
   it('finds a plugin by name as the host does (--plugin)', async () => {

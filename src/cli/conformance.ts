@@ -40,6 +40,9 @@ options:
   --expected-failures <file>    check ids known to fail (one per line, or a JSON list): they do not fail
                                 the run, and fail it when they pass
   --vm-config <file.json>       merged into every VM config the suite creates (kernel, initrd, ...)
+  --poweroff-config <file.json> merged over --vm-config for the guest power-off check: a config whose
+                                guest powers itself off within seconds of boot (without it that check
+                                is skipped); default for example-proprietary and qemu: their own
   --call-timeout <seconds>      deadline of every call the suite makes; default: each method's own,
                                 from the method table (5 s for health/ping to 300 s for vm/save)
   --check-timeout <seconds>     deadline of each check (default 60)
@@ -62,6 +65,7 @@ const FLAGS = {
   skip: { type: 'string', multiple: true },
   'expected-failures': { type: 'string' },
   'vm-config': { type: 'string' },
+  'poweroff-config': { type: 'string' },
   'call-timeout': { type: 'string' },
   'check-timeout': { type: 'string' },
   'log-level': { type: 'string' },
@@ -81,16 +85,25 @@ function seconds(flag: string, value: string | undefined): number | undefined {
 const list = (values: readonly string[] | undefined): string[] | undefined =>
   values?.flatMap((v) => v.split(',')).map((v) => v.trim()).filter(Boolean);
 
-async function vmConfig(file: string | undefined): Promise<VmConfigInput | undefined> {
+/**
+ * How the bundled plugins' guests power themselves off: the example's guest program after a few ticks,
+ * QEMU's initramfs once its script ends. Another plugin's way is its own to tell (--poweroff-config).
+ */
+export const BUNDLED_POWEROFF: Readonly<Record<string, VmConfigInput>> = {
+  'example-proprietary': { plugin: { tickMs: 20, powerOffAfterTicks: 5 } },
+  qemu: { plugin: { guestScript: 'exit 0' } },
+};
+
+async function vmConfig(file: string | undefined, flag = 'vm-config'): Promise<VmConfigInput | undefined> {
   if (!file) return undefined;
   let doc: unknown;
   try {
     doc = JSON.parse(await readFile(file, 'utf8'));
   } catch (err) {
-    throw new Usage(`--vm-config: cannot read ${file}: ${(err as Error).message}`);
+    throw new Usage(`--${flag}: cannot read ${file}: ${(err as Error).message}`);
   }
   const parsed = VmConfig.partial().safeParse(doc);
-  if (!parsed.success) throw new Usage(`--vm-config: ${formatIssues(toIssues(parsed.error))}`);
+  if (!parsed.success) throw new Usage(`--${flag}: ${formatIssues(toIssues(parsed.error))}`);
   return doc as VmConfigInput;
 }
 
@@ -167,6 +180,8 @@ export async function runConformanceCommand(argv: string[]): Promise<number> {
       skip: list(values.skip),
       expectedFailures: values['expected-failures'] ? await readExpectedFailures(values['expected-failures']) : undefined,
       vmConfig: await vmConfig(values['vm-config']),
+      powerOffConfig:
+        (await vmConfig(values['poweroff-config'], 'poweroff-config')) ?? (values.plugin !== undefined ? BUNDLED_POWEROFF[values.plugin] : undefined),
       callTimeoutMs: seconds('call-timeout', values['call-timeout']),
       checkTimeoutMs: seconds('check-timeout', values['check-timeout']),
       logger: pino({ level: level ?? 'silent' }, stderrLog()),

@@ -5,6 +5,8 @@ export type EndReason =
   | { kind: 'interrupted'; signal: NodeJS.Signals }
   | { kind: 'timeout'; seconds: number }
   | { kind: 'guest'; event: VmEvent }
+  /** vm/wait answered: the guest ended, and no event said so (the plugin's may have been dropped). */
+  | { kind: 'waited'; status: string; exitCode: number | null; reason: string; dropped: string[] }
   | { kind: 'plugin-failed'; error: Error };
 
 /** Event types after which the guest is gone and there is nothing left to wait for. */

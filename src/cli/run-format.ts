@@ -56,6 +56,8 @@ export function describeStopping(reason: EndReason): string | undefined {
       return `${PREFIX} ${reason.signal}: stopping the VM (again to force)`;
     case 'timeout':
       return `${PREFIX} ${reason.seconds} s timeout: stopping the VM`;
+    case 'waited':
+      return safeLine(`${PREFIX} vm/wait: the guest ended (${reason.status}, exit code ${reason.exitCode ?? 'none'}: ${reason.reason})`);
     default:
       return undefined;
   }
@@ -65,6 +67,12 @@ export function describeStopping(reason: EndReason): string | undefined {
 export function verdict(reason: EndReason): { ok: true } | { ok: false; message: string } {
   if (reason.kind === 'interrupted' || reason.kind === 'timeout') return { ok: true };
   if (reason.kind === 'plugin-failed') return { ok: false, message: reason.error.message };
+  if (reason.kind === 'waited') {
+    const how = `vm/wait answered ${reason.status}, exit code ${reason.exitCode ?? 'none'}: ${reason.reason}`;
+    const why = reason.dropped.length ? `; the plugin's event was dropped as malformed: ${reason.dropped.join('; ')}` : '';
+    if (!reason.dropped.length && reason.status === 'stopped' && reason.exitCode === 0) return { ok: true };
+    return { ok: false, message: safeLine(`the guest ended but no event said so (${how})${why}`) };
+  }
   const e = reason.event;
   switch (e.type) {
     case 'exited':

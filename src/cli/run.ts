@@ -86,6 +86,9 @@ export const runCommand = defineCommand({
       // the same delete here keeps a CLI that exits right after from leaving a stale record behind.
       const session = new VmSession(hv, out, ending, ctx.logger, (id) => host.store.delete(id));
       vmId = session.vmId;
+      host.on('protocol-violation', (e) => {
+        if (e.plugin === plugin) session.noteViolation(e.error.message);
+      });
       const ended = await session.run(config, opts.timeout);
       const v = verdict(ended);
       out.record({ type: 'result', ok: v.ok, vmId, ...reasonJson(ended), ...(v.ok ? {} : { message: v.message }) }, v.ok ? `${PREFIX} done` : undefined);

@@ -19,6 +19,8 @@ export class VmSession {
   private vm: ShimVm | undefined;
   private follower: ConsoleFollower | undefined;
   private createSent = false;
+  /** The plugin's messages the host dropped during the run, as it described them. */
+  private readonly dropped: string[] = [];
 
   constructor(
     private readonly hv: ShimHypervisor,
@@ -41,6 +43,7 @@ export class VmSession {
       // Counted from the boot, so that the guest gets the time asked for whatever the plugin's start-up cost.
       if (timeoutSeconds !== undefined) timer = setTimeout(() => this.ending.end({ kind: 'timeout', seconds: timeoutSeconds }), timeoutSeconds * 1000);
       await this.boot(this.vm);
+      this.waitForEnd(this.vm);
       await this.ending.done;
     } catch (err) {
       // A call cancelled because the run is ending is the normal way out of a boot, not a failure.
@@ -56,6 +59,27 @@ export class VmSession {
     if (cleanup) throw cleanup.error;
     if (!reason) throw new Error('run ended without a reason');
     return reason;
+  }
+
+  /** The host dropped something the plugin sent (a malformed event): said at once, and kept for the verdict. */
+  noteViolation(message: string): void {
+    this.dropped.push(message);
+    this.out.record({ type: 'violation', message }, safeLine(`${PREFIX} protocol violation: the plugin sent a message the host dropped as malformed: ${message}`));
+  }
+
+  /**
+   * vm/wait as well as events: the run ends when the guest does even if its event never arrives (a
+   * plugin whose event the host dropped as malformed would otherwise leave the run hanging).
+   */
+  private waitForEnd(vm: ShimVm): void {
+    if (!this.can('vm/wait')) return;
+    vm.wait({}, { signal: this.ending.signal, timeoutMs: null }).then(
+      (r) => this.ending.end({ kind: 'waited', status: r.status, exitCode: r.exitCode, reason: r.reason, dropped: [...this.dropped] }),
+      (err: unknown) => {
+        // Cancelled when the run ends for another reason; any other failure only loses the safety net.
+        if (!(err instanceof CancelledError)) this.logger.warn({ vmId: vm.id, err: errorText(err) }, 'vm/wait failed');
+      },
+    );
   }
 
   private can(method: MethodName): boolean {
@@ -154,5 +178,7 @@ export function reasonJson(reason: EndReason): Record<string, unknown> {
       return { reason: reason.kind, event: reason.event.type };
     case 'plugin-failed':
       return { reason: reason.kind, message: reason.error.message };
+    case 'waited':
+      return { reason: reason.kind, status: reason.status, exitCode: reason.exitCode, waitReason: reason.reason, dropped: reason.dropped };
   }
 }

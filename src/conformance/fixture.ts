@@ -21,7 +21,7 @@ import type { ConformanceOptions } from './types.js';
 import type { WireMonitor } from './wire-monitor.js';
 
 export type ResolvedOptions = Required<Pick<ConformanceOptions, 'checkTimeoutMs' | 'exitDeadlineMs'>> &
-  Pick<ConformanceOptions, 'callTimeoutMs' | 'vmConfig'>;
+  Pick<ConformanceOptions, 'callTimeoutMs' | 'vmConfig' | 'powerOffConfig'>;
 
 /** What every check of one run shares. */
 export interface RunContext {

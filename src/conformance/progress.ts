@@ -18,10 +18,19 @@ function mark(r: CheckResult, st: Style): string {
   return st.skip('-');
 }
 
+/** Lines of a failure's message the console shows; the JSON and JUnit reports keep every line. */
+const SHOWN_LINES = 6;
+
+function messageLines(message: string): string[] {
+  const lines = message.split('\n');
+  if (lines.length <= SHOWN_LINES) return lines;
+  return [...lines.slice(0, SHOWN_LINES - 1), `... and ${lines.length - SHOWN_LINES + 1} more lines (all of them in the JSON and JUnit reports)`];
+}
+
 function line(r: CheckResult, st: Style): string {
   const detail = r.status === 'skipped' ? st.dim(` (skipped: ${r.reason ?? ''})`) : r.expectedFailure ? st.dim(' (expected failure)') : st.dim(` ${r.durationMs} ms`);
   const out = [`${mark(r, st)} ${r.id}${detail}`];
-  if (r.status === 'fail' && r.message) out.push(...r.message.split('\n').map((l) => `    ${st.fail(l)}`));
+  if (r.status === 'fail' && r.message) out.push(...messageLines(r.message).map((l) => `    ${st.fail(l)}`));
   return out.join('\n');
 }
 
@@ -58,7 +67,7 @@ export function formatSummary(report: Report, opts: { color?: boolean } = {}): s
   const failures = report.checks.filter((c) => c.status === 'fail' && !c.expectedFailure);
   if (failures.length) {
     lines.push('', 'failed:');
-    for (const f of failures) lines.push(`  ${st.fail('✗')} ${f.id}: ${(f.message ?? '').split('\n').join('\n      ')}`);
+    for (const f of failures) lines.push(`  ${st.fail('✗')} ${f.id}: ${messageLines(f.message ?? '').join('\n      ')}`);
   }
   if (report.unknownExpectedFailures.length) {
     lines.push('', `expected failures naming no check: ${report.unknownExpectedFailures.join(', ')}`);

@@ -106,6 +106,7 @@ export async function runConformance(options: ConformanceOptions): Promise<Repor
     checkTimeoutMs: options.checkTimeoutMs ?? DEFAULTS.checkTimeoutMs,
     exitDeadlineMs: options.exitDeadlineMs ?? DEFAULTS.exitDeadlineMs,
     vmConfig: options.vmConfig,
+    powerOffConfig: options.powerOffConfig,
   };
   const workDir = await mkdtemp(join(options.workDir ?? tmpdir(), 'hvplug-conf-'));
   const stateDir = join(workDir, 'state');

@@ -5,11 +5,13 @@ import { leftoversCheck } from './checks/cleanup.js';
 import { concurrencyCheck } from './checks/concurrency.js';
 import { deviceChecks } from './checks/devices.js';
 import { eventChecks, eventOrderCheck } from './checks/events.js';
+import { eventFieldsCheck, guestEventChecks } from './checks/guest-events.js';
 import { handshakeChecks } from './checks/handshake.js';
 import { idempotencyChecks } from './checks/idempotency.js';
 import { lifecycleChecks } from './checks/lifecycle.js';
 import { methodChecks } from './checks/methods.js';
 import { processChecks, stdoutCheck } from './checks/process.js';
+import { beforeInitializeCheck, responsivenessChecks } from './checks/responsive.js';
 import { sessionMethodChecks } from './checks/session-methods.js';
 import { snapshotChecks } from './checks/snapshot.js';
 import { wireChecks } from './checks/wire.js';
@@ -21,18 +23,22 @@ import { wireChecks } from './checks/wire.js';
 export function buildSuite(caps: Capabilities): CheckDef[] {
   return [
     ...handshakeChecks(),
+    beforeInitializeCheck,
     ...sessionMethodChecks(),
     ...methodChecks(caps.methods),
     ...lifecycleChecks(),
     ...idempotencyChecks(),
     ...deviceChecks(caps),
     ...eventChecks(),
+    ...guestEventChecks(),
+    ...responsivenessChecks(),
     ...snapshotChecks(),
     concurrencyCheck,
     cancelCheck,
     ...processChecks(),
     stdoutCheck,
     eventOrderCheck,
+    eventFieldsCheck,
     ...wireChecks(),
     leftoversCheck,
   ];

@@ -84,6 +84,12 @@ export interface ConformanceOptions {
    */
   vmConfig?: VmConfigInput;
   /**
+   * Merged over vmConfig for the guest power-off check: a config whose guest powers itself off within a
+   * few seconds of boot (a guest program that ends, a script that calls poweroff). Without it that check
+   * is skipped: the suite has no plugin-neutral way to make a guest end by itself.
+   */
+  powerOffConfig?: VmConfigInput;
+  /**
    * Deadline of every protocol call the suite makes, overriding each method's own from the method table
    * (methods.ts timeoutMs), which applies when this is not given.
    */

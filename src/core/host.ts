@@ -52,6 +52,8 @@ export interface HostEvents {
   'vm-lost': [{ plugin: string; vmId: string; reason: string }];
   'vm-recovered': [{ plugin: string; vmId: string }];
   'record-error': [RecordError];
+  /** The plugin broke the protocol and what it sent was dropped (a malformed event, a stale one). */
+  'protocol-violation': [{ plugin: string; error: HvplugError }];
 }
 
 /** First retry of a record write that failed; the delay doubles up to RECORD_RETRY_MAX_MS. */
@@ -224,7 +226,10 @@ export class PluginHost extends EventEmitter<HostEvents> {
         void this.leases.release(vmId).catch((err: Error) => this.logger.warn({ vmId, err: err.message }, 'cannot release the VM lease'));
         return this.track(this.store.delete(vmId)).catch((err: Error) => this.logger.error({ vmId, err: err.message }, 'cannot delete VM record'));
       },
-      onViolation: (err) => this.logger.warn({ plugin: spec.name, err: err.message }, 'plugin protocol violation'),
+      onViolation: (err) => {
+        this.logger.warn({ plugin: spec.name, err: err.message }, 'plugin protocol violation');
+        this.emit('protocol-violation', { plugin: spec.name, error: err });
+      },
     });
     return rt;
   }

@@ -3,6 +3,7 @@ import type { ShimVm } from 'hvplug';
 import { expect, expectRejection, fail, type CheckDef } from '../check.js';
 import type { Fixture } from '../fixture.js';
 import { expectDeviceListed } from '../vm-report.js';
+import { describeSentData, sentError } from '../wire-answers.js';
 
 type Plug = 'coldplug' | 'hotplug' | 'hotunplug';
 
@@ -103,9 +104,13 @@ const removeUnknown: CheckDef = {
   needs: ['vm/create', 'device/remove'],
   run: async (fx) => {
     const vm = await fx.vmIn('created');
-    const err = await expectRejection(fx.raw('device/remove', { vmId: vm.id, deviceId: 'no-such-device' }), 'InvalidParams', 'device/remove of no-such-device');
-    const issues = (err as { issues?: { path: unknown[] }[] }).issues ?? [];
-    expect(issues.some((i) => i.path[0] === 'deviceId'), `the InvalidParams answer names no issue at deviceId: ${JSON.stringify(issues)}`);
+    const mark = fx.run.wire.records.length;
+    await expectRejection(fx.raw('device/remove', { vmId: vm.id, deviceId: 'no-such-device' }), 'InvalidParams', 'device/remove of no-such-device');
+    // Read off the wire: the host replaces data it cannot read, so its typed error would hide the mistake.
+    const sent = sentError(fx.run.wire, fx.conn.tag, 'device/remove', mark);
+    const issues = (sent?.data as { issues?: unknown } | undefined)?.issues;
+    const atDeviceId = Array.isArray(issues) && issues.some((i) => Array.isArray((i as { path?: unknown }).path) && (i as { path: unknown[] }).path[0] === 'deviceId');
+    expect(atDeviceId && !sent?.dataProblems.length, `the InvalidParams answer names no issue at deviceId (a path is an array: ["deviceId"]); ${describeSentData(sent)}`);
   },
 };
 

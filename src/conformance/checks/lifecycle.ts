@@ -1,9 +1,10 @@
 import type { ShimVm } from 'hvplug';
 import { InvalidStateError } from 'hvplug';
 import type { MethodName, VmStatus } from 'hvplug/protocol';
-import { expect, expectRejection, type CheckDef } from '../check.js';
+import { expect, expectRejection, fail, type CheckDef } from '../check.js';
 import { PATH_TO, type Fixture, type PreparedStatus } from '../fixture.js';
 import { expectStatus, reportedStatus } from '../vm-report.js';
+import { describeSentData, sentError } from '../wire-answers.js';
 
 type TransitionMethod = 'vm/start' | 'vm/stop' | 'vm/pause' | 'vm/resume' | 'vm/save' | 'vm/delete';
 
@@ -75,7 +76,11 @@ function transitionCheck(t: (typeof TRANSITIONS)[number]): CheckDef {
       needs,
       run: async (fx) => {
         const vm = await fx.vmIn(from);
+        const mark = fx.run.wire.records.length;
         const err = await expectRejection(step(fx, vm, method), 'InvalidState', `${method} of a ${from} VM`);
+        // The host's typed error stands in "?" for data it cannot read: quote what the plugin sent instead.
+        const sent = sentError(fx.run.wire, fx.conn.tag, method, mark);
+        if (sent?.dataProblems.length) fail(`${method} of a ${from} VM: the InvalidState answer's data is malformed; ${describeSentData(sent)}`);
         if (err instanceof InvalidStateError) {
           expect(err.current === from, `InvalidState names the current status ${err.current}, the VM is ${from}`);
           expect(err.required.length > 0, 'InvalidState names no required status');
