@@ -55,6 +55,11 @@ export interface QemuLaunchConfig {
   readonly hotplugRootPorts?: number;
   /** A guest reboot ends QEMU instead of rebooting (default true): the runtime decides what happens next. */
   readonly noReboot?: boolean;
+  /**
+   * A guest power-off stops the vCPUs instead of ending QEMU (-no-shutdown, as libvirt runs it): whoever
+   * watches over QMP decides, and a power-off while nobody watches is still there to be seen.
+   */
+  readonly noShutdown?: boolean;
   readonly coldPlug?: ColdPlug;
   /** Appended verbatim, last. */
   readonly extraArgs?: readonly string[];
@@ -178,6 +183,7 @@ export function buildQemuArgs(cfg: QemuLaunchConfig): string[] {
   args.push(...consoleArgs(cfg.console));
   if (cfg.pidfile !== undefined) args.push('-pidfile', cfg.pidfile);
   if (cfg.noReboot ?? true) args.push('-no-reboot');
+  if (cfg.noShutdown) args.push('-no-shutdown');
   if (cfg.paused) args.push('-S');
   if (cfg.incoming) args.push('-incoming', cfg.incoming);
   const cp = cfg.coldPlug ?? {};

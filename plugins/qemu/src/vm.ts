@@ -158,6 +158,9 @@ export class QemuVm {
       hotplugRootPorts: l.machine === 'q35' ? l.hotplugRootPorts : undefined,
       coldPlug: cold,
       extraArgs: l.extraArgs,
+      // The plugin may be gone when the guest powers off (a detached VM): QEMU then waits in the shutdown
+      // runstate for the next plugin to see it, instead of exiting unseen and being taken for lost.
+      noShutdown: true,
       ...extra,
     };
   }
@@ -188,9 +191,13 @@ export class QemuVm {
       case 'RESUME':
         if (this.s.status === 'paused') this.transition('running', 'resumed');
         return;
-      case 'SHUTDOWN':
-        this.shutdownReason = typeof ev.data.reason === 'string' ? ev.data.reason : 'shutdown';
+      case 'SHUTDOWN': {
+        const reason = typeof ev.data.reason === 'string' ? ev.data.reason : 'shutdown';
+        this.shutdownReason = reason;
+        // Under -no-shutdown QEMU outlives its guest; a quit we sent (or a signal) ends it already.
+        if (reason !== 'host-qmp-quit' && reason !== 'host-signal') this.quitAfterShutdown();
         return;
+      }
       case 'DEVICE_DELETED': {
         const id = typeof ev.data.device === 'string' ? deviceIdOf(ev.data.device) : undefined;
         const at = this.s.attached.findIndex((a) => a.device.id === id);
@@ -255,6 +262,15 @@ export class QemuVm {
     return vmmCall(() => inst.qmp.execute(command, args, { timeoutMs }));
   }
 
+  /** The guest is gone and QEMU (under -no-shutdown) waits: end it, so its exit reports the VM stopped. */
+  private quitAfterShutdown(): void {
+    const inst = this.inst;
+    if (!inst) return;
+    inst.qmp.execute('quit').catch(() => {
+      // Already ending, or the monitor is gone: the exit watcher reports the VM either way.
+    });
+  }
+
   /** vm/recover: attach to the QEMU of an earlier plugin process; gone means lost. */
   async reattach(): Promise<void> {
     const pid = this.s.pid;
@@ -264,6 +280,13 @@ export class QemuVm {
       this.adopt(inst);
       const st = (await inst.qmp.execute('query-status')) as { status: string; running: boolean };
       this.s.status = st.running ? 'running' : 'paused';
+      if (st.status === 'shutdown') {
+        // The guest powered off while no plugin watched (QEMU runs with -no-shutdown): the VM ended as a
+        // guest power-off does, and is answered stopped once QEMU is gone.
+        this.shutdownReason = 'while no plugin was attached';
+        this.quitAfterShutdown();
+        await this.exitHandled;
+      }
     } catch (e) {
       this.s.pid = null;
       this.s.status = 'lost';
