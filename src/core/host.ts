@@ -210,8 +210,10 @@ export class PluginHost extends EventEmitter<HostEvents> {
           }
           return;
         }
+        // Not written now: the record holds the state being recovered, and what the shim knows before the answer
+        // (status created, no state) would replace it; a host dying then would leave a VM nobody can recover.
+        // The answer is written when it comes (track).
         this.created.set(u.vmId, spec.name);
-        return this.persist(spec.name, u);
       },
       onVmSettled: (vmId) => this.recorded(vmId),
       // A call whose change cannot be written fails with the reason; writeRecords reports it and retries.
