@@ -17,6 +17,7 @@ export interface JournalEntry {
   name?: string;
   message?: string;
   pid?: number;
+  ms?: Record<string, number>;
 }
 
 interface VmModel {
@@ -41,6 +42,8 @@ export class FaultModel {
   readonly vms = new Map<string, VmModel>();
   readonly counts = { calls: 0, ok: 0, failed: 0, pluginKills: 0, hostKills: 0, checks: 0 };
   readonly errorNames = new Map<string, number>();
+  /** One message per error name, for the test's output. */
+  readonly errorSamples = new Map<string, string>();
   /** Plugin processes the journal named: each must be gone once its host is. */
   readonly pluginPids = new Set<number>();
 
@@ -72,6 +75,7 @@ export class FaultModel {
     } else if (e.t === 'err') {
       this.counts.failed++;
       this.errorNames.set(e.name ?? '?', (this.errorNames.get(e.name ?? '?') ?? 0) + 1);
+      if (!this.errorSamples.has(e.name ?? '?')) this.errorSamples.set(e.name ?? '?', `${e.op}: ${e.message ?? ''}`);
       if (e.op === 'create') m.createErr = true;
     }
   }
@@ -107,8 +111,9 @@ export class FaultModel {
         continue;
       }
       const allowed = new Set([m.last.status, ...m.pending.flatMap((op) => EFFECT[op] ?? [])]);
-      // A delete stops the guest before it forgets the VM: cut short, it leaves a VM whose guest is gone.
-      if (deleting) allowed.add('lost');
+      // A delete stops the guest before it forgets the VM, and says so by events (stopped): cut short after that,
+      // it leaves a stopped VM, or one a later host finds without its guest (lost).
+      if (deleting) for (const s of ['stopped', 'lost']) allowed.add(s);
       if (!allowed.has(record.status)) {
         out.push(`${vmId}: recorded ${record.status}; last returned call left ${m.last.status}, calls sent since: [${m.pending.join(', ')}]`);
       }

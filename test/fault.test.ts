@@ -41,7 +41,7 @@ function hostArgs(run: Run, extra: Record<string, unknown>): string {
     target: 50,
     workers: 8,
     config: { plugin: { tickMs: 1_000 } },
-    pluginKill: { minMs: 30, maxMs: 250 },
+    pluginKill: { minMs: 100, maxMs: 300 },
     seed: run.seed++,
     ...extra,
   });
@@ -107,10 +107,13 @@ describe('fault test: host and plugin SIGKILLed under a workload of mutating cal
     console.log(`fault test seed ${run.seed} (HVPLUG_FAULT_SEED replays it)`);
     const t0 = Date.now();
     const counts = run.model.counts;
+    let readyMs = 0;
     while ((counts.hostKills < 50 || counts.pluginKills < 200) && counts.hostKills < 120) {
       const child = spawnHost(run);
+      const spawned = Date.now();
       await untilReady(run, child);
-      await sleep(300 + Math.random() * 1_700);
+      readyMs += Date.now() - spawned;
+      await sleep(300 + Math.random() * 1_200);
       child.kill('SIGKILL');
       await child;
       counts.hostKills++;
@@ -129,8 +132,9 @@ describe('fault test: host and plugin SIGKILLed under a workload of mutating cal
     console.log(
       `fault test (example plugin): ${counts.hostKills} host kills, ${counts.pluginKills} plugin kills, ${counts.calls} calls ` +
         `(${counts.ok} returned, ${counts.failed} failed: ${JSON.stringify(Object.fromEntries(run.model.errorNames))}), ` +
-        `${run.model.vms.size} VM ids, ${counts.checks} checks, ${seconds} s`,
+        `${run.model.vms.size} VM ids, ${counts.checks} checks, ${seconds} s (a host up and re-attached in ${Math.round(readyMs / counts.hostKills)} ms on average)`,
     );
+    console.log(`one error of each kind: ${JSON.stringify(Object.fromEntries(run.model.errorSamples), null, 1)}`);
     expect(counts.hostKills).toBeGreaterThanOrEqual(50);
     expect(counts.pluginKills).toBeGreaterThanOrEqual(200);
   }, 300_000);
