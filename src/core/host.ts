@@ -332,6 +332,12 @@ export class PluginHost extends EventEmitter<HostEvents> {
         pending.next = undefined;
         pending.waiters = [];
         pending.inflight = waiters;
+        if (!this.created.has(vmId)) {
+          // Deleted meanwhile (an event of the vm/delete itself, written behind the delete): a write now would
+          // bring the record back.
+          for (const w of waiters) w.resolve();
+          break;
+        }
         try {
           await this.store.put(record);
           retryMs = RECORD_RETRY_MS;
