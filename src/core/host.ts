@@ -5,13 +5,13 @@ import { InitializeParams, type VmEvent } from 'hvplug/protocol';
 import { ShimHypervisor, type ShimVm, type VmRecordUpdate } from '../shim/shim.js';
 import type { Interceptor } from '../shim/interceptors.js';
 import { PluginCatalog, type DiscoveryOptions } from './discovery.js';
-import { AlreadyExistsError, VmOwnedError, type HvplugError } from './errors.js';
+import { AlreadyExistsError, PluginExitedError, VmOwnedError, type HvplugError } from './errors.js';
 import type { ClientOptions, PluginClient } from './plugin-client.js';
 import { mergeDefaults, type PluginSpec, type PluginSpecInput } from './plugin-spec.js';
 import { defaultRuntimeDir, defaultStateDir, ensurePrivateDir } from './paths.js';
 import { PerVmChannel } from './per-vm.js';
 import { FileStateStore, type RecordError, type StateStore, type VmRecord } from './state-store.js';
-import { SupervisedPlugin, type PluginFailedError, type SupervisionOptions } from './supervisor.js';
+import { PluginFailedError, SupervisedPlugin, type SupervisionOptions } from './supervisor.js';
 import { describeOwner, VmLeases } from './ownership.js';
 import { HOST_VERSION } from './version.js';
 
@@ -86,6 +86,11 @@ export interface ReattachReport {
   lost: { vmId: string; reason: string }[];
   /** VMs another live host drives: listed, not recovered, never called lost. */
   owned: { vmId: string; owner: string }[];
+  /**
+   * VMs whose vm/recover got no answer because the plugin process died first: kept as recorded (not lost), and
+   * re-attached by the restarted process.
+   */
+  unanswered: { vmId: string; reason: string }[];
   errors: RecordError[];
 }
 
@@ -214,8 +219,10 @@ export class PluginHost extends EventEmitter<HostEvents> {
           }
           return;
         }
+        // Not written now: the record holds the state being recovered, and what the shim knows before the answer
+        // (status created, no state) would replace it; a host dying then would leave a VM nobody can recover.
+        // The answer is written when it comes (track).
         this.created.set(u.vmId, spec.name);
-        return this.persist(spec.name, u);
       },
       onVmSettled: (vmId) => this.recorded(vmId),
       // A call whose change cannot be written fails with the reason; writeRecords reports it and retries.
@@ -337,6 +344,12 @@ export class PluginHost extends EventEmitter<HostEvents> {
         pending.next = undefined;
         pending.waiters = [];
         pending.inflight = waiters;
+        if (!this.created.has(vmId)) {
+          // Deleted meanwhile (an event of the vm/delete itself, written behind the delete): a write now would
+          // bring the record back.
+          for (const w of waiters) w.resolve();
+          break;
+        }
         try {
           await this.store.put(record);
           retryMs = RECORD_RETRY_MS;
@@ -365,7 +378,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
     config: VmRecord['config'],
     state: VmRecord['state'],
     status: VmRecord['status'],
-  ): Promise<boolean | 'owned'> {
+  ): Promise<boolean | 'owned' | { unanswered: string }> {
     this.created.set(vmId, rt.spec.name);
     const lease = await this.leases.acquire(vmId);
     if (!lease.ok) {
@@ -383,6 +396,12 @@ export class PluginHost extends EventEmitter<HostEvents> {
       }
       reason = 'the VMM is gone';
     } catch (err) {
+      if (err instanceof PluginExitedError || err instanceof PluginFailedError) {
+        // No verdict on the VM: the process died before it answered. Calling the VM lost would write that into its
+        // record for good; it stays as recorded, and the restarted process re-attaches it (supervise's reattach).
+        if (!rt.shim.vm(vmId)) rt.shim.adopt(vmId, config, status, state ?? undefined);
+        return { unanswered: err.message };
+      }
       reason = (err as Error).message;
     }
     const vm = rt.shim.adopt(vmId, config, 'lost', state ?? undefined);
@@ -421,7 +440,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
     const { records, errors } = await this.store.list();
     for (const r of records) this.createdAt.set(r.vmId, r.createdAt);
     for (const e of errors) this.emit('record-error', e);
-    const report: ReattachReport = { recovered: [], lost: [], owned: [], errors };
+    const report: ReattachReport = { recovered: [], lost: [], owned: [], unanswered: [], errors };
     await Promise.all(
       records.map(async (r) => {
         if (this.created.has(r.vmId)) return;
@@ -434,6 +453,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
         }
         const outcome = await this.recoverOne(rt, r.vmId, r.config, r.state, r.status);
         if (outcome === 'owned') report.owned.push({ vmId: r.vmId, owner: rt.shim.vm(r.vmId)?.ownedBy ?? 'another host' });
+        else if (typeof outcome === 'object') report.unanswered.push({ vmId: r.vmId, reason: outcome.unanswered });
         else if (outcome) report.recovered.push(r.vmId);
         else report.lost.push({ vmId: r.vmId, reason: rt.shim.vm(r.vmId)?.status ?? 'lost' });
       }),

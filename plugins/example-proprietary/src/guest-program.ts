@@ -12,7 +12,7 @@ export const GUEST_TITLE = 'hvplug-example-guest';
 
 const SCRIPT = `
 const [vmId, next, tickMs, powerOffAfter, agentPath, startPaused] = process.argv.slice(1);
-process.title = ${JSON.stringify(GUEST_TITLE)} + ' ' + vmId;
+process.title = ${JSON.stringify(GUEST_TITLE)} + ' ' + vmId + ' ' + agentPath;
 const fs = require('node:fs');
 const net = require('node:net');
 const say = (line) => fs.writeSync(1, line + '\\n');

@@ -1,7 +1,8 @@
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { GUEST_TITLE } from './guest-program.js';
 import { isObject } from './json.js';
-import type { ProcessIdentity } from './proc.js';
+import { identityOf, isRunning, processesWhoseCmdline, type ProcessIdentity } from './proc.js';
 
 /**
  * The guest's identity, also kept next to it in the VM's runtime directory (a pidfile, as VMMs write).
@@ -25,4 +26,16 @@ export async function readGuestRecord(dir: string): Promise<ProcessIdentity | un
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The guest of a VM: the one its record names while that one runs, else the one /proc shows with the VM's agent
+ * socket on its command line (its argv, then its title). A plugin killed between spawning a guest and writing its
+ * record leaves a guest that only /proc knows, and a VM deleted without it would leave it running for good.
+ */
+export async function findGuest(dir: string, agentSocketPath: string): Promise<ProcessIdentity | undefined> {
+  const recorded = await readGuestRecord(dir);
+  if (recorded && isRunning(recorded)) return recorded;
+  const [pid] = processesWhoseCmdline((cmdline) => cmdline.includes(GUEST_TITLE) && cmdline.includes(` ${agentSocketPath}`));
+  return (pid === undefined ? undefined : identityOf(pid)) ?? recorded;
 }

@@ -82,6 +82,25 @@ export function isStopped(pid: number): boolean {
   return stoppedState(readStat(pid)?.state);
 }
 
+/** Live processes whose command line (NULs read as spaces) passes the test, lowest pid first. */
+export function processesWhoseCmdline(test: (cmdline: string) => boolean): number[] {
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return [];
+  }
+  const out: number[] = [];
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmdline = read(`/proc/${entry}/cmdline`);
+    if (cmdline === undefined || !test(cmdline.replaceAll('\0', ' '))) continue;
+    const state = readStat(Number(entry))?.state;
+    if (state !== undefined && state !== 'Z' && state !== 'X') out.push(Number(entry));
+  }
+  return out.sort((a, b) => a - b);
+}
+
 /** Thread ids, the main thread (tid = pid) first, then in creation order as far as tids tell. */
 export function threadIds(pid: number): number[] {
   try {

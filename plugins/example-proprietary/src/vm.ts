@@ -169,7 +169,7 @@ export class SimVm {
   /**
    * Re-attaches to the guest of a state from another plugin process, or to the one its runtime
    * directory names when the state is older than the guest. `lost` when the state had a guest and it is
-   * gone; the status of a found guest is what /proc says (stopped by SIGSTOP: paused).
+   * gone without a clean power-off on its console (then: stopped); the status of a found guest is what /proc says (stopped by SIGSTOP: paused).
    */
   async recoverGuest(fromState: ProcessIdentity | null, fromDir: () => Promise<ProcessIdentity | undefined>): Promise<void> {
     // One look at /proc per candidate; the guest record is read only when the state's guest is gone.
@@ -183,7 +183,16 @@ export class SimVm {
       this.adopt(Guest.attach(identity, this.consolePath, true));
       this.current = stoppedState(stat.state) ? 'paused' : 'running';
     } else if (LIVE.includes(this.status) || fromState) {
-      this.current = 'lost';
+      // Gone while no plugin process watched it. A clean power-off as its console's last word (a vm/stop whose
+      // answer never reached the host, or the guest's own shutdown) leaves it stopped, as a watched guest would
+      // be; anything else is unknowable from here.
+      const off = (await readConsole(this.consolePath)).powerOff;
+      if (off?.code === 0) {
+        this.current = 'stopped';
+        this.lastExit = { code: 0, signal: null, reason: 'the guest powered off while no plugin process watched it' };
+      } else {
+        this.current = 'lost';
+      }
     }
   }
 

@@ -5,7 +5,7 @@ import { errors, PluginError, type CallContext, type Session } from 'hvplug/plug
 import type { ResultInputOf, VmConfig } from 'hvplug/protocol';
 import { normalizeConfig } from './config.js';
 import type { Json } from './json.js';
-import { readGuestRecord } from './guest-record.js';
+import { findGuest } from './guest-record.js';
 import { isRunning } from './proc.js';
 import { readSnapshot } from './snapshot.js';
 import { vmState } from './state.js';
@@ -136,7 +136,7 @@ export class Vmm {
         devices: decoded.devices,
         lastExit: decoded.lastExit,
       });
-      await vm.recoverGuest(decoded.guest, () => readGuestRecord(decoded.dir));
+      await vm.recoverGuest(decoded.guest, () => findGuest(decoded.dir, decoded.agentSocketPath));
       return { vm, result: vm.result() };
     });
   }
