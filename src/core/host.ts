@@ -56,9 +56,9 @@ export interface HostEvents {
   'protocol-violation': [{ plugin: string; error: HvplugError }];
 }
 
-/** First retry of a record write that failed; the delay doubles up to RECORD_RETRY_MAX_MS. */
 const LogLevel = InitializeParams.shape.logLevel.unwrap();
 const DEFAULT_LOG_LEVEL = 'warn';
+/** First retry of a record write that failed; the delay doubles up to RECORD_RETRY_MAX_MS. */
 const RECORD_RETRY_MS = 250;
 const RECORD_RETRY_MAX_MS = 10_000;
 
