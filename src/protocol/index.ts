@@ -4,6 +4,7 @@ export * from './errors.js';
 export * from './framing.js';
 export * from './gate.js';
 export * from './json.js';
+export * from './lifecycle.js';
 export * from './methods.js';
 export * from './notifications.js';
 export * from './openrpc.js';
