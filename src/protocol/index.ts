@@ -8,6 +8,7 @@ export * from './lifecycle.js';
 export * from './methods.js';
 export * from './notifications.js';
 export * from './openrpc.js';
+export * from './rules.js';
 export * from './stream-transport.js';
 export * from './version.js';
 export * from './vm.js';
