@@ -8,6 +8,7 @@ import { eventChecks, eventOrderCheck } from './checks/events.js';
 import { handshakeChecks } from './checks/handshake.js';
 import { idempotencyChecks } from './checks/idempotency.js';
 import { lifecycleChecks } from './checks/lifecycle.js';
+import { lifecycleTableCheck } from './checks/lifecycle-table.js';
 import { methodChecks } from './checks/methods.js';
 import { processChecks, stdoutCheck } from './checks/process.js';
 import { sessionMethodChecks } from './checks/session-methods.js';
@@ -24,6 +25,7 @@ export function buildSuite(caps: Capabilities): CheckDef[] {
     ...sessionMethodChecks(),
     ...methodChecks(caps.methods),
     ...lifecycleChecks(),
+    lifecycleTableCheck,
     ...idempotencyChecks(),
     ...deviceChecks(caps),
     ...eventChecks(),
