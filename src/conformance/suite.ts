@@ -9,6 +9,7 @@ import { eventFieldsCheck, guestEventChecks } from './checks/guest-events.js';
 import { handshakeChecks } from './checks/handshake.js';
 import { idempotencyChecks } from './checks/idempotency.js';
 import { lifecycleChecks } from './checks/lifecycle.js';
+import { lifecycleTableCheck } from './checks/lifecycle-table.js';
 import { methodChecks } from './checks/methods.js';
 import { processChecks, stdoutCheck } from './checks/process.js';
 import { beforeInitializeCheck, responsivenessChecks } from './checks/responsive.js';
@@ -27,6 +28,7 @@ export function buildSuite(caps: Capabilities): CheckDef[] {
     ...sessionMethodChecks(),
     ...methodChecks(caps.methods),
     ...lifecycleChecks(),
+    lifecycleTableCheck,
     ...idempotencyChecks(),
     ...deviceChecks(caps),
     ...eventChecks(),

@@ -10,18 +10,23 @@ import {
 // A namespace import lets esbuild keep only the zod a plugin uses (`import { z }` pulls in all of it, locales too).
 import * as z from 'zod';
 import {
+  allowedFrom,
   Capabilities,
   DEFAULT_MAX_MESSAGE_BYTES,
+  defaultErrorData,
   ErrorCode,
   FramedReader,
   FramedWriter,
   InitializeParams,
+  isVmMethod,
   METHOD_NAMES,
   methods,
   negotiateVersion,
   openRpcDocument,
   PROTOCOL_VERSIONS,
+  STATUS_CHANGING,
   toIssues,
+  transition,
   type CapabilitiesInput,
   type InitializeResult,
   type Json,
@@ -30,6 +35,7 @@ import {
   type PluginInfo,
   type ResultInputOf,
   type VmEvent,
+  type VmStatus,
 } from 'hvplug/protocol';
 import { AnswerBatcher } from './answer-batch.js';
 import { refuseMalformed } from './inbound.js';
@@ -80,6 +86,13 @@ export interface PluginDefinition {
   configSchema?: Record<string, Json>;
   handlers: Handlers;
   extensions?: Record<string, ExtensionHandler>;
+  /**
+   * The status of a VM this process serves, undefined for one it does not know. Given, the SDK refuses a
+   * call the state machine (LIFECYCLE in hvplug/protocol) forbids in that status with InvalidState before
+   * the handler runs, unless another call that may change the VM's status is under way on it (the handler,
+   * queued behind that call, decides then). Must be cheap and must not throw.
+   */
+  vmStatus?(vmId: string): VmStatus | undefined;
   /** Runs after a successful handshake, before the result is sent: set up directories, re-read state. */
   onInitialize?(session: Session): Promise<void> | void;
   /** Release control connections; VMs keep running. Runs on shutdown and on stdin EOF. */
@@ -93,9 +106,9 @@ export interface ServeOptions {
   exitProcess?: boolean;
 }
 
-function toResponseError(err: unknown): ResponseError<unknown> {
+function toResponseError(err: unknown, method: string): ResponseError<unknown> {
   if (err instanceof ResponseError) return err;
-  if (err instanceof PluginError) return new ResponseError(err.code, err.message, err.data);
+  if (err instanceof PluginError) return new ResponseError(err.code, err.message, err.data ?? defaultErrorData(err.codeName, method, err.message));
   if (err instanceof z.ZodError) {
     return new ResponseError(ErrorCode.InvalidConfig, `invalid config: ${err.message}`, { issues: toIssues(err) });
   }
@@ -270,6 +283,21 @@ function serve(def: PluginDefinition, { advertised, capabilities }: Prepared, op
   connection.onRequest('health/ping', () => ({ uptimeMs: Date.now() - started }));
   connection.onRequest('rpc.discover', () => openRpcDocument(capabilities.extensions));
 
+  // Per VM, the calls under way that may change its status: while there is one, a status read now may be
+  // stale by the time the handler runs (plugins queue a VM's calls), so the early refusal stands aside.
+  const changingCalls = new Map<string, number>();
+  const refuseForbidden = (method: string, vmId: string): void => {
+    if (!def.vmStatus || !isVmMethod(method) || changingCalls.has(vmId)) return;
+    const current = def.vmStatus(vmId);
+    if (current === undefined || transition(method, current).verdict !== 'forbidden') return;
+    const required = allowedFrom(method);
+    throw new ResponseError(ErrorCode.InvalidState, `${method}: VM ${vmId} is ${current}; this needs ${required.join(' or ')}`, {
+      vmId,
+      current,
+      required,
+    });
+  };
+
   for (const name of METHOD_NAMES) {
     const spec = methods[name];
     if (spec.scope === 'session') continue;
@@ -291,10 +319,20 @@ function serve(def: PluginDefinition, { advertised, capabilities }: Prepared, op
       }
       const params = parsed.data as ParamsOf<MethodName>;
       const progressToken = (params as { progressToken?: unknown }).progressToken;
+      const vmId = isVmMethod(name) ? (params as { vmId: string }).vmId : undefined;
+      if (vmId !== undefined) refuseForbidden(name, vmId);
+      const changing = vmId !== undefined && STATUS_CHANGING.has(name as never);
+      if (changing) changingCalls.set(vmId, (changingCalls.get(vmId) ?? 0) + 1);
       try {
         return await handler(params, contextFor(s, token, progressToken));
       } catch (err) {
-        throw toResponseError(err);
+        throw toResponseError(err, name);
+      } finally {
+        if (changing) {
+          const left = (changingCalls.get(vmId) ?? 1) - 1;
+          if (left > 0) changingCalls.set(vmId, left);
+          else changingCalls.delete(vmId);
+        }
       }
     });
   }
@@ -305,7 +343,7 @@ function serve(def: PluginDefinition, { advertised, capabilities }: Prepared, op
       try {
         return await ext.handler(raw, contextFor(s, token, undefined));
       } catch (err) {
-        throw toResponseError(err);
+        throw toResponseError(err, name);
       }
     });
   }

@@ -48,7 +48,31 @@ export const ErrorData = {
   NotSupported: z.object({ method: z.string(), reason: z.string() }),
   VmmFailure: z.object({ vmmMessage: z.string(), vmmCode: z.union([z.string(), z.number()]).optional() }),
   ProtocolVersionMismatch: z.object({ host: z.array(z.string()), plugin: z.array(z.string()) }),
+  // The next three were published without data: it MAY still be absent, so a plugin written against the
+  // older text stays conformant; when present it is this. The SDK always sends it.
+  /** The call was cancelled ($/cancelRequest, or the host's deadline passed and it cancelled). */
+  Cancelled: z.object({ method: z.string() }).optional(),
+  /** A deadline of the plugin's own passed (a VMM that did not answer): how long it waited, when it knows. */
+  Timeout: z.object({ method: z.string(), timeoutMs: z.number().nonnegative().optional() }).optional(),
+  /** A limit was reached (slots, ports, memory ceiling, one device of a kind): which, in words. */
+  ResourceExhausted: z.object({ method: z.string(), reason: z.string() }).optional(),
 } as const;
+
+/**
+ * The data of the errors the SDK can complete by itself, knowing only the call: a handler that throws
+ * Cancelled, Timeout or ResourceExhausted without data still answers with well-formed data.
+ */
+export function defaultErrorData(code: ErrorCodeName, method: string, message: string): Record<string, unknown> | undefined {
+  switch (code) {
+    case 'Cancelled':
+    case 'Timeout':
+      return { method };
+    case 'ResourceExhausted':
+      return { method, reason: message };
+    default:
+      return undefined;
+  }
+}
 
 /** Turns zod issues into the wire form. */
 export function toIssues(error: z.ZodError): Issue[] {

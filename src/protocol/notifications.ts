@@ -13,6 +13,13 @@ export const notifications = {
     vmScoped: true,
     summary: 'A VM lifecycle or device event, ordered per VM by seq.',
   },
+  '$/cancelRequest': {
+    // The LSP's cancellation, which vscode-jsonrpc and any LSP library act on. The plugin sends none: it
+    // makes no requests of its own to cancel.
+    params: z.object({ id: z.union([z.string(), z.number()]) }),
+    direction: 'host-to-plugin',
+    summary: 'Cancel the request with this id: the plugin answers it with Cancelled, or with its result if it was done.',
+  },
   '$/progress': {
     // The LSP shape ({token, value}), so generic JSON-RPC libraries route it as progress.
     params: z.object({

@@ -72,26 +72,3 @@ export const VmEvent = z.discriminatedUnion('type', [
 ]);
 export type VmEvent = z.infer<typeof VmEvent>;
 export type VmEventType = VmEvent['type'];
-
-/** The status a VM has after an event, where the event implies one. */
-export function statusAfter(event: VmEvent): VmStatus | undefined {
-  switch (event.type) {
-    case 'created':
-      return 'created';
-    case 'running':
-    case 'resumed':
-      return 'running';
-    case 'paused':
-      return 'paused';
-    case 'stopped':
-    case 'exited':
-      return 'stopped';
-    case 'crashed':
-      return 'crashed';
-    case 'lost':
-      return 'lost';
-    // 'recovered' carries no status of its own: the vm/recover answer says whether it runs, is paused, ...
-    default:
-      return undefined;
-  }
-}

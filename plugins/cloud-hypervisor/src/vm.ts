@@ -306,6 +306,8 @@ export class ChVm {
 
   /** vm/wait: resolves once the VMM is gone and the VM no longer runs. */
   wait(signal: AbortSignal): Promise<WaitResult> {
+    // The protocol's state machine: a VM that has not booted is not waited on, though its VMM runs.
+    if (this.status === 'created') return Promise.resolve({ status: 'created', exitCode: null, reason: 'the VM has not been started' });
     return this.waiters.wait(this.waitResult(), signal);
   }
 
