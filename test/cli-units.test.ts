@@ -89,7 +89,7 @@ describe('run: VM config from flags and file', () => {
     const dir = await tempDir();
     const bad = join(dir, 'bad.json');
     await writeFile(bad, JSON.stringify({ memory: { sizeMiB: 1 } }));
-    await expect(buildVmConfig({ config: bad })).rejects.toThrow(/--config: .*memory\.sizeMiB/);
+    await expect(buildVmConfig({ config: bad })).rejects.toThrow(/--vm-config: .*memory\.sizeMiB/);
     const capped = join(dir, 'capped.json');
     await writeFile(capped, JSON.stringify({ vcpus: { boot: 1, max: 2 } }));
     await expect(buildVmConfig({ config: capped, vcpus: 4 })).rejects.toThrow(/vcpus\.max/);

@@ -88,7 +88,7 @@ describe('detached VMs: run --detach, ps, pause, resume, stop', () => {
     expect(alive(pid)).toBe(true);
 
     const table = await cli(['ps']);
-    expect(table.stdout).toMatch(/^ID\s+PLUGIN\s+STATUS\s+PID\s+CREATED\s+OWNER$/m);
+    expect(table.stdout).toMatch(/^ID\s+PLUGIN\s+STATUS\s+PID\s+CREATED\s+OWNER\s+NAME$/m);
     expect(table.stdout).toMatch(new RegExp(`^${id}\\s+${PLUGIN}\\s+running\\s+${pid}\\s`, 'm'));
 
     const paused = await cli(['pause', id]);

@@ -220,7 +220,7 @@ describe('hvplug run', () => {
     await writeFile(toml, `[plugins.acme]\ncommand = "${pluginExecutable(PLUGIN)}"\n`);
     const vmJson = join(dir, 'vm.json');
     await writeFile(vmJson, JSON.stringify({ memory: { sizeMiB: 96 }, vcpus: { boot: 1, max: 4 } }));
-    const r = await cli(['--config', toml, 'run', '--plugin', 'acme', '--config', vmJson, '--vcpus', '2', '--timeout', '0.5', '--json']);
+    const r = await cli(['--config', toml, 'run', '--plugin', 'acme', '--vm-config', vmJson, '--vcpus', '2', '--timeout', '0.5', '--json']);
     expect(r.exitCode, r.stderr).toBe(0);
     const lines = jsonLines(r.stdout);
     expect(lines[0]).toMatchObject({ type: 'plugin', plugin: 'acme', name: PLUGIN });
@@ -253,7 +253,7 @@ describe('errors', () => {
     [['inspect'], /missing <plugin>/],
     [['spec', 'extra'], /unexpected argument "extra"/],
     [['--log-level', 'loud', 'spec'], /--log-level: expected one of trace, debug/],
-    [['frobnicate'], /^hvplug: unknown command "frobnicate"; commands: run, ps, stop, pause, resume, plugins, inspect, spec, conformance, help \(see: hvplug --help\)$/],
+    [['frobnicate'], /^hvplug: unknown command "frobnicate"; commands: run, create, start, stop, kill, rm, pause, resume, save, restore, attach-device, detach-device, resize, info, ps, plugins, inspect, spec, conformance, help \(see: hvplug --help\)$/],
   ];
   for (const [args, message] of cases) {
     it(`a bad command line (${args.join(' ') || 'nothing'}) is one line on stderr and exit 2`, async () => {

@@ -18,6 +18,8 @@ export interface Command {
   readonly description: string;
   readonly flags: FlagTable;
   readonly positionals: readonly Positional[];
+  /** Global flags that would be misread after this command: each a usage error with its message. */
+  readonly misplaced?: Readonly<Record<string, string>>;
   /** Returns the exit status. */
   execute(raw: RawArgs, ctx: CliContext): Promise<number>;
 }
@@ -43,6 +45,7 @@ export function defineCommand<S extends z.ZodType>(def: CommandDef<S>): Command 
     description: def.description,
     flags: def.flags,
     positionals: def.positionals,
+    misplaced: def.misplaced,
     async execute(raw, ctx) {
       const input: Record<string, unknown> = { ...raw.flags };
       def.positionals.forEach((p, i) => {

@@ -40,9 +40,11 @@ function columns(rows: readonly (readonly [string, string])[], indent = '  '): s
     .join('\n');
 }
 
-/** The globals a command accepts after its name: those it does not redefine. */
+/** The globals a command accepts after its name: those it does not redefine or refuse there. */
 export function globalsFor(command: Command): FlagTable {
-  return Object.fromEntries(Object.entries(GLOBAL_FLAGS).filter(([name]) => !Object.hasOwn(command.flags, name)));
+  return Object.fromEntries(
+    Object.entries(GLOBAL_FLAGS).filter(([name]) => !Object.hasOwn(command.flags, name) && !Object.hasOwn(command.misplaced ?? {}, name)),
+  );
 }
 
 export function commandHelp(command: Command): string {

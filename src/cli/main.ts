@@ -15,8 +15,31 @@ import { pluginsCommand } from './plugins.js';
 import { runCommand } from './run.js';
 import { specCommand } from './spec.js';
 import { pauseCommand, psCommand, resumeCommand, stopCommand } from './vms.js';
+import { createCommand, killCommand, rmCommand, startCommand } from './lifecycle.js';
+import { attachDeviceCommand, detachDeviceCommand, resizeCommand } from './vm-devices.js';
+import { infoCommand } from './vm-info.js';
+import { restoreCommand, saveCommand } from './vm-snapshot.js';
 
-export const COMMANDS: readonly Command[] = [runCommand, psCommand, stopCommand, pauseCommand, resumeCommand, pluginsCommand, inspectCommand, specCommand];
+export const COMMANDS: readonly Command[] = [
+  runCommand,
+  createCommand,
+  startCommand,
+  stopCommand,
+  killCommand,
+  rmCommand,
+  pauseCommand,
+  resumeCommand,
+  saveCommand,
+  restoreCommand,
+  attachDeviceCommand,
+  detachDeviceCommand,
+  resizeCommand,
+  infoCommand,
+  psCommand,
+  pluginsCommand,
+  inspectCommand,
+  specCommand,
+];
 
 /** Commands that parse their own arguments (conformance passes everything after `--` to the plugin). */
 export const RAW_COMMANDS: readonly RawCommand[] = [
@@ -75,7 +98,10 @@ async function dispatch(argv: readonly string[], where: { command?: string }): P
   if (raw) return raw.run([...split.before, ...split.after]);
   const command = findCommand(split.command);
   where.command = command.name;
-  const after = parseFlags(split.after, { ...globalsFor(command), ...command.flags });
+  // Parsed as the globals they are, so that the error can be the command's own rather than "unknown option".
+  const misplaced = Object.fromEntries(Object.keys(command.misplaced ?? {}).map((name) => [name, GLOBAL_FLAGS[name as keyof typeof GLOBAL_FLAGS]]));
+  const after = parseFlags(split.after, { ...misplaced, ...globalsFor(command), ...command.flags });
+  for (const [name, message] of Object.entries(command.misplaced ?? {})) if (after.flags[name] !== undefined) throw new UsageError(message);
   const globalRaw = mergeGlobals(command, before.flags, after.flags);
   if (globalRaw.help) {
     process.stdout.write(`${commandHelp(command)}\n`);

@@ -1,23 +1,18 @@
 import { z } from 'zod';
-import { HvplugError, PluginSpec } from '../core/index.js';
-import { existingFile, flagSet, intValue, nonEmpty, secondsValue } from './args.js';
+import { HvplugError } from '../core/index.js';
+import { flagSet, secondsValue } from './args.js';
 import { defineCommand } from './command.js';
 import { CliFailure, EXIT_OK, UsageError } from './errors.js';
 import { RunEnding, watchSignals } from './run-ending.js';
 import { describePlugin, PREFIX, verdict } from './run-format.js';
 import { reasonJson, VmSession } from './vm-session.js';
 import { buildVmConfig, defaultPlugin } from './vm-config.js';
-import { runDetached } from './vms.js';
+import { MISPLACED_CONFIG, VM_FLAGS, VmFlagOptions } from './vm-flags.js';
+import { ensureNameFree } from './vm-ref.js';
+import { createDetached } from './lifecycle.js';
 
 const RunOptions = z.object({
-  plugin: PluginSpec.shape.name.optional(),
-  kernel: existingFile().optional(),
-  initrd: existingFile().optional(),
-  cmdline: z.string().optional(),
-  vcpus: intValue(1, 512).optional(),
-  memory: intValue(16, 16 * 1024 * 1024).optional(),
-  machine: nonEmpty('a machine type').optional(),
-  config: existingFile().optional(),
+  ...VmFlagOptions,
   timeout: secondsValue().optional(),
   detach: flagSet(),
   json: flagSet(),
@@ -31,33 +26,27 @@ export const runCommand = defineCommand({
     'and stops then deletes the VM on Ctrl-C or SIGTERM (a second one forces it off), when the guest ends, or after --timeout. ' +
     'Exits 0 when the run ended as asked (interrupted, timed out, or the guest powered off); 1 when the guest crashed, ' +
     'exited with an error or the plugin failed. Without --kernel the plugin boots its default guest. ' +
-    'With --detach the VM is left running once booted: its id is printed, and hvplug ps, stop, pause and resume find it ' +
-    'in the state directory. ' +
-    'The plugins config goes before the command: hvplug --config plugins.toml run --config vm.json.',
+    'With --detach the VM is left running once booted: its id is printed, and the other commands find it in the state ' +
+    'directory by id, name or id prefix. hvplug run --detach is hvplug create then hvplug start. ' +
+    'The plugins config goes before the command, the VM config after it: hvplug --config plugins.toml run --vm-config vm.json.',
   flags: {
-    plugin: { type: 'string', value: '<name>', help: 'plugin to use (default: qemu when qemu-system-x86_64 and its plugin are installed, else example-proprietary)' },
-    kernel: { type: 'string', value: '<path>', help: 'guest kernel (default: the plugin\'s own guest)' },
-    initrd: { type: 'string', value: '<path>', help: 'initial ramdisk' },
-    cmdline: { type: 'string', value: '<string>', help: 'kernel command line (with --kernel or a kernel in --config)' },
-    vcpus: { type: 'string', value: '<n>', help: 'vCPUs at boot, 1-512' },
-    memory: { type: 'string', value: '<MiB>', help: 'memory size in MiB, at least 16' },
-    machine: { type: 'string', value: '<type>', help: 'plugin-specific machine type, e.g. q35 or microvm' },
-    config: { type: 'string', value: '<vm.json>', help: 'VM config as JSON (the protocol\'s VmConfig); the flags above override its fields' },
+    ...VM_FLAGS,
     timeout: { type: 'string', value: '<seconds>', help: 'stop the VM this long after the boot began' },
     detach: { type: 'boolean', short: 'd', help: 'boot the VM, print its id and leave it running (manage it with ps, stop, pause, resume)' },
     json: { type: 'boolean', help: 'one JSON object per line: plugin, event, vm, console-source, console, ending, deleted, result; with --detach one {id, plugin, pid}' },
   },
   positionals: [],
+  misplaced: MISPLACED_CONFIG,
   options: RunOptions,
   async action(opts, ctx) {
     const out = ctx.output(opts.json);
     // Bad flags and config files are reported before any process starts.
-    const config = await buildVmConfig(opts);
+    const config = await buildVmConfig({ ...opts, config: opts['vm-config'] });
     const plugin = opts.plugin ?? defaultPlugin();
     if (opts.detach) {
       // A detached VM outlives this process, so nothing is left here to count a timeout down.
       if (opts.timeout !== undefined) throw new UsageError('--timeout cannot be used with --detach (stop the VM with hvplug stop <id>)');
-      return runDetached(ctx, ctx.output(opts.json), plugin, config);
+      return createDetached(ctx, ctx.output(opts.json), plugin, config, true);
     }
     const ending = new RunEnding();
     const unwatch = watchSignals(ending, (signal, step) => {
@@ -74,6 +63,7 @@ export const runCommand = defineCommand({
     });
     let vmId: string | undefined;
     try {
+      await ensureNameFree(host, config.name);
       const hv = await host.hypervisor(plugin);
       out.record({ type: 'plugin', plugin, ...hv.info.plugin, protocolVersion: hv.info.protocolVersion }, describePlugin(hv.info));
       const reason = ending.reason;

@@ -6,7 +6,9 @@ import { builtinPluginPath } from '../core/index.js';
 import { UsageError } from './errors.js';
 
 export interface VmFlags {
+  /** The --vm-config file. */
   config?: string;
+  name?: string;
   kernel?: string;
   initrd?: string;
   cmdline?: string;
@@ -20,15 +22,15 @@ async function readConfigFile(path: string): Promise<VmConfig> {
   try {
     doc = JSON.parse(await readFile(path, 'utf8'));
   } catch (err) {
-    throw new UsageError(`--config: ${path} is not valid JSON: ${(err as Error).message}`);
+    throw new UsageError(`--vm-config: ${path} is not valid JSON: ${(err as Error).message}`);
   }
   const parsed = VmConfig.safeParse(doc);
-  if (!parsed.success) throw new UsageError(`--config: ${path}: ${formatIssues(toIssues(parsed.error))}`);
+  if (!parsed.success) throw new UsageError(`--vm-config: ${path}: ${formatIssues(toIssues(parsed.error))}`);
   return parsed.data;
 }
 
 /**
- * The VM config `run` asks for: the --config file if any, then each flag overriding its field. Checked
+ * The VM config `run` and `create` ask for: the --vm-config file if any, then each flag overriding its field. Checked
  * here, so a contradiction (--vcpus above the file's vcpus.max) is a usage error before any plugin starts.
  */
 export async function buildVmConfig(flags: VmFlags): Promise<VmConfig> {
@@ -37,9 +39,10 @@ export async function buildVmConfig(flags: VmFlags): Promise<VmConfig> {
   if (flags.kernel) config.kernel = { path: flags.kernel, cmdline: flags.cmdline ?? base.kernel?.cmdline ?? '' };
   else if (flags.cmdline !== undefined) {
     // The protocol carries the command line with the kernel; a plugin's default guest has its own.
-    if (!base.kernel) throw new UsageError('--cmdline needs --kernel (or a kernel in --config)');
+    if (!base.kernel) throw new UsageError('--cmdline needs --kernel (or a kernel in --vm-config)');
     config.kernel = { ...base.kernel, cmdline: flags.cmdline };
   }
+  if (flags.name !== undefined) config.name = flags.name;
   if (flags.initrd) config.initrd = flags.initrd;
   if (flags.machine) config.machine = flags.machine;
   if (flags.vcpus !== undefined) config.vcpus = { ...base.vcpus, boot: flags.vcpus };

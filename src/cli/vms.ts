@@ -1,64 +1,16 @@
-import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import type { VmConfig, VmInfo, VmStatus } from 'hvplug/protocol';
-import type { PluginHost, ShimVm } from '../core/index.js';
+import { VM_STATUSES, type VmStatus } from 'hvplug/protocol';
 import { flagSet, nonEmpty } from './args.js';
 import { defineCommand, type Command } from './command.js';
-import type { CliContext } from './context.js';
-import { CliFailure, EXIT_OK } from './errors.js';
-import { table, type Output } from './output.js';
+import { EXIT_OK } from './errors.js';
+import { table } from './output.js';
 import { safeLine, safeText } from './safe-text.js';
-
-const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
-
-/** The guest's pid when the plugin can tell; ps and run --detach only inform with it, so a failure is not fatal. */
-async function pidOf(vm: ShimVm, ctx: CliContext): Promise<number | undefined> {
-  if (!vm.hypervisor.capabilities.methods.includes('vm/info')) return undefined;
-  if (vm.status !== 'running' && vm.status !== 'paused') return undefined;
-  try {
-    const info: VmInfo = await vm.info({});
-    return info.pid;
-  } catch (err) {
-    ctx.logger.warn({ vmId: vm.id, err: errorText(err) }, 'vm/info failed');
-    return undefined;
-  }
-}
-
-/**
- * `hvplug run --detach`: creates and starts the VM, prints its id, and leaves it running. Closing the
- * host only shuts the plugin down; the guest and its record (in the state directory) stay, for ps/stop.
- */
-export async function runDetached(ctx: CliContext, out: Output, plugin: string, config: VmConfig): Promise<number> {
-  const host = ctx.openHost();
-  try {
-    const hv = await host.hypervisor(plugin);
-    const vmId = randomUUID();
-    const vm = await hv.createVm({ vmId, config });
-    try {
-      await vm.start({});
-    } catch (err) {
-      // A VM that never ran is of no use detached: remove it and its record rather than leave debris to ps.
-      await vm.delete().catch((e: unknown) => ctx.logger.warn({ vmId, err: errorText(e) }, 'cannot delete the VM that failed to start'));
-      await host.store.delete(vmId).catch(() => undefined);
-      throw err;
-    }
-    const pid = await pidOf(vm, ctx);
-    out.document({ id: vmId, plugin, ...(pid !== undefined ? { pid } : {}) }, () => vmId);
-    return EXIT_OK;
-  } finally {
-    await host.close();
-  }
-}
-
-/** Attaches to a VM by id from the state directory; an unknown id is a one-line failure naming where we looked. */
-async function attachOrFail(host: PluginHost, vmId: string): Promise<ShimVm> {
-  const vm = await host.attach(vmId);
-  if (!vm) throw new CliFailure(`no VM "${vmId}" in the state directory ${host.stateDir}`);
-  return vm;
-}
+import { attachRef } from './vm-ref.js';
+import { errorText, pidOf } from './vm-util.js';
 
 interface PsRow {
   id: string;
+  name?: string;
   plugin: string;
   status: VmStatus | 'unknown';
   pid?: number;
@@ -66,6 +18,33 @@ interface PsRow {
   /** Another live host that drives the VM: ps shows it as its record says and leaves it alone. */
   owner?: string;
   error?: string;
+}
+
+const FILTER_KEYS = ['status', 'plugin', 'name'] as const;
+type FilterKey = (typeof FILTER_KEYS)[number];
+
+/** `key=value`, as docker and nerdctl take it; the same key given twice matches either value. */
+const Filter = z.string().transform((s, ctx): [FilterKey, string] => {
+  const eq = s.indexOf('=');
+  const key = s.slice(0, eq) as FilterKey;
+  const value = s.slice(eq + 1);
+  if (eq < 0 || !FILTER_KEYS.includes(key) || value === '') {
+    ctx.addIssue({ code: 'custom', message: `expected status=<status>, plugin=<name> or name=<name>, got "${s}"` });
+    return z.NEVER;
+  }
+  if (key === 'status' && !(['unknown', ...VM_STATUSES] as string[]).includes(value)) {
+    ctx.addIssue({ code: 'custom', message: `status is one of ${[...VM_STATUSES, 'unknown'].join(', ')}, got "${value}"` });
+    return z.NEVER;
+  }
+  return [key, value];
+});
+
+/** Every key given must match one of its values. */
+function matches(row: PsRow, filters: readonly [FilterKey, string][]): boolean {
+  return FILTER_KEYS.every((key) => {
+    const wanted = filters.filter(([k]) => k === key).map(([, v]) => v);
+    return wanted.length === 0 || wanted.includes(row[key] ?? '');
+  });
 }
 
 export const psCommand = defineCommand({
@@ -76,10 +55,14 @@ export const psCommand = defineCommand({
     'asking its plugin for the live status: each VM is re-attached, so a VM whose VMM went away shows as lost. ' +
     'The pid is the guest\'s, when the plugin reports one for a running or paused VM. ' +
     'An unreadable record, or a VM whose plugin cannot be reached, is reported on stderr. VMs keep running after ps exits.',
-  flags: { json: { type: 'boolean', help: 'a JSON array of {id, plugin, status, pid, created}' } },
+  flags: {
+    quiet: { type: 'boolean', short: 'q', help: 'print the ids only, one a line' },
+    filter: { type: 'string', multiple: true, value: '<key=value>', help: 'only the VMs with this status, plugin or name (status=running, plugin=qemu, name=web); repeatable: different keys must all match, one key given twice matches either value' },
+    json: { type: 'boolean', help: 'a JSON array of {id, name, plugin, status, pid, created, owner}' },
+  },
   positionals: [],
-  options: z.object({ json: flagSet() }),
-  async action({ json }, ctx) {
+  options: z.object({ json: flagSet(), quiet: flagSet(), filter: z.array(Filter).default([]) }),
+  async action({ json, quiet, filter }, ctx) {
     const host = ctx.openHost();
     const rows: PsRow[] = [];
     try {
@@ -87,7 +70,9 @@ export const psCommand = defineCommand({
       for (const e of errors) process.stderr.write(`${safeText(`hvplug: VM record ${e.where}: ${e.message}`)}\n`);
       // One at a time: attaching starts each plugin once and recovers VMs in order, so the output is stable.
       for (const r of [...records].sort((a, b) => a.createdAt.localeCompare(b.createdAt))) {
-        const row: PsRow = { id: r.vmId, plugin: r.plugin, status: 'unknown', created: r.createdAt };
+        const row: PsRow = { id: r.vmId, ...(r.config.name !== undefined ? { name: r.config.name } : {}), plugin: r.plugin, status: 'unknown', created: r.createdAt };
+        // Filters that the record decides alone spare the plugin a start.
+        if (!matches({ ...row, status: 'unknown' }, filter.filter(([k]) => k !== 'status'))) continue;
         try {
           const vm = await host.attach(r.vmId);
           if (vm?.ownedBy !== undefined) {
@@ -103,23 +88,27 @@ export const psCommand = defineCommand({
           row.error = errorText(err);
           process.stderr.write(`${safeText(`hvplug: VM ${r.vmId}: cannot reach plugin ${r.plugin}: ${row.error}`)}\n`);
         }
-        rows.push(row);
+        if (matches(row, filter)) rows.push(row);
       }
     } finally {
       await host.close();
     }
-    ctx.output(json).document(rows, () =>
+    if (quiet && !json) {
+      if (rows.length) ctx.output(false).text(rows.map((r) => r.id).join('\n'));
+      return EXIT_OK;
+    }
+    ctx.output(json).document(quiet ? rows.map((r) => r.id) : rows, () =>
       table([
-        ['ID', 'PLUGIN', 'STATUS', 'PID', 'CREATED', 'OWNER'],
-        ...rows.map((r) => [r.id, r.plugin, r.status, r.pid !== undefined ? String(r.pid) : '-', r.created, r.owner ?? '-'].map(safeLine)),
+        ['ID', 'PLUGIN', 'STATUS', 'PID', 'CREATED', 'OWNER', 'NAME'],
+        ...rows.map((r) => [r.id, r.plugin, r.status, r.pid !== undefined ? String(r.pid) : '-', r.created, r.owner ?? '-', r.name ?? '-'].map(safeLine)),
       ]),
     );
     return EXIT_OK;
   },
 });
 
-const IdOptions = { id: nonEmpty('a VM id'), json: flagSet() };
-const idPositional = [{ name: 'id', required: true, help: 'the VM id, as printed by run --detach and listed by ps' }] as const;
+const IdOptions = { vm: nonEmpty('a VM id, name or id prefix'), json: flagSet() };
+const idPositional = [{ name: 'vm', required: true, help: 'the VM: its id, its name, or an id prefix of at least 4 characters' }] as const;
 const jsonFlag = { type: 'boolean', help: 'print {id, status} as JSON' } as const;
 
 export const stopCommand = defineCommand({
@@ -128,7 +117,7 @@ export const stopCommand = defineCommand({
   description:
     'Re-attaches to the VM, stops it (gracefully, or at once with --force), then deletes it so that its record leaves the state directory. ' +
     'With --keep the stopped VM and its record stay. A lost VM (its VMM is gone) has nothing to stop: its record is removed. ' +
-    'Exits 1 when no VM has this id.',
+    'hvplug kill forces a VM off and keeps it; hvplug rm deletes a stopped one. Exits 1 when no VM matches.',
   flags: {
     force: { type: 'boolean', help: 'power the VM off at once instead of asking the guest to shut down' },
     keep: { type: 'boolean', help: 'keep the stopped VM and its record (do not delete)' },
@@ -139,7 +128,7 @@ export const stopCommand = defineCommand({
   async action(opts, ctx) {
     const host = ctx.openHost();
     try {
-      const vm = await attachOrFail(host, opts.id);
+      const { vm } = await attachRef(host, opts.vm);
       if (vm.status === 'running' || vm.status === 'paused') await vm.stop({ force: opts.force });
       let deleted = false;
       if (!opts.keep) {
@@ -163,14 +152,14 @@ function stateChange(name: 'pause' | 'resume', summary: string): Command {
   return defineCommand({
     name,
     summary,
-    description: `Re-attaches to the VM in the state directory and asks its plugin to ${name} it; prints the id. Exits 1 when no VM has this id or the plugin refuses.`,
+    description: `Re-attaches to the VM in the state directory and asks its plugin to ${name} it; prints the id. Exits 1 when no VM matches or the plugin refuses.`,
     flags: { json: jsonFlag },
     positionals: idPositional,
     options: z.object(IdOptions),
     async action(opts, ctx) {
       const host = ctx.openHost();
       try {
-        const vm = await attachOrFail(host, opts.id);
+        const { vm } = await attachRef(host, opts.vm);
         await (name === 'pause' ? vm.pause({}) : vm.resume({}));
         ctx.output(opts.json).document({ id: vm.id, status: vm.status }, () => vm.id);
         return EXIT_OK;
