@@ -120,7 +120,7 @@ describe('hvplug run', () => {
     await writeFile(toml, `[plugins.bad]\ncommand = ${JSON.stringify(fixture('broken-exited-event'))}\n`);
     const vmJson = join(dir, 'vm.json');
     await writeFile(vmJson, JSON.stringify(POWER_OFF));
-    const r = await execa('node', [CLI, '--config', toml, 'run', '--plugin', 'bad', '--config', vmJson], {
+    const r = await execa('node', [CLI, '--config', toml, 'run', '--plugin', 'bad', '--vm-config', vmJson], {
       reject: false,
       timeout: 30_000,
       env: { HVPLUG_CONFIG: '', HVPLUG_STATE_DIR: dir, HVPLUG_RUNTIME_DIR: dir, NO_COLOR: '1' },
