@@ -156,6 +156,7 @@ export class Vmm {
     const vm = this.vms.get(vmId);
     if (!vm) return;
     await vm.destroy();
+    await vm.endUnrecorded();
     this.vms.delete(vmId);
     await rm(vm.state.runDir, { recursive: true, force: true });
   }
