@@ -1,8 +1,23 @@
 import { join } from 'node:path';
+import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import { PluginHost } from 'hvplug';
+import { root } from '../scripts/bundle.mjs';
 import { SKIP_MESSAGE, TEST_CACHE_DIR, findQemu } from '../plugins/qemu/test-support/guest.js';
-import { alive, eventually, memoryLogger, pluginExecutable, processesUnder, removeTempDirs, tempDir } from './helpers.js';
+import { alive, ensureCliBuilt, eventually, memoryLogger, pluginExecutable, processesUnder, removeTempDirs, tempDir } from './helpers.js';
+
+const CORE = new URL('../dist/src/core/index.js', import.meta.url).href;
+const STEP = join(root, 'test/fixtures/hosts/step.mjs');
+const PLUGIN = { name: 'qemu', command: pluginExecutable('qemu') };
+const config = { memory: { sizeMiB: 256 }, plugin: { accel: 'tcg', initramfsCacheDir: TEST_CACHE_DIR, guestScript: 'while true; do sleep 1; done' } };
+const hostOn = (dir: string): PluginHost =>
+  new PluginHost({
+    stateDir: join(dir, 'state'),
+    runtimeDir: join(dir, 'run'),
+    logger: memoryLogger().logger,
+    plugins: [PLUGIN],
+    supervision: { backoffMs: 20, healthIntervalMs: 0 },
+  });
 
 /**
  * A plugin SIGKILLed while vm/start runs, after it spawned QEMU and before its answer (which carries QEMU's pid)
@@ -23,18 +38,12 @@ describe.skipIf(!qemu)('QEMU: a plugin SIGKILLed during vm/start (TCG)', () => {
     const dir = await tempDir('hvplug-qemu-startcut-');
     const runtimeDir = join(dir, 'run');
     runtimeDirs.push(runtimeDir);
-    const host = new PluginHost({
-      stateDir: join(dir, 'state'),
-      runtimeDir,
-      logger: memoryLogger().logger,
-      plugins: [{ name: 'qemu', command: pluginExecutable('qemu') }],
-      supervision: { backoffMs: 20, healthIntervalMs: 0 },
-    });
+    const host = hostOn(dir);
     try {
       const hv = await host.hypervisor('qemu');
       const vm = await hv.createVm({
         vmId: 'cut-1',
-        config: { memory: { sizeMiB: 256 }, plugin: { accel: 'tcg', initramfsCacheDir: TEST_CACHE_DIR, guestScript: 'while true; do sleep 1; done' } },
+        config,
       });
       const plugin = (await host.client('qemu'))!.pid;
       const restarted = new Promise<void>((resolve) => host.once('plugin-restarted', () => resolve()));
@@ -64,4 +73,42 @@ describe.skipIf(!qemu)('QEMU: a plugin SIGKILLed during vm/start (TCG)', () => {
       await host.close();
     }
   }, 120_000);
+
+  it('a host SIGKILLed during vm/restore, after QEMU was spawned: the next host drops the record and ends that QEMU', async () => {
+    await ensureCliBuilt();
+    const dir = await tempDir('hvplug-qemu-restorecut-');
+    const runtimeDir = join(dir, 'run');
+    runtimeDirs.push(runtimeDir);
+    const snapshot = join(dir, 'snap.bin');
+    const first = hostOn(dir);
+    try {
+      const vm = await (await first.hypervisor('qemu')).createVm({ vmId: 'source', config });
+      await vm.start();
+      await vm.pause();
+      await vm.save({ path: snapshot }, { timeoutMs: 120_000 });
+      await vm.delete();
+    } finally {
+      await first.close();
+    }
+
+    // The record of the restored VM is written before vm/restore is sent; the host dies once QEMU exists.
+    const child = execa('node', [STEP, JSON.stringify({ core: CORE, stateDir: join(dir, 'state'), runtimeDir, plugin: PLUGIN, vmId: 'restored', op: 'restore', params: { config, path: snapshot } })], {
+      reject: false,
+    });
+    await eventually(() => processesUnder([join(runtimeDir, 'qemu', 'restored')]).length > 0, 60_000, 'the restore to spawn QEMU');
+    child.kill('SIGKILL');
+    await child;
+    expect(processesUnder([runtimeDir]).length).toBe(1);
+
+    const second = hostOn(dir);
+    try {
+      const report = await second.reattach();
+      expect(report.lost).toEqual([]);
+      expect(report.abandoned.map((a) => a.vmId)).toEqual(['restored']);
+      expect((await second.records()).records).toEqual([]);
+      await eventually(() => processesUnder([runtimeDir]).length === 0, 10_000, 'the QEMU of the restore cut short to end');
+    } finally {
+      await second.close();
+    }
+  }, 180_000);
 });

@@ -12,6 +12,8 @@ export const STDOUT_FILE = 'qemu.stdout.log';
 export const STDERR_FILE = 'qemu.stderr.log';
 /** Where QEMU writes its pid (-pidfile, relative to the run directory, its cwd). */
 export const PIDFILE = 'qemu.pid';
+/** The QMP socket of a VM's QEMU, relative to its run directory. */
+export const QMP_SOCKET = 'qmp.sock';
 /** sun_path is 108 bytes including the terminating NUL. */
 const MAX_SOCKET_PATH = 107;
 

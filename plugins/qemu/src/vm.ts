@@ -8,7 +8,7 @@ import type { Device, VmConfig, VmResult, VmStatus } from 'hvplug/protocol';
 import { buildQemuArgs, rootPortId, type QemuLaunchConfig } from './cmdline.js';
 import { backendCleanup, deviceIdOf, qemuDeviceId, qemuParts, supportOf, type Attached, type QemuParts } from './devices.js';
 import { toPluginError, vmmCall } from './failures.js';
-import { attachQemu, isProcessAlive, killProcessGroup, PIDFILE, qemuOfPidfile, quitQemu, startQemu, type QemuExit, type QemuInstance } from './process.js';
+import { attachQemu, isProcessAlive, killProcessGroup, PIDFILE, QMP_SOCKET, qemuOfPidfile, quitQemu, startQemu, type QemuExit, type QemuInstance } from './process.js';
 import { QmpCommandError, type QmpEvent } from './qmp.js';
 import { loadFromFile, migrateToFile, writeSidecar, type Snapshot } from './snapshot.js';
 import { vmState, type Json, type LaunchInfo, type VmState } from './state.js';
@@ -76,7 +76,7 @@ export class QemuVm {
     return {
       status: 'created',
       runDir,
-      qmpSocket: 'qmp.sock',
+      qmpSocket: QMP_SOCKET,
       consoleLog: join(runDir, 'console.log'),
       pid: null,
       launch,
