@@ -91,6 +91,11 @@ export interface ReattachReport {
    * re-attached by the restarted process.
    */
   unanswered: { vmId: string; reason: string }[];
+  /**
+   * VMs whose creating call (vm/create, vm/restore) never answered, as their host died during it, and that the
+   * plugin could not find: the plugin was asked to clean up (vm/delete) and the record dropped.
+   */
+  abandoned: { vmId: string; reason: string }[];
   errors: RecordError[];
 }
 
@@ -113,6 +118,8 @@ export class PluginHost extends EventEmitter<HostEvents> {
   private readonly createdAt = new Map<string, string>();
   /** Ids a vm/create or vm/restore is claiming right now: taken synchronously, so a second one fails at once. */
   private readonly claiming = new Set<string>();
+  /** VMs whose creating call has no recorded answer yet (VmRecord.pending), and which call it was. */
+  private readonly unanswered = new Map<string, 'create' | 'restore'>();
   private closed = false;
   /** Per VM, the newest record not yet written and who waits for it (see persist). */
   private readonly recordWrites = new Map<string, PendingRecord>();
@@ -134,7 +141,20 @@ export class PluginHost extends EventEmitter<HostEvents> {
       pathEnv: env.PATH,
     };
     this.catalog = new PluginCatalog(discovery);
-    this.interceptors = [...(opts.interceptors ?? [])];
+    // First, so that the embedder's own hooks see a creating call return only once its record is final.
+    this.interceptors = [{ after: (call) => this.answered(call.method, call.vmId) }, ...(opts.interceptors ?? [])];
+  }
+
+  /**
+   * A creating call answered and the shim has written what it answered: the record loses its pending mark. One
+   * more record write per create, so that the mark never leaves a record before the answer is in it.
+   */
+  private async answered(method: string, vmId: string | undefined): Promise<undefined> {
+    if ((method !== 'vm/create' && method !== 'vm/restore') || vmId === undefined || !this.unanswered.delete(vmId)) return undefined;
+    const plugin = this.created.get(vmId);
+    const vm = await this.vm(vmId);
+    if (plugin !== undefined && vm) await this.persist(plugin, { vmId, config: vm.config, state: vm.state, status: vm.status });
+    return undefined;
   }
 
   /** Adds a before/after hook around every method of every plugin started from now on. */
@@ -209,7 +229,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
       withDefaults: (config) => mergeDefaults(spec.defaults, config),
       onVmCreating: async (u, method) => {
         if (method !== 'vm/recover') {
-          await this.claim(spec.name, u);
+          await this.claim(spec.name, u, method === 'vm/create' ? 'create' : 'restore');
           const lease = await this.leases.acquire(u.vmId);
           if (!lease.ok) {
             // A live host holds this id though it had no record: the record just claimed goes again.
@@ -229,6 +249,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
       onVmChange: (u) => this.persist(spec.name, u),
       onVmGone: (vmId) => {
         this.created.delete(vmId);
+        this.unanswered.delete(vmId);
         this.createdAt.delete(vmId);
         void this.leases.release(vmId).catch((err: Error) => this.logger.warn({ vmId, err: err.message }, 'cannot release the VM lease'));
         return this.track(this.store.delete(vmId)).catch((err: Error) => this.logger.error({ vmId, err: err.message }, 'cannot delete VM record'));
@@ -265,7 +286,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
    * Writes the record of a new VM, refusing an id that is known here or has a record (an earlier host's VM:
    * its guest may still run, and a re-attach needs its record). Nothing reaches the plugin before this.
    */
-  private async claim(plugin: string, u: VmRecordUpdate): Promise<void> {
+  private async claim(plugin: string, u: VmRecordUpdate, pending: 'create' | 'restore'): Promise<void> {
     const owner = this.created.get(u.vmId);
     if (owner !== undefined || this.claiming.has(u.vmId)) {
       throw new AlreadyExistsError(`VM ${u.vmId} already exists${owner ? ` (plugin ${owner})` : ''}`, u.vmId);
@@ -273,7 +294,8 @@ export class PluginHost extends EventEmitter<HostEvents> {
     this.claiming.add(u.vmId);
     try {
       const now = new Date().toISOString();
-      const record: VmRecord = { vmId: u.vmId, plugin, config: u.config, state: u.state, status: u.status, createdAt: now, updatedAt: now };
+      const record: VmRecord = { vmId: u.vmId, plugin, config: u.config, state: u.state, status: u.status, pending, createdAt: now, updatedAt: now };
+      this.unanswered.set(u.vmId, pending);
       if (this.store.create) {
         await this.track(this.store.create(record));
       } else {
@@ -285,6 +307,9 @@ export class PluginHost extends EventEmitter<HostEvents> {
       }
       this.createdAt.set(u.vmId, now);
       this.created.set(u.vmId, plugin);
+    } catch (err) {
+      this.unanswered.delete(u.vmId);
+      throw err;
     } finally {
       this.claiming.delete(u.vmId);
     }
@@ -305,7 +330,17 @@ export class PluginHost extends EventEmitter<HostEvents> {
     const now = new Date().toISOString();
     const createdAt = this.createdAt.get(u.vmId) ?? now;
     this.createdAt.set(u.vmId, createdAt);
-    const record: VmRecord = { vmId: u.vmId, plugin, config: u.config, state: u.state, status: u.status, createdAt, updatedAt: now };
+    const mark = this.unanswered.get(u.vmId);
+    const record: VmRecord = {
+      vmId: u.vmId,
+      plugin,
+      config: u.config,
+      state: u.state,
+      status: u.status,
+      ...(mark === undefined ? {} : { pending: mark }),
+      createdAt,
+      updatedAt: now,
+    };
     let pending = this.recordWrites.get(u.vmId);
     const written = new Promise<void>((resolve, reject) => {
       if (pending) {
@@ -378,7 +413,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
     config: VmRecord['config'],
     state: VmRecord['state'],
     status: VmRecord['status'],
-  ): Promise<boolean | 'owned' | { unanswered: string }> {
+  ): Promise<boolean | 'owned' | { unanswered: string } | { abandoned: string }> {
     this.created.set(vmId, rt.spec.name);
     const lease = await this.leases.acquire(vmId);
     if (!lease.ok) {
@@ -390,6 +425,8 @@ export class PluginHost extends EventEmitter<HostEvents> {
     try {
       const vm = await rt.shim.recoverVm({ vmId, config, state: state ?? null });
       if (vm.status !== 'lost') {
+        // Found after all: its creating call's answer is no longer needed to know it.
+        if (this.unanswered.delete(vmId)) await this.persist(rt.spec.name, { vmId, config: vm.config, state: vm.state, status: vm.status });
         this.hostEvent(rt, { vmId, type: 'recovered' });
         this.emit('vm-recovered', { plugin: rt.spec.name, vmId });
         return true;
@@ -404,11 +441,39 @@ export class PluginHost extends EventEmitter<HostEvents> {
       }
       reason = (err as Error).message;
     }
+    if (this.unanswered.has(vmId)) return this.abandon(rt, vmId, config, state, reason);
     const vm = rt.shim.adopt(vmId, config, 'lost', state ?? undefined);
     this.hostEvent(rt, { vmId, type: 'lost', reason });
     await this.persist(rt.spec.name, { vmId, config: vm.config, state: vm.state, status: 'lost' });
     this.emit('vm-lost', { plugin: rt.spec.name, vmId, reason });
     return false;
+  }
+
+  /**
+   * A VM whose creating call never answered (its host died during it) and that the plugin cannot find: nobody
+   * ever learnt it existed, so it is not reported lost (a lost record stays until someone deletes it). The plugin
+   * is asked to delete it by id, so that whatever the call had begun (a run directory, a VMM process it can find
+   * by the id) goes too, and the record is dropped. If the plugin cannot answer, the record stays as it is and the
+   * next re-attach tries again.
+   */
+  private async abandon(
+    rt: Runtime,
+    vmId: string,
+    config: VmRecord['config'],
+    state: VmRecord['state'],
+    reason: string,
+  ): Promise<{ abandoned: string } | { unanswered: string }> {
+    const call = this.unanswered.get(vmId) ?? 'create';
+    const vm = rt.shim.adopt(vmId, config, 'lost', state ?? undefined);
+    try {
+      // Its answer forgets the VM: onVmGone drops the record, the mark and the lease.
+      await vm.delete();
+    } catch (err) {
+      this.logger.warn({ vmId, err: (err as Error).message }, 'cannot clean up a VM whose create never answered; kept for the next re-attach');
+      return { unanswered: (err as Error).message };
+    }
+    this.logger.info({ vmId, reason }, 'dropped the record of a VM whose create never answered');
+    return { abandoned: `its ${call} never answered and the plugin cannot find it: ${reason}` };
   }
 
   private hostEvent(rt: Runtime, e: { vmId: string; type: 'recovered' } | { vmId: string; type: 'lost'; reason: string }): void {
@@ -428,6 +493,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
     if (!record) return undefined;
     const rt = await this.runtime(record.plugin);
     this.createdAt.set(vmId, record.createdAt);
+    if (record.pending) this.unanswered.set(vmId, record.pending);
     await this.recoverOne(rt, record.vmId, record.config, record.state, record.status);
     return rt.shim.vm(vmId);
   }
@@ -438,9 +504,12 @@ export class PluginHost extends EventEmitter<HostEvents> {
    */
   async reattach(): Promise<ReattachReport> {
     const { records, errors } = await this.store.list();
-    for (const r of records) this.createdAt.set(r.vmId, r.createdAt);
+    for (const r of records) {
+      this.createdAt.set(r.vmId, r.createdAt);
+      if (r.pending && !this.created.has(r.vmId)) this.unanswered.set(r.vmId, r.pending);
+    }
     for (const e of errors) this.emit('record-error', e);
-    const report: ReattachReport = { recovered: [], lost: [], owned: [], unanswered: [], errors };
+    const report: ReattachReport = { recovered: [], lost: [], owned: [], unanswered: [], abandoned: [], errors };
     await Promise.all(
       records.map(async (r) => {
         if (this.created.has(r.vmId)) return;
@@ -453,6 +522,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
         }
         const outcome = await this.recoverOne(rt, r.vmId, r.config, r.state, r.status);
         if (outcome === 'owned') report.owned.push({ vmId: r.vmId, owner: rt.shim.vm(r.vmId)?.ownedBy ?? 'another host' });
+        else if (typeof outcome === 'object' && 'abandoned' in outcome) report.abandoned.push({ vmId: r.vmId, reason: outcome.abandoned });
         else if (typeof outcome === 'object') report.unanswered.push({ vmId: r.vmId, reason: outcome.unanswered });
         else if (outcome) report.recovered.push(r.vmId);
         else report.lost.push({ vmId: r.vmId, reason: rt.shim.vm(r.vmId)?.status ?? 'lost' });

@@ -14,6 +14,12 @@ export const VmRecord = z.object({
   /** The plugin's opaque state, handed back at vm/recover. */
   state: PluginState.optional(),
   status: VmStatus,
+  /**
+   * The call that brought the VM up (vm/create, vm/restore) was sent and its answer is not recorded yet: the
+   * record is written before the call, so that no VM exists without one. A host that finds it so at re-attach
+   * resolves it (PluginHost.recoverOne): the VM is recovered if the plugin finds it, else cleaned up and dropped.
+   */
+  pending: z.enum(['create', 'restore']).optional(),
   createdAt: z.string(),
   updatedAt: z.string(),
 });

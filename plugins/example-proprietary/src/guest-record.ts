@@ -39,3 +39,26 @@ export async function findGuest(dir: string, agentSocketPath: string): Promise<P
   const [pid] = processesWhoseCmdline((cmdline) => cmdline.includes(GUEST_TITLE) && cmdline.includes(` ${agentSocketPath}`));
   return (pid === undefined ? undefined : identityOf(pid)) ?? recorded;
 }
+
+/** How long a stray guest gets to be gone after SIGKILL before the call goes on regardless. */
+const STRAY_REAP_MS = 2_000;
+
+/**
+ * Ends every guest /proc shows for this VM (its title and agent socket on the command line) except `keep`. Only
+ * one guest may exist per VM; another is a leftover of a start cut short by a plugin's death (the spawn happened,
+ * the record never said so), and a delete or a new start must not leave it running.
+ */
+export async function endStrayGuests(agentSocketPath: string, keep?: number): Promise<void> {
+  const strays = processesWhoseCmdline((cmdline) => cmdline.includes(GUEST_TITLE) && cmdline.includes(` ${agentSocketPath}`)).filter((pid) => pid !== keep);
+  for (const pid of strays) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Gone already.
+    }
+  }
+  const deadline = Date.now() + STRAY_REAP_MS;
+  while (strays.some((pid) => processesWhoseCmdline((c) => c.includes(` ${agentSocketPath}`)).includes(pid)) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

@@ -5,7 +5,7 @@ import { deviceIssues, probeDevice } from './devices.js';
 import { cancelled, invalidParams } from './failures.js';
 import { Guest, type ExitInfo } from './guest.js';
 import { readConsole } from './guest-program.js';
-import { writeGuestRecord } from './guest-record.js';
+import { endStrayGuests, writeGuestRecord } from './guest-record.js';
 import { hotpluggable } from './machines.js';
 import { isRunning, liveStat, stoppedState, type ProcessIdentity } from './proc.js';
 import { Serial } from './serial.js';
@@ -203,6 +203,8 @@ export class SimVm {
   }
 
   private async launch(nextTick: number, paused: boolean, signal: AbortSignal): Promise<Guest> {
+    // Called only for a VM without a live guest: any guest of it that /proc shows is a leftover.
+    await endStrayGuests(this.agentSocketPath);
     const guest = await Guest.spawn(
       {
         vmId: this.id,
@@ -371,6 +373,7 @@ export class SimVm {
       }
       this.deleted = true;
       this.guest?.detach();
+      await endStrayGuests(this.agentSocketPath);
       await rm(this.dir, { recursive: true, force: true });
       for (const wake of this.waiters) wake();
       this.waiters.clear();

@@ -10,6 +10,10 @@ import { QmpClient } from './qmp.js';
 
 export const STDOUT_FILE = 'qemu.stdout.log';
 export const STDERR_FILE = 'qemu.stderr.log';
+/** Where QEMU writes its pid (-pidfile, relative to the run directory, its cwd). */
+export const PIDFILE = 'qemu.pid';
+/** The QMP socket of a VM's QEMU, relative to its run directory. */
+export const QMP_SOCKET = 'qmp.sock';
 /** sun_path is 108 bytes including the terminating NUL. */
 const MAX_SOCKET_PATH = 107;
 
@@ -294,4 +298,17 @@ export async function readPidfile(path: string): Promise<number | undefined> {
   const text = await readFile(path, 'utf8').catch(() => '');
   const pid = Number.parseInt(text.trim(), 10);
   return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+}
+
+/**
+ * The QEMU the pidfile in `runDir` names, if that process still runs there serving `qmpSocket`. It is how a
+ * QEMU is found whose pid never reached the VM's state: the plugin or its host died while the call that spawned
+ * it ran. The pid is checked as attachQemu checks it, so a recycled pid is never taken for the VM's QEMU.
+ */
+export async function qemuOfPidfile(runDir: string, qmpSocket: string): Promise<number | undefined> {
+  const pid = await readPidfile(join(runDir, PIDFILE));
+  if (pid === undefined || !isProcessAlive(pid)) return undefined;
+  const argv = processArgv(pid);
+  if (argv === undefined || !argv.some((a) => a.includes(qmpSocket)) || !sameDir(`/proc/${pid}/cwd`, runDir)) return undefined;
+  return pid;
 }

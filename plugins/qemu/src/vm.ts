@@ -8,7 +8,7 @@ import type { Device, VmConfig, VmResult, VmStatus } from 'hvplug/protocol';
 import { buildQemuArgs, rootPortId, type QemuLaunchConfig } from './cmdline.js';
 import { backendCleanup, deviceIdOf, qemuDeviceId, qemuParts, supportOf, type Attached, type QemuParts } from './devices.js';
 import { toPluginError, vmmCall } from './failures.js';
-import { attachQemu, isProcessAlive, quitQemu, startQemu, type QemuExit, type QemuInstance } from './process.js';
+import { attachQemu, isProcessAlive, killProcessGroup, PIDFILE, QMP_SOCKET, qemuOfPidfile, quitQemu, startQemu, type QemuExit, type QemuInstance } from './process.js';
 import { QmpCommandError, type QmpEvent } from './qmp.js';
 import { loadFromFile, migrateToFile, writeSidecar, type Snapshot } from './snapshot.js';
 import { vmState, type Json, type LaunchInfo, type VmState } from './state.js';
@@ -76,7 +76,7 @@ export class QemuVm {
     return {
       status: 'created',
       runDir,
-      qmpSocket: 'qmp.sock',
+      qmpSocket: QMP_SOCKET,
       consoleLog: join(runDir, 'console.log'),
       pid: null,
       launch,
@@ -154,7 +154,7 @@ export class QemuVm {
       memory: l.memory,
       qmpSocket: this.s.qmpSocket,
       console: { kind: 'log', logFile: this.s.consoleLog },
-      pidfile: 'qemu.pid',
+      pidfile: PIDFILE,
       hotplugRootPorts: l.machine === 'q35' ? l.hotplugRootPorts : undefined,
       coldPlug: cold,
       extraArgs: l.extraArgs,
@@ -274,7 +274,7 @@ export class QemuVm {
   /** vm/recover: attach to the QEMU of an earlier plugin process; gone means lost. */
   async reattach(): Promise<void> {
     const pid = this.s.pid;
-    if (pid === null) return;
+    if (pid === null) return this.reclaimUnrecorded();
     try {
       const inst = await attachQemu({ pid, runDir: this.s.runDir, qmpSocket: this.s.qmpSocket });
       this.adopt(inst);
@@ -292,6 +292,39 @@ export class QemuVm {
       this.s.status = 'lost';
       this.s.lastExit = { code: null, signal: null, reason: `QEMU could not be re-attached: ${e instanceof Error ? e.message : String(e)}` };
     }
+  }
+
+  /**
+   * A QEMU whose pid the state never got: a vm/start or vm/restore cut short (plugin or host killed) after it
+   * spawned QEMU and before its answer was recorded. Left alone it would run on unowned, and vm/delete would
+   * never end it. One that got as far as running the guest (or holding a loaded snapshot) is this VM's QEMU
+   * now, as the call meant; one still waiting for `cont` or for its snapshot is ended, and the VM stays as its
+   * state says: the call did not happen.
+   */
+  private async reclaimUnrecorded(): Promise<void> {
+    const pid = await qemuOfPidfile(this.s.runDir, this.s.qmpSocket);
+    if (pid === undefined) return;
+    let inst: QemuInstance;
+    try {
+      inst = await attachQemu({ pid, runDir: this.s.runDir, qmpSocket: this.s.qmpSocket });
+    } catch {
+      await killProcessGroup(pid, { graceMs: 1_000 });
+      return;
+    }
+    const st = (await inst.qmp.execute('query-status').catch(() => undefined)) as { status: string; running: boolean } | undefined;
+    if (st !== undefined && (st.running || st.status === 'paused')) {
+      this.adopt(inst);
+      this.s.status = st.running ? 'running' : 'paused';
+      this.s.startedAt ??= Date.now();
+      return;
+    }
+    await quitQemu(inst, { timeoutMs: 3_000 });
+  }
+
+  /** vm/delete's last step: a QEMU of this VM that the state does not name (see reclaimUnrecorded) ends too. */
+  async endUnrecorded(): Promise<void> {
+    const pid = await qemuOfPidfile(this.s.runDir, this.s.qmpSocket);
+    if (pid !== undefined && pid !== this.inst?.pid) await killProcessGroup(pid, { graceMs: 1_000 });
   }
 
   // ---- lifecycle ----

@@ -8,6 +8,7 @@ import { chooseAccel, readHostTscKhz } from './accel.js';
 import { MACHINE_TYPES, QemuConfigError, buildQemuArgs, defaultKernelCmdline, type MachineType } from './cmdline.js';
 import { buildInitramfs, findDefaultKernel, writeGuestInitrd } from './initramfs.js';
 import { supportOf } from './devices.js';
+import { killProcessGroup, qemuOfPidfile, QMP_SOCKET } from './process.js';
 import { parseSettings, type QemuSettings } from './settings.js';
 import { vmState, type LaunchInfo } from './state.js';
 import { readSidecar } from './snapshot.js';
@@ -154,10 +155,23 @@ export class Vmm {
 
   async delete(vmId: string): Promise<void> {
     const vm = this.vms.get(vmId);
-    if (!vm) return;
+    if (!vm) return this.deleteUnknown(vmId);
     await vm.destroy();
+    await vm.endUnrecorded();
     this.vms.delete(vmId);
     await rm(vm.state.runDir, { recursive: true, force: true });
+  }
+
+  /**
+   * vm/delete of a VM this process does not know: what a vm/create or vm/restore cut short (its host died before
+   * the answer, so the host has no state to recover it with) may have left under the VM's id, a QEMU found by its
+   * pidfile (checked to be that VM's QEMU) and the run directory, goes; deleting nothing succeeds.
+   */
+  private async deleteUnknown(vmId: string): Promise<void> {
+    const runDir = this.runDirOf(vmId);
+    const pid = await qemuOfPidfile(runDir, QMP_SOCKET);
+    if (pid !== undefined) await killProcessGroup(pid, { graceMs: 1_000 });
+    await rm(runDir, { recursive: true, force: true });
   }
 
   /** Plugin shutdown: let go of every QMP connection; the VMs keep running. */
