@@ -291,6 +291,16 @@ describe.skipIf(!canBoot)('lifecycle', () => {
 });
 
 describe.skipIf(!canBoot)('errors', () => {
+  it('a call the state machine forbids is refused by the SDK from the plugin\'s vmStatus, before the handler', async () => {
+    const s = await setup();
+    const vm = await s.hv.createVm({ config: config(s) });
+    // The SDK's refusal names the method and every status the table allows it in; the handler's does not.
+    await expect(vm.pause()).rejects.toThrow(/^vm\/pause: VM \S+ is created; this needs running$/);
+    await vm.start();
+    await expect(vm.resume()).rejects.toThrow(/^vm\/resume: VM \S+ is running; this needs paused$/);
+    await vm.delete();
+  });
+
   const modes = isDouble ? (['documented', 'implemented'] as const) : (['real'] as const);
   it.each(modes)('a wrong state is InvalidState, answered without asking the VMM (status codes: %s)', async (mode) => {
     const s = await setup(mode === 'real' ? {} : { CH_DOUBLE_STATUS_CODES: mode });

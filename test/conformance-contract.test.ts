@@ -30,6 +30,28 @@ function expectNothingLeft(report: Report): void {
 }
 
 describe('events reached the way a real VM reaches them', () => {
+  it('a killed VMM is exited then crashed, and the VM crashed, as the table says; lifecycle.table checks the crashed row', async () => {
+    const report = await runConformance({ command: fixture('broken-none-vmm'), ...FAST });
+    expect(check(report, 'events.vmm-exit').status).toBe('pass');
+    expect(check(report, 'lifecycle.table').status).toBe('pass');
+    expect(failed(report)).toEqual([]);
+    expectNothingLeft(report);
+  });
+
+  it('a killed VMM reported as a clean power-off (exited alone, stopped) fails events.vmm-exit, and only it', async () => {
+    const report = await runConformance({ command: fixture('broken-vmm-exit'), ...FAST });
+    expect(check(report, 'events.vmm-exit').message).toMatch(/SIGKILLed; the state machine \(x-hvplug-vmm-ends, killed\) asks for exited then crashed, the plugin sent exited within/);
+    expect(failed(report)).toEqual(['events.vmm-exit']);
+    expectNothingLeft(report);
+  });
+
+  it('lifecycle.table brings a VM to crashed and holds it to the crashed row', async () => {
+    const report = await runConformance({ command: fixture('broken-crashed-stop'), ...FAST });
+    expect(check(report, 'lifecycle.table').message).toMatch(/^1 \(status, method\) pair disagrees .*vm\/stop in crashed: answered InvalidState, but the state machine requires it to be accepted/);
+    expect(failed(report)).toEqual(['lifecycle.table']);
+    expectNothingLeft(report);
+  });
+
   it('a guest that powers off by itself is an exited event with the published fields, and the VM stopped', async () => {
     const report = await runConformance({ command: fixture('broken-none'), ...FAST, powerOffConfig: POWER_OFF });
     expect(check(report, 'events.guest-poweroff').status).toBe('pass');

@@ -36,6 +36,16 @@ describe('the VM state machine (LIFECYCLE)', () => {
     }
   });
 
+  it('the lifecycle checks hold plugins to every pair the table settles (must or forbidden) of the methods they call', () => {
+    const callable = [...new Set(TRANSITIONS.map((t) => t.method))];
+    const settled = callable.flatMap((method) =>
+      (['created', 'running', 'paused', 'stopped'] as const)
+        .filter((from) => LIFECYCLE[method][from].verdict !== 'may')
+        .map((from) => `${method} from ${from}`),
+    );
+    expect(TRANSITIONS.map((t) => `${t.method} from ${t.from}`).sort()).toEqual(settled.sort());
+  });
+
   it('says which method an idempotent repeat concerns: stop and delete succeed in the status they lead to', () => {
     expect(LIFECYCLE['vm/stop'].stopped).toMatchObject({ verdict: 'must', to: ['stopped'], events: [] });
     expect(LIFECYCLE['vm/pause'].paused.verdict).toBe('forbidden');

@@ -22,6 +22,7 @@ interface Doc {
   'x-hvplug-errors': Record<string, { code: number; data?: { $ref: string }; dataRequired?: boolean }>;
   'x-hvplug-rules': { id: string; text: string }[];
   'x-hvplug-event-status': Obj;
+  'x-hvplug-vmm-ends'?: Record<string, string[]>;
 }
 
 const doc = JSON.parse(JSON.stringify(openRpcDocument())) as Doc;
@@ -144,5 +145,9 @@ describe('hvplug spec: the whole contract in the OpenRPC document', () => {
   it('carries the state machine on every VM-scoped method, and the normative rules', () => {
     for (const name of Object.keys(LIFECYCLE)) expect(byName.get(name)?.['x-hvplug-lifecycle'], name).toEqual(JSON.parse(JSON.stringify(LIFECYCLE[name as keyof typeof LIFECYCLE])));
     expect(doc['x-hvplug-rules'].map((r) => r.id)).toEqual(RULES.map((r) => r.id));
+  });
+
+  it('says what a VMM that ends outside any call must send: a killed one exited then crashed', () => {
+    expect(doc['x-hvplug-vmm-ends']).toEqual({ 'guest-poweroff': ['exited'], killed: ['exited', 'crashed'] });
   });
 });

@@ -72,7 +72,7 @@ export class TimeoutError extends HvplugError {
 
 export class CancelledError extends HvplugError {
   constructor(readonly method: string, reason?: unknown) {
-    super(`${method} was cancelled${reason instanceof Error ? `: ${reason.message}` : ''}`, 'Cancelled');
+    super(`${method} was cancelled${reason instanceof Error ? `: ${reason.message}` : typeof reason === 'string' ? `: ${reason}` : ''}`, 'Cancelled');
   }
 }
 
@@ -83,7 +83,12 @@ export class VmmFailureError extends HvplugError {
 }
 
 export class ResourceExhaustedError extends HvplugError {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    readonly method?: string,
+    /** Which limit was reached, in the plugin's words, when it said. */
+    readonly reason?: string,
+  ) {
     super(message, 'ResourceExhausted');
   }
 }
@@ -183,12 +188,20 @@ export function fromWireError(method: string, code: number, message: string, dat
       const d = parse('VmmFailure');
       return new VmmFailureError(message, d.success ? d.data.vmmMessage : message, d.success ? d.data.vmmCode : undefined);
     }
-    case 'ResourceExhausted':
-      return new ResourceExhaustedError(message);
-    case 'Timeout':
-      return new TimeoutError(method, 0);
+    case 'ResourceExhausted': {
+      // The data may be absent (published without it at first); the message then says all there is.
+      const d = parse('ResourceExhausted');
+      const reason = d.success ? d.data?.reason : undefined;
+      return new ResourceExhaustedError(reason && reason !== message ? `${method}: ${message}: ${reason}` : `${method}: ${message}`, method, reason);
+    }
+    case 'Timeout': {
+      // A deadline of the plugin's own, not the host's: 0 when the plugin did not say how long it waited.
+      const d = parse('Timeout');
+      const ms = d.success ? d.data?.timeoutMs : undefined;
+      return new TimeoutError(method, ms ?? 0, `${method} timed out in the plugin${ms === undefined ? '' : ` after ${ms} ms`}: ${message}`);
+    }
     case 'Cancelled':
-      return new CancelledError(method);
+      return new CancelledError(method, message);
     case 'ProtocolVersionMismatch': {
       const d = parse('ProtocolVersionMismatch');
       return d.success ? new ProtocolVersionError(d.data.host, d.data.plugin) : new HvplugError(message, name);

@@ -167,6 +167,17 @@ export const EVENT_STATUS: { readonly [T in VmEventType]: VmStatus | undefined }
   state: undefined,
 };
 
+/**
+ * How a VMM can end outside any call, and the lifecycle events the plugin MUST send for each, in this
+ * order (the rule exited-crashed); the VM's status afterwards is the last one's (EVENT_STATUS).
+ */
+export const VMM_ENDS: { readonly [K in 'guest-poweroff' | 'killed']: readonly VmEventType[] } = {
+  // The guest asked for it: a clean end.
+  'guest-poweroff': ['exited'],
+  // Nobody asked: the VMM died, was killed or failed.
+  killed: ['exited', 'crashed'],
+};
+
 /** The status a VM has after an event, where the event implies one. */
 export function statusAfter(event: VmEvent): VmStatus | undefined {
   return EVENT_STATUS[event.type];

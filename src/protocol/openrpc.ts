@@ -3,7 +3,7 @@ import * as z from 'zod';
 import type { Capabilities } from './capabilities.js';
 import { ErrorCode, ErrorData, type ErrorCodeName } from './errors.js';
 import type { Json } from './json.js';
-import { EVENT_STATUS, LIFECYCLE } from './lifecycle.js';
+import { EVENT_STATUS, LIFECYCLE, VMM_ENDS } from './lifecycle.js';
 import { METHOD_NAMES, methodDef } from './methods.js';
 import { notifications, type NotificationName } from './notifications.js';
 import { RULES } from './rules.js';
@@ -129,6 +129,7 @@ export function openRpcDocument(extensions: Capabilities['extensions'] = {}): Js
     },
     'x-hvplug-errors': errorTable(),
     'x-hvplug-event-status': Object.fromEntries(Object.entries(EVENT_STATUS).map(([type, status]) => [type, status ?? null])),
+    'x-hvplug-vmm-ends': Object.fromEntries(Object.entries(VMM_ENDS).map(([how, events]) => [how, [...events]])),
     'x-hvplug-rules': RULES.map((r) => ({ id: r.id, text: r.text })),
   };
 }

@@ -1,5 +1,5 @@
 import { ErrorCode, ErrorData, type ErrorCodeName } from './errors.js';
-import { EVENT_STATUS, LIFECYCLE, VM_METHODS, type Transition } from './lifecycle.js';
+import { EVENT_STATUS, LIFECYCLE, VM_METHODS, VMM_ENDS, type Transition } from './lifecycle.js';
 import { METHOD_NAMES, methodDef } from './methods.js';
 import { notifications, type NotificationName } from './notifications.js';
 import { openRpcDocument } from './openrpc.js';
@@ -96,6 +96,10 @@ export function renderReference(): string {
     `|---|${VM_STATUSES.map(() => '---').join('|')}|`,
   );
   for (const m of VM_METHODS) out.push(`| ${code(m)} | ${VM_STATUSES.map((s) => cell(LIFECYCLE[m][s])).join(' | ')} |`);
+  out.push('', 'A VMM that ends outside any call (`x-hvplug-vmm-ends`): the events the plugin MUST send, in order, and the status they leave.', '', '| how it ended | events | status after |', '|---|---|---|');
+  for (const [how, events] of Object.entries(VMM_ENDS)) {
+    out.push(`| ${how} | ${events.map(code).join(', ')} | ${EVENT_STATUS[events.at(-1) ?? 'exited'] ?? ''} |`);
+  }
   out.push('', REFERENCE_END);
   return out.join('\n');
 }

@@ -34,6 +34,7 @@ servePlugin({
     ...resizeHandlers(registry),
     ...inspectHandlers(registry),
   },
+  vmStatus: (vmId) => registry.status(vmId),
   onInitialize: (session) => registry.init(session),
   onShutdown: () => registry.detachAll(),
 });

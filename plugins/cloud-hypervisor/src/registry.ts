@@ -1,6 +1,7 @@
 // The VMs of this plugin process, and what every handler needs: the session (for events and the runtime
 // directory), the VMM binary, and a VM by id.
 import { errors, type Session } from 'hvplug/plugin-sdk';
+import type { VmStatus } from 'hvplug/protocol';
 import { vmPaths, type VmPaths } from './paths.js';
 import type { ChVm, VmDeps } from './vm.js';
 
@@ -41,6 +42,11 @@ export class Registry {
     const vm = this.vms.get(vmId);
     if (!vm) throw errors.vmNotFound(vmId);
     return vm;
+  }
+
+  /** The VM's status as this process tracks it, for the SDK's early refusal; undefined for a VM it does not serve. */
+  status(vmId: string): VmStatus | undefined {
+    return this.vms.get(vmId)?.status;
   }
 
   /** The plugin is going away: stop watching, leave every VMM running. */

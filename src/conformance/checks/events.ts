@@ -1,10 +1,11 @@
 import type { ShimVm } from 'hvplug';
 import { DEVICE_TYPES, VmEvent, type VmEventType } from 'hvplug/protocol';
-import { fail, SkipCheck, sleep, within, type CheckDef } from '../check.js';
+import { expect, fail, SkipCheck, sleep, type CheckDef } from '../check.js';
 import { PATH_TO, type Fixture, type PreparedStatus } from '../fixture.js';
 import type { GatedMethod } from '../method-cases.js';
-import { isAlive } from '../processes.js';
-import { rawEventOf } from '../raw-events.js';
+import { describeRawEvent, rawEventOf } from '../raw-events.js';
+import { reportedStatus } from '../vm-report.js';
+import { KILL_EVENTS_MS, KILLED, killedEvents, killVmm } from '../vmm-kill.js';
 import type { WireRecord } from '../wire-monitor.js';
 
 const EVENT_WAIT_MS = 2_000;
@@ -129,31 +130,37 @@ function announcedCheck(method: keyof typeof EVENTFUL): CheckDef {
   };
 }
 
-/** The VMM dying on its own (a guest poweroff, a crash) must reach the host as an event, and end vm/wait. */
+/**
+ * A VMM killed outside any call: the plugin must send what the table says of a VMM that ends unasked
+ * (VMM_ENDS.killed: exited, then crashed), with the published fields, leave the VM in the status the last
+ * one names, and end vm/wait with it.
+ */
 const vmmExit: CheckDef = {
   id: 'events.vmm-exit',
-  title: 'a VMM that dies is reported by an exited or crashed event and ends vm/wait',
-  verifies: 'vm/event exited/crashed: a VM dying outside any call reaches the host; vm/wait resolves.',
+  title: `a VMM that is killed is reported by ${KILLED.events.join(' then ')} events, the VM ends ${KILLED.status}, and vm/wait ends`,
+  verifies: `vm/event after a VMM ends unasked (x-hvplug-vmm-ends, killed): ${KILLED.events.join(' then ')}, exited with the signal; the VM is then ${KILLED.status}; vm/wait resolves.`,
   needs: ['vm/create', 'vm/start'],
   run: async (fx) => {
-    if (!fx.advertised('vm/info') && !fx.advertised('vm/pids')) throw new SkipCheck('neither vm/info nor vm/pids is advertised: the VMM\'s pid is unknown');
     const vm = await fx.vmIn('running');
-    const pids = await fx.vmPids(vm);
-    if (!pids.length) throw new SkipCheck('the plugin reports no pid for a running VM');
-    const mark = fx.run.wire.records.length;
-    const waiting = fx.advertised('vm/wait') ? vm.wait(undefined, fx.opts('vm/wait', 5_000)) : undefined;
+    const waiting = fx.advertised('vm/wait') ? vm.wait(undefined, fx.opts('vm/wait', 10_000)) : undefined;
     waiting?.catch(() => undefined);
     await sleep(50, fx.signal);
-    for (const pid of pids) process.kill(pid, 'SIGKILL');
-    await within(2_000, () => pids.every((p) => !isAlive(p)), fx.signal);
-    const matches = (r: WireRecord): boolean => {
-      const ev = eventOf(r);
-      return ev?.vmId === vm.id && (ev.type === 'exited' || ev.type === 'crashed');
-    };
-    if (!(await fx.run.wire.waitFor(matches, 3_000, mark))) fail(`the VM's processes ${pids.join(', ')} were killed, but no exited or crashed event arrived within 3000 ms`);
+    const { pids, mark } = await killVmm(fx, vm);
+    const seen = await killedEvents(fx, vm.id, mark);
+    const types = seen.map((e) => e.type ?? 'untyped');
+    const killed = `the VM's processes ${pids.join(', ')} were SIGKILLed`;
+    if (types.join() !== KILLED.events.join()) {
+      fail(`${killed}; the state machine (x-hvplug-vmm-ends, killed) asks for ${KILLED.events.join(' then ')}, the plugin sent ${types.join(', ') || 'no lifecycle event'} within ${KILL_EVENTS_MS} ms`);
+    }
+    const bad = seen.find((e) => e.problems.length > 0);
+    if (bad) fail(`${killed}; the ${describeRawEvent(bad)} is malformed, so the host dropped it: ${bad.problems.join('; ')} (as sent: ${JSON.stringify(bad.params)})`);
+    const exited = seen.find((e) => e.type === 'exited');
+    if (exited && typeof exited.params.signal !== 'string') fail(`${killed}; the exited event names no signal (as sent: ${JSON.stringify(exited.params)})`);
+    const now = await reportedStatus(fx, vm);
+    if (now !== undefined) expect(now === KILLED.status, `${killed}; after ${types.join(', ')}, vm/info says ${now}, expected ${KILLED.status}`);
     if (waiting) {
       const r = await waiting.catch((err: Error) => fail(`vm/wait did not resolve after the VMM died: ${err.message}`));
-      if (r.status === 'running') fail('vm/wait answered status running for a VM whose VMM died');
+      expect(r.status === KILLED.status, `${killed}; vm/wait answered status ${r.status}, expected ${KILLED.status}`);
     }
   },
 };

@@ -1,6 +1,6 @@
 import type { ShimVm } from 'hvplug';
 import { InvalidStateError } from 'hvplug';
-import type { MethodName, VmStatus } from 'hvplug/protocol';
+import { LIFECYCLE, type MethodName, type VmStatus } from 'hvplug/protocol';
 import { expect, expectRejection, fail, type CheckDef } from '../check.js';
 import { PATH_TO, type Fixture, type PreparedStatus } from '../fixture.js';
 import { expectStatus, reportedStatus } from '../vm-report.js';
@@ -11,31 +11,23 @@ type TransitionMethod = 'vm/start' | 'vm/stop' | 'vm/pause' | 'vm/resume' | 'vm/
 /** Where a call takes a VM in a given status: a new status, gone, or refused with InvalidState. */
 type Outcome = VmStatus | 'deleted' | 'refused';
 
+/** The methods these checks know how to call (see step), and the statuses the suite can bring a VM to. */
+const CALLABLE: readonly TransitionMethod[] = ['vm/start', 'vm/stop', 'vm/pause', 'vm/resume', 'vm/save', 'vm/delete'];
+const PREPARED: readonly PreparedStatus[] = ['created', 'running', 'paused', 'stopped'];
+
 /**
- * The VM state machine as the protocol defines it. Only transitions the method table's summaries pin
- * down are listed; whether a stopped VM restarts, or a paused one pauses again, is the plugin's choice.
+ * Every pair of a callable method and a preparable status that LIFECYCLE settles: a forbidden one must be
+ * refused, a `must` one must lead to the table's usual outcome. A `may` pair is the plugin's choice, and
+ * lifecycle.table holds it to the table's outcomes only.
  */
-export const TRANSITIONS: readonly { method: TransitionMethod; from: PreparedStatus; to: Outcome }[] = [
-  { method: 'vm/start', from: 'created', to: 'running' },
-  { method: 'vm/start', from: 'running', to: 'refused' },
-  { method: 'vm/start', from: 'paused', to: 'refused' },
-  { method: 'vm/pause', from: 'running', to: 'paused' },
-  { method: 'vm/pause', from: 'created', to: 'refused' },
-  { method: 'vm/pause', from: 'stopped', to: 'refused' },
-  { method: 'vm/resume', from: 'paused', to: 'running' },
-  { method: 'vm/resume', from: 'created', to: 'refused' },
-  { method: 'vm/resume', from: 'running', to: 'refused' },
-  { method: 'vm/resume', from: 'stopped', to: 'refused' },
-  { method: 'vm/stop', from: 'running', to: 'stopped' },
-  { method: 'vm/stop', from: 'paused', to: 'stopped' },
-  { method: 'vm/save', from: 'paused', to: 'paused' },
-  { method: 'vm/save', from: 'created', to: 'refused' },
-  { method: 'vm/save', from: 'running', to: 'refused' },
-  { method: 'vm/delete', from: 'created', to: 'deleted' },
-  { method: 'vm/delete', from: 'running', to: 'deleted' },
-  { method: 'vm/delete', from: 'paused', to: 'deleted' },
-  { method: 'vm/delete', from: 'stopped', to: 'deleted' },
-];
+export const TRANSITIONS: readonly { method: TransitionMethod; from: PreparedStatus; to: Outcome }[] = CALLABLE.flatMap((method) =>
+  PREPARED.flatMap((from) => {
+    const t = LIFECYCLE[method][from];
+    if (t.verdict === 'may') return [];
+    const to: Outcome | undefined = t.verdict === 'forbidden' ? 'refused' : t.to[0];
+    return to === undefined ? [] : [{ method, from, to }];
+  }),
+);
 
 /** What proves a VM refused a transition is still usable: the next allowed step from where it is. */
 const NEXT_STEP: Record<PreparedStatus, { method: TransitionMethod; to: VmStatus | 'deleted' }> = {
