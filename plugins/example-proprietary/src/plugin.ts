@@ -27,6 +27,7 @@ export function examplePlugin(): PluginDefinition {
     },
     configSchema: SETTINGS_SCHEMA,
     handlers: handlersFor(vmm),
+    vmStatus: (vmId) => vmm.statusOf(vmId),
     extensions,
     onInitialize: (session) => vmm.init(session),
     onShutdown: () => vmm.release(),

@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errors, PluginError, type CallContext, type Session } from 'hvplug/plugin-sdk';
-import type { ResultInputOf, VmConfig } from 'hvplug/protocol';
+import type { ResultInputOf, VmConfig, VmStatus } from 'hvplug/protocol';
 import { normalizeConfig } from './config.js';
 import type { Json } from './json.js';
 import { findGuest } from './guest-record.js';
@@ -35,6 +35,11 @@ export class Vmm {
     const vm = this.vms.get(vmId);
     if (!vm) throw errors.vmNotFound(vmId);
     return vm;
+  }
+
+  /** The status the SDK checks a call against the state machine with; undefined for a VM this process does not know. */
+  statusOf(vmId: string): VmStatus | undefined {
+    return this.vms.get(vmId)?.status;
   }
 
   /** A VM using the file as a disk, for image/delete to refuse pulling it from under a guest. */

@@ -39,6 +39,7 @@ export function qemuPlugin(): PluginDefinition {
     },
     configSchema: SETTINGS_SCHEMA,
     handlers: handlersFor(vmm),
+    vmStatus: (vmId) => vmm.statusOf(vmId),
     onInitialize: (session) => vmm.init(session),
     onShutdown: () => vmm.release(),
   };

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errors, type CallContext, type Session } from 'hvplug/plugin-sdk';
-import type { Issue, VmConfig, VmResult } from 'hvplug/protocol';
+import type { Issue, VmConfig, VmResult, VmStatus } from 'hvplug/protocol';
 import { chooseAccel, readHostTscKhz } from './accel.js';
 import { MACHINE_TYPES, QemuConfigError, buildQemuArgs, defaultKernelCmdline, type MachineType } from './cmdline.js';
 import { buildInitramfs, findDefaultKernel, writeGuestInitrd } from './initramfs.js';
@@ -48,6 +48,11 @@ export class Vmm {
     const vm = this.vms.get(vmId);
     if (!vm) throw errors.vmNotFound(vmId);
     return vm;
+  }
+
+  /** The status the SDK checks a call against the state machine with; undefined for a VM this process does not know. */
+  statusOf(vmId: string): VmStatus | undefined {
+    return this.vms.get(vmId)?.status;
   }
 
   /** config/validate: the checks of vm/create without its side effects, and the defaults it applies. */

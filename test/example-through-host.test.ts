@@ -68,3 +68,15 @@ describe('example plugin: a guest of a VM that no plugin process knows', () => {
       await vm.delete();
     }));
 });
+
+describe('example plugin: the state machine', () => {
+  it('a call the table forbids is refused by the SDK from the plugin\'s vmStatus, before the handler', () =>
+    withHost(async (host) => {
+      const hv = await host.hypervisor('example-proprietary');
+      const vm = await hv.createVm({ config: {} });
+      await expect(vm.pause()).rejects.toThrow(/^vm\/pause: VM \S+ is created; this needs running$/);
+      await vm.start();
+      await expect(vm.resume()).rejects.toThrow(/^vm\/resume: VM \S+ is running; this needs paused$/);
+      await vm.delete();
+    }));
+});
