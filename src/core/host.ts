@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
-import { InitializeParams, type VmEvent } from 'hvplug/protocol';
+import { InitializeParams, methodDef, type VmEvent } from 'hvplug/protocol';
 import { ShimHypervisor, type ShimVm, type VmRecordUpdate } from '../shim/shim.js';
 import type { Interceptor } from '../shim/interceptors.js';
 import { PluginCatalog, type DiscoveryOptions } from './discovery.js';
@@ -208,7 +208,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
       interceptors: this.interceptors,
       withDefaults: (config) => mergeDefaults(spec.defaults, config),
       onVmCreating: async (u, method) => {
-        if (method !== 'vm/recover') {
+        if (methodDef(method).record === 'create') {
           await this.claim(spec.name, u);
           const lease = await this.leases.acquire(u.vmId);
           if (!lease.ok) {

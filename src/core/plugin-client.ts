@@ -11,6 +11,7 @@ import {
   InitializeResult,
   PROTOCOL_VERSIONS,
   sameMajor,
+  sessionMethod,
   toIssues,
   type InitializeParams,
 } from 'hvplug/protocol';
@@ -318,12 +319,13 @@ export class PluginClient {
       logLevel: opts.logLevel,
     };
     const timeoutMs = this.spec.startTimeoutMs;
-    const raw = await this.call('initialize', params, { timeoutMs }).catch((err: unknown) => {
+    const handshake = sessionMethod('handshake');
+    const raw = await this.call(handshake, params, { timeoutMs }).catch((err: unknown) => {
       if (!(err instanceof TimeoutError)) throw err;
-      throw new TimeoutError('initialize', timeoutMs, `plugin ${this.spec.name} did not answer initialize within ${timeoutMs / 1000} s`);
+      throw new TimeoutError(handshake, timeoutMs, `plugin ${this.spec.name} did not answer ${handshake} within ${timeoutMs / 1000} s`);
     });
     const parsed = InitializeResult.safeParse(raw);
-    if (!parsed.success) throw new ProtocolViolationError('initialize', toIssues(parsed.error));
+    if (!parsed.success) throw new ProtocolViolationError(handshake, toIssues(parsed.error));
     const chosen = parsed.data.protocolVersion;
     // Within a major, a newer version only adds: the plugin may pick one the host speaks, never a newer one.
     if (!offered.some((v) => sameMajor(v, chosen) && compareVersions(chosen, v) <= 0)) throw new ProtocolVersionError(offered, [chosen]);
@@ -391,7 +393,7 @@ export class PluginClient {
   async close(opts: { graceMs?: number } = {}): Promise<ExitInfo> {
     const grace = opts.graceMs ?? 2_000;
     if (!this.fatal) {
-      await this.call('shutdown', {}, { timeoutMs: grace }).catch(() => undefined);
+      await this.call(sessionMethod('goodbye'), {}, { timeoutMs: grace }).catch(() => undefined);
       this.notify('exit', {});
       this.fail(new HvplugError(`plugin ${this.spec.name} is shutting down`, 'PluginExited'));
     }
