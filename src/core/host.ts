@@ -5,7 +5,7 @@ import { InitializeParams, methodDef, type VmEvent } from 'hvplug/protocol';
 import { ShimHypervisor, type ShimVm, type VmRecordUpdate } from '../shim/shim.js';
 import type { Interceptor } from '../shim/interceptors.js';
 import { PluginCatalog, type DiscoveryOptions } from './discovery.js';
-import { AlreadyExistsError, PluginExitedError, VmOwnedError, type HvplugError } from './errors.js';
+import { AlreadyExistsError, PluginExitedError, VmOwnedError, type HvplugError } from '../errors/index.js';
 import type { ClientOptions, PluginClient } from './plugin-client.js';
 import { mergeDefaults, type PluginSpec, type PluginSpecInput } from './plugin-spec.js';
 import { defaultRuntimeDir, defaultStateDir, ensurePrivateDir } from './paths.js';

@@ -4,10 +4,6 @@ import type { Readable, Writable } from 'node:stream';
 import type { DataCallback, Disposable, Message } from 'vscode-jsonrpc/node';
 import {
   compareVersions,
-  DEFAULT_MAX_MESSAGE_BYTES,
-  FramedReader,
-  FramedWriter,
-  FramingError,
   InitializeResult,
   PROTOCOL_VERSIONS,
   sameMajor,
@@ -15,8 +11,9 @@ import {
   toIssues,
   type InitializeParams,
 } from 'hvplug/protocol';
+import { DEFAULT_MAX_MESSAGE_BYTES, FramedReader, FramedWriter, FramingError } from 'hvplug/transport';
 import { pluginEnvironment } from './environment.js';
-import { HvplugError, PluginExitedError, TimeoutError, PluginSpawnError, ProtocolError, ProtocolVersionError, ProtocolViolationError } from './errors.js';
+import { HvplugError, PluginExitedError, TimeoutError, PluginSpawnError, ProtocolError, ProtocolVersionError, ProtocolViolationError } from '../errors/index.js';
 import { HostRpc, type RpcCallOptions } from './host-rpc.js';
 import { resolveExecutable, verifyPin } from './integrity.js';
 import { PluginLog } from './plugin-log.js';

@@ -3,7 +3,7 @@ import { link, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { formatIssues, Id, PluginState, toIssues, VmConfig, VmStatus } from 'hvplug/protocol';
-import { AlreadyExistsError } from './errors.js';
+import { AlreadyExistsError } from '../errors/index.js';
 import { ensurePrivateDir } from './paths.js';
 
 /** What the host keeps per VM so that nothing is lost when the plugin or the host dies. */

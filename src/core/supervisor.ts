@@ -2,7 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { EventEmitter } from 'node:events';
 import { sessionMethod, type InitializeResult } from 'hvplug/protocol';
 import type { ChannelCallOptions, NotificationListener, PluginChannel } from '../shim/channel.js';
-import { HvplugError, PluginExitedError, TimeoutError } from './errors.js';
+import { HvplugError, PluginExitedError, TimeoutError } from '../errors/index.js';
 import { PluginClient, type ClientOptions } from './plugin-client.js';
 import type { PluginSpec } from './plugin-spec.js';
 

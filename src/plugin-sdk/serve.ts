@@ -12,11 +12,8 @@ import * as z from 'zod';
 import {
   allowedFrom,
   Capabilities,
-  DEFAULT_MAX_MESSAGE_BYTES,
   defaultErrorData,
   ErrorCode,
-  FramedReader,
-  FramedWriter,
   InitializeParams,
   isVmMethod,
   METHOD_NAMES,
@@ -39,6 +36,7 @@ import {
   type VmEvent,
   type VmStatus,
 } from 'hvplug/protocol';
+import { DEFAULT_MAX_MESSAGE_BYTES, FramedReader, FramedWriter } from 'hvplug/transport';
 import { AnswerBatcher } from './answer-batch.js';
 import { refuseMalformed } from './inbound.js';
 import { PluginError } from './errors.js';

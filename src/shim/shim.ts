@@ -34,7 +34,7 @@ import {
   ProtocolViolationError,
   VetoedError,
   VmOwnedError,
-} from '../core/errors.js';
+} from '../errors/index.js';
 import type { PluginChannel } from './channel.js';
 import type { InterceptedCall, Interceptor } from './interceptors.js';
 
