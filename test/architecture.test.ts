@@ -16,10 +16,11 @@ const RULES: { from: string; allowed: (target: string, self: string) => boolean;
   { from: 'src/protocol', allowed: (t) => t === 'src/protocol', why: 'protocol imports nothing of ours' },
   { from: 'src/transport', allowed: (t) => t === 'src/transport' || t === 'src/protocol', why: 'transport imports only protocol' },
   { from: 'src/errors', allowed: (t) => t === 'src/errors' || t === 'src/protocol', why: 'errors import only protocol' },
+  { from: 'src/proc', allowed: (t) => t === 'src/proc', why: '/proc reading imports nothing of ours' },
   {
     from: 'src/plugin-sdk',
-    allowed: (t) => t === 'src/protocol' || t === 'src/transport' || t === 'src/plugin-sdk',
-    why: 'plugin-sdk imports only protocol and transport',
+    allowed: (t) => t === 'src/protocol' || t === 'src/transport' || t === 'src/proc' || t === 'src/plugin-sdk',
+    why: 'plugin-sdk imports only protocol, transport and proc',
   },
   { from: 'src/core', allowed: (t) => !t.startsWith('src/plugin-sdk') && !t.startsWith('plugins'), why: 'core never imports plugin-sdk or plugins' },
   { from: 'src/shim', allowed: (t) => !t.startsWith('src/plugin-sdk') && !t.startsWith('plugins') && t !== 'src/core', why: 'shim never imports core, plugin-sdk or plugins' },

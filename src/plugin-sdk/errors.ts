@@ -42,4 +42,12 @@ export const errors = {
   vmmFailure: (message: string, vmmCode?: string | number): PluginError =>
     new PluginError('VmmFailure', message, vmmCode === undefined ? { vmmMessage: message } : { vmmMessage: message, vmmCode }),
   resourceExhausted: (message: string): PluginError => new PluginError('ResourceExhausted', message),
+  /** The host cancelled the call (or its deadline passed) before it was done. */
+  cancelled: (method?: string): PluginError =>
+    new PluginError('Cancelled', method === undefined ? 'the call was cancelled' : `${method} was cancelled`, method === undefined ? undefined : { method }),
 };
+
+/** Whether err is what an aborted signal throws (fetch, timers, child processes, AbortSignal.throwIfAborted). */
+export function isAbort(err: unknown): boolean {
+  return err instanceof Error && err.name === 'AbortError';
+}

@@ -1,0 +1,95 @@
+// What /proc says about a process: the one reader of it for the host, the SDK and the plugins.
+import { readdirSync, readFileSync } from 'node:fs';
+
+/**
+ * USER_HZ: the unit of /proc/<pid>/stat times. It is 100 on every Linux architecture node supports
+ * (the kernel fixes it for userspace ABI reasons), and node has no sysconf to ask.
+ */
+export const USER_HZ = 100;
+
+export interface ProcStat {
+  /** R, S, D, Z (zombie), X (dead), T... */
+  readonly state: string;
+  readonly ppid: number;
+  /** utime + stime, in USER_HZ ticks. */
+  readonly cpuTicks: number;
+  /** Start time after boot, in USER_HZ ticks: with the pid, it names one process for good (pids are reused). */
+  readonly startTicks: number;
+}
+
+function readText(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/** /proc/<pid>/stat, or undefined when there is no such process. */
+export function readStat(pid: number): ProcStat | undefined {
+  const text = readText(`/proc/${pid}/stat`);
+  if (!text) return undefined;
+  // The command name (field 2) may hold spaces and parentheses: fields are counted after its last ')'.
+  const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  const n = (i: number): number => Number(f[i] ?? NaN);
+  return { state: f[0] ?? '?', ppid: n(1), cpuTicks: n(11) + n(12), startTicks: n(19) };
+}
+
+/** The process runs (not a zombie) and is the one that started at `startTicks`, when given. */
+export function isRunning(pid: number, startTicks?: number): boolean {
+  const s = readStat(pid);
+  if (!s || s.state === 'Z' || s.state === 'X') return false;
+  return startTicks === undefined || s.startTicks === startTicks;
+}
+
+/** Alive means /proc has it and it is not a zombie waiting to be reaped. */
+export function isAlive(pid: number): boolean {
+  return isRunning(pid);
+}
+
+/** The command line's arguments; empty for a zombie or a kernel thread, undefined when there is no such process. */
+export function cmdline(pid: number): string[] | undefined {
+  const text = readText(`/proc/${pid}/cmdline`);
+  if (text === undefined) return undefined;
+  return text.split('\0').filter((a, i, all) => a !== '' || i < all.length - 1);
+}
+
+/** Every live descendant of pid, children first. */
+export function descendants(pid: number): number[] {
+  const out: number[] = [];
+  const visit = (p: number): void => {
+    let tasks: string[] = [];
+    try {
+      tasks = readdirSync(`/proc/${p}/task`);
+    } catch {
+      return;
+    }
+    for (const tid of tasks) {
+      for (const c of (readText(`/proc/${p}/task/${tid}/children`) ?? '').split(' ').filter(Boolean).map(Number)) {
+        if (!out.includes(c) && isRunning(c)) {
+          out.push(c);
+          visit(c);
+        }
+      }
+    }
+  };
+  visit(pid);
+  return out;
+}
+
+export function rssBytes(pid: number): number {
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(readText(`/proc/${pid}/status`) ?? '');
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+export function cpuTimeMs(pid: number): number {
+  const s = readStat(pid);
+  return s ? (s.cpuTicks * 1000) / USER_HZ : 0;
+}
+
+/** Milliseconds since the process started. */
+export function uptimeMs(pid: number): number {
+  const s = readStat(pid);
+  const up = Number((readText('/proc/uptime') ?? '0').split(' ')[0]);
+  return s ? Math.max(0, up * 1000 - (s.startTicks * 1000) / USER_HZ) : 0;
+}
