@@ -15,8 +15,9 @@ export interface Settings<T> {
   parse(section: unknown): T;
 }
 
+/** Declare every setting with a default (an empty section must be valid). A z.custom field publishes as `{}` (anything). */
 export function settings<S extends z.ZodType<unknown, Record<string, unknown>>>(schema: S, meta: { title?: string } = {}): Settings<z.output<S>> {
-  const jsonSchema = { ...(z.toJSONSchema(schema, { io: 'input' }) as Record<string, Json>), ...(meta.title ? { title: meta.title } : {}) };
+  const jsonSchema = { ...(z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as Record<string, Json>), ...(meta.title ? { title: meta.title } : {}) };
   const safeParse = (section: unknown): ReturnType<Settings<z.output<S>>['safeParse']> => {
     const r = schema.safeParse(section ?? {});
     if (r.success) return { ok: true, value: r.data, issues: [] };

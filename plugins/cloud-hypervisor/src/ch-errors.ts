@@ -2,7 +2,7 @@
 // 500 for most wrong-state errors, see README.md), so nothing is inferred from it: the plugin checks
 // states itself before calling, and whatever the VMM still refuses reaches the caller as VmmFailure with
 // the VMM's status code and its messages, top error first.
-import { PluginError } from 'hvplug/plugin-sdk';
+import { errors, isAbort, PluginError } from 'hvplug/plugin-sdk';
 import { ChApiError, ChConnectionError, ChResponseError } from './api-client.js';
 
 export function vmmError(err: unknown): unknown {
@@ -22,7 +22,7 @@ export function vmmError(err: unknown): unknown {
   if (err instanceof ChResponseError) {
     return new PluginError('VmmFailure', err.message, { vmmMessage: err.issues, vmmCode: err.status, endpoint: err.endpoint });
   }
-  if (err instanceof Error && err.name === 'AbortError') return new PluginError('Cancelled', 'the call was cancelled');
+  if (isAbort(err)) return errors.cancelled();
   return err;
 }
 

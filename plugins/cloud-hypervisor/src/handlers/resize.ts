@@ -12,7 +12,7 @@ const MiB = 1024 * 1024;
 export function resizeHandlers(reg: Registry): Handlers {
   return {
     'vm/resizeVcpus': async ({ vmId, count }, ctx) => {
-      const vm = reg.get(vmId);
+      const vm = reg.require(vmId);
       return vm.exclusive(async () => {
         vm.reattach();
         vm.require(['running']);
@@ -27,7 +27,7 @@ export function resizeHandlers(reg: Registry): Handlers {
     },
 
     'vm/resizeMemory': async ({ vmId, sizeMiB }, ctx) => {
-      const vm = reg.get(vmId);
+      const vm = reg.require(vmId);
       return vm.exclusive(async () => {
         vm.reattach();
         vm.require(['running']);
