@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import * as z from 'zod';
 import { ErrorCode, PROTOCOL_VERSIONS } from 'hvplug/protocol';
 import { encodeFrame, FrameDecoder } from 'hvplug/transport';
-import { errors, PluginError, proc, SerialQueue, servePlugin, ServedVm, settings, VmRegistry, Waiters, type EventInput } from 'hvplug/plugin-sdk';
+import { errors, PluginError, proc, SerialQueue, servePlugin, ServedVm, settings, translating, VmRegistry, Waiters, type EventInput } from 'hvplug/plugin-sdk';
 
 const VM = '6f1c8a52-3d4e-4b7a-9c2d-0e5f6a7b8c9d';
 
@@ -151,6 +151,18 @@ describe('plugin kit', () => {
   it('errors.cancelled names the method when given', () => {
     expect(errors.cancelled('vm/start')).toMatchObject({ codeName: 'Cancelled', code: ErrorCode.Cancelled, data: { method: 'vm/start' } });
     expect(errors.cancelled().data).toBeUndefined();
+  });
+
+  it('translating: a PluginError stands, an abort is Cancelled, the VMM\'s errors are translated, the rest passes on', async () => {
+    class VmmSaid extends Error {}
+    const translate = (err: unknown): PluginError | undefined => (err instanceof VmmSaid ? errors.vmmFailure(err.message, 7) : undefined);
+    const failing = (err: unknown) => (): Promise<never> => Promise.reject(err);
+    await expect(translating(failing(errors.vmNotFound(VM)), translate)).rejects.toMatchObject({ codeName: 'VmNotFound' });
+    await expect(translating(failing(new DOMException('gone', 'AbortError')), translate)).rejects.toMatchObject({ codeName: 'Cancelled' });
+    await expect(translating(failing(new VmmSaid('no')), translate)).rejects.toMatchObject({ codeName: 'VmmFailure', data: { vmmMessage: 'no', vmmCode: 7 } });
+    const other = new Error('plain');
+    await expect(translating(failing(other), translate)).rejects.toBe(other);
+    await expect(translating(() => Promise.resolve(5), translate)).resolves.toBe(5);
   });
 
   it('settings: one zod declaration gives the defaults, the parser (issues under plugin.) and the published JSON Schema', () => {

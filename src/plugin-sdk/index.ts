@@ -1,6 +1,6 @@
 export { servePlugin } from './serve.js';
 export type { CallContext, EventInput, ExtensionHandler, Handler, Handlers, PluginDefinition, ServeOptions, ServedPlugin, Session } from './serve.js';
-export { PluginError, errors, isAbort } from './errors.js';
+export { PluginError, errors, isAbort, translateError, translating } from './errors.js';
 export { stateCodec, type StateCodec } from './state.js';
 export { SerialQueue } from './serial.js';
 export { Waiters, type WaitResult } from './waiters.js';

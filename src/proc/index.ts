@@ -54,6 +54,15 @@ export function cmdline(pid: number): string[] | undefined {
   return text.split('\0').filter((a, i, all) => a !== '' || i < all.length - 1);
 }
 
+/** Every process id /proc lists now. */
+export function pids(): number[] {
+  try {
+    return readdirSync('/proc').filter((e) => /^\d+$/.test(e)).map(Number);
+  } catch {
+    return [];
+  }
+}
+
 /** Every live descendant of pid, children first. */
 export function descendants(pid: number): number[] {
   const out: number[] = [];
