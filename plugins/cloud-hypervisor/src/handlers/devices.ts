@@ -102,7 +102,7 @@ export function deviceHandlers(reg: Registry): Handlers {
         vm.deviceAdded(device);
         await vm.persist();
         return { deviceId: device.id, state: vm.stateJson() };
-      });
+      }, ctx.signal);
     },
 
     'device/remove': async ({ vmId, deviceId }, ctx) => {
@@ -113,7 +113,7 @@ export function deviceHandlers(reg: Registry): Handlers {
         await vm.sync();
         await vm.persist();
         return { state: vm.stateJson() };
-      });
+      }, ctx.signal);
     },
   };
 }

@@ -49,7 +49,7 @@ export function lifecycleHandlers(reg: Registry): Handlers {
         ctx.progress('booted', 100);
         await vm.persist();
         return { status: vm.status, state: vm.stateJson() };
-      });
+      }, ctx.signal);
     },
 
     'vm/pause': async ({ vmId }, ctx) => {
@@ -62,7 +62,7 @@ export function lifecycleHandlers(reg: Registry): Handlers {
         if (vm.status === 'running') vm.announce('paused');
         await vm.persist();
         return { status: vm.status, state: vm.stateJson() };
-      });
+      }, ctx.signal);
     },
 
     'vm/resume': async ({ vmId }, ctx) => {
@@ -75,7 +75,7 @@ export function lifecycleHandlers(reg: Registry): Handlers {
         if (vm.status === 'paused') vm.announce('resumed');
         await vm.persist();
         return { status: vm.status, state: vm.stateJson() };
-      });
+      }, ctx.signal);
     },
 
     // vm/stop and vm/delete do not queue behind the VM's other calls: a call stuck on a hung VMM must not

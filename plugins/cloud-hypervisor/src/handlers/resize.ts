@@ -23,7 +23,7 @@ export function resizeHandlers(reg: Registry): Handlers {
         vm.config = { ...vm.config, vcpus: { ...vm.config.vcpus, boot: count } };
         await vm.persist();
         return { vcpus: count };
-      });
+      }, ctx.signal);
     },
 
     'vm/resizeMemory': async ({ vmId, sizeMiB }, ctx) => {
@@ -43,7 +43,7 @@ export function resizeHandlers(reg: Registry): Handlers {
         vm.config = { ...vm.config, memory: { ...memory, sizeMiB } };
         await vm.persist();
         return { memoryMiB: sizeMiB };
-      });
+      }, ctx.signal);
     },
   };
 }

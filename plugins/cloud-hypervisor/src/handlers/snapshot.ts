@@ -45,7 +45,7 @@ export function snapshotHandlers(reg: Registry): Handlers {
           await rm(staging, { recursive: true, force: true });
         }
         return { path, sizeBytes: (await stat(path)).size, state: vm.stateJson() };
-      });
+      }, ctx.signal);
     },
 
     'vm/restore': async ({ vmId, config, path }, ctx) => {
