@@ -7,6 +7,7 @@ export default defineConfig({
   resolve: {
     alias: [
       { find: /^hvplug\/protocol$/, replacement: src('protocol/index.ts') },
+      { find: /^hvplug\/transport$/, replacement: src('transport/index.ts') },
       { find: /^hvplug\/plugin-sdk$/, replacement: src('plugin-sdk/index.ts') },
       { find: /^hvplug\/conformance$/, replacement: src('conformance/index.ts') },
       { find: /^hvplug$/, replacement: src('core/index.ts') },

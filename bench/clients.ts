@@ -4,7 +4,7 @@ import type { Readable, Writable } from 'node:stream';
 import pino from 'pino';
 import { createMessageConnection, StreamMessageReader, StreamMessageWriter, type MessageConnection } from 'vscode-jsonrpc/node';
 import { PluginHost, type ShimHypervisor, type ShimVm } from 'hvplug';
-import { encodeFrame } from 'hvplug/protocol';
+import { encodeFrame } from 'hvplug/transport';
 
 type Child = ChildProcessByStdio<Writable, Readable, null>;
 

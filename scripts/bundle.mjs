@@ -13,6 +13,7 @@ export const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 const alias = {
   'hvplug/protocol': join(root, 'src/protocol/index.ts'),
+  'hvplug/transport': join(root, 'src/transport/index.ts'),
   'hvplug/plugin-sdk': join(root, 'src/plugin-sdk/index.ts'),
 };
 

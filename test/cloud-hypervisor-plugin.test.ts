@@ -8,13 +8,16 @@ import { chmod, mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { ErrorCode } from 'hvplug/protocol';
 import {
   AlreadyExistsError,
   InvalidConfigError,
   InvalidParamsError,
   InvalidStateError,
   NotSupportedError,
+  PluginClient,
   PluginHost,
+  PluginSpec,
   VmmFailureError,
   VmNotFoundError,
   type ShimHypervisor,
@@ -697,5 +700,36 @@ describe.skipIf(!canBoot)('recovery', () => {
     expect(await again.info()).toMatchObject({ status: 'running', pid });
     await again.delete();
     expect(alive(pid)).toBe(false);
+  });
+
+  it('a vm/wait the host cancels is answered Cancelled on the wire, not InternalError', async () => {
+    const s = await setup();
+    const seen: { direction: string; message: { id?: number; method?: string; error?: { code: number } } }[] = [];
+    const client = await PluginClient.start(PluginSpec.parse({ name: PLUGIN, command: pluginExecutable(PLUGIN), env: { HVPLUG_CH_BINARY: binary } }), {
+      stateDir: join(s.dir, 'raw-state'),
+      runtimeDir: join(s.dir, 'raw-run'),
+      logger: memoryLogger().logger,
+      logLevel: 'info',
+      hostVersion: '0.0.0',
+      trace: (direction, message) => seen.push({ direction, message: message as (typeof seen)[number]['message'] }),
+    });
+    watched.push(join(s.dir, 'raw-run'));
+    const vmId = '0b6f2c1e-4d3a-4e8b-9f1c-2a3b4c5d6e7f';
+    try {
+      await client.call('vm/create', { vmId, config: { ...config(s), devices: [], plugin: {} } }, { timeoutMs: 30_000 });
+      await client.call('vm/start', { vmId }, { timeoutMs: 30_000 });
+      const ac = new AbortController();
+      const waiting = client.call('vm/wait', { vmId }, { timeoutMs: null, signal: ac.signal });
+      waiting.catch(() => undefined);
+      await eventually(() => seen.some((m) => m.direction === 'send' && m.message.method === 'vm/wait'));
+      await new Promise((r) => setTimeout(r, 100));
+      ac.abort();
+      const id = seen.find((m) => m.direction === 'send' && m.message.method === 'vm/wait')?.message.id;
+      await eventually(() => seen.some((m) => m.direction === 'receive' && m.message.id === id));
+      expect(seen.find((m) => m.direction === 'receive' && m.message.id === id)?.message.error?.code).toBe(ErrorCode.Cancelled);
+    } finally {
+      await client.call('vm/delete', { vmId }, { timeoutMs: 30_000 }).catch(() => undefined);
+      await client.close();
+    }
   });
 });

@@ -9,8 +9,6 @@ import { CancellationTokenSource, createMessageConnection, ResponseError, type M
 import {
   DEVICE_TYPES,
   ErrorCode,
-  FramedReader,
-  FramedWriter,
   GATED_METHODS,
   PROTOCOL_VERSIONS,
   VmEvent,
@@ -22,6 +20,7 @@ import {
   type ParamsInputOf,
   type ResultOf,
 } from 'hvplug/protocol';
+import { FramedReader, FramedWriter } from 'hvplug/transport';
 import { bundle, root } from '../scripts/bundle.mjs';
 
 /**

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { encodeFrame, FrameDecoder, FramingError } from 'hvplug/protocol';
+import { encodeFrame, FrameDecoder, FramingError } from 'hvplug/transport';
 
 afterEach(() => {
   vi.restoreAllMocks();

@@ -1,10 +1,11 @@
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import pino from 'pino';
 import { builtinPluginPath } from 'hvplug';
+import { proc } from 'hvplug/plugin-sdk';
 import { root } from '../scripts/bundle.mjs';
 
 export const fixture = (name: string): string => join(root, 'test/fixtures/dist', `${name}.mjs`);
@@ -12,32 +13,14 @@ export const fixture = (name: string): string => join(root, 'test/fixtures/dist'
 export const pluginExecutable = builtinPluginPath;
 
 /** A process is alive when /proc has it and it is not a zombie. */
-export function alive(pid: number): boolean {
-  const stat = `/proc/${pid}/stat`;
-  if (!existsSync(stat)) return false;
-  try {
-    const state = readFileSync(stat, 'utf8').split(') ')[1]?.[0];
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
-}
+export const alive = proc.isAlive;
 
 /** Live processes whose command line names one of `dirs` (VMMs keep their sockets and logs there). */
 export function processesUnder(dirs: readonly string[]): number[] {
-  const out: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const pid = Number(entry);
-    let cmdline = '';
-    try {
-      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    } catch {
-      continue;
-    }
-    if (dirs.some((d) => cmdline.includes(d)) && alive(pid)) out.push(pid);
-  }
-  return out;
+  return proc.pids().filter((pid) => {
+    const cmdline = proc.cmdline(pid)?.join('\0') ?? '';
+    return dirs.some((d) => cmdline.includes(d)) && alive(pid);
+  });
 }
 
 export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 5_000, what = 'condition'): Promise<void> {

@@ -1,6 +1,6 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { FramedWriter } from 'hvplug/protocol';
+import { FramedWriter } from 'hvplug/transport';
 import { ProtocolError } from 'hvplug';
 import { HostRpc } from '../src/core/host-rpc.js';
 

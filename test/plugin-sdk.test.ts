@@ -1,6 +1,7 @@
 import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { encodeFrame, FrameDecoder, PROTOCOL_VERSIONS } from 'hvplug/protocol';
+import { PROTOCOL_VERSIONS } from 'hvplug/protocol';
+import { encodeFrame, FrameDecoder } from 'hvplug/transport';
 import * as z from 'zod';
 import { PluginError, servePlugin, stateCodec, type ServedPlugin } from 'hvplug/plugin-sdk';
 

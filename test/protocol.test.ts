@@ -5,10 +5,7 @@ import { describe, expect, it } from 'vitest';
 import {
   capabilityRefusal,
   Capabilities,
-  encodeFrame,
   ErrorCode,
-  FrameDecoder,
-  FramingError,
   GATED_METHODS,
   isJsonValue,
   METHOD_NAMES,
@@ -19,6 +16,7 @@ import {
   PluginState,
   VmConfig,
 } from 'hvplug/protocol';
+import { encodeFrame, FrameDecoder, FramingError } from 'hvplug/transport';
 
 describe('OpenRPC document', () => {
   const doc = openRpcDocument({ 'x-acme/frob': { summary: 'frob', params: { type: 'object', properties: { level: { type: 'number' } } }, result: {} } });

@@ -1,6 +1,7 @@
 import { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
-import { encodeFrame, ErrorCode, ErrorData, FrameDecoder, PROTOCOL_VERSIONS, type VmStatus } from 'hvplug/protocol';
+import { ErrorCode, ErrorData, PROTOCOL_VERSIONS, type VmStatus } from 'hvplug/protocol';
+import { encodeFrame, FrameDecoder } from 'hvplug/transport';
 import { PluginError, servePlugin } from 'hvplug/plugin-sdk';
 
 const VM = '6f1c8a52-3d4e-4b7a-9c2d-0e5f6a7b8c9d';

@@ -4,7 +4,7 @@ import { Ajv } from 'ajv';
 import jsonSchemaMetaModule from '@json-schema-tools/meta-schema';
 import metaSchemaModule from '@open-rpc/meta-schema';
 import { describe, expect, it } from 'vitest';
-import { ErrorCode, ErrorData, LIFECYCLE, METHOD_NAMES, notifications, openRpcDocument, RULES, VmEvent } from 'hvplug/protocol';
+import { ErrorCode, ErrorData, LIFECYCLE, METHOD_NAMES, notifications, openRpcDocument, RULES, sessionMethod, VmEvent, type SessionRole } from 'hvplug/protocol';
 
 type Obj = Record<string, unknown>;
 interface Method {
@@ -62,6 +62,8 @@ function namesInSource(): { names: Set<string>; codes: Set<number> } {
     for (const m of src.matchAll(/(?:sendNotification|onNotification|onRequest|sendRequest|notify)\(\s*'([^']+)'/g)) names.add(m[1] as string);
     for (const m of src.matchAll(/const [A-Z_]+ = '(\$\/[^']+)'/g)) names.add(m[1] as string);
     for (const m of src.matchAll(/method === '([^']+)'/g)) names.add(m[1] as string);
+    // Session methods are named by their role in the table.
+    for (const m of src.matchAll(/sessionMethod\('([a-z]+)'\)/g)) names.add(sessionMethod(m[1] as SessionRole));
     for (const m of src.matchAll(/const [A-Z_]+ = (-3\d{4});/g)) codes.add(Number(m[1]));
   }
   return { names, codes };

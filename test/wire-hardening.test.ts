@@ -4,7 +4,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { encodeFrame, FrameDecoder, InitializeResult, MAX_JSON_DEPTH, PluginState, PROTOCOL_VERSIONS, VmConfig } from 'hvplug/protocol';
+import { InitializeResult, MAX_JSON_DEPTH, PluginState, PROTOCOL_VERSIONS, VmConfig } from 'hvplug/protocol';
+import { encodeFrame, FrameDecoder } from 'hvplug/transport';
 import { HvplugError, PluginClient, PluginSpec, ProtocolViolationError, ShimHypervisor, type PluginChannel } from 'hvplug';
 import { eventually, fixture, memoryLogger, removeTempDirs, tempDir } from './helpers.js';
 

@@ -1,4 +1,4 @@
-import { FrameDecoder } from 'hvplug/protocol';
+import { FrameDecoder } from 'hvplug/transport';
 import { alternate, collect } from '../drivers.js';
 import type { Figure } from '../figure.js';
 import { compare, measure } from '../report.js';

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { ENV_ALLOW_LIST, type PluginSpec } from 'hvplug';
-import { encodeFrame, FrameDecoder } from 'hvplug/protocol';
+import { encodeFrame, FrameDecoder } from 'hvplug/transport';
 import type { Direction } from './wire-monitor.js';
 
 /**

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { parse as parseToml } from 'smol-toml';
 import { z } from 'zod';
 import { formatIssues, toIssues } from 'hvplug/protocol';
-import { HvplugError, InvalidConfigError } from './errors.js';
+import { HvplugError, InvalidConfigError } from '../errors/index.js';
 import { isExecutable, locateCommand, type CommandProblem } from './executable.js';
 import { PluginSpec, type PluginSpecInput } from './plugin-spec.js';
 

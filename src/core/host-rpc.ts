@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { Message, MessageWriter } from 'vscode-jsonrpc/node';
-import { CancelledError, fromWireError, type HvplugError, ProtocolError, TimeoutError } from './errors.js';
+import { CancelledError, fromWireError, type HvplugError, ProtocolError, TimeoutError } from '../errors/index.js';
 
 /**
  * The host's end of JSON-RPC with one plugin: ids, outstanding calls, deadlines, cancellation, and the reading of

@@ -1,16 +1,16 @@
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
-import { InitializeParams, type VmEvent } from 'hvplug/protocol';
+import { InitializeParams, isMethodName, methodDef, type VmEvent } from 'hvplug/protocol';
 import { ShimHypervisor, type ShimVm, type VmRecordUpdate } from '../shim/shim.js';
 import type { Interceptor } from '../shim/interceptors.js';
 import { PluginCatalog, type DiscoveryOptions } from './discovery.js';
-import { AlreadyExistsError, PluginExitedError, VmOwnedError, type HvplugError } from './errors.js';
+import { AlreadyExistsError, PluginExitedError, VmOwnedError, type HvplugError } from '../errors/index.js';
 import type { ClientOptions, PluginClient } from './plugin-client.js';
 import { mergeDefaults, type PluginSpec, type PluginSpecInput } from './plugin-spec.js';
 import { defaultRuntimeDir, defaultStateDir, ensurePrivateDir } from './paths.js';
 import { PerVmChannel } from './per-vm.js';
-import { FileStateStore, type RecordError, type StateStore, type VmRecord } from './state-store.js';
+import { FileStateStore, type CreatingMethod, type RecordError, type StateStore, type VmRecord } from './state-store.js';
 import { PluginFailedError, SupervisedPlugin, type SupervisionOptions } from './supervisor.js';
 import { describeOwner, VmLeases } from './ownership.js';
 import { HOST_VERSION } from './version.js';
@@ -119,7 +119,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
   /** Ids a vm/create or vm/restore is claiming right now: taken synchronously, so a second one fails at once. */
   private readonly claiming = new Set<string>();
   /** VMs whose creating call has no recorded answer yet (VmRecord.pending), and which call it was. */
-  private readonly unanswered = new Map<string, 'create' | 'restore'>();
+  private readonly unanswered = new Map<string, CreatingMethod>();
   private closed = false;
   /** Per VM, the newest record not yet written and who waits for it (see persist). */
   private readonly recordWrites = new Map<string, PendingRecord>();
@@ -150,7 +150,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
    * more record write per create, so that the mark never leaves a record before the answer is in it.
    */
   private async answered(method: string, vmId: string | undefined): Promise<undefined> {
-    if ((method !== 'vm/create' && method !== 'vm/restore') || vmId === undefined || !this.unanswered.delete(vmId)) return undefined;
+    if (!isMethodName(method) || methodDef(method).record !== 'create' || vmId === undefined || !this.unanswered.delete(vmId)) return undefined;
     const plugin = this.created.get(vmId);
     const vm = await this.vm(vmId);
     if (plugin !== undefined && vm) await this.persist(plugin, { vmId, config: vm.config, state: vm.state, status: vm.status });
@@ -228,8 +228,8 @@ export class PluginHost extends EventEmitter<HostEvents> {
       interceptors: this.interceptors,
       withDefaults: (config) => mergeDefaults(spec.defaults, config),
       onVmCreating: async (u, method) => {
-        if (method !== 'vm/recover') {
-          await this.claim(spec.name, u, method === 'vm/create' ? 'create' : 'restore');
+        if (methodDef(method).record === 'create') {
+          await this.claim(spec.name, u, method);
           const lease = await this.leases.acquire(u.vmId);
           if (!lease.ok) {
             // A live host holds this id though it had no record: the record just claimed goes again.
@@ -286,7 +286,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
    * Writes the record of a new VM, refusing an id that is known here or has a record (an earlier host's VM:
    * its guest may still run, and a re-attach needs its record). Nothing reaches the plugin before this.
    */
-  private async claim(plugin: string, u: VmRecordUpdate, pending: 'create' | 'restore'): Promise<void> {
+  private async claim(plugin: string, u: VmRecordUpdate, pending: CreatingMethod): Promise<void> {
     const owner = this.created.get(u.vmId);
     if (owner !== undefined || this.claiming.has(u.vmId)) {
       throw new AlreadyExistsError(`VM ${u.vmId} already exists${owner ? ` (plugin ${owner})` : ''}`, u.vmId);
@@ -463,7 +463,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
     state: VmRecord['state'],
     reason: string,
   ): Promise<{ abandoned: string } | { unanswered: string }> {
-    const call = this.unanswered.get(vmId) ?? 'create';
+    const call = this.unanswered.get(vmId) ?? 'creating call';
     const vm = rt.shim.adopt(vmId, config, 'lost', state ?? undefined);
     try {
       // Its answer forgets the VM: onVmGone drops the record, the mark and the lease.

@@ -13,7 +13,7 @@ export { PluginCatalog, BUILTIN_PLUGINS, builtinPluginPath, packageRoot } from '
 export { ENV_ALLOW_LIST } from './environment.js';
 export { defaultConfigFile, defaultRuntimeDir, defaultStateDir } from './paths.js';
 export { HOST_VERSION } from './version.js';
-export * from './errors.js';
+export * from '../errors/index.js';
 export * from '../shim/index.js';
 export type { VmConfig, VmConfigInput, VmEvent, VmStatus, Device, DeviceInput, Capabilities, InitializeResult } from 'hvplug/protocol';
 export { MAX_LOG_LINE_BYTES, STDERR_TAIL_BYTES, STDERR_TAIL_LINE_BYTES, STDERR_TAIL_LINES } from './plugin-log.js';

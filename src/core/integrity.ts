@@ -6,7 +6,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { z } from 'zod';
 import { formatIssues, toIssues } from 'hvplug/protocol';
-import { IntegrityError, PluginSpawnError } from './errors.js';
+import { IntegrityError, PluginSpawnError } from '../errors/index.js';
 import { isExecutable, locateCommand } from './executable.js';
 
 const sha256 = (data: Buffer | string): string => createHash('sha256').update(data).digest('hex');

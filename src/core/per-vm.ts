@@ -83,7 +83,7 @@ export class PerVmChannel implements PluginChannel {
     const proc = await (existing ?? this.spawnFor(vmId));
     try {
       const result = await proc.call(method, params, opts);
-      if (method === 'vm/delete') await this.release(vmId);
+      if (isMethodName(method) && methodDef(method).record === 'delete') await this.release(vmId);
       return result;
     } catch (err) {
       if (!existing && scope === 'new-vm') await this.release(vmId);

@@ -4,18 +4,16 @@ import type { Readable, Writable } from 'node:stream';
 import type { DataCallback, Disposable, Message } from 'vscode-jsonrpc/node';
 import {
   compareVersions,
-  DEFAULT_MAX_MESSAGE_BYTES,
-  FramedReader,
-  FramedWriter,
-  FramingError,
   InitializeResult,
   PROTOCOL_VERSIONS,
   sameMajor,
+  sessionMethod,
   toIssues,
   type InitializeParams,
 } from 'hvplug/protocol';
+import { DEFAULT_MAX_MESSAGE_BYTES, FramedReader, FramedWriter, FramingError } from 'hvplug/transport';
 import { pluginEnvironment } from './environment.js';
-import { HvplugError, PluginExitedError, TimeoutError, PluginSpawnError, ProtocolError, ProtocolVersionError, ProtocolViolationError } from './errors.js';
+import { HvplugError, PluginExitedError, TimeoutError, PluginSpawnError, ProtocolError, ProtocolVersionError, ProtocolViolationError } from '../errors/index.js';
 import { HostRpc, type RpcCallOptions } from './host-rpc.js';
 import { resolveExecutable, verifyPin } from './integrity.js';
 import { PluginLog } from './plugin-log.js';
@@ -318,12 +316,13 @@ export class PluginClient {
       logLevel: opts.logLevel,
     };
     const timeoutMs = this.spec.startTimeoutMs;
-    const raw = await this.call('initialize', params, { timeoutMs }).catch((err: unknown) => {
+    const handshake = sessionMethod('handshake');
+    const raw = await this.call(handshake, params, { timeoutMs }).catch((err: unknown) => {
       if (!(err instanceof TimeoutError)) throw err;
-      throw new TimeoutError('initialize', timeoutMs, `plugin ${this.spec.name} did not answer initialize within ${timeoutMs / 1000} s`);
+      throw new TimeoutError(handshake, timeoutMs, `plugin ${this.spec.name} did not answer ${handshake} within ${timeoutMs / 1000} s`);
     });
     const parsed = InitializeResult.safeParse(raw);
-    if (!parsed.success) throw new ProtocolViolationError('initialize', toIssues(parsed.error));
+    if (!parsed.success) throw new ProtocolViolationError(handshake, toIssues(parsed.error));
     const chosen = parsed.data.protocolVersion;
     // Within a major, a newer version only adds: the plugin may pick one the host speaks, never a newer one.
     if (!offered.some((v) => sameMajor(v, chosen) && compareVersions(chosen, v) <= 0)) throw new ProtocolVersionError(offered, [chosen]);
@@ -391,7 +390,7 @@ export class PluginClient {
   async close(opts: { graceMs?: number } = {}): Promise<ExitInfo> {
     const grace = opts.graceMs ?? 2_000;
     if (!this.fatal) {
-      await this.call('shutdown', {}, { timeoutMs: grace }).catch(() => undefined);
+      await this.call(sessionMethod('goodbye'), {}, { timeoutMs: grace }).catch(() => undefined);
       this.notify('exit', {});
       this.fail(new HvplugError(`plugin ${this.spec.name} is shutting down`, 'PluginExited'));
     }

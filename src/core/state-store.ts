@@ -2,11 +2,18 @@ import { randomBytes } from 'node:crypto';
 import { link, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { formatIssues, Id, PluginState, toIssues, VmConfig, VmStatus } from 'hvplug/protocol';
-import { AlreadyExistsError } from './errors.js';
+import { formatIssues, Id, METHOD_NAMES, methodDef, PluginState, toIssues, VmConfig, VmStatus } from 'hvplug/protocol';
+import { AlreadyExistsError } from '../errors/index.js';
 import { ensurePrivateDir } from './paths.js';
 
 /** What the host keeps per VM so that nothing is lost when the plugin or the host dies. */
+/** The methods that bring a VM into existence with a record (the table's `record: 'create'`). */
+const CREATING = METHOD_NAMES.filter((m) => methodDef(m).record === 'create');
+export const CreatingMethod = z.string().refine((m) => CREATING.includes(m as (typeof CREATING)[number]), {
+  message: `one of ${CREATING.join(', ')}`,
+});
+export type CreatingMethod = z.infer<typeof CreatingMethod>;
+
 export const VmRecord = z.object({
   vmId: Id,
   plugin: z.string(),
@@ -19,7 +26,8 @@ export const VmRecord = z.object({
    * record is written before the call, so that no VM exists without one. A host that finds it so at re-attach
    * resolves it (PluginHost.recoverOne): the VM is recovered if the plugin finds it, else cleaned up and dropped.
    */
-  pending: z.enum(['create', 'restore']).optional(),
+  /** The creating call (the table's `record: 'create'` methods) whose answer this record does not hold yet. */
+  pending: CreatingMethod.optional(),
   createdAt: z.string(),
   updatedAt: z.string(),
 });

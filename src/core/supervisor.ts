@@ -1,8 +1,8 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { EventEmitter } from 'node:events';
-import type { InitializeResult } from 'hvplug/protocol';
+import { sessionMethod, type InitializeResult } from 'hvplug/protocol';
 import type { ChannelCallOptions, NotificationListener, PluginChannel } from '../shim/channel.js';
-import { HvplugError, PluginExitedError, TimeoutError } from './errors.js';
+import { HvplugError, PluginExitedError, TimeoutError } from '../errors/index.js';
 import { PluginClient, type ClientOptions } from './plugin-client.js';
 import type { PluginSpec } from './plugin-spec.js';
 
@@ -218,7 +218,7 @@ export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements 
     clearTimeout(this.healthTimer);
     this.healthTimer = setTimeout(() => {
       if (client !== this.client || !client.alive || this.closing) return;
-      client.call('health/ping', {}, { timeoutMs: this.opts.healthTimeoutMs }).then(
+      client.call(sessionMethod('ping'), {}, { timeoutMs: this.opts.healthTimeoutMs }).then(
         () => this.scheduleHealth(client),
         (err: Error) => {
           if (client !== this.client || this.closing || !client.alive) return;

@@ -1,5 +1,5 @@
 import type { Message, MessageReader, MessageStrategy } from 'vscode-jsonrpc/node';
-import { tapReader } from 'hvplug/protocol';
+import { tapReader } from 'hvplug/transport';
 
 /** vscode-jsonrpc acts on some cancellations itself, without queueing them: they are left out of the count. */
 const CANCEL = '$/cancelRequest';

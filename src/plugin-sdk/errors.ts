@@ -42,4 +42,31 @@ export const errors = {
   vmmFailure: (message: string, vmmCode?: string | number): PluginError =>
     new PluginError('VmmFailure', message, vmmCode === undefined ? { vmmMessage: message } : { vmmMessage: message, vmmCode }),
   resourceExhausted: (message: string): PluginError => new PluginError('ResourceExhausted', message),
+  /** The host cancelled the call (or its deadline passed) before it was done. */
+  cancelled: (method?: string): PluginError =>
+    new PluginError('Cancelled', method === undefined ? 'the call was cancelled' : `${method} was cancelled`, method === undefined ? undefined : { method }),
 };
+
+/** Whether err is what an aborted signal throws (fetch, timers, child processes, AbortSignal.throwIfAborted). */
+export function isAbort(err: unknown): boolean {
+  return err instanceof Error && err.name === 'AbortError';
+}
+
+/**
+ * A failure as the protocol error to answer: a PluginError stands, an abort is Cancelled, and the rest goes
+ * through `translate` (a VMM's own errors, VmmFailure most often); what it leaves becomes InternalError.
+ */
+export function translateError(err: unknown, translate: (err: unknown) => PluginError | undefined): unknown {
+  if (err instanceof PluginError) return err;
+  if (isAbort(err)) return errors.cancelled();
+  return translate(err) ?? err;
+}
+
+/** Runs a call to the VMM, its failure translated by translateError. */
+export async function translating<T>(fn: () => Promise<T>, translate: (err: unknown) => PluginError | undefined): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw translateError(err, translate);
+  }
+}

@@ -1,5 +1,5 @@
 import type { Message, MessageReader } from 'vscode-jsonrpc/node';
-import { tapReader } from 'hvplug/protocol';
+import { tapReader } from 'hvplug/transport';
 
 const CANCEL = '$/cancelRequest';
 

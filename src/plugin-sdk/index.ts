@@ -1,5 +1,11 @@
 export { servePlugin } from './serve.js';
 export type { CallContext, EventInput, ExtensionHandler, Handler, Handlers, PluginDefinition, ServeOptions, ServedPlugin, Session } from './serve.js';
-export { PluginError, errors } from './errors.js';
+export { PluginError, errors, isAbort, translateError, translating } from './errors.js';
 export { stateCodec, type StateCodec } from './state.js';
+export { SerialQueue } from './serial.js';
+export { Waiters, type WaitResult } from './waiters.js';
+export { ServedVm, type StatusEventType, type VmEventBody } from './served-vm.js';
+export { VmRegistry } from './vm-registry.js';
+export { settings, type Settings } from './settings.js';
+export * as proc from '../proc/index.js';
 export type { Logger } from 'pino';

@@ -12,11 +12,8 @@ import * as z from 'zod';
 import {
   allowedFrom,
   Capabilities,
-  DEFAULT_MAX_MESSAGE_BYTES,
   defaultErrorData,
   ErrorCode,
-  FramedReader,
-  FramedWriter,
   InitializeParams,
   isVmMethod,
   METHOD_NAMES,
@@ -24,6 +21,7 @@ import {
   negotiateVersion,
   openRpcDocument,
   PROTOCOL_VERSIONS,
+  sessionMethod,
   STATUS_CHANGING,
   toIssues,
   transition,
@@ -34,9 +32,11 @@ import {
   type ParamsOf,
   type PluginInfo,
   type ResultInputOf,
+  type SessionMethod,
   type VmEvent,
   type VmStatus,
 } from 'hvplug/protocol';
+import { DEFAULT_MAX_MESSAGE_BYTES, FramedReader, FramedWriter } from 'hvplug/transport';
 import { AnswerBatcher } from './answer-batch.js';
 import { refuseMalformed } from './inbound.js';
 import { PluginError } from './errors.js';
@@ -60,7 +60,7 @@ export interface CallContext {
   progress(message: string, percentage?: number): void;
 }
 
-type HypervisorMethod = Exclude<MethodName, 'initialize' | 'shutdown' | 'health/ping' | 'rpc.discover'>;
+type HypervisorMethod = Exclude<MethodName, SessionMethod>;
 
 export type Handler<M extends MethodName> = (
   params: ParamsOf<M>,
@@ -228,10 +228,11 @@ function serve(def: PluginDefinition, { advertised, capabilities }: Prepared, op
     void connection.sendNotification('vm/event', { ...event, seq, time: new Date().toISOString() });
   };
 
-  connection.onRequest('initialize', async (raw: unknown) => {
+  const handshake = sessionMethod('handshake');
+  connection.onRequest(handshake, async (raw: unknown) => {
     const parsed = InitializeParams.safeParse(raw);
     if (!parsed.success) {
-      throw new ResponseError(ErrorCode.InvalidParams, `initialize: ${parsed.error.message}`, { method: 'initialize', issues: toIssues(parsed.error) });
+      throw new ResponseError(ErrorCode.InvalidParams, `${handshake}: ${parsed.error.message}`, { method: handshake, issues: toIssues(parsed.error) });
     }
     const ours = def.protocolVersions ?? PROTOCOL_VERSIONS;
     const chosen = negotiateVersion(ours, parsed.data.protocolVersions);
@@ -255,7 +256,7 @@ function serve(def: PluginDefinition, { advertised, capabilities }: Prepared, op
   });
 
   const requireSession = (method: string): Session => {
-    if (!session) throw new ResponseError(ErrorCode.InvalidRequest, `${method} before initialize`);
+    if (!session) throw new ResponseError(ErrorCode.InvalidRequest, `${method} before ${handshake}`);
     return session;
   };
 
@@ -276,12 +277,12 @@ function serve(def: PluginDefinition, { advertised, capabilities }: Prepared, op
     };
   };
 
-  connection.onRequest('shutdown', async () => {
+  connection.onRequest(sessionMethod('goodbye'), async () => {
     await def.onShutdown?.();
     return {};
   });
-  connection.onRequest('health/ping', () => ({ uptimeMs: Date.now() - started }));
-  connection.onRequest('rpc.discover', () => openRpcDocument(capabilities.extensions));
+  connection.onRequest(sessionMethod('ping'), () => ({ uptimeMs: Date.now() - started }));
+  connection.onRequest(sessionMethod('discover'), () => openRpcDocument(capabilities.extensions));
 
   // Per VM, the calls under way that may change its status: while there is one, a status read now may be
   // stale by the time the handler runs (plugins queue a VM's calls), so the early refusal stands aside.

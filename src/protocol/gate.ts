@@ -1,6 +1,6 @@
 import type { Capabilities } from './capabilities.js';
 import type { DeviceType, NetBackend } from './devices.js';
-import { methods, type MethodName } from './methods.js';
+import { methodDef, methods, type MethodName } from './methods.js';
 import type { VmStatus } from './vm.js';
 
 /** What the caller knows about the VM a call targets, to decide cold versus hot plug. */
@@ -23,14 +23,14 @@ export function capabilityRefusal(method: MethodName, caps: Capabilities, ctx: G
   if (methods[method].gated && !caps.methods.includes(method)) return `the plugin does not advertise ${method}`;
   const live = ctx.vmStatus === 'running' || ctx.vmStatus === 'paused';
   const noMachineHotplug = ctx.machine !== undefined && caps.machines[ctx.machine]?.hotplug === false;
-  if (method === 'device/add' && ctx.deviceType) {
+  if (methodDef(method).devices === 'adds' && ctx.deviceType) {
     const support = caps.devices[ctx.deviceType];
     if (!support) return `the plugin does not support ${ctx.deviceType} devices`;
     if (live && noMachineHotplug) return `machine ${ctx.machine} has no hotplug`;
     if (live && !support.hotplug) return `the plugin cannot hot-plug ${ctx.deviceType} devices`;
     if (!live && !support.coldplug) return `the plugin cannot cold-plug ${ctx.deviceType} devices`;
   }
-  if (method === 'device/remove' && ctx.deviceType && live) {
+  if (methodDef(method).devices === 'removes' && ctx.deviceType && live) {
     if (noMachineHotplug) return `machine ${ctx.machine} has no hotplug`;
     if (!caps.devices[ctx.deviceType]?.hotunplug) return `the plugin cannot hot-unplug ${ctx.deviceType} devices`;
   }

@@ -1,7 +1,6 @@
 export * from './capabilities.js';
 export * from './devices.js';
 export * from './errors.js';
-export * from './framing.js';
 export * from './gate.js';
 export * from './json.js';
 export * from './lifecycle.js';
@@ -9,6 +8,5 @@ export * from './methods.js';
 export * from './notifications.js';
 export * from './openrpc.js';
 export * from './rules.js';
-export * from './stream-transport.js';
 export * from './version.js';
 export * from './vm.js';

@@ -32,7 +32,24 @@ export interface MethodDef<P extends z.ZodType = z.ZodType, R extends z.ZodType 
   readonly progress?: boolean;
   /** Repeating the call in the state it leads to succeeds without effect. */
   readonly idempotent?: boolean;
+  /**
+   * What the call does to the host's record of the VM (absent: it only updates it):
+   * - `create`: a new record, written before the call and removed if it fails; the config gets the host's defaults;
+   * - `reattach`: the record exists already (plugin or host restart); it stays if the call fails, its config is sent as recorded;
+   * - `delete`: a success removes the record, and with per-VM isolation the VM's plugin process.
+   */
+  readonly record?: 'create' | 'reattach' | 'delete';
+  /**
+   * What the call does to the VM's device list: `adds` params.device, `removes` params.deviceId, or `attaches` the
+   * config's devices cold at creation (each checked against the capabilities' coldplug).
+   */
+  readonly devices?: 'adds' | 'removes' | 'attaches';
+  /** Session methods: the part each plays in the host's conversation with a plugin process. */
+  readonly session?: SessionRole;
 }
+
+/** The session methods by role: the host and the SDK name them through these, never by their wire names. */
+export type SessionRole = 'handshake' | 'goodbye' | 'ping' | 'discover';
 
 const Vm = { vmId: Id };
 const Empty = z.object({});
@@ -95,6 +112,7 @@ export const methods = {
     scope: 'session',
     api: 'initialize',
     summary: 'Handshake: negotiate the protocol version and learn the plugin and its capabilities.',
+    session: 'handshake',
   }),
   shutdown: def({
     params: Empty,
@@ -104,6 +122,7 @@ export const methods = {
     scope: 'session',
     api: 'shutdown',
     summary: 'Release control connections before exit. VMs keep running.',
+    session: 'goodbye',
   }),
   'health/ping': def({
     params: Empty,
@@ -113,6 +132,7 @@ export const methods = {
     scope: 'session',
     api: 'ping',
     summary: 'Liveness probe used by the supervisor.',
+    session: 'ping',
   }),
   'rpc.discover': def({
     params: Empty,
@@ -122,6 +142,7 @@ export const methods = {
     scope: 'session',
     api: 'discover',
     summary: 'The OpenRPC document of this protocol, with the plugin\'s vendor extensions.',
+    session: 'discover',
   }),
   'config/validate': def({
     params: z.object({ config: VmConfig }),
@@ -140,6 +161,8 @@ export const methods = {
     scope: 'new-vm',
     api: 'createVm',
     summary: 'Prepare a VM (runtime directory, VMM process not yet running the guest).',
+    record: 'create',
+    devices: 'attaches',
   }),
   'vm/restore': def({
     params: z.object({ ...Vm, config: VmConfig, path: AbsPath, progressToken: ProgressToken.optional() }),
@@ -150,6 +173,7 @@ export const methods = {
     api: 'restoreVm',
     progress: true,
     summary: 'Create a VM from a snapshot written by vm/save; it comes back paused.',
+    record: 'create',
   }),
   'vm/recover': def({
     params: z.object({ ...Vm, config: VmConfig, state: PluginState }),
@@ -159,6 +183,7 @@ export const methods = {
     scope: 'new-vm',
     api: 'recoverVm',
     summary: 'Re-attach to a VM from the state a previous plugin process returned; status lost if the VMM is gone.',
+    record: 'reattach',
   }),
   'vm/start': def({
     params: z.object({ ...Vm, progressToken: ProgressToken.optional() }),
@@ -226,6 +251,7 @@ export const methods = {
     api: 'delete',
     idempotent: true,
     summary: 'Release everything the VM holds (stopping it first); deleting an unknown VM succeeds.',
+    record: 'delete',
   }),
   'vm/check': def({
     params: z.object(Vm),
@@ -271,6 +297,7 @@ export const methods = {
     scope: 'vm',
     api: 'addDevice',
     summary: 'Attach a device: cold before boot, hot while running.',
+    devices: 'adds',
   }),
   'device/remove': def({
     params: z.object({ ...Vm, deviceId: Id }),
@@ -280,6 +307,7 @@ export const methods = {
     scope: 'vm',
     api: 'removeDevice',
     summary: 'Detach a device (hot-unplug while running).',
+    devices: 'removes',
   }),
   'vm/resizeVcpus': def({
     params: z.object({ ...Vm, count: z.number().int().min(1).max(512) }),
@@ -413,3 +441,18 @@ export function isMethodName(name: string): name is MethodName {
 
 /** Gated methods: what a plugin may advertise. */
 export const GATED_METHODS = METHOD_NAMES.filter((m) => methods[m].gated);
+
+/** Methods that bring a VM into existence (scope `new-vm`). */
+export type NewVmMethod = { [M in MethodName]: Methods[M]['scope'] extends 'new-vm' ? M : never }[MethodName];
+/** Methods the host speaks itself (scope `session`); a plugin's handlers answer the others. */
+export type SessionMethod = { [M in MethodName]: Methods[M]['scope'] extends 'session' ? M : never }[MethodName];
+
+/** The wire name of the session method playing `role`. */
+export function sessionMethod<R extends SessionRole>(role: R): { [M in SessionMethod]: Methods[M]['session'] extends R ? M : never }[SessionMethod] {
+  const name = METHOD_NAMES.find((m) => methods[m].scope === 'session' && methodDef(m).session === role);
+  if (name === undefined) throw new Error(`no session method plays ${role}`);
+  return name as never;
+}
+
+/** Default deadline of a vendor extension call (`x-<vendor>/<name>`), which the table does not list. */
+export const EXTENSION_TIMEOUT_MS = 30_000;

@@ -9,6 +9,7 @@ import {
   toIssues,
   VmEvent,
   VmResult,
+  EXTENSION_TIMEOUT_MS,
   type Capabilities,
   type Device,
   type DeviceType,
@@ -17,6 +18,7 @@ import {
   type MethodName,
   type Methods,
   type NetBackend,
+  type NewVmMethod,
   type ParamsInputOf,
   type Progress,
   type ResultOf,
@@ -32,7 +34,7 @@ import {
   ProtocolViolationError,
   VetoedError,
   VmOwnedError,
-} from '../core/errors.js';
+} from '../errors/index.js';
 import type { PluginChannel } from './channel.js';
 import type { InterceptedCall, Interceptor } from './interceptors.js';
 
@@ -84,7 +86,7 @@ export interface ShimOptions {
    * Awaited before a VM-creating call is sent, so the host's record exists before the VM does. A rejection
    * (AlreadyExists) stops the call before it is sent.
    */
-  onVmCreating?: (update: VmRecordUpdate, method: 'vm/create' | 'vm/restore' | 'vm/recover') => Promise<void>;
+  onVmCreating?: (update: VmRecordUpdate, method: NewVmMethod) => Promise<void>;
   /** Turns the caller's raw config of a vm/create or vm/restore into the one validated, recorded and sent. */
   withDefaults?: (config: unknown) => unknown;
   /** The VM was deleted, or its creation failed. */
@@ -209,7 +211,7 @@ export class ShimHypervisor {
     if (!Object.hasOwn(this.capabilities.extensions, name)) {
       throw new NotSupportedError(name, 'the plugin declares no such extension', true);
     }
-    return this.channel.call(name, params, { timeoutMs: opts.timeoutMs ?? 30_000, signal: opts.signal });
+    return this.channel.call(name, params, { timeoutMs: opts.timeoutMs ?? EXTENSION_TIMEOUT_MS, signal: opts.signal });
   }
 
   /** Stops routing events to this shim. */
@@ -283,16 +285,17 @@ export class ShimHypervisor {
   private gateContext(method: MethodName, params: Record<string, unknown>, vm?: ShimVm): GateContext {
     const ctx: GateContext = { vmStatus: vm?.status, machine: vm?.config.machine };
     const netBackends = (devices: readonly Device[]): NetBackend[] => devices.flatMap((d) => (d.type === 'net' ? [d.backend] : []));
-    if (method === 'device/add') {
+    const spec = methodDef(method);
+    if (spec.devices === 'adds') {
       const device = params.device as Device;
       ctx.deviceType = device.type;
       ctx.netBackends = netBackends([device]);
     }
-    if (method === 'device/remove') ctx.deviceType = vm?.deviceTypes.get(params.deviceId as string);
+    if (spec.devices === 'removes') ctx.deviceType = vm?.deviceTypes.get(params.deviceId as string);
     const config = params.config as VmConfig | undefined;
-    if (config && methodDef(method).scope === 'new-vm') {
+    if (config && spec.scope === 'new-vm') {
       ctx.machine = config.machine;
-      if (method === 'vm/create') {
+      if (spec.devices === 'attaches') {
         ctx.coldDevices = config.devices.map((d) => d.type);
         ctx.netBackends = netBackends(config.devices);
       }
@@ -318,27 +321,28 @@ export class ShimHypervisor {
     const overtaken = lastEventAtAnswer !== null && target.lastEvent !== lastEventAtAnswer;
     if (!overtaken && r.status !== undefined && VmResult.shape.status.safeParse(r.status).success) target.status = r.status;
     // Compared as JSON: a re-attach (vm/recover after a plugin restart) usually hands back the same config and state.
-    const newVm = methodDef(method).scope === 'new-vm';
+    const spec = methodDef(method);
+    const newVm = spec.scope === 'new-vm';
     let dirty =
       target.status !== before ||
       (newVm && JSON.stringify(params.config) !== JSON.stringify(target.config)) ||
-      method === 'device/add' ||
-      method === 'device/remove';
+      spec.devices === 'adds' ||
+      spec.devices === 'removes';
     if (r.state !== undefined) {
       if (JSON.stringify(r.state) !== JSON.stringify(target.state)) dirty = true;
       target.state = r.state;
     }
-    if (method === 'device/add') {
+    if (spec.devices === 'adds') {
       const device = params.device as VmConfig['devices'][number];
       target.deviceTypes.set(device.id, device.type);
       target.config = { ...target.config, devices: [...target.config.devices.filter((d) => d.id !== device.id), device] };
     }
-    if (method === 'device/remove') {
+    if (spec.devices === 'removes') {
       target.deviceTypes.delete(params.deviceId as string);
       target.config = { ...target.config, devices: target.config.devices.filter((d) => d.id !== params.deviceId) };
     }
-    if (methodDef(method).scope === 'new-vm') target.config = params.config as VmConfig;
-    if (method === 'vm/delete') {
+    if (newVm) target.config = params.config as VmConfig;
+    if (spec.record === 'delete') {
       this.forget(target.id);
       await this.opts.onVmGone?.(target.id);
       return;
@@ -353,16 +357,17 @@ export class ShimHypervisor {
   }
 
   /** Creates the VM object before the call so that events arriving during it are not lost. */
-  async bringUp(method: 'vm/create' | 'vm/restore' | 'vm/recover', params: Record<string, unknown>, opts?: CallOpts): Promise<ShimVm> {
+  async bringUp(method: NewVmMethod, params: Record<string, unknown>, opts?: CallOpts): Promise<ShimVm> {
     const vmId = (params.vmId as string | undefined) ?? randomUUID();
-    // vm/recover hands back a config recorded already merged.
-    if (method !== 'vm/recover' && this.opts.withDefaults) params = { ...params, config: this.opts.withDefaults(params.config) };
+    // A re-attach (vm/recover) hands back a config recorded already merged.
+    const reattach = methodDef(method).record === 'reattach';
+    if (!reattach && this.opts.withDefaults) params = { ...params, config: this.opts.withDefaults(params.config) };
     const parsed = methodDef(method).params.safeParse({ ...params, vmId });
     if (!parsed.success) throw new InvalidParamsError(method, toIssues(parsed.error));
     const config = (parsed.data as { config: VmConfig }).config;
     const existed = this.vms.has(vmId);
-    // Only vm/recover may name a VM this shim knows; a create or restore would overwrite it.
-    if (existed && method !== 'vm/recover') throw new AlreadyExistsError(`VM ${vmId} already exists`, vmId);
+    // Only a re-attach (vm/recover) may name a VM this shim knows; a create or restore would overwrite it.
+    if (existed && !reattach) throw new AlreadyExistsError(`VM ${vmId} already exists`, vmId);
     const vm = this.vms.get(vmId) ?? new ShimVm(vmId, this, config, 'created');
     this.vms.set(vmId, vm);
     if (!existed) this.comingUp.add(vmId);
@@ -376,7 +381,7 @@ export class ShimHypervisor {
         this.vms.delete(vmId);
         // A failed recover says nothing about the VM's existence: its record stays for the caller to judge.
         // A refused claim wrote no record: the one there belongs to another VM.
-        if (method !== 'vm/recover' && recorded) await this.opts.onVmGone?.(vmId);
+        if (!reattach && recorded) await this.opts.onVmGone?.(vmId);
       }
       throw err;
     } finally {
@@ -451,7 +456,7 @@ for (const name of METHOD_NAMES) {
   } else if (spec.scope === 'new-vm') {
     Object.defineProperty(ShimHypervisor.prototype, spec.api, {
       value: function (this: ShimHypervisor, params: Record<string, unknown> = {}, opts?: CallOpts) {
-        return this.bringUp(name as 'vm/create' | 'vm/restore' | 'vm/recover', params, opts);
+        return this.bringUp(name as NewVmMethod, params, opts);
       },
     });
   }

@@ -2,7 +2,8 @@
 // PluginClient reads a child's stdout (FramedReader → HostRpc, the host's own JSON-RPC end), calls made through
 // a ShimHypervisor, as the host makes them.
 import { PassThrough } from 'node:stream';
-import { FramedReader, FramedWriter, FramingError, InitializeResult, VmConfig } from 'hvplug/protocol';
+import { InitializeResult, VmConfig } from 'hvplug/protocol';
+import { FramedReader, FramedWriter, FramingError } from 'hvplug/transport';
 import { HvplugError, ProtocolError, ShimHypervisor, type ChannelCallOptions, type PluginChannel } from 'hvplug';
 import { HostRpc, type RpcPeer } from '../../src/core/host-rpc.js';
 import type { NotificationListener } from '../../src/shim/channel.js';

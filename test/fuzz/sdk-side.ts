@@ -1,7 +1,8 @@
 // The SDK's dispatcher, in-process: servePlugin over two PassThroughs (its documented test hook), the fuzzer
 // writing into its stdin as a host would, then a plain health/ping to see whether it still answers.
 import { PassThrough } from 'node:stream';
-import { encodeFrame, FrameDecoder, PROTOCOL_VERSIONS, type Json } from 'hvplug/protocol';
+import { PROTOCOL_VERSIONS, type Json } from 'hvplug/protocol';
+import { encodeFrame, FrameDecoder } from 'hvplug/transport';
 import { servePlugin, type PluginDefinition } from 'hvplug/plugin-sdk';
 import { chunked, FUZZ_MAX_MESSAGE_BYTES, verdict, type FuzzInput } from './frames.js';
 import { describe, turns, within, type CrashWatch } from './watch.js';

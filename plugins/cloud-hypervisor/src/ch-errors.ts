@@ -2,11 +2,10 @@
 // 500 for most wrong-state errors, see README.md), so nothing is inferred from it: the plugin checks
 // states itself before calling, and whatever the VMM still refuses reaches the caller as VmmFailure with
 // the VMM's status code and its messages, top error first.
-import { PluginError } from 'hvplug/plugin-sdk';
+import { PluginError, translating } from 'hvplug/plugin-sdk';
 import { ChApiError, ChConnectionError, ChResponseError } from './api-client.js';
 
-export function vmmError(err: unknown): unknown {
-  if (err instanceof PluginError) return err;
+function chError(err: unknown): PluginError | undefined {
   if (err instanceof ChApiError) {
     const vmmMessage = err.messages.length ? err.messages.join(': ') : err.body || `HTTP ${err.status}`;
     return new PluginError('VmmFailure', err.message, {
@@ -22,15 +21,8 @@ export function vmmError(err: unknown): unknown {
   if (err instanceof ChResponseError) {
     return new PluginError('VmmFailure', err.message, { vmmMessage: err.issues, vmmCode: err.status, endpoint: err.endpoint });
   }
-  if (err instanceof Error && err.name === 'AbortError') return new PluginError('Cancelled', 'the call was cancelled');
-  return err;
+  return undefined;
 }
 
 /** Runs a client call, turning its failures into protocol errors. */
-export async function chCall<T>(fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    throw vmmError(err);
-  }
-}
+export const chCall = <T>(fn: () => Promise<T>): Promise<T> => translating(fn, chError);

@@ -4,10 +4,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { errors } from 'hvplug/plugin-sdk';
+import { errors, proc } from 'hvplug/plugin-sdk';
 import { CloudHypervisorClient } from './api-client.js';
 import { optionPathValue, type VmPaths } from './paths.js';
-import { isRunning, readStat } from './proc.js';
 
 export interface ExitInfo {
   readonly code: number | null;
@@ -92,7 +91,7 @@ export async function launchVmm(paths: VmPaths, opts: { binary: string; readyTim
   } finally {
     early.catch(() => undefined);
   }
-  const startTicks = readStat(pid)?.startTicks ?? 0;
+  const startTicks = proc.readStat(pid)?.startTicks ?? 0;
   return { child, pid, startTicks, exited };
 }
 
@@ -101,7 +100,7 @@ export async function launchVmm(paths: VmPaths, opts: { binary: string; readyTim
  * too; nothing is sent when the pid no longer names the process that started at `startTicks`.
  */
 export function killVmm(pid: number, startTicks?: number): void {
-  if (!isRunning(pid, startTicks)) return;
+  if (!proc.isRunning(pid, startTicks)) return;
   try {
     process.kill(-pid, 'SIGKILL');
   } catch {

@@ -20,7 +20,7 @@ export interface NewVm {
 }
 
 export function checkNew(reg: Registry, vmId: string): void {
-  if (reg.vms.has(vmId)) throw errors.alreadyExists(vmId);
+  if (reg.has(vmId)) throw errors.alreadyExists(vmId);
   const problem = socketPathProblem(reg.paths(vmId));
   if (problem) throw errors.resourceExhausted(problem);
   const argsProblem = vmmArgsProblem(reg.paths(vmId));

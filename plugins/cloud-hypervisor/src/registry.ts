@@ -1,56 +1,33 @@
-// The VMs of this plugin process, and what every handler needs: the session (for events and the runtime
-// directory), the VMM binary, and a VM by id.
-import { errors, type Session } from 'hvplug/plugin-sdk';
-import type { VmStatus } from 'hvplug/protocol';
+// The VMs of this plugin process (the SDK's registry), and what every handler needs besides: the VMM binary, the
+// runtime directory and a VM's paths in it.
+import { VmRegistry } from 'hvplug/plugin-sdk';
 import { vmPaths, type VmPaths } from './paths.js';
 import type { ChVm, VmDeps } from './vm.js';
 
-export class Registry {
-  readonly vms = new Map<string, ChVm>();
-  private session: Session | undefined;
-
+export class Registry extends VmRegistry<ChVm> {
   /** The binary is looked up when a VMM starts, not when the plugin is built (into a startup snapshot, say). */
-  constructor(private readonly binaryOf: () => string) {}
+  constructor(private readonly binaryOf: () => string) {
+    super();
+  }
 
   get binary(): string {
     return this.binaryOf();
   }
 
-  init(session: Session): void {
-    this.session = session;
-  }
-
-  private current(): Session {
-    if (!this.session) throw new Error('the plugin is not initialized');
-    return this.session;
-  }
-
   get runtimeDir(): string {
-    return this.current().init.runtimeDir;
+    return this.session.init.runtimeDir;
   }
 
   deps(): VmDeps {
-    const s = this.current();
-    return { emit: (e) => s.emit(e), log: s.log };
+    return { emit: this.emit, log: this.session.log };
   }
 
   paths(vmId: string): VmPaths {
     return vmPaths(this.runtimeDir, vmId);
   }
 
-  get(vmId: string): ChVm {
-    const vm = this.vms.get(vmId);
-    if (!vm) throw errors.vmNotFound(vmId);
-    return vm;
-  }
-
-  /** The VM's status as this process tracks it, for the SDK's early refusal; undefined for a VM it does not serve. */
-  status(vmId: string): VmStatus | undefined {
-    return this.vms.get(vmId)?.status;
-  }
-
   /** The plugin is going away: stop watching, leave every VMM running. */
   detachAll(): void {
-    for (const vm of this.vms.values()) vm.detach();
+    for (const vm of this.values()) vm.detach();
   }
 }

@@ -1,11 +1,10 @@
 // A VM's directory on disk, apart from any live ChVm: claimed for a new VM (refused while a VMM still
 // answers there), and cleaned up for a VM this process does not know (vm/delete after a restart).
 import { mkdir, rm } from 'node:fs/promises';
-import { errors } from 'hvplug/plugin-sdk';
+import { errors, proc } from 'hvplug/plugin-sdk';
 import { CloudHypervisorClient } from './api-client.js';
 import { killVmm } from './launcher.js';
 import type { VmPaths } from './paths.js';
-import { isRunning } from './proc.js';
 import { parseState, readStateFile } from './state.js';
 
 async function answers(paths: VmPaths): Promise<boolean> {
@@ -20,7 +19,7 @@ async function recordedVmm(paths: VmPaths, vmId: string): Promise<{ pid: number;
   const st = parseState(await readStateFile(paths), vmId);
   if (typeof st === 'string' || st.pid === null) return undefined;
   const startTicks = st.startTicks ?? undefined;
-  return isRunning(st.pid, startTicks) ? { pid: st.pid, startTicks } : undefined;
+  return proc.isRunning(st.pid, startTicks) ? { pid: st.pid, startTicks } : undefined;
 }
 
 /** A fresh, private directory for a new VM; AlreadyExists while a VMM of that id still runs there. */
@@ -37,7 +36,7 @@ export async function removeOrphan(paths: VmPaths, vmId: string): Promise<void> 
   if (vmm || (await answers(paths))) {
     await new CloudHypervisorClient({ socketPath: paths.socket, timeoutMs: 2_000 }).shutdownVmm().catch(() => undefined);
     const end = Date.now() + 3_000;
-    while (vmm && isRunning(vmm.pid, vmm.startTicks) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+    while (vmm && proc.isRunning(vmm.pid, vmm.startTicks) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
     if (vmm) killVmm(vmm.pid, vmm.startTicks);
   }
   await rm(paths.dir, { recursive: true, force: true });

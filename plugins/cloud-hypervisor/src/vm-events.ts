@@ -1,9 +1,10 @@
 // How the VMM's event-monitor events and its exit translate into hvplug's VM events and statuses.
+import type { StatusEventType } from 'hvplug/plugin-sdk';
 import type { VmStatus } from 'hvplug/protocol';
 import type { ChEvent } from './event-monitor.js';
 import type { ExitInfo } from './launcher.js';
 
-export type Announced = 'created' | 'running' | 'paused' | 'resumed' | 'stopped';
+export type Announced = StatusEventType;
 
 /**
  * The status event a VMM event stands for. Only source "vm" events change the VM; booting, pausing,
@@ -19,10 +20,6 @@ const STATUS_EVENTS: Readonly<Record<string, Announced>> = {
 
 export function announcedFor(e: ChEvent): Announced | undefined {
   return e.source === 'vm' ? STATUS_EVENTS[e.event] : undefined;
-}
-
-export function statusOf(type: Announced): VmStatus {
-  return type === 'resumed' ? 'running' : type;
 }
 
 export interface ExitVerdict {

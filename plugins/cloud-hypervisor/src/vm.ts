@@ -3,7 +3,7 @@
 // the VMM's exit, and the state blob a later plugin process needs to take the VM back.
 import type { ChildProcess } from 'node:child_process';
 import { watch, type FSWatcher } from 'node:fs';
-import { errors, type EventInput, type Logger } from 'hvplug/plugin-sdk';
+import { proc, ServedVm, type EventInput, type Logger, type WaitResult } from 'hvplug/plugin-sdk';
 import type { Device, VmConfig, VmStatus } from 'hvplug/protocol';
 import { CloudHypervisorClient } from './api-client.js';
 import { AGENT_VSOCK_ID, type AgentVsock } from './config-map.js';
@@ -12,11 +12,9 @@ import { EventTail } from './event-tail.js';
 import { killVmm, type ExitInfo } from './launcher.js';
 import type { VmPaths } from './paths.js';
 import type { PluginOptions } from './plugin-options.js';
-import { isRunning } from './proc.js';
 import { vmState, writeStateFile, type VmState } from './state.js';
 import type { Json } from './json.js';
-import { announcedFor, exitVerdict, statusOf, type Announced } from './vm-events.js';
-import { Waiters, type WaitResult } from './waiters.js';
+import { announcedFor, exitVerdict } from './vm-events.js';
 
 export interface VmDeps {
   emit(event: EventInput): void;
@@ -54,14 +52,12 @@ export interface VmInit {
   readonly deps: VmDeps;
 }
 
-export class ChVm {
-  readonly vmId: string;
+export class ChVm extends ServedVm {
   readonly paths: VmPaths;
   readonly options: PluginOptions;
   readonly client: CloudHypervisorClient;
   readonly bdfs: Map<string, string>;
   bootMemoryMiB: number;
-  status: VmStatus;
   config: VmConfig;
   agent: AgentVsock | undefined;
   vmm: VmmProcess | undefined;
@@ -70,8 +66,6 @@ export class ChVm {
   readonly pendingRemoval = new Set<string>();
   private readonly deps: VmDeps;
   private readonly tail: EventTail;
-  private announced: VmStatus | undefined;
-  private lock: Promise<unknown> = Promise.resolve();
   private reading: Promise<number> = Promise.resolve(0);
   private watcher: FSWatcher | undefined;
   private poll: NodeJS.Timeout | undefined;
@@ -80,17 +74,14 @@ export class ChVm {
   private exitStarted = false;
   private exitDone: Promise<void>;
   private markExitDone: () => void = () => undefined;
-  private gone = false;
   /** The state file writes, one after another: they share a temporary file, and the directory waits for them. */
   private writes: Promise<void> = Promise.resolve();
-  private readonly waiters = new Waiters();
 
   constructor(init: VmInit) {
-    this.vmId = init.vmId;
+    super(init.vmId, init.status, init.deps.emit);
     this.paths = init.paths;
     this.config = init.config;
     this.options = init.options;
-    this.status = init.status;
     this.agent = init.agent;
     this.deps = init.deps;
     this.bdfs = new Map(Object.entries(init.bdfs ?? {}));
@@ -109,43 +100,12 @@ export class ChVm {
     return this.vmm !== undefined;
   }
 
-  /** Calls on one VM run one at a time, as the VMM takes one API request at a time anyway. */
-  exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.lock.then(fn);
-    this.lock = next.catch(() => undefined);
-    return next;
-  }
-
-  /** Throws InvalidState unless the VM is in one of `allowed`. */
-  require(allowed: readonly VmStatus[]): void {
-    if (!allowed.includes(this.status)) throw errors.invalidState(this.vmId, this.status, allowed);
-  }
-
-  private emit(event: EventInput): void {
-    // Nothing about a VM reaches the host once its vm/delete has been answered.
-    if (!this.gone) this.deps.emit(event);
-  }
-
-  /** Emits a status event unless the host has already been told the VM is in that status. */
-  announce(type: Announced): void {
-    const status = statusOf(type);
-    this.status = status;
-    if (this.announced === status) return;
-    this.announced = status;
-    this.emit({ vmId: this.vmId, type });
-  }
-
-  /** The host already knows the status (vm/recover answers it): later events are relative to it. */
-  assumeAnnounced(status: VmStatus): void {
-    this.announced = status;
-  }
-
   deviceAdded(device: Device): void {
-    this.emit({ vmId: this.vmId, type: 'device-added', deviceId: device.id });
+    this.emit({ type: 'device-added', deviceId: device.id });
   }
 
   deviceRemoved(deviceId: string): void {
-    this.emit({ vmId: this.vmId, type: 'device-removed', deviceId });
+    this.emit({ type: 'device-removed', deviceId });
   }
 
   /**
@@ -203,7 +163,7 @@ export class ChVm {
     if (this.poll || !this.vmm) return;
     const background = (): void => {
       // Until the call that brings the VM up has announced it, that call reads the events itself, in order.
-      if (this.announced === undefined) return;
+      if (!this.hasAnnounced) return;
       void this.sync()
         .then((n) => {
           if (n > 0) this.stateChanged();
@@ -222,7 +182,7 @@ export class ChVm {
     this.poll = setInterval(() => {
       background();
       // A VMM this process did not start is not its child: only /proc tells that it is gone.
-      if (!vmm.child && !isRunning(vmm.pid, vmm.startTicks)) void this.onExit({ code: null, signal: null }, 'proc');
+      if (!vmm.child && !proc.isRunning(vmm.pid, vmm.startTicks)) void this.onExit({ code: null, signal: null }, 'proc');
     }, POLL_MS);
     this.poll.unref();
   }
@@ -255,16 +215,12 @@ export class ChVm {
     });
     this.exit = { code: info.code, signal: info.signal, reason };
     this.log.info({ vmId: this.vmId, ...this.exit, status }, 'VMM exited');
-    this.emit({ vmId: this.vmId, type: 'exited', code: info.code, signal: info.signal, reason });
-    this.announced = 'stopped';
-    this.status = 'stopped';
-    if (status === 'crashed') {
-      this.status = 'crashed';
-      this.announced = 'crashed';
-      this.emit({ vmId: this.vmId, type: 'crashed', reason });
-    }
+    this.emit({ type: 'exited', code: info.code, signal: info.signal, reason });
+    this.status = status;
+    this.assumeAnnounced(status);
+    if (status === 'crashed') this.emit({ type: 'crashed', reason });
     this.stateChanged();
-    this.settleWaiters();
+    this.settleWaitersNow();
     this.markExitDone();
   }
 
@@ -308,7 +264,7 @@ export class ChVm {
   wait(signal: AbortSignal): Promise<WaitResult> {
     // The protocol's state machine: a VM that has not booted is not waited on, though its VMM runs.
     if (this.status === 'created') return Promise.resolve({ status: 'created', exitCode: null, reason: 'the VM has not been started' });
-    return this.waiters.wait(this.waitResult(), signal);
+    return this.waitFor(this.waitResult(), signal);
   }
 
   private waitResult(): WaitResult | undefined {
@@ -317,17 +273,17 @@ export class ChVm {
     return { status: this.status, exitCode: this.exit?.code ?? null, reason };
   }
 
-  private settleWaiters(): void {
+  private settleWaitersNow(): void {
     const r = this.waitResult();
-    if (r) this.waiters.settle(r);
+    if (r) this.settleWaiters(r);
   }
 
   /** The VM is deleted: nothing more is watched or announced, and vm/wait callers are answered. */
-  forget(): void {
+  override forget(): void {
     this.detach();
     if (!this.waitResult()) this.status = 'stopped';
-    this.settleWaiters();
-    this.gone = true;
+    this.settleWaitersNow();
+    super.forget();
   }
 
   /** The state blob as of now. */
@@ -367,6 +323,6 @@ export class ChVm {
   /** Something changed outside any call (an event, the exit): the host gets the new state as an event. */
   private stateChanged(): void {
     void this.persist();
-    this.emit({ vmId: this.vmId, type: 'state', state: this.stateJson() });
+    this.emit({ type: 'state', state: this.stateJson() });
   }
 }

@@ -92,7 +92,7 @@ async function removeDevice(vm: ChVm, deviceId: string, ctx: CallContext): Promi
 export function deviceHandlers(reg: Registry): Handlers {
   return {
     'device/add': async ({ vmId, device }, ctx) => {
-      const vm = reg.get(vmId);
+      const vm = reg.require(vmId);
       return vm.exclusive(async () => {
         vm.reattach();
         await addDevice(vm, device, ctx);
@@ -102,18 +102,18 @@ export function deviceHandlers(reg: Registry): Handlers {
         vm.deviceAdded(device);
         await vm.persist();
         return { deviceId: device.id, state: vm.stateJson() };
-      });
+      }, ctx.signal);
     },
 
     'device/remove': async ({ vmId, deviceId }, ctx) => {
-      const vm = reg.get(vmId);
+      const vm = reg.require(vmId);
       return vm.exclusive(async () => {
         vm.reattach();
         await removeDevice(vm, deviceId, ctx);
         await vm.sync();
         await vm.persist();
         return { state: vm.stateJson() };
-      });
+      }, ctx.signal);
     },
   };
 }

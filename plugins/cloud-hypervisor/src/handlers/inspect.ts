@@ -1,12 +1,11 @@
 // The read-only calls and vm/disconnect: vm/info (vm.info), vm/config, vm/check (vmm.ping), vm/stats
 // (vm.counters and /proc), vm/pids, vm/console, vm/agentSocket.
-import { errors, type Handlers } from 'hvplug/plugin-sdk';
+import { errors, proc, type Handlers } from 'hvplug/plugin-sdk';
 import type { VmStatus } from 'hvplug/protocol';
 import type { VmInfo as ChVmInfo } from '../api-types.js';
 import { chCall } from '../ch-errors.js';
 import { sizesOf } from '../config-map.js';
 import { isJsonObject, toJson, type Json } from '../json.js';
-import { cpuTimeMs, descendants, rssBytes, uptimeMs } from '../proc.js';
 import type { Registry } from '../registry.js';
 import type { ChVm } from '../vm.js';
 
@@ -14,7 +13,7 @@ const MiB = 1024 * 1024;
 
 /** The VMM and what it started (the real VMM runs vCPUs as threads; the contract double has a guest process). */
 function pidsOf(vm: ChVm): number[] {
-  return vm.vmm ? [vm.vmm.pid, ...descendants(vm.vmm.pid)] : [];
+  return vm.vmm ? [vm.vmm.pid, ...proc.descendants(vm.vmm.pid)] : [];
 }
 
 function requireVmm(vm: ChVm): NonNullable<ChVm['vmm']> {
@@ -32,7 +31,7 @@ function flatten(counters: Record<string, Record<string, number>>): Record<strin
 export function inspectHandlers(reg: Registry): Handlers {
   return {
     'vm/info': async ({ vmId }, ctx) => {
-      const vm = reg.get(vmId);
+      const vm = reg.require(vmId);
       vm.reattach();
       let ch: ChVmInfo | undefined;
       if (vm.live) {
@@ -62,10 +61,10 @@ export function inspectHandlers(reg: Registry): Handlers {
       };
     },
 
-    'vm/config': async ({ vmId }) => ({ config: reg.get(vmId).config }),
+    'vm/config': async ({ vmId }) => ({ config: reg.require(vmId).config }),
 
     'vm/check': async ({ vmId }, ctx) => {
-      const vm = reg.get(vmId);
+      const vm = reg.require(vmId);
       vm.reattach();
       if (!vm.vmm) return { ok: false, detail: `the VM is ${vm.status}: no VMM runs` };
       const pid = vm.vmm.pid;
@@ -78,29 +77,29 @@ export function inspectHandlers(reg: Registry): Handlers {
     },
 
     'vm/stats': async ({ vmId }, ctx) => {
-      const vm = reg.get(vmId);
+      const vm = reg.require(vmId);
       const vmm = requireVmm(vm);
       const pids = pidsOf(vm);
       const booted: VmStatus[] = ['running', 'paused'];
       const counters = booted.includes(vm.status) ? flatten(await chCall(() => vm.client.vmCounters({ signal: ctx.signal }))) : {};
       return {
-        cpuTimeMs: pids.reduce((sum, p) => sum + cpuTimeMs(p), 0),
-        memoryRssBytes: pids.reduce((sum, p) => sum + rssBytes(p), 0),
-        uptimeMs: uptimeMs(vmm.pid),
+        cpuTimeMs: pids.reduce((sum, p) => sum + proc.cpuTimeMs(p), 0),
+        memoryRssBytes: pids.reduce((sum, p) => sum + proc.rssBytes(p), 0),
+        uptimeMs: proc.uptimeMs(vmm.pid),
         counters,
       };
     },
 
-    'vm/pids': async ({ vmId }) => ({ pids: pidsOf(reg.get(vmId)) }),
+    'vm/pids': async ({ vmId }) => ({ pids: pidsOf(reg.require(vmId)) }),
 
     'vm/console': async ({ vmId }) => {
-      const vm = reg.get(vmId);
+      const vm = reg.require(vmId);
       if (vm.config.console !== 'log') throw errors.notSupported('vm/console', `VM ${vmId} was created with console "${vm.config.console}"`);
       return { kind: 'log' as const, path: vm.paths.console };
     },
 
     'vm/agentSocket': async ({ vmId }) => {
-      const vm = reg.get(vmId);
+      const vm = reg.require(vmId);
       // Cloud Hypervisor's vsock is hybrid: the host reaches guest port P by connecting to the device's unix
       // socket and writing "CONNECT P\n".
       const own = vm.config.devices.find((d) => d.type === 'vsock');
@@ -110,7 +109,7 @@ export function inspectHandlers(reg: Registry): Handlers {
     },
 
     'vm/disconnect': async ({ vmId }) => {
-      reg.get(vmId).detach();
+      reg.require(vmId).detach();
       return {};
     },
   };

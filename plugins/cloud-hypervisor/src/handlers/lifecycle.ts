@@ -29,7 +29,7 @@ export function lifecycleHandlers(reg: Registry): Handlers {
         await abandon(vm);
         throw err;
       }
-      reg.vms.set(vmId, vm);
+      reg.add(vm);
       await vm.sync();
       vm.announce('created');
       await vm.persist();
@@ -37,7 +37,7 @@ export function lifecycleHandlers(reg: Registry): Handlers {
     },
 
     'vm/start': async ({ vmId }, ctx) => {
-      const vm = reg.get(vmId);
+      const vm = reg.require(vmId);
       return vm.exclusive(async () => {
         vm.reattach();
         vm.require(['created']);
@@ -49,11 +49,11 @@ export function lifecycleHandlers(reg: Registry): Handlers {
         ctx.progress('booted', 100);
         await vm.persist();
         return { status: vm.status, state: vm.stateJson() };
-      });
+      }, ctx.signal);
     },
 
     'vm/pause': async ({ vmId }, ctx) => {
-      const vm = reg.get(vmId);
+      const vm = reg.require(vmId);
       return vm.exclusive(async () => {
         vm.reattach();
         vm.require(['running']);
@@ -62,11 +62,11 @@ export function lifecycleHandlers(reg: Registry): Handlers {
         if (vm.status === 'running') vm.announce('paused');
         await vm.persist();
         return { status: vm.status, state: vm.stateJson() };
-      });
+      }, ctx.signal);
     },
 
     'vm/resume': async ({ vmId }, ctx) => {
-      const vm = reg.get(vmId);
+      const vm = reg.require(vmId);
       return vm.exclusive(async () => {
         vm.reattach();
         vm.require(['paused']);
@@ -75,31 +75,31 @@ export function lifecycleHandlers(reg: Registry): Handlers {
         if (vm.status === 'paused') vm.announce('resumed');
         await vm.persist();
         return { status: vm.status, state: vm.stateJson() };
-      });
+      }, ctx.signal);
     },
 
     // vm/stop and vm/delete do not queue behind the VM's other calls: a call stuck on a hung VMM must not
     // hold back the one that ends it (and that call then fails, as its VMM is gone).
     'vm/stop': async ({ vmId, force, graceMs }) => {
-      const vm = reg.get(vmId);
+      const vm = reg.require(vmId);
       // Stopping a VM whose VMM is gone changes nothing: stopped stays stopped, crashed and lost say why.
       if (vm.live) await vm.terminate(graceMs, force);
       return { status: vm.status, state: vm.stateJson() };
     },
 
     'vm/delete': async ({ vmId }) => {
-      const vm = reg.vms.get(vmId);
+      const vm = reg.get(vmId);
       if (!vm) {
         // Unknown here, but perhaps a VM of an earlier plugin process that nobody recovered.
         await removeOrphan(reg.paths(vmId), vmId);
         return {};
       }
       await vm.terminate(3_000, true);
-      reg.vms.delete(vmId);
+      reg.delete(vmId);
       await abandon(vm);
       return {};
     },
 
-    'vm/wait': async ({ vmId }, ctx) => reg.get(vmId).wait(ctx.signal),
+    'vm/wait': async ({ vmId }, ctx) => reg.require(vmId).wait(ctx.signal),
   };
 }

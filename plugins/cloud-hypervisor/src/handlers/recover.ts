@@ -1,13 +1,12 @@
 // vm/recover: a new plugin process takes back a VM from the state blob (or, without one, from the copy in
 // the VM's directory). The VMM is the process the blob names (pid and start time) answering vmm.ping on
 // the blob's socket; vm.info says where the VM is; the event file is read on from the saved offset.
-import { errors, type Handlers } from 'hvplug/plugin-sdk';
+import { errors, proc, type Handlers } from 'hvplug/plugin-sdk';
 import type { VmStatus } from 'hvplug/protocol';
 import type { VmState as ChVmState } from '../api-types.js';
 import { chCall } from '../ch-errors.js';
 import { pathsIn } from '../paths.js';
 import { parseOptions } from '../plugin-options.js';
-import { isRunning } from '../proc.js';
 import type { Registry } from '../registry.js';
 import { parseState, readStateFile } from '../state.js';
 import { ChVm } from '../vm.js';
@@ -17,7 +16,7 @@ const FROM_CH: Record<ChVmState, VmStatus> = { Created: 'created', Running: 'run
 export function recoverHandlers(reg: Registry): Handlers {
   return {
     'vm/recover': async ({ vmId, config, state }, ctx) => {
-      const known = reg.vms.get(vmId);
+      const known = reg.get(vmId);
       if (known) {
         known.reattach();
         return { status: known.status, state: known.stateJson() };
@@ -42,11 +41,11 @@ export function recoverHandlers(reg: Registry): Handlers {
       });
       const pid = blob?.pid ?? null;
       const startTicks = blob?.startTicks ?? undefined;
-      if (!blob || pid === null || !isRunning(pid, startTicks)) {
+      if (!blob || pid === null || !proc.isRunning(pid, startTicks)) {
         // No VMM: a VM that was stopped (or had crashed) stays so; one that should be running is lost.
         vm.status = blob && (blob.status === 'stopped' || blob.status === 'crashed') ? blob.status : 'lost';
         vm.assumeAnnounced(vm.status);
-        reg.vms.set(vmId, vm);
+        reg.add(vm);
         return { status: vm.status, state: vm.stateJson() };
       }
       const ping = await chCall(() => vm.client.ping({ signal: ctx.signal, timeoutMs: 5_000 })).catch((err: Error) => {
@@ -61,7 +60,7 @@ export function recoverHandlers(reg: Registry): Handlers {
       vm.attach({ pid, startTicks: startTicks ?? 0 });
       // What happened while no plugin watched: removals are applied, statuses were just read from vm.info.
       await vm.sync('catch-up');
-      reg.vms.set(vmId, vm);
+      reg.add(vm);
       await vm.persist();
       return { status: vm.status, state: vm.stateJson() };
     },

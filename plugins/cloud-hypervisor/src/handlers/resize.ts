@@ -12,7 +12,7 @@ const MiB = 1024 * 1024;
 export function resizeHandlers(reg: Registry): Handlers {
   return {
     'vm/resizeVcpus': async ({ vmId, count }, ctx) => {
-      const vm = reg.get(vmId);
+      const vm = reg.require(vmId);
       return vm.exclusive(async () => {
         vm.reattach();
         vm.require(['running']);
@@ -23,11 +23,11 @@ export function resizeHandlers(reg: Registry): Handlers {
         vm.config = { ...vm.config, vcpus: { ...vm.config.vcpus, boot: count } };
         await vm.persist();
         return { vcpus: count };
-      });
+      }, ctx.signal);
     },
 
     'vm/resizeMemory': async ({ vmId, sizeMiB }, ctx) => {
-      const vm = reg.get(vmId);
+      const vm = reg.require(vmId);
       return vm.exclusive(async () => {
         vm.reattach();
         vm.require(['running']);
@@ -43,7 +43,7 @@ export function resizeHandlers(reg: Registry): Handlers {
         vm.config = { ...vm.config, memory: { ...memory, sizeMiB } };
         await vm.persist();
         return { memoryMiB: sizeMiB };
-      });
+      }, ctx.signal);
     },
   };
 }

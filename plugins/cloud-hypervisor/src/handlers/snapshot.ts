@@ -19,7 +19,7 @@ const notASnapshot = (path: string, why: string): PluginError =>
 export function snapshotHandlers(reg: Registry): Handlers {
   return {
     'vm/save': async ({ vmId, path }, ctx) => {
-      const vm = reg.get(vmId);
+      const vm = reg.require(vmId);
       return vm.exclusive(async () => {
         vm.reattach();
         vm.require(['paused']);
@@ -45,7 +45,7 @@ export function snapshotHandlers(reg: Registry): Handlers {
           await rm(staging, { recursive: true, force: true });
         }
         return { path, sizeBytes: (await stat(path)).size, state: vm.stateJson() };
-      });
+      }, ctx.signal);
     },
 
     'vm/restore': async ({ vmId, config, path }, ctx) => {
@@ -82,7 +82,7 @@ export function snapshotHandlers(reg: Registry): Handlers {
         await abandon(vm);
         throw err;
       }
-      reg.vms.set(vmId, vm);
+      reg.add(vm);
       // A new VM to the host: created first, then the paused the VMM's vm/restored event stands for.
       vm.announce('created');
       await vm.sync();

@@ -1,19 +1,19 @@
-// What /proc says about the VMM process: liveness checked against its start time (a pid alone may have
-// been reused by the time a new plugin process looks), descendants, CPU time and memory.
+// What /proc says about a process: the one reader of it for the host, the SDK and the plugins.
 import { readdirSync, readFileSync } from 'node:fs';
 
 /**
  * USER_HZ: the unit of /proc/<pid>/stat times. It is 100 on every Linux architecture node supports
  * (the kernel fixes it for userspace ABI reasons), and node has no sysconf to ask.
  */
-const USER_HZ = 100;
+export const USER_HZ = 100;
 
 export interface ProcStat {
+  /** R, S, D, Z (zombie), X (dead), T... */
   readonly state: string;
   readonly ppid: number;
   /** utime + stime, in USER_HZ ticks. */
   readonly cpuTicks: number;
-  /** Start time after boot, in USER_HZ ticks: with the pid, it names one process for good. */
+  /** Start time after boot, in USER_HZ ticks: with the pid, it names one process for good (pids are reused). */
   readonly startTicks: number;
 }
 
@@ -25,6 +25,7 @@ function readText(path: string): string | undefined {
   }
 }
 
+/** /proc/<pid>/stat, or undefined when there is no such process. */
 export function readStat(pid: number): ProcStat | undefined {
   const text = readText(`/proc/${pid}/stat`);
   if (!text) return undefined;
@@ -39,6 +40,27 @@ export function isRunning(pid: number, startTicks?: number): boolean {
   const s = readStat(pid);
   if (!s || s.state === 'Z' || s.state === 'X') return false;
   return startTicks === undefined || s.startTicks === startTicks;
+}
+
+/** Alive means /proc has it and it is not a zombie waiting to be reaped. */
+export function isAlive(pid: number): boolean {
+  return isRunning(pid);
+}
+
+/** The command line's arguments; empty for a zombie or a kernel thread, undefined when there is no such process. */
+export function cmdline(pid: number): string[] | undefined {
+  const text = readText(`/proc/${pid}/cmdline`);
+  if (text === undefined) return undefined;
+  return text.split('\0').filter((a, i, all) => a !== '' || i < all.length - 1);
+}
+
+/** Every process id /proc lists now. */
+export function pids(): number[] {
+  try {
+    return readdirSync('/proc').filter((e) => /^\d+$/.test(e)).map(Number);
+  } catch {
+    return [];
+  }
 }
 
 /** Every live descendant of pid, children first. */

@@ -1,0 +1,38 @@
+// A plugin's own section of a VM config (VmConfig.plugin), declared once in zod: the JSON Schema it publishes
+// at initialize (configSchema) is derived from the same declaration that parses it.
+import * as z from 'zod';
+import { toIssues, type Issue, type Json } from 'hvplug/protocol';
+import { errors } from './errors.js';
+
+export interface Settings<T> {
+  /** For the definition's configSchema. */
+  readonly jsonSchema: Record<string, Json>;
+  /** The settings of an empty section: every default. */
+  readonly defaults: T;
+  /** The section's settings, or its issues at paths from the VmConfig root (`plugin.<key>`). */
+  safeParse(section: unknown): { ok: true; value: T; issues: [] } | { ok: false; value: undefined; issues: Issue[] };
+  /** The section's settings; InvalidConfig when it is not valid. */
+  parse(section: unknown): T;
+}
+
+/** Declare every setting with a default (an empty section must be valid). A z.custom field publishes as `{}` (anything). */
+export function settings<S extends z.ZodType<unknown, Record<string, unknown>>>(schema: S, meta: { title?: string } = {}): Settings<z.output<S>> {
+  const jsonSchema = { ...(z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as Record<string, Json>), ...(meta.title ? { title: meta.title } : {}) };
+  const safeParse = (section: unknown): ReturnType<Settings<z.output<S>>['safeParse']> => {
+    const r = schema.safeParse(section ?? {});
+    if (r.success) return { ok: true, value: r.data, issues: [] };
+    return { ok: false, value: undefined, issues: toIssues(r.error).map((i) => ({ ...i, path: ['plugin', ...i.path] })) };
+  };
+  const first = schema.safeParse({});
+  if (!first.success) throw new Error(`settings: an empty section must be valid (every setting needs a default): ${first.error.message}`);
+  return {
+    jsonSchema,
+    defaults: first.data,
+    safeParse,
+    parse: (section) => {
+      const r = safeParse(section);
+      if (!r.ok) throw errors.invalidConfig(r.issues);
+      return r.value;
+    },
+  };
+}

@@ -1,0 +1,2 @@
+export * from './framing.js';
+export * from './stream-transport.js';
