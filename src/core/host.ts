@@ -5,7 +5,7 @@ import { InitializeParams, isMethodName, methodDef, type VmEvent } from 'hvplug/
 import { ShimHypervisor, type ShimVm, type VmRecordUpdate } from '../shim/shim.js';
 import type { Interceptor } from '../shim/interceptors.js';
 import { PluginCatalog, type DiscoveryOptions } from './discovery.js';
-import { AlreadyExistsError, PluginExitedError, VmOwnedError, type HvplugError } from '../errors/index.js';
+import { AlreadyExistsError, PluginExitedError, ProtocolError, VmOwnedError, type HvplugError } from '../errors/index.js';
 import type { ClientOptions, PluginClient } from './plugin-client.js';
 import { mergeDefaults, type PluginSpec, type PluginSpecInput } from './plugin-spec.js';
 import { defaultRuntimeDir, defaultStateDir, ensurePrivateDir } from './paths.js';
@@ -433,9 +433,10 @@ export class PluginHost extends EventEmitter<HostEvents> {
       }
       reason = 'the VMM is gone';
     } catch (err) {
-      if (err instanceof PluginExitedError || err instanceof PluginFailedError) {
-        // No verdict on the VM: the process died before it answered. Calling the VM lost would write that into its
-        // record for good; it stays as recorded, and the restarted process re-attaches it (supervise's reattach).
+      if (err instanceof PluginExitedError || err instanceof PluginFailedError || err instanceof ProtocolError) {
+        // No verdict on the VM: the process died (or broke its stream, for which it is killed) before it answered, or
+        // the request could not even be sent to it. Calling the VM lost would write that into its record for good; it
+        // stays as recorded, and the restarted process re-attaches it (supervise's reattach).
         if (!rt.shim.vm(vmId)) rt.shim.adopt(vmId, config, status, state ?? undefined);
         return { unanswered: err.message };
       }
