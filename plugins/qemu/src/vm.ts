@@ -193,7 +193,8 @@ export class QemuVm {
         return;
       case 'SHUTDOWN': {
         const reason = typeof ev.data.reason === 'string' ? ev.data.reason : 'shutdown';
-        this.shutdownReason = reason;
+        // The quit that follows a guest's power-off (see below) says host-qmp-quit; the guest's reason stands.
+        this.shutdownReason ??= reason;
         // Under -no-shutdown QEMU outlives its guest; a quit we sent (or a signal) ends it already.
         if (reason !== 'host-qmp-quit' && reason !== 'host-signal') this.quitAfterShutdown();
         return;
