@@ -401,6 +401,37 @@ describe.skipIf(!canBoot)('the VMM exiting', () => {
     await vm.delete();
   });
 
+  it('vm/info asked while its VMM dies answers with the VM\'s status, never the VMM\'s connection error', async () => {
+    // Seen in the conformance suite: vm/info between the VMM's death and the plugin seeing its exit went to
+    // a socket nobody served (ECONNRESET/ECONNREFUSED) and failed the call with VmmFailure.
+    const s = await setup();
+    const vm = await s.hv.createVm({ config: config(s) });
+    await vm.start();
+    const pid = await vmmPid(vm);
+    const failures: string[] = [];
+    const statuses: string[] = [];
+    let asked = 0;
+    const asking = (async () => {
+      for (;;) {
+        asked++;
+        if (asked === 3) process.kill(pid, 'SIGKILL');
+        try {
+          const info = await vm.info();
+          statuses.push(info.status);
+          if (info.status === 'crashed') return;
+        } catch (err) {
+          failures.push(`${(err as Error).name}: ${(err as Error).message}`);
+        }
+        if (asked > 2_000) return;
+      }
+    })();
+    await asking;
+    expect(failures).toEqual([]);
+    expect(statuses.at(-1)).toBe('crashed');
+    expect(new Set(statuses)).toEqual(new Set(['running', 'crashed']));
+    await vm.delete();
+  });
+
   it.skipIf(!isDouble)('a guest power-off ends the VMM cleanly: stopped, then exited with code 0', async () => {
     const s = await setup();
     const vm = await s.hv.createVm({ config: config(s) });

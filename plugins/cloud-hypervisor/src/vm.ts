@@ -5,7 +5,7 @@ import type { ChildProcess } from 'node:child_process';
 import { watch, type FSWatcher } from 'node:fs';
 import { proc, ServedVm, type EventInput, type Logger, type WaitResult } from 'hvplug/plugin-sdk';
 import type { Device, VmConfig, VmStatus } from 'hvplug/protocol';
-import { CloudHypervisorClient } from './api-client.js';
+import { ChConnectionError, CloudHypervisorClient } from './api-client.js';
 import { AGENT_VSOCK_ID, type AgentVsock } from './config-map.js';
 import type { ChEvent } from './event-monitor.js';
 import { EventTail } from './event-tail.js';
@@ -37,6 +37,10 @@ export interface ExitRecord {
 
 /** How often the event file is read besides on inotify wake-ups, and how often an adopted VMM's /proc entry is checked. */
 const POLL_MS = 250;
+/** Connection failures that mean nobody serves the socket any more: the VMM may be dying. */
+const GONE = new Set(['ECONNRESET', 'ECONNREFUSED', 'ENOENT', 'EPIPE']);
+/** How long a query that found the socket dead waits for the VMM's exit to be seen (a child's at once, an adopted VMM's within a /proc poll). */
+const EXIT_SEEN_MS = 3_000;
 
 export interface VmInit {
   readonly vmId: string;
@@ -222,6 +226,20 @@ export class ChVm extends ServedVm {
     this.stateChanged();
     this.settleWaitersNow();
     this.markExitDone();
+  }
+
+  /**
+   * What the VMM answers to a query, or undefined when the VMM died meanwhile. Between its death and this
+   * process seeing its exit, its socket is still there and resets or refuses the connection; the call then
+   * answers from the exit, as it would have a moment later, instead of failing with the dead socket's error.
+   */
+  async ask<T>(query: () => Promise<T>): Promise<T | undefined> {
+    try {
+      return await query();
+    } catch (err) {
+      if (!(err instanceof ChConnectionError) || !GONE.has(err.code) || !(await this.exited(EXIT_SEEN_MS))) throw err;
+      return undefined;
+    }
   }
 
   /** Resolves true once the VMM's exit has been handled (events emitted), false after `ms`. */

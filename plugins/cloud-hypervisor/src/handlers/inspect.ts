@@ -36,7 +36,7 @@ export function inspectHandlers(reg: Registry): Handlers {
       let ch: ChVmInfo | undefined;
       if (vm.live) {
         await vm.sync();
-        ch = await chCall(() => vm.client.vmInfo({ signal: ctx.signal }));
+        ch = await chCall(() => vm.ask(() => vm.client.vmInfo({ signal: ctx.signal })));
       }
       const chConfig = ch ? toJson(ch.config) : undefined;
       const sizes = sizesOf(isJsonObject(chConfig) ? chConfig : undefined, vm.config);
@@ -81,7 +81,10 @@ export function inspectHandlers(reg: Registry): Handlers {
       const vmm = requireVmm(vm);
       const pids = pidsOf(vm);
       const booted: VmStatus[] = ['running', 'paused'];
-      const counters = booted.includes(vm.status) ? flatten(await chCall(() => vm.client.vmCounters({ signal: ctx.signal }))) : {};
+      const read = booted.includes(vm.status) ? await chCall(() => vm.ask(() => vm.client.vmCounters({ signal: ctx.signal }))) : {};
+      // The VMM died during the call: the VM is crashed now, and has no stats.
+      if (read === undefined) throw errors.invalidState(vm.vmId, vm.status, ['created', 'running', 'paused']);
+      const counters = flatten(read);
       return {
         cpuTimeMs: pids.reduce((sum, p) => sum + proc.cpuTimeMs(p), 0),
         memoryRssBytes: pids.reduce((sum, p) => sum + proc.rssBytes(p), 0),
