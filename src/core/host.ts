@@ -103,6 +103,11 @@ export interface ReattachReport {
  * The embedder's entry point: finds, starts and supervises plugins, hands out a ShimHypervisor per
  * plugin, and keeps a record of every VM so that a crash of a plugin or of the host loses none.
  */
+/** The plugin process died, or broke its stream and was killed: the call got no answer, only an end. */
+function isProcessDeath(err: unknown): err is PluginExitedError | PluginFailedError | ProtocolError {
+  return err instanceof PluginExitedError || err instanceof PluginFailedError || err instanceof ProtocolError;
+}
+
 export class PluginHost extends EventEmitter<HostEvents> {
   readonly stateDir: string;
   readonly runtimeDir: string;
@@ -120,6 +125,8 @@ export class PluginHost extends EventEmitter<HostEvents> {
   private readonly claiming = new Set<string>();
   /** VMs whose creating call has no recorded answer yet (VmRecord.pending), and which call it was. */
   private readonly unanswered = new Map<string, CreatingMethod>();
+  /** VMs whose creating call failed because its plugin process died, by plugin: resolved when it is back. */
+  private readonly cutShort = new Map<string, string>();
   private closed = false;
   /** Per VM, the newest record not yet written and who waits for it (see persist). */
   private readonly recordWrites = new Map<string, PendingRecord>();
@@ -247,7 +254,13 @@ export class PluginHost extends EventEmitter<HostEvents> {
       onVmSettled: (vmId) => this.recorded(vmId),
       // A call whose change cannot be written fails with the reason; writeRecords reports it and retries.
       onVmChange: (u) => this.persist(spec.name, u),
-      onVmGone: (vmId) => {
+      onVmGone: (vmId, failure) => {
+        if (failure !== undefined && isProcessDeath(failure) && this.unanswered.has(vmId)) {
+          // The creating call died with its process: what it began (a VMM, a run directory) may be there, and only
+          // the plugin can find it. The pending record stays; the restarted process is asked to delete the VM.
+          this.cutShort.set(vmId, spec.name);
+          return;
+        }
         this.created.delete(vmId);
         this.unanswered.delete(vmId);
         this.createdAt.delete(vmId);
@@ -279,6 +292,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
         (vm) => !rt.shim.isComingUp(vm.id),
       );
       await Promise.all(vms.map((vm) => this.recoverOne(rt, vm.id, vm.config, vm.state, vm.status)));
+      await this.abandonCutShort(rt, vmIds);
     };
   }
 
@@ -433,7 +447,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
       }
       reason = 'the VMM is gone';
     } catch (err) {
-      if (err instanceof PluginExitedError || err instanceof PluginFailedError || err instanceof ProtocolError) {
+      if (isProcessDeath(err)) {
         // No verdict on the VM: the process died (or broke its stream, for which it is killed) before it answered, or
         // the request could not even be sent to it. Calling the VM lost would write that into its record for good; it
         // stays as recorded, and the restarted process re-attaches it (supervise's reattach).
@@ -448,6 +462,18 @@ export class PluginHost extends EventEmitter<HostEvents> {
     await this.persist(rt.spec.name, { vmId, config: vm.config, state: vm.state, status: 'lost' });
     this.emit('vm-lost', { plugin: rt.spec.name, vmId, reason });
     return false;
+  }
+
+  /** The VMs whose creating call died with this plugin's previous process: deleted through the new one. */
+  private async abandonCutShort(rt: Runtime, vmIds: readonly string[] | undefined): Promise<void> {
+    const ours = [...this.cutShort].filter(([vmId, plugin]) => plugin === rt.spec.name && (vmIds === undefined || vmIds.includes(vmId)));
+    if (ours.length === 0) return;
+    const { records } = await this.store.list();
+    for (const [vmId] of ours) {
+      this.cutShort.delete(vmId);
+      const r = records.find((x) => x.vmId === vmId);
+      if (r) await this.abandon(rt, vmId, r.config, r.state, 'its plugin process died during the call');
+    }
   }
 
   /**

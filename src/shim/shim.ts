@@ -89,8 +89,8 @@ export interface ShimOptions {
   onVmCreating?: (update: VmRecordUpdate, method: NewVmMethod) => Promise<void>;
   /** Turns the caller's raw config of a vm/create or vm/restore into the one validated, recorded and sent. */
   withDefaults?: (config: unknown) => unknown;
-  /** The VM was deleted, or its creation failed. */
-  onVmGone?: (vmId: string) => void | Promise<void>;
+  /** The VM was deleted, or its creation failed (`failure`: why, for a creating call that failed). */
+  onVmGone?: (vmId: string, failure?: unknown) => void | Promise<void>;
   /** Called when a plugin sends something the table does not allow (a malformed event). */
   onViolation?: (err: HvplugError) => void;
 }
@@ -381,7 +381,7 @@ export class ShimHypervisor {
         this.vms.delete(vmId);
         // A failed recover says nothing about the VM's existence: its record stays for the caller to judge.
         // A refused claim wrote no record: the one there belongs to another VM.
-        if (!reattach && recorded) await this.opts.onVmGone?.(vmId);
+        if (!reattach && recorded) await this.opts.onVmGone?.(vmId, err);
       }
       throw err;
     } finally {

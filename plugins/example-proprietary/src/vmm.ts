@@ -1,11 +1,11 @@
 import { mkdirSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errors, PluginError, type CallContext, type Session } from 'hvplug/plugin-sdk';
 import type { ResultInputOf, VmConfig, VmStatus } from 'hvplug/protocol';
 import { normalizeConfig } from './config.js';
 import type { Json } from './json.js';
-import { findGuest } from './guest-record.js';
+import { endStrayGuests, findGuest } from './guest-record.js';
 import { isRunning } from './proc.js';
 import { readSnapshot } from './snapshot.js';
 import { vmState } from './state.js';
@@ -149,7 +149,14 @@ export class Vmm {
   /** Deleting a VM nobody knows succeeds: the result the caller wants is already there. */
   async delete(vmId: string): Promise<void> {
     const vm = this.vms.get(vmId);
-    if (!vm) return;
+    if (!vm) {
+      // A VM this process never saw may still have begun here (a restore whose plugin process died before it
+      // answered): its guest names the VM's agent socket, its files are in the VM's directory.
+      const paths = this.paths(vmId);
+      await endStrayGuests(paths.agentSocketPath);
+      await rm(paths.dir, { recursive: true, force: true });
+      return;
+    }
     try {
       await vm.delete();
     } catch (err) {
