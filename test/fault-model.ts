@@ -23,6 +23,11 @@ export interface JournalEntry {
 interface VmModel {
   createOk: boolean;
   createErr: boolean;
+  /**
+   * Its create failed because the plugin process died during it: the plugin may have begun the VM, so the record
+   * stays pending until a plugin process re-attaches it.
+   */
+  createCut: boolean;
   deleteOk: boolean;
   /** What the record held right after the last call on the VM that returned a result. */
   last: { status: string; devices: string[] } | undefined;
@@ -34,6 +39,9 @@ interface VmModel {
   /** The journal's lines about the VM, for the report of a broken invariant. */
   history: string[];
 }
+
+/** The errors of a call that got no answer because the plugin process died (or was killed for breaking its stream). */
+const PROCESS_DEATH = new Set(['PluginExitedError', 'PluginFailedError', 'ProtocolError']);
 
 /** The status a call leaves its VM in, had it taken effect; device calls leave the status alone. */
 const EFFECT: Record<string, string | undefined> = { create: 'created', start: 'running', pause: 'paused', resume: 'running', stop: 'stopped' };
@@ -50,7 +58,7 @@ export class FaultModel {
   private vm(vmId: string): VmModel {
     let m = this.vms.get(vmId);
     if (!m) {
-      m = { createOk: false, createErr: false, deleteOk: false, last: undefined, pending: [], history: [] };
+      m = { createOk: false, createErr: false, createCut: false, deleteOk: false, last: undefined, pending: [], history: [] };
       this.vms.set(vmId, m);
     }
     return m;
@@ -76,7 +84,10 @@ export class FaultModel {
       this.counts.failed++;
       this.errorNames.set(e.name ?? '?', (this.errorNames.get(e.name ?? '?') ?? 0) + 1);
       if (!this.errorSamples.has(e.name ?? '?')) this.errorSamples.set(e.name ?? '?', `${e.op}: ${e.message ?? ''}`);
-      if (e.op === 'create') m.createErr = true;
+      if (e.op === 'create') {
+        if (PROCESS_DEATH.has(e.name ?? '')) m.createCut = true;
+        else m.createErr = true;
+      }
     }
   }
 
@@ -98,6 +109,9 @@ export class FaultModel {
         if (record) out.push(`${vmId}: its create failed, yet it has a record (${record.status})`);
         continue;
       }
+      // Like a create its host died during, unknown: a record may stay pending until a plugin process re-attaches;
+      // that one deletes the VM (its host alive) or adopts it (a new host). No guest without a record, below, holds.
+      if (m.createCut && !m.createOk) continue;
       if (m.deleteOk && m.pending.length === 0) {
         if (record) out.push(`${vmId}: deleted, yet it has a record (${record.status})`);
         if (live.length) out.push(`${vmId}: deleted, yet its guest ${live.join(',')} runs`);
