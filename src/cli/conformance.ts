@@ -1,9 +1,12 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, readFile, stat, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { PluginCatalog } from '../core/index.js';
 import { VmConfig, formatIssues, toIssues, type VmConfigInput } from 'hvplug/protocol';
 import {
+  everyCheckId,
   formatSummary,
   progressPrinter,
   readExpectedFailures,
@@ -13,6 +16,7 @@ import {
   type ConformanceOptions,
   type ProgressEvent,
   type Report,
+  unmatched,
 } from '../conformance/index.js';
 import { stderrLog } from './context.js';
 import { safeJson, safeLine, safeText } from './safe-text.js';
@@ -36,7 +40,8 @@ options:
   --junit <file>                write the report as JUnit XML
   --only <id|group>             run only these checks: an id, a dotted prefix (method.vm/pause), a
                                 group (device); * matches anything; repeatable or comma-separated
-  --skip <id|group>             leave these checks out, matched the same way
+  --skip <id|group>             leave these checks out, matched the same way (a selector that matches
+                                no check is a usage error)
   --expected-failures <file>    check ids known to fail (one per line, or a JSON list): they do not fail
                                 the run, and fail it when they pass
   --vm-config <file.json>       merged into every VM config the suite creates (kernel, initrd, ...)
@@ -49,6 +54,8 @@ options:
   --log-level <level>           show the plugin's stderr logs at this level (default: hidden)
   --quiet                       no progress display, only the summary
   -h, --help                    show this help
+
+Selectors, report paths and the expected-failures file are checked before the plugin starts.
 
 exit status: 0 when nothing unexpected failed, 1 otherwise, 2 for a usage error, 130 when interrupted
 (Ctrl-C stops after the running check and still cleans up; a second Ctrl-C quits at once).`;
@@ -107,6 +114,46 @@ async function vmConfig(file: string | undefined, flag = 'vm-config'): Promise<V
   return doc as VmConfigInput;
 }
 
+/** Why a file cannot be opened, in a few words (the errno's, not node's whole message). */
+function why(err: unknown): string {
+  const code = (err as { code?: unknown }).code;
+  if (code === 'ENOENT') return 'no such file or directory';
+  if (code === 'EACCES') return 'permission denied';
+  if (code === 'EISDIR') return 'it is a directory';
+  return (err as Error).message;
+}
+
+/** A selector that names no check is a mistake (a typo would otherwise run nothing, or everything, and pass). */
+function checkSelectors(flag: 'only' | 'skip', selectors: readonly string[] | undefined): void {
+  const bad = unmatched(everyCheckId(), selectors);
+  if (bad.length) throw new Usage(bad.map((s) => `--${flag} ${s} matches no check`).join('; '));
+}
+
+/** A report file must be writable before the run, not found out after it. */
+async function checkWritable(flag: string, file: string | undefined): Promise<void> {
+  if (file === undefined || file === '-') return;
+  try {
+    const st = await stat(file).catch((err: unknown) => {
+      if ((err as { code?: unknown }).code === 'ENOENT') return undefined;
+      throw err;
+    });
+    if (st?.isDirectory()) throw Object.assign(new Error('it is a directory'), { code: 'EISDIR' });
+    await access(st ? file : dirname(file), constants.W_OK);
+    if (!st && !(await stat(dirname(file))).isDirectory()) throw new Error(`${dirname(file)} is not a directory`);
+  } catch (err) {
+    throw new Usage(`--${flag}: cannot write ${file}: ${why(err)}`);
+  }
+}
+
+async function expectedFailures(file: string | undefined): Promise<string[] | undefined> {
+  if (file === undefined) return undefined;
+  try {
+    return await readExpectedFailures(file);
+  } catch (err) {
+    throw new Usage(`--expected-failures: cannot read ${file}: ${why(err)}`);
+  }
+}
+
 type Target = Pick<ConformanceOptions, 'command' | 'args' | 'env' | 'envPassthrough' | 'sha256'>;
 
 /** The plugin to test: a command after `--`, or a plugin found by name as the host would find it. */
@@ -161,6 +208,13 @@ export async function runConformanceCommand(argv: string[]): Promise<number> {
     if (positionals.length) throw new Usage(`unexpected argument "${positionals[0]}" (a plugin command goes after --)`);
     const level = values['log-level'];
     if (level !== undefined && !(LEVELS as readonly string[]).includes(level)) throw new Usage(`--log-level: expected one of ${LEVELS.join(', ')}`);
+    const only = list(values.only);
+    const skip = list(values.skip);
+    checkSelectors('only', only);
+    checkSelectors('skip', skip);
+    await checkWritable('json', values.json);
+    await checkWritable('junit', values.junit);
+    const expected = await expectedFailures(values['expected-failures']);
     const plugin = await target(values.plugin, command, values.config, values['plugin-dir']);
     const quiet = values.quiet ?? false;
     // Ctrl-C ends the run after cleanup, so no VM it created outlives it; a second one does not wait.
@@ -176,9 +230,9 @@ export async function runConformanceCommand(argv: string[]): Promise<number> {
     const progressTo = values.json === '-' ? process.stderr : process.stdout;
     const report = await runConformance({
       ...plugin,
-      only: list(values.only),
-      skip: list(values.skip),
-      expectedFailures: values['expected-failures'] ? await readExpectedFailures(values['expected-failures']) : undefined,
+      only,
+      skip,
+      expectedFailures: expected,
       vmConfig: await vmConfig(values['vm-config']),
       powerOffConfig:
         (await vmConfig(values['poweroff-config'], 'poweroff-config')) ?? (values.plugin !== undefined ? BUNDLED_POWEROFF[values.plugin] : undefined),

@@ -8,7 +8,8 @@
 export { runConformance, DEFAULTS } from './run.js';
 export { toJunit, escapeXml } from './junit.js';
 export { progressPrinter, formatSummary } from './progress.js';
-export { matches, selected, parseExpectedFailures, readExpectedFailures } from './selection.js';
+export { matches, selected, unmatched, parseExpectedFailures, readExpectedFailures } from './selection.js';
+export { everyCheckId } from './suite.js';
 export { SESSION_METHOD_CHECKS } from './checks/session-methods.js';
 export { TRANSITIONS } from './checks/lifecycle.js';
 export type { CheckResult, CheckStatus, ConformanceOptions, ProgressEvent, Report, Summary } from './types.js';

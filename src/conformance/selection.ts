@@ -17,6 +17,11 @@ export function selected(id: string, only: readonly string[] | undefined, skip: 
   return !skip?.some((s) => matches(id, s));
 }
 
+/** The selectors that name none of these check ids. */
+export function unmatched(ids: readonly string[], selectors: readonly string[] | undefined): string[] {
+  return (selectors ?? []).filter((s) => !ids.some((id) => matches(id, s)));
+}
+
 const IdList = z.array(z.string());
 
 /**

@@ -1,4 +1,4 @@
-import type { Capabilities } from 'hvplug/protocol';
+import { Capabilities, GATED_METHODS } from 'hvplug/protocol';
 import type { CheckDef } from './check.js';
 import { cancelCheck } from './checks/cancel.js';
 import { leftoversCheck } from './checks/cleanup.js';
@@ -44,4 +44,9 @@ export function buildSuite(caps: Capabilities): CheckDef[] {
     ...wireChecks(),
     leftoversCheck,
   ];
+}
+
+/** The id of every check the suite has for some plugin: what --only and --skip may name. */
+export function everyCheckId(): string[] {
+  return buildSuite(Capabilities.parse({ methods: GATED_METHODS })).map((c) => c.id);
 }
