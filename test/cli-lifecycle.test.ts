@@ -113,7 +113,8 @@ describe('create, start, kill, rm', () => {
     const toml = join(dir, 'plugins.toml');
     await writeFile(toml, `[plugins.acme]\ncommand = "${pluginExecutable(PLUGIN)}"\n`);
     const id = (await ok(['--config', toml, 'create', '--plugin', 'acme', '--name', 'orphan'])).trim();
-    // Without the config the record's plugin cannot be found.
+    // The record remembers the config file; with the plugin's table gone from it, nothing can find the plugin.
+    await writeFile(toml, '');
     const plain = await cli(['rm', 'orphan']);
     expect(plain.exitCode).toBe(1);
     expect(plain.stderr).toContain('acme');

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseToml } from 'smol-toml';
@@ -80,7 +80,7 @@ export class PluginCatalog {
     if (!parsed.success) throw new InvalidConfigError(`${file}: ${describeIssues(parsed.error.issues)}`, toIssues(parsed.error));
     this.fileDirs = parsed.data.pluginDirs.map((d) => resolve(dirname(file), d));
     for (const [name, table] of Object.entries(parsed.data.plugins)) {
-      const spec = PluginSpec.safeParse({ ...table, name, command: table.command ?? builtinPluginPath(name), source: file });
+      const spec = PluginSpec.safeParse({ ...table, name, command: table.command ?? builtinPluginPath(name), source: resolve(file) });
       if (!spec.success) {
         const issues = toIssues(spec.error).map((i) => ({ ...i, path: ['plugins', name, ...i.path] }));
         throw new InvalidConfigError(`${file}: ${formatIssues(issues)}`, issues);
@@ -94,7 +94,11 @@ export class PluginCatalog {
     return [...(this.opts.pluginDirs ?? []), ...this.fileDirs, ...(this.opts.pathEnv ?? process.env.PATH ?? '').split(delimiter).filter(Boolean)];
   }
 
-  async resolve(name: string): Promise<PluginSpec> {
+  /**
+   * The plugin called `name`. `recorded` is where a VM record says the plugin came from (PluginSpec.source), looked
+   * at when nothing else names it: the config file that defined it, or the directory it was found in.
+   */
+  async resolve(name: string, recorded?: string): Promise<PluginSpec> {
     const given = this.opts.specs?.find((s) => s.name === name);
     if (given) return PluginSpec.parse({ source: 'api', ...given });
     const fromFile = (await this.loadFile()).find((s) => s.name === name);
@@ -105,13 +109,31 @@ export class PluginCatalog {
     }
     const builtin = builtinPluginPath(name);
     if (await isExecutable(builtin)) return PluginSpec.parse({ name, command: builtin, source: 'builtin' });
+    const fromRecord = recorded === undefined ? undefined : await this.fromRecorded(name, recorded);
+    if (fromRecord && typeof fromRecord !== 'string') return fromRecord;
     // The directories searched are PATH's, long and known to the user; the names that do exist help more.
     const found = (await this.list()).map((s) => s.name);
     throw new HvplugError(
-      `no plugin named ${name}: not in the config file, no ${CONVENTION_PREFIX}${name} in the plugin directories or on PATH, not bundled; ` +
-        `plugins found: ${found.join(', ') || 'none'}`,
+      `no plugin named ${name}: not in the config file, no ${CONVENTION_PREFIX}${name} in the plugin directories or on PATH, not bundled` +
+        `${fromRecord ? `; its VMs' records say it came from ${recorded}, but ${fromRecord}` : ''}; plugins found: ${found.join(', ') || 'none'}`,
       'PluginNotFound',
     );
+  }
+
+  /** The spec at a recorded source, or why there is none (undefined: the source is not a place to look). */
+  private async fromRecorded(name: string, recorded: string): Promise<PluginSpec | string | undefined> {
+    const st = await stat(recorded).catch(() => undefined);
+    if (!st) return recorded === 'api' || recorded === 'builtin' ? undefined : 'it is gone';
+    if (st.isDirectory()) {
+      const candidate = join(recorded, `${CONVENTION_PREFIX}${name}`);
+      return (await isExecutable(candidate)) ? PluginSpec.parse({ name, command: candidate, source: recorded }) : `it has no ${CONVENTION_PREFIX}${name}`;
+    }
+    try {
+      const spec = (await new PluginCatalog({ configFile: recorded }).loadFile()).find((s) => s.name === name);
+      return spec ?? `it no longer has a [plugins.${name}] table`;
+    } catch (err) {
+      return `it cannot be used: ${(err as Error).message}`;
+    }
   }
 
   /** Why a listed plugin could not be started, as far as can be told without starting it. */

@@ -125,6 +125,8 @@ export class PluginHost extends EventEmitter<HostEvents> {
   private readonly claiming = new Set<string>();
   /** VMs whose creating call has no recorded answer yet (VmRecord.pending), and which call it was. */
   private readonly unanswered = new Map<string, CreatingMethod>();
+  /** Where each started plugin was found (PluginSpec.source), written into its VMs' records. */
+  private readonly sources = new Map<string, string>();
   /** VMs whose creating call failed because its plugin process died, by plugin: resolved when it is back. */
   private readonly cutShort = new Map<string, string>();
   private closed = false;
@@ -175,11 +177,12 @@ export class PluginHost extends EventEmitter<HostEvents> {
     return (await this.runtime(name)).shim;
   }
 
-  private runtime(name: string): Promise<Runtime> {
+  /** `source`: where a record says the plugin came from, looked at when the catalog does not know the name. */
+  private runtime(name: string, source?: string): Promise<Runtime> {
     if (this.closed) return Promise.reject(new Error('the host is closed'));
     let entry = this.runtimes.get(name);
     if (!entry) {
-      entry = this.catalog.resolve(name).then((spec) => this.start(spec));
+      entry = this.catalog.resolve(name, source).then((spec) => this.start(spec));
       this.runtimes.set(name, entry);
       entry.catch(() => this.runtimes.delete(name));
     }
@@ -222,6 +225,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
   private async start(spec: PluginSpec): Promise<Runtime> {
     const stateDir = await ensurePrivateDir(join(this.stateDir, 'plugins', spec.name), this.stateDir);
     const runtimeDir = await ensurePrivateDir(join(this.runtimeDir, spec.name), this.runtimeDir);
+    this.sources.set(spec.name, spec.source);
     const clientOpts = this.clientOptions(spec, stateDir, runtimeDir);
     const supervision = this.opts.supervision ?? {};
     const rt = {} as Runtime;
@@ -308,7 +312,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
     this.claiming.add(u.vmId);
     try {
       const now = new Date().toISOString();
-      const record: VmRecord = { vmId: u.vmId, plugin, config: u.config, state: u.state, status: u.status, pending, createdAt: now, updatedAt: now };
+      const record: VmRecord = { vmId: u.vmId, plugin, source: this.sources.get(plugin), config: u.config, state: u.state, status: u.status, pending, createdAt: now, updatedAt: now };
       this.unanswered.set(u.vmId, pending);
       if (this.store.create) {
         await this.track(this.store.create(record));
@@ -348,6 +352,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
     const record: VmRecord = {
       vmId: u.vmId,
       plugin,
+      source: this.sources.get(plugin),
       config: u.config,
       state: u.state,
       status: u.status,
@@ -518,7 +523,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
     if (known) return known;
     const record = (await this.store.list()).records.find((r) => r.vmId === vmId);
     if (!record) return undefined;
-    const rt = await this.runtime(record.plugin);
+    const rt = await this.runtime(record.plugin, record.source);
     this.createdAt.set(vmId, record.createdAt);
     if (record.pending) this.unanswered.set(vmId, record.pending);
     await this.recoverOne(rt, record.vmId, record.config, record.state, record.status);
@@ -542,7 +547,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
         if (this.created.has(r.vmId)) return;
         let rt: Runtime;
         try {
-          rt = await this.runtime(r.plugin);
+          rt = await this.runtime(r.plugin, r.source);
         } catch (err) {
           report.lost.push({ vmId: r.vmId, reason: `plugin ${r.plugin}: ${(err as Error).message}` });
           return;

@@ -17,6 +17,11 @@ export type CreatingMethod = z.infer<typeof CreatingMethod>;
 export const VmRecord = z.object({
   vmId: Id,
   plugin: z.string(),
+  /**
+   * Where the plugin was found when the VM was last written (PluginSpec.source: a config file, a plugin
+   * directory, `builtin` or `api`): a later host that does not know the name looks there.
+   */
+  source: z.string().optional(),
   config: VmConfig,
   /** The plugin's opaque state, handed back at vm/recover. */
   state: PluginState.optional(),
