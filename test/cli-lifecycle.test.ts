@@ -127,6 +127,23 @@ describe('create, start, kill, rm', () => {
 });
 
 describe('names and id prefixes', () => {
+  it('one name, four creates at once from four processes: exactly one gets it, the others are told who has it', async () => {
+    const results = await Promise.all([0, 1, 2, 3].map(() => cli(['create', '--plugin', PLUGIN, '--name', 'raced'])));
+    const won = results.filter((r) => r.exitCode === 0);
+    expect(won, results.map((r) => `${r.exitCode}: ${r.stderr}`).join('\n')).toHaveLength(1);
+    const id = won[0]!.stdout.trim();
+    for (const r of results.filter((x) => x.exitCode !== 0)) {
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr).toContain('"raced"');
+      expect(r.stderr).toContain(id);
+    }
+    expect((await ps()).filter((r) => r.name === 'raced').map((r) => r.id)).toEqual([id]);
+    await ok(['rm', id]);
+    // The name is free again once its VM is gone.
+    const again = (await ok(['create', '--plugin', PLUGIN, '--name', 'raced'])).trim();
+    await ok(['rm', again]);
+  }, 90_000);
+
   it('a taken name is refused naming the VM that has it; ids, prefixes and names all find a VM', async () => {
     const id = (await ok(['create', '--plugin', PLUGIN, '--name', 'db'])).trim();
     const dup = await cli(['create', '--plugin', PLUGIN, '--name', 'db']);

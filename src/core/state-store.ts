@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { formatIssues, Id, METHOD_NAMES, methodDef, PluginState, toIssues, VmConfig, VmStatus } from 'hvplug/protocol';
 import { AlreadyExistsError } from '../errors/index.js';
+import { NameClaims } from './name-claims.js';
 import { ensurePrivateDir } from './paths.js';
 
 /** What the host keeps per VM so that nothing is lost when the plugin or the host dies. */
@@ -48,8 +49,9 @@ export interface RecordError {
 export interface StateStore {
   put(record: VmRecord): Promise<void>;
   /**
-   * Writes the record of a new VM, or throws AlreadyExistsError when its vmId has one: the check and the write
-   * are one step, so two hosts on one store cannot both claim an id. Stores without it get a list-then-put.
+   * Writes the record of a new VM, or throws AlreadyExistsError when its vmId has one, or when its name (if any)
+   * is another record's: the check and the write are one step, so two hosts on one store cannot both claim an id
+   * or a name. Stores without it get a list-then-put.
    */
   create?(record: VmRecord): Promise<void>;
   delete(vmId: string): Promise<void>;
@@ -65,8 +67,21 @@ export class FileStateStore implements StateStore {
   readonly dir: string;
   private readonly queues = new Map<string, { running: Promise<void>; next: VmRecord | null | undefined }>();
 
+  /** VM names, unique per state directory: claimed after a new record is written, freed before it is removed. */
+  private readonly names: NameClaims;
+
   constructor(private readonly stateDir: string) {
     this.dir = join(stateDir, 'vms');
+    this.names = new NameClaims(stateDir, async (vmId) => (await this.read(vmId))?.config.name);
+  }
+
+  private async read(vmId: string): Promise<VmRecord | undefined> {
+    try {
+      const parsed = VmRecord.safeParse(JSON.parse(await readFile(this.file(vmId), 'utf8')));
+      return parsed.success ? parsed.data : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   private file(vmId: string): string {
@@ -96,6 +111,15 @@ export class FileStateStore implements StateStore {
       await rm(tmp, { force: true });
     }
     await this.syncDir();
+    // After the record: a claim's holder always has one, so a claim whose holder has none is stale.
+    const name = record.config.name;
+    if (name === undefined) return;
+    try {
+      await this.names.claim(name, record.vmId);
+    } catch (err) {
+      await this.remove(record.vmId);
+      throw err;
+    }
   }
 
   /** null means delete. Coalesces bursts: the last write wins and intermediate ones are skipped. */
@@ -133,6 +157,10 @@ export class FileStateStore implements StateStore {
 
   /** The delete is durable too: a crash right after it must not bring the record back. */
   private async remove(vmId: string): Promise<void> {
+    // The name first: a crash between the two leaves a record without its claim (unchecked), never a claim that
+    // blocks the name for good.
+    const name = (await this.read(vmId))?.config.name;
+    if (name !== undefined) await this.names.release(name, vmId);
     await rm(this.file(vmId), { force: true });
     await this.syncDir().catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw err;

@@ -1,0 +1,70 @@
+// VM names unique per state directory across processes: a name is claimed by link(2) of a file named for it,
+// which fails when another VM holds it, whatever process or host made that one. The file holds the holder's
+// id; a claim whose holder has no record any more (its files edited by hand) is stale and taken over.
+import { createHash, randomBytes } from 'node:crypto';
+import { link, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { AlreadyExistsError } from '../errors/index.js';
+import { ensurePrivateDir } from './paths.js';
+
+const Claim = z.object({ name: z.string(), vmId: z.string() });
+
+export class NameClaims {
+  readonly dir: string;
+
+  constructor(
+    private readonly stateDir: string,
+    /** The name a VM's record holds now, undefined when it has no record. */
+    private readonly nameOf: (vmId: string) => Promise<string | undefined>,
+  ) {
+    this.dir = join(stateDir, 'names');
+  }
+
+  /** Any string is a name: the file is named by its hash, never by the name itself. */
+  private file(name: string): string {
+    return join(this.dir, createHash('sha256').update(name).digest('hex'));
+  }
+
+  /** Claims `name` for `vmId`; AlreadyExistsError naming the holder when another VM has it. */
+  async claim(name: string, vmId: string): Promise<void> {
+    await ensurePrivateDir(this.dir, this.stateDir);
+    const target = this.file(name);
+    const tmp = `${target}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+    await writeFile(tmp, JSON.stringify({ name, vmId }), { mode: 0o600 });
+    try {
+      // Twice at most: the second after a stale claim was removed. Losing that race to another process is a refusal.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await link(tmp, target);
+          return;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        }
+        const holder = await this.holder(target);
+        if (holder === vmId) return;
+        if (attempt > 0 || (holder !== undefined && (await this.nameOf(holder)) === name)) {
+          throw new AlreadyExistsError(`the name "${name}" is taken by VM ${holder ?? '(unknown)'}`, holder ?? vmId);
+        }
+        await rm(target, { force: true });
+      }
+    } finally {
+      await rm(tmp, { force: true });
+    }
+  }
+
+  /** Frees `name` if `vmId` holds it. */
+  async release(name: string, vmId: string): Promise<void> {
+    const target = this.file(name);
+    if ((await this.holder(target)) === vmId) await rm(target, { force: true });
+  }
+
+  private async holder(file: string): Promise<string | undefined> {
+    try {
+      const parsed = Claim.safeParse(JSON.parse(await readFile(file, 'utf8')));
+      return parsed.success ? parsed.data.vmId : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+}
