@@ -54,6 +54,35 @@ export function cmdline(pid: number): string[] | undefined {
   return text.split('\0').filter((a, i, all) => a !== '' || i < all.length - 1);
 }
 
+let bootIdCache: string | undefined;
+
+/** This boot's id: a pid and start time name one process only within one boot of the host. */
+export function bootId(): string {
+  bootIdCache ??= (readText('/proc/sys/kernel/random/boot_id') ?? 'unknown').trim();
+  return bootIdCache;
+}
+
+/** The process's thread ids, its main thread (tid = pid) first, then in creation order as far as tids tell; empty when it is gone. */
+export function threadIds(pid: number): number[] {
+  try {
+    const tids = readdirSync(`/proc/${pid}/task`).map(Number).filter((t) => Number.isInteger(t) && t !== pid);
+    return [pid, ...tids.sort((a, b) => a - b)];
+  } catch {
+    return [];
+  }
+}
+
+/** /proc/<pid>/status as key → the number its value starts with (kB for the Vm* keys); empty when the process is gone. */
+export function statusNumbers(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of (readText(`/proc/${pid}/status`) ?? '').split('\n')) {
+    const colon = line.indexOf(':');
+    const value = Number.parseInt(line.slice(colon + 1).trim(), 10);
+    if (colon > 0 && Number.isFinite(value)) out.set(line.slice(0, colon), value);
+  }
+  return out;
+}
+
 /** Every process id /proc lists now. */
 export function pids(): number[] {
   try {
