@@ -195,6 +195,7 @@ describe('plugin kit', () => {
     const pid = child.pid!;
     const stat = proc.readStat(pid);
     expect(stat?.ppid).toBe(process.pid);
+    expect(stat?.pgrp).toBe(proc.readStat(process.pid)?.pgrp);
     expect(proc.isRunning(pid, stat?.startTicks)).toBe(true);
     expect(proc.isRunning(pid, (stat?.startTicks ?? 0) + 1)).toBe(false);
     expect(proc.cmdline(pid)).toEqual([process.execPath, '-e', 'setTimeout(() => {}, 60000)', 'kit-probe-arg']);
