@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createConnection, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -20,6 +20,7 @@ import {
   type ParamsInputOf,
   type ResultOf,
 } from 'hvplug/protocol';
+import { proc } from 'hvplug/plugin-sdk';
 import { FramedReader, FramedWriter } from 'hvplug/transport';
 import { bundle, root } from '../scripts/bundle.mjs';
 
@@ -42,35 +43,13 @@ const guestPids = new Set<number>();
 
 // ---- /proc ----
 
-function procStat(pid: number): { state: string; ppid: number; pgrp: number } | undefined {
-  try {
-    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    return { state: f[0] ?? '?', ppid: Number(f[1]), pgrp: Number(f[2]) };
-  } catch {
-    return undefined;
-  }
-}
-
-function alive(pid: number): boolean {
-  const s = procStat(pid);
-  return s !== undefined && s.state !== 'Z' && s.state !== 'X';
-}
-
-function cmdline(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
-  } catch {
-    return '';
-  }
-}
+const procStat = proc.readStat;
+const alive = proc.isAlive;
+const cmdline = (pid: number): string => proc.cmdline(pid)?.join(' ') ?? '';
 
 /** Processes of this run still in /proc: guests by their title, plugins by their bundle path. */
 function leftovers(): number[] {
-  return readdirSync('/proc')
-    .filter((d) => /^\d+$/.test(d))
-    .map(Number)
-    .filter((pid) => alive(pid) && (cmdline(pid).includes(`${GUEST_TITLE} ${RUN}-`) || cmdline(pid).includes(pluginFile)));
+  return proc.pids().filter((pid) => alive(pid) && (cmdline(pid).includes(`${GUEST_TITLE} ${RUN}-`) || cmdline(pid).includes(pluginFile)));
 }
 
 async function eventually(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 5_000): Promise<void> {

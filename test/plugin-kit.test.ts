@@ -177,7 +177,8 @@ describe('plugin kit', () => {
     expect(s.parse({ mode: 'b' })).toEqual({ mode: 'b', agent: { port: 1024 } });
     const bad = s.safeParse({ agent: { port: 0 }, extra: 1 });
     expect(bad.ok).toBe(false);
-    expect(bad.issues.map((i) => i.path.join('.')).sort()).toEqual(['plugin', 'plugin.agent.port']);
+    expect(bad.issues.map((i) => i.path.join('.')).sort()).toEqual(['plugin.agent.port', 'plugin.extra']);
+    expect(bad.issues.find((i) => i.path.join('.') === 'plugin.extra')?.message).toBe('is not a known setting');
     expect(() => s.parse({ mode: 'c' })).toThrow(expect.objectContaining({ codeName: 'InvalidConfig' }) as Error);
     expect(s.jsonSchema).toMatchObject({
       title: 'test options',
@@ -194,14 +195,21 @@ describe('plugin kit', () => {
     const pid = child.pid!;
     const stat = proc.readStat(pid);
     expect(stat?.ppid).toBe(process.pid);
+    expect(stat?.pgrp).toBe(proc.readStat(process.pid)?.pgrp);
     expect(proc.isRunning(pid, stat?.startTicks)).toBe(true);
     expect(proc.isRunning(pid, (stat?.startTicks ?? 0) + 1)).toBe(false);
     expect(proc.cmdline(pid)).toEqual([process.execPath, '-e', 'setTimeout(() => {}, 60000)', 'kit-probe-arg']);
     expect(proc.descendants(process.pid)).toContain(pid);
+    expect(proc.threadIds(pid)[0]).toBe(pid);
+    expect(proc.statusNumbers(pid).get('Pid')).toBe(pid);
+    expect(proc.statusNumbers(pid).get('VmRSS')).toBeGreaterThan(0);
+    expect(proc.bootId()).toMatch(/^[0-9a-f-]{36}$/);
     child.kill('SIGKILL');
     await once(child, 'exit');
     expect(proc.isAlive(pid)).toBe(false);
     expect(proc.readStat(pid)).toBeUndefined();
     expect(proc.cmdline(pid)).toBeUndefined();
+    expect(proc.threadIds(pid)).toEqual([]);
+    expect(proc.statusNumbers(pid).size).toBe(0);
   });
 });

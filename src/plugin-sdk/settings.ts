@@ -4,6 +4,14 @@ import * as z from 'zod';
 import { toIssues, type Issue, type Json } from 'hvplug/protocol';
 import { errors } from './errors.js';
 
+/** zod's issues, an unknown key told at its own path (zod tells the keys at their object's): the user sees which setting is wrong. */
+function issuesOf(error: z.ZodError): Issue[] {
+  return toIssues(error).flatMap((issue, n) => {
+    const raw = error.issues[n];
+    return raw?.code === 'unrecognized_keys' ? raw.keys.map((k) => ({ path: [...issue.path, k], message: 'is not a known setting' })) : [issue];
+  });
+}
+
 export interface Settings<T> {
   /** For the definition's configSchema. */
   readonly jsonSchema: Record<string, Json>;
@@ -21,7 +29,7 @@ export function settings<S extends z.ZodType<unknown, Record<string, unknown>>>(
   const safeParse = (section: unknown): ReturnType<Settings<z.output<S>>['safeParse']> => {
     const r = schema.safeParse(section ?? {});
     if (r.success) return { ok: true, value: r.data, issues: [] };
-    return { ok: false, value: undefined, issues: toIssues(r.error).map((i) => ({ ...i, path: ['plugin', ...i.path] })) };
+    return { ok: false, value: undefined, issues: issuesOf(r.error).map((i) => ({ ...i, path: ['plugin', ...i.path] })) };
   };
   const first = schema.safeParse({});
   if (!first.success) throw new Error(`settings: an empty section must be valid (every setting needs a default): ${first.error.message}`);

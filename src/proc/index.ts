@@ -11,6 +11,8 @@ export interface ProcStat {
   /** R, S, D, Z (zombie), X (dead), T... */
   readonly state: string;
   readonly ppid: number;
+  /** The process group: a process started detached leads its own (pgrp = pid). */
+  readonly pgrp: number;
   /** utime + stime, in USER_HZ ticks. */
   readonly cpuTicks: number;
   /** Start time after boot, in USER_HZ ticks: with the pid, it names one process for good (pids are reused). */
@@ -32,7 +34,7 @@ export function readStat(pid: number): ProcStat | undefined {
   // The command name (field 2) may hold spaces and parentheses: fields are counted after its last ')'.
   const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
   const n = (i: number): number => Number(f[i] ?? NaN);
-  return { state: f[0] ?? '?', ppid: n(1), cpuTicks: n(11) + n(12), startTicks: n(19) };
+  return { state: f[0] ?? '?', ppid: n(1), pgrp: n(2), cpuTicks: n(11) + n(12), startTicks: n(19) };
 }
 
 /** The process runs (not a zombie) and is the one that started at `startTicks`, when given. */
@@ -52,6 +54,35 @@ export function cmdline(pid: number): string[] | undefined {
   const text = readText(`/proc/${pid}/cmdline`);
   if (text === undefined) return undefined;
   return text.split('\0').filter((a, i, all) => a !== '' || i < all.length - 1);
+}
+
+let bootIdCache: string | undefined;
+
+/** This boot's id: a pid and start time name one process only within one boot of the host. */
+export function bootId(): string {
+  bootIdCache ??= (readText('/proc/sys/kernel/random/boot_id') ?? 'unknown').trim();
+  return bootIdCache;
+}
+
+/** The process's thread ids, its main thread (tid = pid) first, then in creation order as far as tids tell; empty when it is gone. */
+export function threadIds(pid: number): number[] {
+  try {
+    const tids = readdirSync(`/proc/${pid}/task`).map(Number).filter((t) => Number.isInteger(t) && t !== pid);
+    return [pid, ...tids.sort((a, b) => a - b)];
+  } catch {
+    return [];
+  }
+}
+
+/** /proc/<pid>/status as key → the number its value starts with (kB for the Vm* keys); empty when the process is gone. */
+export function statusNumbers(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of (readText(`/proc/${pid}/status`) ?? '').split('\n')) {
+    const colon = line.indexOf(':');
+    const value = Number.parseInt(line.slice(colon + 1).trim(), 10);
+    if (colon > 0 && Number.isFinite(value)) out.set(line.slice(0, colon), value);
+  }
+  return out;
 }
 
 /** Every process id /proc lists now. */

@@ -1,9 +1,8 @@
 import { access } from 'node:fs/promises';
 import { errors } from 'hvplug/plugin-sdk';
 import type { Issue, VmConfig } from 'hvplug/protocol';
-import { deviceIssues } from './devices.js';
-import { DEFAULT_MACHINE, isMachine, MACHINES } from './machines.js';
-import { readSettings, type GuestSettings } from './settings.js';
+import { DEFAULT_MACHINE, deviceIssues, isMachine, MACHINES } from './devices.js';
+import { guestSettings, type GuestSettings } from './settings.js';
 
 export interface Normalized {
   /** The config adjusted to what the plugin will really do. */
@@ -28,9 +27,9 @@ export async function normalizeConfig(input: VmConfig): Promise<Normalized> {
   const warnings: string[] = [];
   const config: VmConfig = { ...input, vcpus: { ...input.vcpus }, memory: { ...input.memory }, devices: [...input.devices] };
 
-  const read = readSettings(config.plugin);
-  if ('issues' in read) issues.push(...read.issues);
-  else config.plugin = read.section;
+  const read = guestSettings.safeParse(config.plugin);
+  if (read.ok) config.plugin = read.value;
+  else issues.push(...read.issues);
 
   if (config.machine === undefined) config.machine = DEFAULT_MACHINE;
   else if (!isMachine(config.machine)) {
@@ -70,6 +69,6 @@ export async function normalizeConfig(input: VmConfig): Promise<Normalized> {
     issues.push(...deviceIssues(d, ['devices', i]));
   });
 
-  if (issues.length || 'issues' in read) throw errors.invalidConfig(issues);
-  return { config, warnings, settings: read.settings };
+  if (issues.length || !read.ok) throw errors.invalidConfig(issues);
+  return { config, warnings, settings: read.value };
 }

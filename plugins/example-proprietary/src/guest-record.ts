@@ -1,11 +1,44 @@
+// The guest process's identity, and how to find it again: its pidfile in the VM's runtime directory, else /proc.
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+// A namespace import lets esbuild keep only the zod a plugin uses.
+import * as z from 'zod';
+import { proc } from 'hvplug/plugin-sdk';
 import { GUEST_TITLE } from './guest-program.js';
-import { isObject } from './json.js';
-import { identityOf, isRunning, processesWhoseCmdline, type ProcessIdentity } from './proc.js';
+
+/** pid, start time and boot: a process's identity across pid reuse and host reboots. */
+export const ProcessIdentity = z.object({ pid: z.int().positive(), startTime: z.int().nonnegative(), bootId: z.string().min(1) });
+export type ProcessIdentity = z.output<typeof ProcessIdentity>;
+
+export function identityOf(pid: number): ProcessIdentity | undefined {
+  const stat = proc.readStat(pid);
+  return stat && { pid, startTime: stat.startTicks, bootId: proc.bootId() };
+}
+
+/** The scheduler state (R, S, T...) of the process with this identity while it exists and has not exited; else undefined. */
+export function liveState(id: ProcessIdentity): string | undefined {
+  if (id.bootId !== proc.bootId() || !proc.isRunning(id.pid, id.startTime)) return undefined;
+  return proc.readStat(id.pid)?.state;
+}
+
+export const isRunning = (id: ProcessIdentity): boolean => liveState(id) !== undefined;
+
+/** Stopped by SIGSTOP (T), or by a tracer (t). */
+export const stoppedState = (state: string | undefined): boolean => state === 'T' || state === 't';
+
+/** Live guests /proc shows for the VM whose agent socket this is (its title or argv names it), lowest pid first. */
+function guestsOf(agentSocketPath: string): number[] {
+  return proc
+    .pids()
+    .filter((pid) => {
+      const cmdline = proc.cmdline(pid)?.join(' ') ?? '';
+      return cmdline.includes(GUEST_TITLE) && cmdline.includes(` ${agentSocketPath}`) && proc.isAlive(pid);
+    })
+    .sort((a, b) => a - b);
+}
 
 /**
- * The guest's identity, also kept next to it in the VM's runtime directory (a pidfile, as VMMs write).
+ * The guest's identity is also kept next to it in the VM's runtime directory (a pidfile, as VMMs write).
  * The host's copy of the state can be one step behind: a host that dies between sending vm/start and
  * storing its answer holds a state without the guest. vm/recover then finds the guest here rather than
  * leaving it running unknown to anyone.
@@ -18,11 +51,10 @@ export async function writeGuestRecord(dir: string, id: ProcessIdentity): Promis
   await rename(tmp, join(dir, FILE));
 }
 
-export async function readGuestRecord(dir: string): Promise<ProcessIdentity | undefined> {
+async function readGuestRecord(dir: string): Promise<ProcessIdentity | undefined> {
   try {
-    const doc: unknown = JSON.parse(await readFile(join(dir, FILE), 'utf8'));
-    if (!isObject(doc) || typeof doc.pid !== 'number' || typeof doc.startTime !== 'number' || typeof doc.bootId !== 'string') return undefined;
-    return { pid: doc.pid, startTime: doc.startTime, bootId: doc.bootId };
+    const parsed = ProcessIdentity.safeParse(JSON.parse(await readFile(join(dir, FILE), 'utf8')));
+    return parsed.success ? parsed.data : undefined;
   } catch {
     return undefined;
   }
@@ -36,7 +68,7 @@ export async function readGuestRecord(dir: string): Promise<ProcessIdentity | un
 export async function findGuest(dir: string, agentSocketPath: string): Promise<ProcessIdentity | undefined> {
   const recorded = await readGuestRecord(dir);
   if (recorded && isRunning(recorded)) return recorded;
-  const [pid] = processesWhoseCmdline((cmdline) => cmdline.includes(GUEST_TITLE) && cmdline.includes(` ${agentSocketPath}`));
+  const [pid] = guestsOf(agentSocketPath);
   return (pid === undefined ? undefined : identityOf(pid)) ?? recorded;
 }
 
@@ -44,12 +76,12 @@ export async function findGuest(dir: string, agentSocketPath: string): Promise<P
 const STRAY_REAP_MS = 2_000;
 
 /**
- * Ends every guest /proc shows for this VM (its title and agent socket on the command line) except `keep`. Only
- * one guest may exist per VM; another is a leftover of a start cut short by a plugin's death (the spawn happened,
- * the record never said so), and a delete or a new start must not leave it running.
+ * Ends every guest /proc shows for this VM (its title and agent socket on the command line). Only one guest may
+ * exist per VM; another is a leftover of a start cut short by a plugin's death (the spawn happened, the record
+ * never said so), and a delete or a new start must not leave it running.
  */
-export async function endStrayGuests(agentSocketPath: string, keep?: number): Promise<void> {
-  const strays = processesWhoseCmdline((cmdline) => cmdline.includes(GUEST_TITLE) && cmdline.includes(` ${agentSocketPath}`)).filter((pid) => pid !== keep);
+export async function endStrayGuests(agentSocketPath: string): Promise<void> {
+  const strays = guestsOf(agentSocketPath);
   for (const pid of strays) {
     try {
       process.kill(pid, 'SIGKILL');
@@ -58,7 +90,7 @@ export async function endStrayGuests(agentSocketPath: string, keep?: number): Pr
     }
   }
   const deadline = Date.now() + STRAY_REAP_MS;
-  while (strays.some((pid) => processesWhoseCmdline((c) => c.includes(` ${agentSocketPath}`)).includes(pid)) && Date.now() < deadline) {
+  while (strays.some((pid) => proc.isAlive(pid)) && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 20));
   }
 }

@@ -3,9 +3,8 @@ import { closeSync, openSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errors } from 'hvplug/plugin-sdk';
-import { cancelled } from './failures.js';
 import { consoleTail, guestArgv, readConsole, type GuestArgs } from './guest-program.js';
-import { identityOf, isRunning, isStopped, type ProcessIdentity } from './proc.js';
+import { identityOf, isRunning, liveState, stoppedState, type ProcessIdentity } from './guest-record.js';
 
 export interface ExitInfo {
   code: number | null;
@@ -94,6 +93,11 @@ export class Guest {
     return guest;
   }
 
+  /** Stopped by SIGSTOP (paused). */
+  private get stopped(): boolean {
+    return stoppedState(liveState(this.identity));
+  }
+
   get alive(): boolean {
     return !this.gone && isRunning(this.identity);
   }
@@ -121,9 +125,9 @@ export class Guest {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (!this.alive) throw errors.vmmFailure(`the guest exited while booting: ${await consoleTail(this.consolePath)}`);
-      if (signal.aborted) throw cancelled('boot');
+      if (signal.aborted) throw errors.cancelled();
       const reading = await readConsole(this.consolePath, this.consoleOffset);
-      if (reading.booted && (!paused || isStopped(this.pid))) return;
+      if (reading.booted && (!paused || this.stopped)) return;
       if (Date.now() > deadline) throw errors.vmmFailure(`the guest did not boot within ${timeoutMs} ms`);
       await sleep(STEP_MS);
     }
@@ -131,12 +135,12 @@ export class Guest {
 
   async pause(): Promise<void> {
     this.signal('SIGSTOP');
-    if (!(await this.until(() => isStopped(this.pid), 5_000))) throw errors.vmmFailure(`guest ${this.pid} did not stop on SIGSTOP`);
+    if (!(await this.until(() => this.stopped, 5_000))) throw errors.vmmFailure(`guest ${this.pid} did not stop on SIGSTOP`);
   }
 
   async resume(): Promise<void> {
     this.signal('SIGCONT');
-    if (!(await this.until(() => !isStopped(this.pid), 5_000))) throw errors.vmmFailure(`guest ${this.pid} did not continue on SIGCONT`);
+    if (!(await this.until(() => !this.stopped, 5_000))) throw errors.vmmFailure(`guest ${this.pid} did not continue on SIGCONT`);
   }
 
   /** Powers the guest off: SIGTERM, and SIGKILL when it has not gone within graceMs (at once for 0). */
@@ -161,7 +165,7 @@ export class Guest {
       this.observe();
       if (done()) return true;
       if (this.gone) return false;
-      if (signal?.aborted) throw cancelled('stop');
+      if (signal?.aborted) throw errors.cancelled();
       if (Date.now() > deadline) return false;
       await sleep(STEP_MS);
     }

@@ -3,7 +3,7 @@ import { copyFile, lstat, mkdir, open, readdir, rm, truncate, writeFile } from '
 import { dirname, join } from 'node:path';
 import { errors } from 'hvplug/plugin-sdk';
 import type { ParamsOf, ResultInputOf } from 'hvplug/protocol';
-import { errnoOf, invalidParams } from './failures.js';
+import { errnoOf, invalidParams } from './errors.js';
 import { probeImage, qcow2Image } from './qcow2.js';
 
 type Format = 'raw' | 'qcow2';

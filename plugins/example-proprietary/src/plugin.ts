@@ -1,16 +1,14 @@
 import type { PluginDefinition } from 'hvplug/plugin-sdk';
-import { DEVICE_SUPPORT } from './devices.js';
-import { extensions } from './extensions.js';
-import { handlersFor } from './handlers.js';
-import { MACHINES } from './machines.js';
-import { SETTINGS_SCHEMA } from './settings.js';
-import { Vmm } from './vmm.js';
+import { DEVICE_SUPPORT, MACHINES } from './devices.js';
+import { extensions, handlersFor } from './handlers.js';
+import { Registry } from './registry.js';
+import { guestSettings } from './settings.js';
 
 export const PLUGIN_VERSION = '0.1.0';
 
 /** The plugin as the SDK serves it: who it is, what it can do, and the handlers that do it. */
 export function examplePlugin(): PluginDefinition {
-  const vmm = new Vmm();
+  const registry = new Registry();
   return {
     info: {
       name: 'example-proprietary',
@@ -25,11 +23,11 @@ export function examplePlugin(): PluginDefinition {
       // The simulated devices move no data, so there is nothing the VMM could rate-limit itself.
       rateLimiter: false,
     },
-    configSchema: SETTINGS_SCHEMA,
-    handlers: handlersFor(vmm),
-    vmStatus: (vmId) => vmm.statusOf(vmId),
+    configSchema: guestSettings.jsonSchema,
+    handlers: handlersFor(registry),
+    vmStatus: registry.status,
     extensions,
-    onInitialize: (session) => vmm.init(session),
-    onShutdown: () => vmm.release(),
+    onInitialize: (session) => registry.start(session),
+    onShutdown: () => registry.release(),
   };
 }

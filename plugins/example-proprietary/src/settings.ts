@@ -1,51 +1,27 @@
-import type { Issue } from 'hvplug/protocol';
-import type { JsonObject } from './json.js';
-import { validate, withDefaults } from './json-schema.js';
+// The plugin's own section of a VM config (VmConfig.plugin), declared once: the SDK derives the parser and the
+// JSON Schema published at initialize from it.
+import * as z from 'zod';
+import { settings } from 'hvplug/plugin-sdk';
 
-/** JSON Schema of VmConfig.plugin, declared at initialize and enforced on every config we are given. */
-export const SETTINGS_SCHEMA = {
-  $schema: 'https://json-schema.org/draft/2020-12/schema',
-  title: 'example-proprietary VM settings',
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    tickMs: {
-      type: 'integer',
-      minimum: 10,
-      maximum: 60_000,
-      default: 100,
-      description: 'How often the simulated guest prints its counter on the console.',
-    },
-    powerOffAfterTicks: {
-      type: 'integer',
-      minimum: 0,
-      maximum: 1_000_000_000,
-      default: 0,
-      description: 'The guest powers itself off (exit code 0) after this many ticks; 0: never.',
-    },
-    agentPort: {
-      type: 'integer',
-      minimum: 1,
-      maximum: 65_535,
-      default: 1024,
-      description: 'The vsock port the guest agent listens on, answered by vm/agentSocket when the VM has a vsock device.',
-    },
-  },
-} satisfies JsonObject;
+const typeName = (v: unknown): string =>
+  v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v === 'number' ? (Number.isInteger(v) ? 'integer' : 'number') : typeof v;
 
-export interface GuestSettings {
-  tickMs: number;
-  powerOffAfterTicks: number;
-  agentPort: number;
-}
+/** An integer setting, its issues told in the published schema's words (what the user reads). */
+const integer = (min: number, max: number, fallback: number, description: string) =>
+  z
+    .int({ error: (iss) => (iss.code === 'invalid_type' ? `must be integer, got ${typeName(iss.input)}` : undefined) })
+    .min(min, `must be >= ${min}`)
+    .max(max, `must be <= ${max}`)
+    .default(fallback)
+    .describe(description);
 
-/** The settings with defaults applied, or the issues (paths under `plugin`). */
-export function readSettings(section: JsonObject): { settings: GuestSettings; section: JsonObject } | { issues: Issue[] } {
-  const issues = validate(SETTINGS_SCHEMA, section, ['plugin']);
-  if (issues.length) return { issues };
-  const full = withDefaults(SETTINGS_SCHEMA, section);
-  return {
-    section: full,
-    settings: { tickMs: Number(full.tickMs), powerOffAfterTicks: Number(full.powerOffAfterTicks), agentPort: Number(full.agentPort) },
-  };
-}
+export const guestSettings = settings(
+  z.strictObject({
+    tickMs: integer(10, 60_000, 100, 'How often the simulated guest prints its counter on the console.'),
+    powerOffAfterTicks: integer(0, 1_000_000_000, 0, 'The guest powers itself off (exit code 0) after this many ticks; 0: never.'),
+    agentPort: integer(1, 65_535, 1024, 'The vsock port the guest agent listens on, answered by vm/agentSocket when the VM has a vsock device.'),
+  }),
+  { title: 'example-proprietary VM settings' },
+);
+
+export type GuestSettings = typeof guestSettings.defaults;

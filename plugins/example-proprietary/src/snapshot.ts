@@ -1,25 +1,27 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
+// A namespace import lets esbuild keep only the zod a plugin uses.
+import * as z from 'zod';
 import { VmConfig } from 'hvplug/protocol';
-import { errnoOf, invalidParams } from './failures.js';
-import { isObject } from './json.js';
+import { errnoOf, invalidParams } from './errors.js';
 
 export const SNAPSHOT_FORMAT = 'hvplug-example/snapshot';
 export const SNAPSHOT_VERSION = 1;
 
 /** What a saved VM is: its config with the devices it had, its size, and its guest's counter. */
-export interface Snapshot {
-  format: typeof SNAPSHOT_FORMAT;
-  version: typeof SNAPSHOT_VERSION;
-  vmId: string;
-  savedAt: string;
-  config: VmConfig;
-  vcpus: number;
-  memoryMiB: number;
+const Snapshot = z.object({
+  format: z.literal(SNAPSHOT_FORMAT),
+  version: z.literal(SNAPSHOT_VERSION),
+  vmId: z.string(),
+  savedAt: z.string(),
+  config: VmConfig,
+  vcpus: z.int(),
+  memoryMiB: z.int(),
   /** The counter value the guest prints next: where the restored guest carries on. */
-  nextTick: number;
-}
+  nextTick: z.int(),
+});
+export type Snapshot = z.output<typeof Snapshot>;
 
 /** Written whole or not at all: a temp file, fsync, rename. Answers the file's size. */
 export async function writeSnapshot(path: string, snap: Snapshot): Promise<number> {
@@ -50,22 +52,10 @@ export async function readSnapshot(path: string): Promise<Snapshot> {
     const why = errnoOf(err) === 'ENOENT' ? 'no such file' : (err as Error).message;
     throw invalidParams('vm/restore', ['path'], `${path} is not a readable snapshot: ${why}`);
   }
-  const notOurs = (what: string): Error => invalidParams('vm/restore', ['path'], `${path} is not a snapshot of this plugin (${what})`);
-  if (!isObject(doc) || doc.format !== SNAPSHOT_FORMAT) throw notOurs('format');
-  if (doc.version !== SNAPSHOT_VERSION) throw notOurs(`version ${String(doc.version)}`);
-  const config = VmConfig.safeParse(doc.config);
-  if (!config.success) throw notOurs('config');
-  for (const field of ['vcpus', 'memoryMiB', 'nextTick'] as const) {
-    if (typeof doc[field] !== 'number' || !Number.isInteger(doc[field])) throw notOurs(field);
-  }
-  return {
-    format: SNAPSHOT_FORMAT,
-    version: SNAPSHOT_VERSION,
-    vmId: String(doc.vmId),
-    savedAt: String(doc.savedAt),
-    config: config.data,
-    vcpus: Number(doc.vcpus),
-    memoryMiB: Number(doc.memoryMiB),
-    nextTick: Number(doc.nextTick),
-  };
+  const parsed = Snapshot.safeParse(doc);
+  if (parsed.success) return parsed.data;
+  // The first field that does not fit names what is wrong: the format before anything else.
+  const field = parsed.error.issues[0]?.path[0];
+  const what = field === 'version' ? `version ${String((doc as { version?: unknown }).version)}` : String(field ?? 'format');
+  throw invalidParams('vm/restore', ['path'], `${path} is not a snapshot of this plugin (${what})`);
 }

@@ -2,6 +2,7 @@
 import * as z from 'zod';
 import { stateCodec } from 'hvplug/plugin-sdk';
 import { AbsPath, Device, VmStatus } from 'hvplug/protocol';
+import { ProcessIdentity } from './guest-record.js';
 
 const ExitRecord = z.object({ code: z.number().int().nullable(), signal: z.string().nullable(), reason: z.string() });
 export type ExitRecord = z.infer<typeof ExitRecord>;
@@ -14,7 +15,7 @@ export type ExitRecord = z.infer<typeof ExitRecord>;
 export const vmState = stateCodec('hvplug-example/vm-state', 1, {
   status: VmStatus,
   /** The guest process, while there is one: pid, /proc start time and boot id. */
-  guest: z.object({ pid: z.number().int().positive(), startTime: z.number().int().nonnegative(), bootId: z.string().min(1) }).nullable(),
+  guest: ProcessIdentity.nullable(),
   /** The per-VM runtime directory and what is in it. */
   dir: AbsPath,
   consolePath: AbsPath,

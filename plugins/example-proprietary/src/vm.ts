@@ -1,14 +1,13 @@
+// One simulated VM: the kit's ServedVm (status from the state machine, events, one call at a time, vm/wait) with
+// its guest process, its devices and sizes, and the state blob a later plugin process takes it back with.
 import { rm } from 'node:fs/promises';
-import { errors, type CallContext, type EventInput } from 'hvplug/plugin-sdk';
+import { errors, ServedVm, type CallContext, type EventInput, type WaitResult } from 'hvplug/plugin-sdk';
 import type { Device, ResultInputOf, VmConfig, VmStatus } from 'hvplug/protocol';
-import { deviceIssues, probeDevice } from './devices.js';
-import { cancelled, invalidParams } from './failures.js';
+import { deviceIssues, hotpluggable, probeDevice } from './devices.js';
+import { invalidParams } from './errors.js';
 import { Guest, type ExitInfo } from './guest.js';
 import { readConsole } from './guest-program.js';
-import { endStrayGuests, writeGuestRecord } from './guest-record.js';
-import { hotpluggable } from './machines.js';
-import { isRunning, liveStat, stoppedState, type ProcessIdentity } from './proc.js';
-import { Serial } from './serial.js';
+import { endStrayGuests, isRunning, liveState, stoppedState, writeGuestRecord, type ProcessIdentity } from './guest-record.js';
 import type { GuestSettings } from './settings.js';
 import { writeSnapshot, SNAPSHOT_FORMAT, SNAPSHOT_VERSION } from './snapshot.js';
 import { vmState, type ExitRecord, type VmState } from './state.js';
@@ -47,47 +46,35 @@ function describeExit(info: ExitInfo, requested: boolean): string {
   return requested ? `stopped on request: ${how}` : `the guest ${how}`;
 }
 
-/** One simulated VM: its status machine, its guest process, its devices. */
-export class SimVm {
-  readonly id: string;
+/** One simulated VM: its guest process, its devices, its sizes. */
+export class SimVm extends ServedVm {
   readonly dir: string;
   readonly consolePath: string;
   readonly agentSocketPath: string;
   readonly config: VmConfig;
   readonly settings: GuestSettings;
-  private current: VmStatus;
   private vcpus: number;
   private memoryMiB: number;
   private devices: Device[];
   private lastExit: ExitRecord | null;
-  private readonly emitEvent: (event: EventInput) => void;
   /** The watched guest; undefined when there is none, or after vm/disconnect. */
   private guest: Guest | undefined;
   /** The guest's identity, kept across vm/disconnect to take it back. */
   private identity: ProcessIdentity | undefined;
   private stopping = false;
-  private deleted = false;
   private exitHandled: Promise<void> = Promise.resolve();
-  private readonly serial = new Serial();
-  private readonly waiters = new Set<() => void>();
 
   constructor(init: VmInit) {
-    this.id = init.vmId;
+    super(init.vmId, init.status, init.emit);
     this.dir = init.dir;
     this.consolePath = init.consolePath;
     this.agentSocketPath = init.agentSocketPath;
     this.config = init.config;
     this.settings = init.settings;
-    this.current = init.status;
     this.vcpus = init.vcpus;
     this.memoryMiB = init.memoryMiB;
     this.devices = init.devices;
     this.lastExit = init.lastExit;
-    this.emitEvent = init.emit;
-  }
-
-  get status(): VmStatus {
-    return this.current;
   }
 
   // ---- state ----
@@ -110,25 +97,17 @@ export class SimVm {
     return { status: this.status, state: vmState.encode(this.state()) };
   }
 
-  private emit(event: EventInput extends infer E ? (E extends EventInput ? Omit<E, 'vmId'> : never) : never): void {
-    this.emitEvent({ ...event, vmId: this.id } as EventInput);
-  }
-
   /** Tells the host the state changed outside a call that answers with it. */
   private emitState(): void {
     this.emit({ type: 'state', state: vmState.encode(this.state()) });
   }
 
-  private require(allowed: readonly VmStatus[]): void {
-    if (!allowed.includes(this.status)) throw errors.invalidState(this.id, this.status, allowed);
-  }
-
-  /** Calls that change the VM run one at a time, and not at all once it is deleted. */
-  private exclusive<T>(task: () => Promise<T>): Promise<T> {
-    return this.serial.run(async () => {
-      if (this.deleted) throw errors.vmNotFound(this.id);
+  /** Calls that change the VM run one at a time (a call cancelled while it waits never runs), and not at all once it is deleted. */
+  private call<T>(task: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    return this.exclusive(async () => {
+      if (this.gone) throw errors.vmNotFound(this.vmId);
       return task();
-    });
+    }, signal);
   }
 
   // ---- the guest process ----
@@ -149,13 +128,14 @@ export class SimVm {
     const crashed = !requested && info.code !== 0;
     const reason = describeExit(info, requested);
     this.lastExit = { code: info.code, signal: info.signal, reason };
-    this.current = crashed ? 'crashed' : 'stopped';
+    this.status = crashed ? 'crashed' : 'stopped';
+    // Told here with their details, in the order the state machine wants: later announcements are relative to it.
     this.emit({ type: 'exited', code: info.code, signal: info.signal, reason });
     if (crashed) this.emit({ type: 'crashed', reason });
     else if (requested) this.emit({ type: 'stopped' });
+    this.assumeAnnounced(this.status);
     if (!requested) this.emitState();
-    for (const wake of this.waiters) wake();
-    this.waiters.clear();
+    this.settleWaiters(this.waitResult());
   }
 
   /** After vm/disconnect nobody watches the guest: a call that needs it takes it back first. */
@@ -174,31 +154,31 @@ export class SimVm {
   async recoverGuest(fromState: ProcessIdentity | null, fromDir: () => Promise<ProcessIdentity | undefined>): Promise<void> {
     // One look at /proc per candidate; the guest record is read only when the state's guest is gone.
     let identity: ProcessIdentity | null | undefined = fromState;
-    let stat = identity ? liveStat(identity) : undefined;
-    if (!stat) {
+    let state = identity ? liveState(identity) : undefined;
+    if (state === undefined) {
       identity = await fromDir();
-      stat = identity ? liveStat(identity) : undefined;
+      state = identity ? liveState(identity) : undefined;
     }
-    if (identity && stat) {
+    if (identity && state !== undefined) {
       this.adopt(Guest.attach(identity, this.consolePath, true));
-      this.current = stoppedState(stat.state) ? 'paused' : 'running';
+      this.status = stoppedState(state) ? 'paused' : 'running';
     } else if (LIVE.includes(this.status) || fromState) {
       // Gone while no plugin process watched it. A clean power-off as its console's last word (a vm/stop whose
       // answer never reached the host, or the guest's own shutdown) leaves it stopped, as a watched guest would
       // be; anything else is unknowable from here.
       const off = (await readConsole(this.consolePath)).powerOff;
       if (off?.code === 0) {
-        this.current = 'stopped';
+        this.status = 'stopped';
         this.lastExit = { code: 0, signal: null, reason: 'the guest powered off while no plugin process watched it' };
       } else {
-        this.current = 'lost';
+        this.status = 'lost';
       }
     }
   }
 
   private liveGuest(allowed: readonly VmStatus[]): Guest {
     this.require(allowed);
-    if (!this.guest) throw errors.vmmFailure(`VM ${this.id} is ${this.status} but has no guest process`);
+    if (!this.guest) throw errors.vmmFailure(`VM ${this.vmId} is ${this.status} but has no guest process`);
     return this.guest;
   }
 
@@ -207,7 +187,7 @@ export class SimVm {
     await endStrayGuests(this.agentSocketPath);
     const guest = await Guest.spawn(
       {
-        vmId: this.id,
+        vmId: this.vmId,
         nextTick,
         tickMs: this.settings.tickMs,
         powerOffAfterTicks: this.settings.powerOffAfterTicks,
@@ -229,13 +209,8 @@ export class SimVm {
 
   // ---- lifecycle ----
 
-  /** Called once by the registry after creation; the VM exists from here on. */
-  announceCreated(): void {
-    this.emit({ type: 'created' });
-  }
-
   start(ctx: CallContext): Promise<VmResult> {
-    return this.exclusive(async () => {
+    return this.call(async () => {
       this.require(['created', 'stopped', 'crashed']);
       ctx.progress('attaching devices', 5);
       for (const d of this.devices) await probeDevice(d);
@@ -244,38 +219,36 @@ export class SimVm {
       try {
         guest = await this.launch(0, false, ctx.signal);
       } catch (err) {
-        throw ctx.signal.aborted ? cancelled('vm/start') : err;
+        throw ctx.signal.aborted ? errors.cancelled('vm/start') : err;
       }
       this.adopt(guest);
-      this.current = 'running';
-      this.emit({ type: 'running' });
+      this.announce('running');
       ctx.progress('the guest has booted', 100);
       return this.result();
-    });
+    }, ctx.signal);
   }
 
   /** vm/restore's second half: the guest carries on from the snapshot's counter, stopped. */
   async startRestored(nextTick: number, ctx: CallContext): Promise<VmResult> {
-    return this.exclusive(async () => {
+    return this.call(async () => {
       for (const d of this.devices) await probeDevice(d);
       ctx.progress('starting the guest process', 40);
       let guest: Guest;
       try {
         guest = await this.launch(nextTick, true, ctx.signal);
       } catch (err) {
-        throw ctx.signal.aborted ? cancelled('vm/restore') : err;
+        throw ctx.signal.aborted ? errors.cancelled('vm/restore') : err;
       }
       this.adopt(guest);
-      this.current = 'paused';
-      this.emit({ type: 'created' });
-      this.emit({ type: 'paused' });
+      this.announce('created');
+      this.announce('paused');
       ctx.progress('restored, paused', 100);
       return this.result();
-    });
+    }, ctx.signal);
   }
 
   stop(force: boolean, graceMs: number, signal: AbortSignal): Promise<VmResult> {
-    return this.exclusive(async () => {
+    return this.call(async () => {
       await this.reconnect();
       // Stopping what is not running any more asks for nothing to be done.
       if (this.status === 'stopped' || this.status === 'crashed') return this.result();
@@ -288,56 +261,43 @@ export class SimVm {
         this.stopping = false;
       }
       return this.result();
-    });
+    }, signal);
   }
 
-  pause(): Promise<VmResult> {
-    return this.exclusive(async () => {
+  pause(signal: AbortSignal): Promise<VmResult> {
+    return this.call(async () => {
       await this.reconnect();
       await this.liveGuest(['running']).pause();
-      this.current = 'paused';
-      this.emit({ type: 'paused' });
+      this.announce('paused');
       return this.result();
-    });
+    }, signal);
   }
 
-  resume(): Promise<VmResult> {
-    return this.exclusive(async () => {
+  resume(signal: AbortSignal): Promise<VmResult> {
+    return this.call(async () => {
       await this.reconnect();
       await this.liveGuest(['paused']).resume();
-      this.current = 'running';
-      this.emit({ type: 'resumed' });
+      this.announce('resumed');
       return this.result();
-    });
+    }, signal);
   }
 
   /** Resolves once the guest no longer runs; a VM that does not run answers at once. */
-  async wait(signal: AbortSignal): Promise<ResultInputOf<'vm/wait'>> {
+  async wait(signal: AbortSignal): Promise<WaitResult> {
     await this.reconnect();
-    if (LIVE.includes(this.status)) {
-      await new Promise<void>((resolve, reject) => {
-        const onAbort = (): void => {
-          this.waiters.delete(done);
-          reject(cancelled('vm/wait'));
-        };
-        const done = (): void => {
-          signal.removeEventListener('abort', onAbort);
-          resolve();
-        };
-        if (signal.aborted) return onAbort();
-        this.waiters.add(done);
-        signal.addEventListener('abort', onAbort, { once: true });
-      });
-    }
+    return this.waitFor(LIVE.includes(this.status) ? undefined : this.waitResult(), signal);
+  }
+
+  private waitResult(): WaitResult {
     return {
       status: this.status,
       exitCode: this.lastExit?.code ?? null,
-      reason: this.deleted ? 'the VM was deleted' : (this.lastExit?.reason ?? `the VM is ${this.status}`),
+      reason: this.gone ? 'the VM was deleted' : (this.lastExit?.reason ?? `the VM is ${this.status}`),
     };
   }
 
   save(path: string, ctx: CallContext): Promise<ResultInputOf<'vm/save'>> {
-    return this.exclusive(async () => {
+    return this.call(async () => {
       await this.reconnect();
       const guest = this.liveGuest(['paused']);
       ctx.progress('reading the guest state', 10);
@@ -346,7 +306,7 @@ export class SimVm {
       const sizeBytes = await writeSnapshot(path, {
         format: SNAPSHOT_FORMAT,
         version: SNAPSHOT_VERSION,
-        vmId: this.id,
+        vmId: this.vmId,
         savedAt: new Date().toISOString(),
         config: { ...this.config, devices: this.devices },
         vcpus: this.vcpus,
@@ -355,12 +315,12 @@ export class SimVm {
       });
       ctx.progress('saved', 100);
       return { path, sizeBytes, state: vmState.encode(this.state()) };
-    });
+    }, ctx.signal);
   }
 
   /** Stops the guest if it runs and releases the runtime directory. */
   delete(): Promise<void> {
-    return this.exclusive(async () => {
+    return this.call(async () => {
       await this.reconnect();
       if (this.guest) {
         this.stopping = true;
@@ -371,17 +331,16 @@ export class SimVm {
           this.stopping = false;
         }
       }
-      this.deleted = true;
+      this.forget();
       this.guest?.detach();
       await endStrayGuests(this.agentSocketPath);
       await rm(this.dir, { recursive: true, force: true });
-      for (const wake of this.waiters) wake();
-      this.waiters.clear();
+      this.settleWaiters(this.waitResult());
     });
   }
 
   disconnect(): Promise<void> {
-    return this.exclusive(async () => {
+    return this.call(async () => {
       this.guest?.detach();
       this.guest = undefined;
     });
@@ -401,7 +360,7 @@ export class SimVm {
   }
 
   addDevice(device: Device): Promise<ResultInputOf<'device/add'>> {
-    return this.exclusive(async () => {
+    return this.call(async () => {
       await this.reconnect();
       this.require(['created', 'running', 'paused', 'stopped']);
       if (this.devices.some((d) => d.id === device.id)) throw errors.alreadyExists(device.id);
@@ -416,10 +375,10 @@ export class SimVm {
   }
 
   removeDevice(deviceId: string): Promise<ResultInputOf<'device/remove'>> {
-    return this.exclusive(async () => {
+    return this.call(async () => {
       await this.reconnect();
       this.require(['created', 'running', 'paused', 'stopped']);
-      if (!this.devices.some((d) => d.id === deviceId)) throw errors.deviceNotFound('device/remove', this.id, deviceId);
+      if (!this.devices.some((d) => d.id === deviceId)) throw errors.deviceNotFound('device/remove', this.vmId, deviceId);
       this.requireHotplug('device/remove');
       this.devices = this.devices.filter((d) => d.id !== deviceId);
       this.emit({ type: 'device-removed', deviceId });
@@ -428,11 +387,11 @@ export class SimVm {
   }
 
   resizeVcpus(count: number): Promise<ResultInputOf<'vm/resizeVcpus'>> {
-    return this.exclusive(async () => {
+    return this.call(async () => {
       await this.reconnect();
       this.require(['created', 'running', 'paused']);
       const max = this.config.vcpus.max ?? this.config.vcpus.boot;
-      if (count > max) throw invalidParams('vm/resizeVcpus', ['count'], `VM ${this.id} has at most ${max} vCPUs (vcpus.max)`);
+      if (count > max) throw invalidParams('vm/resizeVcpus', ['count'], `VM ${this.vmId} has at most ${max} vCPUs (vcpus.max)`);
       if (count !== this.vcpus) this.requireHotplug('vm/resizeVcpus');
       this.vcpus = count;
       this.emitState();
@@ -441,11 +400,11 @@ export class SimVm {
   }
 
   resizeMemory(sizeMiB: number): Promise<ResultInputOf<'vm/resizeMemory'>> {
-    return this.exclusive(async () => {
+    return this.call(async () => {
       await this.reconnect();
       this.require(['created', 'running', 'paused']);
       const max = this.config.memory.maxMiB ?? this.config.memory.sizeMiB;
-      if (sizeMiB > max) throw invalidParams('vm/resizeMemory', ['sizeMiB'], `VM ${this.id} has at most ${max} MiB (memory.maxMiB)`);
+      if (sizeMiB > max) throw invalidParams('vm/resizeMemory', ['sizeMiB'], `VM ${this.vmId} has at most ${max} MiB (memory.maxMiB)`);
       if (sizeMiB !== this.memoryMiB) this.requireHotplug('vm/resizeMemory');
       this.memoryMiB = sizeMiB;
       this.emitState();

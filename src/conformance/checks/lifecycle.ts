@@ -1,26 +1,34 @@
 import type { ShimVm } from 'hvplug';
 import { InvalidStateError } from 'hvplug';
-import { LIFECYCLE, type MethodName, type VmStatus } from 'hvplug/protocol';
+import type * as z from 'zod';
+import { allowedFrom, LIFECYCLE, methodDef, STATUS_CHANGING, VM_METHODS, VM_STATUSES, type MethodName, type VmMethod, type VmStatus } from 'hvplug/protocol';
 import { expect, expectRejection, fail, type CheckDef } from '../check.js';
 import { PATH_TO, type Fixture, type PreparedStatus } from '../fixture.js';
 import { expectStatus, reportedStatus } from '../vm-report.js';
 import { describeSentData, sentError } from '../wire-answers.js';
 
-type TransitionMethod = 'vm/start' | 'vm/stop' | 'vm/pause' | 'vm/resume' | 'vm/save' | 'vm/delete';
-
 /** Where a call takes a VM in a given status: a new status, gone, or refused with InvalidState. */
 type Outcome = VmStatus | 'deleted' | 'refused';
 
-/** The methods these checks know how to call (see step), and the statuses the suite can bring a VM to. */
-const CALLABLE: readonly TransitionMethod[] = ['vm/start', 'vm/stop', 'vm/pause', 'vm/resume', 'vm/save', 'vm/delete'];
 const PREPARED: readonly PreparedStatus[] = ['created', 'running', 'paused', 'stopped'];
+
+/**
+ * The methods the lifecycle checks call, as the state machine marks them: those that move a VM to another status
+ * (but vm/wait, whose answer waits for the VM's end), and those it allows in one status only (a snapshot needs a
+ * paused VM). The rest only read or change the hardware, which the method and device checks cover.
+ */
+const CALLABLE: readonly VmMethod[] = VM_METHODS.filter((m) => {
+  const rows = VM_STATUSES.map((s) => LIFECYCLE[m][s]);
+  if (rows.some((t) => t.waits)) return false;
+  return STATUS_CHANGING.has(m) || allowedFrom(m).length === 1;
+});
 
 /**
  * Every pair of a callable method and a preparable status that LIFECYCLE settles: a forbidden one must be
  * refused, a `must` one must lead to the table's usual outcome. A `may` pair is the plugin's choice, and
  * lifecycle.table holds it to the table's outcomes only.
  */
-export const TRANSITIONS: readonly { method: TransitionMethod; from: PreparedStatus; to: Outcome }[] = CALLABLE.flatMap((method) =>
+export const TRANSITIONS: readonly { method: VmMethod; from: PreparedStatus; to: Outcome }[] = CALLABLE.flatMap((method) =>
   PREPARED.flatMap((from) => {
     const t = LIFECYCLE[method][from];
     if (t.verdict === 'may') return [];
@@ -29,36 +37,47 @@ export const TRANSITIONS: readonly { method: TransitionMethod; from: PreparedSta
   }),
 );
 
-/** What proves a VM refused a transition is still usable: the next allowed step from where it is. */
-const NEXT_STEP: Record<PreparedStatus, { method: TransitionMethod; to: VmStatus | 'deleted' }> = {
-  created: { method: 'vm/start', to: 'running' },
-  running: { method: 'vm/stop', to: 'stopped' },
-  paused: { method: 'vm/resume', to: 'running' },
-  stopped: { method: 'vm/delete', to: 'deleted' },
-};
+/**
+ * What proves a VM that refused a transition is still usable: a step the table requires from where it is, the
+ * nearest one forward along create → run → stop → delete (a pause leads nowhere along it; a paused VM resumes).
+ */
+const FURTHER: readonly (VmStatus | 'deleted')[] = ['running', 'stopped', 'deleted'];
+const rank = (to: VmStatus | 'deleted'): number => (FURTHER.includes(to) ? FURTHER.indexOf(to) : -1);
+function nextStep(from: PreparedStatus): { method: VmMethod; to: VmStatus | 'deleted' } {
+  const steps = CALLABLE.flatMap((method) => {
+    const t = LIFECYCLE[method][from];
+    const to = t.to[0];
+    return t.verdict === 'must' && to !== undefined && to !== from ? [{ method, to }] : [];
+  }).filter((s) => rank(s.to) >= 0);
+  const later = steps.filter((s) => rank(s.to) > rank(from));
+  const best = (later.length ? later : steps).sort((a, b) => rank(a.to) - rank(b.to))[0];
+  if (!best) throw new Error(`the state machine has no required step out of ${from}`);
+  return best;
+}
 
-async function step(fx: Fixture, vm: ShimVm, method: TransitionMethod): Promise<VmStatus | 'deleted'> {
-  switch (method) {
-    case 'vm/start':
-      return (await vm.start(undefined, fx.opts(method))).status;
-    case 'vm/stop':
-      return (await vm.stop({ graceMs: 2_000 }, fx.opts(method))).status;
-    case 'vm/pause':
-      return (await vm.pause(undefined, fx.opts(method))).status;
-    case 'vm/resume':
-      return (await vm.resume(undefined, fx.opts(method))).status;
-    case 'vm/save':
-      await vm.save({ path: fx.path(`${vm.id}.snap`) }, fx.opts(method));
-      return vm.status;
-    case 'vm/delete':
-      await vm.delete(undefined, fx.opts(method));
-      return 'deleted';
-  }
+/**
+ * What the suite passes for the fields a transition call takes besides vmId (those of its params schema, read from
+ * the method table): a short grace, a snapshot file of the check's own.
+ */
+function paramsFor(fx: Fixture, vm: ShimVm, method: VmMethod): Record<string, unknown> {
+  const offered: Record<string, () => unknown> = { graceMs: () => 2_000, path: () => fx.path(`${vm.id}.snap`) };
+  const shape = (methodDef(method).params as z.ZodObject).shape;
+  return Object.fromEntries(Object.entries(offered).flatMap(([field, value]) => (field in shape ? [[field, value()]] : [])));
+}
+
+/** Calls `method` through the shim (its api name in the method table); where it leaves the VM as the plugin says. */
+async function step(fx: Fixture, vm: ShimVm, method: VmMethod): Promise<VmStatus | 'deleted'> {
+  const call = (vm as unknown as Record<string, (params: Record<string, unknown>, opts: unknown) => Promise<unknown>>)[methodDef(method).api];
+  if (!call) throw new Error(`the shim has no ${methodDef(method).api} for ${method}`);
+  const answer = await call.call(vm, paramsFor(fx, vm, method), fx.opts(method));
+  const status = (answer as { status?: unknown } | null)?.status;
+  if (typeof status === 'string') return status as VmStatus;
+  return methodDef(method).record === 'delete' ? 'deleted' : vm.status;
 }
 
 function transitionCheck(t: (typeof TRANSITIONS)[number]): CheckDef {
   const { method, from, to } = t;
-  const next = NEXT_STEP[from];
+  const next = nextStep(from);
   const needs: MethodName[] = [method, ...PATH_TO[from]];
   if (to === 'refused') {
     return {
