@@ -100,7 +100,7 @@ export function nodeNoop(): Promise<number> {
   });
 }
 
-/** ms for PluginClient.start: the host's own path (execa, executable lookup, shebang, handshake and `initialized`). */
+/** ms for PluginClient.start: the host's own path (spawn, executable lookup, shebang, handshake and `initialized`). */
 async function viaClient(executable: string, dir: string): Promise<number> {
   const t0 = performance.now();
   const client = await PluginClient.start(PluginSpec.parse({ name: 'example-proprietary', command: executable }), {
@@ -127,7 +127,7 @@ export const coldstart: Figure = {
       `written at spawn) vs spawn(node, ['-e', '']) to exit; same env as PluginHost gives; ${reps} reps alternating after ` +
       `${warmup} warm-up runs. Info rows: the floor (node from a snapshot holding only vscode-jsonrpc, zod and pino, to the ` +
       `byte it writes when it starts), the same plugin from its bundle (spawn(node, [bundle.mjs])), the no-op SDK plugin ` +
-      `(snapshot), and PluginClient.start (execa, launcher, handshake + initialized)`;
+      `(snapshot), and PluginClient.start (spawn, launcher, handshake + initialized)`;
     if (!plugin) return notMeasured('the example plugin (plugins/example-proprietary/dist) is not built: run npm run build', method);
     const dir = join(ws.dir, 'coldstart');
     await mkdir(join(dir, 'state'), { recursive: true });
