@@ -5,6 +5,7 @@ import { hasGc } from './drivers.js';
 import type { Figure, FigureOutcome } from './figure.js';
 import { coldstart } from './figures/coldstart.js';
 import { eventFlood } from './figures/event-flood.js';
+import { footprint } from './figures/footprint.js';
 import { framing } from './figures/framing.js';
 import { qemuBoot } from './figures/qemu.js';
 import { recovery } from './figures/recovery.js';
@@ -14,7 +15,7 @@ import { throughput } from './figures/throughput.js';
 import { machine, type BenchReport, type FigureReport } from './report.js';
 import { workspace } from './setup.js';
 
-export const FIGURES: readonly Figure[] = [roundtrip, throughput, coldstart, scale, qemuBoot, recovery, framing, eventFlood];
+export const FIGURES: readonly Figure[] = [roundtrip, throughput, coldstart, scale, qemuBoot, recovery, framing, eventFlood, footprint];
 
 export interface BenchOptions {
   quick?: boolean;

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ENV_ALLOW_LIST, PluginClient, PluginSpec } from 'hvplug';
@@ -10,6 +11,7 @@ import type { Figure } from '../figure.js';
 import { notMeasured } from '../figure.js';
 import { compare, measure } from '../report.js';
 import { builtPlugin } from '../setup.js';
+import { BENCH_VM_CONFIG } from './scale.js';
 
 /** The environment PluginHost gives a plugin, so the bare spawn sees what a hosted plugin sees. */
 function hostedEnv(): Record<string, string> {
@@ -37,7 +39,13 @@ type Argv = readonly [string, ...string[]];
  * ms from spawn() until `arrived` finds on stdout what is waited for (it throws for an answer that is a
  * failure). The exit is awaited, so runs do not overlap, but not timed.
  */
-function spawnUntil(argv: Argv, what: string, arrived: (chunk: Buffer) => boolean, input?: Buffer): Promise<number> {
+function spawnUntil(
+  argv: Argv,
+  what: string,
+  arrived: (chunk: Buffer) => boolean,
+  input?: Buffer,
+  writer?: (write: (b: Buffer) => void) => void,
+): Promise<number> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const child = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'ignore'], env: hostedEnv() });
@@ -61,6 +69,7 @@ function spawnUntil(argv: Argv, what: string, arrived: (chunk: Buffer) => boolea
       else reject(new Error(`${argv[0]} exited (${code ?? signal}) before ${what}`));
     });
     child.stdin.on('error', () => undefined);
+    writer?.((b) => child.stdin.write(b));
     if (input) child.stdin.write(input);
   });
 }
@@ -85,6 +94,27 @@ export function spawnToInitialize(argv: Argv, params: InitializeParams): Promise
   return spawnUntil(argv, 'answering initialize', answered, request);
 }
 
+/**
+ * ms from spawn() to the answer of the first VM call (vm/create of a VM that is not started), sent after
+ * initialize was answered and `initialized` sent, as a host does.
+ */
+export function spawnToFirstVmCall(argv: Argv, params: InitializeParams, config: object): Promise<number> {
+  const decoder = new FrameDecoder();
+  const frame = (msg: object): Buffer => encodeFrame(JSON.stringify({ jsonrpc: '2.0', ...msg }));
+  let stdin: ((b: Buffer) => void) | undefined;
+  const answered = (c: Buffer): boolean => {
+    for (const body of decoder.push(c)) {
+      const msg = JSON.parse(body.toString('utf8')) as { id?: number; error?: { message: string } };
+      if (msg.error) throw new Error(`call ${msg.id} failed: ${msg.error.message}`);
+      if (msg.id === 0) {
+        stdin?.(Buffer.concat([frame({ method: 'initialized', params: {} }), frame({ id: 1, method: 'vm/create', params: { vmId: `bench-${randomUUID()}`, config } })]));
+      } else if (msg.id === 1) return true;
+    }
+    return false;
+  };
+  return spawnUntil(argv, 'answering its first VM call', answered, frame({ id: 0, method: 'initialize', params }), (write) => (stdin = write));
+}
+
 /** ms from spawn() to the first byte on stdout (the libraries floor writes one when it starts). */
 export function spawnToFirstByte(argv: Argv): Promise<number> {
   return spawnUntil(argv, 'writing to stdout', () => true);
@@ -100,7 +130,7 @@ export function nodeNoop(): Promise<number> {
   });
 }
 
-/** ms for PluginClient.start: the host's own path (execa, executable lookup, shebang, handshake and `initialized`). */
+/** ms for PluginClient.start: the host's own path (spawn, executable lookup, shebang, handshake and `initialized`). */
 async function viaClient(executable: string, dir: string): Promise<number> {
   const t0 = performance.now();
   const client = await PluginClient.start(PluginSpec.parse({ name: 'example-proprietary', command: executable }), {
@@ -124,10 +154,10 @@ export const coldstart: Figure = {
     const plugin = builtPlugin('example-proprietary');
     const method =
       `spawn(the plugin's executable: the launcher of its startup snapshot) to the initialize answer read on stdout (request ` +
-      `written at spawn) vs spawn(node, ['-e', '']) to exit; same env as PluginHost gives; ${reps} reps alternating after ` +
+      `written at spawn), and to the answer of the first VM call (vm/create, sent after initialize was answered), vs spawn(node, ['-e', '']) to exit; same env as PluginHost gives; ${reps} reps alternating after ` +
       `${warmup} warm-up runs. Info rows: the floor (node from a snapshot holding only vscode-jsonrpc, zod and pino, to the ` +
       `byte it writes when it starts), the same plugin from its bundle (spawn(node, [bundle.mjs])), the no-op SDK plugin ` +
-      `(snapshot), and PluginClient.start (execa, launcher, handshake + initialized)`;
+      `(snapshot), and PluginClient.start (spawn, launcher, handshake + initialized)`;
     if (!plugin) return notMeasured('the example plugin (plugins/example-proprietary/dist) is not built: run npm run build', method);
     const dir = join(ws.dir, 'coldstart');
     await mkdir(join(dir, 'state'), { recursive: true });
@@ -135,6 +165,7 @@ export const coldstart: Figure = {
     const params = initializeParams(dir);
     const variants = {
       example: () => spawnToInitialize([plugin.executable], params),
+      firstVmCall: () => spawnToFirstVmCall([plugin.executable], params, BENCH_VM_CONFIG),
       node: () => nodeNoop(),
       floor: () => spawnToFirstByte([ws.executable('libraries-floor')]),
       bundle: () => spawnToInitialize([process.execPath, plugin.bundle], params),
@@ -155,6 +186,12 @@ export const coldstart: Figure = {
           op: '<=',
           limit: 1.25,
           text: "≤ 1.25× node -e ''",
+        }),
+        compare('example plugin, spawn to first VM call (vm/create) answered, vs node', measure('first VM call', 'ms', runs.firstVmCall), nodeM, {
+          on: 'ratio',
+          op: '<=',
+          limit: 1.4,
+          text: "≤ 1.4× node -e ''",
         }),
         compare('floor: the three libraries from a snapshot vs node', floorM, nodeM),
         compare('example plugin vs that floor', exampleM, floorM),

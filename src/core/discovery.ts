@@ -2,7 +2,6 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parse as parseToml } from 'smol-toml';
 import { z } from 'zod';
 import { formatIssues, toIssues } from 'hvplug/protocol';
 import { HvplugError, InvalidConfigError } from '../errors/index.js';
@@ -70,6 +69,8 @@ export class PluginCatalog {
     const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
       throw new HvplugError(`cannot read plugin config ${file}: ${err.message}`, 'InvalidConfig');
     });
+    // Loaded only when there is a file to read: most embedders give their plugins in code.
+    const { parse: parseToml } = await import('smol-toml');
     let doc: unknown;
     try {
       doc = parseToml(text);

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
-import pino, { type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { InitializeParams, isMethodName, methodDef, type VmEvent } from 'hvplug/protocol';
 import { ShimHypervisor, type ShimVm, type VmRecordUpdate } from '../shim/shim.js';
 import type { Interceptor } from '../shim/interceptors.js';
@@ -13,6 +13,7 @@ import { PerVmChannel } from './per-vm.js';
 import { FileStateStore, type CreatingMethod, type RecordError, type StateStore, type VmRecord } from './state-store.js';
 import { PluginFailedError, SupervisedPlugin, type SupervisionOptions } from './supervisor.js';
 import { describeOwner, VmLeases } from './ownership.js';
+import { defaultLogger } from './default-logger.js';
 import { HOST_VERSION } from './version.js';
 
 export interface PluginHostOptions {
@@ -142,7 +143,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
     this.runtimeDir = opts.runtimeDir ?? defaultRuntimeDir(env);
     this.store = opts.store ?? new FileStateStore(this.stateDir);
     this.leases = new VmLeases(this.stateDir);
-    this.logger = opts.logger ?? pino({ name: 'hvplug', level: opts.logLevel ?? DEFAULT_LOG_LEVEL }, pino.destination(2));
+    this.logger = opts.logger ?? defaultLogger(opts.logLevel ?? DEFAULT_LOG_LEVEL);
     const discovery: DiscoveryOptions = {
       specs: opts.plugins,
       configFile: opts.configFile ?? env.HVPLUG_CONFIG,

@@ -1,7 +1,6 @@
 import type { Logger } from 'pino';
-import { execa, type ResultPromise } from 'execa';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
-import type { DataCallback, Disposable, Message } from 'vscode-jsonrpc/node';
 import {
   compareVersions,
   InitializeResult,
@@ -11,7 +10,6 @@ import {
   toIssues,
   type InitializeParams,
 } from 'hvplug/protocol';
-import { DEFAULT_MAX_MESSAGE_BYTES, FramedReader, FramedWriter, FramingError } from 'hvplug/transport';
 import { pluginEnvironment } from './environment.js';
 import { HvplugError, PluginExitedError, TimeoutError, PluginSpawnError, ProtocolError, ProtocolVersionError, ProtocolViolationError } from '../errors/index.js';
 import { HostRpc, type RpcCallOptions } from './host-rpc.js';
@@ -19,6 +17,7 @@ import { resolveExecutable, verifyPin } from './integrity.js';
 import { PluginLog } from './plugin-log.js';
 import type { NotificationListener } from '../shim/channel.js';
 import type { PluginSpec } from './plugin-spec.js';
+import type { Wire } from './plugin-wire.js';
 
 export interface ClientOptions {
   stateDir: string;
@@ -42,31 +41,7 @@ export interface ExitInfo {
 }
 
 
-type Tracer = NonNullable<ClientOptions['trace']>;
-
-class TracedReader extends FramedReader {
-  constructor(readable: Readable, maxMessageBytes: number, private readonly tracer: Tracer) {
-    super(readable, maxMessageBytes);
-  }
-
-  override listen(callback: DataCallback): Disposable {
-    return super.listen((msg) => {
-      this.tracer('receive', msg);
-      callback(msg);
-    });
-  }
-}
-
-class TracedWriter extends FramedWriter {
-  constructor(writable: Writable, maxMessageBytes: number, writeFrame: (frame: string) => void, private readonly tracer: Tracer) {
-    super(writable, maxMessageBytes, writeFrame);
-  }
-
-  override write(msg: Message): Promise<void> {
-    this.tracer('send', msg);
-    return super.write(msg);
-  }
-}
+type PluginProcess = ChildProcessByStdio<Writable, Readable, Readable>;
 
 /** A batch leaves early once this big: host and plugin then work at the same time instead of in turns. */
 const MAX_BATCH_CHARS = 4 * 1024;
@@ -163,35 +138,33 @@ export class PluginClient {
 
   private constructor(
     readonly spec: PluginSpec,
-    child: ResultPromise,
+    child: PluginProcess,
     readonly pid: number,
     opts: ClientOptions,
+    wire: Wire,
   ) {
-    const maxMessageBytes = opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    const maxMessageBytes = opts.maxMessageBytes ?? wire.DEFAULT_MAX_MESSAGE_BYTES;
     const { stdin, stdout, stderr } = child;
-    if (!stdout || !stdin || !stderr) throw new PluginSpawnError(`plugin ${spec.name} has no stdio pipes`);
     this.logger = opts.logger.child({ plugin: spec.name, pid });
     this.log = new PluginLog(this.logger);
     stderr.on('data', (c: Buffer) => this.log.push(c));
     // A dead plugin's stdin raises EPIPE; the writer reports it, the exit handler the death.
     stdin.on('error', () => undefined);
-    const reader = opts.trace ? new TracedReader(stdout, maxMessageBytes, opts.trace) : new FramedReader(stdout, maxMessageBytes);
+    const reader = wire.reader(stdout, maxMessageBytes, opts.trace);
     this.input = new BatchedInput(stdin, () =>
       this.broken(`plugin ${spec.name} does not read its stdin: over ${MAX_UNREAD_INPUT_BYTES} bytes wait unread`),
     );
-    const writer = opts.trace
-      ? new TracedWriter(stdin, maxMessageBytes, this.input.write, opts.trace)
-      : new FramedWriter(stdin, maxMessageBytes, this.input.write);
+    const writer = wire.writer(stdin, maxMessageBytes, this.input.write, opts.trace);
     this.rpc = new HostRpc(writer, {
       notification: (method, params) => this.relay(method, params),
       fatal: (err) => this.broken(err.message),
       note: (message, fields) => this.logger.debug(fields, message),
     });
     reader.onError((err) => {
-      if (err instanceof FramingError && err.stray !== undefined) {
+      if (err instanceof wire.FramingError && err.stray !== undefined) {
         this.broken(`plugin ${spec.name} wrote ${err.stray} on stdout, which carries only Content-Length framed JSON-RPC (logs go to stderr)`, err.firstBytes);
       } else {
-        this.broken(`plugin ${spec.name} broke the protocol on stdout: ${err.message}`, err instanceof FramingError ? err.firstBytes : undefined);
+        this.broken(`plugin ${spec.name} broke the protocol on stdout: ${err.message}`, err instanceof wire.FramingError ? err.firstBytes : undefined);
       }
     });
     reader.onClose(() => this.stdioClosed('stdout'));
@@ -227,26 +200,22 @@ export class PluginClient {
   }
 
   static async start(spec: PluginSpec, opts: ClientOptions): Promise<PluginClient> {
+    const wire = await import('./plugin-wire.js');
     const hostEnv = opts.hostEnv ?? process.env;
     const env = pluginEnvironment(hostEnv, spec.envPassthrough, spec.env, {
-      HVPLUG_MAX_MESSAGE_BYTES: String(opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES),
+      HVPLUG_MAX_MESSAGE_BYTES: String(opts.maxMessageBytes ?? wire.DEFAULT_MAX_MESSAGE_BYTES),
     });
     const resolved = await resolveExecutable(spec.command, env.PATH, `plugin ${spec.name}`);
     const executable = spec.sha256 ? await verifyPin(resolved, spec.sha256, { pathEnv: env.PATH, runtimeDir: opts.runtimeDir }) : resolved;
-    let child: ResultPromise;
+    let child: PluginProcess;
     try {
-      child = execa(executable, spec.args, {
+      // node's own spawn: the host needs pipes, a process group and the exit, nothing execa adds to them, and
+      // execa's ~100 modules would cost every embedder's process ~14 MiB from its import on.
+      child = spawn(executable, spec.args, {
         env,
-        extendEnv: false,
-        stdin: 'pipe',
-        stdout: 'pipe',
-        stderr: 'pipe',
-        buffer: false,
-        encoding: 'buffer',
+        stdio: ['pipe', 'pipe', 'pipe'],
         // Its own process group, so a forced shutdown can take the plugin and its helpers down together.
         detached: true,
-        reject: false,
-        cleanup: false,
       });
     } catch (err) {
       throw new PluginSpawnError(`plugin ${spec.name}: cannot start ${executable}: ${(err as Error).message}`, { cause: err });
@@ -255,7 +224,7 @@ export class PluginClient {
       child.once('spawn', () => resolve(child.pid as number));
       child.once('error', (err) => reject(new PluginSpawnError(`plugin ${spec.name}: cannot start ${executable}: ${err.message}`, { cause: err })));
     });
-    const client = new PluginClient(spec, child, pid, opts);
+    const client = new PluginClient(spec, child, pid, opts, wire);
     try {
       await client.handshake(opts);
     } catch (err) {
