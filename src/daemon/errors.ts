@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ResponseError } from 'vscode-jsonrpc/node';
-import { ErrorCode, errorCodeName } from 'hvplug/protocol';
+import { ErrorCode, errorCodeName, formatIssues, toIssues } from 'hvplug/protocol';
 import { HvplugError } from '../errors/index.js';
 
 /** Code of an HvplugError whose own code is not one of the protocol's (VmOwned, PluginExited...). */
@@ -26,7 +26,12 @@ const ErrorWireData = z.object({ hvplug: z.enum(HVPLUG_CODES) });
  * A failure in the daemon as the client's answer. The message is kept whole, so that a command through the daemon
  * prints what it prints without one; an error that is not hvplug's stays one (the CLI calls it internal).
  */
-export function toResponseError(err: unknown): ResponseError<unknown> {
+export function toResponseError(err: unknown, method: string): ResponseError<unknown> {
+  if (err instanceof ResponseError) return err;
+  if (err instanceof z.ZodError) {
+    const issues = toIssues(err);
+    return new ResponseError(ErrorCode.InvalidParams, `${method}: invalid params: ${formatIssues(issues)}`, { method, issues });
+  }
   if (err instanceof HvplugError) {
     const code = (ErrorCode as Record<string, number>)[err.code] ?? HVPLUG_ERROR;
     return new ResponseError(code, err.message, { hvplug: err.code });

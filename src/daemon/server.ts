@@ -137,7 +137,7 @@ export class DaemonServer {
       log.debug({ method: name }, 'daemon call');
       return this.opts.ready
         .then(work)
-        .catch((err: unknown) => Promise.reject(toResponseError(err)))
+        .catch((err: unknown) => Promise.reject(toResponseError(err, name)))
         .finally(() => calls--);
     };
 
