@@ -11,6 +11,8 @@ export interface BenchConfig {
   framing: { reps: number; runs: number };
   /** runs of `seconds` each under a steady flood of events. */
   eventFlood: { reps: number; seconds: number };
+  /** CLI commands through the daemon; each repetition spawns a dozen processes. */
+  daemon: { warmup: number; reps: number };
 }
 
 export const FULL: BenchConfig = {
@@ -22,6 +24,7 @@ export const FULL: BenchConfig = {
   recovery: { vms: 100, reps: 7 },
   framing: { reps: 15, runs: 7 },
   eventFlood: { reps: 2, seconds: 10 },
+  daemon: { warmup: 3, reps: 15 },
 };
 
 export const QUICK: BenchConfig = {
@@ -34,4 +37,5 @@ export const QUICK: BenchConfig = {
   recovery: { vms: 5, reps: 2 },
   framing: { reps: 2, runs: 1 },
   eventFlood: { reps: 1, seconds: 3 },
+  daemon: { warmup: 0, reps: 2 },
 };
