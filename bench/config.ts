@@ -13,6 +13,8 @@ export interface BenchConfig {
   eventFlood: { reps: number; seconds: number };
   /** Each repetition spawns every process of the figure once (a few seconds in all). */
   footprint: { reps: number };
+  /** CLI commands through the daemon; each repetition spawns a dozen processes. */
+  daemon: { warmup: number; reps: number };
 }
 
 export const FULL: BenchConfig = {
@@ -25,6 +27,7 @@ export const FULL: BenchConfig = {
   framing: { reps: 15, runs: 7 },
   eventFlood: { reps: 2, seconds: 10 },
   footprint: { reps: 7 },
+  daemon: { warmup: 3, reps: 15 },
 };
 
 export const QUICK: BenchConfig = {
@@ -38,4 +41,5 @@ export const QUICK: BenchConfig = {
   framing: { reps: 2, runs: 1 },
   eventFlood: { reps: 1, seconds: 3 },
   footprint: { reps: 1 },
+  daemon: { warmup: 0, reps: 2 },
 };

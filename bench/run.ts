@@ -4,6 +4,7 @@ import { FULL, QUICK, type BenchConfig } from './config.js';
 import { hasGc } from './drivers.js';
 import type { Figure, FigureOutcome } from './figure.js';
 import { coldstart } from './figures/coldstart.js';
+import { daemon } from './figures/daemon.js';
 import { eventFlood } from './figures/event-flood.js';
 import { footprint } from './figures/footprint.js';
 import { framing } from './figures/framing.js';
@@ -15,7 +16,7 @@ import { throughput } from './figures/throughput.js';
 import { machine, type BenchReport, type FigureReport } from './report.js';
 import { workspace } from './setup.js';
 
-export const FIGURES: readonly Figure[] = [roundtrip, throughput, coldstart, scale, qemuBoot, recovery, framing, eventFlood, footprint];
+export const FIGURES: readonly Figure[] = [roundtrip, throughput, coldstart, scale, qemuBoot, recovery, framing, eventFlood, footprint, daemon];
 
 export interface BenchOptions {
   quick?: boolean;

@@ -1,7 +1,8 @@
 import pino, { type Logger } from 'pino';
 import { z } from 'zod';
 import { InitializeParams } from 'hvplug/protocol';
-import { defaultConfigFile, PluginHost } from '../core/index.js';
+import { defaultConfigFile, defaultStateDir, PluginHost } from '../core/index.js';
+import { openDaemonHost, type VmHost } from '../daemon/index.js';
 import { dirPath, existingDir, existingFile, flagSet, type FlagTable } from './args.js';
 import { Output } from './output.js';
 import { safeJson } from './safe-text.js';
@@ -57,6 +58,14 @@ export class CliContext {
 
   output(json: boolean): Output {
     return new Output(json);
+  }
+
+  /**
+   * The host of the VM commands: the state directory's daemon when one runs, else one of this process's own (as
+   * openHost). A daemon's VMs are only ever changed through it.
+   */
+  async vmHost(): Promise<VmHost> {
+    return (await openDaemonHost(this.globals['state-dir'] ?? defaultStateDir())) ?? this.openHost();
   }
 
   /** A host configured from the global options; nothing starts until a plugin is asked for. */

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { VmConfig } from 'hvplug/protocol';
-import { VmOwnedError, type PluginHost, type VmRecord } from '../core/index.js';
+import { VmOwnedError, type VmRecord } from '../core/index.js';
+import { RemoteHost, type VmHost } from '../daemon/index.js';
 import { describeOwner, VmLeases } from '../core/ownership.js';
 import { flagSet, nonEmpty } from './args.js';
 import { defineCommand } from './command.js';
@@ -19,7 +20,7 @@ import { errorText, pidOf } from './vm-util.js';
  * Closing the host only shuts the plugin down; the VM and its record (in the state directory) stay.
  */
 export async function createDetached(ctx: CliContext, out: Output, plugin: string, config: VmConfig, start: boolean): Promise<number> {
-  const host = ctx.openHost();
+  const host = await ctx.vmHost();
   try {
     await ensureNameFree(host, config.name);
     const hv = await host.hypervisor(plugin);
@@ -71,7 +72,7 @@ export const startCommand = defineCommand({
   positionals: [vmPositional],
   options: z.object({ vm: VmRef, json: flagSet() }),
   async action(opts, ctx) {
-    const host = ctx.openHost();
+    const host = await ctx.vmHost();
     try {
       const { vm } = await attachRef(host, opts.vm);
       await vm.start({});
@@ -94,7 +95,7 @@ export const killCommand = defineCommand({
   positionals: [vmPositional],
   options: z.object({ vm: VmRef, json: flagSet() }),
   async action(opts, ctx) {
-    const host = ctx.openHost();
+    const host = await ctx.vmHost();
     try {
       const { vm } = await attachRef(host, opts.vm);
       if (vm.status !== 'running' && vm.status !== 'paused') throw new CliFailure(`VM ${vm.id} is ${vm.status}, not running: nothing to kill`);
@@ -111,7 +112,9 @@ export const killCommand = defineCommand({
  * Drops the record of a VM whose plugin cannot be reached, unless a live host holds the VM: that host's
  * record is its own to remove. The lease is taken for the removal so that no host re-attaches meanwhile.
  */
-async function forgetRecord(host: PluginHost, record: VmRecord): Promise<void> {
+async function forgetRecord(host: VmHost, record: VmRecord): Promise<void> {
+  // A daemon takes the lease for the removal itself.
+  if (host instanceof RemoteHost) return host.store.delete(record.vmId);
   const leases = new VmLeases(host.stateDir);
   const lease = await leases.acquire(record.vmId);
   if (!lease.ok) throw new VmOwnedError(record.vmId, describeOwner(lease.owner));
@@ -137,7 +140,7 @@ export const rmCommand = defineCommand({
   positionals: [vmPositional],
   options: z.object({ vm: VmRef, force: flagSet(), json: flagSet() }),
   async action(opts, ctx) {
-    const host = ctx.openHost();
+    const host = await ctx.vmHost();
     const out = ctx.output(opts.json);
     try {
       const record = await findRecord(host, opts.vm);

@@ -10,6 +10,7 @@ import { CliContext, GLOBAL_FLAGS, GlobalOptions } from './context.js';
 import { CliFailure, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from './errors.js';
 import { commandHelp, generalHelp, globalsFor } from './help.js';
 import { safeText } from './safe-text.js';
+import { daemonCommand } from './daemon.js';
 import { inspectCommand } from './inspect.js';
 import { pluginsCommand } from './plugins.js';
 import { runCommand } from './run.js';
@@ -39,6 +40,7 @@ export const COMMANDS: readonly Command[] = [
   pluginsCommand,
   inspectCommand,
   specCommand,
+  daemonCommand,
 ];
 
 /** Commands that parse their own arguments (conformance passes everything after `--` to the plugin). */

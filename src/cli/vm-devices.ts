@@ -34,7 +34,7 @@ export const attachDeviceCommand = defineCommand({
   options: z.object({ vm: VmRef, 'device.json': existingFile(), json: flagSet() }),
   async action(opts, ctx) {
     const device = await readDevice(opts['device.json']);
-    const host = ctx.openHost();
+    const host = await ctx.vmHost();
     try {
       const { vm } = await attachRef(host, opts.vm);
       const { deviceId } = await vm.addDevice({ device });
@@ -54,7 +54,7 @@ export const detachDeviceCommand = defineCommand({
   positionals: [vmPositional, { name: 'device-id', required: true, help: 'the device id, as hvplug info lists it' }],
   options: z.object({ vm: VmRef, 'device-id': nonEmpty('a device id'), json: flagSet() }),
   async action(opts, ctx) {
-    const host = ctx.openHost();
+    const host = await ctx.vmHost();
     try {
       const { vm } = await attachRef(host, opts.vm);
       await vm.removeDevice({ deviceId: opts['device-id'] });
@@ -81,7 +81,7 @@ export const resizeCommand = defineCommand({
   options: z.object({ vm: VmRef, vcpus: intValue(1, 512).optional(), memory: intValue(16, 16 * 1024 * 1024).optional(), json: flagSet() }),
   async action(opts, ctx) {
     if (opts.vcpus === undefined && opts.memory === undefined) throw new UsageError('give --vcpus <n>, --memory <MiB> or both');
-    const host = ctx.openHost();
+    const host = await ctx.vmHost();
     try {
       const { vm } = await attachRef(host, opts.vm);
       const done: { vcpus?: number; memoryMiB?: number } = {};

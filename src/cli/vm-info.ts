@@ -36,7 +36,7 @@ export const infoCommand = defineCommand({
   positionals: [{ name: 'vm', required: true, help: 'the VM: its id, its name, or an id prefix of at least 4 characters' }],
   options: z.object({ vm: nonEmpty('a VM id, name or id prefix'), json: flagSet() }),
   async action(opts, ctx) {
-    const host = ctx.openHost();
+    const host = await ctx.vmHost();
     let doc: InfoDoc;
     try {
       const { record, vm } = await attachRef(host, opts.vm);

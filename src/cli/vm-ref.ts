@@ -1,4 +1,5 @@
-import type { PluginHost, ShimVm, VmRecord } from '../core/index.js';
+import type { ShimVm, VmRecord } from '../core/index.js';
+import type { VmHost } from '../daemon/index.js';
 import { CliFailure } from './errors.js';
 
 /**
@@ -33,13 +34,13 @@ export function resolveRef(records: readonly VmRecord[], ref: string, where: str
 }
 
 /** The record `<vm>` means, read from the host's state directory. */
-export async function findRecord(host: PluginHost, ref: string): Promise<VmRecord> {
+export async function findRecord(host: VmHost, ref: string): Promise<VmRecord> {
   const { records } = await host.records();
   return resolveRef(records, ref, host.stateDir);
 }
 
 /** Fails when another VM of the state directory has this name, naming that VM. */
-export async function ensureNameFree(host: PluginHost, name: string | undefined): Promise<void> {
+export async function ensureNameFree(host: VmHost, name: string | undefined): Promise<void> {
   if (name === undefined) return;
   const { records } = await host.records();
   const holder = records.find((r) => r.config.name === name);
@@ -47,7 +48,7 @@ export async function ensureNameFree(host: PluginHost, name: string | undefined)
 }
 
 /** The VM `<vm>` means, re-attached through its plugin (started here if need be). */
-export async function attachRef(host: PluginHost, ref: string): Promise<{ record: VmRecord; vm: ShimVm }> {
+export async function attachRef(host: VmHost, ref: string): Promise<{ record: VmRecord; vm: ShimVm }> {
   const record = await findRecord(host, ref);
   const vm = await host.attach(record.vmId);
   // Gone between the listing and the attach: another command deleted it.

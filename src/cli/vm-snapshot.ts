@@ -78,7 +78,7 @@ export const saveCommand = defineCommand({
   ],
   options: z.object({ vm: nonEmpty('a VM id, name or id prefix'), file: outputFile, json: flagSet() }),
   async action(opts, ctx) {
-    const host = ctx.openHost();
+    const host = await ctx.vmHost();
     try {
       const { record, vm } = await attachRef(host, opts.vm);
       if (vm.ownedBy === undefined && vm.status !== 'running' && vm.status !== 'paused') {
@@ -122,7 +122,7 @@ export const restoreCommand = defineCommand({
   options: z.object({ file: nonEmpty('a file path').transform((s) => resolve(s)), paused: flagSet(), json: flagSet() }),
   async action(opts, ctx) {
     const saved = await readSidecar(opts.file);
-    const host = ctx.openHost();
+    const host = await ctx.vmHost();
     try {
       await ensureNameFree(host, saved.config.name);
       const { records } = await host.records();

@@ -63,7 +63,7 @@ export const psCommand = defineCommand({
   positionals: [],
   options: z.object({ json: flagSet(), quiet: flagSet(), filter: z.array(Filter).default([]) }),
   async action({ json, quiet, filter }, ctx) {
-    const host = ctx.openHost();
+    const host = await ctx.vmHost();
     const rows: PsRow[] = [];
     try {
       const { records, errors } = await host.records();
@@ -126,7 +126,7 @@ export const stopCommand = defineCommand({
   positionals: idPositional,
   options: z.object({ ...IdOptions, force: flagSet(), keep: flagSet() }),
   async action(opts, ctx) {
-    const host = ctx.openHost();
+    const host = await ctx.vmHost();
     try {
       const { vm } = await attachRef(host, opts.vm);
       if (vm.status === 'running' || vm.status === 'paused') await vm.stop({ force: opts.force });
@@ -157,7 +157,7 @@ function stateChange(name: 'pause' | 'resume', summary: string): Command {
     positionals: idPositional,
     options: z.object(IdOptions),
     async action(opts, ctx) {
-      const host = ctx.openHost();
+      const host = await ctx.vmHost();
       try {
         const { vm } = await attachRef(host, opts.vm);
         await (name === 'pause' ? vm.pause({}) : vm.resume({}));

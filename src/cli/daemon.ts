@@ -1,0 +1,42 @@
+import { z } from 'zod';
+import { runDaemon } from '../daemon/index.js';
+import { defineCommand } from './command.js';
+import { EXIT_OK } from './errors.js';
+
+/** SIGTERM (systemd, kill) and SIGINT (Ctrl-C) both end the daemon cleanly. */
+function firstSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    const on = (signal: NodeJS.Signals): void => {
+      process.off('SIGTERM', on);
+      process.off('SIGINT', on);
+      // A second signal while it shuts down is not a reason to die half way: the VMs' records are being finalised.
+      const ignore = (): void => undefined;
+      process.on('SIGTERM', ignore);
+      process.on('SIGINT', ignore);
+      resolve(signal);
+    };
+    process.on('SIGTERM', on);
+    process.on('SIGINT', on);
+  });
+}
+
+export const daemonCommand = defineCommand({
+  name: 'daemon',
+  summary: 'run the host of the state directory in the foreground; the other commands then go through it',
+  description:
+    'Runs one long-lived host for the state directory: it re-attaches the VMs recorded there, then serves the VM ' +
+    'commands (ps, info, create, start, run --detach, pause, resume, stop, kill, rm, save, restore, attach-device, ' +
+    'detach-device, resize) of every hvplug process over a unix socket in the runtime directory (mode 0600). Without a ' +
+    'daemon each command runs a host of its own, starting the plugin and re-attaching the VM every time. A second daemon ' +
+    'on the same state directory is refused. SIGTERM or SIGINT stops it; the VMs keep running and the next host ' +
+    '(another daemon, or a command without one) re-attaches them. Status lines go to stdout, logs to stderr.',
+  flags: {},
+  positionals: [],
+  options: z.object({}),
+  async action(_opts, ctx) {
+    // Listened for before anything starts, so that a signal during the re-attach is a clean stop too.
+    const stop = firstSignal();
+    await runDaemon({ host: ctx.openHost(), logger: ctx.logger, say: (line) => void process.stdout.write(`${line}\n`), stop });
+    return EXIT_OK;
+  },
+});

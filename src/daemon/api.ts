@@ -1,0 +1,104 @@
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { Id, InitializeResult, isMethodName, METHOD_NAMES, methodDef, PluginState, VmConfig, VmStatus, type MethodName, type NotificationName } from 'hvplug/protocol';
+import { VmRecord } from '../core/state-store.js';
+
+/**
+ * The daemon's management API: JSON-RPC 2.0 with Content-Length framing on a unix socket, as plugins speak it.
+ * Every non-session method of the protocol table is served under its own name, with its own params: a `vm`-scoped
+ * call names its VM (vmId), and a `plugin`- or `new-vm`-scoped one is wrapped in {plugin, params} since the table
+ * has no field for which plugin. The few calls that are the host's rather than a plugin's are in DAEMON_METHODS.
+ */
+
+/** Bumped when a client of one hvplug could misread a daemon of another. */
+export const API_VERSION = 1;
+
+/** A request is a VM config or a device at most: a client sending more is broken or hostile. */
+export const MAX_REQUEST_BYTES = 1024 * 1024;
+/** Answers carry whole record lists; a state directory of thousands of VMs still fits. */
+export const MAX_ANSWER_BYTES = 16 * 1024 * 1024;
+/** Calls one client may have under way at once; past it further calls are refused, not queued. */
+export const MAX_CALLS_PER_CLIENT = 64;
+/** Clients at once; past it a new connection is closed at once. */
+export const MAX_CLIENTS = 256;
+/**
+ * Bytes of answers a client may leave unread in the daemon's socket buffer before it is disconnected: a client
+ * that sends but never reads would otherwise grow the daemon's memory with every answer.
+ */
+export const MAX_UNREAD_ANSWER_BYTES = 8 * 1024 * 1024;
+
+/** The protocol's progress notification, forwarded to the client that gave the token. */
+export const PROGRESS: NotificationName = '$/progress';
+
+const PluginName = z.string().min(1).max(128);
+const RecordError = z.object({ where: z.string(), message: z.string() });
+
+export const Hello = z.object({
+  apiVersion: z.number().int(),
+  pid: z.number().int().positive(),
+  stateDir: z.string(),
+  runtimeDir: z.string(),
+  socket: z.string(),
+  version: z.string(),
+});
+export type Hello = z.output<typeof Hello>;
+
+/** What a client needs to drive a plugin's VMs through a ShimHypervisor of its own. */
+export const PluginView = z.object({
+  name: PluginName,
+  info: InitializeResult,
+  /** The spec's defaults, merged under a new VM's raw config on the client as the host merges them. */
+  defaults: VmConfig.partial(),
+});
+export type PluginView = z.output<typeof PluginView>;
+
+export const AttachedVm = z.object({
+  plugin: PluginView,
+  status: VmStatus,
+  config: VmConfig,
+  state: PluginState.optional(),
+  ownedBy: z.string().optional(),
+});
+export type AttachedVm = z.output<typeof AttachedVm>;
+
+/** The daemon's own calls: each with its params and result schemas, parsed on both sides. */
+export const DAEMON_METHODS = {
+  hello: { name: 'hvplug/hello', params: z.object({}), result: Hello },
+  records: { name: 'hvplug/records', params: z.object({}), result: z.object({ records: z.array(VmRecord), errors: z.array(RecordError) }) },
+  /** A VM by id, re-attached by the daemon if it was not yet; null when there is no record. */
+  attach: { name: 'hvplug/attach', params: z.object({ vmId: Id }), result: AttachedVm.nullable() },
+  plugin: { name: 'hvplug/plugin', params: z.object({ plugin: PluginName }), result: PluginView },
+  /** Drops the record of a VM the daemon does not drive (its delete already went through it, or never could). */
+  forget: { name: 'hvplug/forget', params: z.object({ vmId: Id }), result: z.object({}) },
+} as const;
+export type DaemonMethods = typeof DAEMON_METHODS;
+
+/** Params of a `plugin`- or `new-vm`-scoped method: which plugin, and the method's own params. */
+export const PluginCall = z.object({ plugin: PluginName, params: z.record(z.string(), z.unknown()) });
+/** Params of a `vm`-scoped method: its own, vmId routing the call. */
+export const VmCall = z.looseObject({ vmId: Id });
+
+/** The table's methods the daemon serves: all but the session's, which are the host's business with a plugin. */
+export const SERVED_METHODS: readonly MethodName[] = METHOD_NAMES.filter((m) => methodDef(m).scope !== 'session');
+
+/** The wire params of a call through the daemon, from the shim's params and the plugin it is for. */
+export function wireParams(method: string, plugin: string, params: unknown): unknown {
+  if (!isMethodName(method) || methodDef(method).scope === 'vm') return params;
+  return { plugin, params };
+}
+
+/**
+ * The socket of the daemon of a state directory: in the runtime directory, named after the state directory so
+ * that daemons of two state directories sharing a runtime directory do not meet.
+ */
+export function socketPath(runtimeDir: string, stateDir: string): string {
+  const tag = createHash('sha256').update(stateDir).digest('hex').slice(0, 12);
+  return join(runtimeDir, `daemon-${tag}.sock`);
+}
+
+/** sun_path holds 108 bytes with its NUL. */
+export const MAX_SOCKET_PATH_BYTES = 107;
+
+/** Where the daemon of a state directory says who it is (see lock.ts). */
+export const lockPath = (stateDir: string): string => join(stateDir, 'daemon.json');

@@ -1,0 +1,79 @@
+import { link, open, readFile, rename, rm } from 'node:fs/promises';
+import { z } from 'zod';
+import { Owner, ownerAlive, VmLeases } from '../core/ownership.js';
+import { ensurePrivateDir } from '../core/paths.js';
+import { lockPath } from './api.js';
+
+/**
+ * One daemon per state directory: `<stateDir>/daemon.json` names it (its process, as a VM lease names its host, and
+ * its socket). Taken with link(2) as VM leases are, and taken over from a daemon that died without removing it. A
+ * client reads it to find the socket, so that a CLI given another runtime directory than the daemon still finds it.
+ */
+export const DaemonLockInfo = Owner.extend({ socket: z.string(), stateDir: z.string() });
+export type DaemonLockInfo = z.output<typeof DaemonLockInfo>;
+
+export type LockResult = { ok: true; info: DaemonLockInfo } | { ok: false; holder: DaemonLockInfo };
+
+/** The lock's holder when it is a live process; undefined when there is none or it died. */
+export async function liveDaemon(stateDir: string): Promise<DaemonLockInfo | undefined> {
+  const info = await readLock(lockPath(stateDir));
+  return info && ownerAlive(info) ? info : undefined;
+}
+
+async function readLock(file: string): Promise<DaemonLockInfo | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  try {
+    const parsed = DaemonLockInfo.safeParse(JSON.parse(text));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function acquireDaemonLock(stateDir: string, socket: string): Promise<LockResult> {
+  await ensurePrivateDir(stateDir);
+  const file = lockPath(stateDir);
+  // The lease's notion of "this process" (pid, start time, boot): a daemon is taken over exactly when a lease would be.
+  const info: DaemonLockInfo = { ...new VmLeases(stateDir).me, socket, stateDir };
+  for (let round = 0; round < 3; round++) {
+    const tmp = `${file}.${info.instance}.tmp`;
+    const fh = await open(tmp, 'w', 0o600);
+    try {
+      await fh.writeFile(JSON.stringify(info));
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    try {
+      await link(tmp, file);
+      return { ok: true, info };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    } finally {
+      await rm(tmp, { force: true });
+    }
+    const holder = await readLock(file);
+    if (holder && ownerAlive(holder)) return { ok: false, holder };
+    // Dead or unreadable: moved aside under our own name, so that of two daemons taking over only one removes it.
+    const aside = `${file}.${info.instance}.stale`;
+    await rename(file, aside).then(
+      () => rm(aside, { force: true }),
+      () => undefined,
+    );
+  }
+  const holder = await readLock(file);
+  if (holder) return { ok: false, holder };
+  throw new Error(`cannot take ${file}`);
+}
+
+/** Removes the lock if it is still ours. */
+export async function releaseDaemonLock(info: DaemonLockInfo): Promise<void> {
+  const file = lockPath(info.stateDir);
+  const now = await readLock(file);
+  if (now?.instance === info.instance) await rm(file, { force: true });
+}

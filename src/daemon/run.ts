@@ -1,0 +1,59 @@
+import type { Logger } from 'pino';
+import { AlreadyExistsError, HvplugError, type PluginHost } from '../core/index.js';
+import { ensurePrivateDir } from '../core/paths.js';
+import { MAX_SOCKET_PATH_BYTES, socketPath } from './api.js';
+import { acquireDaemonLock, releaseDaemonLock } from './lock.js';
+import { DaemonServer } from './server.js';
+
+export interface DaemonRunOptions {
+  host: PluginHost;
+  logger: Logger;
+  /** A line for whoever started the daemon (its stdout, the journal under systemd). */
+  say: (line: string) => void;
+  /** Resolves when the daemon is to stop (a signal); its value is said as the reason. */
+  stop: Promise<string>;
+}
+
+/**
+ * The daemon's life: take the state directory, listen, re-attach its VMs, serve until `stop`, then let go of all of it.
+ * VMs keep running when it stops, as they do when any host closes: the next host (a daemon or a CLI) re-attaches them.
+ */
+export async function runDaemon({ host, logger, say, stop }: DaemonRunOptions): Promise<void> {
+  const socket = socketPath(host.runtimeDir, host.stateDir);
+  if (Buffer.byteLength(socket) > MAX_SOCKET_PATH_BYTES) {
+    throw new HvplugError(`the daemon's socket path ${socket} is longer than ${MAX_SOCKET_PATH_BYTES} bytes, as a unix socket's may be; use a shorter --runtime-dir`, 'InvalidConfig');
+  }
+  await ensurePrivateDir(host.runtimeDir);
+  const lock = await acquireDaemonLock(host.stateDir, socket);
+  if (!lock.ok) {
+    const h = lock.holder;
+    throw new AlreadyExistsError(`a daemon already serves the state directory ${host.stateDir}: pid ${h.pid} on ${h.hostname}, since ${h.since}, socket ${h.socket}`, String(h.pid));
+  }
+  host.on('vm-recovered', (e) => logger.info({ vmId: e.vmId, plugin: e.plugin }, 're-attached VM'));
+  host.on('vm-lost', (e) => logger.warn({ vmId: e.vmId, plugin: e.plugin, reason: e.reason }, 'VM lost'));
+  host.on('plugin-started', (e) => logger.info({ plugin: e.plugin, pid: e.pid, restart: e.restart }, 'plugin started'));
+  host.on('record-error', (e) => logger.error({ where: e.where, err: e.message }, 'VM record error'));
+  let markReady!: () => void;
+  const ready = new Promise<void>((resolve) => (markReady = resolve));
+  let server: DaemonServer | undefined;
+  try {
+    server = await DaemonServer.listen({ host, socket, logger, ready });
+    say(`hvplug daemon: pid ${process.pid}, state directory ${host.stateDir}, socket ${socket}`);
+    const reattached = host.reattach();
+    const report = await Promise.race([reattached, stop.then(() => undefined)]);
+    if (report) {
+      markReady();
+      const parts = [`${report.recovered.length} re-attached`, `${report.lost.length} lost`];
+      if (report.owned.length) parts.push(`${report.owned.length} driven by other hosts`);
+      if (report.errors.length) parts.push(`${report.errors.length} unreadable records`);
+      say(`hvplug daemon: ready (${parts.join(', ')})`);
+    }
+    const reason = await stop;
+    say(`hvplug daemon: ${reason}: shutting down; VMs keep running`);
+  } finally {
+    markReady();
+    await server?.close().catch((err: Error) => logger.warn({ err: err.message }, 'cannot close the daemon socket'));
+    await host.close();
+    await releaseDaemonLock(lock.info).catch((err: Error) => logger.warn({ err: err.message }, 'cannot remove the daemon lock'));
+  }
+}

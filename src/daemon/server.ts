@@ -1,0 +1,242 @@
+import { chmod, rm } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { createMessageConnection, ResponseError, type CancellationToken, type Message, type MessageConnection } from 'vscode-jsonrpc/node';
+import { ErrorCode, methodDef, type MethodName, type NewVmMethod, type Progress } from 'hvplug/protocol';
+import { FramedReader, FramedWriter, tapReader } from 'hvplug/transport';
+import { HOST_VERSION, VmNotFoundError, VmOwnedError, type PluginHost } from '../core/index.js';
+import { describeOwner, VmLeases } from '../core/ownership.js';
+import {
+  API_VERSION,
+  DAEMON_METHODS,
+  MAX_ANSWER_BYTES,
+  MAX_CALLS_PER_CLIENT,
+  MAX_CLIENTS,
+  MAX_REQUEST_BYTES,
+  MAX_UNREAD_ANSWER_BYTES,
+  PluginCall,
+  PROGRESS,
+  SERVED_METHODS,
+  VmCall,
+  type AttachedVm,
+  type Hello,
+  type PluginView,
+} from './api.js';
+import { toResponseError } from './errors.js';
+
+/** What a client may send: requests, and the cancellation of one. Anything else ends its connection. */
+const Incoming = z.union([
+  z.object({ jsonrpc: z.literal('2.0'), id: z.union([z.number().int(), z.string().max(64)]), method: z.string().max(128), params: z.unknown().optional() }),
+  z.object({ jsonrpc: z.literal('2.0'), method: z.literal('$/cancelRequest'), params: z.object({ id: z.union([z.number().int(), z.string().max(64)]) }) }),
+]);
+
+const ProgressToken = z.union([z.string().max(128), z.number()]);
+
+/** The client's progressToken is the client's: the host's shim makes its own, and what it hears is passed on under the client's. */
+function withoutToken(params: Record<string, unknown>): Record<string, unknown> {
+  if (params.progressToken === undefined) return params;
+  const { progressToken: _token, ...rest } = params;
+  return rest;
+}
+
+export interface DaemonServerOptions {
+  host: PluginHost;
+  socket: string;
+  logger: Logger;
+  /** Resolves once the host has re-attached the state directory's VMs; calls wait for it. */
+  ready: Promise<unknown>;
+}
+
+/**
+ * The management API on a unix socket. Each client gets its own JSON-RPC connection; whatever one does (garbage,
+ * a flood, leaving mid-call) ends that connection alone. A call a client left goes on in the host: a VM half
+ * started because its caller went away would be worse than an answer nobody reads.
+ */
+export class DaemonServer {
+  private readonly server: Server;
+  private readonly clients = new Set<Socket>();
+  private readonly views = new Map<string, PluginView>();
+  private readonly leases: VmLeases;
+
+  private constructor(private readonly opts: DaemonServerOptions) {
+    this.leases = new VmLeases(opts.host.stateDir);
+    this.server = createServer({ allowHalfOpen: false }, (socket) => this.accept(socket));
+    this.server.maxConnections = MAX_CLIENTS;
+  }
+
+  /** Listens on the socket, 0600 from the start (umask), replacing one a dead daemon left. */
+  static async listen(opts: DaemonServerOptions): Promise<DaemonServer> {
+    const daemon = new DaemonServer(opts);
+    await rm(opts.socket, { force: true });
+    await new Promise<void>((resolve, reject) => {
+      const old = process.umask(0o177);
+      try {
+        daemon.server.once('error', reject);
+        daemon.server.listen(opts.socket, () => {
+          daemon.server.off('error', reject);
+          resolve();
+        });
+      } finally {
+        process.umask(old);
+      }
+    });
+    await chmod(opts.socket, 0o600);
+    daemon.server.on('error', (err) => opts.logger.error({ err: err.message }, 'daemon socket error'));
+    return daemon;
+  }
+
+  /** Stops accepting, drops every client, removes the socket. Calls under way in the host are not waited for. */
+  async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const s of this.clients) s.destroy();
+    await closed;
+    await rm(this.opts.socket, { force: true });
+  }
+
+  private accept(socket: Socket): void {
+    const log = this.opts.logger;
+    this.clients.add(socket);
+    let calls = 0;
+    let dropped = false;
+    const drop = (reason: string, level: 'debug' | 'warn' = 'warn'): void => {
+      if (dropped) return;
+      dropped = true;
+      log[level]({ reason }, 'daemon client dropped');
+      socket.destroy();
+    };
+    socket.on('error', (err) => drop(err.message, 'debug'));
+    socket.on('close', () => {
+      this.clients.delete(socket);
+      conn.dispose();
+    });
+    const reader = tapReader(new FramedReader(socket, MAX_REQUEST_BYTES), (msg: Message) => {
+      if (Incoming.safeParse(msg).success) return true;
+      drop('sent a message that is not a request');
+      return false;
+    });
+    const writer = new FramedWriter(socket, MAX_ANSWER_BYTES, (frame) => {
+      socket.write(frame);
+      if (socket.writableLength > MAX_UNREAD_ANSWER_BYTES) drop(`left more than ${MAX_UNREAD_ANSWER_BYTES} bytes of answers unread`);
+    });
+    const conn: MessageConnection = createMessageConnection(reader, writer, {
+      error: (m) => log.debug({ detail: m }, 'daemon client connection'),
+      warn: (m) => log.debug({ detail: m }, 'daemon client connection'),
+      info: () => undefined,
+      log: () => undefined,
+    });
+    conn.onError(([err]) => drop(err.message));
+    conn.onClose(() => drop('closed', 'debug'));
+
+    /** Every handler: the call cap, the wait for re-attach, and the error as the client reads it. */
+    const serve = <T>(name: string, work: () => Promise<T>): Promise<T> => {
+      if (calls >= MAX_CALLS_PER_CLIENT) {
+        return Promise.reject(new ResponseError(ErrorCode.ResourceExhausted, `more than ${MAX_CALLS_PER_CLIENT} calls under way on one connection`));
+      }
+      calls++;
+      log.debug({ method: name }, 'daemon call');
+      return this.opts.ready
+        .then(work)
+        .catch((err: unknown) => Promise.reject(toResponseError(err, name)))
+        .finally(() => calls--);
+    };
+
+    for (const method of SERVED_METHODS) {
+      conn.onRequest(method, (raw: unknown, token: CancellationToken) => serve(method, () => this.forward(conn, method, raw, token)));
+    }
+    const own = <K extends keyof typeof DAEMON_METHODS>(key: K, handler: (params: z.output<(typeof DAEMON_METHODS)[K]['params']>) => Promise<z.input<(typeof DAEMON_METHODS)[K]['result']>>): void => {
+      const def = DAEMON_METHODS[key];
+      conn.onRequest(def.name, (raw: unknown) =>
+        serve(def.name, async () => handler(def.params.parse(raw ?? {}) as z.output<(typeof DAEMON_METHODS)[K]['params']>)),
+      );
+    };
+    own('hello', async () => this.hello());
+    own('records', () => this.opts.host.records());
+    own('attach', ({ vmId }) => this.attach(vmId));
+    own('plugin', ({ plugin }) => this.view(plugin));
+    own('forget', async ({ vmId }) => {
+      await this.forget(vmId);
+      return {};
+    });
+    conn.listen();
+  }
+
+  private hello(): Hello {
+    const host = this.opts.host;
+    return { apiVersion: API_VERSION, pid: process.pid, stateDir: host.stateDir, runtimeDir: host.runtimeDir, socket: this.opts.socket, version: HOST_VERSION };
+  }
+
+  /** One protocol call, through the host's shim: validated, gated, recorded there as for any embedder's call. */
+  private async forward(conn: MessageConnection, method: MethodName, raw: unknown, token: CancellationToken): Promise<unknown> {
+    const spec = methodDef(method);
+    const abort = new AbortController();
+    const cancelled = token.onCancellationRequested(() => abort.abort(new Error('the client cancelled the call')));
+    try {
+      if (spec.scope === 'vm') {
+        const { vmId, ...params } = VmCall.parse(raw);
+        const vm = await this.opts.host.attach(vmId);
+        if (!vm) throw new VmNotFoundError(vmId, `no VM ${vmId} in the state directory ${this.opts.host.stateDir}`);
+        return await vm.hypervisor.invoke(method, withoutToken(params), { ...this.progressOpts(conn, params), signal: abort.signal }, vm);
+      }
+      const call = PluginCall.parse(raw);
+      const hv = await this.opts.host.hypervisor(call.plugin);
+      const opts = { ...this.progressOpts(conn, call.params), signal: abort.signal };
+      if (spec.scope === 'new-vm') {
+        const vm = await hv.bringUp(method as NewVmMethod, withoutToken(call.params), opts);
+        return { status: vm.status, ...(vm.state !== undefined ? { state: vm.state } : {}) };
+      }
+      return await hv.invoke(method, withoutToken(call.params), opts);
+    } finally {
+      cancelled.dispose();
+    }
+  }
+
+  private progressOpts(conn: MessageConnection, params: Record<string, unknown>): { onProgress?: (p: Progress) => void } {
+    const token = ProgressToken.safeParse(params.progressToken);
+    if (!token.success) return {};
+    return { onProgress: (p) => void conn.sendNotification(PROGRESS, { token: token.data, value: p.value }).catch(() => undefined) };
+  }
+
+  private async view(plugin: string): Promise<PluginView> {
+    const known = this.views.get(plugin);
+    if (known) return known;
+    const hv = await this.opts.host.hypervisor(plugin);
+    const spec = await this.opts.host.catalog.resolve(plugin);
+    const view: PluginView = { name: plugin, info: hv.info, defaults: spec.defaults };
+    this.views.set(plugin, view);
+    return view;
+  }
+
+  private async attach(vmId: string): Promise<AttachedVm | null> {
+    const host = this.opts.host;
+    const vm = await host.attach(vmId);
+    if (!vm) return null;
+    const record = (await host.records()).records.find((r) => r.vmId === vmId);
+    if (!record) return null;
+    return {
+      plugin: await this.view(record.plugin),
+      status: vm.status,
+      config: vm.config,
+      ...(vm.state !== undefined ? { state: vm.state } : {}),
+      ...(vm.ownedBy !== undefined ? { ownedBy: vm.ownedBy } : {}),
+    };
+  }
+
+  /**
+   * A record the host does not drive: gone already after a delete through the host, or one whose plugin never came
+   * up. Another live host's is left to it.
+   */
+  private async forget(vmId: string): Promise<void> {
+    const host = this.opts.host;
+    if (await host.vm(vmId)) return;
+    if (!(await host.records()).records.some((r) => r.vmId === vmId)) return;
+    // Taken for the removal, so that no host re-attaches the VM meanwhile.
+    const lease = await this.leases.acquire(vmId);
+    if (!lease.ok) throw new VmOwnedError(vmId, describeOwner(lease.owner));
+    try {
+      await host.store.delete(vmId);
+    } finally {
+      await this.leases.release(vmId);
+    }
+  }
+}
