@@ -23,6 +23,7 @@ export function infoOf(vm: QemuVm): ResultInputOf<'vm/info'> {
       kernel: s.launch.kernel,
       vcpusMax: s.launch.vcpusMax,
       lastExit: s.lastExit === null ? null : { ...s.lastExit },
+      waiting: vm.waiting,
     },
   };
 }

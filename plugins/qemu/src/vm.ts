@@ -3,7 +3,7 @@
 import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PluginError, errors, type CallContext, type EventInput } from 'hvplug/plugin-sdk';
+import { PluginError, Waiters, errors, type CallContext, type EventInput, type WaitResult } from 'hvplug/plugin-sdk';
 import type { Device, VmConfig, VmResult, VmStatus } from 'hvplug/protocol';
 import { buildQemuArgs, rootPortId, type QemuLaunchConfig } from './cmdline.js';
 import { backendCleanup, deviceIdOf, qemuDeviceId, qemuParts, supportOf, type Attached, type QemuParts } from './devices.js';
@@ -59,7 +59,7 @@ export class QemuVm {
   private exitHandled: Promise<void> = Promise.resolve();
   private stopRequested = false;
   private shutdownReason: string | undefined;
-  private waiters: (() => void)[] = [];
+  private readonly waiters = new Waiters<WaitResult>();
   private queue: Promise<unknown> = Promise.resolve();
   private autoIds = 0;
   /** Backend cleanups of devices the guest let go, by device id, until they are done. */
@@ -96,6 +96,10 @@ export class QemuVm {
   }
   get pid(): number | null {
     return this.s.pid;
+  }
+  /** How many vm/wait calls wait for this VM's end. */
+  get waiting(): number {
+    return this.waiters.size;
   }
 
   result(): VmResult {
@@ -234,7 +238,7 @@ export class QemuVm {
     this.emit({ type: 'exited', code: exit.code, signal: exit.signal, reason });
     if (crashed) this.emit({ type: 'crashed', reason });
     this.emitState();
-    for (const w of this.waiters.splice(0)) w();
+    this.waiters.settle(this.waitResult());
   }
 
   /** The live QEMU, re-attaching through QMP after vm/disconnect. */
@@ -388,13 +392,12 @@ export class QemuVm {
     });
   }
 
-  async wait(signal: AbortSignal): Promise<{ status: VmStatus; exitCode: number | null; reason: string }> {
-    if (this.s.status === 'running' || this.s.status === 'paused') {
-      await new Promise<void>((resolve, reject) => {
-        this.waiters.push(resolve);
-        signal.addEventListener('abort', () => reject(new PluginError('Cancelled', 'vm/wait cancelled')), { once: true });
-      });
-    }
+  wait(signal: AbortSignal): Promise<WaitResult> {
+    const over = this.s.status !== 'running' && this.s.status !== 'paused';
+    return this.waiters.wait(over ? this.waitResult() : undefined, signal);
+  }
+
+  private waitResult(): WaitResult {
     return { status: this.s.status, exitCode: this.s.lastExit?.code ?? null, reason: this.s.lastExit?.reason ?? `VM is ${this.s.status}` };
   }
 
