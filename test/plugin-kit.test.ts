@@ -197,6 +197,7 @@ describe('plugin kit', () => {
     expect(stat?.ppid).toBe(process.pid);
     expect(stat?.pgrp).toBe(proc.readStat(process.pid)?.pgrp);
     expect(proc.isRunning(pid, stat?.startTicks)).toBe(true);
+    expect(stat?.threads).toBeGreaterThanOrEqual(1);
     expect(proc.isRunning(pid, (stat?.startTicks ?? 0) + 1)).toBe(false);
     expect(proc.cmdline(pid)).toEqual([process.execPath, '-e', 'setTimeout(() => {}, 60000)', 'kit-probe-arg']);
     expect(proc.descendants(process.pid)).toContain(pid);

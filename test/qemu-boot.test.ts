@@ -1,9 +1,10 @@
 // Boots the host's Debian kernel with hvplug's busybox initramfs under TCG through startQemu and the
 // QMP client, and checks from the guest console that it runs, pauses and resumes.
+import { proc } from 'hvplug/plugin-sdk';
 import { afterEach, describe, expect, it } from 'vitest';
 import { GUEST_EXIT_MARKER, GUEST_READY_MARKER } from '../plugins/qemu/src/initramfs.js';
 import { eventData } from '../plugins/qemu/src/qmp-schema.js';
-import { isProcessAlive, quitQemu, waitForExit } from '../plugins/qemu/src/process.js';
+import { quitQemu, waitForExit } from '../plugins/qemu/src/process.js';
 import { SKIP_MESSAGE, bootTestGuest, findQemu, killAllStarted } from '../plugins/qemu/test-support/guest.js';
 
 const qemu = findQemu();
@@ -23,7 +24,7 @@ describe.skipIf(!qemu)('QEMU guest boot (TCG)', () => {
 
   it('boots to the ready marker, runs the script and powers off', async () => {
     const g = await bootTestGuest({ script: 'echo "SCRIPT-RAN $(uname -r) cpus=$(nproc)"; ls /sys/bus/virtio/drivers' });
-    expect(isProcessAlive(g.vm.pid)).toBe(true);
+    expect(proc.isAlive(g.vm.pid)).toBe(true);
     const shutdown = g.vm.qmp.waitForEvent('SHUTDOWN', { timeoutMs: 60_000 });
     const { text } = await g.waitConsole(new RegExp(`${GUEST_EXIT_MARKER} 0`));
     expect(text).toContain(GUEST_READY_MARKER);

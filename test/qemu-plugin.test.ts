@@ -379,6 +379,28 @@ describe.skipIf(!qemu)('QEMU plugin through the host and shim (TCG)', () => {
     }
   }, 120_000);
 
+  it('forgets the vm/wait calls the host cancelled: vm/info counts only the callers still waiting', async () => {
+    const vm = await hv.createVm({ config: config() });
+    await vm.start();
+    const { pid } = await started(vm);
+    const waiting = async (): Promise<unknown> => (await vm.info()).details.waiting;
+    const kept = vm.wait(undefined, { timeoutMs: null });
+    const cancels = Array.from({ length: 20 }, () => new AbortController());
+    const cancelled = cancels.map((ac) => vm.wait(undefined, { signal: ac.signal, timeoutMs: null }).then(() => 'answered', () => 'rejected'));
+    await eventually(async () => (await waiting()) === 21, 10_000, 'the 21 vm/wait calls to reach the plugin');
+    for (const ac of cancels) ac.abort();
+    expect(await Promise.all(cancelled)).toEqual(cancels.map(() => 'rejected'));
+    await eventually(async () => (await waiting()) === 1, 10_000, 'the plugin to drop the 20 cancelled waits').catch(async (e: Error) => {
+      throw new Error(`${e.message}: vm/info says ${JSON.stringify(await waiting())} waiting`);
+    });
+    // The one left is still answered when the VM ends.
+    await vm.stop({ force: true });
+    expect(await kept).toMatchObject({ status: 'stopped' });
+    expect(await waiting()).toBe(0);
+    expect(alive(pid)).toBe(false);
+    await vm.delete();
+  }, 60_000);
+
   it('stops gracefully: vm/stop presses the power button and the guest powers itself off', async () => {
     const { vm, pid, console: log } = await booted(config());
     await waitConsole(log, /HVPLUG-GUEST-READY[\s\S]*TICK:1 /);

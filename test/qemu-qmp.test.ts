@@ -7,10 +7,11 @@ import { type Server, type Socket, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bundle } from '../scripts/bundle.mjs';
+import { proc } from 'hvplug/plugin-sdk';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildQemuArgs } from '../plugins/qemu/src/cmdline.js';
 import { QmpClient, QmpClosedError, QmpCommandError, QmpConnectError, QmpProtocolError, QmpTimeoutError } from '../plugins/qemu/src/qmp.js';
-import { QemuStartError, attachQemu, connectablePath, isProcessAlive, killProcessGroup, quitQemu, startQemu } from '../plugins/qemu/src/process.js';
+import { QemuStartError, attachQemu, connectablePath, killProcessGroup, quitQemu, startQemu } from '../plugins/qemu/src/process.js';
 import { SKIP_MESSAGE, findQemu, killAllStarted, newRunDir, track } from '../plugins/qemu/test-support/guest.js';
 
 const GREETING = { QMP: { version: { qemu: { major: 7, minor: 2, micro: 22 }, package: 'test' }, capabilities: ['oob'] } };
@@ -267,7 +268,7 @@ describe.skipIf(!qemu)('QEMU processes over QMP (no guest)', () => {
     const first = await startQemu({ args: idleArgs(), runDir, qmpSocket: 'qmp.sock' });
     track(first);
     first.detach();
-    expect(isProcessAlive(first.pid)).toBe(true);
+    expect(proc.isAlive(first.pid)).toBe(true);
     const again = await attachQemu({ pid: first.pid, runDir, qmpSocket: 'qmp.sock' });
     track(again);
     expect(await again.qmp.execute('query-status')).toMatchObject({ status: 'prelaunch' });
@@ -294,11 +295,11 @@ describe.skipIf(!qemu)('QEMU processes over QMP (no guest)', () => {
     const [line] = (await once(child.stdout, 'data')) as [Buffer];
     const { pid } = JSON.parse(line.toString()) as { pid: number };
     try {
-      expect(isProcessAlive(pid)).toBe(true);
+      expect(proc.isAlive(pid)).toBe(true);
       child.kill('SIGKILL');
       await once(child, 'exit');
       await new Promise((r) => setTimeout(r, 300));
-      expect(isProcessAlive(pid)).toBe(true);
+      expect(proc.isAlive(pid)).toBe(true);
       // The dead starter's QMP connection was closed by the kernel, so QEMU accepts the new client.
       const vm = await attachQemu({ pid, runDir, qmpSocket: 'qmp.sock' });
       track(vm);
@@ -308,6 +309,6 @@ describe.skipIf(!qemu)('QEMU processes over QMP (no guest)', () => {
       child.kill('SIGKILL');
       await killProcessGroup(pid, { graceMs: 500 });
     }
-    expect(isProcessAlive(pid)).toBe(false);
+    expect(proc.isAlive(pid)).toBe(false);
   });
 });

@@ -15,7 +15,8 @@ import { GUEST_INIT } from '../plugins/qemu/src/guest-init.js';
 import { buildInitramfs, compareKernelVersions, findDefaultKernel, guestScriptArchive, isStaticElf64 } from '../plugins/qemu/src/initramfs.js';
 import { moduleNameOf, parseModulesDep, resolveModules } from '../plugins/qemu/src/kernel-modules.js';
 import { parseQmpLine } from '../plugins/qemu/src/qmp-schema.js';
-import type { Attached } from '../plugins/qemu/src/devices.js';
+import type { Attached } from '../plugins/qemu/src/device-map.js';
+import { qemuSettings } from '../plugins/qemu/src/settings.js';
 import { vmState } from '../plugins/qemu/src/state.js';
 import { QemuVm } from '../plugins/qemu/src/vm.js';
 
@@ -368,5 +369,22 @@ describe('the qemu plugin\'s VM state blob', () => {
     const r = vmState.safeDecode(bad);
     expect(r.ok).toBe(false);
     expect(r.ok ? [] : r.issues.map((i) => i.path.join('.'))).toEqual(['state.runDir', 'state.launch.machine']);
+  });
+});
+
+describe("the qemu plugin's settings (VmConfig.plugin)", () => {
+  it('defaults an empty section, publishes the schema it parses with, and names each bad setting under plugin', () => {
+    expect(qemuSettings.defaults).toEqual({ accel: 'tcg', hotplugRootPorts: 4, extraArgs: [] });
+    expect(qemuSettings.jsonSchema).toMatchObject({
+      type: 'object',
+      additionalProperties: false,
+      properties: { accel: { enum: ['kvm', 'tcg', 'auto'], default: 'tcg' }, hotplugRootPorts: { type: 'integer', minimum: 0, maximum: 32, default: 4 }, extraArgs: { type: 'array' } },
+    });
+    const ok = qemuSettings.parse({ accel: 'auto', guestScript: 'echo hi', initramfsCacheDir: '/var/cache/x' });
+    expect(ok).toMatchObject({ accel: 'auto', guestScript: 'echo hi', initramfsCacheDir: '/var/cache/x', hotplugRootPorts: 4 });
+    const bad = qemuSettings.safeParse({ accel: 'warp', hotplugRootPorts: 33, extraArgs: [1], initramfsCacheDir: 'rel', nope: true });
+    expect(bad.ok).toBe(false);
+    expect(bad.issues.map((i) => i.path.join('.')).sort()).toEqual(['plugin', 'plugin.accel', 'plugin.extraArgs.0', 'plugin.hotplugRootPorts', 'plugin.initramfsCacheDir']);
+    expect(() => qemuSettings.parse({ accel: 'warp' })).toThrow(expect.objectContaining({ codeName: 'InvalidConfig' }));
   });
 });

@@ -17,6 +17,7 @@ export interface ProcStat {
   readonly cpuTicks: number;
   /** Start time after boot, in USER_HZ ticks: with the pid, it names one process for good (pids are reused). */
   readonly startTicks: number;
+  readonly threads: number;
 }
 
 function readText(path: string): string | undefined {
@@ -34,7 +35,7 @@ export function readStat(pid: number): ProcStat | undefined {
   // The command name (field 2) may hold spaces and parentheses: fields are counted after its last ')'.
   const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
   const n = (i: number): number => Number(f[i] ?? NaN);
-  return { state: f[0] ?? '?', ppid: n(1), pgrp: n(2), cpuTicks: n(11) + n(12), startTicks: n(19) };
+  return { state: f[0] ?? '?', ppid: n(1), pgrp: n(2), cpuTicks: n(11) + n(12), startTicks: n(19), threads: n(17) };
 }
 
 /** The process runs (not a zombie) and is the one that started at `startTicks`, when given. */

@@ -1,141 +1,191 @@
-// hvplug devices as the JSON objects QEMU takes, the same on the command line (cold plug, restore)
-// and over QMP (hotplug), and which device types each machine can carry.
-import { existsSync } from 'node:fs';
-import { errors } from 'hvplug/plugin-sdk';
-import type { Device, DeviceType } from 'hvplug/protocol';
-import type { MachineType, QemuJsonObject } from './cmdline.js';
-
-export interface DeviceSupportRow {
-  readonly coldplug: boolean;
-  readonly hotplug: boolean;
-  readonly hotunplug: boolean;
-}
+// A VM's devices: cold-attached while QEMU is down (they go on its command line at the next start), hot-plugged
+// and unplugged over QMP while it runs; vCPU and memory resizes are hot-adds of cpu and pc-dimm devices.
+import { PluginError, errors } from 'hvplug/plugin-sdk';
+import type { Device, ResultInputOf } from 'hvplug/protocol';
+import { rootPortId } from './cmdline.js';
+import { qemuDeviceId, qemuParts, supportOf, type Attached, type QemuParts } from './device-map.js';
+import { toPluginError, vmmCall } from './errors.js';
+import type { QemuInstance } from './process.js';
+import { QmpCommandError } from './qmp.js';
+import { askingAgain, type QemuVm } from './vm.js';
 
 /**
- * vhost-vsock needs the host's vhost_vsock module; without /dev/vhost-vsock QEMU refuses the device, so it
- * is not offered. Looked up on first use, on the host the plugin runs on (never at module load, which a
- * startup snapshot would keep from the machine that built it).
+ * device_del only asks the guest, and a guest still booting (its hotplug driver, its /init not up yet) never
+ * answers such a request, while it answers a repeat once it is up. QEMU refuses a repeated device_del for 5 s
+ * after each.
  */
-let hostVsock: boolean | undefined;
-function hasHostVsock(): boolean {
-  hostVsock ??= existsSync('/dev/vhost-vsock');
-  return hostVsock;
-}
-const vsock = (row: DeviceSupportRow): Partial<Record<DeviceType, DeviceSupportRow>> => (hasHostVsock() ? { vsock: row } : {});
+const UNPLUG_REPEAT_MS = 6_000;
+const UNPLUG_TIMEOUT_MS = 30_000;
 
-/**
- * q35 (PCIe root ports, ACPI hotplug). cpu and memory are hot-add only: they resize the VM, and
- * unplugging needs the guest's cooperation this plugin cannot guarantee. rng is plugged like any PCI
- * device. vhost-user, virtio-fs and vfio need daemons or host devices this plugin does not manage.
- */
-const q35Devices = (): Partial<Record<DeviceType, DeviceSupportRow>> => ({
-  block: { coldplug: true, hotplug: true, hotunplug: true },
-  net: { coldplug: true, hotplug: true, hotunplug: true },
-  ...vsock({ coldplug: true, hotplug: true, hotunplug: true }),
-  rng: { coldplug: true, hotplug: true, hotunplug: true },
-  cpu: { coldplug: false, hotplug: true, hotunplug: false },
-  memory: { coldplug: false, hotplug: true, hotunplug: false },
-});
+let autoIds = 0;
+/** An id for a device a resize adds: unique in this process, and unlikely to meet one a caller chose. */
+const autoId = (kind: string): string => `${kind}-auto-${++autoIds}-${Date.now() % 100000}`;
 
-/** microvm: virtio-mmio transports fixed at boot, no hotplug of anything. */
-const microvmDevices = (): Partial<Record<DeviceType, DeviceSupportRow>> => ({
-  block: { coldplug: true, hotplug: false, hotunplug: false },
-  net: { coldplug: true, hotplug: false, hotunplug: false },
-  ...vsock({ coldplug: true, hotplug: false, hotunplug: false }),
-  rng: { coldplug: true, hotplug: false, hotunplug: false },
-});
-
-/** What each machine can carry, per device type. */
-export function deviceTable(machine: MachineType): Partial<Record<DeviceType, DeviceSupportRow>> {
-  return machine === 'microvm' ? microvmDevices() : q35Devices();
+/** device_del until QEMU reports DEVICE_DELETED (the device is gone), the deadline passes or `signal` aborts. */
+async function unplug(inst: QemuInstance, qid: string, signal?: AbortSignal): Promise<void> {
+  const deleted = inst.qmp.waitForEvent('DEVICE_DELETED', { predicate: (e) => e.data.device === qid, timeoutMs: UNPLUG_TIMEOUT_MS, signal });
+  deleted.catch(() => undefined);
+  const ask = async (): Promise<void> => {
+    try {
+      await inst.qmp.execute('device_del', { id: qid }, { timeoutMs: 10_000 });
+    } catch (e) {
+      // Asked before (a repeat, or a call that gave up) and still pending: that request stands.
+      if (!(e instanceof QmpCommandError && /already in the process of unplug/.test(e.desc))) throw toPluginError(e);
+    }
+  };
+  await ask();
+  // The wait for DEVICE_DELETED decides, and fails on its own.
+  await askingAgain(deleted, UNPLUG_REPEAT_MS, ask);
 }
 
-export function supportOf(machine: MachineType, type: DeviceType): DeviceSupportRow | undefined {
-  return deviceTable(machine)[type];
+function freePort(vm: QemuVm): number | undefined {
+  const used = new Set(vm.state.attached.map((a) => a.port));
+  for (let i = 0; i < vm.state.launch.hotplugRootPorts; i++) if (!used.has(i)) return i;
+  return undefined;
 }
 
-/** Everything QEMU needs for one device, in creation order: objects, block nodes, netdevs, devices. */
-export interface QemuParts {
-  objects: QemuJsonObject[];
-  blockdevs: QemuJsonObject[];
-  netdevs: QemuJsonObject[];
-  devices: QemuJsonObject[];
+/** Cold devices (vm/create, device/add on a VM that is not running): on free root ports (q35), so they can be hot-unplugged later. */
+export function coldAttach(vm: QemuVm, device: Device): void {
+  const machine = vm.state.launch.machine;
+  if (!supportOf(machine, device.type)?.coldplug) throw errors.notSupported('device/add', `device type ${device.type} cannot be attached before boot on ${machine}`);
+  if (vm.state.attached.some((a) => a.device.id === device.id)) throw errors.alreadyExists(device.id);
+  const port = machine === 'q35' ? freePort(vm) : undefined;
+  const parts = qemuParts(device, machine, port === undefined ? undefined : rootPortId(port));
+  vm.state.attached.push({ device, parts, ...(port === undefined ? {} : { port }) });
 }
 
-/** A device as attached: the hvplug description and the QEMU objects it became (kept for restore). */
-export interface Attached {
-  device: Device;
-  parts: QemuParts;
-  /** q35 root port index it occupies, if any. */
-  port?: number;
+export function addDevice(vm: QemuVm, device: Device, signal: AbortSignal): Promise<ResultInputOf<'device/add'>> {
+  return vm.exclusive(async () => {
+    if (vm.live) {
+      await hotAdd(vm, device);
+    } else {
+      vm.require(['created', 'stopped', 'crashed']);
+      coldAttach(vm, device);
+    }
+    vm.emit({ type: 'device-added', deviceId: device.id });
+    vm.stateChanged();
+    return { deviceId: device.id, state: vm.encoded() };
+  }, signal);
 }
 
-/** QEMU ids must start with a letter; hvplug ids may start with a digit. */
-export const qemuDeviceId = (id: string): string => `hv-${id}`;
-export const deviceIdOf = (qemuId: string): string | undefined => (qemuId.startsWith('hv-') ? qemuId.slice(3) : undefined);
-
-/** A property only when it has a value: QEMU rejects nulls. */
-const opt = (key: string, value: string | number | undefined): Record<string, string | number> => (value === undefined ? {} : { [key]: value });
-
-/** The QEMU objects for a device other than cpu (whose driver and properties QEMU dictates). */
-export function qemuParts(device: Device, machine: MachineType, bus: string | undefined): QemuParts {
-  const pci = machine === 'q35';
-  const driver = (base: string): string => `${base}-${pci ? 'pci' : 'device'}`;
-  const id = qemuDeviceId(device.id);
-  const onBus: Record<string, string> = bus === undefined ? {} : { bus };
-  const parts: QemuParts = { objects: [], blockdevs: [], netdevs: [], devices: [] };
-  if ('rateLimit' in device && device.rateLimit !== undefined) {
-    throw errors.notSupported('device/add', `${device.type} rate limits are not applied by this plugin (rateLimiter: false)`);
+async function hotAdd(vm: QemuVm, device: Device): Promise<void> {
+  const s = vm.state;
+  const machine = s.launch.machine;
+  if (!supportOf(machine, device.type)?.hotplug) throw errors.notSupported('device/add', `device type ${device.type} cannot be hot-plugged on ${machine}`);
+  if (s.attached.some((a) => a.device.id === device.id)) throw errors.alreadyExists(device.id);
+  let parts: QemuParts;
+  let port: number | undefined;
+  if (device.type === 'cpu') {
+    parts = await cpuParts(vm, device.id);
+  } else {
+    if (device.type !== 'memory') {
+      port = freePort(vm);
+      if (port === undefined) throw errors.resourceExhausted(`all ${s.launch.hotplugRootPorts} hotplug root ports are taken (plugin.hotplugRootPorts)`);
+    }
+    if (device.type === 'memory') {
+      const max = s.launch.memory.maxMiB ?? s.launch.memory.sizeMiB;
+      if (s.memoryMiB + device.sizeMiB > max) throw errors.resourceExhausted(`memory would exceed memory.maxMiB (${max} MiB)`);
+    }
+    parts = qemuParts(device, machine, port === undefined ? undefined : rootPortId(port));
   }
-  switch (device.type) {
-    case 'block': {
-      const node = `blk-${device.id}`;
-      parts.blockdevs.push({ driver: device.format, 'node-name': node, 'read-only': device.readOnly, file: { driver: 'file', filename: device.path, 'read-only': device.readOnly } });
-      parts.devices.push({ driver: driver('virtio-blk'), id, drive: node, ...opt('serial', device.serial), ...onBus });
-      return parts;
+  const undo: { command: string; args: Record<string, string> }[] = [];
+  try {
+    for (const o of parts.objects) {
+      await vm.qmp('object-add', o);
+      undo.unshift({ command: 'object-del', args: { id: String(o.id) } });
     }
-    case 'net': {
-      const netdev = `net-${device.id}`;
-      if (device.backend === 'user') parts.netdevs.push({ type: 'user', id: netdev });
-      else if (device.backend === 'tap') {
-        if (device.tapName === undefined) throw errors.invalidConfig([{ path: ['device', 'tapName'], message: 'a tap device needs tapName' }]);
-        parts.netdevs.push({ type: 'tap', id: netdev, ifname: device.tapName, script: 'no', downscript: 'no' });
-      } else throw errors.notSupported('device/add', 'vhost-user net needs shared guest memory, which this plugin does not set up');
-      parts.devices.push({
-        driver: driver('virtio-net'),
-        id,
-        netdev,
-        ...opt('mac', device.mac),
-        ...opt('host_mtu', device.mtu),
-        ...onBus,
-      });
-      return parts;
+    for (const b of parts.blockdevs) {
+      await vm.qmp('blockdev-add', b);
+      undo.unshift({ command: 'blockdev-del', args: { 'node-name': String(b['node-name']) } });
     }
-    case 'vsock':
-      parts.devices.push({ driver: driver('vhost-vsock'), id, 'guest-cid': device.guestCid, ...onBus });
-      return parts;
-    case 'rng': {
-      const obj = `rng-${device.id}`;
-      parts.objects.push({ 'qom-type': 'rng-random', id: obj, filename: device.source });
-      parts.devices.push({ driver: driver('virtio-rng'), id, rng: obj, ...onBus });
-      return parts;
+    for (const n of parts.netdevs) {
+      await vm.qmp('netdev_add', n);
+      undo.unshift({ command: 'netdev_del', args: { id: String(n.id) } });
     }
-    case 'memory': {
-      const obj = `mem-${device.id}`;
-      parts.objects.push({ 'qom-type': 'memory-backend-ram', id: obj, size: device.sizeMiB * 1024 * 1024 });
-      parts.devices.push({ driver: 'pc-dimm', id, memdev: obj });
-      return parts;
+    for (const d of parts.devices) await vm.qmp('device_add', d);
+  } catch (e) {
+    // Backends created for a device QEMU refused would leak: take them down again.
+    for (const u of undo) await vm.qmp(u.command, u.args).catch(() => undefined);
+    throw e;
+  }
+  s.attached.push({ device, parts, ...(port === undefined ? {} : { port }) });
+  if (device.type === 'cpu') s.vcpus += 1;
+  if (device.type === 'memory') s.memoryMiB += device.sizeMiB;
+}
+
+/** The next free CPU slot as QEMU describes it (driver and socket/core/thread ids). */
+async function cpuParts(vm: QemuVm, id: string): Promise<QemuParts> {
+  const slots = (await vm.qmp('query-hotpluggable-cpus')) as { type: string; props: Record<string, number | string>; 'qom-path'?: string }[];
+  const free = slots.filter((s) => s['qom-path'] === undefined).sort((a, b) => Number(a.props['socket-id'] ?? 0) - Number(b.props['socket-id'] ?? 0));
+  const slot = free[0];
+  if (!slot) throw errors.resourceExhausted(`no free CPU slot: vcpus.max is ${vm.state.launch.vcpusMax}`);
+  return { objects: [], blockdevs: [], netdevs: [], devices: [{ driver: slot.type, id: qemuDeviceId(id), ...slot.props }] };
+}
+
+export function removeDevice(vm: QemuVm, deviceId: string, signal: AbortSignal): Promise<ResultInputOf<'device/remove'>> {
+  return vm.exclusive(async () => {
+    const rec = vm.state.attached.find((a) => a.device.id === deviceId);
+    if (!rec) throw errors.deviceNotFound('device/remove', vm.vmId, deviceId);
+    if (vm.live) {
+      await hotRemove(vm, rec, signal);
+    } else {
+      vm.state.attached = vm.state.attached.filter((a) => a !== rec);
+      vm.emit({ type: 'device-removed', deviceId });
     }
-    default:
-      throw errors.notSupported('device/add', `device type ${device.type} is not supported on ${machine}`);
+    vm.stateChanged();
+    return { state: vm.encoded() };
+  }, signal);
+}
+
+async function hotRemove(vm: QemuVm, rec: Attached, signal: AbortSignal): Promise<void> {
+  const machine = vm.state.launch.machine;
+  if (!supportOf(machine, rec.device.type)?.hotunplug) throw errors.notSupported('device/remove', `device type ${rec.device.type} cannot be hot-unplugged on ${machine}`);
+  const inst = await vm.control();
+  try {
+    // The VM drops the device's backends when DEVICE_DELETED comes, whether anyone still waits or not.
+    await unplug(inst, qemuDeviceId(rec.device.id), signal);
+  } catch (e) {
+    if (!signal.aborted) throw toPluginError(e);
+    // The VM's calls run one at a time: a caller that gives up must not leave the next ones queued behind
+    // a guest that may never answer.
+    throw new PluginError('Cancelled', `device/remove of ${rec.device.id}: the caller stopped waiting; if the guest still ejects it, device-removed says so`, { method: 'device/remove' });
+  }
+  await vmmCall(() => vm.backendsDropped.get(rec.device.id) ?? Promise.resolve());
+  // The DEVICE_DELETED event normally dropped it already.
+  if (vm.state.attached.includes(rec)) {
+    vm.state.attached = vm.state.attached.filter((a) => a !== rec);
+    vm.emit({ type: 'device-removed', deviceId: rec.device.id });
   }
 }
 
-/** Backends to delete after DEVICE_DELETED, in the reverse order of creation. */
-export function backendCleanup(parts: QemuParts): { command: string; args: Record<string, string> }[] {
-  const out: { command: string; args: Record<string, string> }[] = [];
-  for (const n of parts.netdevs) out.push({ command: 'netdev_del', args: { id: String(n.id) } });
-  for (const b of parts.blockdevs) out.push({ command: 'blockdev-del', args: { 'node-name': String(b['node-name']) } });
-  for (const o of parts.objects) out.push({ command: 'object-del', args: { id: String(o.id) } });
-  return out;
+export function resizeVcpus(vm: QemuVm, count: number, signal: AbortSignal): Promise<ResultInputOf<'vm/resizeVcpus'>> {
+  return vm.exclusive(async () => {
+    vm.require(['running', 'paused']);
+    const s = vm.state;
+    if (s.launch.machine !== 'q35') throw errors.notSupported('vm/resizeVcpus', 'microvm has no CPU hotplug');
+    if (count > s.launch.vcpusMax) throw errors.resourceExhausted(`${count} vCPUs exceed vcpus.max (${s.launch.vcpusMax})`);
+    if (count < s.launch.vcpusBoot) throw errors.notSupported('vm/resizeVcpus', `boot vCPUs (${s.launch.vcpusBoot}) cannot be removed`);
+    while (s.vcpus < count) await hotAdd(vm, { type: 'cpu', id: autoId('vcpu') });
+    while (s.vcpus > count) {
+      const last = [...s.attached].reverse().find((a) => a.device.type === 'cpu');
+      if (!last) break;
+      const inst = await vm.control();
+      await vmmCall(() => unplug(inst, qemuDeviceId(last.device.id)));
+      s.attached = s.attached.filter((a) => a !== last);
+      s.vcpus -= 1;
+    }
+    vm.stateChanged();
+    return { vcpus: s.vcpus };
+  }, signal);
+}
+
+export function resizeMemory(vm: QemuVm, sizeMiB: number, signal: AbortSignal): Promise<ResultInputOf<'vm/resizeMemory'>> {
+  return vm.exclusive(async () => {
+    vm.require(['running', 'paused']);
+    const s = vm.state;
+    if (sizeMiB < s.memoryMiB) throw errors.notSupported('vm/resizeMemory', 'memory only grows (pc-dimm unplug needs the guest to offline the memory first)');
+    if (sizeMiB > s.memoryMiB) await hotAdd(vm, { type: 'memory', id: autoId('mem'), sizeMiB: sizeMiB - s.memoryMiB });
+    vm.stateChanged();
+    return { memoryMiB: s.memoryMiB };
+  }, signal);
 }

@@ -1,40 +1,148 @@
-import type { Handlers } from 'hvplug/plugin-sdk';
+// The protocol's methods on the plugin's VMs; params arrive validated against the method table, and the SDK has
+// refused what the state machine forbids (vmStatus) before a handler runs.
+import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { errors, proc, type CallContext, type Handlers, type VmRegistry } from 'hvplug/plugin-sdk';
+import type { ResultInputOf, VmConfig, VmResult } from 'hvplug/protocol';
+import { addDevice, removeDevice, resizeMemory, resizeVcpus } from './devices.js';
 import { createImage, deleteImage, ensureImage } from './images.js';
-import { infoOf, pidsOf, statsOf } from './queries.js';
-import type { Vmm } from './vmm.js';
+import { newVm, validateConfig } from './new-vm.js';
+import { killProcessGroup, qemuOfPidfile, QMP_SOCKET } from './process.js';
+import { readSidecar } from './snapshot.js';
+import { vmState } from './state.js';
+import { QemuVm } from './vm.js';
 
-/** The protocol's methods, each handed to the VMM; params arrive validated against the method table. */
-export function handlersFor(vmm: Vmm): Handlers {
+type Registry = VmRegistry<QemuVm>;
+
+const runDirOf = (vms: Registry, vmId: string): string => join(vms.session.init.runtimeDir, vmId);
+
+/** A VM for `config`, checked and set up but not yet registered. */
+async function prepare(vms: Registry, vmId: string, config: VmConfig): Promise<QemuVm> {
+  if (vms.has(vmId)) throw errors.alreadyExists(vmId);
+  return newVm(vmId, config, runDirOf(vms, vmId), vms.emit);
+}
+
+function register(vms: Registry, vm: QemuVm): QemuVm {
+  vms.add(vm).announce('created');
+  return vm;
+}
+
+async function restore(vms: Registry, vmId: string, config: VmConfig, path: string, ctx: CallContext): Promise<VmResult> {
+  if (!existsSync(path)) throw errors.invalidConfig([{ path: ['path'], message: `snapshot ${path} does not exist` }]);
+  const vm = await prepare(vms, vmId, config);
+  const sidecar = await readSidecar(path);
+  register(vms, vm);
+  try {
+    return await vm.restoreFrom(path, sidecar, ctx);
+  } catch (e) {
+    await vm.destroy().catch(() => undefined);
+    vms.delete(vmId);
+    throw e;
+  }
+}
+
+async function recover(vms: Registry, vmId: string, config: VmConfig, raw: unknown): Promise<VmResult> {
+  const state = vmState.decode(raw, 'vm/recover');
+  vms.get(vmId)?.release();
+  vms.delete(vmId);
+  const vm = vms.add(new QemuVm(vmId, config, state, vms.emit));
+  await vm.reattach();
+  return vm.result();
+}
+
+/**
+ * vm/delete. Of a VM this process does not know, what a vm/create or vm/restore cut short (its host died before
+ * the answer, so the host has no state to recover it with) may have left under the VM's id goes: a QEMU found by
+ * its pidfile (checked to be that VM's QEMU) and the run directory. Deleting nothing succeeds.
+ */
+async function remove(vms: Registry, vmId: string): Promise<void> {
+  const vm = vms.get(vmId);
+  if (!vm) {
+    const runDir = runDirOf(vms, vmId);
+    const pid = await qemuOfPidfile(runDir, QMP_SOCKET);
+    if (pid !== undefined) await killProcessGroup(pid, { graceMs: 1_000 });
+    await rm(runDir, { recursive: true, force: true });
+    return;
+  }
+  await vm.destroy();
+  await vm.endUnrecorded();
+  vm.forget();
+  vms.delete(vmId);
+  await rm(vm.state.runDir, { recursive: true, force: true });
+}
+
+function info(vm: QemuVm): ResultInputOf<'vm/info'> {
+  const s = vm.state;
   return {
-    'config/validate': ({ config }) => vmm.validate(config),
-    'vm/create': ({ vmId, config }) => vmm.create(vmId, config),
-    'vm/restore': ({ vmId, config, path }, ctx) => vmm.restore(vmId, config, path, ctx),
-    'vm/recover': ({ vmId, config, state }) => vmm.recover(vmId, config, state),
-    'vm/start': ({ vmId }, ctx) => vmm.get(vmId).start(ctx),
-    'vm/stop': ({ vmId, force, graceMs }) => vmm.get(vmId).stop(force, graceMs),
-    'vm/pause': ({ vmId }) => vmm.get(vmId).pause(),
-    'vm/resume': ({ vmId }) => vmm.get(vmId).resume(),
-    'vm/wait': ({ vmId }, ctx) => vmm.get(vmId).wait(ctx.signal),
-    'vm/save': ({ vmId, path }, ctx) => vmm.get(vmId).save(path, ctx),
+    vmId: vm.vmId,
+    status: vm.status,
+    ...(s.pid === null ? {} : { pid: s.pid }),
+    vcpus: s.vcpus,
+    memoryMiB: s.memoryMiB,
+    machine: s.launch.machine,
+    accel: s.launch.accel,
+    devices: s.attached.map((a) => ({ id: a.device.id, type: a.device.type })),
+    details: {
+      accelReason: s.launch.accelReason,
+      runDir: s.runDir,
+      qmpSocket: s.qmpSocket,
+      consoleLog: s.consoleLog,
+      kernel: s.launch.kernel,
+      vcpusMax: s.launch.vcpusMax,
+      lastExit: s.lastExit === null ? null : { ...s.lastExit },
+      waiting: vm.waiting,
+    },
+  };
+}
+
+/** From /proc: QEMU's own accounting is per vCPU and misses the I/O threads. */
+function stats(vm: QemuVm): ResultInputOf<'vm/stats'> {
+  const pid = vm.livePid;
+  const st = pid === undefined ? undefined : proc.readStat(pid);
+  if (pid === undefined || st === undefined) return { cpuTimeMs: 0, memoryRssBytes: 0, uptimeMs: 0, counters: {} };
+  return {
+    cpuTimeMs: proc.cpuTimeMs(pid),
+    memoryRssBytes: proc.rssBytes(pid),
+    uptimeMs: vm.state.startedAt === null ? 0 : Date.now() - vm.state.startedAt,
+    counters: { threads: st.threads, cpuTicks: st.cpuTicks },
+  };
+}
+
+export function handlersFor(vms: Registry): Handlers {
+  return {
+    'config/validate': ({ config }) => validateConfig(config),
+    'vm/create': async ({ vmId, config }) => register(vms, await prepare(vms, vmId, config)).result(),
+    'vm/restore': ({ vmId, config, path }, ctx) => restore(vms, vmId, config, path, ctx),
+    'vm/recover': ({ vmId, config, state }) => recover(vms, vmId, config, state),
+    'vm/start': ({ vmId }, ctx) => vms.require(vmId).start(ctx),
+    'vm/stop': ({ vmId, force, graceMs }, ctx) => vms.require(vmId).stop(force, graceMs, ctx.signal),
+    'vm/pause': ({ vmId }, ctx) => vms.require(vmId).pause(ctx.signal),
+    'vm/resume': ({ vmId }, ctx) => vms.require(vmId).resume(ctx.signal),
+    'vm/wait': ({ vmId }, ctx) => vms.require(vmId).wait(ctx.signal),
+    'vm/save': ({ vmId, path }, ctx) => vms.require(vmId).save(path, ctx),
     'vm/delete': async ({ vmId }) => {
-      await vmm.delete(vmId);
+      await remove(vms, vmId);
       return {};
     },
-    'vm/check': ({ vmId }) => vmm.get(vmId).check(),
+    'vm/check': ({ vmId }) => vms.require(vmId).check(),
     'vm/disconnect': ({ vmId }) => {
-      vmm.get(vmId).disconnect();
+      vms.require(vmId).release();
       return {};
     },
-    'vm/info': ({ vmId }) => infoOf(vmm.get(vmId)),
-    'vm/config': ({ vmId }) => ({ config: vmm.get(vmId).currentConfig() }),
-    'device/add': ({ vmId, device }) => vmm.get(vmId).addDevice(device),
-    'device/remove': ({ vmId, deviceId }, ctx) => vmm.get(vmId).removeDevice(deviceId, ctx.signal),
-    'vm/resizeVcpus': ({ vmId, count }) => vmm.get(vmId).resizeVcpus(count),
-    'vm/resizeMemory': ({ vmId, sizeMiB }) => vmm.get(vmId).resizeMemory(sizeMiB),
-    'vm/console': ({ vmId }) => ({ kind: 'log', path: vmm.get(vmId).state.consoleLog }),
-    'vm/pids': ({ vmId }) => ({ pids: pidsOf(vmm.get(vmId)) }),
-    'vm/threads': async ({ vmId }) => ({ vcpus: await vmm.get(vmId).threads() }),
-    'vm/stats': ({ vmId }) => statsOf(vmm.get(vmId)),
+    'vm/info': ({ vmId }) => info(vms.require(vmId)),
+    'vm/config': ({ vmId }) => ({ config: vms.require(vmId).currentConfig() }),
+    'device/add': ({ vmId, device }, ctx) => addDevice(vms.require(vmId), device, ctx.signal),
+    'device/remove': ({ vmId, deviceId }, ctx) => removeDevice(vms.require(vmId), deviceId, ctx.signal),
+    'vm/resizeVcpus': ({ vmId, count }, ctx) => resizeVcpus(vms.require(vmId), count, ctx.signal),
+    'vm/resizeMemory': ({ vmId, sizeMiB }, ctx) => resizeMemory(vms.require(vmId), sizeMiB, ctx.signal),
+    'vm/console': ({ vmId }) => ({ kind: 'log', path: vms.require(vmId).state.consoleLog }),
+    'vm/pids': ({ vmId }) => {
+      const pid = vms.require(vmId).livePid;
+      return { pids: pid === undefined ? [] : [pid] };
+    },
+    'vm/threads': async ({ vmId }) => ({ vcpus: await vms.require(vmId).threads() }),
+    'vm/stats': ({ vmId }) => stats(vms.require(vmId)),
     'image/ensure': (params) => ensureImage(params),
     'image/create': (params) => createImage(params),
     'image/delete': async ({ path }) => {

@@ -3,6 +3,7 @@
 // running, and a later plugin re-attaches through the QMP socket (attachQemu).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { proc } from 'hvplug/plugin-sdk';
 import { mkdir, readFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import { DEFAULT_QEMU_BINARY } from './cmdline.js';
@@ -61,26 +62,6 @@ export interface StartQemuOptions {
   readonly signal?: AbortSignal;
 }
 
-/** True while the process exists and is not a zombie. */
-export function isProcessAlive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
-}
-
-/** The command line of a process, or undefined when it is gone. */
-export function processArgv(pid: number): string[] | undefined {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').slice(0, -1);
-  } catch {
-    return undefined;
-  }
-}
-
 /**
  * A path QMP can connect to. sun_path holds 107 bytes; a longer path is reached through the QEMU
  * process's working directory (/proc/<pid>/cwd), which is the runtime directory.
@@ -117,7 +98,7 @@ function watchPid(pid: number, intervalMs: number): { exited: Promise<QemuExit>;
   const exited = new Promise<QemuExit>((resolveExit) => {
     const tick = (): void => {
       if (stopped) return;
-      if (!isProcessAlive(pid)) return resolveExit({ code: null, signal: null });
+      if (!proc.isAlive(pid)) return resolveExit({ code: null, signal: null });
       timer = setTimeout(tick, intervalMs);
       // The watcher alone must not keep a plugin process alive.
       timer.unref();
@@ -215,8 +196,8 @@ export interface AttachQemuOptions {
  * so a recycled pid is not mistaken for the VM.
  */
 export async function attachQemu(opts: AttachQemuOptions): Promise<QemuInstance> {
-  const argv = processArgv(opts.pid);
-  if (argv === undefined || !isProcessAlive(opts.pid)) throw new QemuStartError(`QEMU process ${opts.pid} is gone`, '');
+  const argv = proc.cmdline(opts.pid);
+  if (argv === undefined || !proc.isAlive(opts.pid)) throw new QemuStartError(`QEMU process ${opts.pid} is gone`, '');
   if (!argv.some((a) => a.includes(opts.qmpSocket)) || !sameDir(`/proc/${opts.pid}/cwd`, opts.runDir)) {
     throw new QemuStartError(`process ${opts.pid} is not the QEMU serving ${opts.qmpSocket} in ${opts.runDir}: ${argv.slice(0, 3).join(' ')}`, '');
   }
@@ -251,7 +232,7 @@ function sameDir(a: string, b: string): boolean {
 /** Waits up to `timeoutMs` for `pid` to be gone; true if it is. */
 export async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
   const end = Date.now() + timeoutMs;
-  while (isProcessAlive(pid)) {
+  while (proc.isAlive(pid)) {
     if (Date.now() >= end) return false;
     await sleep(20);
   }
@@ -273,7 +254,7 @@ function signalGroup(pid: number, sig: NodeJS.Signals): void {
 
 /** SIGTERM to QEMU's process group, SIGKILL after `graceMs`. Resolves once the process is gone. */
 export async function killProcessGroup(pid: number, opts: { readonly graceMs?: number } = {}): Promise<void> {
-  if (!isProcessAlive(pid)) return;
+  if (!proc.isAlive(pid)) return;
   signalGroup(pid, 'SIGTERM');
   if (await waitForExit(pid, opts.graceMs ?? 3_000)) return;
   signalGroup(pid, 'SIGKILL');
@@ -307,8 +288,8 @@ export async function readPidfile(path: string): Promise<number | undefined> {
  */
 export async function qemuOfPidfile(runDir: string, qmpSocket: string): Promise<number | undefined> {
   const pid = await readPidfile(join(runDir, PIDFILE));
-  if (pid === undefined || !isProcessAlive(pid)) return undefined;
-  const argv = processArgv(pid);
+  if (pid === undefined || !proc.isAlive(pid)) return undefined;
+  const argv = proc.cmdline(pid);
   if (argv === undefined || !argv.some((a) => a.includes(qmpSocket)) || !sameDir(`/proc/${pid}/cwd`, runDir)) return undefined;
   return pid;
 }

@@ -3,8 +3,8 @@
 // before the save, same ids and buses), which the snapshot itself does not describe.
 import { open, readFile } from 'node:fs/promises';
 import { PluginError, errors } from 'hvplug/plugin-sdk';
-import type { Attached } from './devices.js';
-import { vmmCall } from './failures.js';
+import type { Attached } from './device-map.js';
+import { vmmCall } from './errors.js';
 import type { QmpClient } from './qmp.js';
 import type { LaunchInfo } from './state.js';
 

@@ -5,24 +5,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  type ColdPlug,
-  DEFAULT_QEMU_BINARY,
-  type Initramfs,
-  type MachineType,
-  type QemuInstance,
-  type WaitForConsoleOptions,
-  buildInitramfs,
-  buildQemuArgs,
-  consoleSize,
-  defaultKernelCmdline,
-  findDefaultKernel,
-  killProcessGroup,
-  readHostTscKhz,
-  startQemu,
-  waitForConsole,
-  writeGuestInitrd,
-} from '../index.js';
+import { readHostTscKhz } from '../src/accel.js';
+import { type ColdPlug, DEFAULT_QEMU_BINARY, type MachineType, buildQemuArgs, defaultKernelCmdline } from '../src/cmdline.js';
+import { type Initramfs, buildInitramfs, findDefaultKernel, writeGuestInitrd } from '../src/initramfs.js';
+import { type QemuInstance, killProcessGroup, startQemu } from '../src/process.js';
+import { type WaitForConsoleOptions, consoleSize, waitForConsole } from './console-log.js';
 
 export const QEMU_PACKAGES = 'qemu-system-x86 qemu-utils linux-image-amd64 busybox-static';
 

@@ -1,6 +1,7 @@
 // Stands in for a plugin process: starts an idle QEMU through startQemu, prints its pid as one JSON
 // line, and keeps running until killed. Bundled and run by test/qemu-qmp.test.ts.
-import { buildQemuArgs, startQemu } from '../index.js';
+import { buildQemuArgs } from '../src/cmdline.js';
+import { startQemu } from '../src/process.js';
 
 const runDir = process.argv[2];
 if (runDir === undefined) throw new Error('usage: starter <runDir>');

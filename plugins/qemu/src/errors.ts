@@ -1,11 +1,10 @@
 // QEMU's failures as protocol errors: what the VMM said (QMP error class and description, or its
 // stderr when it died at start) travels to the host as VmmFailure instead of an InternalError.
-import { PluginError, errors } from 'hvplug/plugin-sdk';
+import { PluginError, errors, translateError, translating } from 'hvplug/plugin-sdk';
 import { QemuStartError } from './process.js';
 import { QmpClosedError, QmpCommandError, QmpConnectError, QmpProtocolError, QmpTimeoutError } from './qmp.js';
 
-export function toPluginError(err: unknown): unknown {
-  if (err instanceof PluginError) return err;
+function qemuError(err: unknown): PluginError | undefined {
   if (err instanceof QmpCommandError) return errors.vmmFailure(err.message, err.errorClass);
   if (err instanceof QemuStartError) {
     const e = errors.vmmFailure(err.message, err.exit?.code ?? undefined);
@@ -14,14 +13,10 @@ export function toPluginError(err: unknown): unknown {
   if (err instanceof QmpClosedError || err instanceof QmpTimeoutError || err instanceof QmpConnectError || err instanceof QmpProtocolError) {
     return errors.vmmFailure(err.message);
   }
-  return err;
+  return undefined;
 }
 
+export const toPluginError = (err: unknown): unknown => translateError(err, qemuError);
+
 /** Runs `fn`, translating QEMU's errors. */
-export async function vmmCall<T>(fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (e) {
-    throw toPluginError(e);
-  }
-}
+export const vmmCall = <T>(fn: () => Promise<T>): Promise<T> => translating(fn, qemuError);
