@@ -384,7 +384,8 @@ describe("the qemu plugin's settings (VmConfig.plugin)", () => {
     expect(ok).toMatchObject({ accel: 'auto', guestScript: 'echo hi', initramfsCacheDir: '/var/cache/x', hotplugRootPorts: 4 });
     const bad = qemuSettings.safeParse({ accel: 'warp', hotplugRootPorts: 33, extraArgs: [1], initramfsCacheDir: 'rel', nope: true });
     expect(bad.ok).toBe(false);
-    expect(bad.issues.map((i) => i.path.join('.')).sort()).toEqual(['plugin', 'plugin.accel', 'plugin.extraArgs.0', 'plugin.hotplugRootPorts', 'plugin.initramfsCacheDir']);
+    expect(bad.issues.map((i) => i.path.join('.')).sort()).toEqual(['plugin.accel', 'plugin.extraArgs.0', 'plugin.hotplugRootPorts', 'plugin.initramfsCacheDir', 'plugin.nope']);
+    expect(bad.issues.find((i) => i.path.join('.') === 'plugin.nope')?.message).toMatch(/not a known setting/);
     expect(() => qemuSettings.parse({ accel: 'warp' })).toThrow(expect.objectContaining({ codeName: 'InvalidConfig' }));
   });
 });
