@@ -14,11 +14,22 @@ export default defineConfig({
     ],
   },
   test: {
-    include: ['test/**/*.test.ts'],
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: 'forks',
-    globalSetup: ['test/global-setup.ts'],
+    // Tests mirror the source: host-side ones in test/, a plugin's beside it in plugins/<name>/test/. Unit tests
+    // need no build and run in seconds (npm run test:unit); integration tests spawn the built plugins and CLI.
+    projects: [
+      { extends: true, test: { name: 'unit', include: ['test/unit/**/*.test.ts', 'plugins/*/test/unit/**/*.test.ts'] } },
+      {
+        extends: true,
+        test: {
+          name: 'integration',
+          include: ['test/integration/**/*.test.ts', 'plugins/*/test/integration/**/*.test.ts'],
+          globalSetup: ['test/global-setup.ts'],
+        },
+      },
+    ],
     // CI also keeps a machine-readable result, from which .ci/run prints the closing count.
     reporters: process.env.CI ? ['default', 'json'] : ['default'],
     outputFile: { json: '.ci-results.json' },

@@ -1,5 +1,5 @@
 // Bundles plugin executables into single self-contained files with esbuild. The host's own code is not
-// reachable from a plugin's imports, and test/bundle.test.ts proves none of it ends up in a bundle.
+// reachable from a plugin's imports, and test/unit/architecture.test.ts proves none of it ends up in a bundle.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -98,7 +98,7 @@ export async function snapshot(entry, outfile) {
     await promisify(execFile)(process.execPath, ['--no-warnings', '--snapshot-blob', blob, '--build-snapshot', script], { cwd: work });
   } catch (err) {
     // An install must not fail for want of a faster start: the launcher runs the bundle instead (and
-    // test/launcher.test.ts fails, which is where a snapshot that cannot be built gets noticed).
+    // test/integration/launcher.test.ts fails, which is where a snapshot that cannot be built gets noticed).
     await rm(blob, { force: true });
     const why = String(err?.stderr || err?.message || err).trim().split('\n').slice(-3).join(' ');
     console.warn(`hvplug: no startup snapshot for ${name}; it will start from its bundle: ${why}`);

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Rewrites the generated reference of docs/plugin-authors.md (between its markers) from the method table,
 // the notifications, the error data and the state machine. Reads the build: run `npm run build:ts` first.
-// test/docs-reference.test.ts fails while the committed guide differs from what this writes.
+// test/unit/docs-reference.test.ts fails while the committed guide differs from what this writes.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';

@@ -11,7 +11,9 @@ export function sourceFiles(root: string, dir: string): string[] {
   if (!existsSync(join(root, dir))) return out;
   for (const e of readdirSync(join(root, dir), { withFileTypes: true })) {
     const p = join(dir, e.name);
-    if (e.isDirectory() && e.name !== 'dist' && e.name !== 'node_modules') out.push(...sourceFiles(root, p));
+    // A plugin's tests (plugins/<name>/test/) drive it from the outside, through the host, like test/ does: not its code.
+    const pluginTests = e.name === 'test' && /^plugins\/[^/]+$/.test(dir);
+    if (e.isDirectory() && e.name !== 'dist' && e.name !== 'node_modules' && !pluginTests) out.push(...sourceFiles(root, p));
     else if (e.isFile() && e.name.endsWith('.ts') && !e.name.endsWith('.d.ts')) out.push(p);
   }
   return out;

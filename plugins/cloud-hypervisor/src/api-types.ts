@@ -1,6 +1,6 @@
 // zod schemas for the parts of the Cloud Hypervisor REST API (spec/openapi.yaml, components.schemas)
 // the plugin sends and reads. Objects are loose: a newer VMM's extra fields survive a round trip through
-// vm.info instead of being dropped. test/cloud-hypervisor-spec.test.ts checks every schema here against
+// vm.info instead of being dropped. plugins/cloud-hypervisor/test/unit/cloud-hypervisor-spec.test.ts checks every schema here against
 // the vendored document (property names, types, enums, required fields), so drift fails a test.
 import { z } from 'zod';
 

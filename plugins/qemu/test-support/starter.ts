@@ -1,5 +1,5 @@
 // Stands in for a plugin process: starts an idle QEMU through startQemu, prints its pid as one JSON
-// line, and keeps running until killed. Bundled and run by test/qemu-qmp.test.ts.
+// line, and keeps running until killed. Bundled and run by plugins/qemu/test/integration/qemu-qmp.test.ts.
 import { buildQemuArgs } from '../src/cmdline.js';
 import { startQemu } from '../src/process.js';
 

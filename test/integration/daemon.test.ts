@@ -1,0 +1,282 @@
+import { statSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { execa, type ResultPromise } from 'execa';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { proc } from 'hvplug/plugin-sdk';
+import { encodeFrame, FrameDecoder } from 'hvplug/transport';
+import { alive, CLI, ensureCliBuilt, eventually, removeTempDirs, tempDir } from '../helpers.js';
+
+/**
+ * `hvplug daemon` through the built CLI: the daemon and every command are processes of their own, as a user runs them
+ * from two terminals.
+ */
+const PLUGIN = 'example-proprietary';
+
+interface Dirs {
+  state: string;
+  run: string;
+}
+
+interface Daemon {
+  child: ResultPromise<{ reject: false; all: false; buffer: true }>;
+  pid: number;
+  socket: string;
+  out: () => string;
+  err: () => string;
+  /** Log lines (pino JSON on stderr) with this message. */
+  logged: (msg: string) => Record<string, unknown>[];
+}
+
+const guests = new Set<number>();
+const daemons = new Set<Daemon>();
+
+beforeAll(async () => {
+  await ensureCliBuilt();
+}, 120_000);
+
+afterEach(async () => {
+  for (const d of daemons) {
+    d.child.kill('SIGTERM');
+    await d.child;
+  }
+  daemons.clear();
+});
+
+afterAll(async () => {
+  for (const pid of guests) {
+    try {
+      if (alive(pid)) process.kill(pid, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
+  await removeTempDirs();
+});
+
+async function dirs(): Promise<Dirs> {
+  return { state: await tempDir('hvplug-daemon-state-'), run: await tempDir('hvplug-daemon-run-') };
+}
+
+function cli(d: Dirs, args: readonly string[]): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  return execa('node', [CLI, '--state-dir', d.state, '--runtime-dir', d.run, ...args], { reject: false, timeout: 60_000, env: { HVPLUG_CONFIG: '' } }).then(
+    (r) => ({ exitCode: r.exitCode ?? -1, stdout: r.stdout, stderr: r.stderr }),
+  );
+}
+
+async function ok(d: Dirs, args: readonly string[]): Promise<string> {
+  const r = await cli(d, args);
+  expect(r.exitCode, `hvplug ${args.join(' ')}: ${r.stderr}`).toBe(0);
+  return r.stdout;
+}
+
+async function startDaemon(d: Dirs): Promise<Daemon> {
+  const child = execa('node', [CLI, '--state-dir', d.state, '--runtime-dir', d.run, '--log-level', 'info', 'daemon'], {
+    reject: false,
+    buffer: true,
+    env: { HVPLUG_CONFIG: '' },
+  });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+  await eventually(() => out.includes('ready') || child.exitCode !== null, 30_000, 'the daemon to be ready');
+  expect(out, err).toContain('ready');
+  const socket = /socket (\S+)/.exec(out)?.[1] ?? '';
+  const logged = (msg: string): Record<string, unknown>[] =>
+    err
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((l) => l.msg === msg);
+  const daemon: Daemon = { child, pid: child.pid!, socket, out: () => out, err: () => err, logged };
+  daemons.add(daemon);
+  return daemon;
+}
+
+async function stopDaemon(d: Daemon, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | undefined> {
+  d.child.kill(signal);
+  const r = await d.child;
+  daemons.delete(d);
+  return r.exitCode;
+}
+
+/** The daemon's children: the plugin processes it started. */
+function childrenOf(pid: number): number[] {
+  return proc.pids().filter((p) => proc.readStat(p)?.ppid === pid && alive(p));
+}
+
+interface PsRow {
+  id: string;
+  name?: string;
+  status: string;
+  pid?: number;
+  owner?: string;
+}
+
+async function ps(d: Dirs): Promise<PsRow[]> {
+  const rows = JSON.parse(await ok(d, ['ps', '--json'])) as PsRow[];
+  for (const r of rows) if (r.pid !== undefined) guests.add(r.pid);
+  return rows;
+}
+
+/** Sends raw bytes on the daemon's socket and collects what comes back until the daemon closes it or `ms` pass. */
+function rawExchange(socket: string, bytes: Buffer | string, ms = 1_000): Promise<{ answers: unknown[]; closedByDaemon: boolean }> {
+  return new Promise((resolve) => {
+    const s = connect(socket);
+    const decoder = new FrameDecoder();
+    const answers: unknown[] = [];
+    let closedByDaemon = false;
+    s.on('data', (c: Buffer) => {
+      for (const body of decoder.push(c)) answers.push(JSON.parse(body.toString('utf8')));
+    });
+    s.on('error', () => undefined);
+    s.on('close', () => {
+      clearTimeout(timer);
+      closedByDaemon = true;
+      resolve({ answers, closedByDaemon });
+    });
+    const timer = setTimeout(() => {
+      s.removeAllListeners('close');
+      s.destroy();
+      resolve({ answers, closedByDaemon });
+    }, ms);
+    s.write(bytes);
+  });
+}
+
+const frame = (msg: unknown): Buffer => encodeFrame(JSON.stringify(msg));
+
+describe('hvplug daemon', () => {
+  it('serves run --detach, ps, pause, resume, info and stop from separate processes without restarting the plugin or re-attaching', async () => {
+    const d = await dirs();
+    const daemon = await startDaemon(d);
+    expect(statSync(daemon.socket).mode & 0o777).toBe(0o600);
+
+    const id = (await ok(d, ['run', '--detach', '--plugin', PLUGIN, '--name', 'web'])).trim();
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    const plugins = childrenOf(daemon.pid);
+    expect(plugins).toHaveLength(1);
+    const [row] = await ps(d);
+    expect(row).toMatchObject({ id, name: 'web', status: 'running' });
+    expect(row?.owner).toBeUndefined();
+    const guest = row!.pid!;
+
+    expect((await ok(d, ['pause', 'web'])).trim()).toBe(id);
+    expect((await ps(d))[0]).toMatchObject({ status: 'paused', pid: guest });
+    expect(JSON.parse(await ok(d, ['resume', id.slice(0, 8), '--json']))).toMatchObject({ id, status: 'running' });
+    expect(JSON.parse(await ok(d, ['info', 'web', '--json']))).toMatchObject({ id, status: 'running', pid: guest, plugin: PLUGIN });
+
+    // The same plugin process served every command, and the daemon never had to re-attach the VM it created.
+    expect(childrenOf(daemon.pid)).toEqual(plugins);
+    expect(daemon.logged('plugin started')).toHaveLength(1);
+    expect(daemon.logged('re-attached VM')).toEqual([]);
+    // Nothing but the daemon holds the VM: a command with its own host would have leased it.
+    expect(await readdir(join(d.state, 'owners'))).toEqual([`${id}.json`]);
+
+    expect(JSON.parse(await ok(d, ['stop', 'web', '--json']))).toMatchObject({ id, deleted: true });
+    await eventually(() => !alive(guest), 10_000, 'the guest to end');
+    expect(await ps(d)).toEqual([]);
+    expect(childrenOf(daemon.pid)).toEqual(plugins);
+  }, 90_000);
+
+  it('refuses a second daemon on the same state directory, naming the first', async () => {
+    const d = await dirs();
+    const first = await startDaemon(d);
+    const second = await cli(d, ['daemon']);
+    expect(second.exitCode).toBe(1);
+    expect(second.stderr).toContain(`a daemon already serves the state directory ${d.state}: pid ${first.pid}`);
+    // The first goes on serving.
+    expect(await ps(d)).toEqual([]);
+    expect(alive(first.pid)).toBe(true);
+  }, 60_000);
+
+  it('serves clients at once: a ps and an info never disturb a pause and a resume of another VM', async () => {
+    const d = await dirs();
+    const daemon = await startDaemon(d);
+    const a = (await ok(d, ['run', '--detach', '--plugin', PLUGIN, '--name', 'alpha'])).trim();
+    const b = (await ok(d, ['run', '--detach', '--plugin', PLUGIN, '--name', 'beta'])).trim();
+    const results = await Promise.all([
+      cli(d, ['pause', 'alpha']),
+      cli(d, ['ps', '--json']),
+      cli(d, ['info', 'beta', '--json']),
+      cli(d, ['ps', '-q']),
+    ]);
+    for (const r of results) expect(r.exitCode, r.stderr).toBe(0);
+    expect((JSON.parse(results[2]!.stdout) as PsRow).status).toBe('running');
+    const after = await Promise.all([cli(d, ['resume', 'alpha']), cli(d, ['pause', 'beta']), cli(d, ['ps', '--json'])]);
+    for (const r of after) expect(r.exitCode, r.stderr).toBe(0);
+    const rows = await ps(d);
+    expect(rows.find((r) => r.id === a)).toMatchObject({ status: 'running' });
+    expect(rows.find((r) => r.id === b)).toMatchObject({ status: 'paused' });
+    expect(daemon.logged('plugin started')).toHaveLength(1);
+    await ok(d, ['rm', '--force', 'alpha']);
+    await ok(d, ['rm', '--force', 'beta']);
+  }, 90_000);
+
+  it('drops a client that sends garbage, an over-size message or a bad request, and serves the others', async () => {
+    const d = await dirs();
+    const daemon = await startDaemon(d);
+    const id = (await ok(d, ['run', '--detach', '--plugin', PLUGIN])).trim();
+
+    // Not framing at all.
+    expect((await rawExchange(daemon.socket, 'hello daemon\r\n\r\n')).closedByDaemon).toBe(true);
+    // A header announcing more than the daemon takes: refused before any body is buffered.
+    expect((await rawExchange(daemon.socket, 'Content-Length: 999999999\r\n\r\n')).closedByDaemon).toBe(true);
+    // Framed JSON that is no request.
+    expect((await rawExchange(daemon.socket, frame([1, 2, 3]))).closedByDaemon).toBe(true);
+
+    // A request whose params are wrong is answered with an error; the connection stays.
+    const bad = await rawExchange(daemon.socket, frame({ jsonrpc: '2.0', id: 1, method: 'vm/pause', params: { vmId: 42 } }), 1_500);
+    expect(bad.closedByDaemon).toBe(false);
+    expect(bad.answers).toEqual([expect.objectContaining({ id: 1, error: expect.objectContaining({ code: expect.any(Number) }) })]);
+    const unknown = await rawExchange(daemon.socket, frame({ jsonrpc: '2.0', id: 2, method: 'initialize', params: {} }), 1_500);
+    expect(unknown.answers).toEqual([expect.objectContaining({ id: 2, error: expect.objectContaining({ code: -32601 }) })]);
+
+    // A client that asks and leaves before the answer.
+    const s = connect(daemon.socket);
+    s.on('error', () => undefined);
+    s.write(frame({ jsonrpc: '2.0', id: 3, method: 'vm/info', params: { vmId: id } }));
+    s.destroy();
+
+    expect(alive(daemon.pid)).toBe(true);
+    expect((await ps(d)).map((r) => [r.id, r.status])).toEqual([[id, 'running']]);
+    await ok(d, ['pause', id]);
+    await ok(d, ['stop', '--force', id]);
+    expect(daemon.logged('plugin started')).toHaveLength(1);
+  }, 90_000);
+
+  it('leaves VMs running on SIGTERM; a new daemon re-attaches them, and without one the commands run their own host', async () => {
+    const d = await dirs();
+    const first = await startDaemon(d);
+    const id = (await ok(d, ['run', '--detach', '--plugin', PLUGIN, '--name', 'keep'])).trim();
+    const guest = (await ps(d))[0]!.pid!;
+
+    expect(await stopDaemon(first)).toBe(0);
+    expect(first.out()).toContain('SIGTERM: shutting down; VMs keep running');
+    expect(alive(guest)).toBe(true);
+    expect(childrenOf(first.pid)).toEqual([]);
+
+    const second = await startDaemon(d);
+    expect(second.out()).toContain('ready (1 re-attached, 0 lost)');
+    expect(second.logged('re-attached VM').map((l) => l.vmId)).toEqual([id]);
+    expect((await ps(d))[0]).toMatchObject({ id, status: 'running', pid: guest });
+    await ok(d, ['pause', 'keep']);
+    expect(second.logged('re-attached VM')).toHaveLength(1);
+
+    // A daemon killed outright leaves its lock behind: the commands see it is dead and run their own host.
+    const orphans = childrenOf(second.pid);
+    expect(await stopDaemon(second, 'SIGKILL')).not.toBe(0);
+    // Its plugin sees its stdin end and exits.
+    await eventually(() => orphans.every((p) => !alive(p)), 10_000, 'the killed daemon\'s plugin to go');
+    expect((await ps(d))[0]).toMatchObject({ id, status: 'paused', pid: guest });
+    await ok(d, ['resume', 'keep']);
+
+    // And a new daemon takes the state directory over from the dead one.
+    const third = await startDaemon(d);
+    expect(third.out()).toContain('ready (1 re-attached, 0 lost)');
+    await ok(d, ['stop', 'keep']);
+    await eventually(() => !alive(guest), 10_000, 'the guest to end');
+  }, 120_000);
+});

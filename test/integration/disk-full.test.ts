@@ -1,0 +1,83 @@
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FileStateStore, PluginHost, type RecordError } from 'hvplug';
+import { eventually, fixture, memoryLogger, removeTempDirs, tempDir } from '../helpers.js';
+
+/** A real full disk: a tmpfs of its own under the state directory, filled up. */
+const root = process.getuid?.() === 0;
+const mounts: string[] = [];
+const hosts: PluginHost[] = [];
+
+afterEach(async () => {
+  await Promise.all(hosts.splice(0).map((h) => h.close()));
+  for (const m of mounts.splice(0)) await execa('umount', ['-l', m], { reject: false });
+  await removeTempDirs();
+});
+
+/** A state directory on a 256 KiB tmpfs of its own, unmounted after the test. */
+async function smallDisk(): Promise<{ dir: string; stateDir: string }> {
+  const dir = await tempDir();
+  const stateDir = join(dir, 'state');
+  await mkdir(stateDir, { mode: 0o700 });
+  await execa('mount', ['-t', 'tmpfs', '-o', 'size=256k,mode=0700', 'tmpfs', stateDir]);
+  mounts.push(stateDir);
+  return { dir, stateDir };
+}
+
+describe.skipIf(!root)('a full disk (needs root to mount a tmpfs; CI runs as root)', () => {
+  it('a record that cannot be written fails its call, is reported, and is written once there is room', async () => {
+    const { dir, stateDir } = await smallDisk();
+    const host = new PluginHost({
+      stateDir,
+      runtimeDir: join(dir, 'run'),
+      logger: memoryLogger().logger,
+      plugins: [{ name: 'p', command: fixture('hostile') }],
+      supervision: { healthIntervalMs: 0 },
+    });
+    hosts.push(host);
+    const errors: RecordError[] = [];
+    host.on('record-error', (e) => errors.push(e));
+    const vm = await (await host.hypervisor('p')).createVm({ config: {} });
+    const filler = join(stateDir, 'filler');
+    await execa('dd', ['if=/dev/zero', `of=${filler}`, 'bs=4k'], { reject: false });
+    const err = await vm.start().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(String(err)).toMatch(/ENOSPC/);
+    expect(errors.some((e) => e.message.includes('ENOSPC'))).toBe(true);
+    await rm(filler);
+    // Retried until written: the record on disk catches up with the VM.
+    await eventually(async () => (await new FileStateStore(stateDir).list()).records[0]?.status === 'running', 15_000, 'the record to be written');
+  });
+
+  it('writes queued on a full disk all report the failure; the next one after room returns lands', async () => {
+    const { stateDir } = await smallDisk();
+    const store = new FileStateStore(stateDir);
+    const now = new Date().toISOString();
+    const record = {
+      vmId: 'v',
+      plugin: 'p',
+      config: { vcpus: { boot: 1 }, memory: { sizeMiB: 64, hugepages: false, prealloc: false }, devices: [], console: 'log' as const, annotations: {}, plugin: {} },
+      status: 'created' as const,
+      createdAt: now,
+      updatedAt: now,
+    };
+    await store.put(record);
+    const filler = join(stateDir, 'filler');
+    await execa('dd', ['if=/dev/zero', `of=${filler}`, 'bs=4k'], { reject: false });
+    const first = store.put({ ...record, status: 'running' });
+    const second = store.put({ ...record, status: 'paused' });
+    const [a, b] = await Promise.allSettled([first, second]);
+    // Both were tried on the full disk: neither may claim a write that did not happen.
+    expect(a.status).toBe('rejected');
+    expect(b.status).toBe('rejected');
+    expect(String((b as PromiseRejectedResult).reason)).toMatch(/ENOSPC/);
+    expect((await store.list()).records[0]?.status).toBe('created');
+    await rm(filler);
+    await store.put({ ...record, status: 'paused' });
+    expect((await store.list()).records[0]?.status).toBe('paused');
+  });
+});

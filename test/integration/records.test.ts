@@ -1,0 +1,171 @@
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { AlreadyExistsError, FileStateStore, PluginHost, type ShimHypervisor, type StateStore, type VmRecord } from 'hvplug';
+import { fixture, memoryLogger, removeTempDirs, tempDir } from '../helpers.js';
+
+const hosts: PluginHost[] = [];
+
+afterEach(async () => {
+  await Promise.all(hosts.splice(0).map((h) => h.close()));
+  await removeTempDirs();
+});
+
+async function probeHost(stateDir: string, runtimeDir: string): Promise<PluginHost> {
+  const host = new PluginHost({
+    stateDir,
+    runtimeDir,
+    plugins: [
+      { name: 'probe', command: fixture('probe') },
+      { name: 'probe2', command: fixture('probe') },
+    ],
+    logger: memoryLogger().logger,
+  });
+  hosts.push(host);
+  return host;
+}
+
+async function received(hv: ShimHypervisor): Promise<string[]> {
+  return (await hv.extension('x-probe/received')) as string[];
+}
+
+/** A record an earlier host left: its guest still runs, a later host must be able to re-attach to it. */
+function victimRecord(): VmRecord {
+  const at = '2026-01-01T00:00:00.000Z';
+  return {
+    vmId: 'victim',
+    plugin: 'probe',
+    config: { name: 'victim', vcpus: { boot: 1 }, memory: { sizeMiB: 256, hugepages: false, prealloc: false }, devices: [], console: 'log', annotations: {}, plugin: {} },
+    status: 'running',
+    state: { pid: 4242 },
+    createdAt: at,
+    updatedAt: at,
+  };
+}
+
+async function withVictim(): Promise<{ host: PluginHost; stateDir: string }> {
+  const dir = await tempDir();
+  const stateDir = join(dir, 'state');
+  await new FileStateStore(stateDir).put(victimRecord());
+  return { host: await probeHost(stateDir, join(dir, 'run')), stateDir };
+}
+
+describe('a VM id that has a record', () => {
+  it('vm/create the plugin would refuse: AlreadyExists before anything is sent, the record kept', async () => {
+    const { host, stateDir } = await withVictim();
+    const hv = await host.hypervisor('probe');
+    // A device the probe does not support: refused, and before the fix the refusal deleted the victim's record.
+    const err = await hv.createVm({ vmId: 'victim', config: { devices: [{ type: 'vsock', id: 'v0', guestCid: 3 }] } }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AlreadyExistsError);
+    expect((err as AlreadyExistsError).id).toBe('victim');
+    expect(await received(hv)).not.toContain('vm/create');
+    expect((await new FileStateStore(stateDir).list()).records).toEqual([victimRecord()]);
+  });
+
+  it('vm/create the plugin would accept: AlreadyExists, the record not overwritten', async () => {
+    const { host, stateDir } = await withVictim();
+    const hv = await host.hypervisor('probe2');
+    await expect(hv.createVm({ vmId: 'victim', config: { name: 'intruder' } })).rejects.toBeInstanceOf(AlreadyExistsError);
+    expect(await received(hv)).not.toContain('vm/create');
+    expect((await new FileStateStore(stateDir).list()).records).toEqual([victimRecord()]);
+    expect(hv.vm('victim')).toBeUndefined();
+  });
+
+  it('vm/restore with a recorded vmId: AlreadyExists, the record kept', async () => {
+    const { host, stateDir } = await withVictim();
+    const hv = await host.hypervisor('probe');
+    await expect(hv.restoreVm({ vmId: 'victim', config: {}, path: '/nonexistent/snap' })).rejects.toBeInstanceOf(AlreadyExistsError);
+    expect((await new FileStateStore(stateDir).list()).records).toEqual([victimRecord()]);
+  });
+
+  it('the recorded VM can still be re-attached afterwards', async () => {
+    const { host } = await withVictim();
+    const hv = await host.hypervisor('probe');
+    await expect(hv.createVm({ vmId: 'victim', config: {} })).rejects.toBeInstanceOf(AlreadyExistsError);
+    const report = await host.reattach();
+    // The probe cannot re-attach (no vm/recover): lost, but still known and still recorded.
+    expect(report.lost.map((l) => l.vmId)).toEqual(['victim']);
+    expect((await host.records()).records.map((r) => r.vmId)).toEqual(['victim']);
+  });
+});
+
+describe('two creates of one id in one host', () => {
+  it('on two plugins at once: one VM, one AlreadyExists, the record is the winner’s', async () => {
+    const dir = await tempDir();
+    const host = await probeHost(join(dir, 'state'), join(dir, 'run'));
+    const [a, b] = await Promise.all([host.hypervisor('probe'), host.hypervisor('probe2')]);
+    const results = await Promise.allSettled([a.createVm({ vmId: 'twin', config: { name: 'a' } }), b.createVm({ vmId: 'twin', config: { name: 'b' } })]);
+    const won = results.filter((r) => r.status === 'fulfilled');
+    const lost = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    expect(won).toHaveLength(1);
+    expect(lost).toHaveLength(1);
+    expect(lost[0]!.reason).toBeInstanceOf(AlreadyExistsError);
+    const winner = results[0]!.status === 'fulfilled' ? 'probe' : 'probe2';
+    const { records } = await host.records();
+    expect(records.map((r) => [r.vmId, r.plugin, r.config.name])).toEqual([['twin', winner, winner === 'probe' ? 'a' : 'b']]);
+    expect((await host.vm('twin'))?.hypervisor).toBe(winner === 'probe' ? a : b);
+  });
+
+  it('on one plugin at once: one VM, one AlreadyExists, the record kept', async () => {
+    const dir = await tempDir();
+    const host = await probeHost(join(dir, 'state'), join(dir, 'run'));
+    const hv = await host.hypervisor('probe');
+    const results = await Promise.allSettled([hv.createVm({ vmId: 'twin', config: {} }), hv.createVm({ vmId: 'twin', config: {} })]);
+    expect(results.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
+    const rejected = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')!;
+    expect(rejected.reason).toBeInstanceOf(AlreadyExistsError);
+    expect((await host.records()).records.map((r) => r.vmId)).toEqual(['twin']);
+    expect(hv.vm('twin')?.status).toBe('created');
+  });
+
+  it('an id freed by vm/delete can be created again', async () => {
+    const dir = await tempDir();
+    const host = await probeHost(join(dir, 'state'), join(dir, 'run'));
+    const hv = await host.hypervisor('probe');
+    const vm = await hv.createVm({ vmId: 'again', config: {} });
+    await vm.delete();
+    expect((await host.records()).records).toEqual([]);
+    await hv.createVm({ vmId: 'again', config: {} });
+    expect((await host.records()).records.map((r) => r.vmId)).toEqual(['again']);
+  });
+});
+
+describe('FileStateStore.create', () => {
+  it('two stores on one directory (two hosts) creating one id: one record, one AlreadyExists, no temp files left', async () => {
+    const dir = await tempDir();
+    const [a, b] = [new FileStateStore(dir), new FileStateStore(dir)];
+    const results = await Promise.allSettled([a.create({ ...victimRecord(), plugin: 'a' }), b.create({ ...victimRecord(), plugin: 'b' })]);
+    expect(results.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
+    const rejected = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')!;
+    expect(rejected.reason).toBeInstanceOf(AlreadyExistsError);
+    const winner = results[0]!.status === 'fulfilled' ? 'a' : 'b';
+    expect((await a.list()).records.map((r) => r.plugin)).toEqual([winner]);
+    expect((await readdir(join(dir, 'vms'))).sort()).toEqual(['victim.json']);
+    expect((await stat(join(dir, 'vms', 'victim.json'))).mode & 0o777).toBe(0o600);
+  });
+});
+
+describe('a store without create()', () => {
+  it('still refuses a recorded id (list, then put) and keeps the record', async () => {
+    const records = new Map<string, VmRecord>([['victim', victimRecord()]]);
+    const store: StateStore = {
+      put: (r) => Promise.resolve(void records.set(r.vmId, r)),
+      delete: (id) => Promise.resolve(void records.delete(id)),
+      list: () => Promise.resolve({ records: [...records.values()], errors: [] }),
+    };
+    const dir = await tempDir();
+    const host = new PluginHost({
+      stateDir: join(dir, 'state'),
+      runtimeDir: join(dir, 'run'),
+      store,
+      plugins: [{ name: 'probe', command: fixture('probe') }],
+      logger: memoryLogger().logger,
+    });
+    hosts.push(host);
+    const hv = await host.hypervisor('probe');
+    await expect(hv.createVm({ vmId: 'victim', config: {} })).rejects.toBeInstanceOf(AlreadyExistsError);
+    expect(records.get('victim')).toEqual(victimRecord());
+    await hv.createVm({ vmId: 'fresh', config: {} });
+    expect([...records.keys()].sort()).toEqual(['fresh', 'victim']);
+  });
+});

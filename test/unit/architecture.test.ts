@@ -1,0 +1,131 @@
+import { readFile, mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { bundle, pluginEntries, root } from '../../scripts/bundle.mjs';
+import { crossPluginImports, cycles, fileGraph, sourceFiles, unitGraph, unitOf, type Graph } from '../architecture-graph.js';
+
+const FIXTURES = join(root, 'test/fixtures/architecture');
+
+/** Our own modules a file imports, as units (src/core, src/protocol, plugins/x, ...). */
+function importsOf(graph: Graph, file: string): string[] {
+  return [...(graph.get(file) ?? [])].map(unitOf);
+}
+
+const RULES: { from: string; allowed: (target: string, self: string) => boolean; why: string }[] = [
+  { from: 'src/protocol', allowed: (t) => t === 'src/protocol', why: 'protocol imports nothing of ours' },
+  { from: 'src/transport', allowed: (t) => t === 'src/transport' || t === 'src/protocol', why: 'transport imports only protocol' },
+  { from: 'src/errors', allowed: (t) => t === 'src/errors' || t === 'src/protocol', why: 'errors import only protocol' },
+  { from: 'src/proc', allowed: (t) => t === 'src/proc', why: '/proc reading imports nothing of ours' },
+  {
+    from: 'src/plugin-sdk',
+    allowed: (t) => t === 'src/protocol' || t === 'src/transport' || t === 'src/proc' || t === 'src/plugin-sdk',
+    why: 'plugin-sdk imports only protocol, transport and proc',
+  },
+  { from: 'src/core', allowed: (t) => !t.startsWith('src/plugin-sdk') && !t.startsWith('plugins'), why: 'core never imports plugin-sdk or plugins' },
+  { from: 'src/shim', allowed: (t) => !t.startsWith('src/plugin-sdk') && !t.startsWith('plugins') && t !== 'src/core', why: 'shim never imports core, plugin-sdk or plugins' },
+  {
+    from: 'plugins',
+    allowed: (t, self) => t === 'src/protocol' || t === 'src/plugin-sdk' || t === self,
+    why: 'plugins import only hvplug/plugin-sdk, hvplug/protocol and their own files',
+  },
+];
+
+function ruleViolations(graph: Graph): string[] {
+  const out: string[] = [];
+  for (const [file, deps] of graph) {
+    for (const rule of RULES) {
+      if (file !== rule.from && !file.startsWith(`${rule.from}/`)) continue;
+      for (const d of deps) if (!rule.allowed(unitOf(d), unitOf(file))) out.push(`${file} imports ${unitOf(d)} (${rule.why})`);
+    }
+  }
+  return out;
+}
+
+/** Every breach of the boundaries in a tree: rule breaches, cross-plugin imports, file cycles, unit cycles. */
+function breaches(treeRoot: string): string[] {
+  const graph = fileGraph(treeRoot);
+  return [
+    ...ruleViolations(graph),
+    ...crossPluginImports(graph),
+    ...cycles(graph).map((c) => `file cycle: ${c.join(' <-> ')}`),
+    ...cycles(unitGraph(graph)).map((c) => `unit cycle: ${c.join(' <-> ')}`),
+  ];
+}
+
+describe('dependency rule', () => {
+  const graph = fileGraph(root);
+
+  for (const rule of RULES) {
+    it(rule.why, () => {
+      expect(ruleViolations(graph).filter((v) => v.startsWith(`${rule.from}/`))).toEqual([]);
+    });
+  }
+
+  it('no import cycle, between files or between units (src/<area>, plugins/<name>)', () => {
+    expect(cycles(graph)).toEqual([]);
+    expect(cycles(unitGraph(graph))).toEqual([]);
+  });
+
+  it('no plugin imports another', () => {
+    expect(crossPluginImports(graph)).toEqual([]);
+  });
+
+  it('the repository has no breach at all', () => {
+    expect(breaches(root)).toEqual([]);
+  });
+
+  it('plugins reach our code only through the package exports, never by relative path into src', async () => {
+    const bad: string[] = [];
+    for (const file of sourceFiles(root, 'plugins')) {
+      const text = await readFile(join(root, file), 'utf8');
+      for (const m of text.matchAll(/from\s+['"](\.[^'"]+)['"]/g)) {
+        const target = relative(root, join(root, file, '..', m[1]!));
+        if (target.startsWith('src/')) bad.push(`${file} imports ${m[1]}`);
+      }
+    }
+    expect(bad).toEqual([]);
+  });
+
+  it('catches a violation when there is one', () => {
+    expect(importsOf(graph, 'src/core/host.ts')).toContain('src/shim');
+    expect(RULES[0]!.allowed('src/core', 'src/protocol')).toBe(false);
+  });
+
+  it('fails on a file cycle (fixture tree cycle/)', () => {
+    expect(breaches(join(FIXTURES, 'cycle'))).toEqual([
+      'file cycle: src/alpha/a.ts <-> src/beta/b.ts',
+      'unit cycle: src/alpha <-> src/beta',
+    ]);
+  });
+
+  it('fails on a cycle between units though no file cycle exists, as src/shim <-> src/core was (fixture tree unit-cycle/)', () => {
+    const tree = join(FIXTURES, 'unit-cycle');
+    expect(cycles(fileGraph(tree))).toEqual([]);
+    expect(breaches(tree)).toEqual(['unit cycle: src/alpha <-> src/beta']);
+  });
+
+  it('fails on a plugin importing another (fixture tree cross-plugin/)', () => {
+    expect(breaches(join(FIXTURES, 'cross-plugin'))).toEqual([
+      'plugins/one/src/main.ts imports plugins/two (plugins import only hvplug/plugin-sdk, hvplug/protocol and their own files)',
+      'plugins/one/src/main.ts imports plugins/two/src/helper.ts',
+    ]);
+  });
+});
+
+describe('plugin bundles', () => {
+  it('each plugin bundles into one file that contains no host code', async () => {
+    const entries = (await pluginEntries()).filter((e) => e.outfile.includes('hvplug-plugin-'));
+    expect(entries.map((e) => relative(root, e.entry))).toContain('plugins/example-proprietary/src/main.ts');
+    const out = await mkdtemp(join(tmpdir(), 'hvplug-bundle-'));
+    for (const { entry } of entries) {
+      const meta = await bundle(entry, join(out, 'plugin.mjs'));
+      const inputs = Object.keys(meta.inputs);
+      expect(inputs.some((i) => i.includes('src/plugin-sdk/'))).toBe(true);
+      expect(inputs.filter((i) => /src\/(core|shim|cli|conformance)\//.test(i))).toEqual([]);
+      const text = await readFile(join(out, 'plugin.mjs'), 'utf8');
+      expect(text).not.toContain('class PluginHost');
+      expect(text.split('\n').length).toBeGreaterThan(1);
+    }
+  });
+});
