@@ -5,7 +5,7 @@ import type { VmConfig as ChVmConfig } from './api-types.js';
 import { deviceProblem, toChDevice, type ChDevice } from './device-map.js';
 import { deepMerge, isJsonObject, toJson, type JsonObject } from './json.js';
 import type { VmPaths } from './paths.js';
-import type { PluginOptions } from './plugin-options.js';
+import type { PluginOptions } from './settings.js';
 
 const MiB = 1024 * 1024;
 

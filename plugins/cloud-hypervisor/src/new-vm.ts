@@ -6,7 +6,7 @@ import type { VmConfig } from 'hvplug/protocol';
 import type { AgentVsock } from './config-map.js';
 import { launchVmm } from './launcher.js';
 import { socketPathProblem, vmmArgsProblem } from './paths.js';
-import type { PluginOptions } from './plugin-options.js';
+import type { PluginOptions } from './settings.js';
 import type { Registry } from './registry.js';
 import { claimDir } from './vm-dir.js';
 import { ChVm } from './vm.js';

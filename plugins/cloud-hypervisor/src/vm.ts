@@ -11,7 +11,7 @@ import type { ChEvent } from './event-monitor.js';
 import { EventTail } from './event-tail.js';
 import { killVmm, type ExitInfo } from './launcher.js';
 import type { VmPaths } from './paths.js';
-import type { PluginOptions } from './plugin-options.js';
+import type { PluginOptions } from './settings.js';
 import { vmState, writeStateFile, type VmState } from './state.js';
 import type { Json } from './json.js';
 import { announcedFor, exitVerdict } from './vm-events.js';

@@ -6,7 +6,7 @@ import { rm } from 'node:fs/promises';
 import { errors, type CallContext, type Handlers } from 'hvplug/plugin-sdk';
 import type { Device, VmConfig } from 'hvplug/protocol';
 import type { PciDeviceInfo } from '../api-types.js';
-import { chCall } from '../ch-errors.js';
+import { chCall } from '../errors.js';
 import { AGENT_VSOCK_ID, toChConfig } from '../config-map.js';
 import { deviceProblem, toChDevice, type ChDevice } from '../device-map.js';
 import type { Registry } from '../registry.js';

@@ -3,7 +3,7 @@
 import { errors, proc, type Handlers } from 'hvplug/plugin-sdk';
 import type { VmStatus } from 'hvplug/protocol';
 import type { VmInfo as ChVmInfo } from '../api-types.js';
-import { chCall } from '../ch-errors.js';
+import { chCall } from '../errors.js';
 import { sizesOf } from '../config-map.js';
 import { isJsonObject, toJson, type Json } from '../json.js';
 import type { Registry } from '../registry.js';

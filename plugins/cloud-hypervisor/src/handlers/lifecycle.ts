@@ -3,9 +3,9 @@
 // reads the event monitor so the events of the call reach the host before its result.
 import { writeFile } from 'node:fs/promises';
 import { errors, type Handlers } from 'hvplug/plugin-sdk';
-import { chCall } from '../ch-errors.js';
+import { chCall } from '../errors.js';
 import { configIssues, toChConfig } from '../config-map.js';
-import { parseOptions } from '../plugin-options.js';
+import { parseOptions } from '../settings.js';
 import type { Registry } from '../registry.js';
 import { removeOrphan } from '../vm-dir.js';
 import { abandon, checkNew, startVmm } from '../new-vm.js';

@@ -4,9 +4,9 @@
 import { errors, proc, type Handlers } from 'hvplug/plugin-sdk';
 import type { VmStatus } from 'hvplug/protocol';
 import type { VmState as ChVmState } from '../api-types.js';
-import { chCall } from '../ch-errors.js';
+import { chCall } from '../errors.js';
 import { pathsIn } from '../paths.js';
-import { parseOptions } from '../plugin-options.js';
+import { parseOptions } from '../settings.js';
 import type { Registry } from '../registry.js';
 import { parseState, readStateFile } from '../state.js';
 import { ChVm } from '../vm.js';

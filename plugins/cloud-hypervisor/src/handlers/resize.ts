@@ -4,7 +4,7 @@
 // shrinks only with virtio-mem, never below the boot size. The plugin refuses what the VMM would refuse,
 // or silently ignore (an ACPI shrink answers 204 and changes nothing), before calling.
 import { errors, type Handlers } from 'hvplug/plugin-sdk';
-import { chCall } from '../ch-errors.js';
+import { chCall } from '../errors.js';
 import type { Registry } from '../registry.js';
 
 const MiB = 1024 * 1024;

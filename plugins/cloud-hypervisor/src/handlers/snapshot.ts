@@ -5,11 +5,11 @@ import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { errors, PluginError, type Handlers } from 'hvplug/plugin-sdk';
 import { ArchiveError, packDir, unpackTo } from '../archive.js';
-import { chCall } from '../ch-errors.js';
+import { chCall } from '../errors.js';
 import { sizesOf } from '../config-map.js';
 import { isJsonObject } from '../json.js';
 import { abandon, checkNew, startVmm } from '../new-vm.js';
-import { parseOptions } from '../plugin-options.js';
+import { parseOptions } from '../settings.js';
 import type { Registry } from '../registry.js';
 import { readSidecar, relocateConfig, writeSidecar } from '../snapshot-files.js';
 

@@ -2,7 +2,7 @@
 // or InvalidConfig naming what Cloud Hypervisor cannot do.
 import { errors, type Handlers } from 'hvplug/plugin-sdk';
 import { agentFor, configIssues, configWarnings } from '../config-map.js';
-import { parseOptions } from '../plugin-options.js';
+import { parseOptions } from '../settings.js';
 import type { Registry } from '../registry.js';
 
 export function validateHandlers(reg: Registry): Handlers {

@@ -7,7 +7,7 @@ import { basename, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { VmConfig } from 'hvplug/protocol';
 import { pathsIn } from '../../src/paths.js';
-import { DEFAULT_OPTIONS } from '../../src/plugin-options.js';
+import { DEFAULT_OPTIONS } from '../../src/settings.js';
 import { parseState } from '../../src/state.js';
 import { ChVm } from '../../src/vm.js';
 import { memoryLogger, removeTempDirs, tempDir } from '../../../../test/helpers.js';
