@@ -102,7 +102,9 @@ describe.skipIf(!qemu)('QEMU plugin through the host and shim (TCG)', () => {
   async function stopsEarly(vm: ShimVm, pid: number): Promise<void> {
     const t0 = Date.now();
     expect((await vm.stop({ graceMs: 50_000 })).status).toBe('stopped');
-    expect(Date.now() - t0).toBeLessThan(25_000);
+    // Before the grace time is out, so not forced at its end: a booting guest under TCG on a loaded 2-core
+    // machine took up to 31 s to answer the button.
+    expect(Date.now() - t0).toBeLessThan(45_000);
     expect(alive(pid)).toBe(false);
   }
 
