@@ -163,6 +163,7 @@ async function target(name: string | undefined, command: string[], config: strin
   if (cmd !== undefined) return { command: cmd, args };
   if (name === undefined) throw new Usage('no plugin: give --plugin <name> or -- <command> [args...]');
   const spec = await new PluginCatalog({ configFile: config ?? process.env.HVPLUG_CONFIG, pluginDirs: dirs, pathEnv: process.env.PATH }).resolve(name);
+  if (spec.command === undefined) throw new Usage(`plugin ${name} is a listening one (connect = "${spec.connect}"): use --connect ${spec.connect}`);
   return { command: spec.command, args: spec.args, env: spec.env, envPassthrough: spec.envPassthrough, sha256: spec.sha256 };
 }
 

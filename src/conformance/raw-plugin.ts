@@ -43,6 +43,7 @@ export class RawPlugin {
       if (v !== undefined) env[name] = v;
     }
     // Its own process group, like the host's children, so that a kill takes its helpers too.
+    if (spec.command === undefined) throw new Error(`plugin ${spec.name} is connected to (${spec.connect}), not spawned`);
     const child = spawn(spec.command, spec.args, { env: { ...env, ...spec.env }, stdio: 'pipe', detached: true });
     return new RawPlugin(child, trace);
   }
