@@ -6,7 +6,8 @@ import { readFile } from 'node:fs/promises';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PluginHost, PluginSpec, PluginUnreachableError, type PluginSpecInput } from 'hvplug';
-import { alive, eventually, memoryLogger, pluginExecutable, removeTempDirs, tempDir } from './helpers.js';
+import { execa } from 'execa';
+import { alive, CLI, ensureCliBuilt, eventually, memoryLogger, pluginExecutable, removeTempDirs, tempDir } from './helpers.js';
 import { makeCerts, type Certs } from './remote-certs.js';
 
 const PLUGIN = 'example-proprietary';
@@ -243,4 +244,19 @@ describe('remote plugins: specs', () => {
     expect(spec.command).toBeUndefined();
     await readFile(file);
   });
+});
+
+describe('remote plugins: hvplug conformance --connect', () => {
+  it('runs checks against a plugin listening on TLS, and refuses tcp:// as a usage error', async () => {
+    await ensureCliBuilt();
+    const { address } = await tlsPlugin();
+    const tls = ['--cert', certs.hostA.cert, '--key', certs.hostA.key, '--ca', certs.ca];
+    const run = await execa('node', [CLI, 'conformance', '--quiet', '--only', 'handshake,lifecycle', '--connect', address, ...tls], { reject: false });
+    expect(run.stdout).toMatch(/conformant: nothing unexpected failed/);
+    expect(run.stdout).toMatch(/\d+ passed, 0 failed/);
+    expect(run.exitCode).toBe(0);
+    const bad = await execa('node', [CLI, 'conformance', '--connect', 'tcp://127.0.0.1:1'], { reject: false });
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr).toMatch(/plaintext TCP is not supported/);
+  }, 120_000);
 });
