@@ -3,7 +3,7 @@ import { access, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
-import { PluginCatalog } from '../core/index.js';
+import { PluginCatalog, PluginSpec } from '../core/index.js';
 import { VmConfig, formatIssues, toIssues, type VmConfigInput } from 'hvplug/protocol';
 import {
   everyCheckId,
@@ -26,6 +26,7 @@ export const CONFORMANCE_HELP = `hvplug conformance: run the conformance suite a
 usage:
   hvplug conformance [options] --plugin <name>
   hvplug conformance [options] -- <command> [args...]
+  hvplug conformance [options] --connect <address> [--cert <file> --key <file> --ca <file>]
 
 Checks chosen from the method table and the plugin's capabilities: handshake and version negotiation,
 every method with valid and invalid params, refusal of what is not advertised, the VM state machine,
@@ -36,6 +37,11 @@ options:
   --plugin <name>               a configured or discovered plugin (see hvplug plugins)
   --config <file.toml>          plugins config file; default $HVPLUG_CONFIG
   --plugin-dir <dir>            also look for hvplug-plugin-<name> executables here (repeatable)
+  --connect <address>           a plugin that listens (started with --listen): unix:<path> or
+                                tls://<host>:<port>; checks that need a second connection or a
+                                process of the suite's own are skipped (one host at a time)
+  --cert, --key <file>          with tls://: the suite's client certificate and key (PEM)
+  --ca <file>                   with tls://: the CA that signed the plugin's certificate (PEM)
   --json <file>                 write the report as JSON ("-" for stdout)
   --junit <file>                write the report as JUnit XML
   --only <id|group>             run only these checks: an id, a dotted prefix (method.vm/pause), a
@@ -66,6 +72,10 @@ const FLAGS = {
   plugin: { type: 'string' },
   config: { type: 'string' },
   'plugin-dir': { type: 'string', multiple: true },
+  connect: { type: 'string' },
+  cert: { type: 'string' },
+  key: { type: 'string' },
+  ca: { type: 'string' },
   json: { type: 'string' },
   junit: { type: 'string' },
   only: { type: 'string', multiple: true },
@@ -154,7 +164,31 @@ async function expectedFailures(file: string | undefined): Promise<string[] | un
   }
 }
 
-type Target = Pick<ConformanceOptions, 'command' | 'args' | 'env' | 'envPassthrough' | 'sha256'>;
+type Target = Pick<ConformanceOptions, 'command' | 'args' | 'env' | 'envPassthrough' | 'sha256' | 'connect' | 'tls'>;
+
+interface ConnectFlags {
+  connect?: string;
+  cert?: string;
+  key?: string;
+  ca?: string;
+}
+
+/** A listening plugin to connect to, its address and TLS files checked before anything starts. */
+async function connectTarget(flags: ConnectFlags): Promise<Target | undefined> {
+  const { connect, cert, key, ca } = flags;
+  if (connect === undefined) {
+    if (cert ?? key ?? ca) throw new Usage('--cert, --key and --ca go with --connect tls://...');
+    return undefined;
+  }
+  const parsed = PluginSpec.safeParse({ name: 'listening-plugin', connect, ...(cert ?? key ?? ca ? { tls: { cert, key, ca } } : {}) });
+  if (!parsed.success) throw new Usage(`--connect ${connect}: ${formatIssues(toIssues(parsed.error))}`);
+  for (const [flag, file] of Object.entries({ cert, key, ca })) {
+    if (file !== undefined) await access(file, constants.R_OK).catch((err: unknown) => {
+      throw new Usage(`--${flag}: cannot read ${file}: ${why(err)}`);
+    });
+  }
+  return { command: connect, connect, tls: parsed.data.tls };
+}
 
 /** The plugin to test: a command after `--`, or a plugin found by name as the host would find it. */
 async function target(name: string | undefined, command: string[], config: string | undefined, dirs: string[] | undefined): Promise<Target> {
@@ -163,6 +197,7 @@ async function target(name: string | undefined, command: string[], config: strin
   if (cmd !== undefined) return { command: cmd, args };
   if (name === undefined) throw new Usage('no plugin: give --plugin <name> or -- <command> [args...]');
   const spec = await new PluginCatalog({ configFile: config ?? process.env.HVPLUG_CONFIG, pluginDirs: dirs, pathEnv: process.env.PATH }).resolve(name);
+  if (spec.command === undefined) throw new Usage(`plugin ${name} is a listening one (connect = "${spec.connect}"): use --connect ${spec.connect}`);
   return { command: spec.command, args: spec.args, env: spec.env, envPassthrough: spec.envPassthrough, sha256: spec.sha256 };
 }
 
@@ -215,7 +250,9 @@ export async function runConformanceCommand(argv: string[]): Promise<number> {
     await checkWritable('json', values.json);
     await checkWritable('junit', values.junit);
     const expected = await expectedFailures(values['expected-failures']);
-    const plugin = await target(values.plugin, command, values.config, values['plugin-dir']);
+    const listening = await connectTarget(values);
+    if (listening && (values.plugin !== undefined || command.length)) throw new Usage('give one of --plugin <name>, -- <command> or --connect <address>');
+    const plugin = listening ?? (await target(values.plugin, command, values.config, values['plugin-dir']));
     const quiet = values.quiet ?? false;
     // Ctrl-C ends the run after cleanup, so no VM it created outlives it; a second one does not wait.
     const stop = new AbortController();

@@ -10,14 +10,14 @@ import { safeLine as s } from './safe-text.js';
 const yesNo = (b: boolean): string => (b ? 'yes' : 'no');
 
 /** The handshake as people read it: identity first, then what the plugin can do. Every string from the plugin goes through s(). */
-export function renderHandshake(info: InitializeResult, spec: { command: string; source: string }): string {
+export function renderHandshake(info: InitializeResult, spec: { command?: string; connect?: string; source: string }): string {
   const caps = info.capabilities;
   const lines = [s(`${info.plugin.name} ${info.plugin.version} by ${info.plugin.vendor}`)];
   if (info.plugin.description) lines.push(`  ${s(info.plugin.description)}`);
   lines.push('');
   const head: string[][] = [
     ['protocol', s(info.protocolVersion)],
-    ['command', s(`${spec.command} (${spec.source})`)],
+    spec.connect === undefined ? ['command', s(`${spec.command ?? '-'} (${spec.source})`)] : ['connect', s(`${spec.connect} (${spec.source})`)],
     ['consoles', caps.consoleKinds.join(', ') || '-'],
     ['rate limiter', caps.rateLimiter ? 'built in' : 'no'],
   ];
@@ -58,6 +58,7 @@ export const inspectCommand = defineCommand({
         capabilities: info.capabilities,
         configSchema: info.configSchema,
         command: spec.command,
+        connect: spec.connect,
         args: spec.args,
         source: spec.source,
         isolation: spec.isolation,

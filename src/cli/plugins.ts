@@ -21,7 +21,7 @@ export const pluginsCommand = defineCommand({
     const rows = await Promise.all(
       (await catalog.list()).map(async (s) => {
         const problem = await catalog.problemWith(s);
-        return { name: s.name, source: s.source, command: s.command, args: s.args, isolation: s.isolation, ...(problem ? { problem } : {}) };
+        return { name: s.name, source: s.source, command: s.command, ...(s.connect ? { connect: s.connect } : {}), args: s.args, isolation: s.isolation, ...(problem ? { problem } : {}) };
       }),
     );
     ctx.output(json).document(rows, () =>
@@ -29,7 +29,7 @@ export const pluginsCommand = defineCommand({
         ? 'no plugins found'
         : table([
             ['NAME', 'SOURCE', 'COMMAND', 'PROBLEM'],
-            ...rows.map((r) => [r.name, r.source, [r.command, ...r.args].join(' '), r.problem ?? ''].map(safeLine)),
+            ...rows.map((r) => [r.name, r.source, [r.command ?? r.connect, ...r.args].join(' '), r.problem ?? ''].map(safeLine)),
           ]),
     );
     return EXIT_OK;

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { ENV_ALLOW_LIST, type PluginSpec } from 'hvplug';
 import { encodeFrame, FrameDecoder } from 'hvplug/transport';
+import { SkipCheck } from './check.js';
 import type { Direction } from './wire-monitor.js';
 
 /**
@@ -43,6 +44,7 @@ export class RawPlugin {
       if (v !== undefined) env[name] = v;
     }
     // Its own process group, like the host's children, so that a kill takes its helpers too.
+    if (spec.command === undefined) throw new SkipCheck(`the plugin listens at ${spec.connect}: it is connected to, not spawned, so it has no stdin of the suite's`);
     const child = spawn(spec.command, spec.args, { env: { ...env, ...spec.env }, stdio: 'pipe', detached: true });
     return new RawPlugin(child, trace);
   }

@@ -116,8 +116,8 @@ export async function runConformance(options: ConformanceOptions): Promise<Repor
   const wire = new WireMonitor();
   const events = new EventLog(wire);
   const spec = PluginSpec.parse({
-    name: nameOf(options.command),
-    command: options.command,
+    name: nameOf(options.connect === undefined ? options.command : 'listening-plugin'),
+    ...(options.connect === undefined ? { command: options.command } : { connect: options.connect, tls: options.tls }),
     args: [...(options.args ?? [])],
     env: { ...options.env },
     envPassthrough: [...(options.envPassthrough ?? [])],

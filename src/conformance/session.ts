@@ -1,4 +1,5 @@
 import { PluginClient, ShimHypervisor, type ClientOptions, type ExitInfo, type PluginSpec } from 'hvplug';
+import { SkipCheck } from './check.js';
 import { ProcessLedger } from './processes.js';
 import type { WireMonitor } from './wire-monitor.js';
 
@@ -48,6 +49,9 @@ export class PluginSession {
 
   /** Starts a plugin process through the real host client, every message traced; `tag` for a caller that needs it first. */
   async connect(kind: string, opts: { protocolVersions?: readonly string[]; tag?: string } = {}): Promise<Connection> {
+    if (this.spec.connect !== undefined && this.open.some((c) => c.client.alive)) {
+      throw new SkipCheck(`the plugin listens at ${this.spec.connect} and serves one host at a time: this check needs a second connection`);
+    }
     const tag = opts.tag ?? this.nextTag(kind);
     let client: PluginClient;
     try {
@@ -56,7 +60,7 @@ export class PluginSession {
       this.deaths.push({ tag, check: this.wire.check, error: err as Error });
       throw err;
     }
-    this.processes.note(client.pid);
+    if (client.processId !== undefined) this.processes.note(client.processId);
     const conn: Connection = { tag, client, hv: new ShimHypervisor(client) };
     this.open.push(conn);
     void client.exited.then(() => this.noteDeath(conn));

@@ -60,8 +60,15 @@ export type ProgressEvent =
   | { type: 'cleanup' };
 
 export interface ConformanceOptions {
-  /** The plugin executable, run without a shell. */
+  /** The plugin executable, run without a shell; with `connect`, the address (what the report names). */
   command: string;
+  /**
+   * A listening plugin's address (unix:<path>, tls://<host>:<port>): connected to instead of spawned. It serves
+   * one host at a time, so the checks that need a second connection or a process of their own are skipped.
+   */
+  connect?: string;
+  /** For a tls:// address: the suite's certificate and key, and the CA of the plugin's certificate. */
+  tls?: { cert: string; key: string; ca: string };
   args?: readonly string[];
   /** Variables set for the plugin, on top of the host's allow-list. */
   env?: Readonly<Record<string, string>>;

@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { formatIssues, toIssues } from 'hvplug/protocol';
 import { HvplugError, InvalidConfigError } from '../errors/index.js';
 import { isExecutable, locateCommand, type CommandProblem } from './executable.js';
-import { PluginSpec, type PluginSpecInput } from './plugin-spec.js';
+import { PluginSpec, PluginSpecFields, type PluginSpecInput } from './plugin-spec.js';
 
 export const BUILTIN_PLUGINS = ['example-proprietary', 'qemu', 'cloud-hypervisor'] as const;
 const CONVENTION_PREFIX = 'hvplug-plugin-';
@@ -29,7 +29,7 @@ export function builtinPluginPath(name: string): string {
 
 /** The config file, in the spirit of Kata's configuration.toml: one [plugins.<name>] table per plugin. */
 const ConfigFile = z.strictObject({
-  plugins: z.record(z.string(), z.strictObject(PluginSpec.omit({ name: true, source: true }).partial({ command: true }).shape)).default({}),
+  plugins: z.record(z.string(), z.strictObject(PluginSpecFields.omit({ name: true, source: true }).shape)).default({}),
   pluginDirs: z.array(z.string()).default([]),
 });
 
@@ -81,7 +81,14 @@ export class PluginCatalog {
     if (!parsed.success) throw new InvalidConfigError(`${file}: ${describeIssues(parsed.error.issues)}`, toIssues(parsed.error));
     this.fileDirs = parsed.data.pluginDirs.map((d) => resolve(dirname(file), d));
     for (const [name, table] of Object.entries(parsed.data.plugins)) {
-      const spec = PluginSpec.safeParse({ ...table, name, command: table.command ?? builtinPluginPath(name), source: resolve(file) });
+      // A table with neither names the bundled plugin of that name; certificate paths are the file's, like pluginDirs.
+      const command = table.command ?? (table.connect === undefined ? builtinPluginPath(name) : undefined);
+      const tls = table.tls && {
+        cert: resolve(dirname(file), table.tls.cert),
+        key: resolve(dirname(file), table.tls.key),
+        ca: resolve(dirname(file), table.tls.ca),
+      };
+      const spec = PluginSpec.safeParse({ ...table, name, command, tls, source: resolve(file) });
       if (!spec.success) {
         const issues = toIssues(spec.error).map((i) => ({ ...i, path: ['plugins', name, ...i.path] }));
         throw new InvalidConfigError(`${file}: ${formatIssues(issues)}`, issues);
@@ -139,6 +146,8 @@ export class PluginCatalog {
 
   /** Why a listed plugin could not be started, as far as can be told without starting it. */
   async problemWith(spec: PluginSpec): Promise<CommandProblem | undefined> {
+    // A listening plugin is found out by connecting to it, which listing does not do.
+    if (spec.command === undefined) return undefined;
     return (await locateCommand(spec.command, spec.env.PATH ?? this.opts.pathEnv ?? process.env.PATH)).problem;
   }
 

@@ -45,10 +45,10 @@ export interface PluginHostOptions {
 }
 
 export interface HostEvents {
-  'plugin-started': [{ plugin: string; pid: number; restart: number }];
-  'plugin-exited': [{ plugin: string; pid: number; code: number | null; signal: string | null; error: HvplugError }];
-  'plugin-unhealthy': [{ plugin: string; pid: number; reason: string }];
-  'plugin-restarted': [{ plugin: string; pid: number; restart: number }];
+  'plugin-started': [{ plugin: string; pid: number | undefined; restart: number }];
+  'plugin-exited': [{ plugin: string; pid: number | undefined; code: number | null; signal: string | null; error: HvplugError }];
+  'plugin-unhealthy': [{ plugin: string; pid: number | undefined; reason: string }];
+  'plugin-restarted': [{ plugin: string; pid: number | undefined; restart: number }];
   'plugin-failed': [{ plugin: string; error: PluginFailedError }];
   'vm-lost': [{ plugin: string; vmId: string; reason: string }];
   'vm-recovered': [{ plugin: string; vmId: string }];

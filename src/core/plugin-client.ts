@@ -1,6 +1,5 @@
 import type { Logger } from 'pino';
-import { spawn, type ChildProcessByStdio } from 'node:child_process';
-import type { Readable, Writable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import {
   compareVersions,
   InitializeResult,
@@ -11,7 +10,8 @@ import {
   type InitializeParams,
 } from 'hvplug/protocol';
 import { pluginEnvironment } from './environment.js';
-import { HvplugError, PluginExitedError, TimeoutError, PluginSpawnError, ProtocolError, ProtocolVersionError, ProtocolViolationError } from '../errors/index.js';
+import { HvplugError, PluginUnreachableError, TimeoutError, ProtocolError, ProtocolVersionError, ProtocolViolationError } from '../errors/index.js';
+import { connectConduit, spawnConduit, type Conduit } from './conduit.js';
 import { HostRpc, type RpcCallOptions } from './host-rpc.js';
 import { resolveExecutable, verifyPin } from './integrity.js';
 import { PluginLog } from './plugin-log.js';
@@ -40,8 +40,6 @@ export interface ExitInfo {
   signal: string | null;
 }
 
-
-type PluginProcess = ChildProcessByStdio<Writable, Readable, Readable>;
 
 /** A batch leaves early once this big: host and plugin then work at the same time instead of in turns. */
 const MAX_BATCH_CHARS = 4 * 1024;
@@ -117,9 +115,12 @@ class NotificationBudget {
  */
 const STDIO_CLOSE_GRACE_MS = 250;
 
+/** Origins of connected plugins, which have no pid: negative, so that they never meet a pid. */
+let nextConnectionOrigin = -1;
+
 /**
- * One running plugin process: spawn, handshake, calls with deadlines and cancellation, crash and
- * protocol-error detection, graceful-then-forced shutdown. Knows nothing of VMs.
+ * One running plugin, spawned or connected to (see Conduit): handshake, calls with deadlines and
+ * cancellation, crash and protocol-error detection, graceful-then-forced shutdown. Knows nothing of VMs.
  */
 export class PluginClient {
   private fatal: HvplugError | undefined;
@@ -128,6 +129,8 @@ export class PluginClient {
   private exitSeen = false;
   private stdioTimer: NodeJS.Timeout | undefined;
   readonly exited: Promise<ExitInfo>;
+  /** Tells this plugin's events apart from another process's or connection's (each numbers its own). */
+  readonly origin: number;
 
   private readonly rpc: HostRpc;
   private readonly input: BatchedInput;
@@ -138,23 +141,23 @@ export class PluginClient {
 
   private constructor(
     readonly spec: PluginSpec,
-    child: PluginProcess,
-    readonly pid: number,
+    private readonly conduit: Conduit,
     opts: ClientOptions,
     wire: Wire,
   ) {
     const maxMessageBytes = opts.maxMessageBytes ?? wire.DEFAULT_MAX_MESSAGE_BYTES;
-    const { stdin, stdout, stderr } = child;
-    this.logger = opts.logger.child({ plugin: spec.name, pid });
+    const { fromPlugin, toPlugin, stderr, pid, outputName } = conduit;
+    this.origin = pid ?? nextConnectionOrigin--;
+    this.logger = opts.logger.child({ plugin: spec.name, ...(pid === undefined ? { at: conduit.where } : { pid }) });
     this.log = new PluginLog(this.logger);
-    stderr.on('data', (c: Buffer) => this.log.push(c));
-    // A dead plugin's stdin raises EPIPE; the writer reports it, the exit handler the death.
-    stdin.on('error', () => undefined);
-    const reader = wire.reader(stdout, maxMessageBytes, opts.trace);
-    this.input = new BatchedInput(stdin, () =>
-      this.broken(`plugin ${spec.name} does not read its stdin: over ${MAX_UNREAD_INPUT_BYTES} bytes wait unread`),
+    stderr?.on('data', (c: Buffer) => this.log.push(c));
+    // A dead plugin's stdin raises EPIPE; the writer reports it, the end handler the death.
+    toPlugin.on('error', () => undefined);
+    const reader = wire.reader(fromPlugin, maxMessageBytes, opts.trace);
+    this.input = new BatchedInput(toPlugin, () =>
+      this.broken(`plugin ${spec.name} does not read its input: over ${MAX_UNREAD_INPUT_BYTES} bytes wait unread`),
     );
-    const writer = wire.writer(stdin, maxMessageBytes, this.input.write, opts.trace);
+    const writer = wire.writer(toPlugin, maxMessageBytes, this.input.write, opts.trace);
     this.rpc = new HostRpc(writer, {
       notification: (method, params) => this.relay(method, params),
       fatal: (err) => this.broken(err.message),
@@ -162,10 +165,13 @@ export class PluginClient {
     });
     reader.onError((err) => {
       if (err instanceof wire.FramingError && err.stray !== undefined) {
-        this.broken(`plugin ${spec.name} wrote ${err.stray} on stdout, which carries only Content-Length framed JSON-RPC (logs go to stderr)`, err.firstBytes);
-      } else {
-        this.broken(`plugin ${spec.name} broke the protocol on stdout: ${err.message}`, err instanceof wire.FramingError ? err.firstBytes : undefined);
+        this.broken(`plugin ${spec.name} wrote ${err.stray} on ${outputName}, which carries only Content-Length framed JSON-RPC (logs go to stderr)`, err.firstBytes);
+      } else if (err instanceof wire.FramingError) {
+        this.broken(`plugin ${spec.name} broke the protocol on ${outputName}: ${err.message}`, err.firstBytes);
+      } else if (pid !== undefined) {
+        this.broken(`plugin ${spec.name} broke the protocol on ${outputName}: ${err.message}`);
       }
+      // A socket's own error (a reset, a TLS alert) ends the connection: the end handler reports it.
     });
     reader.onClose(() => this.stdioClosed('stdout'));
     writer.onError(() => this.stdioClosed('stdin'));
@@ -177,61 +183,65 @@ export class PluginClient {
         this.broken(`plugin ${spec.name}: a message it sent could not be handled: ${(err as Error).message}`);
       }
     });
-    this.exited = new Promise<ExitInfo>((resolve) => {
-      child.once('exit', (code, signal) => {
+    this.exited = conduit
+      .ended({ plugin: spec.name, stderrTail: () => this.log.lastLines(), when: () => (this.info_ ? undefined : 'before answering initialize') })
+      .then(({ code, signal, error }) => {
         this.exitSeen = true;
         clearTimeout(this.stdioTimer);
-        // The plugin's helpers go with it, whether it was killed or left on its own.
-        this.kill('SIGKILL');
-        // stderr may still hold the crash message: give it a moment to drain, but no more.
-        const drained = new Promise<void>((r) => {
-          if (stderr.readableEnded) r();
-          else stderr.once('end', () => r());
-        });
-        void Promise.race([drained, new Promise((r) => setTimeout(r, 100))]).then(() => {
-          this.log.flush();
-          this.fail(new PluginExitedError(spec.name, code, signal, this.log.lastLines(), undefined, this.info_ ? undefined : 'before answering initialize'));
-          // A process that inherited the pipes (a helper in a session of its own) must not keep the host alive.
-          for (const s of [stdin, stdout, stderr]) s.destroy();
-          resolve({ code, signal });
-        });
+        this.log.flush();
+        this.fail(error);
+        conduit.release();
+        return { code, signal };
       });
-    });
+  }
+
+  /** The process, when the host spawned it; undefined for a plugin it connected to. */
+  get processId(): number | undefined {
+    return this.conduit.pid;
+  }
+
+  /**
+   * The spawned process. A connected plugin has none here, and asking is a mistake that must not become a
+   * signal to a made-up pid (0 would be the host's own process group): it throws.
+   */
+  get pid(): number {
+    if (this.conduit.pid === undefined) throw new Error(`plugin ${this.spec.name} at ${this.conduit.where} is connected to, not a process of this host`);
+    return this.conduit.pid;
+  }
+
+  /** Where the plugin is: `pid 123`, or the address connected to. */
+  get where(): string {
+    return this.conduit.where;
   }
 
   static async start(spec: PluginSpec, opts: ClientOptions): Promise<PluginClient> {
     const wire = await import('./plugin-wire.js');
-    const hostEnv = opts.hostEnv ?? process.env;
-    const env = pluginEnvironment(hostEnv, spec.envPassthrough, spec.env, {
-      HVPLUG_MAX_MESSAGE_BYTES: String(opts.maxMessageBytes ?? wire.DEFAULT_MAX_MESSAGE_BYTES),
-    });
-    const resolved = await resolveExecutable(spec.command, env.PATH, `plugin ${spec.name}`);
-    const executable = spec.sha256 ? await verifyPin(resolved, spec.sha256, { pathEnv: env.PATH, runtimeDir: opts.runtimeDir }) : resolved;
-    let child: PluginProcess;
-    try {
-      // node's own spawn: the host needs pipes, a process group and the exit, nothing execa adds to them, and
-      // execa's ~100 modules would cost every embedder's process ~14 MiB from its import on.
-      child = spawn(executable, spec.args, {
-        env,
-        stdio: ['pipe', 'pipe', 'pipe'],
-        // Its own process group, so a forced shutdown can take the plugin and its helpers down together.
-        detached: true,
+    let conduit: Conduit;
+    if (spec.connect !== undefined) {
+      conduit = await connectConduit({ plugin: spec.name, address: spec.connect, tls: spec.tls, timeoutMs: spec.startTimeoutMs });
+    } else {
+      const hostEnv = opts.hostEnv ?? process.env;
+      const env = pluginEnvironment(hostEnv, spec.envPassthrough, spec.env, {
+        HVPLUG_MAX_MESSAGE_BYTES: String(opts.maxMessageBytes ?? wire.DEFAULT_MAX_MESSAGE_BYTES),
       });
-    } catch (err) {
-      throw new PluginSpawnError(`plugin ${spec.name}: cannot start ${executable}: ${(err as Error).message}`, { cause: err });
+      // The spec's own rules: a spec without connect has a command.
+      const command = spec.command as string;
+      const resolved = await resolveExecutable(command, env.PATH, `plugin ${spec.name}`);
+      const executable = spec.sha256 ? await verifyPin(resolved, spec.sha256, { pathEnv: env.PATH, runtimeDir: opts.runtimeDir }) : resolved;
+      conduit = await spawnConduit({ executable, args: spec.args, env, plugin: spec.name });
     }
-    const pid = await new Promise<number>((resolve, reject) => {
-      child.once('spawn', () => resolve(child.pid as number));
-      child.once('error', (err) => reject(new PluginSpawnError(`plugin ${spec.name}: cannot start ${executable}: ${err.message}`, { cause: err })));
-    });
-    const client = new PluginClient(spec, child, pid, opts, wire);
+    const client = new PluginClient(spec, conduit, opts, wire);
     try {
       await client.handshake(opts);
     } catch (err) {
-      // At once: the caller's deadline is the handshake's, and the exit handler reaps what is left.
-      client.fail(err instanceof HvplugError ? err : new ProtocolError(String(err)));
+      // A listening plugin turns a host away by answering its initialize with the reason (another host is
+      // served, the certificate was refused): for this host the plugin is out of reach, and says why.
+      const refused = conduit.pid === undefined && err instanceof HvplugError && (err.code === 'ResourceExhausted' || err.code === 'InvalidRequest');
+      const reported = refused ? new PluginUnreachableError(spec.name, conduit.where, err.message) : err;
+      // At once: the caller's deadline is the handshake's, and the end handler reaps what is left.
+      client.fail(reported instanceof HvplugError ? reported : new ProtocolError(String(reported)));
       client.kill('SIGKILL');
-      throw err;
+      throw reported;
     }
     return client;
   }
@@ -263,7 +273,7 @@ export class PluginClient {
     }
     for (const l of this.listeners) {
       try {
-        l(method, params, this.pid);
+        l(method, params, this.origin);
       } catch (err) {
         this.logger.error({ err, method }, 'a notification listener failed');
       }
@@ -332,6 +342,8 @@ export class PluginClient {
 
   /** A pipe closed: normal on the way out, broken if the plugin lives on without it. */
   private stdioClosed(which: 'stdout' | 'stdin'): void {
+    // A connection's end is its close, which the end handler reports.
+    if (this.conduit.pid === undefined) return;
     if (this.exitSeen || this.stdioTimer || this.fatal) return;
     this.stdioTimer = setTimeout(() => {
       if (!this.exitSeen) this.broken(`plugin ${this.spec.name} closed its ${which} but kept running`);
@@ -346,16 +358,15 @@ export class PluginClient {
     this.failureListeners.add(listener);
   }
 
-  /** Signals the plugin's whole process group (VMMs run in sessions of their own, so they are spared). */
+  /**
+   * Signals the plugin's whole process group (VMMs run in sessions of their own, so they are spared); a
+   * connected plugin's connection is cut instead, and the plugin lives on.
+   */
   kill(signal: NodeJS.Signals): void {
-    try {
-      process.kill(-this.pid, signal);
-    } catch {
-      // Already gone.
-    }
+    this.conduit.kill(signal);
   }
 
-  /** shutdown → exit → stdin EOF, then SIGTERM, then SIGKILL of the process group. */
+  /** shutdown → exit → stdin EOF, then SIGTERM, then SIGKILL of the process group (a connection: cut). */
   async close(opts: { graceMs?: number } = {}): Promise<ExitInfo> {
     const grace = opts.graceMs ?? 2_000;
     if (!this.fatal) {

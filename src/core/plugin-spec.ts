@@ -1,10 +1,35 @@
 import { z } from 'zod';
 import { methods, VmConfig } from 'hvplug/protocol';
+import { AddressError, parseAddress } from '../transport/address.js';
 
-/** How to run one plugin: what a [plugins.<name>] table of the config file holds. */
-export const PluginSpec = z.object({
+/** Paths of PEM files, read at each connection (a renewed certificate is used from the next one on). */
+export const TlsFiles = z.strictObject({
+  /** The host's certificate (chain), presented to the plugin. */
+  cert: z.string().min(1),
+  key: z.string().min(1),
+  /** The CA that signed the plugin's certificate. */
+  ca: z.string().min(1),
+});
+export type TlsFiles = z.output<typeof TlsFiles>;
+
+const Address = z.string().superRefine((text, ctx) => {
+  try {
+    parseAddress(text);
+  } catch (err) {
+    if (!(err instanceof AddressError)) throw err;
+    ctx.addIssue({ code: 'custom', message: err.message });
+  }
+});
+
+/** The fields of a spec, before the rules that tie them together (the config file's tables are made from these). */
+export const PluginSpecFields = z.object({
   name: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'plugin names are lower-case a-z 0-9 . _ -'),
-  command: z.string().min(1),
+  /** The executable to spawn; or, with `connect`, none: the plugin already runs and listens. */
+  command: z.string().min(1).optional(),
+  /** A listening plugin's address instead of a command: `unix:<path>` or `tls://<host>:<port>` (no plaintext TCP). */
+  connect: Address.optional(),
+  /** For a tls:// address: the host's certificate and key, and the CA of the plugin's certificate. */
+  tls: TlsFiles.optional(),
   args: z.array(z.string()).default([]),
   /** Variables set for the plugin. */
   env: z.record(z.string(), z.string()).default({}),
@@ -20,6 +45,26 @@ export const PluginSpec = z.object({
   defaults: VmConfig.partial().default({}),
   /** Where the spec came from, for `hvplug plugins`. */
   source: z.string().default('api'),
+});
+
+/** How to run one plugin: what a [plugins.<name>] table of the config file holds. */
+export const PluginSpec = PluginSpecFields.superRefine((spec, ctx) => {
+  const say = (message: string, path: string): void => ctx.addIssue({ code: 'custom', message, path: [path] });
+  if (spec.connect === undefined) {
+    if (spec.command === undefined) say('give a command to run, or connect = "<address>" of a listening plugin', 'command');
+    if (spec.tls !== undefined) say('tls is for connect = "tls://..."', 'tls');
+    return;
+  }
+  if (spec.command !== undefined) say('give either command or connect, not both', 'connect');
+  // A listening plugin runs already: nothing of how to start one applies to it, and saying so beats ignoring it.
+  if (spec.args.length) say('args are for a command; a listening plugin was started with its own', 'args');
+  if (Object.keys(spec.env).length) say('env is for a command; a listening plugin has its own', 'env');
+  if (spec.envPassthrough.length) say('envPassthrough is for a command', 'envPassthrough');
+  if (spec.sha256 !== undefined) say('sha256 pins an executable; a listening plugin is authenticated by its certificate', 'sha256');
+  if (spec.isolation === 'per-vm') say('per-vm isolation spawns a process per VM; a listening plugin is one process', 'isolation');
+  const tlsAddress = spec.connect.startsWith('tls://');
+  if (tlsAddress && spec.tls === undefined) say('a tls:// address needs tls = { cert, key, ca }', 'tls');
+  if (!tlsAddress && spec.tls !== undefined) say('tls is for a tls:// address', 'tls');
 });
 export type PluginSpec = z.output<typeof PluginSpec>;
 export type PluginSpecInput = z.input<typeof PluginSpec>;

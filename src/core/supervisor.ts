@@ -38,13 +38,14 @@ export class PluginFailedError extends HvplugError {
 }
 
 export interface SupervisorEvents {
-  started: [{ pid: number; restart: number }];
+  /** pid: the process, undefined for a plugin connected to (see PluginSpec.connect), as in every event here. */
+  started: [{ pid: number | undefined; restart: number }];
   /** Every end of a process: its own exit, a crash, or a kill for breaking the protocol or missing pings. */
-  exited: [{ pid: number; code: number | null; signal: string | null; error: HvplugError }];
-  unhealthy: [{ pid: number; reason: string }];
+  exited: [{ pid: number | undefined; code: number | null; signal: string | null; error: HvplugError }];
+  unhealthy: [{ pid: number | undefined; reason: string }];
   failed: [PluginFailedError];
   /** After a restart, before calls resume: the owner re-attaches VMs here. */
-  restarted: [{ pid: number; restart: number }];
+  restarted: [{ pid: number | undefined; restart: number }];
 }
 
 /**
@@ -134,10 +135,10 @@ export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements 
     }
     this.client = client;
     client.onNotification((m, p) => {
-      for (const l of this.notificationListeners) l(m, p, client.pid);
+      for (const l of this.notificationListeners) l(m, p, client.origin);
     });
     client.onFailure(() => this.onExit(client));
-    this.emit('started', { pid: client.pid, restart: this.restarts });
+    this.emit('started', { pid: client.processId, restart: this.restarts });
     this.scheduleHealth(client);
     return client;
   }
@@ -172,7 +173,7 @@ export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements 
     client.kill('SIGKILL');
     void client.exited.then(({ code, signal }) => {
       const error = client.failure ?? new PluginExitedError(this.spec.name, code, signal, []);
-      this.emit('exited', { pid: client.pid, code, signal, error });
+      this.emit('exited', { pid: client.processId, code, signal, error });
     });
     const now = Date.now();
     this.crashes.push(now);
@@ -200,7 +201,7 @@ export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements 
         const client = await this.spawn();
         await this.reattaching.run(client, async () => this.reattach?.());
         this.routable = true;
-        this.emit('restarted', { pid: client.pid, restart: this.restarts });
+        this.emit('restarted', { pid: client.processId, restart: this.restarts });
         return client;
       } catch (err) {
         this.crashes.push(Date.now());
@@ -223,7 +224,7 @@ export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements 
         (err: Error) => {
           if (client !== this.client || this.closing || !client.alive) return;
           // A plugin that stops answering is treated like a dead one: SIGKILL, then the exit path restarts it.
-          this.emit('unhealthy', { pid: client.pid, reason: err.message });
+          this.emit('unhealthy', { pid: client.processId, reason: err.message });
           client.kill('SIGKILL');
           // A SIGSTOPped process cannot die until continued.
           client.kill('SIGCONT');

@@ -18,6 +18,7 @@ const HVPLUG_CODES = [
   'PluginNotFound',
   'Vetoed',
   'VmOwned',
+  'PluginUnreachable',
 ] as const satisfies readonly HvplugCode[];
 
 const ErrorWireData = z.object({ hvplug: z.enum(HVPLUG_CODES) });

@@ -5,7 +5,7 @@ import { ErrorCode, ErrorData, errorCodeName, formatIssues, type ErrorCodeName, 
 export class HvplugError extends Error {
   constructor(
     message: string,
-    readonly code: ErrorCodeName | 'PluginExited' | 'ProtocolError' | 'ProtocolViolation' | 'Integrity' | 'Spawn' | 'PluginFailed' | 'PluginNotFound' | 'Vetoed' | 'VmOwned',
+    readonly code: ErrorCodeName | 'PluginExited' | 'ProtocolError' | 'ProtocolViolation' | 'Integrity' | 'Spawn' | 'PluginFailed' | 'PluginNotFound' | 'Vetoed' | 'VmOwned' | 'PluginUnreachable',
     options?: { cause?: unknown },
   ) {
     super(message, options);
@@ -129,6 +129,21 @@ export class PluginExitedError extends HvplugError {
     const how = `${signal ? `was killed by ${signal}` : `exited with code ${exitCode}`}${when ? ` ${when}` : ''}`;
     const tail = stderrTail.length ? `; last stderr lines:\n${stderrTail.join('\n')}` : '';
     super(`plugin ${plugin} ${how}${cause_ ? ` (${cause_.message})` : ''}${tail}`, 'PluginExited');
+  }
+}
+
+/**
+ * A plugin the host reaches over a socket (a spec with `connect`) cannot be reached, or the connection to it
+ * was lost: the calls under way fail with this. The plugin may well still run, with its VMs; the host did
+ * not see it end, only lost sight of it.
+ */
+export class PluginUnreachableError extends HvplugError {
+  constructor(
+    readonly plugin: string,
+    readonly address: string,
+    readonly reason: string,
+  ) {
+    super(`plugin ${plugin} at ${address} is unreachable: ${reason}`, 'PluginUnreachable');
   }
 }
 

@@ -38,6 +38,7 @@ import {
 } from 'hvplug/protocol';
 import { DEFAULT_MAX_MESSAGE_BYTES, FramedReader, FramedWriter } from 'hvplug/transport';
 import { AnswerBatcher } from './answer-batch.js';
+import { listenForHosts, listenOptionsFromArgv, ListenUsageError, type ListenOptions, type Listening } from './listen.js';
 import { refuseMalformed } from './inbound.js';
 import { PluginError } from './errors.js';
 
@@ -104,6 +105,13 @@ export interface ServeOptions {
   output?: import('node:stream').Writable;
   /** Exit the process when the host goes away (stdin EOF) or says exit. Tests that serve in-process turn it off. */
   exitProcess?: boolean;
+  /**
+   * Listen for hosts instead of serving on stdio. Without input or output given, `--listen` on the command
+   * line does the same (see listenOptionsFromArgv); false serves on stdio whatever the command line says.
+   */
+  listen?: ListenOptions | false;
+  /** Directories used instead of the ones the host's initialize names (a listening plugin's own). */
+  dirs?: { stateDir?: string; runtimeDir?: string };
 }
 
 function toResponseError(err: unknown, method: string): ResponseError<unknown> {
@@ -114,6 +122,10 @@ function toResponseError(err: unknown, method: string): ResponseError<unknown> {
   }
   const message = err instanceof Error ? err.message : String(err);
   return new ResponseError(ErrorCode.InternalError, message);
+}
+
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 function abortSignalOf(token: CancellationToken): AbortSignal {
@@ -183,7 +195,10 @@ function prepare(def: PluginDefinition): Prepared {
 export function servePlugin(definition: PluginDefinition | (() => PluginDefinition), opts: ServeOptions = {}): ServedPlugin {
   const checked = typeof definition === 'function' ? undefined : prepare(definition);
   const start = (): ServedPlugin => {
+    // Read when the plugin starts (in a snapshot, not when it is built): the command line is the process's.
+    const listen = opts.listen ?? (opts.input || opts.output ? undefined : listenFromCommandLine());
     const def = typeof definition === 'function' ? definition() : definition;
+    if (listen) return listenServed(def, checked ?? prepare(def), listen);
     return serve(def, checked ?? prepare(def), opts);
   };
   if (!startupSnapshot.isBuildingSnapshot()) return start();
@@ -201,6 +216,63 @@ export function servePlugin(definition: PluginDefinition | (() => PluginDefiniti
     },
     closed,
   };
+}
+
+/** The command line's listen options; a usage mistake ends the process with status 2, as a CLI's would. */
+function listenFromCommandLine(): ListenOptions | undefined {
+  try {
+    return listenOptionsFromArgv(process.argv.slice(2));
+  } catch (err) {
+    if (!(err instanceof ListenUsageError)) throw err;
+    process.stderr.write(`${err.message}\n`);
+    process.exit(2);
+  }
+}
+
+/**
+ * Serves each host that connects, one at a time, with the same definition: the plugin's VMs belong to the
+ * process, not to a connection. The address is announced on stdout, one line, `listening <address>`, for
+ * whoever started the plugin (a port of 0 is then known).
+ */
+function listenServed(def: PluginDefinition, prepared: Prepared, listen: ListenOptions): ServedPlugin {
+  const log = pino({ name: def.info.name, level: 'info', base: { plugin: def.info.name } }, pino.destination({ fd: 2, sync: true }));
+  let resolveClosed: () => void = () => undefined;
+  const closed = new Promise<void>((r) => (resolveClosed = r));
+  const dirs = { stateDir: listen.stateDir, runtimeDir: listen.runtimeDir };
+  void listenPlugin(def, listen, { note: (m) => log.info(m), dirs, prepared }).then(
+    (l) => {
+      process.stdout.write(`listening ${l.address}\n`);
+      // The VMs are not the process's children to take along: they keep running, as on a host's goodbye.
+      const stop = (): void => void l.close().then(resolveClosed).finally(() => process.exit(0));
+      process.once('SIGTERM', stop);
+      process.once('SIGINT', stop);
+    },
+    (err: unknown) => {
+      log.error({ err }, `cannot listen on ${listen.address}`);
+      process.stderr.write(`cannot listen on ${listen.address}: ${(err as Error).message}\n`);
+      process.exit(1);
+    },
+  );
+  return {
+    get connection(): MessageConnection {
+      throw new Error('a listening plugin has a connection per host, not one');
+    },
+    closed,
+  };
+}
+
+/** Listens for hosts in this process (a plugin's main uses servePlugin with --listen; tests, this). */
+export function listenPlugin(
+  def: PluginDefinition,
+  listen: ListenOptions,
+  extra: { note?: (message: string) => void; dirs?: ServeOptions['dirs']; prepared?: Prepared } = {},
+): Promise<Listening> {
+  const prepared = extra.prepared ?? prepare(def);
+  const dirs = extra.dirs ?? { stateDir: listen.stateDir, runtimeDir: listen.runtimeDir };
+  return listenForHosts(def.info.name, listen, {
+    serve: (socket) => serve(def, prepared, { input: socket, output: socket, exitProcess: false, dirs }),
+    note: extra.note ?? (() => undefined),
+  });
 }
 
 function serve(def: PluginDefinition, { advertised, capabilities }: Prepared, opts: ServeOptions): ServedPlugin {
@@ -244,7 +316,8 @@ function serve(def: PluginDefinition, { advertised, capabilities }: Prepared, op
       );
     }
     log.level = parsed.data.logLevel;
-    session = { init: parsed.data, log, emit };
+    const init = { ...parsed.data, ...definedOnly(opts.dirs ?? {}) };
+    session = { init, log, emit };
     await def.onInitialize?.(session);
     const result: InitializeResult = {
       protocolVersion: chosen,

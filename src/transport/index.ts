@@ -1,2 +1,4 @@
 export * from './framing.js';
 export * from './stream-transport.js';
+export * from './address.js';
+export * from './socket.js';

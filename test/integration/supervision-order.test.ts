@@ -28,7 +28,7 @@ async function makeHost(plugins = [{ name: PLUGIN, command: pluginExecutable(PLU
 describe('supervision events and ordering', () => {
   it('the first start of a plugin emits plugin-started', async () => {
     const host = await makeHost();
-    const started: { pid: number; restart: number }[] = [];
+    const started: { pid: number | undefined; restart: number }[] = [];
     host.on('plugin-started', (e) => started.push(e));
     await host.hypervisor(PLUGIN);
     expect(started).toEqual([{ plugin: PLUGIN, pid: (await host.client(PLUGIN))!.pid, restart: 0 }]);

@@ -1,5 +1,5 @@
 import { ErrorCode, ErrorData, GATED_METHODS, isMethodName, negotiateVersion, parseSemver, PROTOCOL_VERSIONS, sameMajor } from 'hvplug/protocol';
-import { expect, fail, type CheckDef } from '../check.js';
+import { expect, fail, SkipCheck, type CheckDef } from '../check.js';
 import type { Fixture, RunContext } from '../fixture.js';
 
 /** A major the plugin cannot speak: the refusal probe offers only this. */
@@ -50,7 +50,9 @@ function refusal(fx: Fixture): Promise<Refusal> {
         const conn = await fx.run.session.connect('aux', { protocolVersions: [UNKNOWN_MAJOR], tag });
         await fx.run.session.disconnect(conn);
         return { accepted: conn.client.info.protocolVersion };
-      } catch {
+      } catch (err) {
+        // No second connection to a listening plugin: not the plugin's answer, and not to be read as one.
+        if (err instanceof SkipCheck) throw err;
         // The host also refuses an answer outside the offered majors: the wire tells which it was.
         const answer = fx.run.wire.find((r) => r.tag === tag && r.direction === 'receive' && r.message.method === undefined);
         const result = answer?.message.result as { protocolVersion?: unknown } | undefined;

@@ -1,0 +1,164 @@
+import { readFile } from 'node:fs/promises';
+import type { Socket } from 'node:net';
+import { parseArgs } from 'node:util';
+import { ErrorCode, sessionMethod } from 'hvplug/protocol';
+import { encodeFrame, formatAddress, FrameDecoder, listenSocket, parseAddress, type ListeningSocket, type PluginAddress } from 'hvplug/transport';
+
+/**
+ * A plugin that listens for its host instead of being spawned by it: `--listen unix:<path>` or
+ * `--listen tls://<host>:<port>` with mutual TLS. One host at a time; the plugin (and what it runs) outlives
+ * each host's connection.
+ */
+export interface ListenOptions {
+  /** unix:<path> or tls://<host>:<port> (plaintext TCP is refused). */
+  address: string;
+  /** PEM files for tls://: the plugin's certificate and key, and the CA that signs the hosts' certificates. */
+  cert?: string;
+  key?: string;
+  clientCa?: string;
+  /** The plugin's own directories, used instead of the host's (which are paths on the host's machine). */
+  stateDir?: string;
+  runtimeDir?: string;
+}
+
+export class ListenUsageError extends Error {
+  override readonly name = 'ListenUsageError';
+}
+
+const LISTEN_FLAGS = {
+  listen: { type: 'string' },
+  cert: { type: 'string' },
+  key: { type: 'string' },
+  'client-ca': { type: 'string' },
+  'state-dir': { type: 'string' },
+  'runtime-dir': { type: 'string' },
+} as const;
+
+/** The listen options of a plugin's command line; undefined when it has no --listen (it then serves on stdio). */
+export function listenOptionsFromArgv(argv: readonly string[]): ListenOptions | undefined {
+  if (!argv.some((a) => a === '--listen' || a.startsWith('--listen='))) return undefined;
+  let values;
+  try {
+    ({ values } = parseArgs({ args: [...argv], options: LISTEN_FLAGS, strict: true, allowPositionals: false }));
+  } catch (err) {
+    throw new ListenUsageError((err as Error).message);
+  }
+  const address = values.listen as string;
+  let addr: PluginAddress;
+  try {
+    addr = parseAddress(address);
+  } catch (err) {
+    throw new ListenUsageError(`--listen ${(err as Error).message}`);
+  }
+  const tlsFlags = { cert: values.cert, key: values.key, clientCa: values['client-ca'] };
+  if (addr.kind === 'tls') {
+    const missing = Object.entries({ '--cert': tlsFlags.cert, '--key': tlsFlags.key, '--client-ca': tlsFlags.clientCa }).filter(([, v]) => v === undefined);
+    if (missing.length) throw new ListenUsageError(`--listen ${address} needs ${missing.map(([k]) => k).join(', ')} (mutual TLS)`);
+  } else if (tlsFlags.cert ?? tlsFlags.key ?? tlsFlags.clientCa) {
+    throw new ListenUsageError('--cert, --key and --client-ca are for tls:// addresses; a unix socket is guarded by its file mode');
+  }
+  return { address, ...tlsFlags, stateDir: values['state-dir'], runtimeDir: values['runtime-dir'] };
+}
+
+export interface Listening {
+  /** The address listened on, a port of 0 filled in. */
+  readonly address: string;
+  /** Stops listening and cuts the host's connection, if there is one. */
+  close(): Promise<void>;
+}
+
+export interface HostConnection {
+  /** Resolves when the host's session ended (goodbye and exit, the connection lost, a protocol error). */
+  closed: Promise<void>;
+}
+
+export interface ListenHooks {
+  /** Serves one host over the socket. */
+  serve(socket: Socket): HostConnection;
+  note(message: string): void;
+}
+
+/** A second host's first message is read to answer it; it is an initialize, far below this. */
+const MAX_REFUSED_MESSAGE_BYTES = 64 * 1024;
+/** How long a refused host has to send its first message before it is just cut. */
+const REFUSAL_WAIT_MS = 5_000;
+
+/**
+ * Tells a host why it is turned away (another host is served, its certificate was refused): its first request
+ * is answered with an error saying so, then the connection ends. Nothing else it sends is looked at.
+ */
+function refuse(socket: Socket, error: { code: number; message: string; data: Record<string, string> }): void {
+  const decoder = new FrameDecoder(MAX_REFUSED_MESSAGE_BYTES);
+  const timer = setTimeout(() => socket.destroy(), REFUSAL_WAIT_MS);
+  socket.on('error', () => undefined);
+  socket.on('close', () => clearTimeout(timer));
+  socket.on('data', (chunk: Buffer) => {
+    let id: unknown;
+    try {
+      const [first] = decoder.push(chunk);
+      if (first === undefined) return;
+      id = (JSON.parse(first.toString('utf8')) as { id?: unknown }).id;
+    } catch {
+      socket.destroy();
+      return;
+    }
+    if (typeof id === 'number' || typeof id === 'string') socket.end(encodeFrame(JSON.stringify({ jsonrpc: '2.0', id, error })));
+    else socket.destroy();
+  });
+}
+
+export async function listenForHosts(plugin: string, opts: ListenOptions, hooks: ListenHooks): Promise<Listening> {
+  const addr = parseAddress(opts.address);
+  let material;
+  if (addr.kind === 'tls') {
+    const read = (flag: string, path: string | undefined): Promise<Buffer> => {
+      if (path === undefined) throw new ListenUsageError(`${flag} is needed for ${opts.address}`);
+      return readFile(path).catch((err: Error) => {
+        throw new ListenUsageError(`${flag} ${path}: ${err.message}`);
+      });
+    };
+    material = { cert: await read('--cert', opts.cert), key: await read('--key', opts.key), ca: await read('--client-ca', opts.clientCa) };
+  }
+  let active: { peer: string; since: string; socket: Socket } | undefined;
+  const listening: ListeningSocket = await listenSocket(addr, material, {
+    connection: (socket, peer) => {
+      if (active) {
+        hooks.note(`refused ${peer}: already serving ${active.peer}`);
+        const served = `${active.peer}, connected since ${active.since}`;
+        refuse(socket, {
+          code: ErrorCode.ResourceExhausted,
+          message: `plugin ${plugin} already serves a host: ${served}; it serves one host at a time`,
+          data: { method: sessionMethod('handshake'), reason: `already serves ${served}` },
+        });
+        return;
+      }
+      const current = { peer, since: new Date().toISOString(), socket };
+      active = current;
+      hooks.note(`host connected: ${peer}`);
+      socket.on('error', () => undefined);
+      // One end for both ways out: the session ending (exit, EOF, protocol error) or the socket closing.
+      const release = (): void => {
+        if (active !== current) return;
+        active = undefined;
+        socket.destroy();
+        hooks.note(`host gone: ${peer}`);
+      };
+      socket.once('close', release);
+      void hooks.serve(socket).closed.then(() => {
+        // What the session still had to say (its last answers) leaves before the connection goes.
+        socket.end(release);
+      });
+    },
+    refused: (reason, socket) => {
+      hooks.note(`refused a connection: ${reason}`);
+      if (socket) refuse(socket, { code: ErrorCode.InvalidRequest, message: `plugin ${plugin} refused the connection: ${reason}`, data: {} });
+    },
+  });
+  return {
+    address: formatAddress(listening.address),
+    close: async () => {
+      active?.socket.destroy();
+      await listening.close();
+    },
+  };
+}

@@ -1,0 +1,262 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import net from 'node:net';
+import { readFile } from 'node:fs/promises';
+import tls from 'node:tls';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PluginHost, PluginSpec, PluginUnreachableError, type PluginSpecInput } from 'hvplug';
+import { execa } from 'execa';
+import { alive, CLI, ensureCliBuilt, eventually, memoryLogger, pluginExecutable, removeTempDirs, tempDir } from './helpers.js';
+import { makeCerts, type Certs } from './remote-certs.js';
+
+const PLUGIN = 'example-proprietary';
+const INITIALIZE_BODY = JSON.stringify({
+  jsonrpc: '2.0',
+  id: 1,
+  method: 'initialize',
+  params: { protocolVersions: ['1.0'], host: { name: 'test', version: '0' }, stateDir: '/tmp', runtimeDir: '/tmp', logLevel: 'info' },
+});
+const INITIALIZE = `Content-Length: ${Buffer.byteLength(INITIALIZE_BODY)}\r\n\r\n${INITIALIZE_BODY}`;
+const plugins: ChildProcess[] = [];
+const hosts: PluginHost[] = [];
+let certs: Certs;
+
+beforeAll(async () => {
+  certs = await makeCerts(await tempDir('hvplug-certs-'));
+}, 60_000);
+
+afterAll(async () => {
+  await Promise.all(hosts.map((h) => h.close().catch(() => undefined)));
+  for (const p of plugins) if (p.pid !== undefined && alive(p.pid)) process.kill(p.pid, 'SIGKILL');
+  await removeTempDirs();
+});
+
+/** Starts the bundled example plugin listening; resolves with the address it announced. */
+async function listening(args: string[]): Promise<{ child: ChildProcess; address: string; stderr: () => string }> {
+  const child = spawn(pluginExecutable(PLUGIN), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  plugins.push(child);
+  let err = '';
+  child.stderr?.on('data', (c: Buffer) => (err += c.toString()));
+  const lines = createInterface({ input: child.stdout! });
+  const address = await new Promise<string>((resolve, reject) => {
+    lines.on('line', (line) => {
+      const m = /^listening (\S+)$/.exec(line);
+      if (m) resolve(m[1] as string);
+    });
+    child.once('exit', (code) => reject(new Error(`the plugin exited (${code}) before listening: ${err}`)));
+  });
+  return { child, address, stderr: () => err };
+}
+
+async function unixPlugin(): Promise<{ child: ChildProcess; address: string }> {
+  const dir = await tempDir('hvplug-remote-');
+  return listening(['--listen', `unix:${join(dir, 'plugin.sock')}`, '--runtime-dir', join(dir, 'plugin-run')]);
+}
+
+async function tlsPlugin(): Promise<{ child: ChildProcess; address: string; stderr: () => string }> {
+  const dir = await tempDir('hvplug-remote-');
+  return listening([
+    '--listen',
+    'tls://127.0.0.1:0',
+    '--cert',
+    certs.server.cert,
+    '--key',
+    certs.server.key,
+    '--client-ca',
+    certs.ca,
+    '--runtime-dir',
+    join(dir, 'plugin-run'),
+  ]);
+}
+
+async function hostFor(spec: Omit<PluginSpecInput, 'name'>, supervision = {}): Promise<PluginHost> {
+  const dir = await tempDir('hvplug-remote-host-');
+  const host = new PluginHost({
+    stateDir: join(dir, 'state'),
+    runtimeDir: join(dir, 'run'),
+    logger: memoryLogger().logger,
+    plugins: [{ name: PLUGIN, ...spec }],
+    supervision: { healthIntervalMs: 0, ...supervision },
+  });
+  hosts.push(host);
+  return host;
+}
+
+async function lifecycle(host: PluginHost): Promise<void> {
+  const hv = await host.hypervisor(PLUGIN);
+  const vm = await hv.createVm({ config: {} });
+  await vm.start();
+  expect((await vm.info()).status).toBe('running');
+  await vm.stop();
+  expect((await vm.info()).status).toBe('stopped');
+  await vm.delete();
+  expect((await host.records()).records).toEqual([]);
+}
+
+describe('remote plugins: the protocol over a unix socket', () => {
+  it('a VM is created, started, stopped and deleted through PluginHost against a listening plugin', async () => {
+    const { child, address } = await unixPlugin();
+    const host = await hostFor({ connect: address });
+    await lifecycle(host);
+    await host.close();
+    // The host going away ends its connection, not the plugin.
+    expect(alive(child.pid!)).toBe(true);
+  });
+
+  it('a second host is refused with an error naming the first; after the first leaves, it gets in', async () => {
+    const { address } = await unixPlugin();
+    const first = await hostFor({ connect: address });
+    await first.hypervisor(PLUGIN);
+    const second = await hostFor({ connect: address });
+    await expect(second.hypervisor(PLUGIN)).rejects.toThrow(/already serves a host: a client on the unix socket, connected since .*one host at a time/);
+    await first.close();
+    await lifecycle(await hostFor({ connect: address }));
+  });
+
+  it('a lost connection fails the calls under way with PluginUnreachableError, and the host lives on', async () => {
+    const { child, address } = await unixPlugin();
+    const host = await hostFor({ connect: address }, { maxRestarts: 0 });
+    const hv = await host.hypervisor(PLUGIN);
+    const vm = await hv.createVm({ config: {} });
+    await vm.start();
+    // A call that waits, under way when the plugin goes.
+    const waiting = vm.wait({ until: ['stopped'] }, { timeoutMs: 30_000 }).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    child.kill('SIGKILL');
+    const err = await waiting;
+    expect(err).toBeInstanceOf(PluginUnreachableError);
+    expect((err as PluginUnreachableError).message).toContain(address);
+  });
+});
+
+describe('remote plugins: mutual TLS on 127.0.0.1', () => {
+  const tlsSpec = (address: string, who: { cert: string; key: string }, ca = certs.ca): Omit<PluginSpecInput, 'name'> => ({
+    connect: address,
+    tls: { cert: who.cert, key: who.key, ca },
+    startTimeoutMs: 5_000,
+  });
+
+  it('a VM is created, started, stopped and deleted through PluginHost', async () => {
+    const { address } = await tlsPlugin();
+    expect(address).toMatch(/^tls:\/\/127\.0\.0\.1:\d+$/);
+    await lifecycle(await hostFor(tlsSpec(address, certs.hostA)));
+  });
+
+  it('refuses a host certificate from another CA, with the reason', async () => {
+    const { address, stderr } = await tlsPlugin();
+    const host = await hostFor(tlsSpec(address, certs.stranger));
+    const err = await host.hypervisor(PLUGIN).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PluginUnreachableError);
+    expect((err as Error).message).toMatch(/refused the connection: .*certificate was refused: certificate is not signed by the client CA/);
+    await eventually(() => /refused a connection/.test(stderr()), 5_000, 'the plugin to log the refusal');
+  });
+
+  it('refuses an expired host certificate', async () => {
+    const { address } = await tlsPlugin();
+    const err = await (await hostFor(tlsSpec(address, certs.expired))).hypervisor(PLUGIN).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PluginUnreachableError);
+    expect((err as Error).message).toMatch(/certificate was refused: certificate has expired \(CERT_HAS_EXPIRED\)/);
+  });
+
+  it('the host refuses a plugin whose certificate its CA did not sign', async () => {
+    const { address } = await tlsPlugin();
+    const err = await (await hostFor(tlsSpec(address, certs.hostA, certs.otherCa))).hypervisor(PLUGIN).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PluginUnreachableError);
+    expect((err as Error).message).toMatch(/self[- ]signed|unable to (get|verify)|certificate/i);
+  });
+
+  it('refuses a client without a certificate, and tells it why', async () => {
+    const { address } = await tlsPlugin();
+    const port = Number(address.split(':').pop());
+    const ca = await readFile(certs.ca);
+    const answer = await new Promise<string>((resolve) => {
+      let data = '';
+      const s = tls.connect({ host: '127.0.0.1', port, ca, minVersion: 'TLSv1.3' }, () => s.write(INITIALIZE));
+      s.on('data', (c: Buffer) => (data += c.toString()));
+      s.on('error', (e) => resolve(`error: ${e.message}`));
+      s.on('close', () => resolve(data));
+    });
+    expect(answer).toMatch(/"error".*refused the connection: .*certificate was refused/);
+    expect(answer).not.toContain('"result"');
+  });
+
+  it('a plaintext client gets no protocol from the TLS port', async () => {
+    const { address } = await tlsPlugin();
+    const port = Number(address.split(':').pop());
+    const got = await new Promise<string>((resolve) => {
+      let data = '';
+      const s = net.connect({ host: '127.0.0.1', port }, () => s.write(INITIALIZE));
+      s.on('data', (c: Buffer) => (data += c.toString('latin1')));
+      s.on('error', () => undefined);
+      s.on('close', () => resolve(data));
+    });
+    expect(got).not.toContain('jsonrpc');
+  });
+
+  it('a second host is refused naming the first by address and certificate', async () => {
+    const { address } = await tlsPlugin();
+    const first = await hostFor(tlsSpec(address, certs.hostA));
+    await first.hypervisor(PLUGIN);
+    const err = await (await hostFor(tlsSpec(address, certs.hostB))).hypervisor(PLUGIN).catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/already serves a host: 127\.0\.0\.1:\d+ \(certificate CN=host-a\)/);
+  });
+});
+
+describe('remote plugins: specs', () => {
+  it('tcp:// is refused when the spec is read: there is no plaintext TCP', () => {
+    const r = PluginSpec.safeParse({ name: 'x', connect: 'tcp://10.0.0.2:7443' });
+    expect(r.success).toBe(false);
+    expect(r.error?.issues.map((i) => i.message).join()).toMatch(/plaintext TCP is not supported/);
+  });
+
+  it('a tls:// address needs the TLS files, and a spec has a command or an address, not both', () => {
+    expect(PluginSpec.safeParse({ name: 'x', connect: 'tls://node-b:7443' }).error?.issues[0]?.message).toMatch(/needs tls/);
+    expect(PluginSpec.safeParse({ name: 'x', command: '/bin/x', connect: 'unix:/s' }).error?.issues[0]?.message).toMatch(/either command or connect/);
+    expect(PluginSpec.safeParse({ name: 'x' }).success).toBe(false);
+    expect(PluginSpec.safeParse({ name: 'x', connect: 'unix:/run/p.sock' }).success).toBe(true);
+  });
+
+  it('a listening plugin refuses tcp:// and a TLS address without its files, with status 2', async () => {
+    for (const args of [['--listen', 'tcp://127.0.0.1:0'], ['--listen', 'tls://127.0.0.1:0', '--cert', certs.server.cert]]) {
+      const child = spawn(pluginExecutable(PLUGIN), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      let err = '';
+      child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+      const code = await new Promise<number | null>((r) => child.once('exit', r));
+      expect(code).toBe(2);
+      expect(err).toMatch(/plaintext TCP is not supported|needs --key, --client-ca/);
+    }
+  });
+
+  it('the TLS files a config file names are taken relative to it', async () => {
+    const dir = await tempDir('hvplug-remote-conf-');
+    const file = join(dir, 'hvplug.toml');
+    await (await import('node:fs/promises')).writeFile(
+      file,
+      '[plugins.far]\nconnect = "tls://node-b:7443"\ntls = { cert = "host.crt", key = "host.key", ca = "ca.crt" }\n',
+    );
+    const { PluginCatalog } = await import('hvplug');
+    const spec = await new PluginCatalog({ configFile: file }).resolve('far');
+    expect(spec).toMatchObject({ connect: 'tls://node-b:7443', tls: { cert: join(dir, 'host.crt'), key: join(dir, 'host.key'), ca: join(dir, 'ca.crt') } });
+    expect(spec.command).toBeUndefined();
+    await readFile(file);
+  });
+});
+
+describe('remote plugins: hvplug conformance --connect', () => {
+  it('runs checks against a plugin listening on TLS, and refuses tcp:// as a usage error', async () => {
+    await ensureCliBuilt();
+    const { address } = await tlsPlugin();
+    const tls = ['--cert', certs.hostA.cert, '--key', certs.hostA.key, '--ca', certs.ca];
+    const run = await execa('node', [CLI, 'conformance', '--quiet', '--only', 'handshake,lifecycle', '--connect', address, ...tls], { reject: false });
+    expect(run.stdout).toMatch(/conformant: nothing unexpected failed/);
+    expect(run.stdout).toMatch(/\d+ passed, 0 failed/);
+    expect(run.exitCode).toBe(0);
+    const bad = await execa('node', [CLI, 'conformance', '--connect', 'tcp://127.0.0.1:1'], { reject: false });
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr).toMatch(/plaintext TCP is not supported/);
+  }, 120_000);
+});
