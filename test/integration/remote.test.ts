@@ -7,8 +7,8 @@ import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PluginHost, PluginSpec, PluginUnreachableError, type PluginSpecInput } from 'hvplug';
 import { execa } from 'execa';
-import { alive, CLI, ensureCliBuilt, eventually, memoryLogger, pluginExecutable, removeTempDirs, tempDir } from './helpers.js';
-import { makeCerts, type Certs } from './remote-certs.js';
+import { alive, CLI, ensureCliBuilt, eventually, memoryLogger, pluginExecutable, removeTempDirs, tempDir } from '../helpers.js';
+import { makeCerts, type Certs } from '../remote-certs.js';
 
 const PLUGIN = 'example-proprietary';
 const INITIALIZE_BODY = JSON.stringify({
