@@ -1,7 +1,20 @@
 import { chmod, unlink } from 'node:fs/promises';
-import net from 'node:net';
-import tls from 'node:tls';
+import type * as NetModule from 'node:net';
+import type * as TlsModule from 'node:tls';
 import { formatAddress, type PluginAddress } from './address.js';
+
+/**
+ * node:net and node:tls are loaded when a socket is opened, not at import: a plugin's startup snapshot cannot
+ * hold node:tls (its crypto bindings are external references V8 does not serialize), and a plugin on stdio
+ * never opens one. getBuiltinModule is synchronous (Node >= 20.16).
+ */
+const builtin = <T>(id: string): T => {
+  const get = (process as { getBuiltinModule?: (id: string) => unknown }).getBuiltinModule;
+  if (!get) throw new Error(`sockets need Node >= 20.16 (process.getBuiltinModule), this is ${process.version}`);
+  return get(id) as T;
+};
+const netModule = (): typeof NetModule => builtin<typeof NetModule>('node:net');
+const tlsModule = (): typeof TlsModule => builtin<typeof TlsModule>('node:tls');
 
 /**
  * The sockets the protocol runs over when a plugin listens instead of being spawned: a unix socket, or TCP
@@ -30,24 +43,24 @@ export class SocketError extends Error {
  * the host connected to; the plugin checks ours the same way, and in TLS 1.3 its refusal arrives after this
  * resolves, as an error on the socket's first read.
  */
-export function connectSocket(addr: PluginAddress, material: TlsMaterial | undefined, timeoutMs: number): Promise<net.Socket> {
+export function connectSocket(addr: PluginAddress, material: TlsMaterial | undefined, timeoutMs: number): Promise<NetModule.Socket> {
   return new Promise((resolve, reject) => {
-    let socket: net.Socket;
+    let socket: NetModule.Socket;
     if (addr.kind === 'unix') {
-      socket = net.connect({ path: addr.path });
+      socket = netModule().connect({ path: addr.path });
     } else {
       if (!material) {
         reject(new SocketError(`${formatAddress(addr)}: a TLS address needs a certificate, key and CA`));
         return;
       }
-      socket = tls.connect({
+      socket = tlsModule().connect({
         host: addr.host,
         port: addr.port,
         cert: material.cert,
         key: material.key,
         ca: material.ca,
         // A name for SNI and the certificate check; an IP address is checked against the certificate's IP SANs.
-        ...(net.isIP(addr.host) ? {} : { servername: addr.host }),
+        ...(netModule().isIP(addr.host) ? {} : { servername: addr.host }),
         ...TLS_ONLY_13,
       });
     }
@@ -77,12 +90,12 @@ export interface ListeningSocket {
 
 export interface ListenHandlers {
   /** A connection that passed TLS (its peer's certificate checked), or any on a unix socket. */
-  connection(socket: net.Socket, peer: string): void;
+  connection(socket: NetModule.Socket, peer: string): void;
   /**
    * A connection refused before it reached `connection`. With `socket`, the peer's certificate was refused
    * after the handshake: the socket is the handler's to tell the peer why and close (it must serve nothing).
    */
-  refused(reason: string, socket?: net.Socket): void;
+  refused(reason: string, socket?: NetModule.Socket): void;
 }
 
 /** OpenSSL's verdicts on a peer certificate that an operator meets most, in words; others by their code. */
@@ -104,8 +117,8 @@ function refusalReason(err: Error | string | null | undefined): string {
 }
 
 /** Who is on the other end, for logs and for the refusal of a second host. */
-function describePeer(socket: net.Socket): string {
-  if (!(socket instanceof tls.TLSSocket)) return 'a client on the unix socket';
+function describePeer(socket: NetModule.Socket): string {
+  if (!(socket instanceof tlsModule().TLSSocket)) return 'a client on the unix socket';
   const cert = socket.getPeerCertificate();
   const cn = cert.subject?.CN;
   return `${socket.remoteAddress}:${socket.remotePort}${cn ? ` (certificate CN=${String(cn)})` : ''}`;
@@ -117,7 +130,7 @@ function describePeer(socket: net.Socket): string {
  */
 async function clearStaleSocket(path: string): Promise<void> {
   const answered = await new Promise<boolean>((resolve) => {
-    const probe = net.connect({ path });
+    const probe = netModule().connect({ path });
     probe.once('connect', () => {
       probe.destroy();
       resolve(true);
@@ -129,13 +142,13 @@ async function clearStaleSocket(path: string): Promise<void> {
 }
 
 export async function listenSocket(addr: PluginAddress, material: TlsMaterial | undefined, on: ListenHandlers): Promise<ListeningSocket> {
-  let server: net.Server;
+  let server: NetModule.Server;
   if (addr.kind === 'unix') {
     await clearStaleSocket(addr.path);
-    server = net.createServer((socket) => on.connection(socket, describePeer(socket)));
+    server = netModule().createServer((socket) => on.connection(socket, describePeer(socket)));
   } else {
     if (!material) throw new SocketError(`${formatAddress(addr)}: a TLS address needs a certificate, key and client CA`);
-    server = tls.createServer(
+    server = tlsModule().createServer(
       {
         cert: material.cert,
         key: material.key,
