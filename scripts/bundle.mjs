@@ -57,12 +57,13 @@ function launcher(name, node, manifestSha256) {
 # hvplug-manifest ${name}.manifest.json sha256=${manifestSha256}
 # Starts the plugin from its V8 startup snapshot, which loads only in the node that built it (named here);
 # from its bundle, on the node on PATH, when that node or the snapshot is gone. A host that pins this file
-# does not run it: it checks the files the manifest names and runs copies of them itself.
+# does not run it: it checks the files the manifest names and runs copies of them itself. After "--" the
+# arguments are the plugin's: node would take them for its own options, having no script name to stop at.
 node=${shellQuote(node)}
 case $0 in */*) here=\${0%/*} ;; *) here=. ;; esac
 [ -L "$0" ] && here=$(dirname "$(readlink -f "$0")")
 if [ -x "$node" ] && [ -f "$here/${name}.blob" ]; then
-  exec "$node" --snapshot-blob "$here/${name}.blob" "$@"
+  exec "$node" --snapshot-blob "$here/${name}.blob" -- "$@"
 fi
 exec node "$here/${name}.mjs" "$@"
 `;

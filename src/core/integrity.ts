@@ -83,7 +83,7 @@ export async function verifyPin(path: string, expected: string, ctx: { pathEnv: 
   if (!bundleCopy) throw new IntegrityError(join(dir, bundle.file), bundle.sha256, MISSING);
   // Like the launcher: a missing snapshot, or a missing node to load it, means the bundle on the node on PATH.
   const blobCopy = snapshot && (await verifiedCopy(join(dir, snapshot.file), snapshot.sha256, store, '.blob'));
-  const argv = blobCopy && (await isExecutable(node)) ? [node, '--snapshot-blob', blobCopy] : [await resolveExecutable('node', ctx.pathEnv, 'the launcher\'s interpreter'), bundleCopy];
+  const argv = blobCopy && (await isExecutable(node)) ? [node, '--snapshot-blob', blobCopy, '--'] : [await resolveExecutable('node', ctx.pathEnv, 'the launcher\'s interpreter'), bundleCopy];
   return writeProgram(store, argv);
 }
 

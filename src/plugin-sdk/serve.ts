@@ -221,7 +221,9 @@ export function servePlugin(definition: PluginDefinition | (() => PluginDefiniti
 /** The command line's listen options; a usage mistake ends the process with status 2, as a CLI's would. */
 function listenFromCommandLine(): ListenOptions | undefined {
   try {
-    return listenOptionsFromArgv(process.argv.slice(2));
+    // Started from a startup snapshot there is no script name: the plugin's arguments follow node's path.
+    const fromSnapshot = process.execArgv.includes('--snapshot-blob');
+    return listenOptionsFromArgv(process.argv.slice(fromSnapshot ? 1 : 2));
   } catch (err) {
     if (!(err instanceof ListenUsageError)) throw err;
     process.stderr.write(`${err.message}\n`);
