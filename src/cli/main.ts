@@ -36,6 +36,7 @@ export const COMMANDS: readonly Command[] = [
   detachDeviceCommand,
   resizeCommand,
   infoCommand,
+  (await import('./logs.js')).logsCommand,
   psCommand,
   pluginsCommand,
   inspectCommand,
