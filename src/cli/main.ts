@@ -37,6 +37,7 @@ export const COMMANDS: readonly Command[] = [
   resizeCommand,
   infoCommand,
   (await import('./logs.js')).logsCommand,
+  (await import('./events.js')).eventsCommand,
   psCommand,
   pluginsCommand,
   inspectCommand,
