@@ -43,6 +43,7 @@ export const COMMANDS: readonly Command[] = [
   inspectCommand,
   specCommand,
   daemonCommand,
+  (await import('./completion.js')).completionCommand(() => ({ commands: COMMANDS, raw: RAW_COMMANDS })),
 ];
 
 /** Commands that parse their own arguments (conformance passes everything after `--` to the plugin). */
