@@ -39,6 +39,8 @@ export interface FollowOptions {
   /** How often the file is checked for growth. */
   intervalMs?: number;
   onError?: (err: Error) => void;
+  /** Byte offset of the log file to start from (`hvplug logs --tail`); the start of the file by default. */
+  from?: number;
 }
 
 /**
@@ -60,6 +62,7 @@ export class FileTail implements ConsoleFollower {
     private readonly opts: FollowOptions = {},
   ) {
     this.lines = new LineSplitter(onLine);
+    this.position = opts.from ?? 0;
     this.timer = setInterval(() => void this.poll(), opts.intervalMs ?? 100);
     void this.poll();
   }

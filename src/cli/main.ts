@@ -36,11 +36,14 @@ export const COMMANDS: readonly Command[] = [
   detachDeviceCommand,
   resizeCommand,
   infoCommand,
+  (await import('./logs.js')).logsCommand,
+  (await import('./events.js')).eventsCommand,
   psCommand,
   pluginsCommand,
   inspectCommand,
   specCommand,
   daemonCommand,
+  (await import('./completion.js')).completionCommand(() => ({ commands: COMMANDS, raw: RAW_COMMANDS })),
 ];
 
 /** Commands that parse their own arguments (conformance passes everything after `--` to the plugin). */

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { Id, InitializeResult, isMethodName, METHOD_NAMES, methodDef, PluginState, VmConfig, VmStatus, type MethodName, type NotificationName } from 'hvplug/protocol';
+import { Id, InitializeResult, isMethodName, METHOD_NAMES, methodDef, PluginState, VmConfig, VmEvent, VmStatus, type MethodName, type NotificationName } from 'hvplug/protocol';
 import { VmRecord } from '../core/state-store.js';
 
 /**
@@ -28,11 +28,28 @@ export const MAX_CLIENTS = 256;
  */
 export const MAX_UNREAD_ANSWER_BYTES = 8 * 1024 * 1024;
 
+/**
+ * Bytes a subscriber may leave unread in the daemon's socket buffer before further events are dropped (and counted, and
+ * the count sent once it reads again): below MAX_UNREAD_ANSWER_BYTES, so a slow reader of events loses events, not its
+ * connection, and never grows the daemon's memory.
+ */
+export const MAX_UNREAD_EVENT_BYTES = 1024 * 1024;
+/** VMs one subscription may name; more is a broken client (the filter is a set, looked up per event). */
+export const MAX_SUBSCRIBED_VMS = 1024;
+
 /** The protocol's progress notification, forwarded to the client that gave the token. */
 export const PROGRESS: NotificationName = '$/progress';
 
 const PluginName = z.string().min(1).max(128);
 const RecordError = z.object({ where: z.string(), message: z.string() });
+
+/** A VM event, sent to every client subscribed to it (hvplug/subscribe). */
+export const EVENT_NOTICE = 'hvplug/event';
+export const EventNotice = z.object({ plugin: PluginName, name: z.string().optional(), event: VmEvent });
+export type EventNotice = z.output<typeof EventNotice>;
+/** Events a subscriber missed because it read too slowly; sent once it has read what was queued. */
+export const DROPPED_NOTICE = 'hvplug/eventsDropped';
+export const DroppedNotice = z.object({ count: z.number().int().positive() });
 
 export const Hello = z.object({
   apiVersion: z.number().int(),
@@ -71,6 +88,11 @@ export const DAEMON_METHODS = {
   plugin: { name: 'hvplug/plugin', params: z.object({ plugin: PluginName }), result: PluginView },
   /** Drops the record of a VM the daemon does not drive (its delete already went through it, or never could). */
   forget: { name: 'hvplug/forget', params: z.object({ vmId: Id }), result: z.object({}) },
+  /**
+   * From now on, the connection gets an EVENT_NOTICE per VM event of the host (of the VMs named, if any). A second call
+   * replaces the first's filter.
+   */
+  subscribe: { name: 'hvplug/subscribe', params: z.object({ vmIds: z.array(Id).max(MAX_SUBSCRIBED_VMS).optional() }), result: z.object({}) },
 } as const;
 export type DaemonMethods = typeof DAEMON_METHODS;
 

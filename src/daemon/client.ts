@@ -66,6 +66,17 @@ export class DaemonClient {
     });
   }
 
+  /** A notification the daemon sends unasked (the event stream): its params are the listener's to parse. */
+  onNotification(method: string, listener: (params: unknown) => void): () => void {
+    const d = this.conn.onNotification(method, listener);
+    return () => d.dispose();
+  }
+
+  // Declared before `ended`, whose initializer sets it: a field declared after would be reset to undefined.
+  private markEnded!: () => void;
+  /** Resolves when the connection ends, whoever ended it. */
+  readonly ended: Promise<void> = new Promise((resolve) => (this.markEnded = resolve));
+
   onProgress(listener: NotificationListener): () => void {
     this.progress.add(listener);
     return () => this.progress.delete(listener);
@@ -120,6 +131,7 @@ export class DaemonClient {
     this.closed = true;
     this.conn.dispose();
     this.socket.destroy();
+    this.markEnded();
   }
 
   close(): Promise<void> {

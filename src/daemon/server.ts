@@ -24,6 +24,7 @@ import {
   type PluginView,
 } from './api.js';
 import { toResponseError } from './errors.js';
+import { EventFeed, EventHub } from './events.js';
 
 /** What a client may send: requests, and the cancellation of one. Anything else ends its connection. */
 const Incoming = z.union([
@@ -58,9 +59,11 @@ export class DaemonServer {
   private readonly clients = new Set<Socket>();
   private readonly views = new Map<string, PluginView>();
   private readonly leases: VmLeases;
+  private readonly events: EventHub;
 
   private constructor(private readonly opts: DaemonServerOptions) {
     this.leases = new VmLeases(opts.host.stateDir);
+    this.events = new EventHub(opts.host);
     this.server = createServer({ allowHalfOpen: false }, (socket) => this.accept(socket));
     this.server.maxConnections = MAX_CLIENTS;
   }
@@ -89,6 +92,7 @@ export class DaemonServer {
   /** Stops accepting, drops every client, removes the socket. Calls under way in the host are not waited for. */
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.events.close();
     for (const s of this.clients) s.destroy();
     await closed;
     await rm(this.opts.socket, { force: true });
@@ -99,6 +103,7 @@ export class DaemonServer {
     this.clients.add(socket);
     let calls = 0;
     let dropped = false;
+    let feed: EventFeed | undefined;
     const drop = (reason: string, level: 'debug' | 'warn' = 'warn'): void => {
       if (dropped) return;
       dropped = true;
@@ -108,6 +113,7 @@ export class DaemonServer {
     socket.on('error', (err) => drop(err.message, 'debug'));
     socket.on('close', () => {
       this.clients.delete(socket);
+      if (feed) this.events.feeds.delete(feed);
       conn.dispose();
     });
     const reader = tapReader(new FramedReader(socket, MAX_REQUEST_BYTES), (msg: Message) => {
@@ -156,6 +162,19 @@ export class DaemonServer {
     own('plugin', ({ plugin }) => this.view(plugin));
     own('forget', async ({ vmId }) => {
       await this.forget(vmId);
+      return {};
+    });
+    own('subscribe', async ({ vmIds }) => {
+      const filter = vmIds ? new Set(vmIds) : undefined;
+      if (feed) feed.refilter(filter);
+      else {
+        // An event listener's send: a connection gone meanwhile is the close handler's business, never a throw here.
+        const send = (method: string, params: unknown): void => {
+          if (!dropped) conn.sendNotification(method, params).catch(() => undefined);
+        };
+        feed = new EventFeed(socket, send, filter);
+        this.events.feeds.add(feed);
+      }
       return {};
     });
     conn.listen();
