@@ -19,6 +19,7 @@ import { pauseCommand, psCommand, resumeCommand, stopCommand } from './vms.js';
 import { createCommand, killCommand, rmCommand, startCommand } from './lifecycle.js';
 import { attachDeviceCommand, detachDeviceCommand, resizeCommand } from './vm-devices.js';
 import { infoCommand } from './vm-info.js';
+import { consoleCommand } from './console.js';
 import { restoreCommand, saveCommand } from './vm-snapshot.js';
 
 export const COMMANDS: readonly Command[] = [
@@ -36,6 +37,7 @@ export const COMMANDS: readonly Command[] = [
   detachDeviceCommand,
   resizeCommand,
   infoCommand,
+  consoleCommand,
   psCommand,
   pluginsCommand,
   inspectCommand,
