@@ -137,7 +137,7 @@ export const consoleCommand = defineCommand({
   description:
     'Joins the terminal to the guest console when the plugin serves it on a unix socket (the qemu plugin with ' +
     '"console": "socket" in the VM config): what is typed goes to the guest, what the guest writes comes to the terminal ' +
-    'as it is, and Ctrl-] detaches, leaving the VM running. One client at a time: a second waits until the first leaves. ' +
+    'as it is, and Ctrl-] detaches, leaving the VM running. QEMU serves one client at a time: a second waits until the first leaves. ' +
     'The command also ends when the guest console closes (the VM stopped) or its input ends. A console the plugin ' +
     'offers only as a log file is printed and followed read-only until Ctrl-C.',
   flags: {},

@@ -43,6 +43,17 @@ async function ok(args: readonly string[]): Promise<string> {
 
 const quote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
 
+describe('hvplug console --help', () => {
+  it('shows the usage of a command that has no options of its own', async () => {
+    const r = await execa('node', [CLI, 'console', '--help'], { reject: false, env: { HVPLUG_CONFIG: '' } });
+    expect(r.stderr).toBe('');
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toMatch(/^Usage: hvplug \[global options\] console <vm> \[options\]/);
+    expect(r.stdout).toContain('Ctrl-] detaches');
+    expect(r.stdout).toMatch(/Global options:\n {2}--config/);
+  });
+});
+
 describe('hvplug console of a log console', () => {
   it('prints the log and follows it read-only, saying so, until SIGINT', async () => {
     const id = (await ok(['run', '--detach', '--plugin', 'example-proprietary', '--name', 'logged'])).trim();
