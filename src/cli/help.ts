@@ -51,7 +51,7 @@ export function commandHelp(command: Command): string {
   const args = command.positionals.map((p) => (p.required ? `<${p.name}>` : `[${p.name}]`)).join(' ');
   const lines = [`Usage: hvplug [global options] ${command.name}${args ? ` ${args}` : ''} [options]`, '', paragraph(command.description)];
   if (command.positionals.length) lines.push('', 'Arguments:', columns(command.positionals.map((p) => [`<${p.name}>`, p.help])));
-  lines.push('', 'Options:', columns(flagRows(command.flags)));
+  if (Object.keys(command.flags).length) lines.push('', 'Options:', columns(flagRows(command.flags)));
   lines.push('', 'Global options:', columns(flagRows(globalsFor(command))));
   return lines.join('\n');
 }

@@ -19,6 +19,7 @@ import { pauseCommand, psCommand, resumeCommand, stopCommand } from './vms.js';
 import { createCommand, killCommand, rmCommand, startCommand } from './lifecycle.js';
 import { attachDeviceCommand, detachDeviceCommand, resizeCommand } from './vm-devices.js';
 import { infoCommand } from './vm-info.js';
+import { consoleCommand } from './console.js';
 import { restoreCommand, saveCommand } from './vm-snapshot.js';
 
 export const COMMANDS: readonly Command[] = [
@@ -38,6 +39,7 @@ export const COMMANDS: readonly Command[] = [
   infoCommand,
   (await import('./logs.js')).logsCommand,
   (await import('./events.js')).eventsCommand,
+  consoleCommand,
   psCommand,
   pluginsCommand,
   inspectCommand,

@@ -8,7 +8,7 @@ import type { ResultInputOf, VmConfig, VmResult } from 'hvplug/protocol';
 import { addDevice, removeDevice, resizeMemory, resizeVcpus } from './devices.js';
 import { createImage, deleteImage, ensureImage } from './images.js';
 import { newVm, validateConfig } from './new-vm.js';
-import { killProcessGroup, qemuOfPidfile, QMP_SOCKET } from './process.js';
+import { connectablePath, killProcessGroup, qemuOfPidfile, QMP_SOCKET } from './process.js';
 import { readSidecar } from './snapshot.js';
 import { vmState } from './state.js';
 import { QemuVm } from './vm.js';
@@ -88,12 +88,24 @@ function info(vm: QemuVm): ResultInputOf<'vm/info'> {
       runDir: s.runDir,
       qmpSocket: s.qmpSocket,
       consoleLog: s.consoleLog,
+      ...(s.consoleSocket === undefined ? {} : { consoleSocket: join(s.runDir, s.consoleSocket) }),
       kernel: s.launch.kernel,
       vcpusMax: s.launch.vcpusMax,
       lastExit: s.lastExit === null ? null : { ...s.lastExit },
       waiting: vm.waiting,
     },
   };
+}
+
+/**
+ * The socket when the VM has one (its output is in the log too), else the log. A run directory deep enough to push
+ * the socket's path past sun_path's 107 bytes is reached through the running QEMU's cwd, as QMP is.
+ */
+function consoleOf(vm: QemuVm): ResultInputOf<'vm/console'> {
+  const s = vm.state;
+  if (s.consoleSocket === undefined) return { kind: 'log', path: s.consoleLog };
+  const pid = vm.livePid;
+  return { kind: 'socket', path: pid === undefined ? join(s.runDir, s.consoleSocket) : connectablePath(s.runDir, s.consoleSocket, pid) };
 }
 
 /** From /proc: QEMU's own accounting is per vCPU and misses the I/O threads. */
@@ -136,7 +148,7 @@ export function handlersFor(vms: Registry): Handlers {
     'device/remove': ({ vmId, deviceId }, ctx) => removeDevice(vms.require(vmId), deviceId, ctx.signal),
     'vm/resizeVcpus': ({ vmId, count }, ctx) => resizeVcpus(vms.require(vmId), count, ctx.signal),
     'vm/resizeMemory': ({ vmId, sizeMiB }, ctx) => resizeMemory(vms.require(vmId), sizeMiB, ctx.signal),
-    'vm/console': ({ vmId }) => ({ kind: 'log', path: vms.require(vmId).state.consoleLog }),
+    'vm/console': ({ vmId }) => consoleOf(vms.require(vmId)),
     'vm/pids': ({ vmId }) => {
       const pid = vms.require(vmId).livePid;
       return { pids: pid === undefined ? [] : [pid] };

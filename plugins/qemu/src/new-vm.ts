@@ -12,12 +12,12 @@ import { coldAttach } from './devices.js';
 import { buildInitramfs, findDefaultKernel, writeGuestInitrd } from './initramfs.js';
 import { qemuSettings, type QemuSettings } from './settings.js';
 import type { LaunchInfo } from './state.js';
-import { QemuVm } from './vm.js';
+import { CONSOLE_SOCKET, QemuVm } from './vm.js';
 
 /**
- * What the default guest runs when the caller gives no script: the console is a log file, so an
+ * What the default guest runs when the caller gives no script and the console is a log file: an
  * interactive shell would wait forever for input nobody can send. It shows the guest is alive, then
- * powers off so `hvplug run` ends by itself.
+ * powers off so `hvplug run` ends by itself. On a socket console the default guest is the shell.
  */
 const DEMO_GUEST_SCRIPT = [
   'echo "hvplug guest: $(uname -sr), $(grep -c ^processor /proc/cpuinfo) vCPU(s), $(awk \'/MemTotal/ {print $2 " kB"}\' /proc/meminfo)"',
@@ -36,7 +36,7 @@ export function checkConfig(config: VmConfig): { settings: QemuSettings; machine
   if (config.initrd !== undefined && config.kernel === undefined) issues.push({ path: ['initrd'], message: 'an initrd needs a kernel' });
   if (issues.length > 0) throw errors.invalidConfig(issues);
   if (config.disk !== undefined || config.firmware !== undefined) throw errors.notSupported('vm/create', 'this plugin boots a kernel directly; disk and firmware boot are not supported');
-  if (config.console === 'socket' || config.console === 'pty') throw errors.notSupported('vm/create', `console ${config.console}: this plugin writes the console to a log file`);
+  if (config.console === 'pty') throw errors.notSupported('vm/create', 'console pty: this plugin offers the console as a log file or a unix socket (console "socket")');
   for (const d of config.devices) {
     if (!supportOf(machine, d.type)?.coldplug) throw errors.notSupported('vm/create', `device ${d.id}: type ${d.type} cannot be attached on machine ${machine}`);
   }
@@ -63,7 +63,8 @@ export async function newVm(vmId: string, config: VmConfig, runDir: string, send
     // The default guest: the host's newest kernel and hvplug's busybox initramfs, with the caller's script.
     kernel = (await findDefaultKernel()).path;
     const base = await buildInitramfs({ cacheDir: settings.initramfsCacheDir });
-    initrd = await writeGuestInitrd(base.path, join(runDir, 'initrd.img'), settings.guestScript ?? DEMO_GUEST_SCRIPT);
+    const script = settings.guestScript ?? (config.console === 'socket' ? undefined : DEMO_GUEST_SCRIPT);
+    initrd = await writeGuestInitrd(base.path, join(runDir, 'initrd.img'), script);
   }
   const accel = await chooseAccel(settings.accel);
   const tscKhz = machine === 'microvm' && accel.accel === 'tcg' ? await readHostTscKhz() : undefined;
@@ -81,7 +82,7 @@ export async function newVm(vmId: string, config: VmConfig, runDir: string, send
     ...(settings.cpuModel === undefined ? {} : { cpuModel: settings.cpuModel }),
     extraArgs: [...settings.extraArgs],
   };
-  const vm = new QemuVm(vmId, config, QemuVm.initialState(runDir, launch, []), send);
+  const vm = new QemuVm(vmId, config, QemuVm.initialState(runDir, launch, [], config.console === 'socket' ? CONSOLE_SOCKET : undefined), send);
   for (const d of config.devices) coldAttach(vm, d);
   try {
     // Every problem QEMU's command line would have, reported now rather than at start.

@@ -21,7 +21,8 @@ export function qemuPlugin(): PluginDefinition {
       machines: { q35: { hotplug: true }, microvm: { hotplug: false } },
       // vhost-user net would need guest memory shared with the backend, which the plugin does not set up.
       netBackends: ['user', 'tap'],
-      consoleKinds: ['log'],
+      // A pty would need QEMU's pty chardev, whose path is known only once QEMU runs.
+      consoleKinds: ['log', 'socket'],
       // Rate limits would need throttle groups; not wired yet, so not claimed.
       rateLimiter: false,
     },

@@ -43,6 +43,8 @@ export const vmState = stateCodec('hvplug-qemu/vm-state', 1, {
   runDir: AbsPath,
   qmpSocket: z.string().min(1),
   consoleLog: AbsPath,
+  /** The serial console's unix socket (console "socket"), relative to runDir as qmpSocket is; the log is kept beside it. */
+  consoleSocket: z.string().min(1).optional(),
   pid: z.number().int().positive().nullable(),
   launch: LaunchInfo,
   vcpus: z.number().int().nonnegative(),

@@ -12,6 +12,9 @@ import type { QmpEvent } from './qmp.js';
 import { loadFromFile, migrateToFile, writeSidecar, type Snapshot } from './snapshot.js';
 import { vmState, type Json, type LaunchInfo, type VmState } from './state.js';
 
+/** The serial console's socket (console "socket"), relative to the run directory, QEMU's cwd. */
+export const CONSOLE_SOCKET = 'console.sock';
+
 /** The state but its status, which ServedVm keeps. */
 export type VmFacts = Omit<VmState, 'status'>;
 
@@ -50,12 +53,13 @@ export class QemuVm extends ServedVm {
     this.state = facts;
   }
 
-  static initialState(runDir: string, launch: LaunchInfo, attached: Attached[]): VmState {
+  static initialState(runDir: string, launch: LaunchInfo, attached: Attached[], consoleSocket?: string): VmState {
     return {
       status: 'created',
       runDir,
       qmpSocket: QMP_SOCKET,
       consoleLog: join(runDir, 'console.log'),
+      ...(consoleSocket === undefined ? {} : { consoleSocket }),
       pid: null,
       launch,
       vcpus: launch.vcpusBoot,
@@ -124,7 +128,10 @@ export class QemuVm extends ServedVm {
       vcpus: { boot: l.vcpusBoot, max: l.vcpusMax },
       memory: l.memory,
       qmpSocket: this.state.qmpSocket,
-      console: { kind: 'log', logFile: this.state.consoleLog },
+      console:
+        this.state.consoleSocket === undefined
+          ? { kind: 'log', logFile: this.state.consoleLog }
+          : { kind: 'socket', socketPath: this.state.consoleSocket, logFile: this.state.consoleLog },
       pidfile: PIDFILE,
       hotplugRootPorts: l.machine === 'q35' ? l.hotplugRootPorts : undefined,
       coldPlug: cold,
