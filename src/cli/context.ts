@@ -3,20 +3,11 @@ import { z } from 'zod';
 import { InitializeParams } from 'hvplug/protocol';
 import { defaultConfigFile, defaultStateDir, PluginHost } from '../core/index.js';
 import { openDaemonHost, type VmHost } from '../daemon/index.js';
-import { dirPath, existingDir, existingFile, flagSet, type FlagTable } from './args.js';
+import { dirPath, existingDir, existingFile, flagSet } from './args.js';
 import { Output } from './output.js';
 import { safeJson } from './safe-text.js';
 
-/** Accepted before the command, and after it unless the command has a flag of the same name. */
-export const GLOBAL_FLAGS = {
-  config: { type: 'string', value: '<file.toml>', help: 'plugins config file (TOML, [plugins.<name>] tables); default $HVPLUG_CONFIG, else hvplug/plugins.toml in $XDG_CONFIG_HOME (~/.config), else in /etc' },
-  'plugin-dir': { type: 'string', multiple: true, value: '<dir>', help: 'also look for hvplug-plugin-<name> executables here (repeatable)' },
-  'state-dir': { type: 'string', value: '<dir>', help: 'VM records and plugin state; default $HVPLUG_STATE_DIR, else $XDG_STATE_HOME/hvplug' },
-  'runtime-dir': { type: 'string', value: '<dir>', help: 'sockets, pidfiles and consoles; default $HVPLUG_RUNTIME_DIR, else $XDG_RUNTIME_DIR/hvplug' },
-  'log-level': { type: 'string', value: '<level>', help: 'stderr log level: trace, debug, info, warn (default), error, fatal, silent' },
-  help: { type: 'boolean', short: 'h', help: 'show help' },
-  version: { type: 'boolean', short: 'V', help: 'print the hvplug version' },
-} as const satisfies FlagTable;
+export { GLOBAL_FLAGS } from './global-flags.js';
 
 const LogLevel = InitializeParams.shape.logLevel.unwrap();
 

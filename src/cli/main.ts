@@ -1,62 +1,25 @@
 #!/usr/bin/env node
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
-import { z } from 'zod';
-import { formatIssues, toIssues } from 'hvplug/protocol';
-import { HOST_VERSION, HvplugError } from '../core/index.js';
-import { parseFlags, splitCommand, validate, type RawValue } from './args.js';
-import type { Command, RawCommand } from './command.js';
-import { CliContext, GLOBAL_FLAGS, GlobalOptions } from './context.js';
+import { HOST_VERSION } from '../core/version.js';
+import type { Command } from './command.js';
+import { COMMANDS, RAW_COMMANDS } from './commands.js';
 import { CliFailure, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from './errors.js';
+import { parseFlags, splitCommand, type RawValue } from './flags.js';
+import { GLOBAL_FLAGS } from './global-flags.js';
 import { commandHelp, generalHelp, globalsFor } from './help.js';
 import { safeText } from './safe-text.js';
-import { daemonCommand } from './daemon.js';
-import { inspectCommand } from './inspect.js';
-import { pluginsCommand } from './plugins.js';
-import { runCommand } from './run.js';
-import { specCommand } from './spec.js';
-import { pauseCommand, psCommand, resumeCommand, stopCommand } from './vms.js';
-import { createCommand, killCommand, rmCommand, startCommand } from './lifecycle.js';
-import { attachDeviceCommand, detachDeviceCommand, resizeCommand } from './vm-devices.js';
-import { infoCommand } from './vm-info.js';
-import { restoreCommand, saveCommand } from './vm-snapshot.js';
 
-export const COMMANDS: readonly Command[] = [
-  runCommand,
-  createCommand,
-  startCommand,
-  stopCommand,
-  killCommand,
-  rmCommand,
-  pauseCommand,
-  resumeCommand,
-  saveCommand,
-  restoreCommand,
-  attachDeviceCommand,
-  detachDeviceCommand,
-  resizeCommand,
-  infoCommand,
-  psCommand,
-  pluginsCommand,
-  inspectCommand,
-  specCommand,
-  daemonCommand,
-];
+// Only what every start needs is imported here: the command table, the flag parser, help and errors. A command's
+// module (and the host, zod, the protocol with it) loads when that command runs, so that --version and help, and
+// the commands that go through the daemon, do not pay for the others.
 
-/** Commands that parse their own arguments (conformance passes everything after `--` to the plugin). */
-export const RAW_COMMANDS: readonly RawCommand[] = [
-  {
-    name: 'conformance',
-    summary: 'run the conformance suite against a plugin (--plugin <name> or -- <command>)',
-    // Loaded on use: the suite is large, and every other command starts faster without it.
-    run: async (argv) => (await import('./conformance.js')).runConformanceCommand(argv),
-  },
-];
+export { COMMANDS, RAW_COMMANDS } from './commands.js';
 
-function findCommand(name: string): Command {
-  const command = COMMANDS.find((c) => c.name === name);
-  if (!command) throw new UsageError(`unknown command "${name}"; commands: ${[...COMMANDS, ...RAW_COMMANDS].map((c) => c.name).join(', ')}, help`);
-  return command;
+async function findCommand(name: string): Promise<Command> {
+  const entry = COMMANDS.find((c) => c.name === name);
+  if (!entry) throw new UsageError(`unknown command "${name}"; commands: ${[...COMMANDS, ...RAW_COMMANDS].map((c) => c.name).join(', ')}, help`);
+  return entry.load();
 }
 
 /** Global flags given after the command join those given before it; a single-valued one may not be given twice. */
@@ -84,7 +47,7 @@ async function dispatch(argv: readonly string[], where: { command?: string }): P
     if (topic[0] !== undefined) {
       const raw = RAW_COMMANDS.find((c) => c.name === topic[0]);
       if (raw) return raw.run(['--help']);
-      process.stdout.write(`${commandHelp(findCommand(topic[0]))}\n`);
+      process.stdout.write(`${commandHelp(await findCommand(topic[0]))}\n`);
       return EXIT_OK;
     }
     if (split.command === undefined && before.flags.version) {
@@ -92,13 +55,13 @@ async function dispatch(argv: readonly string[], where: { command?: string }): P
       return EXIT_OK;
     }
     // Like git and docker: the bare command is a request for help, not a mistake.
-    process.stdout.write(`${generalHelp(COMMANDS, RAW_COMMANDS)}\n`);
+    process.stdout.write(`${generalHelp([...COMMANDS, ...RAW_COMMANDS])}\n`);
     return EXIT_OK;
   }
   const raw = RAW_COMMANDS.find((c) => c.name === split.command);
   // Global options given before it are handed on; the command judges them with its own.
   if (raw) return raw.run([...split.before, ...split.after]);
-  const command = findCommand(split.command);
+  const command = await findCommand(split.command);
   where.command = command.name;
   // Parsed as the globals they are, so that the error can be the command's own rather than "unknown option".
   const misplaced = Object.fromEntries(Object.keys(command.misplaced ?? {}).map((name) => [name, GLOBAL_FLAGS[name as keyof typeof GLOBAL_FLAGS]]));
@@ -113,12 +76,13 @@ async function dispatch(argv: readonly string[], where: { command?: string }): P
     process.stdout.write(`${HOST_VERSION}\n`);
     return EXIT_OK;
   }
+  const [{ validate }, { CliContext, GlobalOptions }] = await Promise.all([import('./args.js'), import('./context.js')]);
   const globals = validate(GlobalOptions, globalRaw);
   return command.execute(after, new CliContext(globals));
 }
 
 /** One line on stderr per error; a stack only for what is a bug in hvplug, and only when asked. */
-function report(err: unknown, command: string | undefined): number {
+async function report(err: unknown, command: string | undefined): Promise<number> {
   // Error messages carry plugins' text (their errors, a crashed guest's reason).
   const say = (s: string): void => void process.stderr.write(`${safeText(s)}\n`);
   if (err instanceof UsageError) {
@@ -127,7 +91,13 @@ function report(err: unknown, command: string | undefined): number {
     say(`hvplug${command ? ` ${command}` : ''}: ${message} (see: hvplug ${command ? `${command} ` : ''}--help)`);
     return EXIT_USAGE;
   }
-  if (err instanceof HvplugError || err instanceof CliFailure) {
+  if (err instanceof CliFailure) {
+    say(`hvplug: ${err.message}`);
+    return EXIT_FAILURE;
+  }
+  // Loaded here, not at start: an error of these kinds comes from a command that has loaded them already.
+  const [{ HvplugError }, { z }, { formatIssues, toIssues }] = await Promise.all([import('../errors/index.js'), import('zod'), import('hvplug/protocol')]);
+  if (err instanceof HvplugError) {
     say(`hvplug: ${err.message}`);
     return EXIT_FAILURE;
   }
@@ -145,7 +115,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   try {
     return await dispatch(argv, where);
   } catch (err) {
-    return report(err, where.command);
+    return await report(err, where.command);
   }
 }
 
