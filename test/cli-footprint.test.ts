@@ -1,3 +1,4 @@
+import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, ensureCliBuilt, removeTempDirs, tempDir } from './helpers.js';
@@ -18,19 +19,28 @@ register('data:text/javascript,' + encodeURIComponent(
   'let port; export function initialize(d) { port = d.port; }' +
   'export async function load(url, ctx, next) { port.postMessage(url); return next(url, ctx); }'
 ), { data: { port: port2 }, transferList: [port2] });
-const cli = process.argv[1];
-const exit = process.exit.bind(process);
-// The CLI exits when done: what it loaded is reported first (messages from the hooks thread arrive asynchronously).
-process.exit = (code) => {
-  setTimeout(() => {
-    const required = Object.keys(createRequire(import.meta.url).cache);
-    const files = [...loaded, ...required].map((f) => decodeURIComponent(f));
-    process.stderr.write('\\nLOADED ' + JSON.stringify(files) + '\\n');
-    exit(code);
-  }, 300);
-};
-process.argv = [process.argv[0], cli, ...process.argv.slice(2)];
-await import(cli);
+const [entry, how, ...args] = process.argv.slice(1);
+let code;
+if (how === 'main') {
+  const { main } = await import(entry);
+  code = await main(args);
+} else {
+  // As the executable: the entry point runs the command and exits, so what it loaded is reported first.
+  const exit = process.exit.bind(process);
+  process.exit = (c) => { code = c; report().then(() => exit(c)); };
+  process.argv = [process.argv[0], entry, ...args];
+  await import(entry);
+}
+async function report() {
+  // Messages from the hooks thread arrive asynchronously.
+  await new Promise((r) => setTimeout(r, 300));
+  const required = Object.keys(createRequire(import.meta.url).cache);
+  process.stderr.write('\\nLOADED ' + JSON.stringify([...loaded, ...required].map((f) => decodeURIComponent(f))) + '\\n');
+}
+if (how === 'main') {
+  await report();
+  process.exit(code);
+}
 `;
 
 interface Footprint {
@@ -39,10 +49,17 @@ interface Footprint {
   packages: string[];
   /** The CLI's own modules, relative to dist/src. */
   modules: string[];
+  /** Files of the CLI's bundle, relative to dist/cli. */
+  bundled: string[];
 }
 
-async function footprint(args: readonly string[]): Promise<Footprint> {
-  const r = await execa(process.execPath, ['--no-warnings', '--input-type=module', '-e', PROBE, CLI, ...args], {
+/**
+ * What a command loads: through the modules tsc wrote (dist/src/cli/cli.js's main), or as the executable runs it
+ * (dist/src/cli/main.js, which prefers the bundle).
+ */
+async function footprint(args: readonly string[], how: 'modules' | 'executable' = 'modules'): Promise<Footprint> {
+  const entry = how === 'modules' ? join(dirname(CLI), 'cli.js') : CLI;
+  const r = await execa(process.execPath, ['--no-warnings', '--input-type=module', '-e', PROBE, entry, how === 'modules' ? 'main' : 'run', ...args], {
     reject: false,
     env: { HVPLUG_CONFIG: '', HVPLUG_STATE_DIR: dir, HVPLUG_RUNTIME_DIR: dir },
   });
@@ -51,13 +68,16 @@ async function footprint(args: readonly string[]): Promise<Footprint> {
   const files = JSON.parse(line.slice('LOADED '.length)) as string[];
   const packages = new Set<string>();
   const modules = new Set<string>();
+  const bundled = new Set<string>();
   for (const f of files) {
+    const b = /\/dist\/cli\/(.+\.js)$/.exec(f);
+    if (b) bundled.add(b[1]!);
     const m = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(f);
     if (m) packages.add(m[1]!);
     const own = /\/dist\/src\/(.+\.js)$/.exec(f);
     if (own && !m) modules.add(own[1]!);
   }
-  return { exitCode: r.exitCode ?? -1, stdout: r.stdout, packages: [...packages].sort(), modules: [...modules].sort() };
+  return { exitCode: r.exitCode ?? -1, stdout: r.stdout, packages: [...packages].sort(), modules: [...modules].sort(), bundled: [...bundled].sort() };
 }
 
 let dir: string;
@@ -79,6 +99,7 @@ describe('what the CLI loads', () => {
     expect(f.stdout).toMatch(/^\d+\.\d+\.\d+/);
     expect(f.packages).toEqual([]);
     expect(f.modules.filter((m) => !m.startsWith('cli/'))).toEqual(['core/version.js']);
+    expect(f.bundled).toEqual([]);
     expect(f.modules.filter((m) => COMMAND_MODULE.test(m))).toEqual([]);
   });
 
@@ -95,6 +116,27 @@ describe('what the CLI loads', () => {
     expect(f.exitCode).toBe(0);
     expect(f.modules).toContain('cli/vms.js');
     for (const other of ['cli/run.js', 'cli/lifecycle.js', 'cli/vm-snapshot.js', 'cli/vm-devices.js', 'cli/conformance.js', 'cli/daemon.js']) expect(f.modules).not.toContain(other);
+  });
+});
+
+describe('the executable', () => {
+  it('runs the bundle: --version loads no package and no module of dist/src but the entry point', async () => {
+    const f = await footprint(['--version'], 'executable');
+    expect(f.exitCode).toBe(0);
+    expect(f.stdout).toMatch(/^\d+\.\d+\.\d+/);
+    expect(f.packages).toEqual([]);
+    expect(f.modules).toEqual(['cli/main.js']);
+    expect(f.bundled).toContain('hvplug.js');
+    expect(f.bundled.filter((b) => /^chunks\/(zod|protocol|context|vms|run|conformance)-/.test(b))).toEqual([]);
+  });
+
+  it("runs a command from the bundle, its own chunk loaded and the others' not", async () => {
+    const f = await footprint(['ps', '--json'], 'executable');
+    expect(f.exitCode).toBe(0);
+    expect(f.stdout).toBe('[]');
+    expect(f.modules).toEqual(['cli/main.js']);
+    expect(f.bundled.some((b) => b.startsWith('chunks/vms-'))).toBe(true);
+    expect(f.bundled.filter((b) => /^chunks\/(run|lifecycle|conformance|vm-snapshot|daemon)-/.test(b))).toEqual([]);
   });
 });
 
