@@ -119,6 +119,40 @@ describe('what the CLI loads', () => {
   });
 });
 
+describe('through the daemon', () => {
+  it('pause and resume load neither pino, execa nor smol-toml: the daemon has the plugin, its config and the log', async () => {
+    const state = await tempDir('hvplug-cli-footprint-state-');
+    const run = await tempDir('hvplug-cli-footprint-run-');
+    const dirs = ['--state-dir', state, '--runtime-dir', run];
+    const env = { HVPLUG_CONFIG: '' };
+    const daemon = execa(process.execPath, [CLI, ...dirs, 'daemon'], { reject: false, env });
+    try {
+      let out = '';
+      await new Promise<void>((resolve, reject) => {
+        daemon.stdout.on('data', (c: Buffer) => {
+          out += c.toString();
+          if (out.includes('ready')) resolve();
+        });
+        void daemon.then((r) => reject(new Error(`the daemon exited before it was ready: ${r.stderr}`)));
+      });
+      const id = (await execa(process.execPath, [CLI, ...dirs, 'run', '--detach', '--plugin', 'example-proprietary'], { env })).stdout.trim();
+      try {
+        for (const command of ['pause', 'resume']) {
+          const f = await footprint([...dirs, command, id]);
+          expect(f.exitCode, command).toBe(0);
+          expect(f.stdout, command).toBe(id);
+          for (const lazy of ['pino', 'execa', 'smol-toml']) expect(f.packages, `${command}: ${lazy}`).not.toContain(lazy);
+        }
+      } finally {
+        await execa(process.execPath, [CLI, ...dirs, 'stop', '--force', id], { env, reject: false });
+      }
+    } finally {
+      daemon.kill('SIGTERM');
+      await daemon;
+    }
+  }, 120_000);
+});
+
 describe('the executable', () => {
   it('runs the bundle: --version loads no package and no module of dist/src but the entry point', async () => {
     const f = await footprint(['--version'], 'executable');

@@ -1,4 +1,5 @@
-import pino, { type Logger } from 'pino';
+import { createRequire } from 'node:module';
+import type { Logger } from 'pino';
 import { z } from 'zod';
 import { InitializeParams } from 'hvplug/protocol';
 import { defaultConfigFile, defaultStateDir, PluginHost } from '../core/index.js';
@@ -31,20 +32,30 @@ export const GlobalOptions = z.object({
 export type GlobalOptions = z.output<typeof GlobalOptions>;
 
 /**
+ * pino with its streams is loaded when a command first logs (or hands its logger on, as to a host of its own): a
+ * command that only asks the daemon, and logs nothing, never loads it. It is CommonJS, so it is required in place.
+ */
+function loadPino(): typeof import('pino') {
+  return createRequire(import.meta.url)('pino') as typeof import('pino');
+}
+
+/**
  * Log lines on stderr, a terminal as often as not, carry plugins' text: C1 controls escaped as well (see
  * safeJson). Synchronous, so that a line written just before exit is not lost.
  */
 export function stderrLog(): { write(line: string): void } {
-  const dest = pino.destination({ dest: 2, sync: true });
+  const dest = loadPino().destination({ dest: 2, sync: true });
   return { write: (line) => void dest.write(safeJson(line)) };
 }
 
 /** What every command gets: the global options and the means to reach plugins. */
 export class CliContext {
-  readonly logger: Logger;
+  private made?: Logger;
 
-  constructor(readonly globals: GlobalOptions) {
-    this.logger = pino({ name: 'hvplug', level: globals['log-level'] ?? 'warn' }, stderrLog());
+  constructor(readonly globals: GlobalOptions) {}
+
+  get logger(): Logger {
+    return (this.made ??= loadPino()({ name: 'hvplug', level: this.globals['log-level'] ?? 'warn' }, stderrLog()));
   }
 
   output(json: boolean): Output {
