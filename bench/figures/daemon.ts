@@ -94,7 +94,10 @@ export const daemon: Figure = {
   async run({ ws, cfg, log }) {
     const { warmup, reps } = cfg.daemon;
     const cli = join(packageRoot(), 'dist/src/cli/main.js');
+    // The executable runs the CLI's bundle when it is built, else the modules tsc wrote: the figure says which it measured.
+    const bundled = existsSync(join(packageRoot(), 'dist/cli/hvplug.js'));
     const method =
+      `hvplug is dist/src/cli/main.js as installed, running ${bundled ? "the CLI's bundle (dist/cli/, npm run build:ts)" : "tsc's modules (no bundle in dist/cli/: run npm run build:ts)"}. ` +
       `spawn(node, [hvplug, pause <id>]) to exit and the same for resume, on a running example-plugin VM, averaged per ` +
       `repetition into one command; through a running hvplug daemon, and without one (the CLI's own host: plugin start + ` +
       `re-attach each time), vs spawn(node, ['-e', '']) to exit. Info rows: hvplug --version (the CLI's startup alone: ` +

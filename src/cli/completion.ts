@@ -205,7 +205,7 @@ export function fishScript(all: readonly Spec[]): string {
 }
 
 /** The command, given the whole command list (main.ts's, read when it runs: this module cannot import main.ts). */
-export function completionCommand(list: () => { commands: readonly Command[]; raw: readonly RawCommand[] }): Command {
+export function completionCommand(list: () => Promise<{ commands: readonly Command[]; raw: readonly RawCommand[] }>): Command {
   return defineCommand({
     name: 'completion',
     summary: 'print a shell completion script (bash, zsh or fish)',
@@ -217,11 +217,11 @@ export function completionCommand(list: () => { commands: readonly Command[]; ra
     flags: {},
     positionals: [{ name: 'shell', required: true, help: 'bash, zsh or fish' }],
     options: z.object({ shell: z.enum(SHELLS, { error: (iss) => `expected bash, zsh or fish, got "${String(iss.input)}"` }) }),
-    action({ shell }: { shell: Shell }) {
-      const { commands, raw } = list();
+    async action({ shell }: { shell: Shell }) {
+      const { commands, raw } = await list();
       const all = specs(commands, raw);
       process.stdout.write(shell === 'bash' ? bashScript(all) : shell === 'zsh' ? zshScript(all) : fishScript(all));
-      return Promise.resolve(EXIT_OK);
+      return EXIT_OK;
     },
   });
 }

@@ -1,22 +1,14 @@
-import pino, { type Logger } from 'pino';
+import { createRequire } from 'node:module';
+import type { Logger } from 'pino';
 import { z } from 'zod';
 import { InitializeParams } from 'hvplug/protocol';
 import { defaultConfigFile, defaultStateDir, PluginHost } from '../core/index.js';
 import { openDaemonHost, type VmHost } from '../daemon/index.js';
-import { dirPath, existingDir, existingFile, flagSet, type FlagTable } from './args.js';
+import { dirPath, existingDir, existingFile, flagSet } from './args.js';
 import { Output } from './output.js';
 import { safeJson } from './safe-text.js';
 
-/** Accepted before the command, and after it unless the command has a flag of the same name. */
-export const GLOBAL_FLAGS = {
-  config: { type: 'string', value: '<file.toml>', help: 'plugins config file (TOML, [plugins.<name>] tables); default $HVPLUG_CONFIG, else hvplug/plugins.toml in $XDG_CONFIG_HOME (~/.config), else in /etc' },
-  'plugin-dir': { type: 'string', multiple: true, value: '<dir>', help: 'also look for hvplug-plugin-<name> executables here (repeatable)' },
-  'state-dir': { type: 'string', value: '<dir>', help: 'VM records and plugin state; default $HVPLUG_STATE_DIR, else $XDG_STATE_HOME/hvplug' },
-  'runtime-dir': { type: 'string', value: '<dir>', help: 'sockets, pidfiles and consoles; default $HVPLUG_RUNTIME_DIR, else $XDG_RUNTIME_DIR/hvplug' },
-  'log-level': { type: 'string', value: '<level>', help: 'stderr log level: trace, debug, info, warn (default), error, fatal, silent' },
-  help: { type: 'boolean', short: 'h', help: 'show help' },
-  version: { type: 'boolean', short: 'V', help: 'print the hvplug version' },
-} as const satisfies FlagTable;
+export { GLOBAL_FLAGS } from './global-flags.js';
 
 const LogLevel = InitializeParams.shape.logLevel.unwrap();
 
@@ -40,20 +32,30 @@ export const GlobalOptions = z.object({
 export type GlobalOptions = z.output<typeof GlobalOptions>;
 
 /**
+ * pino with its streams is loaded when a command first logs (or hands its logger on, as to a host of its own): a
+ * command that only asks the daemon, and logs nothing, never loads it. It is CommonJS, so it is required in place.
+ */
+function loadPino(): typeof import('pino') {
+  return createRequire(import.meta.url)('pino') as typeof import('pino');
+}
+
+/**
  * Log lines on stderr, a terminal as often as not, carry plugins' text: C1 controls escaped as well (see
  * safeJson). Synchronous, so that a line written just before exit is not lost.
  */
 export function stderrLog(): { write(line: string): void } {
-  const dest = pino.destination({ dest: 2, sync: true });
+  const dest = loadPino().destination({ dest: 2, sync: true });
   return { write: (line) => void dest.write(safeJson(line)) };
 }
 
 /** What every command gets: the global options and the means to reach plugins. */
 export class CliContext {
-  readonly logger: Logger;
+  private made?: Logger;
 
-  constructor(readonly globals: GlobalOptions) {
-    this.logger = pino({ name: 'hvplug', level: globals['log-level'] ?? 'warn' }, stderrLog());
+  constructor(readonly globals: GlobalOptions) {}
+
+  get logger(): Logger {
+    return (this.made ??= loadPino()({ name: 'hvplug', level: this.globals['log-level'] ?? 'warn' }, stderrLog()));
   }
 
   output(json: boolean): Output {

@@ -1,6 +1,6 @@
-import type { FlagSpec, FlagTable } from './args.js';
-import type { Command, RawCommand } from './command.js';
-import { GLOBAL_FLAGS } from './context.js';
+import type { Command } from './command.js';
+import type { FlagSpec, FlagTable } from './flags.js';
+import { GLOBAL_FLAGS } from './global-flags.js';
 import { wrap } from './output.js';
 
 /** The terminal's width when stdout is one, else $COLUMNS, else 80; never so narrow that nothing fits. */
@@ -56,14 +56,15 @@ export function commandHelp(command: Command): string {
   return lines.join('\n');
 }
 
-export function generalHelp(commands: readonly Command[], raw: readonly RawCommand[] = []): string {
+/** The overview: each command's name and summary, which main.ts has without loading any command. */
+export function generalHelp(commands: readonly Pick<Command, 'name' | 'summary'>[]): string {
   return [
     'Usage: hvplug [global options] <command> [options]',
     '',
     paragraph('Drives hypervisors through out-of-process plugins that speak JSON-RPC on their stdin/stdout.'),
     '',
     'Commands:',
-    columns([...[...commands, ...raw].map((c): [string, string] => [c.name, c.summary]), ['help [command]', 'show help for a command']]),
+    columns([...commands.map((c): [string, string] => [c.name, c.summary]), ['help [command]', 'show help for a command']]),
     '',
     'Global options:',
     columns(flagRows(GLOBAL_FLAGS)),

@@ -1,158 +1,14 @@
 #!/usr/bin/env node
-import { realpathSync } from 'node:fs';
-import { pathToFileURL } from 'node:url';
-import { z } from 'zod';
-import { formatIssues, toIssues } from 'hvplug/protocol';
-import { HOST_VERSION, HvplugError } from '../core/index.js';
-import { parseFlags, splitCommand, validate, type RawValue } from './args.js';
-import type { Command, RawCommand } from './command.js';
-import { CliContext, GLOBAL_FLAGS, GlobalOptions } from './context.js';
-import { CliFailure, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from './errors.js';
-import { commandHelp, generalHelp, globalsFor } from './help.js';
-import { safeText } from './safe-text.js';
-import { daemonCommand } from './daemon.js';
-import { inspectCommand } from './inspect.js';
-import { pluginsCommand } from './plugins.js';
-import { runCommand } from './run.js';
-import { specCommand } from './spec.js';
-import { pauseCommand, psCommand, resumeCommand, stopCommand } from './vms.js';
-import { createCommand, killCommand, rmCommand, startCommand } from './lifecycle.js';
-import { attachDeviceCommand, detachDeviceCommand, resizeCommand } from './vm-devices.js';
-import { infoCommand } from './vm-info.js';
-import { consoleCommand } from './console.js';
-import { restoreCommand, saveCommand } from './vm-snapshot.js';
+import { existsSync, realpathSync } from 'node:fs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
-export const COMMANDS: readonly Command[] = [
-  runCommand,
-  createCommand,
-  startCommand,
-  stopCommand,
-  killCommand,
-  rmCommand,
-  pauseCommand,
-  resumeCommand,
-  saveCommand,
-  restoreCommand,
-  attachDeviceCommand,
-  detachDeviceCommand,
-  resizeCommand,
-  infoCommand,
-  (await import('./logs.js')).logsCommand,
-  (await import('./events.js')).eventsCommand,
-  consoleCommand,
-  psCommand,
-  pluginsCommand,
-  inspectCommand,
-  specCommand,
-  daemonCommand,
-  (await import('./completion.js')).completionCommand(() => ({ commands: COMMANDS, raw: RAW_COMMANDS })),
-];
-
-/** Commands that parse their own arguments (conformance passes everything after `--` to the plugin). */
-export const RAW_COMMANDS: readonly RawCommand[] = [
-  {
-    name: 'conformance',
-    summary: 'run the conformance suite against a plugin (--plugin <name> or -- <command>)',
-    // Loaded on use: the suite is large, and every other command starts faster without it.
-    run: async (argv) => (await import('./conformance.js')).runConformanceCommand(argv),
-  },
-];
-
-function findCommand(name: string): Command {
-  const command = COMMANDS.find((c) => c.name === name);
-  if (!command) throw new UsageError(`unknown command "${name}"; commands: ${[...COMMANDS, ...RAW_COMMANDS].map((c) => c.name).join(', ')}, help`);
-  return command;
-}
-
-/** Global flags given after the command join those given before it; a single-valued one may not be given twice. */
-function mergeGlobals(command: Command, before: Record<string, RawValue>, after: Record<string, RawValue>): Record<string, RawValue> {
-  const merged = { ...before };
-  for (const name of Object.keys(globalsFor(command))) {
-    const value = after[name];
-    if (value === undefined) continue;
-    delete after[name];
-    const prev = merged[name];
-    if (prev === undefined) merged[name] = value;
-    else if (Array.isArray(prev) && Array.isArray(value)) merged[name] = [...prev, ...value];
-    else if (typeof value === 'boolean') merged[name] = value;
-    else throw new UsageError(`--${name} given more than once`);
-  }
-  return merged;
-}
-
-async function dispatch(argv: readonly string[], where: { command?: string }): Promise<number> {
-  const split = splitCommand(argv, GLOBAL_FLAGS);
-  const before = parseFlags(split.before, GLOBAL_FLAGS);
-  if (split.command === undefined || split.command === 'help') {
-    const topic = split.command === 'help' ? parseFlags(split.after, GLOBAL_FLAGS).positionals : [];
-    if (topic.length > 1) throw new UsageError(`help takes one command name, got ${topic.length}`);
-    if (topic[0] !== undefined) {
-      const raw = RAW_COMMANDS.find((c) => c.name === topic[0]);
-      if (raw) return raw.run(['--help']);
-      process.stdout.write(`${commandHelp(findCommand(topic[0]))}\n`);
-      return EXIT_OK;
-    }
-    if (split.command === undefined && before.flags.version) {
-      process.stdout.write(`${HOST_VERSION}\n`);
-      return EXIT_OK;
-    }
-    // Like git and docker: the bare command is a request for help, not a mistake.
-    process.stdout.write(`${generalHelp(COMMANDS, RAW_COMMANDS)}\n`);
-    return EXIT_OK;
-  }
-  const raw = RAW_COMMANDS.find((c) => c.name === split.command);
-  // Global options given before it are handed on; the command judges them with its own.
-  if (raw) return raw.run([...split.before, ...split.after]);
-  const command = findCommand(split.command);
-  where.command = command.name;
-  // Parsed as the globals they are, so that the error can be the command's own rather than "unknown option".
-  const misplaced = Object.fromEntries(Object.keys(command.misplaced ?? {}).map((name) => [name, GLOBAL_FLAGS[name as keyof typeof GLOBAL_FLAGS]]));
-  const after = parseFlags(split.after, { ...misplaced, ...globalsFor(command), ...command.flags });
-  for (const [name, message] of Object.entries(command.misplaced ?? {})) if (after.flags[name] !== undefined) throw new UsageError(message);
-  const globalRaw = mergeGlobals(command, before.flags, after.flags);
-  if (globalRaw.help) {
-    process.stdout.write(`${commandHelp(command)}\n`);
-    return EXIT_OK;
-  }
-  if (globalRaw.version) {
-    process.stdout.write(`${HOST_VERSION}\n`);
-    return EXIT_OK;
-  }
-  const globals = validate(GlobalOptions, globalRaw);
-  return command.execute(after, new CliContext(globals));
-}
-
-/** One line on stderr per error; a stack only for what is a bug in hvplug, and only when asked. */
-function report(err: unknown, command: string | undefined): number {
-  // Error messages carry plugins' text (their errors, a crashed guest's reason).
-  const say = (s: string): void => void process.stderr.write(`${safeText(s)}\n`);
-  if (err instanceof UsageError) {
-    // One line even when the message quotes input that had line breaks (a JSON parse error).
-    const message = err.message.replace(/\s*\n\s*/g, ' ');
-    say(`hvplug${command ? ` ${command}` : ''}: ${message} (see: hvplug ${command ? `${command} ` : ''}--help)`);
-    return EXIT_USAGE;
-  }
-  if (err instanceof HvplugError || err instanceof CliFailure) {
-    say(`hvplug: ${err.message}`);
-    return EXIT_FAILURE;
-  }
-  if (err instanceof z.ZodError) {
-    say(`hvplug: ${formatIssues(toIssues(err))}`);
-    return EXIT_FAILURE;
-  }
-  const e = err instanceof Error ? err : new Error(String(err));
-  say(`hvplug: internal error: ${e.message}${process.env.HVPLUG_DEBUG ? `\n${e.stack ?? ''}` : ' (set HVPLUG_DEBUG=1 for a stack trace)'}`);
-  return EXIT_FAILURE;
-}
-
-export async function main(argv: readonly string[]): Promise<number> {
-  const where: { command?: string } = {};
-  try {
-    return await dispatch(argv, where);
-  } catch (err) {
-    return report(err, where.command);
-  }
-}
+/**
+ * The hvplug executable. Its work is cli.ts's; this file only picks where that code is loaded from: the CLI's
+ * bundle (dist/cli/, which `npm run build:ts` writes with scripts/bundle-cli.mjs), a few files that node reads at
+ * once, when it is there; else the modules tsc wrote, one file at a time. Everything a start loads costs time on
+ * every command, most of all on those that only ask the daemon (bench figure 9).
+ */
+const BUNDLE = new URL('../../cli/hvplug.js', import.meta.url);
 
 function flushed(stream: NodeJS.WriteStream): Promise<void> {
   return new Promise((resolve) => (stream.writable ? stream.write('', () => resolve()) : resolve()));
@@ -177,7 +33,8 @@ if (isEntryPoint()) {
     // up; any other command just finishes, its further output dropped.
     if (process.listenerCount('SIGTERM') > 0) process.kill(process.pid, 'SIGTERM');
   });
-  const code = await main(process.argv.slice(2));
+  const cli = (await import(existsSync(fileURLToPath(BUNDLE)) ? BUNDLE.href : './cli.js')) as typeof import('./cli.js');
+  const code = await cli.main(process.argv.slice(2));
   await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
   // Exit explicitly: a plugin or timer left behind must not keep a finished command alive.
   process.exit(code);

@@ -1,0 +1,2 @@
+export declare const cliBundleDir: string;
+export declare function bundleCli(): Promise<void>;
