@@ -6,8 +6,9 @@ import { readFile } from 'node:fs/promises';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PluginHost, PluginSpec, PluginUnreachableError, type PluginSpecInput } from 'hvplug';
+import { proc } from 'hvplug/plugin-sdk';
 import { execa } from 'execa';
-import { alive, CLI, ensureCliBuilt, eventually, memoryLogger, pluginExecutable, removeTempDirs, tempDir } from '../helpers.js';
+import { alive, CLI, ensureCliBuilt, eventually, memoryLogger, pluginExecutable, processesUnder, removeTempDirs, tempDir } from '../helpers.js';
 import { makeCerts, type Certs } from '../remote-certs.js';
 
 const PLUGIN = 'example-proprietary';
@@ -29,7 +30,12 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(hosts.map((h) => h.close().catch(() => undefined)));
   for (const p of plugins) if (p.pid !== undefined && alive(p.pid)) process.kill(p.pid, 'SIGKILL');
+  await eventually(() => plugins.every((p) => p.exitCode !== null || p.signalCode !== null), 10_000, 'the plugins to exit');
+  // No guest of a plugin started here outlives the file (their command lines name the test's directories).
+  const left = processesUnder(['/hvplug-remote-']).map((pid) => `${pid}: ${(proc.cmdline(pid) ?? []).join(' ')}`);
+  for (const line of left) process.kill(Number(line.split(':')[0]), 'SIGKILL');
   await removeTempDirs();
+  expect(left, 'guests left running').toEqual([]);
 });
 
 /** Starts the bundled example plugin listening; resolves with the address it announced. */
@@ -120,6 +126,8 @@ describe('remote plugins: the protocol over a unix socket', () => {
     const hv = await host.hypervisor(PLUGIN);
     const vm = await hv.createVm({ config: {} });
     await vm.start();
+    // The guest outlives its plugin, as VMs do: this test ends it.
+    const guest = (await vm.info()).pid;
     // A call that waits, under way when the plugin goes.
     const waiting = vm.wait({ until: ['stopped'] }, { timeoutMs: 30_000 }).then(
       () => undefined,
@@ -130,6 +138,7 @@ describe('remote plugins: the protocol over a unix socket', () => {
     const err = await waiting;
     expect(err).toBeInstanceOf(PluginUnreachableError);
     expect((err as PluginUnreachableError).message).toContain(address);
+    if (guest !== undefined && alive(guest)) process.kill(guest, 'SIGKILL');
   });
 });
 
