@@ -50,6 +50,36 @@ export interface Ending {
 
 type PluginProcess = ChildProcessByStdio<Writable, Readable, Readable>;
 
+/** Reading on after a plugin's exit: until its stderr ends, is quiet this long, or this long in all. */
+const STDERR_QUIET_MS = 100;
+const STDERR_DRAIN_MAX_MS = 5_000;
+
+function drainStderr(stderr: Readable): Promise<void> {
+  return new Promise((resolve) => {
+    if (stderr.readableEnded || stderr.destroyed) {
+      resolve();
+      return;
+    }
+    const done = (): void => {
+      clearTimeout(quiet);
+      clearTimeout(cap);
+      stderr.off('data', onData);
+      stderr.off('end', done);
+      stderr.off('close', done);
+      resolve();
+    };
+    let quiet = setTimeout(done, STDERR_QUIET_MS);
+    const cap = setTimeout(done, STDERR_DRAIN_MAX_MS);
+    const onData = (): void => {
+      clearTimeout(quiet);
+      quiet = setTimeout(done, STDERR_QUIET_MS);
+    };
+    stderr.on('data', onData);
+    stderr.once('end', done);
+    stderr.once('close', done);
+  });
+}
+
 class ChildConduit implements Conduit {
   readonly fromPlugin: Readable;
   readonly toPlugin: Writable;
@@ -72,12 +102,9 @@ class ChildConduit implements Conduit {
       this.child.once('exit', (code, signal) => {
         // The plugin's helpers go with it, whether it was killed or left on its own.
         this.kill('SIGKILL');
-        // stderr may still hold the crash message: give it a moment to drain, but no more.
-        const drained = new Promise<void>((r) => {
-          if (this.stderr.readableEnded) r();
-          else this.stderr.once('end', () => r());
-        });
-        void Promise.race([drained, new Promise((r) => setTimeout(r, 100))]).then(() => {
+        // stderr may still hold the crash message, behind megabytes the reader caps as it goes: it is read to its end
+        // while bytes keep coming, but a helper that inherited it (in a session of its own) cannot hold the exit up.
+        void drainStderr(this.stderr).then(() => {
           resolve({ code, signal, error: new PluginExitedError(ctx.plugin, code, signal, ctx.stderrTail(), undefined, ctx.when()) });
         });
       });

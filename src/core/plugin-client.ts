@@ -184,7 +184,15 @@ export class PluginClient {
       }
     });
     this.exited = conduit
-      .ended({ plugin: spec.name, stderrTail: () => this.log.lastLines(), when: () => (this.info_ ? undefined : 'before answering initialize') })
+      .ended({
+        plugin: spec.name,
+        // The last line may have no newline (a crash message, a flood): it ends with the process, and is in the tail.
+        stderrTail: () => {
+          this.log.flush();
+          return this.log.lastLines();
+        },
+        when: () => (this.info_ ? undefined : 'before answering initialize'),
+      })
       .then(({ code, signal, error }) => {
         this.exitSeen = true;
         clearTimeout(this.stdioTimer);
