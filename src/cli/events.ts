@@ -9,6 +9,7 @@ import { CliFailure, EXIT_OK } from './errors.js';
 import { Output } from './output.js';
 import { safeLine } from './safe-text.js';
 import { resolveRef } from './vm-ref.js';
+import { firstSignal } from './signals.js';
 
 const Options = z.object({ json: flagSet() });
 
@@ -32,19 +33,6 @@ function detail(e: VmEvent): string {
 function humanLine(n: EventNotice): string | undefined {
   if (n.event.type === 'state') return undefined;
   return safeLine(`${n.event.time}  ${n.name ?? n.event.vmId}  ${n.event.type}${detail(n.event)}`);
-}
-
-/** Resolves with the first SIGINT or SIGTERM, its listeners then removed. */
-function firstSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const on = (s: NodeJS.Signals): void => {
-      process.off('SIGINT', on);
-      process.off('SIGTERM', on);
-      resolve(s);
-    };
-    process.on('SIGINT', on);
-    process.on('SIGTERM', on);
-  });
 }
 
 async function events(vmRefs: readonly string[], opts: z.output<typeof Options>, ctx: CliContext): Promise<number> {

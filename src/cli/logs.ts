@@ -8,6 +8,7 @@ import { CliFailure, EXIT_OK } from './errors.js';
 import { Output } from './output.js';
 import { safeLine } from './safe-text.js';
 import { attachRef } from './vm-ref.js';
+import { firstSignal } from './signals.js';
 
 /** Read back from the end a chunk at a time: --tail of any N holds one chunk, never the file. */
 const CHUNK_BYTES = 64 * 1024;
@@ -56,19 +57,6 @@ async function printRange(path: string, from: number, to: number, onLine: (line:
   const lines = new LineSplitter(onLine);
   for await (const chunk of createReadStream(path, { start: from, end: to - 1, highWaterMark: CHUNK_BYTES })) lines.push(chunk as Buffer);
   lines.end();
-}
-
-/** Resolves with the first SIGINT or SIGTERM; the listeners go with it, so a second signal ends the process as usual. */
-function firstSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const on = (s: NodeJS.Signals): void => {
-      process.off('SIGINT', on);
-      process.off('SIGTERM', on);
-      resolve(s);
-    };
-    process.on('SIGINT', on);
-    process.on('SIGTERM', on);
-  });
 }
 
 export const logsCommand = defineCommand({
