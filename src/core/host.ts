@@ -441,6 +441,8 @@ export class PluginHost extends EventEmitter<HostEvents> {
       rt.shim.adopt(vmId, config, status, state ?? undefined).ownedBy = describeOwner(lease.owner);
       return 'owned';
     }
+    const seen = rt.shim.vm(vmId);
+    if (seen) seen.ownedBy = undefined;
     let reason: string | undefined;
     try {
       const vm = await rt.shim.recoverVm({ vmId, config, state: state ?? null });
@@ -521,9 +523,11 @@ export class PluginHost extends EventEmitter<HostEvents> {
   /** A VM by id: known already, or re-attached from its record. Undefined when there is no record. */
   async attach(vmId: string): Promise<ShimVm | undefined> {
     const known = await this.vm(vmId);
-    if (known) return known;
+    // One seen as another host's is asked about again: its owner may have let go since (a daemon outlives the
+    // commands and embedders it watched).
+    if (known && known.ownedBy === undefined) return known;
     const record = (await this.store.list()).records.find((r) => r.vmId === vmId);
-    if (!record) return undefined;
+    if (!record) return known;
     const rt = await this.runtime(record.plugin, record.source);
     this.createdAt.set(vmId, record.createdAt);
     if (record.pending) this.unanswered.set(vmId, record.pending);

@@ -66,6 +66,25 @@ describe('VM ownership between hosts', () => {
     await mine.delete();
   });
 
+  it('a long-lived host that saw a VM owned elsewhere takes it over once the owner lets go (as the daemon must)', async () => {
+    const dir = await tempDir();
+    const [stateDir, runtimeDir] = [join(dir, 'state'), join(dir, 'run')];
+    const owner = makeHost(stateDir, runtimeDir);
+    const vm = await (await owner.hypervisor(PLUGIN)).createVm({ config: {} });
+    await vm.start();
+
+    const daemon = makeHost(stateDir, runtimeDir);
+    expect((await daemon.attach(vm.id))?.ownedBy).toMatch(/host process/);
+    await owner.close();
+    // The same host, asked again: the lease is free now, so the VM is its own, not still "driven by" the gone owner.
+    const again = (await daemon.attach(vm.id))!;
+    expect(again.ownedBy).toBeUndefined();
+    await again.pause();
+    expect(again.status).toBe('paused');
+    await again.stop({ graceMs: 1_000 });
+    await again.delete();
+  });
+
   it('the lease of a SIGKILLed owner is taken over', async () => {
     const dir = await tempDir();
     const [stateDir, runtimeDir] = [join(dir, 'state'), join(dir, 'run')];
