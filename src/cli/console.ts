@@ -1,6 +1,7 @@
 import { createConnection, type Socket } from 'node:net';
 import { z } from 'zod';
 import type { ShimVm } from '../core/index.js';
+import { openDaemonConsole, RemoteHost, type DaemonConsole } from '../daemon/index.js';
 import { nonEmpty } from './args.js';
 import { defineCommand } from './command.js';
 import { FileTail } from './console-tail.js';
@@ -17,23 +18,32 @@ export const DETACH_BYTE = 0x1d;
 const ENDING_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 type Console = { kind: 'log' | 'socket' | 'pty'; path: string };
+/** A socket console reached through the daemon: joined to a connection of the daemon's socket. */
+type Joined = Extract<DaemonConsole, { kind: 'socket' }> & { daemonPid: number };
 export type SessionEnd = 'detached' | 'closed' | 'input-ended' | 'signal';
 
 const say = (text: string): void => void process.stderr.write(`${safeLine(text)}\n`);
 
-/** Where the VM's console is, asked of its plugin; the host is closed before the session, which needs only the VMM. */
-async function consoleOf(ctx: CliContext, ref: string): Promise<{ vm: ShimVm; console: Console }> {
+/**
+ * Where the VM's console is, asked of its plugin; the host is closed before the session, which needs only the VMM.
+ * With a daemon, the console comes through the daemon's socket (which may be all this user can reach), and the
+ * daemon's plugin watches the VM meanwhile: a guest that powers off ends the session.
+ */
+async function consoleOf(ctx: CliContext, ref: string): Promise<{ vm: ShimVm; console: Console | Joined }> {
   const host = await ctx.vmHost();
   try {
     const { vm } = await attachRef(host, ref);
     if (vm.ownedBy !== undefined) throw new CliFailure(`VM ${vm.id} is driven by ${vm.ownedBy}: its console is that host's`);
     if (!vm.hypervisor.capabilities.methods.includes('vm/console')) throw new CliFailure(`the plugin of VM ${vm.id} offers no console (vm/console)`);
     if (vm.config.console === 'none') throw new CliFailure(`VM ${vm.id} was created without a console (console "none")`);
-    const c = await vm.console({});
-    if (c.kind !== 'log' && vm.status !== 'running' && vm.status !== 'paused') {
+    if (vm.config.console !== 'log' && vm.status !== 'running' && vm.status !== 'paused') {
       throw new CliFailure(`VM ${vm.id} is ${vm.status}: its console is there only while it runs (hvplug start ${ref})`);
     }
-    return { vm, console: c };
+    if (host instanceof RemoteHost) {
+      const c = await openDaemonConsole(host.client.daemon, vm.id);
+      return { vm, console: c.kind === 'socket' ? { ...c, daemonPid: host.client.daemon.pid } : c };
+    }
+    return { vm, console: await vm.console({}) };
   } finally {
     await host.close();
   }
@@ -87,6 +97,8 @@ export function joinConsole(socket: Socket, input: NodeJS.ReadStream, output: No
       socket.pause();
       output.once('drain', () => socket.resume());
     });
+    // One handed over by the daemon's console call was paused after its answer; a listener alone does not resume it.
+    socket.resume();
     // An error is followed by close, which ends the session.
     socket.on('error', () => undefined);
     socket.on('close', () => finish('closed'));
@@ -98,14 +110,20 @@ export function joinConsole(socket: Socket, input: NodeJS.ReadStream, output: No
   });
 }
 
-async function interactive(vm: ShimVm, ref: string, path: string): Promise<number> {
+async function interactive(vm: ShimVm, ref: string, c: Console | Joined): Promise<number> {
   let socket: Socket;
-  try {
-    socket = await connect(path);
-  } catch (err) {
-    throw new CliFailure(`cannot connect to the console of VM ${vm.id} (${path}): ${errorText(err)}`);
+  if ('socket' in c) {
+    socket = c.socket;
+    say(`hvplug: attached to the console of VM ${vm.id} through the hvplug daemon (pid ${c.daemonPid}); Ctrl-] detaches, the VM keeps running`);
+    if (c.first.length > 0) process.stdout.write(c.first);
+  } else {
+    try {
+      socket = await connect(c.path);
+    } catch (err) {
+      throw new CliFailure(`cannot connect to the console of VM ${vm.id} (${c.path}): ${errorText(err)}`);
+    }
+    say(`hvplug: attached to the console of VM ${vm.id}; Ctrl-] detaches, the VM keeps running`);
   }
-  say(`hvplug: attached to the console of VM ${vm.id}; Ctrl-] detaches, the VM keeps running`);
   const end = await joinConsole(socket, process.stdin, process.stdout);
   // Own line: the guest's output usually leaves the cursor after a prompt.
   process.stderr.write('\n');
@@ -138,14 +156,16 @@ export const consoleCommand = defineCommand({
     'Joins the terminal to the guest console when the plugin serves it on a unix socket (the qemu plugin with ' +
     '"console": "socket" in the VM config): what is typed goes to the guest, what the guest writes comes to the terminal ' +
     'as it is, and Ctrl-] detaches, leaving the VM running. QEMU serves one client at a time: a second waits until the first leaves. ' +
-    'The command also ends when the guest console closes (the VM stopped) or its input ends. A console the plugin ' +
+    'The command also ends when the guest console closes (the VM stopped) or its input ends. With the daemon running, the ' +
+    "console comes through the daemon's socket, and a guest that powers off ends the session; without it, nothing watches " +
+    'the VM while it is attached, and a powered-off guest leaves the session open until Ctrl-]. A console the plugin ' +
     'offers only as a log file is printed and followed read-only until Ctrl-C.',
   flags: {},
   positionals: [{ name: 'vm', required: true, help: 'the VM: its id, its name, or an id prefix of at least 4 characters' }],
   options: z.object({ vm: nonEmpty('a VM id, name or id prefix') }),
   async action(opts, ctx) {
     const { vm, console: c } = await consoleOf(ctx, opts.vm);
-    if (c.kind === 'socket') return interactive(vm, opts.vm, c.path);
+    if (c.kind === 'socket') return interactive(vm, opts.vm, c);
     if (c.kind === 'log') return followLog(ctx, vm, c.path);
     throw new CliFailure(`the console of VM ${vm.id} is the pty ${c.path}: attach to it with a terminal program (screen ${c.path})`);
   },

@@ -93,6 +93,16 @@ export const DAEMON_METHODS = {
    * replaces the first's filter.
    */
   subscribe: { name: 'hvplug/subscribe', params: z.object({ vmIds: z.array(Id).max(MAX_SUBSCRIBED_VMS).optional() }), result: z.object({}) },
+  /**
+   * Where a VM's console is. A socket console is joined to the connection (`joined`): after this answer the
+   * connection carries the console's bytes both ways, raw, and no more JSON-RPC, so it must be the connection's only
+   * call and the client sends nothing before the answer. A log or pty console is only named.
+   */
+  console: {
+    name: 'hvplug/console',
+    params: z.object({ vmId: Id }),
+    result: z.object({ kind: z.enum(['log', 'socket', 'pty']), path: z.string(), joined: z.boolean() }),
+  },
 } as const;
 export type DaemonMethods = typeof DAEMON_METHODS;
 

@@ -1,11 +1,11 @@
 import { chmod, rm } from 'node:fs/promises';
-import { createServer, type Server, type Socket } from 'node:net';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { createMessageConnection, ResponseError, type CancellationToken, type Message, type MessageConnection } from 'vscode-jsonrpc/node';
 import { ErrorCode, methodDef, type MethodName, type NewVmMethod, type Progress } from 'hvplug/protocol';
 import { FramedReader, FramedWriter, tapReader } from 'hvplug/transport';
-import { HOST_VERSION, VmNotFoundError, VmOwnedError, type PluginHost } from '../core/index.js';
+import { HOST_VERSION, VmmFailureError, VmNotFoundError, VmOwnedError, type PluginHost } from '../core/index.js';
 import { describeOwner, VmLeases } from '../core/ownership.js';
 import {
   API_VERSION,
@@ -104,25 +104,41 @@ export class DaemonServer {
     let calls = 0;
     let dropped = false;
     let feed: EventFeed | undefined;
+    /** A VMM console socket, joined to this connection once the answer that says so is written. */
+    let joining: Socket | undefined;
+    let raw = false;
     const drop = (reason: string, level: 'debug' | 'warn' = 'warn'): void => {
-      if (dropped) return;
+      // Raw, the connection is the console's: each side's close ends the other, not the JSON-RPC connection's.
+      if (dropped || raw) return;
       dropped = true;
       log[level]({ reason }, 'daemon client dropped');
       socket.destroy();
     };
     socket.on('error', (err) => drop(err.message, 'debug'));
     socket.on('close', () => {
+      joining?.destroy();
       this.clients.delete(socket);
       if (feed) this.events.feeds.delete(feed);
       conn.dispose();
     });
-    const reader = tapReader(new FramedReader(socket, MAX_REQUEST_BYTES), (msg: Message) => {
+    const framed = new FramedReader(socket, MAX_REQUEST_BYTES);
+    const reader = tapReader(framed, (msg: Message) => {
       if (Incoming.safeParse(msg).success) return true;
       drop('sent a message that is not a request');
       return false;
     });
     const writer = new FramedWriter(socket, MAX_ANSWER_BYTES, (frame) => {
+      if (raw) return;
       socket.write(frame);
+      if (joining) {
+        // The console call is the connection's only one, so this frame is its answer: from here on, bytes.
+        raw = true;
+        framed.release();
+        joinRaw(socket, joining);
+        // Not in the middle of vscode-jsonrpc's own write.
+        setImmediate(() => conn.dispose());
+        return;
+      }
       if (socket.writableLength > MAX_UNREAD_ANSWER_BYTES) drop(`left more than ${MAX_UNREAD_ANSWER_BYTES} bytes of answers unread`);
     });
     const conn: MessageConnection = createMessageConnection(reader, writer, {
@@ -177,7 +193,27 @@ export class DaemonServer {
       }
       return {};
     });
+    own('console', async ({ vmId }) => {
+      if (calls > 1 || feed) {
+        throw new ResponseError(ErrorCode.InvalidRequest, `${DAEMON_METHODS.console.name} joins a console to its connection: it must be the connection's only call`);
+      }
+      const where = await this.consoleOf(vmId);
+      if (where.kind !== 'socket') return { ...where, joined: false };
+      const vmm = await connectConsole(vmId, where.path);
+      if (dropped) {
+        vmm.destroy();
+        throw new Error('the client left');
+      }
+      joining = vmm;
+      return { ...where, joined: true };
+    });
     conn.listen();
+  }
+
+  private async consoleOf(vmId: string): Promise<{ kind: 'log' | 'socket' | 'pty'; path: string }> {
+    const vm = await this.opts.host.attach(vmId);
+    if (!vm) throw new VmNotFoundError(vmId, `no VM ${vmId} in the state directory ${this.opts.host.stateDir}`);
+    return vm.console({});
   }
 
   private hello(): Hello {
@@ -258,4 +294,23 @@ export class DaemonServer {
       await this.leases.release(vmId);
     }
   }
+}
+
+function connectConsole(vmId: string, path: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const vmm = createConnection(path);
+    vmm.once('error', (err) => reject(new VmmFailureError(`cannot connect to the console of VM ${vmId} (${path}): ${err.message}`, err.message)));
+    vmm.once('connect', () => resolve(vmm));
+  });
+}
+
+/**
+ * A client and a VMM console, joined both ways with backpressure (pipe): neither side's bytes wait in the daemon
+ * beyond the sockets' own buffers. Either side's end or error ends both.
+ */
+function joinRaw(client: Socket, vmm: Socket): void {
+  vmm.on('error', () => undefined);
+  vmm.on('close', () => client.destroy());
+  client.pipe(vmm);
+  vmm.pipe(client);
 }

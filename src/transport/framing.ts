@@ -77,25 +77,41 @@ export class FrameDecoder {
     const out: Buffer[] = [];
     let rest = chunk;
     for (;;) {
-      if (this.bodyLength < 0) {
-        if (rest.length === 0) return out;
-        const taken = this.readHeader(rest);
-        if (taken < 0) return out;
-        rest = rest.subarray(taken);
-      }
-      const need = this.bodyLength - this.buffered;
-      if (rest.length < need) {
-        if (rest.length > 0) this.pieces.push(rest);
-        this.buffered += rest.length;
-        return out;
-      }
-      const last = rest.subarray(0, need);
-      out.push(this.pieces.length === 0 ? last : Buffer.concat([...this.pieces, last], this.bodyLength));
-      rest = rest.subarray(need);
-      this.pieces = [];
-      this.buffered = 0;
-      this.bodyLength = -1;
+      const step = this.step(rest);
+      if (!step) return out;
+      out.push(step.body);
+      rest = step.rest;
     }
+  }
+
+  /**
+   * Appends a chunk and returns the first body it completes with the bytes after it, untouched: for a stream that
+   * stops being framed after one message (the daemon's console). Undefined while no body is complete.
+   */
+  pushOne(chunk: Buffer): { body: Buffer; rest: Buffer } | undefined {
+    return this.step(chunk);
+  }
+
+  private step(chunk: Buffer): { body: Buffer; rest: Buffer } | undefined {
+    let rest = chunk;
+    if (this.bodyLength < 0) {
+      if (rest.length === 0) return undefined;
+      const taken = this.readHeader(rest);
+      if (taken < 0) return undefined;
+      rest = rest.subarray(taken);
+    }
+    const need = this.bodyLength - this.buffered;
+    if (rest.length < need) {
+      if (rest.length > 0) this.pieces.push(rest);
+      this.buffered += rest.length;
+      return undefined;
+    }
+    const last = rest.subarray(0, need);
+    const body = this.pieces.length === 0 ? last : Buffer.concat([...this.pieces, last], this.bodyLength);
+    this.pieces = [];
+    this.buffered = 0;
+    this.bodyLength = -1;
+    return { body, rest: rest.subarray(need) };
   }
 
   /**

@@ -9,6 +9,7 @@ import { DEFAULT_MAX_MESSAGE_BYTES, FrameDecoder, FramingError, frameText, previ
 export class FramedReader extends AbstractMessageReader {
   private readonly decoder: FrameDecoder;
   private stopped = false;
+  private listening: Disposable | undefined;
 
   constructor(
     private readonly readable: Readable,
@@ -46,13 +47,20 @@ export class FramedReader extends AbstractMessageReader {
     this.readable.on('data', onData);
     this.readable.on('end', onEnd);
     this.readable.on('error', onError);
-    return {
+    this.listening = {
       dispose: () => {
         this.readable.off('data', onData);
         this.readable.off('end', onEnd);
         this.readable.off('error', onError);
       },
     };
+    return this.listening;
+  }
+
+  /** Stops reading for good and leaves the stream to its owner: the daemon's console, raw after one answer. */
+  release(): void {
+    this.stopped = true;
+    this.listening?.dispose();
   }
 
   /** After a framing error the rest of the stream cannot be trusted: drop it rather than mis-parse. */

@@ -113,6 +113,35 @@ describe.skipIf(SOCKET_SKIP !== undefined)(`hvplug console in a pseudo-terminal 
       const rows = JSON.parse(await ok(['ps', '--json'])) as { id: string; status: string; pid?: number }[];
       expect(rows.find((r) => r.id === id)).toMatchObject({ status: 'running', pid: info.pid });
       expect(alive(info.pid)).toBe(true);
+
+      // With the daemon, the console comes through its socket, and its plugin watches the VM: a guest that powers
+      // off ends the session.
+      const daemon = execa('node', [CLI, ...globals(), 'daemon'], { reject: false, env: { HVPLUG_CONFIG: '' } });
+      let said = '';
+      daemon.stdout?.on('data', (b: Buffer) => (said += b.toString()));
+      try {
+        await eventually(() => said.includes('ready') || daemon.exitCode !== null, 60_000, 'the daemon to be ready');
+        tmux('new-session', '-d', '-s', 'daemon-console', '-x', '160', '-y', '50', `${command}; echo "CONSOLE-EXIT:$?"; sleep 600`);
+        const pane2 = (): string => tmux('capture-pane', '-p', '-t', 'daemon-console', '-S', '-500');
+        const waitPane2 = async (pattern: RegExp, timeoutMs: number, what: string): Promise<void> => {
+          await eventually(() => pattern.test(pane2()), timeoutMs, what).catch((e: Error) => {
+            throw new Error(`${e.message}; pane:\n${pane2()}`);
+          });
+        };
+        await waitPane2(new RegExp(`attached to the console of VM .* through the hvplug daemon \\(pid ${daemon.pid}\\)`), 30_000, 'the attach line');
+        tmux('send-keys', '-t', 'daemon-console', '-l', 'echo $((7*7))');
+        tmux('send-keys', '-t', 'daemon-console', 'Enter');
+        await waitPane2(/^49\s*$/m, 60_000, "the guest shell's answer through the daemon");
+        tmux('send-keys', '-t', 'daemon-console', '-l', 'poweroff -f');
+        tmux('send-keys', '-t', 'daemon-console', 'Enter');
+        await waitPane2(/the console of VM .* closed: its VMM ended it[\s\S]*CONSOLE-EXIT:0/, 90_000, 'the session to end with the guest');
+        await eventually(() => !alive(info.pid), 30_000, 'QEMU to exit');
+        const after = JSON.parse(await ok(['ps', '--json'])) as { id: string; status: string }[];
+        expect(after.find((r) => r.id === id)?.status).toMatch(/^(stopped|exited)$/);
+      } finally {
+        daemon.kill('SIGTERM');
+        await daemon;
+      }
     } finally {
       try {
         tmux('kill-server');

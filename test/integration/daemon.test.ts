@@ -279,4 +279,25 @@ describe('hvplug daemon', () => {
     await ok(d, ['stop', 'keep']);
     await eventually(() => !alive(guest), 10_000, 'the guest to end');
   }, 120_000);
+  it('answers hvplug/console on a connection of its own, naming a log console; with another call on the connection it refuses', async () => {
+    const d = await dirs();
+    const daemon = await startDaemon(d);
+    const id = (await ok(d, ['run', '--detach', '--plugin', PLUGIN, '--name', 'logged'])).trim();
+    await ps(d);
+    const alone = await rawExchange(daemon.socket, frame({ jsonrpc: '2.0', id: 1, method: 'hvplug/console', params: { vmId: id } }), 5_000);
+    expect(alone.answers).toEqual([{ jsonrpc: '2.0', id: 1, result: { kind: 'log', path: expect.stringContaining(id), joined: false } }]);
+    // Subscribed first, the connection carries events: it cannot become a console's.
+    const shared = await rawExchange(
+      daemon.socket,
+      Buffer.concat([
+        frame({ jsonrpc: '2.0', id: 1, method: 'hvplug/subscribe', params: {} }),
+        frame({ jsonrpc: '2.0', id: 2, method: 'hvplug/console', params: { vmId: id } }),
+      ]),
+      5_000,
+    );
+    expect(shared.answers).toContainEqual(
+      expect.objectContaining({ id: 2, error: expect.objectContaining({ message: expect.stringContaining("it must be the connection's only call") }) }),
+    );
+    await ok(d, ['rm', '-f', id]);
+  }, 90_000);
 });

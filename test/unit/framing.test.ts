@@ -88,3 +88,21 @@ describe('FrameDecoder', () => {
     expect(decodeAll(d, [Buffer.from('Content-Length: 2\r\nX-Trace: abc\r\n\r\n{}')])).toEqual(['{}']);
   });
 });
+
+describe('FrameDecoder.pushOne', () => {
+  it('returns the first body and the bytes after it untouched, across chunks, even when they are not a frame', () => {
+    const d = new FrameDecoder();
+    const frame = encodeFrame('{"id":1}');
+    const raw = Buffer.from('\x1b[1m$ not a header\r\n');
+    const all = Buffer.concat([frame, raw]);
+    expect(d.pushOne(all.subarray(0, 5))).toBeUndefined();
+    expect(d.pushOne(all.subarray(5, frame.length - 2))).toBeUndefined();
+    const got = d.pushOne(all.subarray(frame.length - 2));
+    expect(got?.body.toString()).toBe('{"id":1}');
+    expect(got?.rest.equals(raw)).toBe(true);
+  });
+
+  it('still refuses a stream that does not start with a frame', () => {
+    expect(() => new FrameDecoder().pushOne(Buffer.from('hello\r\n\r\n'))).toThrow(FramingError);
+  });
+});
