@@ -49,6 +49,10 @@ describe("import 'hvplug'", () => {
     }
   });
 
+  it("hvplug/plugin-sdk does not load pino: a plugin logs through the SDK's own stderr logger unless it passes one", async () => {
+    expect(await packagesLoadedBy('hvplug/plugin-sdk')).not.toContain('pino');
+  });
+
   it('shares one copy of what two entry points both export: the bundles are built together, their common code one chunk', async () => {
     const r = await execa(
       process.execPath,
