@@ -64,7 +64,7 @@ async function newestSource(dir: string): Promise<number> {
 
 /** `npm test` builds first; a bare `vitest run` after editing src/ gets a fresh build here rather than a stale CLI. */
 export async function ensureCliBuilt(): Promise<void> {
-  const dirs = ['src/cli', 'src/core', 'src/shim', 'src/protocol', 'src/conformance', 'src/daemon'];
+  const dirs = ['src/cli', 'src/core', 'src/shim', 'src/protocol', 'src/conformance', 'src/daemon', 'src/plugin-sdk', 'src/transport'];
   const sources = Math.max(...(await Promise.all(dirs.map(newestSource))));
   if (existsSync(CLI) && statSync(CLI).mtimeMs >= sources) return;
   await execa('npm', ['run', '--silent', 'build:ts'], { cwd: root });

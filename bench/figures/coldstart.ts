@@ -155,7 +155,7 @@ export const coldstart: Figure = {
     const method =
       `spawn(the plugin's executable: the launcher of its startup snapshot) to the initialize answer read on stdout (request ` +
       `written at spawn), and to the answer of the first VM call (vm/create, sent after initialize was answered), vs spawn(node, ['-e', '']) to exit; same env as PluginHost gives; ${reps} reps alternating after ` +
-      `${warmup} warm-up runs. Info rows: the floor (node from a snapshot holding only vscode-jsonrpc, zod and pino, to the ` +
+      `${warmup} warm-up runs. Info rows: the floor (node from a snapshot holding only vscode-jsonrpc and zod, to the ` +
       `byte it writes when it starts), the same plugin from its bundle (spawn(node, [bundle.mjs])), the no-op SDK plugin ` +
       `(snapshot), and PluginClient.start (spawn, launcher, handshake + initialized)`;
     if (!plugin) return notMeasured('the example plugin (plugins/example-proprietary/dist) is not built: run npm run build', method);
@@ -193,7 +193,7 @@ export const coldstart: Figure = {
           limit: 1.4,
           text: "≤ 1.4× node -e ''",
         }),
-        compare('floor: the three libraries from a snapshot vs node', floorM, nodeM),
+        compare('floor: the SDK libraries from a snapshot vs node', floorM, nodeM),
         compare('example plugin vs that floor', exampleM, floorM),
         compare('example plugin from its bundle vs node', measure('bundle', 'ms', runs.bundle), nodeM),
         compare('no-op SDK plugin vs node', measure('no-op plugin', 'ms', runs.noop), nodeM),

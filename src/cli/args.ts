@@ -1,6 +1,6 @@
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { UsageError } from './errors.js';
 
 export { parseFlags, splitCommand, type FlagSpec, type FlagTable, type RawArgs, type RawValue } from './flags.js';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { InitializeParams } from 'hvplug/protocol';
 import type { FlagSpec, FlagTable } from './args.js';
 import { defineCommand, type Command, type RawCommand } from './command.js';

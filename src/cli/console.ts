@@ -1,5 +1,5 @@
 import { createConnection, type Socket } from 'node:net';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { ShimVm } from '../core/index.js';
 import { openDaemonConsole, RemoteHost, type DaemonConsole } from '../daemon/index.js';
 import { nonEmpty } from './args.js';

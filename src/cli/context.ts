@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import type { Logger } from 'pino';
-import { z } from 'zod';
+import * as z from 'zod';
 import { InitializeParams } from 'hvplug/protocol';
 import { defaultConfigFile, defaultStateDir, PluginHost } from '../core/index.js';
 import { openDaemonHost, type VmHost } from '../daemon/index.js';

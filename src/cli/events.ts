@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import type { VmEvent } from 'hvplug/protocol';
 import { defaultStateDir } from '../core/index.js';
 import { DROPPED_NOTICE, DroppedNotice, EVENT_NOTICE, EventNotice, openDaemonHost } from '../daemon/index.js';

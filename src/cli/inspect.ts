@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import type { InitializeResult } from 'hvplug/protocol';
 import { PluginSpec } from '../core/index.js';
 import { flagSet } from './args.js';

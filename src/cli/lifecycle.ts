@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { VmConfig } from 'hvplug/protocol';
 import { VmOwnedError, type VmRecord } from '../core/index.js';
 import { RemoteHost, type VmHost } from '../daemon/index.js';

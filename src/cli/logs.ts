@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { z } from 'zod';
+import * as z from 'zod';
 import { flagSet, intValue, nonEmpty } from './args.js';
 import { defineCommand } from './command.js';
 import { FileTail, LineSplitter } from './console-tail.js';

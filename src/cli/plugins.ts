@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { flagSet } from './args.js';
 import { defineCommand } from './command.js';
 import { EXIT_OK } from './errors.js';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { HvplugError } from '../core/index.js';
 import { flagSet, secondsValue } from './args.js';
 import { defineCommand } from './command.js';

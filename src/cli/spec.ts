@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { openRpcDocument } from 'hvplug/protocol';
 import { flagSet } from './args.js';
 import { defineCommand } from './command.js';

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { z } from 'zod';
+import * as z from 'zod';
 import { Device, formatIssues, toIssues } from 'hvplug/protocol';
 import { existingFile, flagSet, intValue, nonEmpty } from './args.js';
 import { defineCommand } from './command.js';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { PluginSpec } from '../core/index.js';
 import { existingFile, intValue, nonEmpty, type FlagTable } from './args.js';
 import { NAME_PATTERN } from './vm-ref.js';

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { formatIssues, Id, toIssues, VmConfig } from 'hvplug/protocol';
 import { flagSet, nonEmpty } from './args.js';
 import { defineCommand } from './command.js';

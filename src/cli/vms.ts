@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { VM_STATUSES, type VmStatus } from 'hvplug/protocol';
 import { flagSet, nonEmpty } from './args.js';
 import { defineCommand, type Command } from './command.js';

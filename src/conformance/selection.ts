@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { z } from 'zod';
+import * as z from 'zod';
 
 /**
  * Whether a check id is named by a selector: the id itself, a dotted prefix of it (`method.vm/pause`

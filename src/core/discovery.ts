@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { z } from 'zod';
+import * as z from 'zod';
 import { formatIssues, toIssues } from 'hvplug/protocol';
 import { HvplugError, InvalidConfigError } from '../errors/index.js';
 import { isExecutable, locateCommand, type CommandProblem } from './executable.js';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import type { Message, MessageWriter } from 'vscode-jsonrpc/node';
 import { CancelledError, fromWireError, type HvplugError, ProtocolError, TimeoutError } from '../errors/index.js';
 

@@ -4,7 +4,7 @@ import { lstat, mkdir, open, realpath, rename, rm } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { z } from 'zod';
+import * as z from 'zod';
 import { formatIssues, toIssues } from 'hvplug/protocol';
 import { IntegrityError, PluginSpawnError } from '../errors/index.js';
 import { isExecutable, locateCommand } from './executable.js';

@@ -4,7 +4,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { link, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { AlreadyExistsError } from '../errors/index.js';
 import { ensurePrivateDir } from './paths.js';
 

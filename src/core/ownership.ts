@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { link, open, readFile, rename, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ensurePrivateDir } from './paths.js';
 import { startTimeOf } from './proc.js';
 

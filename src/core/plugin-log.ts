@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { z } from 'zod';
+import * as z from 'zod';
 
 /** The most of one stderr line that is kept; the rest of the line is counted and dropped, never buffered. */
 export const MAX_LOG_LINE_BYTES = 64 * 1024;

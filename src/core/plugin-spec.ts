@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { methods, VmConfig } from 'hvplug/protocol';
 import { AddressError, parseAddress } from '../transport/address.js';
 

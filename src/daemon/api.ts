@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { Id, InitializeResult, isMethodName, METHOD_NAMES, methodDef, PluginState, VmConfig, VmEvent, VmStatus, type MethodName, type NotificationName } from 'hvplug/protocol';
 import { VmRecord } from '../core/state-store.js';
 

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { ResponseError } from 'vscode-jsonrpc/node';
 import { ErrorCode, errorCodeName, formatIssues, toIssues } from 'hvplug/protocol';
 import { HvplugError } from '../errors/index.js';

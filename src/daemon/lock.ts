@@ -1,5 +1,5 @@
 import { link, open, readFile, rename, rm } from 'node:fs/promises';
-import { z } from 'zod';
+import * as z from 'zod';
 import { Owner, ownerAlive, VmLeases } from '../core/ownership.js';
 import { ensurePrivateDir } from '../core/paths.js';
 import { lockPath } from './api.js';

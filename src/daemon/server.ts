@@ -1,7 +1,7 @@
 import { chmod, rm } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { z } from 'zod';
+import * as z from 'zod';
 import { createMessageConnection, ResponseError, type CancellationToken, type Message, type MessageConnection } from 'vscode-jsonrpc/node';
 import { ErrorCode, methodDef, type MethodName, type NewVmMethod, type Progress } from 'hvplug/protocol';
 import { FramedReader, FramedWriter, tapReader } from 'hvplug/transport';

@@ -9,4 +9,4 @@ export { ServedVm, type StatusEventType, type VmEventBody } from './served-vm.js
 export { VmRegistry } from './vm-registry.js';
 export { settings, type Settings } from './settings.js';
 export * as proc from '../proc/index.js';
-export type { Logger } from 'pino';
+export { stderrLogger, type Logger, type LogFn } from './log.js';

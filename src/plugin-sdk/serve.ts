@@ -1,6 +1,5 @@
 import { format } from 'node:util';
 import { startupSnapshot } from 'node:v8';
-import pino, { type Logger } from 'pino';
 import {
   createMessageConnection,
   ResponseError,
@@ -41,6 +40,7 @@ import { AnswerBatcher } from './answer-batch.js';
 import { listenForHosts, listenOptionsFromArgv, ListenUsageError, type ListenOptions, type Listening } from './listen.js';
 import { refuseMalformed } from './inbound.js';
 import { PluginError } from './errors.js';
+import { stderrLogger, type Logger } from './log.js';
 
 /** An event as a handler emits it; the SDK stamps seq (per VM) and time. */
 export type EventInput = VmEvent extends infer E ? (E extends VmEvent ? Omit<E, 'seq' | 'time'> : never) : never;
@@ -98,6 +98,12 @@ export interface PluginDefinition {
   onInitialize?(session: Session): Promise<void> | void;
   /** Release control connections; VMs keep running. Runs on shutdown and on stdin EOF. */
   onShutdown?(): Promise<void> | void;
+  /**
+   * The plugin's logger, writing to stderr (the host reads pino's JSON lines there, src/core/plugin-log.ts), its
+   * level set from the host's initialize. A pino logger fits (`pino({ ... }, pino.destination(2))`); by default
+   * the SDK's own writes the same lines without loading pino.
+   */
+  logger?: Logger;
 }
 
 export interface ServeOptions {
@@ -237,7 +243,7 @@ function listenFromCommandLine(): ListenOptions | undefined {
  * whoever started the plugin (a port of 0 is then known).
  */
 function listenServed(def: PluginDefinition, prepared: Prepared, listen: ListenOptions): ServedPlugin {
-  const log = pino({ name: def.info.name, level: 'info', base: { plugin: def.info.name } }, pino.destination({ fd: 2, sync: true }));
+  const log = def.logger ?? stderrLogger(def.info.name);
   let resolveClosed: () => void = () => undefined;
   const closed = new Promise<void>((r) => (resolveClosed = r));
   const dirs = { stateDir: listen.stateDir, runtimeDir: listen.runtimeDir };
@@ -283,7 +289,7 @@ function serve(def: PluginDefinition, { advertised, capabilities }: Prepared, op
   const input = opts.input ?? process.stdin;
   const output = opts.output ?? process.stdout;
   const answers = new AnswerBatcher(opts.output ? (frames) => output.write(frames) : guardStdout());
-  const log = pino({ name: def.info.name, level: 'info', base: { plugin: def.info.name } }, pino.destination({ fd: 2, sync: true }));
+  const log = def.logger ?? stderrLogger(def.info.name);
 
   const connection = createMessageConnection(
     // Dropped before they are counted: the batcher counts what vscode-jsonrpc will dispatch.

@@ -40,8 +40,25 @@ beforeAll(ensureCliBuilt, 120_000);
 describe("import 'hvplug'", () => {
   it('loads neither execa, pino, smol-toml nor vscode-jsonrpc: they load when a plugin is spawned, a logger made, a config file read', async () => {
     const loaded = await packagesLoadedBy('hvplug');
-    // The probe itself works: zod is what the root cannot do without (its schemas are exported values).
-    expect(loaded).toContain('zod');
     for (const lazy of ['execa', 'pino', 'smol-toml', 'vscode-jsonrpc']) expect(loaded, lazy).not.toContain(lazy);
+  });
+
+  it("loads zod from the package's bundle (scripts/bundle-package.mjs), not its ~95 modules from node_modules", async () => {
+    for (const specifier of ['hvplug', 'hvplug/protocol', 'hvplug/plugin-sdk', 'hvplug/conformance']) {
+      expect(await packagesLoadedBy(specifier), specifier).not.toContain('zod');
+    }
+  });
+
+  it("hvplug/plugin-sdk does not load pino: a plugin logs through the SDK's own stderr logger unless it passes one", async () => {
+    expect(await packagesLoadedBy('hvplug/plugin-sdk')).not.toContain('pino');
+  });
+
+  it('shares one copy of what two entry points both export: the bundles are built together, their common code one chunk', async () => {
+    const r = await execa(
+      process.execPath,
+      ['--input-type=module', '-e', "const [a, b] = await Promise.all([import('hvplug'), import('hvplug/protocol')]); process.stdout.write(String(a.ErrorCode === b.ErrorCode))"],
+      { cwd: process.cwd() },
+    );
+    expect(r.stdout).toBe('true');
   });
 });

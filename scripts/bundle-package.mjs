@@ -1,0 +1,68 @@
+// Bundles the package's entry points (package.json "exports") into dist/pkg/, which is what `import 'hvplug'`
+// and its subpaths load; tsc's dist/src/ keeps the declaration files (the exports' types) and the CLI's fallback.
+//
+// Why: on Node 20 every module a process loads stays resident for as long as it lives, and zod's ESM build is
+// ~95 modules (64 of them locales). Loaded from node_modules it added ~14 MiB to an embedder's process; bundled,
+// esbuild keeps only the zod hvplug uses (one locale) in one module. The entry points are built together with
+// code splitting, so what two of them share (the protocol's schemas and error classes, zod) is one shared chunk:
+// `import 'hvplug'` and `import 'hvplug/protocol'` in one process see the same classes and the same zod. zod
+// stays a dependency: the declaration files import its types, and a consumer's own zod 4 interoperates
+// (its schemas are checked by their traits, not by class identity, and its registry lives on globalThis).
+// The other dependencies stay external: they are loaded when first used (pino, vscode-jsonrpc, smol-toml).
+import { readFile, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+import { root } from './bundle.mjs';
+
+export const packageBundleDir = join(root, 'dist/pkg');
+
+/** The bundled entry points: the name of the file in dist/pkg/ and its source. */
+export const PACKAGE_ENTRIES = {
+  core: 'src/core/index.ts',
+  protocol: 'src/protocol/index.ts',
+  transport: 'src/transport/index.ts',
+  'plugin-sdk': 'src/plugin-sdk/index.ts',
+  conformance: 'src/conformance/index.ts',
+};
+
+/** The only dependency bundled; the others are loaded by name from node_modules. */
+const BUNDLED = new Set(['zod']);
+
+export async function bundlePackage() {
+  const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'));
+  const external = Object.keys(pkg.dependencies ?? {})
+    .filter((d) => !BUNDLED.has(d))
+    .flatMap((d) => [d, `${d}/*`]);
+  // Written beside and swapped in whole: a process started meanwhile loads the old bundle or the new one, never a mix.
+  const work = `${packageBundleDir}.${process.pid}.tmp`;
+  await rm(work, { recursive: true, force: true });
+  await build({
+    entryPoints: Object.fromEntries(Object.entries(PACKAGE_ENTRIES).map(([name, src]) => [name, join(root, src)])),
+    outdir: work,
+    chunkNames: 'chunks/[name]-[hash]',
+    bundle: true,
+    splitting: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    // Not minified: an embedder's stack traces name hvplug's functions. The source maps lead to src/.
+    sourcemap: 'linked',
+    legalComments: 'none',
+    logLevel: 'error',
+    external,
+    // The package's own entry points, as its sources import them.
+    alias: {
+      hvplug: join(root, 'src/core/index.ts'),
+      'hvplug/protocol': join(root, 'src/protocol/index.ts'),
+      'hvplug/transport': join(root, 'src/transport/index.ts'),
+      'hvplug/plugin-sdk': join(root, 'src/plugin-sdk/index.ts'),
+    },
+  });
+  const old = `${packageBundleDir}.${process.pid}.old`;
+  await rename(packageBundleDir, old).catch(() => undefined);
+  await rename(work, packageBundleDir);
+  await rm(old, { recursive: true, force: true });
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) await bundlePackage();
