@@ -142,6 +142,61 @@ describe('remote plugins: the protocol over a unix socket', () => {
   });
 });
 
+describe('remote plugins: outages', () => {
+  it('a plugin out of reach is waited for, never failed; its VMs are lost after unreachableLostAfterMs, and the reconnect reconciles them with what the plugin serves', async () => {
+    const dir = await tempDir('hvplug-remote-');
+    const args = ['--listen', `unix:${join(dir, 'plugin.sock')}`, '--runtime-dir', join(dir, 'plugin-run')];
+    const first = await listening(args);
+    // No restart at all would be allowed a spawned plugin: the crash-loop limit is not for connections.
+    const host = await hostFor({ connect: first.address }, { maxRestarts: 0, backoffMs: 50, maxBackoffMs: 200, unreachableLostAfterMs: 1_000 });
+    const events: string[] = [];
+    host.on('plugin-unreachable', () => events.push('unreachable'));
+    host.on('plugin-reconnected', () => events.push('reconnected'));
+    host.on('plugin-failed', () => events.push('failed'));
+    host.on('vm-lost', (e) => events.push(`lost ${e.vmId}`));
+    host.on('vm-recovered', (e) => events.push(`recovered ${e.vmId}`));
+    const hv = await host.hypervisor(PLUGIN);
+    const kept = await hv.createVm({ vmId: 'kept', config: {} });
+    await kept.start();
+    const gone = await hv.createVm({ vmId: 'gone', config: {} });
+    await gone.start();
+    const gonePid = (await gone.info()).pid as number;
+
+    first.child.kill('SIGKILL');
+    await eventually(() => events.includes('unreachable'), 5_000, 'plugin-unreachable');
+    // Calls fail at once, typed; the VMs are not lost yet.
+    const err = await kept.info({ timeoutMs: 10_000 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PluginUnreachableError);
+    expect((err as PluginUnreachableError).address).toBe(first.address);
+    expect(await host.plugins()).toEqual([
+      expect.objectContaining({ plugin: PLUGIN, state: 'unreachable', address: first.address, unreachable: expect.objectContaining({ reason: expect.any(String) }) }),
+    ]);
+    expect(events.filter((e) => e.startsWith('lost'))).toEqual([]);
+    await eventually(() => events.filter((e) => e.startsWith('lost')).length === 2, 10_000, 'both VMs reported lost');
+    expect((await host.records()).records.map((r) => r.status)).toEqual(['lost', 'lost']);
+    // Attempts every 200 ms for a second more: still waiting, not failed.
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(events).not.toContain('failed');
+    expect((await host.plugins())[0]?.unreachable?.attempts).toBeGreaterThan(3);
+
+    // One guest ends while nobody watches; the plugin comes back (a new process on the same socket).
+    process.kill(gonePid, 'SIGKILL');
+    await eventually(() => !alive(gonePid), 5_000, 'the guest to die');
+    await listening(args);
+    await eventually(() => events.includes('reconnected'), 10_000, 'plugin-reconnected');
+    expect(events.slice(events.indexOf('reconnected') - 2).sort()).toEqual(['lost gone', 'reconnected', 'recovered kept']);
+    expect(kept.status).toBe('running');
+    expect(gone.status).toBe('lost');
+    expect((await kept.info()).status).toBe('running');
+    const statuses = Object.fromEntries((await host.records()).records.map((r) => [r.vmId, r.status]));
+    expect(statuses).toEqual({ kept: 'running', gone: 'lost' });
+    expect(await host.plugins()).toEqual([expect.objectContaining({ state: 'running', reconnects: 1, vms: 2, lost: 1 })]);
+    await kept.stop({ force: true });
+    await kept.delete();
+    await gone.delete();
+  }, 60_000);
+});
+
 describe('remote plugins: mutual TLS on 127.0.0.1', () => {
   const tlsSpec = (address: string, who: { cert: string; key: string }, ca = certs.ca): Omit<PluginSpecInput, 'name'> => ({
     connect: address,
