@@ -108,6 +108,8 @@ class RemoteHost {
 const hostProcs: ChildProcess[] = [];
 let plugin: ChildProcess | undefined;
 let pluginErr = '';
+/** The plugin's notes on its hosts (connected, gone, taken as gone), in order; the first 1000. */
+const hostNotes: string[] = [];
 let certs: Certs;
 let dir: string;
 let nsMade = false;
@@ -166,6 +168,10 @@ describe.skipIf(skip !== undefined)(`remote plugins across network namespaces${s
     );
     plugin = child;
     child.stderr.on('data', (c: Buffer) => (pluginErr = (pluginErr + c.toString()).slice(-20_000)));
+    createInterface({ input: child.stderr }).on('line', (line) => {
+      const m = /(host connected|host gone|taken as gone)/.exec(line);
+      if (m && hostNotes.length < 1_000) hostNotes.push(m[1] as string);
+    });
     await new Promise<void>((resolve, reject) => {
       createInterface({ input: child.stdout }).on('line', (line) => {
         if (line.startsWith('listening ')) resolve();
@@ -268,6 +274,7 @@ describe.skipIf(skip !== undefined)(`remote plugins across network namespaces${s
     const waiting = host.send('wait', { vmId: vmIds[0] }, 60_000);
     await new Promise((r) => setTimeout(r, 200));
 
+    const notesBefore = hostNotes.length;
     const cutAt = Date.now();
     await ip('-n', nsPlugin, 'link', 'set', vethPlugin, 'down');
     const inFlight = await waiting;
@@ -308,6 +315,8 @@ describe.skipIf(skip !== undefined)(`remote plugins across network namespaces${s
     expect(host.eventsNamed('plugin-failed')).toEqual([]);
     const reconnected = host.eventsNamed('plugin-reconnected')[0]!;
     expect(reconnected.downMs).toBeGreaterThanOrEqual(restoredAt - cutAt - 2_000);
+    // The plugin let its host back in: it heard the dead connection end, or took it as gone after its silence.
+    expect(hostNotes.slice(notesBefore)).toEqual([expect.stringMatching(/taken as gone|host gone/), 'host connected']);
     for (const vmId of vmIds) await host.ok('delete', { vmId });
     expect((await host.ok('status')).vms).toEqual({});
     host.child.stdin!.end();

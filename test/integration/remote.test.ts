@@ -173,7 +173,8 @@ describe('remote plugins: outages', () => {
     ]);
     expect(events.filter((e) => e.startsWith('lost'))).toEqual([]);
     await eventually(() => events.filter((e) => e.startsWith('lost')).length === 2, 10_000, 'both VMs reported lost');
-    expect((await host.records()).records.map((r) => r.status)).toEqual(['lost', 'lost']);
+    // Written just after the event.
+    await eventually(async () => (await host.records()).records.every((r) => r.status === 'lost'), 5_000, 'lost in the records');
     // Attempts every 200 ms for a second more: still waiting, not failed.
     await new Promise((r) => setTimeout(r, 1_000));
     expect(events).not.toContain('failed');
@@ -195,6 +196,30 @@ describe('remote plugins: outages', () => {
     await kept.delete();
     await gone.delete();
   }, 60_000);
+});
+
+describe('remote plugins: a host connection gone silent', () => {
+  it('is taken as gone after --host-silence-ms when another host connects, which is served; a pinging host is never', async () => {
+    const dir = await tempDir('hvplug-remote-');
+    const { address } = await listening(['--listen', `unix:${join(dir, 'plugin.sock')}`, '--runtime-dir', join(dir, 'plugin-run'), '--host-silence-ms', '1000']);
+    // Pings every 200 ms: never silent.
+    const pinging = await hostFor({ connect: address }, { healthIntervalMs: 200 });
+    await pinging.hypervisor(PLUGIN);
+    await new Promise((r) => setTimeout(r, 2_500));
+    await expect((await hostFor({ connect: address })).hypervisor(PLUGIN)).rejects.toThrow(/already serves a host/);
+    await pinging.close();
+
+    // No pings: silent once its calls are done, as a host behind a cut network would be.
+    const silent = await hostFor({ connect: address }, { backoffMs: 50, maxBackoffMs: 200 });
+    await silent.hypervisor(PLUGIN);
+    const unreachable = new Promise<{ reason: string }>((r) => silent.once('plugin-unreachable', r));
+    await new Promise((r) => setTimeout(r, 2_500));
+    const next = await hostFor({ connect: address });
+    await lifecycle(next);
+    // The silent host lost its connection, and its reconnects are refused: the plugin serves the next one now.
+    expect((await unreachable).reason).toMatch(/closed|reset|EPIPE|already serves/);
+    await eventually(async () => /already serves a host/.test((await silent.plugins())[0]?.unreachable?.reason ?? ''), 5_000, 'a refused reconnect');
+  }, 30_000);
 });
 
 describe('remote plugins: mutual TLS on 127.0.0.1', () => {
@@ -293,6 +318,15 @@ describe('remote plugins: specs', () => {
       expect(code).toBe(2);
       expect(err).toMatch(/plaintext TCP is not supported|needs --key, --client-ca/);
     }
+  });
+
+  it('a listening plugin refuses a --host-silence-ms that is not a whole number of milliseconds, with status 2', async () => {
+    const dir = await tempDir('hvplug-remote-');
+    const child = spawn(pluginExecutable(PLUGIN), ['--listen', `unix:${join(dir, 'p.sock')}`, '--host-silence-ms', '1.5s'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    expect(await new Promise<number | null>((r) => child.once('exit', r))).toBe(2);
+    expect(err).toMatch(/--host-silence-ms 1\.5s: expected a whole number of milliseconds/);
   });
 
   it('the TLS files a config file names are taken relative to it', async () => {
