@@ -290,16 +290,24 @@ export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements 
     const since = Date.now();
     this.outage = { address, since, error, attempts: 0 };
     this.emit('unreachable', { address, reason: error.reason, since: new Date(since).toISOString() });
+    this.armLostTimer(this.outage);
+  }
+
+  /** unreachableLostAfterMs from the start of the outage (re-armed when a re-attach fails and the outage goes on). */
+  private armLostTimer(outage: Outage): void {
     const after = this.opts.unreachableLostAfterMs;
-    if (after > 0) {
-      this.lostTimer = setTimeout(() => {
+    clearTimeout(this.lostTimer);
+    if (after <= 0) return;
+    this.lostTimer = setTimeout(
+      () => {
         const o = this.outage;
-        if (!o || this.closing) return;
+        if (o !== outage || this.closing) return;
         this.emit('unreachable-too-long', { address: o.address, reason: o.error.reason, downMs: Date.now() - o.since });
-      }, after);
-      // An embedder done with its host must not be held by a plugin it can no longer reach.
-      this.lostTimer.unref();
-    }
+      },
+      Math.max(0, outage.since + after - Date.now()),
+    );
+    // An embedder done with its host must not be held by a plugin it can no longer reach.
+    this.lostTimer.unref();
   }
 
   /**
@@ -332,6 +340,7 @@ export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements 
           client.kill('SIGKILL', `the re-attach failed: ${(err as Error).message}`);
         }
         this.outage = outage;
+        if (outage) this.armLostTimer(outage);
         this.lostSight(address, err);
         continue;
       }
