@@ -7,7 +7,7 @@ export interface Certs {
   dir: string;
   ca: string;
   otherCa: string;
-  /** The plugin's: CN=plugin, valid for 127.0.0.1 and localhost. */
+  /** The plugin's: CN=plugin, valid for 127.0.0.1, localhost and the extra IPs makeCerts was given. */
   server: { cert: string; key: string };
   /** Hosts' certificates, signed by `ca`. */
   hostA: { cert: string; key: string };
@@ -29,27 +29,28 @@ async function makeCa(dir: string, name: string): Promise<string> {
   return join(dir, `${name}.crt`);
 }
 
-async function issue(dir: string, name: string, ca: string, opts: { days: number; server?: boolean }): Promise<{ cert: string; key: string }> {
+async function issue(dir: string, name: string, ca: string, opts: { days: number; server?: boolean; ips?: readonly string[] }): Promise<{ cert: string; key: string }> {
   await openssl(dir, ['req', ...EC, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`]);
   const ext = join(dir, `${name}.ext`);
   await writeFile(
     ext,
     opts.server
-      ? 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n'
+      ? `subjectAltName=${['IP:127.0.0.1', 'DNS:localhost', ...(opts.ips ?? []).map((ip) => `IP:${ip}`)].join(',')}\nextendedKeyUsage=serverAuth\n`
       : 'extendedKeyUsage=clientAuth\n',
   );
   await openssl(dir, ['x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-out', `${name}.crt`, '-days', String(opts.days), '-extfile', ext]);
   return { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) };
 }
 
-export async function makeCerts(dir: string): Promise<Certs> {
+/** `serverIps`: more addresses the plugin's certificate is valid for (a plugin in a network namespace). */
+export async function makeCerts(dir: string, serverIps: readonly string[] = []): Promise<Certs> {
   const ca = await makeCa(dir, 'ca');
   const otherCa = await makeCa(dir, 'other-ca');
   return {
     dir,
     ca,
     otherCa,
-    server: await issue(dir, 'plugin', 'ca', { days: 2, server: true }),
+    server: await issue(dir, 'plugin', 'ca', { days: 2, server: true, ips: serverIps }),
     hostA: await issue(dir, 'host-a', 'ca', { days: 2 }),
     hostB: await issue(dir, 'host-b', 'ca', { days: 2 }),
     stranger: await issue(dir, 'stranger', 'other-ca', { days: 2 }),

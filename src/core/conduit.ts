@@ -29,8 +29,11 @@ export interface Conduit {
    * the calls still under way fail with.
    */
   ended(context: EndContext): Promise<Ending>;
-  /** A spawned plugin's whole process group is signalled; a connection is cut, whatever the signal. */
-  kill(signal: NodeJS.Signals): void;
+  /**
+   * A spawned plugin's whole process group is signalled; a connection is cut, whatever the signal, and `reason`
+   * (why the host cut it) is what the calls under way are told.
+   */
+  kill(signal: NodeJS.Signals, reason?: string): void;
   /** The streams let go, after the end. */
   release(): void;
 }
@@ -191,7 +194,8 @@ class SocketConduit implements Conduit {
     });
   }
 
-  kill(): void {
+  kill(_signal: NodeJS.Signals, reason?: string): void {
+    if (reason !== undefined && !this.socket.closed) this.lastError ??= new Error(reason);
     this.socket.destroy();
   }
 

@@ -5,13 +5,13 @@ import { InitializeParams, isMethodName, methodDef, type VmEvent } from 'hvplug/
 import { ShimHypervisor, type ShimVm, type VmRecordUpdate } from '../shim/shim.js';
 import type { Interceptor } from '../shim/interceptors.js';
 import { PluginCatalog, type DiscoveryOptions } from './discovery.js';
-import { AlreadyExistsError, PluginExitedError, ProtocolError, VmOwnedError, type HvplugError } from '../errors/index.js';
+import { AlreadyExistsError, PluginExitedError, PluginUnreachableError, ProtocolError, VmOwnedError, type HvplugError } from '../errors/index.js';
 import type { ClientOptions, PluginClient } from './plugin-client.js';
 import { mergeDefaults, type PluginSpec, type PluginSpecInput } from './plugin-spec.js';
 import { defaultRuntimeDir, defaultStateDir, ensurePrivateDir } from './paths.js';
 import { PerVmChannel } from './per-vm.js';
 import { FileStateStore, type CreatingMethod, type RecordError, type StateStore, type VmRecord } from './state-store.js';
-import { PluginFailedError, SupervisedPlugin, type SupervisionOptions } from './supervisor.js';
+import { PluginFailedError, SupervisedPlugin, type SupervisedStatus, type SupervisionOptions } from './supervisor.js';
 import { describeOwner, VmLeases } from './ownership.js';
 import { defaultLogger } from './default-logger.js';
 import { HOST_VERSION } from './version.js';
@@ -38,7 +38,7 @@ export interface PluginHostOptions {
   /** Directories searched for hvplug-plugin-<name> executables before PATH. */
   pluginDirs?: readonly string[];
   interceptors?: readonly Interceptor[];
-  /** Restart backoff, crash-loop limit, health pings. */
+  /** Restart backoff, crash-loop limit, health pings, when an unreachable plugin's VMs are reported lost. */
   supervision?: SupervisionOptions;
   /** The environment plugins' allow-listed variables are taken from (default: process.env). */
   env?: NodeJS.ProcessEnv;
@@ -50,6 +50,13 @@ export interface HostEvents {
   'plugin-unhealthy': [{ plugin: string; pid: number | undefined; reason: string }];
   'plugin-restarted': [{ plugin: string; pid: number | undefined; restart: number }];
   'plugin-failed': [{ plugin: string; error: PluginFailedError }];
+  /**
+   * A plugin connected to (PluginSpec.connect) is out of reach: its VMs are not lost, calls fail with
+   * PluginUnreachableError, and the host reconnects until it is back (`plugin-reconnected`). Once per outage.
+   */
+  'plugin-unreachable': [{ plugin: string; address: string; reason: string; since: string }];
+  /** Back, and its VMs re-attached (each `vm-recovered`, or `vm-lost` if the plugin no longer has it). */
+  'plugin-reconnected': [{ plugin: string; address: string; downMs: number; attempts: number }];
   'vm-lost': [{ plugin: string; vmId: string; reason: string }];
   'vm-recovered': [{ plugin: string; vmId: string }];
   'record-error': [RecordError];
@@ -104,9 +111,20 @@ export interface ReattachReport {
  * The embedder's entry point: finds, starts and supervises plugins, hands out a ShimHypervisor per
  * plugin, and keeps a record of every VM so that a crash of a plugin or of the host loses none.
  */
-/** The plugin process died, or broke its stream and was killed: the call got no answer, only an end. */
-function isProcessDeath(err: unknown): err is PluginExitedError | PluginFailedError | ProtocolError {
-  return err instanceof PluginExitedError || err instanceof PluginFailedError || err instanceof ProtocolError;
+/**
+ * The plugin process died, or broke its stream and was killed, or a plugin connected to is out of reach: the call
+ * got no answer, only an end, and says nothing of the VM.
+ */
+function isProcessDeath(err: unknown): err is PluginExitedError | PluginFailedError | ProtocolError | PluginUnreachableError {
+  return err instanceof PluginExitedError || err instanceof PluginFailedError || err instanceof ProtocolError || err instanceof PluginUnreachableError;
+}
+
+/** A started plugin as `PluginHost.plugins()` shows it. */
+export interface PluginStatus extends SupervisedStatus {
+  plugin: string;
+  /** VMs of this plugin the host knows, and how many of them it reports lost. */
+  vms: number;
+  lost: number;
 }
 
 export class PluginHost extends EventEmitter<HostEvents> {
@@ -291,6 +309,15 @@ export class PluginHost extends EventEmitter<HostEvents> {
       this.logger.error({ plugin, err: error.message }, 'plugin failed');
       this.emit('plugin-failed', { plugin, error });
     });
+    proc.on('unreachable', (e) => {
+      this.logger.warn({ plugin, at: e.address, reason: e.reason }, 'plugin unreachable; reconnecting');
+      this.emit('plugin-unreachable', { plugin, ...e });
+    });
+    proc.on('reconnected', (e) => {
+      this.logger.info({ plugin, at: e.address, downMs: e.downMs, attempts: e.attempts }, 'plugin reconnected');
+      this.emit('plugin-reconnected', { plugin, ...e });
+    });
+    proc.on('unreachable-too-long', (e) => void this.loseUnreachable(rt, e));
     proc.reattach = async () => {
       // A VM whose creating call is still waiting for this process is not one to recover: the call brings it up.
       const vms = (vmIds === undefined ? rt.shim.listVms() : vmIds.map((id) => rt.shim.vm(id)).filter((v): v is ShimVm => !!v)).filter(
@@ -299,6 +326,39 @@ export class PluginHost extends EventEmitter<HostEvents> {
       await Promise.all(vms.map((vm) => this.recoverOne(rt, vm.id, vm.config, vm.state, vm.status)));
       await this.abandonCutShort(rt, vmIds);
     };
+  }
+
+  /**
+   * A plugin connected to has been out of reach for SupervisionOptions.unreachableLostAfterMs: its VMs are reported
+   * lost (event, status, record) as a crash's would be. They are not forgotten: a reconnect re-attaches them.
+   */
+  private async loseUnreachable(rt: Runtime, e: { address: string; reason: string; downMs: number }): Promise<void> {
+    const reason = `plugin ${rt.spec.name} at ${e.address} unreachable for ${Math.round(e.downMs / 1000)} s: ${e.reason}`;
+    this.logger.error({ plugin: rt.spec.name, at: e.address, downMs: e.downMs }, 'plugin unreachable too long; its VMs are reported lost');
+    await Promise.all(
+      rt.shim
+        .listVms()
+        .filter((vm) => vm.status !== 'lost' && vm.ownedBy === undefined && !rt.shim.isComingUp(vm.id))
+        .map(async (vm) => {
+          rt.shim.adopt(vm.id, vm.config, 'lost', vm.state);
+          this.hostEvent(rt, { vmId: vm.id, type: 'lost', reason });
+          this.emit('vm-lost', { plugin: rt.spec.name, vmId: vm.id, reason });
+          await this.persist(rt.spec.name, { vmId: vm.id, config: vm.config, state: vm.state, status: 'lost' }).catch(() => undefined);
+        }),
+    );
+  }
+
+  /** The plugins started so far and how they are: running, restarting, unreachable (since when, why), failed. */
+  async plugins(): Promise<PluginStatus[]> {
+    const out: PluginStatus[] = [];
+    for (const [plugin, entry] of this.runtimes) {
+      const rt = await entry.catch(() => undefined);
+      if (!rt) continue;
+      const proc = rt.channel instanceof PerVmChannel ? rt.channel.shared : rt.channel;
+      const vms = rt.shim.listVms();
+      out.push({ plugin, ...proc.status(), vms: vms.length, lost: vms.filter((v) => v.status === 'lost').length });
+    }
+    return out;
   }
 
   /**
@@ -554,7 +614,9 @@ export class PluginHost extends EventEmitter<HostEvents> {
         try {
           rt = await this.runtime(r.plugin, r.source);
         } catch (err) {
-          report.lost.push({ vmId: r.vmId, reason: `plugin ${r.plugin}: ${(err as Error).message}` });
+          // Out of reach is not gone: the record stays as it is, and a later attach or hypervisor() tries again.
+          if (err instanceof PluginUnreachableError) report.unanswered.push({ vmId: r.vmId, reason: err.message });
+          else report.lost.push({ vmId: r.vmId, reason: `plugin ${r.plugin}: ${(err as Error).message}` });
           return;
         }
         const outcome = await this.recoverOne(rt, r.vmId, r.config, r.state, r.status);

@@ -1,9 +1,9 @@
 export { PluginHost } from './host.js';
-export type { HostEvents, ReattachReport } from './host.js';
+export type { HostEvents, PluginStatus, ReattachReport } from './host.js';
 export { FileStateStore, VmRecord } from './state-store.js';
 export type { RecordError, StateStore } from './state-store.js';
 export { SupervisedPlugin, PluginFailedError, DEFAULT_SUPERVISION } from './supervisor.js';
-export type { SupervisionOptions } from './supervisor.js';
+export type { SupervisedStatus, SupervisionOptions } from './supervisor.js';
 export type { PluginHostOptions } from './host.js';
 export { MAX_UNREAD_INPUT_BYTES, NOTIFICATION_BURST, NOTIFICATION_RATE, PluginClient } from './plugin-client.js';
 export type { CallOptions, ClientOptions, ExitInfo } from './plugin-client.js';

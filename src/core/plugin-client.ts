@@ -370,8 +370,8 @@ export class PluginClient {
    * Signals the plugin's whole process group (VMMs run in sessions of their own, so they are spared); a
    * connected plugin's connection is cut instead, and the plugin lives on.
    */
-  kill(signal: NodeJS.Signals): void {
-    this.conduit.kill(signal);
+  kill(signal: NodeJS.Signals, reason?: string): void {
+    this.conduit.kill(signal, reason);
   }
 
   /** shutdown → exit → stdin EOF, then SIGTERM, then SIGKILL of the process group (a connection: cut). */

@@ -2,7 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { EventEmitter } from 'node:events';
 import { sessionMethod, type InitializeResult } from 'hvplug/protocol';
 import type { ChannelCallOptions, NotificationListener, PluginChannel } from '../shim/channel.js';
-import { HvplugError, PluginExitedError, TimeoutError } from '../errors/index.js';
+import { HvplugError, PluginExitedError, PluginUnreachableError, TimeoutError } from '../errors/index.js';
 import { PluginClient, type ClientOptions } from './plugin-client.js';
 import type { PluginSpec } from './plugin-spec.js';
 
@@ -16,6 +16,11 @@ export interface SupervisionOptions {
   /** health/ping period; 0 turns health checks off. */
   healthIntervalMs?: number;
   healthTimeoutMs?: number;
+  /**
+   * A plugin connected to (PluginSpec.connect) that has been unreachable this long has its VMs reported lost
+   * (`vm-lost`, status and record); before, they are only out of reach. 0: never. A reconnect recovers them.
+   */
+  unreachableLostAfterMs?: number;
 }
 
 export const DEFAULT_SUPERVISION: Required<SupervisionOptions> = {
@@ -25,6 +30,7 @@ export const DEFAULT_SUPERVISION: Required<SupervisionOptions> = {
   crashWindowMs: 60_000,
   healthIntervalMs: 5_000,
   healthTimeoutMs: 2_000,
+  unreachableLostAfterMs: 300_000,
 };
 
 /** The plugin crashed too often; calls fail fast with the reason and its last stderr lines. */
@@ -37,6 +43,18 @@ export class PluginFailedError extends HvplugError {
   }
 }
 
+export interface SupervisedStatus {
+  state: SupervisedPlugin['state'];
+  /** The process, when the host spawned it. */
+  pid: number | undefined;
+  /** Where it is, when the host connects to it. */
+  address: string | undefined;
+  restarts: number;
+  reconnects: number;
+  /** While out of reach: since when, the latest reason, the reconnect attempts so far. */
+  unreachable?: { since: string; reason: string; attempts: number };
+}
+
 export interface SupervisorEvents {
   /** pid: the process, undefined for a plugin connected to (see PluginSpec.connect), as in every event here. */
   started: [{ pid: number | undefined; restart: number }];
@@ -46,11 +64,30 @@ export interface SupervisorEvents {
   failed: [PluginFailedError];
   /** After a restart, before calls resume: the owner re-attaches VMs here. */
   restarted: [{ pid: number | undefined; restart: number }];
+  /** A plugin connected to lost its connection (once per outage; reconnect attempts go on). */
+  unreachable: [{ address: string; reason: string; since: string }];
+  /** Reconnected and re-attached, after `downMs` unreachable and `attempts` connection attempts. */
+  reconnected: [{ address: string; downMs: number; attempts: number }];
+  /** Unreachable for SupervisionOptions.unreachableLostAfterMs: the owner reports its VMs lost. */
+  'unreachable-too-long': [{ address: string; reason: string; downMs: number }];
+}
+
+/** Where a connected plugin is and since when it is out of reach; calls made meanwhile fail with `error`. */
+interface Outage {
+  address: string;
+  since: number;
+  error: PluginUnreachableError;
+  attempts: number;
 }
 
 /**
  * One plugin process kept alive: restarted with backoff when it dies or stops answering health pings,
  * up to a crash-loop limit. It is the shim's channel, so the shim never sees the process change.
+ *
+ * A plugin connected to (PluginSpec.connect) is not the host's process: losing it is an outage, not a crash.
+ * The host reconnects with the same capped backoff for as long as it takes (the crash-loop limit is for
+ * processes it spawns, which a restart may cure), calls fail at once with PluginUnreachableError meanwhile, and
+ * after unreachableLostAfterMs the owner is told to report the VMs lost.
  */
 export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements PluginChannel {
   private client: PluginClient | undefined;
@@ -64,6 +101,10 @@ export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements 
   private closing = false;
   private healthTimer: NodeJS.Timeout | undefined;
   private readonly opts: Required<SupervisionOptions>;
+  /** Set while a plugin connected to is out of reach. */
+  private outage: Outage | undefined;
+  private lostTimer: NodeJS.Timeout | undefined;
+  private reconnects = 0;
   /** Runs after a restart, before queued calls go through (re-attaching VMs). */
   reattach: (() => Promise<void>) | undefined;
   /**
@@ -111,10 +152,24 @@ export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements 
     return this.client?.pid;
   }
 
-  get state(): 'running' | 'restarting' | 'failed' | 'closed' {
+  get state(): 'running' | 'restarting' | 'unreachable' | 'failed' | 'closed' {
     if (this.closing) return 'closed';
     if (this.failed) return 'failed';
+    if (this.outage) return 'unreachable';
     return this.client?.alive ? 'running' : 'restarting';
+  }
+
+  /** For host inspection: the state, and for a plugin connected to, where it is and since when it is out of reach. */
+  status(): SupervisedStatus {
+    const o = this.outage;
+    return {
+      state: this.state,
+      pid: this.client?.processId,
+      address: this.spec.connect,
+      restarts: this.spec.connect === undefined ? this.restarts : 0,
+      reconnects: this.reconnects,
+      ...(o ? { unreachable: { since: new Date(o.since).toISOString(), reason: o.error.reason, attempts: o.attempts } } : {}),
+    };
   }
 
   onNotification(listener: NotificationListener): () => void {
@@ -150,6 +205,8 @@ export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements 
     if (this.routable && this.client?.alive) return this.client.call(method, params, opts);
     const reattaching = this.reattaching.getStore();
     if (reattaching?.alive) return reattaching.call(method, params, opts);
+    // An outage may last minutes: the caller hears of it now rather than at its deadline.
+    if (this.outage) return Promise.reject(this.outage.error);
     return this.waitReady(method, opts).then((client) => client.call(method, params, opts));
   }
 
@@ -175,6 +232,12 @@ export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements 
       const error = client.failure ?? new PluginExitedError(this.spec.name, code, signal, []);
       this.emit('exited', { pid: client.processId, code, signal, error });
     });
+    if (this.spec.connect !== undefined) {
+      this.lostSight(client.where, client.failure);
+      this.ready = client.exited.then(() => this.reconnect(client.where));
+      this.ready.catch(() => undefined);
+      return;
+    }
     const now = Date.now();
     this.crashes.push(now);
     while (this.crashes.length && (this.crashes[0] as number) < now - this.opts.crashWindowMs) this.crashes.shift();
@@ -214,6 +277,84 @@ export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements 
     }
   }
 
+  /** The start of an outage, or news of one under way (a failed attempt): calls made now fail with the latest reason. */
+  private lostSight(address: string, why: unknown): void {
+    const error =
+      why instanceof PluginUnreachableError
+        ? why
+        : new PluginUnreachableError(this.spec.name, address, why instanceof Error ? why.message : 'the connection was lost');
+    if (this.outage) {
+      this.outage.error = error;
+      return;
+    }
+    const since = Date.now();
+    this.outage = { address, since, error, attempts: 0 };
+    this.emit('unreachable', { address, reason: error.reason, since: new Date(since).toISOString() });
+    this.armLostTimer(this.outage);
+  }
+
+  /** unreachableLostAfterMs from the start of the outage (re-armed when a re-attach fails and the outage goes on). */
+  private armLostTimer(outage: Outage): void {
+    const after = this.opts.unreachableLostAfterMs;
+    clearTimeout(this.lostTimer);
+    if (after <= 0) return;
+    this.lostTimer = setTimeout(
+      () => {
+        const o = this.outage;
+        if (o !== outage || this.closing) return;
+        this.emit('unreachable-too-long', { address: o.address, reason: o.error.reason, downMs: Date.now() - o.since });
+      },
+      Math.max(0, outage.since + after - Date.now()),
+    );
+    // An embedder done with its host must not be held by a plugin it can no longer reach.
+    this.lostTimer.unref();
+  }
+
+  /**
+   * Connects again, with the restart backoff, until it works or the host closes: never PluginFailedError. A refusal
+   * (another host is served meanwhile, a certificate now refused) is one more failed attempt, its reason the outage's.
+   */
+  private async reconnect(address: string): Promise<PluginClient> {
+    for (let attempt = 1; ; attempt++) {
+      const delay = Math.min(this.opts.backoffMs * 2 ** (attempt - 1), this.opts.maxBackoffMs);
+      await new Promise((r) => setTimeout(r, delay).unref());
+      if (this.closing) throw new HvplugError(`plugin ${this.spec.name} is closed`, 'PluginExited');
+      if (this.outage) this.outage.attempts = attempt;
+      let client: PluginClient;
+      try {
+        client = await this.spawn();
+      } catch (err) {
+        this.lostSight(address, err);
+        continue;
+      }
+      const outage = this.outage;
+      // Reached: calls made from now on wait for the re-attach instead of failing.
+      this.outage = undefined;
+      clearTimeout(this.lostTimer);
+      try {
+        await this.reattaching.run(client, async () => this.reattach?.());
+      } catch (err) {
+        // The re-attach could not be done over this connection; it goes, and the loop tries a new one.
+        if (client === this.client) {
+          this.client = undefined;
+          client.kill('SIGKILL', `the re-attach failed: ${(err as Error).message}`);
+        }
+        this.outage = outage;
+        if (outage) this.armLostTimer(outage);
+        this.lostSight(address, err);
+        continue;
+      }
+      if (client !== this.client || !client.alive) {
+        // Lost again during the re-attach: onExit began the next outage and its own loop, which answers the calls.
+        return this.ready;
+      }
+      this.routable = true;
+      this.reconnects++;
+      this.emit('reconnected', { address, downMs: outage ? Date.now() - outage.since : 0, attempts: attempt });
+      return client;
+    }
+  }
+
   private scheduleHealth(client: PluginClient): void {
     if (this.opts.healthIntervalMs <= 0) return;
     clearTimeout(this.healthTimer);
@@ -225,7 +366,7 @@ export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements 
           if (client !== this.client || this.closing || !client.alive) return;
           // A plugin that stops answering is treated like a dead one: SIGKILL, then the exit path restarts it.
           this.emit('unhealthy', { pid: client.processId, reason: err.message });
-          client.kill('SIGKILL');
+          client.kill('SIGKILL', `no answer to ${sessionMethod('ping')} within ${this.opts.healthTimeoutMs} ms (${err.message})`);
           // A SIGSTOPped process cannot die until continued.
           client.kill('SIGCONT');
         },
@@ -237,6 +378,7 @@ export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements 
   async close(): Promise<void> {
     this.closing = true;
     clearTimeout(this.healthTimer);
+    clearTimeout(this.lostTimer);
     // A process still in its handshake is closed by spawn() when it comes up; wait for that too.
     await Promise.all([this.client?.close(), this.starting?.then((c) => c.exited).catch(() => undefined)]);
   }

@@ -19,7 +19,20 @@ export interface ListenOptions {
   /** The plugin's own directories, used instead of the host's (which are paths on the host's machine). */
   stateDir?: string;
   runtimeDir?: string;
+  /**
+   * A host connection nothing has come in on for this long is taken as gone when another host connects (default
+   * DEFAULT_HOST_SILENCE_MS): after a network cut, the plugin may never hear the old connection end, and the
+   * host coming back must not be refused for being there already. A live host pings far more often.
+   */
+  hostSilenceMs?: number;
 }
+
+/** Three of a host's default 5 s health pings. */
+export const DEFAULT_HOST_SILENCE_MS = 15_000;
+/** How often the plugin looks whether its host's connection brought anything in. */
+const HEARD_CHECK_MS = 1_000;
+/** How long a host's session has to wind down (its shutdown hook) before the next host is served anyway. */
+const SESSION_END_WAIT_MS = 5_000;
 
 export class ListenUsageError extends Error {
   override readonly name = 'ListenUsageError';
@@ -32,6 +45,7 @@ const LISTEN_FLAGS = {
   'client-ca': { type: 'string' },
   'state-dir': { type: 'string' },
   'runtime-dir': { type: 'string' },
+  'host-silence-ms': { type: 'string' },
 } as const;
 
 /** The listen options of a plugin's command line; undefined when it has no --listen (it then serves on stdio). */
@@ -57,7 +71,13 @@ export function listenOptionsFromArgv(argv: readonly string[]): ListenOptions | 
   } else if (tlsFlags.cert ?? tlsFlags.key ?? tlsFlags.clientCa) {
     throw new ListenUsageError('--cert, --key and --client-ca are for tls:// addresses; a unix socket is guarded by its file mode');
   }
-  return { address, ...tlsFlags, stateDir: values['state-dir'], runtimeDir: values['runtime-dir'] };
+  let hostSilenceMs: number | undefined;
+  const silence = values['host-silence-ms'];
+  if (silence !== undefined) {
+    hostSilenceMs = Number(silence);
+    if (!/^\d{1,9}$/.test(silence) || hostSilenceMs < 1) throw new ListenUsageError(`--host-silence-ms ${silence}: expected a whole number of milliseconds, at least 1`);
+  }
+  return { address, ...tlsFlags, stateDir: values['state-dir'], runtimeDir: values['runtime-dir'], ...(hostSilenceMs === undefined ? {} : { hostSilenceMs }) };
 }
 
 export interface Listening {
@@ -119,9 +139,20 @@ export async function listenForHosts(plugin: string, opts: ListenOptions, hooks:
     };
     material = { cert: await read('--cert', opts.cert), key: await read('--key', opts.key), ca: await read('--client-ca', opts.clientCa) };
   }
-  let active: { peer: string; since: string; socket: Socket } | undefined;
+  const silenceMs = opts.hostSilenceMs ?? DEFAULT_HOST_SILENCE_MS;
+  let active: { peer: string; since: string; socket: Socket; heard: number; ended: Promise<void> } | undefined;
   const listening: ListeningSocket = await listenSocket(addr, material, {
     connection: (socket, peer) => {
+      let after: Promise<void> = Promise.resolve();
+      if (active && Date.now() - active.heard > silenceMs) {
+        // Its host would have pinged: the connection is dead, and this may well be that host back. The old session
+        // winds down (its shutdown hook) before the new one begins, so that one cannot undo the other's re-attach.
+        hooks.note(`${active.peer}: nothing heard for ${Math.round((Date.now() - active.heard) / 1000)} s, taken as gone; serving ${peer}`);
+        const old = active;
+        active = undefined;
+        old.socket.destroy();
+        after = Promise.race([old.ended, new Promise<void>((r) => setTimeout(r, SESSION_END_WAIT_MS).unref())]);
+      }
       if (active) {
         hooks.note(`refused ${peer}: already serving ${active.peer}`);
         const served = `${active.peer}, connected since ${active.since}`;
@@ -132,21 +163,37 @@ export async function listenForHosts(plugin: string, opts: ListenOptions, hooks:
         });
         return;
       }
-      const current = { peer, since: new Date().toISOString(), socket };
+      let endSession: () => void = () => undefined;
+      const current = { peer, since: new Date().toISOString(), socket, heard: Date.now(), ended: new Promise<void>((r) => (endSession = r)) };
       active = current;
       hooks.note(`host connected: ${peer}`);
       socket.on('error', () => undefined);
+      // Sampled rather than a 'data' listener, which would set the socket flowing before the session reads it.
+      let bytesSeen = socket.bytesRead;
+      const heardCheck = setInterval(() => {
+        if (socket.bytesRead === bytesSeen) return;
+        bytesSeen = socket.bytesRead;
+        current.heard = Date.now();
+      }, HEARD_CHECK_MS).unref();
       // One end for both ways out: the session ending (exit, EOF, protocol error) or the socket closing.
       const release = (): void => {
+        clearInterval(heardCheck);
         if (active !== current) return;
         active = undefined;
         socket.destroy();
         hooks.note(`host gone: ${peer}`);
       };
       socket.once('close', release);
-      void hooks.serve(socket).closed.then(() => {
-        // What the session still had to say (its last answers) leaves before the connection goes.
-        socket.end(release);
+      void after.then(() => {
+        if (socket.destroyed) {
+          endSession();
+          return;
+        }
+        void hooks.serve(socket).closed.then(() => {
+          endSession();
+          // What the session still had to say (its last answers) leaves before the connection goes.
+          socket.end(release);
+        });
       });
     },
     refused: (reason, socket) => {

@@ -166,7 +166,9 @@ export async function listenSocket(addr: PluginAddress, material: TlsMaterial | 
           on.connection(socket, describePeer(socket));
           return;
         }
-        const why = refusalReason(socket.authorizationError);
+        // Without a certificate node's verdict is about the issuer of none (UNABLE_TO_GET_ISSUER_CERT): say what it is.
+        const sent = Object.keys(socket.getPeerCertificate()).length > 0;
+        const why = sent ? refusalReason(socket.authorizationError) : refusalReason(null);
         on.refused(`${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}: the host's certificate was refused: ${why}`, socket);
       },
     );

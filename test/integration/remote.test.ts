@@ -142,6 +142,86 @@ describe('remote plugins: the protocol over a unix socket', () => {
   });
 });
 
+describe('remote plugins: outages', () => {
+  it('a plugin out of reach is waited for, never failed; its VMs are lost after unreachableLostAfterMs, and the reconnect reconciles them with what the plugin serves', async () => {
+    const dir = await tempDir('hvplug-remote-');
+    const args = ['--listen', `unix:${join(dir, 'plugin.sock')}`, '--runtime-dir', join(dir, 'plugin-run')];
+    const first = await listening(args);
+    // No restart at all would be allowed a spawned plugin: the crash-loop limit is not for connections.
+    const host = await hostFor({ connect: first.address }, { maxRestarts: 0, backoffMs: 50, maxBackoffMs: 200, unreachableLostAfterMs: 1_000 });
+    const events: string[] = [];
+    host.on('plugin-unreachable', () => events.push('unreachable'));
+    host.on('plugin-reconnected', () => events.push('reconnected'));
+    host.on('plugin-failed', () => events.push('failed'));
+    host.on('vm-lost', (e) => events.push(`lost ${e.vmId}`));
+    host.on('vm-recovered', (e) => events.push(`recovered ${e.vmId}`));
+    const hv = await host.hypervisor(PLUGIN);
+    const kept = await hv.createVm({ vmId: 'kept', config: {} });
+    await kept.start();
+    const gone = await hv.createVm({ vmId: 'gone', config: {} });
+    await gone.start();
+    const gonePid = (await gone.info()).pid as number;
+
+    first.child.kill('SIGKILL');
+    await eventually(() => events.includes('unreachable'), 5_000, 'plugin-unreachable');
+    // Calls fail at once, typed; the VMs are not lost yet.
+    const err = await kept.info({ timeoutMs: 10_000 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PluginUnreachableError);
+    expect((err as PluginUnreachableError).address).toBe(first.address);
+    expect(await host.plugins()).toEqual([
+      expect.objectContaining({ plugin: PLUGIN, state: 'unreachable', address: first.address, unreachable: expect.objectContaining({ reason: expect.any(String) }) }),
+    ]);
+    expect(events.filter((e) => e.startsWith('lost'))).toEqual([]);
+    await eventually(() => events.filter((e) => e.startsWith('lost')).length === 2, 10_000, 'both VMs reported lost');
+    // Written just after the event.
+    await eventually(async () => (await host.records()).records.every((r) => r.status === 'lost'), 5_000, 'lost in the records');
+    // Attempts every 200 ms for a second more: still waiting, not failed.
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(events).not.toContain('failed');
+    expect((await host.plugins())[0]?.unreachable?.attempts).toBeGreaterThan(3);
+
+    // One guest ends while nobody watches; the plugin comes back (a new process on the same socket).
+    process.kill(gonePid, 'SIGKILL');
+    await eventually(() => !alive(gonePid), 5_000, 'the guest to die');
+    await listening(args);
+    await eventually(() => events.includes('reconnected'), 10_000, 'plugin-reconnected');
+    expect(events.slice(events.indexOf('reconnected') - 2).sort()).toEqual(['lost gone', 'reconnected', 'recovered kept']);
+    expect(kept.status).toBe('running');
+    expect(gone.status).toBe('lost');
+    expect((await kept.info()).status).toBe('running');
+    const statuses = Object.fromEntries((await host.records()).records.map((r) => [r.vmId, r.status]));
+    expect(statuses).toEqual({ kept: 'running', gone: 'lost' });
+    expect(await host.plugins()).toEqual([expect.objectContaining({ state: 'running', reconnects: 1, vms: 2, lost: 1 })]);
+    await kept.stop({ force: true });
+    await kept.delete();
+    await gone.delete();
+  }, 60_000);
+});
+
+describe('remote plugins: a host connection gone silent', () => {
+  it('is taken as gone after --host-silence-ms when another host connects, which is served; a pinging host is never', async () => {
+    const dir = await tempDir('hvplug-remote-');
+    const { address } = await listening(['--listen', `unix:${join(dir, 'plugin.sock')}`, '--runtime-dir', join(dir, 'plugin-run'), '--host-silence-ms', '1000']);
+    // Pings every 200 ms: never silent.
+    const pinging = await hostFor({ connect: address }, { healthIntervalMs: 200 });
+    await pinging.hypervisor(PLUGIN);
+    await new Promise((r) => setTimeout(r, 2_500));
+    await expect((await hostFor({ connect: address })).hypervisor(PLUGIN)).rejects.toThrow(/already serves a host/);
+    await pinging.close();
+
+    // No pings: silent once its calls are done, as a host behind a cut network would be.
+    const silent = await hostFor({ connect: address }, { backoffMs: 50, maxBackoffMs: 200 });
+    await silent.hypervisor(PLUGIN);
+    const unreachable = new Promise<{ reason: string }>((r) => silent.once('plugin-unreachable', r));
+    await new Promise((r) => setTimeout(r, 2_500));
+    const next = await hostFor({ connect: address });
+    await lifecycle(next);
+    // The silent host lost its connection, and its reconnects are refused: the plugin serves the next one now.
+    expect((await unreachable).reason).toMatch(/closed|reset|EPIPE|already serves/);
+    await eventually(async () => /already serves a host/.test((await silent.plugins())[0]?.unreachable?.reason ?? ''), 5_000, 'a refused reconnect');
+  }, 30_000);
+});
+
 describe('remote plugins: mutual TLS on 127.0.0.1', () => {
   const tlsSpec = (address: string, who: { cert: string; key: string }, ca = certs.ca): Omit<PluginSpecInput, 'name'> => ({
     connect: address,
@@ -238,6 +318,15 @@ describe('remote plugins: specs', () => {
       expect(code).toBe(2);
       expect(err).toMatch(/plaintext TCP is not supported|needs --key, --client-ca/);
     }
+  });
+
+  it('a listening plugin refuses a --host-silence-ms that is not a whole number of milliseconds, with status 2', async () => {
+    const dir = await tempDir('hvplug-remote-');
+    const child = spawn(pluginExecutable(PLUGIN), ['--listen', `unix:${join(dir, 'p.sock')}`, '--host-silence-ms', '1.5s'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    expect(await new Promise<number | null>((r) => child.once('exit', r))).toBe(2);
+    expect(err).toMatch(/--host-silence-ms 1\.5s: expected a whole number of milliseconds/);
   });
 
   it('the TLS files a config file names are taken relative to it', async () => {

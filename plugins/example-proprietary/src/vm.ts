@@ -346,9 +346,14 @@ export class SimVm extends ServedVm {
     });
   }
 
-  /** Stops watching without touching the guest: the plugin process is going away. */
+  /**
+   * Stops watching without touching the guest: the plugin process is going away, or (listening) its host is. The
+   * guest handle goes too: a detached one hears nothing of the guest's end, and the next host's vm/recover must
+   * watch the guest afresh (reconnect), not find the deaf handle and keep it.
+   */
   release(): void {
     this.guest?.detach();
+    this.guest = undefined;
   }
 
   // ---- devices and sizes ----
