@@ -17,7 +17,8 @@ import { resolveRef } from './vm-ref.js';
  * `hvplug pause <vm>` and `hvplug resume <vm>` through a running daemon, without the full CLI: its command table,
  * the host, the method table and zod's classic API (whose schemas are built as they load) cost a start of hvplug
  * many times what node itself costs (bench figure 9). This path loads node:net, the framing, zod/mini and the few
- * schemas of what it reads, and asks the daemon what the full CLI asks it (hello, records, attach, then the call).
+ * schemas of what it reads, and asks the daemon what the full CLI asks it (hello, records, attach, then the call; the
+ * first three at once).
  *
  * It only ever does what the full CLI would do, with the same output: anything it is not sure of before the call
  * (another command line shape, no daemon, a daemon that does not answer or answers something unexpected, a VM it
@@ -269,17 +270,23 @@ export async function runFast(argv: readonly string[], facts: FastFacts): Promis
       const parsed = schema.safeParse(a.value);
       return parsed.success ? parsed.data : undefined;
     };
-    const hello = await own(facts.own.hello, {}, FastHello);
-    if (hello?.apiVersion !== facts.apiVersion) return undefined;
-    const listed = await own(facts.own.records, {}, FastRecords);
-    if (!listed) return undefined;
+    const Attached = fastAttached(facts.statuses);
+    // Asked at once, one round trip rather than three: the records, and the VM whose id the ref is if it is one (what
+    // resolveRef picks first). The answers are used only once hello has passed; an attach of an id no record has
+    // answers null and changes nothing.
+    const [hello, listed, guess] = await Promise.all([
+      own(facts.own.hello, {}, FastHello),
+      own(facts.own.records, {}, FastRecords),
+      own(facts.own.attach, { vmId: line.ref }, Attached),
+    ]);
+    if (hello?.apiVersion !== facts.apiVersion || !listed) return undefined;
     let vmId: string;
     try {
       vmId = resolveRef(listed.records, line.ref, hello.stateDir).vmId;
     } catch {
       return undefined;
     }
-    const vm = await own(facts.own.attach, { vmId }, fastAttached(facts.statuses));
+    const vm = vmId === line.ref && guess !== undefined ? guess : await own(facts.own.attach, { vmId }, Attached);
     const spec = facts.commands[line.command];
     if (!vm || vm.ownedBy !== undefined || (spec.gated && !vm.plugin.info.capabilities.methods.includes(spec.method))) return undefined;
 
