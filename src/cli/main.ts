@@ -9,6 +9,17 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
  * every command, most of all on those that only ask the daemon (bench figure 9).
  */
 const BUNDLE = new URL('../../cli/hvplug.js', import.meta.url);
+/**
+ * The fast path of `pause` and `resume` through a daemon (fast.ts, bundled alone with what it needs of the method
+ * table written in by scripts/bundle-cli.mjs): tried first when the command line names one of them, and handing
+ * anything it does not run to the full CLI. test/unit/cli-fast.test.ts holds this list to fast-facts.ts's.
+ */
+const FAST = new URL('../../cli/fast.js', import.meta.url);
+export const FAST_COMMANDS: readonly string[] = ['pause', 'resume'];
+
+interface FastModule {
+  run(argv: readonly string[]): Promise<number | undefined>;
+}
 
 function flushed(stream: NodeJS.WriteStream): Promise<void> {
   return new Promise((resolve) => (stream.writable ? stream.write('', () => resolve()) : resolve()));
@@ -33,8 +44,13 @@ if (isEntryPoint()) {
     // up; any other command just finishes, its further output dropped.
     if (process.listenerCount('SIGTERM') > 0) process.kill(process.pid, 'SIGTERM');
   });
-  const cli = (await import(existsSync(fileURLToPath(BUNDLE)) ? BUNDLE.href : './cli.js')) as typeof import('./cli.js');
-  const code = await cli.main(process.argv.slice(2));
+  const argv = process.argv.slice(2);
+  let code: number | undefined;
+  if (argv.some((a) => FAST_COMMANDS.includes(a)) && existsSync(fileURLToPath(FAST))) code = await ((await import(FAST.href)) as FastModule).run(argv);
+  if (code === undefined) {
+    const cli = (await import(existsSync(fileURLToPath(BUNDLE)) ? BUNDLE.href : './cli.js')) as typeof import('./cli.js');
+    code = await cli.main(argv);
+  }
   await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
   // Exit explicitly: a plugin or timer left behind must not keep a finished command alive.
   process.exit(code);

@@ -12,11 +12,17 @@ export const MIN_PREFIX = 4;
 /** Names a person types and a shell passes unquoted. */
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
+/** What resolveRef reads of a record: the fast path (fast.ts) parses no more of it. */
+export interface RefRecord {
+  readonly vmId: string;
+  readonly config: { readonly name?: string | undefined };
+}
+
 /**
  * Which record `<vm>` means: an exact id, else an exact name, else a unique id prefix of at least
  * MIN_PREFIX characters. Anything else fails naming what was looked for and where.
  */
-export function resolveRef(records: readonly VmRecord[], ref: string, where: string): VmRecord {
+export function resolveRef<R extends RefRecord>(records: readonly R[], ref: string, where: string): R {
   const byId = records.find((r) => r.vmId === ref);
   if (byId) return byId;
   const byName = records.filter((r) => r.config.name === ref);

@@ -1,11 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { link, open, readFile, rename, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import * as z from 'zod';
 import { ensurePrivateDir } from './paths.js';
-import { startTimeOf } from './proc.js';
+import { bootId, ownerAlive, startTimeOf } from './proc.js';
 
 /**
  * Who drives a VM. One host at a time may: two would both re-attach it, and with QEMU (one QMP client at a time)
@@ -27,18 +26,8 @@ export const Owner = z.object({
 });
 export type Owner = z.output<typeof Owner>;
 
-function bootId(): string {
-  try {
-    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
-  } catch {
-    return 'unknown';
-  }
-}
-
-/** Whether the process that wrote this lease still runs. */
-export function ownerAlive(owner: Owner): boolean {
-  return owner.bootId === bootId() && startTimeOf(owner.pid) === owner.startTime;
-}
+// In proc.ts, which loads no zod: the CLI's fast path (src/cli/fast.ts) checks the daemon's lock with it.
+export { ownerAlive };
 
 export function describeOwner(owner: Owner): string {
   return `host process ${owner.pid} on ${owner.hostname} (since ${owner.since})`;

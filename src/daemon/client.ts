@@ -26,9 +26,9 @@ export interface VmHost {
 }
 
 /** The daemon's own calls (records, attach) may start a plugin and re-attach a VM: their deadline covers both. */
-const OWN_CALL_TIMEOUT_MS = 120_000;
+export const OWN_CALL_TIMEOUT_MS = 120_000;
 /** A protocol call's deadline is the daemon's to keep; the client waits this much longer before it gives up on it. */
-const DEADLINE_MARGIN_MS = 5_000;
+export const DEADLINE_MARGIN_MS = 5_000;
 /** A daemon that has taken its lock but is not listening yet (it is starting) is waited for this long. */
 const CONNECT_WAIT_MS = 3_000;
 

@@ -7,7 +7,7 @@ import { HvplugError } from '../errors/index.js';
 const HVPLUG_ERROR = -31050;
 
 type HvplugCode = HvplugError['code'];
-const HVPLUG_CODES = [
+export const HVPLUG_CODES = [
   ...(Object.keys(ErrorCode) as (keyof typeof ErrorCode)[]),
   'PluginExited',
   'ProtocolError',

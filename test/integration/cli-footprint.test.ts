@@ -120,7 +120,7 @@ describe('what the CLI loads', () => {
 });
 
 describe('through the daemon', () => {
-  it('pause and resume load neither pino, execa nor smol-toml: the daemon has the plugin, its config and the log', async () => {
+  it('pause and resume load neither pino, execa nor smol-toml (the daemon has the plugin, its config and the log); the executable loads only its fast path', async () => {
     const state = await tempDir('hvplug-cli-footprint-state-');
     const run = await tempDir('hvplug-cli-footprint-run-');
     const dirs = ['--state-dir', state, '--runtime-dir', run];
@@ -143,6 +143,18 @@ describe('through the daemon', () => {
           expect(f.stdout, command).toBe(id);
           for (const lazy of ['pino', 'execa', 'smol-toml']) expect(f.packages, `${command}: ${lazy}`).not.toContain(lazy);
         }
+        for (const command of ['pause', 'resume']) {
+          // As the executable runs it: the fast path alone (src/cli/fast.ts), neither the CLI's bundle nor a package.
+          const e = await footprint([...dirs, command, id], 'executable');
+          expect({ command, exitCode: e.exitCode, stdout: e.stdout }).toEqual({ command, exitCode: 0, stdout: id });
+          expect({ command, modules: e.modules, bundled: e.bundled, packages: e.packages }).toEqual({ command, modules: ['cli/main.js'], bundled: ['fast.js'], packages: [] });
+        }
+        // Without a daemon the fast path hands over to the full CLI, which runs its own host.
+        const other = ['--state-dir', await tempDir('hvplug-cli-footprint-state-'), '--runtime-dir', run];
+        const alone = await footprint([...other, 'pause', 'nope'], 'executable');
+        expect(alone.exitCode).toBe(1);
+        expect(alone.bundled).toContain('fast.js');
+        expect(alone.bundled).toContain('hvplug.js');
       } finally {
         await execa(process.execPath, [CLI, ...dirs, 'stop', '--force', id], { env, reject: false });
       }

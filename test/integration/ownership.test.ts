@@ -118,4 +118,54 @@ setInterval(() => {}, 1000);
     await vm.stop({ graceMs: 1_000 });
     await vm.delete();
   });
+
+  it('ps, pause and stop from another process, with and without a daemon, never disturb a VM an embedder drives', async () => {
+    await ensureCliBuilt();
+    const dir = await tempDir();
+    const [stateDir, runtimeDir] = [join(dir, 'state'), join(dir, 'run')];
+    const embedder = makeHost(stateDir, runtimeDir);
+    const vm = await (await embedder.hypervisor(PLUGIN)).createVm({ config: { name: 'web' } });
+    await vm.start();
+    const owner = `host process ${process.pid}`;
+    const cli = (args: readonly string[]) =>
+      execa('node', [CLI, '--state-dir', stateDir, '--runtime-dir', runtimeDir, ...args], { reject: false, timeout: 60_000, env: { HVPLUG_CONFIG: '' } });
+
+    /** A second terminal's commands: each sees the VM with its owner, and each that would change it is refused naming the owner. */
+    const fromAnotherTerminal = async (how: string): Promise<void> => {
+      const ps = await cli(['ps', '--json']);
+      expect(ps.exitCode, `${how}: ps: ${ps.stderr}`).toBe(0);
+      expect(JSON.parse(ps.stdout), how).toEqual([expect.objectContaining({ id: vm.id, name: 'web', status: 'running', owner: expect.stringContaining(owner) })]);
+      for (const args of [['pause', vm.id], ['pause', 'web'], ['stop', vm.id], ['stop', '--force', 'web']]) {
+        const r = await cli(args);
+        expect({ how, args, exitCode: r.exitCode, stdout: r.stdout }).toEqual({ how, args, exitCode: 1, stdout: '' });
+        expect(r.stderr, `${how}: ${args.join(' ')}`).toMatch(new RegExp(`^hvplug: VM ${vm.id} is driven by another host: ${owner} on \\S+ \\(since [^)]+\\); only that host may change it$`));
+      }
+      // The embedder's VM is as it was, and still the embedder's to drive.
+      expect(vm.status, how).toBe('running');
+      expect(await vm.check(), how).toMatchObject({ ok: true });
+      expect((await embedder.records()).records.map((r) => [r.vmId, r.status]), how).toEqual([[vm.id, 'running']]);
+    };
+
+    await fromAnotherTerminal('without a daemon');
+
+    const daemon = execa('node', [CLI, '--state-dir', stateDir, '--runtime-dir', runtimeDir, 'daemon'], { reject: false, env: { HVPLUG_CONFIG: '' } });
+    try {
+      let out = '';
+      daemon.stdout?.on('data', (c: Buffer) => (out += c.toString()));
+      await eventually(() => out.includes('ready') || daemon.exitCode !== null, 30_000, 'the daemon to be ready');
+      expect(out).toContain('ready');
+      await fromAnotherTerminal('through the daemon');
+    } finally {
+      daemon.kill('SIGTERM');
+      await daemon;
+    }
+
+    // Neither the commands nor the daemon's exit took anything from the embedder.
+    await vm.pause();
+    await vm.resume();
+    expect(await vm.check()).toMatchObject({ ok: true });
+    await vm.stop({ graceMs: 1_000 });
+    await vm.delete();
+  });
 });
+

@@ -3,10 +3,11 @@
 // before the save, same ids and buses), which the snapshot itself does not describe.
 import { open, readFile } from 'node:fs/promises';
 import { PluginError, errors } from 'hvplug/plugin-sdk';
+import { formatIssues, toIssues } from 'hvplug/protocol';
 import type { Attached } from './device-map.js';
 import { vmmCall } from './errors.js';
 import type { QmpClient } from './qmp.js';
-import type { LaunchInfo } from './state.js';
+import { SnapshotSidecar, type LaunchInfo } from './state.js';
 
 export interface Snapshot {
   readonly launch: LaunchInfo;
@@ -18,7 +19,12 @@ export interface Snapshot {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 /** sh -c runs QEMU's exec: migration; single quotes keep the path one word whatever it holds. */
 const shellQuote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
-const sidecarOf = (path: string): string => `${path}.hvplug.json`;
+/**
+ * Not `${path}.hvplug.json`, which it was: `hvplug save` writes its own description of the saved VM under that name,
+ * after vm/save, so a snapshot saved through the CLI had lost this one and its restore failed.
+ */
+const sidecarOf = (path: string): string => `${path}.qemu.json`;
+const legacySidecarOf = (path: string): string => `${path}.hvplug.json`;
 
 /**
  * Creates (or truncates) `path` as 0600 before anything is written to it: a snapshot is guest RAM, and QEMU's
@@ -44,12 +50,39 @@ export async function writeSidecar(path: string, snap: Snapshot): Promise<void> 
   }
 }
 
-/** The sidecar of a snapshot, or undefined when the snapshot came without one (then the config says it all). */
+async function readJson(file: string): Promise<{ found: false } | { found: true; value: unknown; error?: string }> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { found: false };
+    return { found: true, value: undefined, error: (err as Error).message };
+  }
+  try {
+    return { found: true, value: JSON.parse(text) };
+  } catch (err) {
+    return { found: true, value: undefined, error: (err as Error).message };
+  }
+}
+
+/**
+ * The sidecar of a snapshot, or undefined when the snapshot came without one (then the config says it all). One that
+ * is there but is not a sidecar is an error naming it. Under the name this plugin used before, a file that is not
+ * its sidecar is `hvplug save`'s own, and the snapshot is taken as one without a sidecar.
+ */
 export async function readSidecar(path: string): Promise<Snapshot | undefined> {
-  return readFile(sidecarOf(path), 'utf8').then(
-    (t) => JSON.parse(t) as Snapshot,
-    () => undefined,
-  );
+  const file = sidecarOf(path);
+  const own = await readJson(file);
+  if (own.found) {
+    const parsed = own.error === undefined ? SnapshotSidecar.safeParse(own.value) : undefined;
+    if (parsed?.success) return parsed.data;
+    const why = own.error ?? (parsed && !parsed.success ? formatIssues(toIssues(parsed.error)) : 'unreadable');
+    throw errors.invalidConfig([{ path: ['path'], message: `the snapshot's sidecar ${file} is not one: ${why}` }]);
+  }
+  const legacy = await readJson(legacySidecarOf(path));
+  if (!legacy.found || legacy.error !== undefined) return undefined;
+  const parsed = SnapshotSidecar.safeParse(legacy.value);
+  return parsed.success ? parsed.data : undefined;
 }
 
 /** Writes a stopped VM's state to `path`; cancellable. */

@@ -33,6 +33,21 @@ const QemuObjects = z.array(QemuObject);
 const ExitRecord = z.object({ code: z.number().int().nullable(), signal: z.string().nullable(), reason: z.string() });
 export type ExitRecord = z.infer<typeof ExitRecord>;
 
+/** A device as attached (device-map.ts Attached), as the state and a snapshot's sidecar keep it. */
+const AttachedRecord = z.object({
+  device: Device,
+  parts: z.object({ objects: QemuObjects, blockdevs: QemuObjects, netdevs: QemuObjects, devices: QemuObjects }),
+  port: z.number().int().nonnegative().optional(),
+});
+
+/** A snapshot's sidecar (snapshot.ts): what the QEMU that restores it must be launched with. */
+export const SnapshotSidecar = z.object({
+  launch: LaunchInfo,
+  attached: z.array(AttachedRecord),
+  vcpus: z.number().int().nonnegative(),
+  memoryMiB: z.number().int().nonnegative(),
+});
+
 /**
  * The state: where the QEMU is (pid, runtime dir, QMP socket relative to it, which keeps the path under
  * sun_path's 107 bytes; attachQemu checks the pid really is that QEMU) and what it is (launch facts, the
@@ -49,13 +64,7 @@ export const vmState = stateCodec('hvplug-qemu/vm-state', 1, {
   launch: LaunchInfo,
   vcpus: z.number().int().nonnegative(),
   memoryMiB: z.number().int().nonnegative(),
-  attached: z.array(
-    z.object({
-      device: Device,
-      parts: z.object({ objects: QemuObjects, blockdevs: QemuObjects, netdevs: QemuObjects, devices: QemuObjects }),
-      port: z.number().int().nonnegative().optional(),
-    }),
-  ),
+  attached: z.array(AttachedRecord),
   startedAt: z.number().nullable(),
   lastExit: ExitRecord.nullable(),
 });

@@ -4,7 +4,9 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { execa } from 'execa';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { CLI, ensureCliBuilt, removeTempDirs, tempDir } from '../../../../test/helpers.js';
 import { type QemuJsonObject, rootPortId } from '../../src/cmdline.js';
 import { GUEST_READY_MARKER } from '../../src/initramfs.js';
 import type { QmpClient } from '../../src/qmp.js';
@@ -127,12 +129,43 @@ describe.skipIf(!qemu)('QEMU snapshot files (TCG)', () => {
         await writeSidecar(path, { launch: {} as never, attached: [], vcpus: 1, memoryMiB: 64 });
         expect(statSync(path).size).toBeGreaterThan(1024 * 1024);
         expect(statSync(path).mode & 0o777).toBe(0o600);
-        expect(statSync(`${path}.hvplug.json`).mode & 0o777).toBe(0o600);
+        expect(statSync(`${path}.qemu.json`).mode & 0o777).toBe(0o600);
       }
     } finally {
       process.umask(umask);
     }
   }, 150_000);
+});
+
+describe.skipIf(!qemu)('hvplug save and restore of a QEMU VM (TCG)', () => {
+  afterAll(removeTempDirs);
+
+  it("restores a VM saved through the CLI, its hot-plugged disk with it: the CLI's FILE.hvplug.json is not the plugin's sidecar", async () => {
+    await ensureCliBuilt();
+    const dir = await tempDir('hvplug-qemu-cli-save-');
+    const env = { HVPLUG_CONFIG: '', HVPLUG_STATE_DIR: join(dir, 'state'), HVPLUG_RUNTIME_DIR: join(dir, 'run') };
+    const hvplug = (...args: string[]) => execa('node', [CLI, ...args], { env, reject: false, timeout: 120_000, cwd: dir });
+    const must = async (...args: string[]): Promise<string> => {
+      const r = await hvplug(...args);
+      expect(r.exitCode, `hvplug ${args.join(' ')}: ${r.stderr}`).toBe(0);
+      return r.stdout;
+    };
+    const id = (await must('run', '--detach', '--plugin', 'qemu', '--name', 'web', '--memory', '128')).trim();
+    try {
+      execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', join(dir, 'data.qcow2'), '16M']);
+      writeFileSync(join(dir, 'disk.json'), JSON.stringify({ type: 'block', id: 'data0', path: join(dir, 'data.qcow2'), format: 'qcow2' }));
+      expect((await must('attach-device', 'web', 'disk.json')).trim()).toBe('data0');
+      await must('save', 'web', 'web.snap');
+      expect(existsSync(join(dir, 'web.snap.hvplug.json'))).toBe(true);
+      expect(existsSync(join(dir, 'web.snap.qemu.json'))).toBe(true);
+      expect((await must('restore', 'web.snap')).trim()).toBe(id);
+      const info = JSON.parse(await must('info', 'web', '--json')) as { status: string; devices: { id: string }[] };
+      expect(info.status).toBe('running');
+      expect(info.devices.map((d) => d.id)).toEqual(['data0']);
+    } finally {
+      await hvplug('stop', '--force', id);
+    }
+  }, 300_000);
 });
 
 async function waitForStatus(qmp: QmpClient, status: string, timeoutMs: number): Promise<void> {

@@ -1,0 +1,322 @@
+import { readFile } from 'node:fs/promises';
+import { connect, type Socket } from 'node:net';
+import { join, resolve } from 'node:path';
+import * as z from 'zod/mini';
+import { en } from 'zod/locales';
+import { defaultStateDir } from '../core/paths.js';
+import { ownerAlive } from '../core/proc.js';
+import { isJsonValue, JSON_VALUE_MESSAGE, type Json } from '../protocol/json-value.js';
+import { FrameDecoder, frameText } from '../transport/framing.js';
+import { EXIT_FAILURE, EXIT_OK } from './errors.js';
+import type { FastCommandName, FastFacts } from './fast-facts.js';
+import { Output } from './output.js';
+import { safeText } from './safe-text.js';
+import { resolveRef } from './vm-ref.js';
+
+/**
+ * `hvplug pause <vm>` and `hvplug resume <vm>` through a running daemon, without the full CLI: its command table,
+ * the host, the method table and zod's classic API (whose schemas are built as they load) cost a start of hvplug
+ * many times what node itself costs (bench figure 9). This path loads node:net, the framing, zod/mini and the few
+ * schemas of what it reads, and asks the daemon what the full CLI asks it (hello, records, attach, then the call; the
+ * first three at once).
+ *
+ * It only ever does what the full CLI would do, with the same output: anything it is not sure of before the call
+ * (another command line shape, no daemon, a daemon that does not answer or answers something unexpected, a VM it
+ * cannot resolve, one owned by another host, a plugin that does not advertise the method) is left to the full CLI
+ * (runFast answers undefined), which then gives the answer or the error it always gives. Once the call is sent, its
+ * outcome is reported here, in the full CLI's words.
+ */
+
+z.config(en());
+
+/** Mirrors DaemonLockInfo (daemon/lock.ts); test/unit/cli-fast.test.ts holds the two to the same JSON Schema. */
+export const FastLock = z.object({
+  pid: z.int().check(z.positive()),
+  startTime: z.string(),
+  bootId: z.string(),
+  hostname: z.string(),
+  instance: z.string(),
+  since: z.string(),
+  socket: z.string(),
+  stateDir: z.string(),
+});
+
+/** Mirrors Hello (daemon/api.ts). */
+export const FastHello = z.object({
+  apiVersion: z.int(),
+  pid: z.int().check(z.positive()),
+  stateDir: z.string(),
+  runtimeDir: z.string(),
+  socket: z.string(),
+  version: z.string(),
+});
+
+/** What resolveRef reads of each record; the daemon parsed the records whole (VmRecord) from its files. */
+export const FastRecords = z.object({
+  records: z.array(z.looseObject({ vmId: z.string().check(z.minLength(1)), config: z.looseObject({ name: z.optional(z.string()) }) })),
+  errors: z.array(z.object({ where: z.string(), message: z.string() })),
+});
+
+export function fastAttached(statuses: readonly string[]) {
+  return z.nullable(
+    z.looseObject({
+      plugin: z.looseObject({ info: z.looseObject({ capabilities: z.looseObject({ methods: z.array(z.string()) }) }) }),
+      status: z.enum(statuses as [string, ...string[]]),
+      ownedBy: z.optional(z.string()),
+    }),
+  );
+}
+
+/** Mirrors VmResult (protocol/vm.ts), which the shim parses a lifecycle call's answer with. */
+export function fastVmResult(statuses: readonly string[]) {
+  return z.object({
+    status: z.enum(statuses as [string, ...string[]]),
+    state: z.optional(z.custom<Json>(isJsonValue, { error: JSON_VALUE_MESSAGE })),
+  });
+}
+
+const ResponseEnvelope = z.looseObject({
+  id: z.optional(z.unknown()),
+  result: z.optional(z.unknown()),
+  error: z.optional(z.looseObject({ code: z.number(), message: z.string(), data: z.optional(z.unknown()) })),
+});
+
+const WireData = z.looseObject({ hvplug: z.string() });
+
+export interface FastLine {
+  command: FastCommandName;
+  ref: string;
+  stateDir?: string;
+  json: boolean;
+}
+
+const DIR_FLAGS = ['state-dir', 'runtime-dir'] as const;
+
+/**
+ * The command lines the fast path takes: `[--state-dir D] [--runtime-dir D] pause|resume <vm> [--json]`, the global
+ * options also after the command, each at most once, values given as `--flag value` or `--flag=value`. Anything else
+ * (another option, a value that looks like an option, help) is the full CLI's to parse and to judge: undefined.
+ */
+export function parseFastLine(argv: readonly string[], commands: readonly string[]): FastLine | undefined {
+  const dirs: Partial<Record<(typeof DIR_FLAGS)[number], string>> = {};
+  let command: FastCommandName | undefined;
+  let ref: string | undefined;
+  let json = false;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg.startsWith('--')) {
+      const eq = arg.indexOf('=');
+      const name = arg.slice(2, eq < 0 ? undefined : eq);
+      if (name === 'json' && eq < 0 && command !== undefined && !json) {
+        json = true;
+        continue;
+      }
+      const dir = DIR_FLAGS.find((f) => f === name);
+      if (dir === undefined || dirs[dir] !== undefined) return undefined;
+      const value = eq < 0 ? argv[++i] : arg.slice(eq + 1);
+      if (value === undefined || value === '' || value.startsWith('-')) return undefined;
+      dirs[dir] = value;
+      continue;
+    }
+    if (arg === '' || arg.startsWith('-')) return undefined;
+    if (command === undefined) {
+      if (!commands.includes(arg)) return undefined;
+      command = arg as FastCommandName;
+    } else if (ref === undefined) ref = arg;
+    else return undefined;
+  }
+  if (command === undefined || ref === undefined) return undefined;
+  return { command, ref, json, ...(dirs['state-dir'] !== undefined ? { stateDir: resolve(dirs['state-dir']) } : {}) };
+}
+
+/** The daemon's lock (daemon.json), when it names a live process; undefined otherwise, as liveDaemon answers. */
+async function liveLock(stateDir: string, facts: FastFacts): Promise<z.output<typeof FastLock> | undefined> {
+  let text: string;
+  try {
+    text = await readFile(join(stateDir, facts.lockFile), 'utf8');
+  } catch {
+    return undefined;
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const lock = FastLock.safeParse(raw);
+  return lock.success && ownerAlive(lock.data) ? lock.data : undefined;
+}
+
+type Answer = { kind: 'result'; value: unknown } | { kind: 'error'; code: number; message: string; data: unknown } | { kind: 'gone' } | { kind: 'timeout'; ms: number };
+
+/** One connection to the daemon: requests by id, answers by id; what else it sends (notifications) is not for us. */
+class FastWire {
+  private readonly decoder: FrameDecoder;
+  private readonly pending = new Map<number, (a: Answer) => void>();
+  private next = 0;
+  private closed = false;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly facts: FastFacts,
+  ) {
+    this.decoder = new FrameDecoder(facts.maxAnswerBytes);
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        for (const body of this.decoder.push(chunk)) this.onMessage(body);
+      } catch {
+        // Bytes that are not a frame, or a frame over the cap: as the full CLI's reader, the connection is done.
+        this.close();
+      }
+    });
+    socket.on('error', () => this.close());
+    socket.on('close', () => this.close());
+  }
+
+  static open(path: string, facts: FastFacts): Promise<FastWire | undefined> {
+    return new Promise((done) => {
+      const socket = connect(path);
+      socket.once('error', () => done(undefined));
+      socket.once('connect', () => done(new FastWire(socket, facts)));
+    });
+  }
+
+  private onMessage(body: Buffer): void {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(body.toString('utf8'));
+    } catch {
+      this.close();
+      return;
+    }
+    const msg = ResponseEnvelope.safeParse(raw);
+    if (!msg.success || typeof msg.data.id !== 'number') return;
+    const answer = this.pending.get(msg.data.id);
+    if (!answer) return;
+    this.pending.delete(msg.data.id);
+    const err = msg.data.error;
+    answer(err ? { kind: 'error', code: err.code, message: err.message, data: err.data } : { kind: 'result', value: msg.data.result });
+  }
+
+  /** A request with the full CLI's deadline (the call's own, plus the margin the daemon's client gives it). */
+  request(method: string, params: object, timeoutMs: number | null): Promise<Answer> {
+    if (this.closed) return Promise.resolve({ kind: 'gone' });
+    const id = this.next++;
+    return new Promise((done) => {
+      let timer: NodeJS.Timeout | undefined;
+      this.pending.set(id, (a) => {
+        clearTimeout(timer);
+        done(a);
+      });
+      if (timeoutMs !== null) {
+        const ms = timeoutMs + this.facts.deadlineMarginMs;
+        timer = setTimeout(() => {
+          this.pending.delete(id);
+          // As vscode-jsonrpc cancels a request (the LSP's notification, which the daemon's connection honours).
+          this.send({ jsonrpc: '2.0', method: '$/cancelRequest', params: { id } });
+          done({ kind: 'timeout', ms });
+        }, ms);
+      }
+      this.send({ jsonrpc: '2.0', id, method, params });
+    });
+  }
+
+  private send(message: object): void {
+    try {
+      this.socket.write(frameText(JSON.stringify(message), this.facts.maxRequestBytes));
+    } catch {
+      this.close();
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.socket.destroy();
+    for (const answer of this.pending.values()) answer({ kind: 'gone' });
+    this.pending.clear();
+  }
+}
+
+/** A failure reported in the full CLI's words, without handing over to it. */
+class Failed extends Error {}
+
+/** The full CLI's last word on an error (cli.ts report()), for the errors a call through the daemon can end in. */
+function fail(message: string, internal = false): number {
+  const text = internal
+    ? `internal error: ${message}${process.env.HVPLUG_DEBUG ? `\n${new Error(message).stack ?? ''}` : ' (set HVPLUG_DEBUG=1 for a stack trace)'}`
+    : message;
+  process.stderr.write(`${safeText(`hvplug: ${text}`)}\n`);
+  return EXIT_FAILURE;
+}
+
+/**
+ * Runs `argv` when it is a fast command line and a daemon serves the state directory: the exit code. Undefined when
+ * the full CLI should run it instead (nothing has been changed then).
+ */
+export async function runFast(argv: readonly string[], facts: FastFacts): Promise<number | undefined> {
+  const line = parseFastLine(argv, Object.keys(facts.commands));
+  if (!line) return undefined;
+  const lock = await liveLock(line.stateDir ?? defaultStateDir(), facts);
+  if (!lock) return undefined;
+  const wire = await FastWire.open(lock.socket, facts);
+  if (!wire) return undefined;
+  try {
+    const own = async <T>(method: string, params: object, schema: z.ZodMiniType<T>): Promise<T | undefined> => {
+      const a = await wire.request(method, params, facts.ownCallTimeoutMs);
+      // The full CLI would wait the same deadline out again before failing the same way.
+      if (a.kind === 'timeout') throw new Failed(`${method} through the hvplug daemon (pid ${lock.pid}) got no answer within ${a.ms} ms`);
+      if (a.kind !== 'result') return undefined;
+      const parsed = schema.safeParse(a.value);
+      return parsed.success ? parsed.data : undefined;
+    };
+    const Attached = fastAttached(facts.statuses);
+    // Asked at once, one round trip rather than three: the records, and the VM whose id the ref is if it is one (what
+    // resolveRef picks first). The answers are used only once hello has passed; an attach of an id no record has
+    // answers null and changes nothing.
+    const [hello, listed, guess] = await Promise.all([
+      own(facts.own.hello, {}, FastHello),
+      own(facts.own.records, {}, FastRecords),
+      own(facts.own.attach, { vmId: line.ref }, Attached),
+    ]);
+    if (hello?.apiVersion !== facts.apiVersion || !listed) return undefined;
+    let vmId: string;
+    try {
+      vmId = resolveRef(listed.records, line.ref, hello.stateDir).vmId;
+    } catch {
+      return undefined;
+    }
+    const vm = vmId === line.ref && guess !== undefined ? guess : await own(facts.own.attach, { vmId }, Attached);
+    const spec = facts.commands[line.command];
+    if (!vm || vm.ownedBy !== undefined || (spec.gated && !vm.plugin.info.capabilities.methods.includes(spec.method))) return undefined;
+
+    // From here the call is sent: its outcome is this command's.
+    const a = await wire.request(spec.method, { vmId }, spec.timeoutMs);
+    switch (a.kind) {
+      case 'gone':
+        return fail(`the hvplug daemon (pid ${lock.pid}) closed the connection; ${spec.method} got no answer`);
+      case 'timeout':
+        return fail(`${spec.method} through the hvplug daemon (pid ${lock.pid}) got no answer within ${a.ms} ms`);
+      case 'error': {
+        // As fromResponseError: an hvplug error, or the protocol's code; an InternalError without hvplug's data is a bug.
+        const data = WireData.safeParse(a.data);
+        const ours = data.success && facts.hvplugCodes.includes(data.data.hvplug);
+        return fail(a.message, !ours && a.code === facts.internalErrorCode);
+      }
+      case 'result': {
+        const result = fastVmResult(facts.statuses).safeParse(a.value);
+        if (!result.success) {
+          const issues = result.error.issues.map((i) => `${i.path.length ? i.path.map(String).join('.') : '(root)'}: ${i.message}`).join('; ');
+          return fail(`plugin answered ${spec.method} with a malformed result: ${issues}`);
+        }
+        new Output(line.json).document({ id: vmId, status: result.data.status }, () => vmId);
+        return EXIT_OK;
+      }
+    }
+  } catch (err) {
+    if (err instanceof Failed) return fail(err.message);
+    throw err;
+  } finally {
+    wire.close();
+  }
+}
