@@ -391,7 +391,10 @@ export class PluginHost extends EventEmitter<HostEvents> {
       }
       pending = { next: record, waiters: [{ resolve, reject }], inflight: [] };
       this.recordWrites.set(u.vmId, pending);
-      void this.track(this.writeRecords(u.vmId, pending));
+      // Started once what was read with this update has been handled: a plugin's status event, its state event and
+      // the call's answer often come in one read, and then make one fsync'd write instead of two.
+      const p = pending;
+      void this.track(new Promise<void>((r) => setImmediate(r)).then(() => this.writeRecords(u.vmId, p)));
     });
     return written;
   }
