@@ -14,7 +14,7 @@ const QEMU = 'qemu-system-x86_64';
 export const READY_MARKER = 'HVPLUG-GUEST-READY';
 const POLL_MS = 5;
 
-function onPath(binary: string): string | undefined {
+export function onPath(binary: string): string | undefined {
   for (const dir of (process.env.PATH ?? '').split(delimiter)) {
     const p = join(dir, binary);
     if (dir && existsSync(p)) return p;
@@ -23,7 +23,7 @@ function onPath(binary: string): string | undefined {
 }
 
 /** Resolves with performance.now() when `marker` appears in the file after byte `from`; polls every POLL_MS. */
-async function markerAt(path: string, marker: string, from: number, timeoutMs: number, alive: () => boolean): Promise<number> {
+export async function markerAt(path: string, marker: string, from: number, timeoutMs: number, alive: () => boolean): Promise<number> {
   const end = performance.now() + timeoutMs;
   let offset = from;
   let tail = '';
@@ -50,7 +50,7 @@ async function markerAt(path: string, marker: string, from: number, timeoutMs: n
   }
 }
 
-const sizeOf = (p: string): Promise<number> => stat(p).then((s) => s.size, () => 0);
+export const sizeOf = (p: string): Promise<number> => stat(p).then((s) => s.size, () => 0);
 
 /** CPU time (user + system, ms) a process has used so far, from /proc (10 ms ticks). */
 function cpuMs(pid: number): number {
@@ -59,7 +59,7 @@ function cpuMs(pid: number): number {
 }
 
 /** The VMM's argv as the kernel holds it: the exact command line the plugin started. */
-function argvOf(pid: number): string[] {
+export function argvOf(pid: number): string[] {
   return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').slice(0, -1);
 }
 
@@ -82,7 +82,7 @@ export function directArgv(argv: readonly string[]): string[] {
 }
 
 /** The VM config the figure boots: the plugin's default guest (its kernel and busybox initramfs), TCG. */
-function bootConfig(hv: ShimHypervisor): VmConfigInput {
+export function bootConfig(hv: ShimHypervisor): VmConfigInput {
   const props = (hv.info.configSchema as { properties?: Record<string, unknown> }).properties ?? {};
   return { console: 'log', plugin: 'accel' in props ? { accel: 'tcg' } : {} };
 }

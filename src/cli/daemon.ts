@@ -20,6 +20,17 @@ function firstSignal(): Promise<string> {
   });
 }
 
+/** `host:port` or `[v6]:port`: where the metrics endpoint listens. A host is required, so that binding to every interface is said. */
+const ListenAddress = z
+  .string()
+  .regex(/^(?:\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9.-]{1,253}):\d{1,5}$/, 'expected <host:port>, e.g. 127.0.0.1:9464 or [::1]:9464')
+  .transform((s, ctx) => {
+    const at = s.lastIndexOf(':');
+    const port = Number(s.slice(at + 1));
+    if (port > 65_535) ctx.addIssue({ code: 'custom', message: `port ${port} is above 65535` });
+    return { host: s.slice(0, at).replace(/^\[(.*)\]$/, '$1'), port };
+  });
+
 export const daemonCommand = defineCommand({
   name: 'daemon',
   summary: 'run the host of the state directory in the foreground; the other commands then go through it',
@@ -30,13 +41,19 @@ export const daemonCommand = defineCommand({
     'daemon each command runs a host of its own, starting the plugin and re-attaching the VM every time. A second daemon ' +
     'on the same state directory is refused. SIGTERM or SIGINT stops it; the VMs keep running and the next host ' +
     '(another daemon, or a command without one) re-attaches them. Status lines go to stdout, logs to stderr.',
-  flags: {},
+  flags: {
+    metrics: {
+      type: 'string',
+      value: '<host:port>',
+      help: 'also serve the host\'s Prometheus metrics over HTTP at http://<host:port>/metrics (e.g. 127.0.0.1:9464; 0.0.0.0:9464 for a scraper on another machine; [::1]:9464; port 0 picks one and says it)',
+    },
+  },
   positionals: [],
-  options: z.object({}),
-  async action(_opts, ctx) {
+  options: z.object({ metrics: ListenAddress.optional() }),
+  async action(opts, ctx) {
     // Listened for before anything starts, so that a signal during the re-attach is a clean stop too.
     const stop = firstSignal();
-    await runDaemon({ host: ctx.openHost(), logger: ctx.logger, say: (line) => void process.stdout.write(`${line}\n`), stop });
+    await runDaemon({ host: ctx.openHost(), logger: ctx.logger, say: (line) => void process.stdout.write(`${line}\n`), stop, metrics: opts.metrics });
     return EXIT_OK;
   },
 });

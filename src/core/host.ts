@@ -1,7 +1,8 @@
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { InitializeParams, isMethodName, methodDef, type VmEvent } from 'hvplug/protocol';
+import type { Registry } from 'prom-client';
+import { InitializeParams, isMethodName, methodDef, type VmEvent, type VmStatus } from 'hvplug/protocol';
 import { ShimHypervisor, type ShimVm, type VmRecordUpdate } from '../shim/shim.js';
 import type { Interceptor } from '../shim/interceptors.js';
 import { PluginCatalog, type DiscoveryOptions } from './discovery.js';
@@ -15,6 +16,8 @@ import { PluginFailedError, SupervisedPlugin, type SupervisedStatus, type Superv
 import { describeOwner, VmLeases } from './ownership.js';
 import { defaultLogger } from './default-logger.js';
 import { HOST_VERSION } from './version.js';
+import { HostTallies } from './tallies.js';
+import type { MetricsListen, MetricsServer } from './metrics-registry.js';
 
 export interface PluginHostOptions {
   /** VM records and plugins' persistent files. Default: HVPLUG_STATE_DIR, else the XDG state home. */
@@ -153,6 +156,12 @@ export class PluginHost extends EventEmitter<HostEvents> {
   private readonly recordWrites = new Map<string, PendingRecord>();
   /** Record writes in flight; close() waits for them so an exiting embedder leaves no stale record. */
   private readonly writes = new Set<Promise<unknown>>();
+  /**
+   * What metrics() reports, counted always (a few map entries per call, no library). Code of the host's own that
+   * does what the host cannot see as a method call reports it here: a live migration, `tallies.migration(...)`.
+   */
+  readonly tallies = new HostTallies();
+  private registry: Promise<Registry> | undefined;
 
   constructor(private readonly opts: PluginHostOptions = {}) {
     super();
@@ -290,7 +299,9 @@ export class PluginHost extends EventEmitter<HostEvents> {
         void this.leases.release(vmId).catch((err: Error) => this.logger.warn({ vmId, err: err.message }, 'cannot release the VM lease'));
         return this.track(this.store.delete(vmId)).catch((err: Error) => this.logger.error({ vmId, err: err.message }, 'cannot delete VM record'));
       },
+      onCallEnd: (method, seconds, error) => this.tallies.call(spec.name, method, seconds, error),
       onViolation: (err) => {
+        this.tallies.protocolErrors.inc([spec.name]);
         this.logger.warn({ plugin: spec.name, err: err.message }, 'plugin protocol violation');
         this.emit('protocol-violation', { plugin: spec.name, error: err });
       },
@@ -302,9 +313,19 @@ export class PluginHost extends EventEmitter<HostEvents> {
   private supervise(rt: Runtime, proc: SupervisedPlugin, vmIds: string[] | undefined): void {
     const plugin = rt.spec.name;
     proc.on('started', (e) => this.emit('plugin-started', { plugin, ...e }));
-    proc.on('exited', (e) => this.emit('plugin-exited', { plugin, ...e }));
-    proc.on('unhealthy', (e) => this.emit('plugin-unhealthy', { plugin, ...e }));
-    proc.on('restarted', (e) => this.emit('plugin-restarted', { plugin, ...e }));
+    proc.on('exited', (e) => {
+      // Killed for what it wrote on its stream (the supervisor's onExit): a protocol error, beside the dropped messages.
+      if (e.error instanceof ProtocolError) this.tallies.protocolErrors.inc([plugin]);
+      this.emit('plugin-exited', { plugin, ...e });
+    });
+    proc.on('unhealthy', (e) => {
+      this.tallies.healthMisses.inc([plugin]);
+      this.emit('plugin-unhealthy', { plugin, ...e });
+    });
+    proc.on('restarted', (e) => {
+      this.tallies.restarts.inc([plugin]);
+      this.emit('plugin-restarted', { plugin, ...e });
+    });
     proc.on('failed', (error) => {
       this.logger.error({ plugin, err: error.message }, 'plugin failed');
       this.emit('plugin-failed', { plugin, error });
@@ -430,7 +451,10 @@ export class PluginHost extends EventEmitter<HostEvents> {
       }
       pending = { next: record, waiters: [{ resolve, reject }], inflight: [] };
       this.recordWrites.set(u.vmId, pending);
-      void this.track(this.writeRecords(u.vmId, pending));
+      // Started once what was read with this update has been handled: a plugin's status event, its state event and
+      // the call's answer often come in one read, and then make one fsync'd write instead of two.
+      const p = pending;
+      void this.track(new Promise<void>((r) => setImmediate(r)).then(() => this.writeRecords(u.vmId, p)));
     });
     return written;
   }
@@ -628,6 +652,35 @@ export class PluginHost extends EventEmitter<HostEvents> {
       }),
     );
     return report;
+  }
+
+  /** The VMs this host knows now, counted by plugin and status (the metrics' `hvplug_vms`). */
+  async vmCounts(): Promise<{ plugin: string; status: VmStatus; count: number }[]> {
+    const out: { plugin: string; status: VmStatus; count: number }[] = [];
+    for (const [plugin, entry] of this.runtimes) {
+      const rt = await entry.catch(() => undefined);
+      if (!rt) continue;
+      const byStatus = new Map<VmStatus, number>();
+      for (const vm of rt.shim.listVms()) byStatus.set(vm.status, (byStatus.get(vm.status) ?? 0) + 1);
+      for (const [status, count] of byStatus) out.push({ plugin, status, count });
+    }
+    return out;
+  }
+
+  /**
+   * A Prometheus registry (prom-client) of this host's calls, plugin restarts, health misses, protocol errors, VMs and
+   * migrations (the README's Metrics section names each). prom-client is loaded by the first call, not by importing
+   * hvplug; the counts go back to the host's start. The same registry every time.
+   */
+  metrics(): Promise<Registry> {
+    this.registry ??= import('./metrics-registry.js').then((m) => m.hostRegistry(this));
+    return this.registry;
+  }
+
+  /** Serves metrics() over HTTP at http://<host>:<port>/metrics for a scraper; close() it when done. */
+  async serveMetrics(listen: MetricsListen): Promise<MetricsServer> {
+    const [registry, m] = await Promise.all([this.metrics(), import('./metrics-registry.js')]);
+    return m.serveRegistry(registry, listen);
   }
 
   /** Shuts every plugin down (graceful, then forced). VMs keep running unless stopped first. */

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { AlreadyExistsError, HvplugError, type PluginHost } from '../core/index.js';
+import type { MetricsListen, MetricsServer } from '../core/metrics-registry.js';
 import { ensurePrivateDir } from '../core/paths.js';
 import { MAX_SOCKET_PATH_BYTES, socketPath } from './api.js';
 import { acquireDaemonLock, releaseDaemonLock } from './lock.js';
@@ -12,13 +13,15 @@ export interface DaemonRunOptions {
   say: (line: string) => void;
   /** Resolves when the daemon is to stop (a signal); its value is said as the reason. */
   stop: Promise<string>;
+  /** Serve the host's Prometheus metrics over HTTP at this address, GET /metrics, for as long as the daemon runs. */
+  metrics?: MetricsListen;
 }
 
 /**
  * The daemon's life: take the state directory, listen, re-attach its VMs, serve until `stop`, then let go of all of it.
  * VMs keep running when it stops, as they do when any host closes: the next host (a daemon or a CLI) re-attaches them.
  */
-export async function runDaemon({ host, logger, say, stop }: DaemonRunOptions): Promise<void> {
+export async function runDaemon({ host, logger, say, stop, metrics }: DaemonRunOptions): Promise<void> {
   const socket = socketPath(host.runtimeDir, host.stateDir);
   if (Buffer.byteLength(socket) > MAX_SOCKET_PATH_BYTES) {
     throw new HvplugError(`the daemon's socket path ${socket} is longer than ${MAX_SOCKET_PATH_BYTES} bytes, as a unix socket's may be; use a shorter --runtime-dir`, 'InvalidConfig');
@@ -36,9 +39,17 @@ export async function runDaemon({ host, logger, say, stop }: DaemonRunOptions): 
   let markReady!: () => void;
   const ready = new Promise<void>((resolve) => (markReady = resolve));
   let server: DaemonServer | undefined;
+  let metricsServer: MetricsServer | undefined;
   try {
     server = await DaemonServer.listen({ host, socket, logger, ready });
     say(`hvplug daemon: pid ${process.pid}, state directory ${host.stateDir}, socket ${socket}`);
+    if (metrics) {
+      // Before the re-attach, so that its vm/recover calls (and any plugin that fails during it) are counted and seen.
+      metricsServer = await host.serveMetrics(metrics).catch((err: Error) => {
+        throw new HvplugError(`cannot serve metrics on ${metrics.host ?? '127.0.0.1'}:${metrics.port}: ${err.message}`, 'InvalidConfig');
+      });
+      say(`hvplug daemon: metrics at ${metricsServer.url}`);
+    }
     const reattached = host.reattach();
     const report = await Promise.race([reattached, stop.then(() => undefined)]);
     if (report) {
@@ -52,6 +63,7 @@ export async function runDaemon({ host, logger, say, stop }: DaemonRunOptions): 
     say(`hvplug daemon: ${reason}: shutting down; VMs keep running`);
   } finally {
     markReady();
+    await metricsServer?.close();
     await server?.close().catch((err: Error) => logger.warn({ err: err.message }, 'cannot close the daemon socket'));
     await host.close();
     await releaseDaemonLock(lock.info).catch((err: Error) => logger.warn({ err: err.message }, 'cannot remove the daemon lock'));

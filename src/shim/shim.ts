@@ -93,6 +93,11 @@ export interface ShimOptions {
   onVmGone?: (vmId: string, failure?: unknown) => void | Promise<void>;
   /** Called when a plugin sends something the table does not allow (a malformed event). */
   onViolation?: (err: HvplugError) => void;
+  /**
+   * Called as every method call ends, however it ends (`error` undefined for an answer): the host's metrics. Must
+   * not throw; it is not awaited.
+   */
+  onCallEnd?: (method: MethodName, seconds: number, error: unknown) => void;
 }
 
 interface VmEvents {
@@ -234,7 +239,23 @@ export class ShimHypervisor {
   }
 
   /** The one path every method takes. */
-  async invoke<M extends MethodName>(method: M, rawParams: Record<string, unknown>, opts: CallOpts = {}, vm?: ShimVm): Promise<ResultOf<M>> {
+  invoke<M extends MethodName>(method: M, rawParams: Record<string, unknown>, opts: CallOpts = {}, vm?: ShimVm): Promise<ResultOf<M>> {
+    const onEnd = this.opts.onCallEnd;
+    if (!onEnd) return this.run(method, rawParams, opts, vm);
+    const t0 = performance.now();
+    return this.run(method, rawParams, opts, vm).then(
+      (value) => {
+        onEnd(method, (performance.now() - t0) / 1000, undefined);
+        return value;
+      },
+      (err: unknown) => {
+        onEnd(method, (performance.now() - t0) / 1000, err);
+        throw err;
+      },
+    );
+  }
+
+  private async run<M extends MethodName>(method: M, rawParams: Record<string, unknown>, opts: CallOpts, vm?: ShimVm): Promise<ResultOf<M>> {
     const spec = methodDef(method);
     if (vm?.ownedBy !== undefined) throw new VmOwnedError(vm.id, vm.ownedBy);
     const interceptors = this.opts.interceptors ?? NONE;

@@ -38,9 +38,9 @@ async function packagesLoadedBy(specifier: string): Promise<string[]> {
 beforeAll(ensureCliBuilt, 120_000);
 
 describe("import 'hvplug'", () => {
-  it('loads neither execa, pino, smol-toml nor vscode-jsonrpc: they load when a plugin is spawned, a logger made, a config file read', async () => {
+  it('loads neither execa, pino, smol-toml, vscode-jsonrpc nor prom-client: they load when a plugin is spawned, a logger made, a config file read, metrics asked for', async () => {
     const loaded = await packagesLoadedBy('hvplug');
-    for (const lazy of ['execa', 'pino', 'smol-toml', 'vscode-jsonrpc']) expect(loaded, lazy).not.toContain(lazy);
+    for (const lazy of ['execa', 'pino', 'smol-toml', 'vscode-jsonrpc', 'prom-client']) expect(loaded, lazy).not.toContain(lazy);
   });
 
   it("loads zod from the package's bundle (scripts/bundle-package.mjs), not its ~95 modules from node_modules", async () => {

@@ -1,0 +1,232 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readlinkSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { PluginHost, type ShimVm } from 'hvplug';
+import { silentLogger } from '../clients.js';
+import { collect } from '../drivers.js';
+import type { Figure } from '../figure.js';
+import { notMeasured } from '../figure.js';
+import { compare, measure } from '../report.js';
+import { builtPlugin } from '../setup.js';
+import { median } from '../stats.js';
+import { argvOf, bootConfig, directArgv, markerAt, onPath, READY_MARKER, sizeOf } from './qemu.js';
+
+const QEMU = 'qemu-system-x86_64';
+const IDLE_SCRIPT = 'while :; do sleep 3600; done';
+/** Largest line the baseline's QMP reader keeps; QEMU's answers to stop/cont and its events are far shorter. */
+const MAX_QMP_LINE = 64 * 1024;
+
+/**
+ * The baseline's QMP client: one connection, one command at a time, the answer matched by id (events skipped), as
+ * a controller that keeps its QMP connection open drives QEMU. Nothing else: the least that a pause can cost.
+ */
+class RawQmp {
+  private buf = '';
+  private waiting: { id: number; resolve: () => void; reject: (e: Error) => void } | undefined;
+  private nextId = 1;
+  private greeted: Promise<void>;
+
+  private constructor(private readonly sock: Socket) {
+    let greet!: () => void;
+    this.greeted = new Promise((r) => (greet = r));
+    sock.setEncoding('utf8');
+    sock.on('data', (chunk: string) => {
+      this.buf += chunk;
+      if (this.buf.length > MAX_QMP_LINE) {
+        this.fail(new Error(`a QMP line longer than ${MAX_QMP_LINE} bytes`));
+        return;
+      }
+      let nl: number;
+      while ((nl = this.buf.indexOf('\n')) >= 0) {
+        const line = this.buf.slice(0, nl);
+        this.buf = this.buf.slice(nl + 1);
+        let msg: { QMP?: unknown; id?: unknown; return?: unknown; error?: { desc?: unknown } };
+        try {
+          msg = JSON.parse(line) as typeof msg;
+        } catch {
+          continue;
+        }
+        if (msg.QMP !== undefined) greet();
+        else if (this.waiting && msg.id === this.waiting.id) {
+          const w = this.waiting;
+          this.waiting = undefined;
+          if (msg.error) w.reject(new Error(`QMP: ${String(msg.error.desc)}`));
+          else w.resolve();
+        }
+      }
+    });
+    sock.on('error', (e) => this.fail(e));
+    sock.on('close', () => this.fail(new Error('QMP connection closed')));
+  }
+
+  private fail(e: Error): void {
+    const w = this.waiting;
+    this.waiting = undefined;
+    w?.reject(e);
+  }
+
+  static async open(path: string): Promise<RawQmp> {
+    const sock = await new Promise<Socket>((resolve, reject) => {
+      const s = connect(path, () => resolve(s));
+      s.once('error', reject);
+    });
+    const q = new RawQmp(sock);
+    await q.greeted;
+    await q.execute('qmp_capabilities');
+    return q;
+  }
+
+  execute(command: string): Promise<void> {
+    const id = this.nextId++;
+    return new Promise<void>((resolve, reject) => {
+      this.waiting = { id, resolve, reject };
+      this.sock.write(`${JSON.stringify({ execute: command, id })}\n`);
+    });
+  }
+
+  close(): void {
+    this.sock.destroy();
+  }
+}
+
+/** Retries a connect to a socket QEMU creates once it has parsed its command line. */
+async function openQmp(path: string, timeoutMs: number): Promise<RawQmp> {
+  const end = performance.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await RawQmp.open(path);
+    } catch (err) {
+      if (performance.now() > end) throw err;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
+
+/** ms for `cycles` pause + resume cycles, each timed alone; the median cycle. */
+async function cycles(n: number, one: () => Promise<void>): Promise<number> {
+  const ms: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    await one();
+    ms.push(performance.now() - t);
+  }
+  return median(ms);
+}
+
+/** Figure 5b: pause + resume of a running QEMU guest through the library vs raw QMP over one connection. */
+export const qemuPause: Figure = {
+  id: 'qemu-pause',
+  title: '5b QEMU pause + resume',
+  async run({ ws, cfg, log }) {
+    const { reps, timeoutMs, enabled } = cfg.qemu;
+    const perRep = cfg.qemuPause.cycles;
+    const method =
+      `a booted guest (the qemu plugin's default kernel and busybox initramfs running "${IDLE_SCRIPT}", TCG, "${READY_MARKER}" seen) paused and ` +
+      `resumed ${perRep} times per repetition, the median cycle counted. hvplug: vm.pause() then vm.resume() on a PluginHost in ` +
+      `the bench process (the plugin's QMP stop/cont, its events, the host's record write). Raw QMP: a second QEMU with the ` +
+      `same command line (its own QMP socket and console), stop then cont over one open QMP connection, each answer ` +
+      `awaited. ${reps} reps, the order alternating, a GC between segments`;
+    if (!enabled) return notMeasured('skipped in --quick (a TCG boot takes seconds)', method);
+    if (!onPath(QEMU)) return notMeasured(`${QEMU} is not on PATH`, method);
+    const plugin = builtPlugin('qemu');
+    if (!plugin) return notMeasured('the qemu plugin (plugins/qemu/dist) is not built: run npm run build', method);
+    const host = new PluginHost({
+      stateDir: join(ws.dir, 'qemu-pause', 'state'),
+      runtimeDir: join(ws.dir, 'qemu-pause', 'run'),
+      logger: silentLogger(),
+      plugins: [{ name: 'qemu', command: plugin.executable }],
+    });
+    let vm: ShimVm | undefined;
+    let direct: ChildProcess | undefined;
+    let qmp: RawQmp | undefined;
+    try {
+      const hv = await host.hypervisor('qemu');
+      // A guest that idles (sleep) until killed: the default one powers off after a few seconds.
+      const base = bootConfig(hv);
+      vm = await hv.createVm({ config: { ...base, plugin: { ...base.plugin, guestScript: IDLE_SCRIPT } } });
+      const console_ = await vm.console();
+      if (console_.kind !== 'log') throw new Error(`the plugin's console is a ${console_.kind}, not a log file`);
+      await vm.start();
+      const info = await vm.info();
+      if (info.pid === undefined) throw new Error('vm/info names no VMM pid');
+      const pid = info.pid;
+      const argv = argvOf(pid);
+      const runDir = readlinkSync(`/proc/${pid}/cwd`);
+      log('qemu-pause: booting the guest through hvplug');
+      await markerAt(console_.path, READY_MARKER, 0, timeoutMs, () => existsSync(`/proc/${pid}`));
+
+      // The baseline's QEMU: the same command line in a directory of its own, so that its QMP socket, pidfile and
+      // console are its own (relative paths land there; the console's absolute path is rewritten).
+      const dir = join(ws.dir, 'qemu-pause', 'direct');
+      await mkdir(dir, { recursive: true });
+      const directConsole = join(dir, 'console.log');
+      const qmpArg = argv.find((a) => a.startsWith('socket,') && a.includes('qmp'));
+      const qmpGiven = /(?:^|,)path=([^,]+)/.exec(qmpArg ?? '')?.[1];
+      if (!qmpGiven) throw new Error(`no QMP socket in the plugin's QEMU command line: ${argv.join(' ')}`);
+      const qmpPath = join(dir, 'qmp.sock');
+      const [binary, ...args] = directArgv(argv).map((a) =>
+        a.replaceAll(console_.path, directConsole).replace(`path=${qmpGiven}`, `path=${qmpPath}`),
+      );
+      if (!binary) throw new Error('empty QEMU command line');
+      log('qemu-pause: booting the same guest directly');
+      direct = spawn(binary, args, { cwd: dir, stdio: ['ignore', 'ignore', 'ignore'] });
+      let exited = false;
+      direct.once('exit', () => (exited = true));
+      await markerAt(directConsole, READY_MARKER, await sizeOf(directConsole), timeoutMs, () => !exited);
+      qmp = await openQmp(qmpPath, timeoutMs);
+      const raw = qmp;
+      const theVm = vm;
+      const viaHvplug = (): Promise<number> =>
+        cycles(perRep, async () => {
+          await theVm.pause();
+          await theVm.resume();
+        });
+      const viaQmp = (): Promise<number> =>
+        cycles(perRep, async () => {
+          await raw.execute('stop');
+          await raw.execute('cont');
+        });
+      log('qemu-pause: warm-up');
+      await viaHvplug();
+      await viaQmp();
+      const runs: { hvplug: number; qmp: number }[] = [];
+      for (let r = 0; r < reps; r++) {
+        log(`qemu-pause: repetition ${r + 1}/${reps}`);
+        if (r % 2 === 0) {
+          collect();
+          const h = await viaHvplug();
+          collect();
+          runs.push({ hvplug: h, qmp: await viaQmp() });
+        } else {
+          collect();
+          const q = await viaQmp();
+          collect();
+          runs.push({ qmp: q, hvplug: await viaHvplug() });
+        }
+      }
+      return {
+        method,
+        rows: [
+          compare(
+            'pause + resume of a running guest',
+            measure('hvplug', 'ms', runs.map((r) => r.hvplug)),
+            measure('raw QMP, one connection', 'ms', runs.map((r) => r.qmp)),
+            { on: 'ratio', op: '<=', limit: 2, text: '≤ 2× raw QMP' },
+          ),
+        ],
+        raw: { config: { ...cfg.qemu, cycles: perRep }, unit: 'ms', perRep: runs, runDir, argv },
+      };
+    } finally {
+      qmp?.close();
+      if (direct && direct.exitCode === null) {
+        const gone = new Promise<void>((r) => direct?.once('exit', () => r()));
+        direct.kill('SIGKILL');
+        await gone;
+      }
+      await vm?.delete().catch(() => undefined);
+      await host.close();
+    }
+  },
+};
