@@ -1,4 +1,4 @@
-import type { Command, RawCommand } from './command.js';
+import type { Command } from './command.js';
 
 /**
  * A command as main.ts knows it before it runs: its name and summary (all that `hvplug help` shows), and how to
@@ -35,16 +35,8 @@ export const COMMANDS: readonly CommandEntry[] = [
   { name: 'plugins', summary: 'list the plugins hvplug can find', load: async () => (await import('./plugins.js')).pluginsCommand },
   { name: 'inspect', summary: 'start a plugin and print its handshake and capabilities', load: async () => (await import('./inspect.js')).inspectCommand },
   { name: 'spec', summary: 'print the protocol as an OpenRPC document', load: async () => (await import('./spec.js')).specCommand },
+  { name: 'conformance', summary: 'run the conformance suite against a plugin (--plugin <name>, -- <command> or --connect <address>)', load: async () => (await import('./conformance.js')).conformanceCommand },
   { name: 'daemon', summary: 'run the host of the state directory in the foreground; the other commands then go through it', load: async () => (await import('./daemon.js')).daemonCommand },
   // Completion describes every command: it loads them all, when it runs.
-  { name: 'completion', summary: 'print a shell completion script (bash, zsh or fish)', load: async () => (await import('./completion.js')).completionCommand(async () => ({ commands: await Promise.all(COMMANDS.map((c) => c.load())), raw: RAW_COMMANDS })) },
-];
-
-/** Commands that parse their own arguments (conformance passes everything after `--` to the plugin). */
-export const RAW_COMMANDS: readonly RawCommand[] = [
-  {
-    name: 'conformance',
-    summary: 'run the conformance suite against a plugin (--plugin <name> or -- <command>)',
-    run: async (argv) => (await import('./conformance.js')).runConformanceCommand(argv),
-  },
+  { name: 'completion', summary: 'print a shell completion script (bash, zsh or fish)', load: async () => (await import('./completion.js')).completionCommand(async () => Promise.all(COMMANDS.map((c) => c.load()))) },
 ];
