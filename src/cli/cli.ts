@@ -70,7 +70,7 @@ async function dispatch(argv: readonly string[], where: { command?: string }): P
   }
   const [{ validate }, { CliContext, GlobalOptions }] = await Promise.all([import('./args.js'), import('./context.js')]);
   const globals = validate(GlobalOptions, globalRaw);
-  return command.execute(after, new CliContext(globals));
+  return command.execute(after, new CliContext(globals, { json: after.flags.json === true }));
 }
 
 /** One line on stderr per error; a stack only for what is a bug in hvplug, and only when asked. */

@@ -273,7 +273,7 @@ async function conformance(o: Options, ctx: CliContext): Promise<number> {
     callTimeoutMs: o['call-timeout'] === undefined ? undefined : Math.round(o['call-timeout'] * 1000),
     checkTimeoutMs: o['check-timeout'] === undefined ? undefined : Math.round(o['check-timeout'] * 1000),
     // The plugin's stderr is noise in a report unless asked for: hidden by default, unlike other commands' warn.
-    logger: pino({ level: g['log-level'] ?? 'silent' }, stderrLog()),
+    logger: pino({ level: g['log-level'] ?? 'silent' }, stderrLog(ctx.human)),
     onProgress: o.quiet ? undefined : printableProgress(progressPrinter(progressTo)),
     signal: stop.signal,
   }).finally(() => {
