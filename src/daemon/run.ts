@@ -12,13 +12,15 @@ export interface DaemonRunOptions {
   say: (line: string) => void;
   /** Resolves when the daemon is to stop (a signal); its value is said as the reason. */
   stop: Promise<string>;
+  /** The id of a group whose members may use the socket (0660) besides its owner. */
+  socketGroup?: number;
 }
 
 /**
  * The daemon's life: take the state directory, listen, re-attach its VMs, serve until `stop`, then let go of all of it.
  * VMs keep running when it stops, as they do when any host closes: the next host (a daemon or a CLI) re-attaches them.
  */
-export async function runDaemon({ host, logger, say, stop }: DaemonRunOptions): Promise<void> {
+export async function runDaemon({ host, logger, say, stop, socketGroup }: DaemonRunOptions): Promise<void> {
   const socket = socketPath(host.runtimeDir, host.stateDir);
   if (Buffer.byteLength(socket) > MAX_SOCKET_PATH_BYTES) {
     throw new HvplugError(`the daemon's socket path ${socket} is longer than ${MAX_SOCKET_PATH_BYTES} bytes, as a unix socket's may be; use a shorter --runtime-dir`, 'InvalidConfig');
@@ -37,7 +39,7 @@ export async function runDaemon({ host, logger, say, stop }: DaemonRunOptions): 
   const ready = new Promise<void>((resolve) => (markReady = resolve));
   let server: DaemonServer | undefined;
   try {
-    server = await DaemonServer.listen({ host, socket, logger, ready });
+    server = await DaemonServer.listen({ host, socket, logger, ready, socketGroup });
     say(`hvplug daemon: pid ${process.pid}, state directory ${host.stateDir}, socket ${socket}`);
     const reattached = host.reattach();
     const report = await Promise.race([reattached, stop.then(() => undefined)]);

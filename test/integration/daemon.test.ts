@@ -1,4 +1,4 @@
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -71,8 +71,8 @@ async function ok(d: Dirs, args: readonly string[]): Promise<string> {
   return r.stdout;
 }
 
-async function startDaemon(d: Dirs): Promise<Daemon> {
-  const child = execa('node', [CLI, '--state-dir', d.state, '--runtime-dir', d.run, '--log-level', 'info', 'daemon'], {
+async function startDaemon(d: Dirs, extra: readonly string[] = []): Promise<Daemon> {
+  const child = execa('node', [CLI, '--state-dir', d.state, '--runtime-dir', d.run, '--log-level', 'info', 'daemon', ...extra], {
     reject: false,
     buffer: true,
     env: { HVPLUG_CONFIG: '' },
@@ -147,6 +147,40 @@ function rawExchange(socket: string, bytes: Buffer | string, ms = 1_000): Promis
 }
 
 const frame = (msg: unknown): Buffer => encodeFrame(JSON.stringify(msg));
+
+/** A group of /etc/group that is not root's own, so that a socket given it shows the change. */
+function otherGroup(): { name: string; gid: number } | undefined {
+  for (const line of readFileSync('/etc/group', 'utf8').split('\n')) {
+    const [name, , gid] = line.split(':');
+    if (name && gid && Number(gid) > 0) return { name, gid: Number(gid) };
+  }
+  return undefined;
+}
+
+const GROUP_SKIP = process.getuid?.() !== 0 ? 'not root: only root can give the socket to a group it is not in' : !otherGroup() ? 'no group other than root in /etc/group' : undefined;
+if (GROUP_SKIP) console.warn(`skipping hvplug daemon --group: ${GROUP_SKIP}`);
+
+describe('hvplug daemon --group', () => {
+  it.skipIf(GROUP_SKIP !== undefined)(`gives the socket to the group, mode 0660${GROUP_SKIP ? ` (skipped: ${GROUP_SKIP})` : ''}`, async () => {
+    const group = otherGroup()!;
+    const d = await dirs();
+    const daemon = await startDaemon(d, ['--group', group.name]);
+    const st = statSync(daemon.socket);
+    expect(st.mode & 0o777).toBe(0o660);
+    expect(st.gid).toBe(group.gid);
+    // The daemon serves as before.
+    expect(JSON.parse(await ok(d, ['ps', '--json']))).toEqual([]);
+    expect(await stopDaemon(daemon)).toBe(0);
+  }, 60_000);
+
+  it('an unknown group is a usage error, before anything starts', async () => {
+    const d = await dirs();
+    const r = await cli(d, ['daemon', '--group', 'no-such-group-hvplug']);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr.trim()).toBe('hvplug daemon: --group: no group named "no-such-group-hvplug" on this system (see: hvplug daemon --help)');
+    expect(r.stdout).toBe('');
+  });
+});
 
 describe('hvplug daemon', () => {
   it('serves run --detach, ps, pause, resume, info and stop from separate processes without restarting the plugin or re-attaching', async () => {
