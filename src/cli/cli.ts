@@ -1,6 +1,6 @@
 import { HOST_VERSION } from '../core/version.js';
 import type { Command } from './command.js';
-import { COMMANDS, RAW_COMMANDS } from './commands.js';
+import { COMMANDS } from './commands.js';
 import { CliFailure, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from './errors.js';
 import { parseFlags, splitCommand, type RawValue } from './flags.js';
 import { GLOBAL_FLAGS } from './global-flags.js';
@@ -11,11 +11,11 @@ import { safeText } from './safe-text.js';
 // module (and the host, zod, the protocol with it) loads when that command runs, so that --version and help, and
 // the commands that go through the daemon, do not pay for the others.
 
-export { COMMANDS, RAW_COMMANDS } from './commands.js';
+export { COMMANDS } from './commands.js';
 
 async function findCommand(name: string): Promise<Command> {
   const entry = COMMANDS.find((c) => c.name === name);
-  if (!entry) throw new UsageError(`unknown command "${name}"; commands: ${[...COMMANDS, ...RAW_COMMANDS].map((c) => c.name).join(', ')}, help`);
+  if (!entry) throw new UsageError(`unknown command "${name}"; commands: ${COMMANDS.map((c) => c.name).join(', ')}, help`);
   return entry.load();
 }
 
@@ -42,8 +42,6 @@ async function dispatch(argv: readonly string[], where: { command?: string }): P
     const topic = split.command === 'help' ? parseFlags(split.after, GLOBAL_FLAGS).positionals : [];
     if (topic.length > 1) throw new UsageError(`help takes one command name, got ${topic.length}`);
     if (topic[0] !== undefined) {
-      const raw = RAW_COMMANDS.find((c) => c.name === topic[0]);
-      if (raw) return raw.run(['--help']);
       process.stdout.write(`${commandHelp(await findCommand(topic[0]))}\n`);
       return EXIT_OK;
     }
@@ -52,12 +50,9 @@ async function dispatch(argv: readonly string[], where: { command?: string }): P
       return EXIT_OK;
     }
     // Like git and docker: the bare command is a request for help, not a mistake.
-    process.stdout.write(`${generalHelp([...COMMANDS, ...RAW_COMMANDS])}\n`);
+    process.stdout.write(`${generalHelp(COMMANDS)}\n`);
     return EXIT_OK;
   }
-  const raw = RAW_COMMANDS.find((c) => c.name === split.command);
-  // Global options given before it are handed on; the command judges them with its own.
-  if (raw) return raw.run([...split.before, ...split.after]);
   const command = await findCommand(split.command);
   where.command = command.name;
   // Parsed as the globals they are, so that the error can be the command's own rather than "unknown option".
@@ -75,7 +70,7 @@ async function dispatch(argv: readonly string[], where: { command?: string }): P
   }
   const [{ validate }, { CliContext, GlobalOptions }] = await Promise.all([import('./args.js'), import('./context.js')]);
   const globals = validate(GlobalOptions, globalRaw);
-  return command.execute(after, new CliContext(globals));
+  return command.execute(after, new CliContext(globals, { json: after.flags.json === true }));
 }
 
 /** One line on stderr per error; a stack only for what is a bug in hvplug, and only when asked. */

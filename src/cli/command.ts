@@ -18,17 +18,17 @@ export interface Command {
   readonly description: string;
   readonly flags: FlagTable;
   readonly positionals: readonly Positional[];
+  /**
+   * A command line of its own after `--` (conformance's plugin command), handed to the action under this name as
+   * a list; without it, words after `--` are ordinary positionals.
+   */
+  readonly rest?: { readonly name: string; readonly usage: string; readonly help: string };
+  /** Extra usage lines for help, after the first (another way to call the command). */
+  readonly usage?: readonly string[];
   /** Global flags that would be misread after this command: each a usage error with its message. */
   readonly misplaced?: Readonly<Record<string, string>>;
   /** Returns the exit status. */
   execute(raw: RawArgs, ctx: CliContext): Promise<number>;
-}
-
-/** A command that parses its own argv (everything after its name); returns the exit status. */
-export interface RawCommand {
-  readonly name: string;
-  readonly summary: string;
-  run(argv: string[]): Promise<number>;
 }
 
 export interface CommandDef<S extends z.ZodType> extends Omit<Command, 'execute'> {
@@ -45,16 +45,21 @@ export function defineCommand<S extends z.ZodType>(def: CommandDef<S>): Command 
     description: def.description,
     flags: def.flags,
     positionals: def.positionals,
+    rest: def.rest,
+    usage: def.usage,
     misplaced: def.misplaced,
     async execute(raw, ctx) {
       const input: Record<string, unknown> = { ...raw.flags };
+      const rest = def.rest ? (raw.rest ?? []) : [];
+      const positionals = raw.positionals.slice(0, raw.positionals.length - rest.length);
+      if (def.rest) input[def.rest.name] = rest;
       def.positionals.forEach((p, i) => {
-        const value = raw.positionals[i];
+        const value = positionals[i];
         if (value === undefined && p.required) throw new UsageError(`missing <${p.name}> (${p.help})`);
         input[p.name] = value;
       });
-      const extra = raw.positionals[def.positionals.length];
-      if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}"`);
+      const extra = positionals[def.positionals.length];
+      if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}"${def.rest ? ` (${def.rest.usage} goes after --)` : ''}`);
       const options = validate(def.options, input, def.positionals.map((p) => p.name));
       return def.action(options, ctx);
     },

@@ -1,4 +1,4 @@
-import type { Command, RawCommand } from './command.js';
+import type { Command } from './command.js';
 
 /**
  * A command as main.ts knows it before it runs: its name and summary (all that `hvplug help` shows), and how to
@@ -29,22 +29,14 @@ export const COMMANDS: readonly CommandEntry[] = [
   { name: 'resize', summary: "set a VM's online vCPUs (--vcpus) and/or memory (--memory)", load: async () => (await import('./vm-devices.js')).resizeCommand },
   { name: 'info', summary: 'show a VM: status, plugin, pid, size, devices, console, owner', load: async () => (await import('./vm-info.js')).infoCommand },
   { name: 'logs', summary: "print a VM's console output (-f to follow it)", load: async () => (await import('./logs.js')).logsCommand },
-  { name: 'events', summary: 'stream VM events (created, running, paused, exited, lost, device-added...) as they happen', load: async () => (await import('./events.js')).eventsCommand },
+  { name: 'events', summary: 'stream VM events (created, running, paused, exited, lost, device-added, deleted...) as they happen', load: async () => (await import('./events.js')).eventsCommand },
   { name: 'console', summary: "attach to a VM's console (Ctrl-] detaches); a plugin's log console is followed read-only", load: async () => (await import('./console.js')).consoleCommand },
   { name: 'ps', summary: 'list the VMs in the state directory with their live status', load: async () => (await import('./vms.js')).psCommand },
   { name: 'plugins', summary: 'list the plugins hvplug can find', load: async () => (await import('./plugins.js')).pluginsCommand },
   { name: 'inspect', summary: 'start a plugin and print its handshake and capabilities', load: async () => (await import('./inspect.js')).inspectCommand },
   { name: 'spec', summary: 'print the protocol as an OpenRPC document', load: async () => (await import('./spec.js')).specCommand },
+  { name: 'conformance', summary: 'run the conformance suite against a plugin (--plugin <name>, -- <command> or --connect <address>)', load: async () => (await import('./conformance.js')).conformanceCommand },
   { name: 'daemon', summary: 'run the host of the state directory in the foreground; the other commands then go through it', load: async () => (await import('./daemon.js')).daemonCommand },
   // Completion describes every command: it loads them all, when it runs.
-  { name: 'completion', summary: 'print a shell completion script (bash, zsh or fish)', load: async () => (await import('./completion.js')).completionCommand(async () => ({ commands: await Promise.all(COMMANDS.map((c) => c.load())), raw: RAW_COMMANDS })) },
-];
-
-/** Commands that parse their own arguments (conformance passes everything after `--` to the plugin). */
-export const RAW_COMMANDS: readonly RawCommand[] = [
-  {
-    name: 'conformance',
-    summary: 'run the conformance suite against a plugin (--plugin <name> or -- <command>)',
-    run: async (argv) => (await import('./conformance.js')).runConformanceCommand(argv),
-  },
+  { name: 'completion', summary: 'print a shell completion script (bash, zsh or fish)', load: async () => (await import('./completion.js')).completionCommand(async () => Promise.all(COMMANDS.map((c) => c.load()))) },
 ];

@@ -1,7 +1,7 @@
 import * as z from 'zod';
 import { InitializeParams } from 'hvplug/protocol';
 import type { FlagSpec, FlagTable } from './args.js';
-import { defineCommand, type Command, type RawCommand } from './command.js';
+import { defineCommand, type Command } from './command.js';
 import { GLOBAL_FLAGS } from './context.js';
 import { EXIT_OK } from './errors.js';
 import { globalsFor } from './help.js';
@@ -60,11 +60,9 @@ function brief(text: string): string {
   return first.length > 70 ? `${first.slice(0, 67)}...` : first;
 }
 
-function specs(commands: readonly Command[], raw: readonly RawCommand[]): Spec[] {
+function specs(commands: readonly Command[]): Spec[] {
   return [
     ...commands.map((c) => ({ name: c.name, summary: c.summary, flags: [...flagsOf(c.flags), ...flagsOf(globalsFor(c))] })),
-    // Commands that parse their own arguments: named, their flags left to them.
-    ...raw.map((c) => ({ name: c.name, summary: c.summary, flags: [] })),
     { name: 'help', summary: 'show help for a command', flags: [] },
   ];
 }
@@ -205,7 +203,7 @@ export function fishScript(all: readonly Spec[]): string {
 }
 
 /** The command, given the whole command list (main.ts's, read when it runs: this module cannot import main.ts). */
-export function completionCommand(list: () => Promise<{ commands: readonly Command[]; raw: readonly RawCommand[] }>): Command {
+export function completionCommand(list: () => Promise<readonly Command[]>): Command {
   return defineCommand({
     name: 'completion',
     summary: 'print a shell completion script (bash, zsh or fish)',
@@ -218,8 +216,7 @@ export function completionCommand(list: () => Promise<{ commands: readonly Comma
     positionals: [{ name: 'shell', required: true, help: 'bash, zsh or fish' }],
     options: z.object({ shell: z.enum(SHELLS, { error: (iss) => `expected bash, zsh or fish, got "${String(iss.input)}"` }) }),
     async action({ shell }: { shell: Shell }) {
-      const { commands, raw } = await list();
-      const all = specs(commands, raw);
+      const all = specs(await list());
       process.stdout.write(shell === 'bash' ? bashScript(all) : shell === 'zsh' ? zshScript(all) : fishScript(all));
       return EXIT_OK;
     },

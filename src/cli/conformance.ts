@@ -1,8 +1,8 @@
 import { constants } from 'node:fs';
 import { access, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { parseArgs } from 'node:util';
 import pino from 'pino';
+import * as z from 'zod';
 import { PluginCatalog, PluginSpec } from '../core/index.js';
 import { VmConfig, formatIssues, toIssues, type VmConfigInput } from 'hvplug/protocol';
 import {
@@ -18,86 +18,96 @@ import {
   type Report,
   unmatched,
 } from '../conformance/index.js';
-import { stderrLog } from './context.js';
+import { flagSet, nonEmpty, secondsValue, type FlagTable } from './args.js';
+import { defineCommand } from './command.js';
+import { stderrLog, type CliContext } from './context.js';
+import { UsageError } from './errors.js';
 import { safeJson, safeLine, safeText } from './safe-text.js';
 
-export const CONFORMANCE_HELP = `hvplug conformance: run the conformance suite against a plugin
+const DESCRIPTION = `Runs the conformance suite against a plugin: checks chosen from the method table and the plugin's \
+capabilities (handshake and version negotiation, every method with valid and invalid params, refusal of what is not \
+advertised, the VM state machine, idempotency, devices, events, snapshots, recovery, cancellation, stdout hygiene, exit \
+on stdin EOF, concurrency); every message on the wire is held to the protocol's schemas.
 
-usage:
-  hvplug conformance [options] --plugin <name>
-  hvplug conformance [options] -- <command> [args...]
-  hvplug conformance [options] --connect <address> [--cert <file> --key <file> --ca <file>]
+The plugin is one of: --plugin <name> (configured or discovered, as --config and --plugin-dir find it), a command after \
+--, or --connect <address> (a plugin started with --listen; checks that need a second connection or a process of the \
+suite's own are skipped).
 
-Checks chosen from the method table and the plugin's capabilities: handshake and version negotiation,
-every method with valid and invalid params, refusal of what is not advertised, the VM state machine,
-idempotency, devices, events, snapshots, recovery, cancellation, stdout hygiene, exit on stdin EOF,
-concurrency; every message on the wire is held to the protocol's schemas.
+Progress goes to stdout, or to stderr with --json (stdout then has the report alone). Selectors, report paths and the \
+expected-failures file are checked before the plugin starts. The plugin's stderr logs are hidden unless --log-level is \
+given. --state-dir and --runtime-dir are accepted and unused: the suite's VMs live in directories of its own, removed \
+after the run.
 
-options:
-  --plugin <name>               a configured or discovered plugin (see hvplug plugins)
-  --config <file.toml>          plugins config file; default $HVPLUG_CONFIG
-  --plugin-dir <dir>            also look for hvplug-plugin-<name> executables here (repeatable)
-  --connect <address>           a plugin that listens (started with --listen): unix:<path> or
-                                tls://<host>:<port>; checks that need a second connection or a
-                                process of the suite's own are skipped (one host at a time)
-  --cert, --key <file>          with tls://: the suite's client certificate and key (PEM)
-  --ca <file>                   with tls://: the CA that signed the plugin's certificate (PEM)
-  --json <file>                 write the report as JSON ("-" for stdout)
-  --junit <file>                write the report as JUnit XML
-  --only <id|group>             run only these checks: an id, a dotted prefix (method.vm/pause), a
-                                group (device); * matches anything; repeatable or comma-separated
-  --skip <id|group>             leave these checks out, matched the same way (a selector that matches
-                                no check is a usage error)
-  --expected-failures <file>    check ids known to fail (one per line, or a JSON list): they do not fail
-                                the run, and fail it when they pass
-  --vm-config <file.json>       merged into every VM config the suite creates (kernel, initrd, ...)
-  --poweroff-config <file.json> merged over --vm-config for the guest power-off check: a config whose
-                                guest powers itself off within seconds of boot (without it that check
-                                is skipped); default for example-proprietary and qemu: their own
-  --call-timeout <seconds>      deadline of every call the suite makes; default: each method's own,
-                                from the method table (5 s for health/ping to 300 s for vm/save)
-  --check-timeout <seconds>     deadline of each check (default 60)
-  --log-level <level>           show the plugin's stderr logs at this level (default: hidden)
-  --quiet                       no progress display, only the summary
-  -h, --help                    show this help
-
-Selectors, report paths and the expected-failures file are checked before the plugin starts.
-
-exit status: 0 when nothing unexpected failed, 1 otherwise, 2 for a usage error, 130 when interrupted
-(Ctrl-C stops after the running check and still cleans up; a second Ctrl-C quits at once).`;
-
-class Usage extends Error {}
+Exit status: 0 when nothing unexpected failed, 1 otherwise, 2 for a usage error, 130 when interrupted (Ctrl-C stops \
+after the running check and still cleans up; a second Ctrl-C quits at once).`;
 
 const FLAGS = {
-  plugin: { type: 'string' },
-  config: { type: 'string' },
-  'plugin-dir': { type: 'string', multiple: true },
-  connect: { type: 'string' },
-  cert: { type: 'string' },
-  key: { type: 'string' },
-  ca: { type: 'string' },
-  json: { type: 'string' },
-  junit: { type: 'string' },
-  only: { type: 'string', multiple: true },
-  skip: { type: 'string', multiple: true },
-  'expected-failures': { type: 'string' },
-  'vm-config': { type: 'string' },
-  'poweroff-config': { type: 'string' },
-  'call-timeout': { type: 'string' },
-  'check-timeout': { type: 'string' },
-  'log-level': { type: 'string' },
-  quiet: { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
+  plugin: { type: 'string', value: '<name>', help: 'a configured or discovered plugin (see hvplug plugins)' },
+  connect: {
+    type: 'string',
+    value: '<address>',
+    help: 'a plugin that listens (started with --listen): unix:<path> or tls://<host>:<port>',
+  },
+  cert: { type: 'string', value: '<file>', help: "with tls://: the suite's client certificate (PEM)" },
+  key: { type: 'string', value: '<file>', help: "with tls://: the client certificate's key (PEM)" },
+  ca: { type: 'string', value: '<file>', help: "with tls://: the CA that signed the plugin's certificate (PEM)" },
+  json: { type: 'boolean', help: 'print the report as JSON on stdout (progress goes to stderr)' },
+  report: { type: 'string', value: '<file>', help: 'also write the report as JSON to this file' },
+  junit: { type: 'string', value: '<file>', help: 'also write the report as JUnit XML to this file ("-" for stdout)' },
+  only: {
+    type: 'string',
+    multiple: true,
+    value: '<id|group>',
+    help: 'run only these checks: an id, a dotted prefix (method.vm/pause), a group (device); * matches anything; repeatable or comma-separated',
+  },
+  skip: {
+    type: 'string',
+    multiple: true,
+    value: '<id|group>',
+    help: 'leave these checks out, matched the same way (a selector that matches no check is a usage error)',
+  },
+  'expected-failures': {
+    type: 'string',
+    value: '<file>',
+    help: 'check ids known to fail (one per line, or a JSON list): they do not fail the run, and fail it when they pass',
+  },
+  'vm-config': { type: 'string', value: '<file.json>', help: 'merged into every VM config the suite creates (kernel, initrd, ...)' },
+  'poweroff-config': {
+    type: 'string',
+    value: '<file.json>',
+    help:
+      'merged over --vm-config for the guest power-off check: a config whose guest powers itself off within seconds of boot ' +
+      '(without it that check is skipped); default for example-proprietary and qemu: their own',
+  },
+  'call-timeout': {
+    type: 'string',
+    value: '<seconds>',
+    help: "deadline of every call the suite makes; default: each method's own, from the method table (5 s for health/ping to 300 s for vm/save)",
+  },
+  'check-timeout': { type: 'string', value: '<seconds>', help: 'deadline of each check (default 60)' },
+  quiet: { type: 'boolean', help: 'no progress display, only the summary' },
+} as const satisfies FlagTable;
 
-const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
-
-function seconds(flag: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!/^\d+(\.\d+)?$/.test(value) || !(n > 0) || n > 3600) throw new Usage(`--${flag}: expected seconds from 0 to 3600, got "${value}"`);
-  return Math.round(n * 1000);
-}
+const Options = z.object({
+  plugin: z.string().optional(),
+  connect: z.string().optional(),
+  cert: z.string().optional(),
+  key: z.string().optional(),
+  ca: z.string().optional(),
+  json: flagSet(),
+  report: nonEmpty('a file path').optional(),
+  junit: nonEmpty('a file path').optional(),
+  only: z.array(z.string()).optional(),
+  skip: z.array(z.string()).optional(),
+  'expected-failures': z.string().optional(),
+  'vm-config': z.string().optional(),
+  'poweroff-config': z.string().optional(),
+  'call-timeout': secondsValue().optional(),
+  'check-timeout': secondsValue().optional(),
+  quiet: flagSet(),
+  command: z.array(z.string()),
+});
+type Options = z.output<typeof Options>;
 
 const list = (values: readonly string[] | undefined): string[] | undefined =>
   values?.flatMap((v) => v.split(',')).map((v) => v.trim()).filter(Boolean);
@@ -117,10 +127,10 @@ async function vmConfig(file: string | undefined, flag = 'vm-config'): Promise<V
   try {
     doc = JSON.parse(await readFile(file, 'utf8'));
   } catch (err) {
-    throw new Usage(`--${flag}: cannot read ${file}: ${(err as Error).message}`);
+    throw new UsageError(`--${flag}: cannot read ${file}: ${(err as Error).message}`);
   }
   const parsed = VmConfig.partial().safeParse(doc);
-  if (!parsed.success) throw new Usage(`--${flag}: ${formatIssues(toIssues(parsed.error))}`);
+  if (!parsed.success) throw new UsageError(`--${flag}: ${formatIssues(toIssues(parsed.error))}`);
   return doc as VmConfigInput;
 }
 
@@ -136,7 +146,7 @@ function why(err: unknown): string {
 /** A selector that names no check is a mistake (a typo would otherwise run nothing, or everything, and pass). */
 function checkSelectors(flag: 'only' | 'skip', selectors: readonly string[] | undefined): void {
   const bad = unmatched(everyCheckId(), selectors);
-  if (bad.length) throw new Usage(bad.map((s) => `--${flag} ${s} matches no check`).join('; '));
+  if (bad.length) throw new UsageError(bad.map((s) => `--${flag} ${s} matches no check`).join('; '));
 }
 
 /** A report file must be writable before the run, not found out after it. */
@@ -151,7 +161,7 @@ async function checkWritable(flag: string, file: string | undefined): Promise<vo
     await access(st ? file : dirname(file), constants.W_OK);
     if (!st && !(await stat(dirname(file))).isDirectory()) throw new Error(`${dirname(file)} is not a directory`);
   } catch (err) {
-    throw new Usage(`--${flag}: cannot write ${file}: ${why(err)}`);
+    throw new UsageError(`--${flag}: cannot write ${file}: ${why(err)}`);
   }
 }
 
@@ -160,7 +170,7 @@ async function expectedFailures(file: string | undefined): Promise<string[] | un
   try {
     return await readExpectedFailures(file);
   } catch (err) {
-    throw new Usage(`--expected-failures: cannot read ${file}: ${why(err)}`);
+    throw new UsageError(`--expected-failures: cannot read ${file}: ${why(err)}`);
   }
 }
 
@@ -177,14 +187,14 @@ interface ConnectFlags {
 async function connectTarget(flags: ConnectFlags): Promise<Target | undefined> {
   const { connect, cert, key, ca } = flags;
   if (connect === undefined) {
-    if (cert ?? key ?? ca) throw new Usage('--cert, --key and --ca go with --connect tls://...');
+    if (cert ?? key ?? ca) throw new UsageError('--cert, --key and --ca go with --connect tls://...');
     return undefined;
   }
   const parsed = PluginSpec.safeParse({ name: 'listening-plugin', connect, ...(cert ?? key ?? ca ? { tls: { cert, key, ca } } : {}) });
-  if (!parsed.success) throw new Usage(`--connect ${connect}: ${formatIssues(toIssues(parsed.error))}`);
+  if (!parsed.success) throw new UsageError(`--connect ${connect}: ${formatIssues(toIssues(parsed.error))}`);
   for (const [flag, file] of Object.entries({ cert, key, ca })) {
     if (file !== undefined) await access(file, constants.R_OK).catch((err: unknown) => {
-      throw new Usage(`--${flag}: cannot read ${file}: ${why(err)}`);
+      throw new UsageError(`--${flag}: cannot read ${file}: ${why(err)}`);
     });
   }
   return { command: connect, connect, tls: parsed.data.tls };
@@ -192,12 +202,12 @@ async function connectTarget(flags: ConnectFlags): Promise<Target | undefined> {
 
 /** The plugin to test: a command after `--`, or a plugin found by name as the host would find it. */
 async function target(name: string | undefined, command: string[], config: string | undefined, dirs: string[] | undefined): Promise<Target> {
-  if (name !== undefined && command.length) throw new Usage('give either --plugin <name> or -- <command>, not both');
+  if (name !== undefined && command.length) throw new UsageError('give either --plugin <name> or -- <command>, not both');
   const [cmd, ...args] = command;
   if (cmd !== undefined) return { command: cmd, args };
-  if (name === undefined) throw new Usage('no plugin: give --plugin <name> or -- <command> [args...]');
+  if (name === undefined) throw new UsageError('no plugin: give --plugin <name> or -- <command> [args...]');
   const spec = await new PluginCatalog({ configFile: config ?? process.env.HVPLUG_CONFIG, pluginDirs: dirs, pathEnv: process.env.PATH }).resolve(name);
-  if (spec.command === undefined) throw new Usage(`plugin ${name} is a listening one (connect = "${spec.connect}"): use --connect ${spec.connect}`);
+  if (spec.command === undefined) throw new UsageError(`plugin ${name} is a listening one (connect = "${spec.connect}"): use --connect ${spec.connect}`);
   return { command: spec.command, args: spec.args, env: spec.env, envPassthrough: spec.envPassthrough, sha256: spec.sha256 };
 }
 
@@ -229,71 +239,68 @@ async function write(file: string, text: string): Promise<void> {
   else await writeFile(file, text);
 }
 
-/** `hvplug conformance ...` (argv after the command name); answers the exit status. */
-export async function runConformanceCommand(argv: string[]): Promise<number> {
-  const dash = argv.indexOf('--');
-  const own = dash < 0 ? argv : argv.slice(0, dash);
-  const command = dash < 0 ? [] : argv.slice(dash + 1);
-  try {
-    const { values, positionals } = parseArgs({ args: own, options: FLAGS, strict: true, allowPositionals: true });
-    if (values.help) {
-      process.stdout.write(`${CONFORMANCE_HELP}\n`);
-      return 0;
-    }
-    if (positionals.length) throw new Usage(`unexpected argument "${positionals[0]}" (a plugin command goes after --)`);
-    const level = values['log-level'];
-    if (level !== undefined && !(LEVELS as readonly string[]).includes(level)) throw new Usage(`--log-level: expected one of ${LEVELS.join(', ')}`);
-    const only = list(values.only);
-    const skip = list(values.skip);
-    checkSelectors('only', only);
-    checkSelectors('skip', skip);
-    await checkWritable('json', values.json);
-    await checkWritable('junit', values.junit);
-    const expected = await expectedFailures(values['expected-failures']);
-    const listening = await connectTarget(values);
-    if (listening && (values.plugin !== undefined || command.length)) throw new Usage('give one of --plugin <name>, -- <command> or --connect <address>');
-    const plugin = listening ?? (await target(values.plugin, command, values.config, values['plugin-dir']));
-    const quiet = values.quiet ?? false;
-    // Ctrl-C ends the run after cleanup, so no VM it created outlives it; a second one does not wait.
-    const stop = new AbortController();
-    const onSignal = (): void => {
-      if (stop.signal.aborted) process.exit(130);
-      process.stderr.write('\nhvplug conformance: interrupted; cleaning up (again to quit at once)\n');
-      stop.abort();
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-    // A report on stdout must not be interleaved with the progress display.
-    const progressTo = values.json === '-' ? process.stderr : process.stdout;
-    const report = await runConformance({
-      ...plugin,
-      only,
-      skip,
-      expectedFailures: expected,
-      vmConfig: await vmConfig(values['vm-config']),
-      powerOffConfig:
-        (await vmConfig(values['poweroff-config'], 'poweroff-config')) ?? (values.plugin !== undefined ? BUNDLED_POWEROFF[values.plugin] : undefined),
-      callTimeoutMs: seconds('call-timeout', values['call-timeout']),
-      checkTimeoutMs: seconds('check-timeout', values['check-timeout']),
-      logger: pino({ level: level ?? 'silent' }, stderrLog()),
-      onProgress: quiet ? undefined : printableProgress(progressPrinter(progressTo)),
-      signal: stop.signal,
-    }).finally(() => {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    });
-    if (values.json) await write(values.json, `${safeJson(JSON.stringify(report, null, 2))}\n`);
-    if (values.junit) await write(values.junit, toJunit(report));
-    const tty = progressTo.isTTY === true;
-    progressTo.write(`${tty ? '\r\x1b[2K' : ''}${formatSummary(printableReport(report), { color: tty && !process.env.NO_COLOR })}\n`);
-    if (report.interrupted) return 130;
-    return report.ok ? 0 : 1;
-  } catch (err) {
-    if (err instanceof Usage || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`hvplug conformance: ${safeText((err as Error).message)} (see: hvplug conformance --help)\n`);
-      return 2;
-    }
-    process.stderr.write(`hvplug conformance: ${safeText((err as Error).message)}\n`);
-    return 1;
-  }
+async function conformance(o: Options, ctx: CliContext): Promise<number> {
+  if (o.json && o.junit === '-') throw new UsageError('--json and --junit - both want stdout: give --junit a file');
+  const only = list(o.only);
+  const skip = list(o.skip);
+  checkSelectors('only', only);
+  checkSelectors('skip', skip);
+  await checkWritable('report', o.report);
+  await checkWritable('junit', o.junit);
+  const expected = await expectedFailures(o['expected-failures']);
+  const listening = await connectTarget(o);
+  if (listening && (o.plugin !== undefined || o.command.length)) throw new UsageError('give one of --plugin <name>, -- <command> or --connect <address>');
+  const g = ctx.globals;
+  const plugin = listening ?? (await target(o.plugin, o.command, g.config, g['plugin-dir']));
+  // Ctrl-C ends the run after cleanup, so no VM it created outlives it; a second one does not wait.
+  const stop = new AbortController();
+  const onSignal = (): void => {
+    if (stop.signal.aborted) process.exit(130);
+    process.stderr.write('\nhvplug conformance: interrupted; cleaning up (again to quit at once)\n');
+    stop.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  // A report on stdout must not be interleaved with the progress display.
+  const progressTo = o.json || o.junit === '-' ? process.stderr : process.stdout;
+  const report = await runConformance({
+    ...plugin,
+    only,
+    skip,
+    expectedFailures: expected,
+    vmConfig: await vmConfig(o['vm-config']),
+    powerOffConfig: (await vmConfig(o['poweroff-config'], 'poweroff-config')) ?? (o.plugin !== undefined ? BUNDLED_POWEROFF[o.plugin] : undefined),
+    callTimeoutMs: o['call-timeout'] === undefined ? undefined : Math.round(o['call-timeout'] * 1000),
+    checkTimeoutMs: o['check-timeout'] === undefined ? undefined : Math.round(o['check-timeout'] * 1000),
+    // The plugin's stderr is noise in a report unless asked for: hidden by default, unlike other commands' warn.
+    logger: pino({ level: g['log-level'] ?? 'silent' }, stderrLog(ctx.human)),
+    onProgress: o.quiet ? undefined : printableProgress(progressPrinter(progressTo)),
+    signal: stop.signal,
+  }).finally(() => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  });
+  const json = `${safeJson(JSON.stringify(report, null, 2))}\n`;
+  if (o.json) process.stdout.write(json);
+  if (o.report !== undefined) await write(o.report, json);
+  if (o.junit !== undefined) await write(o.junit, toJunit(report));
+  const tty = progressTo.isTTY === true;
+  progressTo.write(`${tty ? '\r\x1b[2K' : ''}${formatSummary(printableReport(report), { color: tty && !process.env.NO_COLOR })}\n`);
+  if (report.interrupted) return 130;
+  return report.ok ? 0 : 1;
 }
+
+export const conformanceCommand = defineCommand({
+  name: 'conformance',
+  summary: 'run the conformance suite against a plugin (--plugin <name>, -- <command> or --connect <address>)',
+  description: DESCRIPTION,
+  usage: [
+    'hvplug [global options] conformance [options] --plugin <name>',
+    'hvplug [global options] conformance [options] --connect <address> [--cert <file> --key <file> --ca <file>]',
+  ],
+  flags: FLAGS,
+  positionals: [],
+  rest: { name: 'command', usage: '<command> [args...]', help: 'the plugin to test: a command and its arguments, started by the suite' },
+  options: Options,
+  action: conformance,
+});

@@ -7,6 +7,7 @@ import { openDaemonHost, type VmHost } from '../daemon/index.js';
 import { dirPath, existingDir, existingFile, flagSet } from './args.js';
 import { Output } from './output.js';
 import { safeJson } from './safe-text.js';
+import { clearStatus, humanLogLine, startProgress, type Progress } from './tty.js';
 
 export { GLOBAL_FLAGS } from './global-flags.js';
 
@@ -41,21 +42,47 @@ function loadPino(): typeof import('pino') {
 
 /**
  * Log lines on stderr, a terminal as often as not, carry plugins' text: C1 controls escaped as well (see
- * safeJson). Synchronous, so that a line written just before exit is not lost.
+ * safeJson). Synchronous, so that a line written just before exit is not lost. `human`: text for a person at a
+ * terminal (see humanLogLine) instead of pino's JSON lines.
  */
-export function stderrLog(): { write(line: string): void } {
+export function stderrLog(human = false): { write(line: string): void } {
   const dest = loadPino().destination({ dest: 2, sync: true });
-  return { write: (line) => void dest.write(safeJson(line)) };
+  if (!human) return { write: (line) => void dest.write(safeJson(line)) };
+  const color = !process.env.NO_COLOR;
+  return {
+    write: (line) => {
+      clearStatus();
+      dest.write(`${humanLogLine(line, color)}\n`);
+    },
+  };
+}
+
+/** Whether stderr gets text for a person: a terminal, and no --json asked for (a script reading a terminal is rare). */
+export function humanStderr(json: boolean): boolean {
+  return process.stderr.isTTY === true && !json;
 }
 
 /** What every command gets: the global options and the means to reach plugins. */
 export class CliContext {
   private made?: Logger;
 
-  constructor(readonly globals: GlobalOptions) {}
+  /** Text rather than JSON on stderr (logs) and status lines on long waits. */
+  readonly human: boolean;
+
+  constructor(
+    readonly globals: GlobalOptions,
+    mode: { json?: boolean } = {},
+  ) {
+    this.human = humanStderr(mode.json === true);
+  }
 
   get logger(): Logger {
-    return (this.made ??= loadPino()({ name: 'hvplug', level: this.globals['log-level'] ?? 'warn' }, stderrLog()));
+    return (this.made ??= loadPino()({ name: 'hvplug', level: this.globals['log-level'] ?? 'warn' }, stderrLog(this.human)));
+  }
+
+  /** A status line for a long wait (on a terminal only): `what` is given the time waited so far. */
+  progress(what: (elapsed: string) => string): Progress {
+    return startProgress(this.human, what);
   }
 
   output(json: boolean): Output {

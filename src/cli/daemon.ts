@@ -1,7 +1,8 @@
 import * as z from 'zod';
-import { runDaemon } from '../daemon/index.js';
+import { groupId, runDaemon } from '../daemon/index.js';
+import { nonEmpty } from './args.js';
 import { defineCommand } from './command.js';
-import { EXIT_OK } from './errors.js';
+import { EXIT_OK, UsageError } from './errors.js';
 
 /** SIGTERM (systemd, kill) and SIGINT (Ctrl-C) both end the daemon cleanly. */
 function firstSignal(): Promise<string> {
@@ -37,7 +38,8 @@ export const daemonCommand = defineCommand({
   description:
     'Runs one long-lived host for the state directory: it re-attaches the VMs recorded there, then serves the VM ' +
     'commands (ps, info, create, start, run --detach, pause, resume, stop, kill, rm, save, restore, attach-device, ' +
-    'detach-device, resize) of every hvplug process over a unix socket in the runtime directory (mode 0600). Without a ' +
+    'detach-device, resize) of every hvplug process over a unix socket in the runtime directory (mode 0600; with --group, 0660 and owned by that group, whose members ' +
+    'must also be able to reach the runtime directory and read the state directory). Without a ' +
     'daemon each command runs a host of its own, starting the plugin and re-attaching the VM every time. A second daemon ' +
     'on the same state directory is refused. SIGTERM or SIGINT stops it; the VMs keep running and the next host ' +
     '(another daemon, or a command without one) re-attaches them. Status lines go to stdout, logs to stderr.',
@@ -47,13 +49,16 @@ export const daemonCommand = defineCommand({
       value: '<host:port>',
       help: 'also serve the host\'s Prometheus metrics over HTTP at http://<host:port>/metrics (e.g. 127.0.0.1:9464; 0.0.0.0:9464 for a scraper on another machine; [::1]:9464; port 0 picks one and says it)',
     },
+    group: { type: 'string', value: '<name>', help: 'let this group use the socket too: it is owned by the group, mode 0660 (a name or a number)' },
   },
   positionals: [],
-  options: z.object({ metrics: ListenAddress.optional() }),
+  options: z.object({ metrics: ListenAddress.optional(), group: nonEmpty('a group name').optional() }),
   async action(opts, ctx) {
+    const socketGroup = opts.group === undefined ? undefined : await groupId(opts.group);
+    if (opts.group !== undefined && socketGroup === undefined) throw new UsageError(`--group: no group named "${opts.group}" on this system`);
     // Listened for before anything starts, so that a signal during the re-attach is a clean stop too.
     const stop = firstSignal();
-    await runDaemon({ host: ctx.openHost(), logger: ctx.logger, say: (line) => void process.stdout.write(`${line}\n`), stop, metrics: opts.metrics });
+    await runDaemon({ host: ctx.openHost(), logger: ctx.logger, say: (line) => void process.stdout.write(`${line}\n`), stop, metrics: opts.metrics, socketGroup });
     return EXIT_OK;
   },
 });

@@ -1,7 +1,7 @@
 import * as z from 'zod';
 import type { VmEvent } from 'hvplug/protocol';
 import { defaultStateDir } from '../core/index.js';
-import { DROPPED_NOTICE, DroppedNotice, EVENT_NOTICE, EventNotice, openDaemonHost } from '../daemon/index.js';
+import { DROPPED_NOTICE, DroppedNotice, EVENT_NOTICE, EventNotice, openDaemonHost, type VmDeletedEvent } from '../daemon/index.js';
 import { flagSet, validate } from './args.js';
 import type { Command } from './command.js';
 import type { CliContext } from './context.js';
@@ -14,7 +14,7 @@ import { firstSignal } from './signals.js';
 const Options = z.object({ json: flagSet() });
 
 /** What an event says beyond its type, for people. */
-function detail(e: VmEvent): string {
+function detail(e: VmEvent | VmDeletedEvent): string {
   switch (e.type) {
     case 'exited':
       return ` (${e.signal ? `signal ${e.signal}` : `code ${e.code ?? '?'}`}${e.reason ? `: ${e.reason}` : ''})`;
@@ -71,7 +71,7 @@ async function events(vmRefs: readonly string[], opts: z.output<typeof Options>,
 /** Defined by hand rather than with defineCommand: it takes any number of VMs. */
 export const eventsCommand: Command = {
   name: 'events',
-  summary: 'stream VM events (created, running, paused, exited, lost, device-added...) as they happen',
+  summary: 'stream VM events (created, running, paused, exited, lost, device-added, deleted...) as they happen',
   description:
     "Prints the events of the state directory's VMs as the daemon sees them, one a line, until Ctrl-C or SIGTERM: " +
     'those of every VM, or only of the VMs named (ids, names or id prefixes). On a terminal each line is the time, the ' +

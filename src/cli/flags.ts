@@ -20,6 +20,8 @@ export type RawValue = string | boolean | string[];
 export interface RawArgs {
   flags: Record<string, RawValue>;
   positionals: string[];
+  /** The positionals after `--` (also in positionals): a command that takes a command line of its own reads them here. */
+  rest?: string[];
 }
 
 type ParseArgsOptions = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
@@ -51,12 +53,17 @@ export function splitCommand(args: readonly string[], globals: FlagTable): { bef
 export function parseFlags(args: readonly string[], table: FlagTable): RawArgs {
   const flags: Record<string, RawValue> = {};
   const positionals: string[] = [];
+  let rest: string[] | undefined;
   for (const t of tokensOf(args, table)) {
     if (t.kind === 'positional') {
       positionals.push(t.value);
+      rest?.push(t.value);
       continue;
     }
-    if (t.kind === 'option-terminator') continue;
+    if (t.kind === 'option-terminator') {
+      rest = [];
+      continue;
+    }
     const spec = Object.hasOwn(table, t.name) ? table[t.name] : undefined;
     if (!spec) throw new UsageError(`unknown option ${t.rawName}`);
     const shown = `--${t.name}`;
@@ -75,5 +82,5 @@ export function parseFlags(args: readonly string[], table: FlagTable): RawArgs {
     else if (prev !== undefined) throw new UsageError(`${shown} given more than once`);
     else flags[t.name] = t.value;
   }
-  return { flags, positionals };
+  return { flags, positionals, ...(rest && { rest }) };
 }

@@ -17,8 +17,12 @@ function flagRows(flags: FlagTable): [string, string][] {
   });
 }
 
+/** Paragraphs separated by a blank line in the source stay separate. */
 function paragraph(text: string): string {
-  return wrap(text.split(/\s+/), width(), '');
+  return text
+    .split(/\n\s*\n/)
+    .map((p) => wrap(p.split(/\s+/).filter(Boolean), width(), ''))
+    .join('\n\n');
 }
 
 /**
@@ -49,8 +53,12 @@ export function globalsFor(command: Command): FlagTable {
 
 export function commandHelp(command: Command): string {
   const args = command.positionals.map((p) => (p.required ? `<${p.name}>` : `[${p.name}]`)).join(' ');
-  const lines = [`Usage: hvplug [global options] ${command.name}${args ? ` ${args}` : ''} [options]`, '', paragraph(command.description)];
-  if (command.positionals.length) lines.push('', 'Arguments:', columns(command.positionals.map((p) => [`<${p.name}>`, p.help])));
+  const rest = command.rest ? ` [-- ${command.rest.usage}]` : '';
+  const usage = [`hvplug [global options] ${command.name}${args ? ` ${args}` : ''} [options]${rest}`, ...(command.usage ?? [])];
+  const lines = [`Usage: ${usage.join('\n       ')}`, '', paragraph(command.description)];
+  const argRows: [string, string][] = command.positionals.map((p) => [`<${p.name}>`, p.help]);
+  if (command.rest) argRows.push([`-- ${command.rest.usage}`, command.rest.help]);
+  if (argRows.length) lines.push('', 'Arguments:', columns(argRows));
   if (Object.keys(command.flags).length) lines.push('', 'Options:', columns(flagRows(command.flags)));
   lines.push('', 'Global options:', columns(flagRows(globalsFor(command))));
   return lines.join('\n');

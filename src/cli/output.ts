@@ -1,5 +1,6 @@
 import type { Writable } from 'node:stream';
 import { safeJson } from './safe-text.js';
+import { noteOutput } from './tty.js';
 
 /**
  * What a command prints on stdout, in one of two shapes: text for people, or JSON for scripts (one
@@ -31,6 +32,7 @@ export class Output {
   private write(s: string): void {
     // After EPIPE (`hvplug run | head`) the stream is gone; the run still has to stop its VM quietly.
     if (!this.stream.writable) return;
+    noteOutput();
     this.stream.write(s.endsWith('\n') ? s : `${s}\n`);
   }
 }

@@ -64,7 +64,8 @@ export const runCommand = defineCommand({
     let vmId: string | undefined;
     try {
       await ensureNameFree(host, config.name);
-      const hv = await host.hypervisor(plugin);
+      const starting = ctx.progress((t) => `starting plugin ${plugin}: ${t}`);
+      const hv = await host.hypervisor(plugin).finally(() => starting.done());
       out.record({ type: 'plugin', plugin, ...hv.info.plugin, protocolVersion: hv.info.protocolVersion }, describePlugin(hv.info));
       const reason = ending.reason;
       if (reason) {
@@ -74,7 +75,7 @@ export const runCommand = defineCommand({
       }
       // The host drops a deleted VM's record in the background and close() does not wait for it; awaiting
       // the same delete here keeps a CLI that exits right after from leaving a stale record behind.
-      const session = new VmSession(hv, out, ending, ctx.logger, (id) => host.store.delete(id));
+      const session = new VmSession(hv, out, ending, ctx.logger, (id) => host.store.delete(id), (what) => ctx.progress(what));
       vmId = session.vmId;
       host.on('protocol-violation', (e) => {
         if (e.plugin === plugin) session.noteViolation(e.error.message);

@@ -7,6 +7,13 @@ import type { Output } from './output.js';
 import { GUEST_END_EVENTS, type EndReason, type RunEnding } from './run-ending.js';
 import { describeEvent, describeInfo, describeStopping, PREFIX } from './run-format.js';
 import { safeLine } from './safe-text.js';
+import type { Progress } from './tty.js';
+
+type ProgressFactory = (what: (elapsed: string) => string) => Progress;
+const noProgress: ProgressFactory = () => ({ touch: () => undefined, done: () => undefined });
+
+/** The plugin's grace before it forces a guest off (vm/stop's graceMs default): said while a stop waits it out. */
+const STOP_GRACE_S = 10;
 
 const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
@@ -29,6 +36,8 @@ export class VmSession {
     private readonly logger: Logger,
     /** Runs once the plugin has deleted the VM (the host uses it to make sure the VM's record is gone). */
     private readonly afterDelete: (vmId: string) => Promise<void> = async () => undefined,
+    /** Status lines for the long waits (boot, the guest's run, the stop's grace), on a terminal. */
+    private readonly progress: ProgressFactory = noProgress,
   ) {}
 
   /** Resolves with why the run ended once the VM is stopped and deleted; rejects with what went wrong. */
@@ -37,18 +46,23 @@ export class VmSession {
     const unsubscribe = this.hv.onEvent((e) => this.onEvent(e));
     let timer: NodeJS.Timeout | undefined;
     let failure: { error: unknown } | undefined;
+    let waiting = this.progress((t) => `creating and booting the VM: ${t}`);
     try {
       this.createSent = true;
       this.vm = await this.hv.createVm({ vmId: this.vmId, config }, { signal: this.ending.signal });
       // Counted from the boot, so that the guest gets the time asked for whatever the plugin's start-up cost.
       if (timeoutSeconds !== undefined) timer = setTimeout(() => this.ending.end({ kind: 'timeout', seconds: timeoutSeconds }), timeoutSeconds * 1000);
       await this.boot(this.vm);
+      waiting.done();
+      const until = timeoutSeconds !== undefined ? `; --timeout stops it at ${timeoutSeconds} s` : '';
+      waiting = this.progress((t) => `the guest runs (${t}); waiting for it to end (Ctrl-C stops it${until})`);
       this.waitForEnd(this.vm);
       await this.ending.done;
     } catch (err) {
       // A call cancelled because the run is ending is the normal way out of a boot, not a failure.
       if (!(err instanceof CancelledError && this.ending.reason)) failure = { error: err };
     } finally {
+      waiting.done();
       clearTimeout(timer);
     }
     const reason = this.ending.reason;
@@ -157,12 +171,15 @@ export class VmSession {
   }
 
   private async stop(vm: ShimVm): Promise<void> {
+    const waiting = this.progress((t) => `stopping the VM: waiting for the guest to shut down, ${t} (forced off after ${STOP_GRACE_S} s; Ctrl-C forces it now)`);
     try {
       await vm.stop({}, { signal: this.ending.forceSignal });
     } catch (err) {
       if (!(err instanceof CancelledError && this.ending.forceSignal.aborted)) throw err;
       this.out.record({ type: 'forcing', vmId: vm.id }, `${PREFIX} forcing the VM off`);
       await vm.stop({ force: true });
+    } finally {
+      waiting.done();
     }
   }
 }

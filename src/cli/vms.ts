@@ -107,6 +107,9 @@ export const psCommand = defineCommand({
   },
 });
 
+/** How long a graceful stop waits for the guest before the plugin forces it off (vm/stop's own default). */
+const STOP_GRACE_S = 10;
+
 const IdOptions = { vm: nonEmpty('a VM id, name or id prefix'), json: flagSet() };
 const idPositional = [{ name: 'vm', required: true, help: 'the VM: its id, its name, or an id prefix of at least 4 characters' }] as const;
 const jsonFlag = { type: 'boolean', help: 'print {id, status} as JSON' } as const;
@@ -129,7 +132,12 @@ export const stopCommand = defineCommand({
     const host = await ctx.vmHost();
     try {
       const { vm } = await attachRef(host, opts.vm);
-      if (vm.status === 'running' || vm.status === 'paused') await vm.stop({ force: opts.force });
+      if (vm.status === 'running' || vm.status === 'paused') {
+        const waiting = ctx.progress((t) =>
+          opts.force ? `stopping ${vm.id}: forcing it off, ${t}` : `stopping ${vm.id}: waiting for the guest to shut down, ${t} (forced off after ${STOP_GRACE_S} s)`,
+        );
+        await vm.stop({ force: opts.force, graceMs: STOP_GRACE_S * 1000 }).finally(() => waiting.done());
+      }
       let deleted = false;
       if (!opts.keep) {
         if (vm.status === 'lost') {

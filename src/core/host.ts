@@ -62,6 +62,8 @@ export interface HostEvents {
   'plugin-reconnected': [{ plugin: string; address: string; downMs: number; attempts: number }];
   'vm-lost': [{ plugin: string; vmId: string; reason: string }];
   'vm-recovered': [{ plugin: string; vmId: string }];
+  /** The plugin deleted the VM (vm/delete answered); its record goes with it. */
+  'vm-deleted': [{ plugin: string; vmId: string; name?: string }];
   'record-error': [RecordError];
   /** The plugin broke the protocol and what it sent was dropped (a malformed event, a stale one). */
   'protocol-violation': [{ plugin: string; error: HvplugError }];
@@ -286,7 +288,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
       onVmSettled: (vmId) => this.recorded(vmId),
       // A call whose change cannot be written fails with the reason; writeRecords reports it and retries.
       onVmChange: (u) => this.persist(spec.name, u),
-      onVmGone: (vmId, failure) => {
+      onVmGone: (vmId, failure, gone) => {
         if (failure !== undefined && isProcessDeath(failure) && this.unanswered.has(vmId)) {
           // The creating call died with its process: what it began (a VMM, a run directory) may be there, and only
           // the plugin can find it. The pending record stays; the restarted process is asked to delete the VM.
@@ -297,6 +299,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
         this.unanswered.delete(vmId);
         this.createdAt.delete(vmId);
         void this.leases.release(vmId).catch((err: Error) => this.logger.warn({ vmId, err: err.message }, 'cannot release the VM lease'));
+        if (gone) this.emit('vm-deleted', { plugin: spec.name, vmId, ...(gone.name !== undefined && { name: gone.name }) });
         return this.track(this.store.delete(vmId)).catch((err: Error) => this.logger.error({ vmId, err: err.message }, 'cannot delete VM record'));
       },
       onCallEnd: (method, seconds, error) => this.tallies.call(spec.name, method, seconds, error),

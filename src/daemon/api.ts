@@ -11,8 +11,18 @@ import { VmRecord } from '../core/state-store.js';
  * has no field for which plugin. The few calls that are the host's rather than a plugin's are in DAEMON_METHODS.
  */
 
-/** Bumped when a client of one hvplug could misread a daemon of another. */
-export const API_VERSION = 1;
+/**
+ * Bumped when a client of one hvplug could misread a daemon of another. 2: event subscription (hvplug/subscribe,
+ * hvplug/event, hvplug/eventsDropped) and its host-side `deleted` event.
+ */
+export const API_VERSION = 2;
+
+/** What of a hello every version has, read before the rest so that a daemon of another version is named, not misparsed. */
+export const HelloVersion = z.object({ apiVersion: z.number().int(), version: z.string().max(100).optional() });
+
+/** Said by the daemon, not a plugin: the VM and its record are gone (vm/delete answered). */
+export const VmDeletedEvent = z.object({ vmId: Id, time: z.string(), type: z.literal('deleted') });
+export type VmDeletedEvent = z.output<typeof VmDeletedEvent>;
 
 /** A request is a VM config or a device at most: a client sending more is broken or hostile. */
 export const MAX_REQUEST_BYTES = 1024 * 1024;
@@ -45,7 +55,7 @@ const RecordError = z.object({ where: z.string(), message: z.string() });
 
 /** A VM event, sent to every client subscribed to it (hvplug/subscribe). */
 export const EVENT_NOTICE = 'hvplug/event';
-export const EventNotice = z.object({ plugin: PluginName, name: z.string().optional(), event: VmEvent });
+export const EventNotice = z.object({ plugin: PluginName, name: z.string().optional(), event: z.union([VmEvent, VmDeletedEvent]) });
 export type EventNotice = z.output<typeof EventNotice>;
 /** Events a subscriber missed because it read too slowly; sent once it has read what was queued. */
 export const DROPPED_NOTICE = 'hvplug/eventsDropped';

@@ -8,8 +8,9 @@ import type { RecordError, StateStore } from '../core/state-store.js';
 import { ownerAlive } from '../core/ownership.js';
 import { mergeDefaults } from '../core/plugin-spec.js';
 import type { ChannelCallOptions, NotificationListener, PluginChannel } from '../shim/channel.js';
-import { API_VERSION, DAEMON_METHODS, MAX_ANSWER_BYTES, MAX_REQUEST_BYTES, PROGRESS, wireParams, type Hello, type PluginView } from './api.js';
+import { API_VERSION, DAEMON_METHODS, HelloVersion, MAX_ANSWER_BYTES, MAX_REQUEST_BYTES, PROGRESS, wireParams, type Hello, type PluginView } from './api.js';
 import { fromResponseError } from './errors.js';
+import { DaemonVersionError } from '../errors/index.js';
 import { liveDaemon, type DaemonLockInfo } from './lock.js';
 
 /**
@@ -239,10 +240,15 @@ export async function openDaemonHost(stateDir: string): Promise<RemoteHost | und
       );
     }
   }
-  const hello = await client.own('hello', {});
-  if (hello.apiVersion !== API_VERSION) {
+  // The version first, on its own: a daemon of another API may answer a hello of another shape too.
+  const raw = await client.request(DAEMON_METHODS.hello.name, {}, { timeoutMs: OWN_CALL_TIMEOUT_MS }).catch(async (err: unknown) => {
     await client.close();
-    throw new HvplugError(`the hvplug daemon (pid ${daemon.pid}, version ${hello.version}) speaks API ${hello.apiVersion}, this hvplug ${API_VERSION}`, 'ProtocolVersionMismatch');
+    throw err;
+  });
+  const version = HelloVersion.safeParse(raw);
+  if (!version.success || version.data.apiVersion !== API_VERSION) {
+    await client.close();
+    throw new DaemonVersionError(version.data?.apiVersion, API_VERSION, version.data?.version, daemon.pid);
   }
-  return new RemoteHost(client, hello);
+  return new RemoteHost(client, DAEMON_METHODS.hello.result.parse(raw));
 }

@@ -1,5 +1,5 @@
 import { connect, type Socket } from 'node:net';
-import { z } from 'zod';
+import * as z from 'zod';
 import { FrameDecoder, frameText } from 'hvplug/transport';
 import { HvplugError, TimeoutError } from '../core/index.js';
 import { DAEMON_METHODS, MAX_ANSWER_BYTES, MAX_REQUEST_BYTES } from './api.js';

@@ -59,8 +59,15 @@ export class EventHub {
     );
   };
 
+  private readonly onDeleted = ({ plugin, vmId, name }: { plugin: string; vmId: string; name?: string }): void => {
+    if (this.feeds.size === 0) return;
+    const notice: EventNotice = { plugin, ...(name !== undefined ? { name } : {}), event: { vmId, time: new Date().toISOString(), type: 'deleted' } };
+    for (const feed of this.feeds) feed.push(notice);
+  };
+
   constructor(private readonly host: PluginHost) {
     host.on('plugin-started', this.onStarted);
+    host.on('vm-deleted', this.onDeleted);
   }
 
   private watch(plugin: string, hv: ShimHypervisor): void {
@@ -78,6 +85,7 @@ export class EventHub {
 
   close(): void {
     this.host.off('plugin-started', this.onStarted);
+    this.host.off('vm-deleted', this.onDeleted);
     for (const u of this.unwatch.splice(0)) u();
     this.feeds.clear();
   }

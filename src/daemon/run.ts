@@ -15,13 +15,15 @@ export interface DaemonRunOptions {
   stop: Promise<string>;
   /** Serve the host's Prometheus metrics over HTTP at this address, GET /metrics, for as long as the daemon runs. */
   metrics?: MetricsListen;
+  /** The id of a group whose members may use the socket (0660) besides its owner. */
+  socketGroup?: number;
 }
 
 /**
  * The daemon's life: take the state directory, listen, re-attach its VMs, serve until `stop`, then let go of all of it.
  * VMs keep running when it stops, as they do when any host closes: the next host (a daemon or a CLI) re-attaches them.
  */
-export async function runDaemon({ host, logger, say, stop, metrics }: DaemonRunOptions): Promise<void> {
+export async function runDaemon({ host, logger, say, stop, metrics, socketGroup }: DaemonRunOptions): Promise<void> {
   const socket = socketPath(host.runtimeDir, host.stateDir);
   if (Buffer.byteLength(socket) > MAX_SOCKET_PATH_BYTES) {
     throw new HvplugError(`the daemon's socket path ${socket} is longer than ${MAX_SOCKET_PATH_BYTES} bytes, as a unix socket's may be; use a shorter --runtime-dir`, 'InvalidConfig');
@@ -41,7 +43,7 @@ export async function runDaemon({ host, logger, say, stop, metrics }: DaemonRunO
   let server: DaemonServer | undefined;
   let metricsServer: MetricsServer | undefined;
   try {
-    server = await DaemonServer.listen({ host, socket, logger, ready });
+    server = await DaemonServer.listen({ host, socket, logger, ready, socketGroup });
     say(`hvplug daemon: pid ${process.pid}, state directory ${host.stateDir}, socket ${socket}`);
     if (metrics) {
       // Before the re-attach, so that its vm/recover calls (and any plugin that fails during it) are counted and seen.

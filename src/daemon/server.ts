@@ -1,4 +1,4 @@
-import { chmod, rm } from 'node:fs/promises';
+import { chmod, chown, rm } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import * as z from 'zod';
@@ -47,6 +47,8 @@ export interface DaemonServerOptions {
   logger: Logger;
   /** Resolves once the host has re-attached the state directory's VMs; calls wait for it. */
   ready: Promise<unknown>;
+  /** A group whose members may use the socket too: it is then owned by that group, mode 0660. */
+  socketGroup?: number;
 }
 
 /**
@@ -68,7 +70,10 @@ export class DaemonServer {
     this.server.maxConnections = MAX_CLIENTS;
   }
 
-  /** Listens on the socket, 0600 from the start (umask), replacing one a dead daemon left. */
+  /**
+   * Listens on the socket, 0600 from the start (umask), replacing one a dead daemon left. With a group, the group is
+   * given the socket before its mode lets a group in, so no other group ever could.
+   */
   static async listen(opts: DaemonServerOptions): Promise<DaemonServer> {
     const daemon = new DaemonServer(opts);
     await rm(opts.socket, { force: true });
@@ -84,7 +89,11 @@ export class DaemonServer {
         process.umask(old);
       }
     });
-    await chmod(opts.socket, 0o600);
+    if (opts.socketGroup === undefined) await chmod(opts.socket, 0o600);
+    else {
+      await chown(opts.socket, process.getuid?.() ?? -1, opts.socketGroup);
+      await chmod(opts.socket, 0o660);
+    }
     daemon.server.on('error', (err) => opts.logger.error({ err: err.message }, 'daemon socket error'));
     return daemon;
   }

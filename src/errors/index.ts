@@ -102,6 +102,24 @@ export class ProtocolVersionError extends HvplugError {
   }
 }
 
+/** The state directory's daemon is of another hvplug whose management API this one cannot speak. */
+export class DaemonVersionError extends HvplugError {
+  constructor(
+    /** Undefined when its hello did not say one this hvplug can read. */
+    readonly daemonApi: number | undefined,
+    readonly clientApi: number,
+    /** The daemon's hvplug version, when it said. */
+    readonly daemonVersion: string | undefined,
+    readonly daemonPid: number,
+  ) {
+    super(
+      `the hvplug daemon (pid ${daemonPid}${daemonVersion !== undefined ? `, hvplug ${daemonVersion}` : ''}) speaks ${daemonApi === undefined ? 'a daemon API this hvplug cannot read' : `daemon API ${daemonApi}`}, ` +
+        `this hvplug speaks daemon API ${clientApi}: restart the daemon with this hvplug, or use the hvplug it came with`,
+      'ProtocolVersionMismatch',
+    );
+  }
+}
+
 /** The plugin answered with a result that does not match the method table. */
 export class ProtocolViolationError extends HvplugError {
   constructor(readonly method: string, readonly issues: Issue[]) {

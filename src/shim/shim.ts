@@ -90,7 +90,7 @@ export interface ShimOptions {
   /** Turns the caller's raw config of a vm/create or vm/restore into the one validated, recorded and sent. */
   withDefaults?: (config: unknown) => unknown;
   /** The VM was deleted, or its creation failed (`failure`: why, for a creating call that failed). */
-  onVmGone?: (vmId: string, failure?: unknown) => void | Promise<void>;
+  onVmGone?: (vmId: string, failure?: unknown, gone?: { name?: string }) => void | Promise<void>;
   /** Called when a plugin sends something the table does not allow (a malformed event). */
   onViolation?: (err: HvplugError) => void;
   /**
@@ -365,7 +365,7 @@ export class ShimHypervisor {
     if (newVm) target.config = params.config as VmConfig;
     if (spec.record === 'delete') {
       this.forget(target.id);
-      await this.opts.onVmGone?.(target.id);
+      await this.opts.onVmGone?.(target.id, undefined, { name: target.config.name });
       return;
     }
     // Events the call caused may have changed the VM before its answer came; the call returns when that is written too.

@@ -157,9 +157,16 @@ describe('hvplug events', () => {
     // A VM's whole life in the unfiltered stream, from another process's run --detach to its stop.
     const c = await detached(d, 'gamma');
     await ok(d, ['stop', 'gamma']);
-    await eventually(() => typesOf(all.lines(), c).includes('stopped'), 20_000, 'gamma stopped in the stream');
-    expect(typesOf(all.lines(), c)).toEqual(['created', 'running', 'exited', 'stopped']);
+    await eventually(() => typesOf(all.lines(), c).includes('deleted'), 20_000, 'gamma deleted in the stream');
+    expect(typesOf(all.lines(), c)).toEqual(['created', 'running', 'exited', 'stopped', 'deleted']);
+    expect(all.lines().find((l) => l.vmId === c && l.type === 'deleted')).toMatchObject({ plugin: PLUGIN, name: 'gamma', time: expect.any(String) });
     expect(typesOf(onlyA.lines(), c)).toEqual([]);
+    // rm of a VM killed by another process: its removal is an event too, the last of its life.
+    const e = await detached(d, 'delta');
+    await ok(d, ['kill', 'delta']);
+    await ok(d, ['rm', 'delta']);
+    await eventually(() => typesOf(all.lines(), e).includes('deleted'), 20_000, 'delta deleted in the stream');
+    expect(typesOf(all.lines(), e).at(-1)).toBe('deleted');
 
     for (const w of [all, onlyA, both]) {
       w.child.kill('SIGTERM');

@@ -11,7 +11,8 @@ import {
   toJunit,
   type Report,
 } from 'hvplug/conformance';
-import { BUNDLED_POWEROFF, runConformanceCommand } from '../../src/cli/conformance.js';
+import { main } from '../../src/cli/cli.js';
+import { BUNDLED_POWEROFF } from '../../src/cli/conformance.js';
 import { root } from '../../scripts/bundle.mjs';
 import { alive, fixture, pluginExecutable, removeTempDirs, tempDir } from '../helpers.js';
 
@@ -181,12 +182,15 @@ describe('selection, expected failures, interruption', () => {
   });
 });
 
+/** The command as the dispatcher runs it, in this process. */
+const runConformanceCommand = (argv: string[]): Promise<number> => main(['conformance', ...argv]);
+
 describe('hvplug conformance (the command)', () => {
   it('runs a plugin given after --, writes JSON and JUnit, exits 0 when conformant', async () => {
     const dir = await tempDir();
     const json = join(dir, 'report.json');
     const junit = join(dir, 'report.xml');
-    const code = await runConformanceCommand(['--quiet', '--only', 'handshake,method.vm/create', '--json', json, '--junit', junit, '--', PYTHON_PLUGIN]);
+    const code = await runConformanceCommand(['--quiet', '--only', 'handshake,method.vm/create', '--report', json, '--junit', junit, '--', PYTHON_PLUGIN]);
     expect(code).toBe(0);
     const report = JSON.parse(await readFile(json, 'utf8')) as Report;
     expect(report.checks.map((c) => c.id)).toEqual([
@@ -203,7 +207,7 @@ describe('hvplug conformance (the command)', () => {
   it('finds a plugin by name as the host does (--plugin)', async () => {
     const dir = await tempDir();
     const json = join(dir, 'report.json');
-    expect(await runConformanceCommand(['--quiet', '--plugin', 'example-proprietary', '--only', 'handshake.initialize', '--json', json])).toBe(0);
+    expect(await runConformanceCommand(['--quiet', '--plugin', 'example-proprietary', '--only', 'handshake.initialize', '--report', json])).toBe(0);
     const report = JSON.parse(await readFile(json, 'utf8')) as Report;
     expect(report.plugin.info?.name).toBe('example-proprietary');
     expect(report.plugin.command).toBe(pluginExecutable('example-proprietary'));

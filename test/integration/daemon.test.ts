@@ -1,4 +1,4 @@
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -71,8 +71,8 @@ async function ok(d: Dirs, args: readonly string[]): Promise<string> {
   return r.stdout;
 }
 
-async function startDaemon(d: Dirs): Promise<Daemon> {
-  const child = execa('node', [CLI, '--state-dir', d.state, '--runtime-dir', d.run, '--log-level', 'info', 'daemon'], {
+async function startDaemon(d: Dirs, extra: readonly string[] = []): Promise<Daemon> {
+  const child = execa('node', [CLI, '--state-dir', d.state, '--runtime-dir', d.run, '--log-level', 'info', 'daemon', ...extra], {
     reject: false,
     buffer: true,
     env: { HVPLUG_CONFIG: '' },
@@ -147,6 +147,92 @@ function rawExchange(socket: string, bytes: Buffer | string, ms = 1_000): Promis
 }
 
 const frame = (msg: unknown): Buffer => encodeFrame(JSON.stringify(msg));
+
+/** A group of /etc/group that is not root's own, so that a socket given it shows the change. */
+function otherGroup(): { name: string; gid: number } | undefined {
+  for (const line of readFileSync('/etc/group', 'utf8').split('\n')) {
+    const [name, , gid] = line.split(':');
+    if (name && gid && Number(gid) > 0) return { name, gid: Number(gid) };
+  }
+  return undefined;
+}
+
+const GROUP_SKIP = process.getuid?.() !== 0 ? 'not root: only root can give the socket to a group it is not in' : !otherGroup() ? 'no group other than root in /etc/group' : undefined;
+if (GROUP_SKIP) console.warn(`skipping hvplug daemon --group: ${GROUP_SKIP}`);
+
+describe('a daemon of another hvplug', () => {
+  it('is refused with an error naming both daemon API versions, not misread', async () => {
+    const { createServer } = await import('node:net');
+    const { hostname } = await import('node:os');
+    const { writeFile } = await import('node:fs/promises');
+    const { startTimeOf } = await import('../../src/core/index.js');
+    const d = await dirs();
+    const socket = join(d.run, 'old-daemon.sock');
+    // An hvplug of daemon API 1 as it answered hello: framed JSON-RPC on a unix socket, whatever is asked.
+    const server = createServer((conn) => {
+      let buf = Buffer.alloc(0);
+      conn.on('error', () => undefined);
+      conn.on('data', (chunk: Buffer) => {
+        buf = Buffer.concat([buf, chunk]);
+        for (;;) {
+          const head = buf.indexOf('\r\n\r\n');
+          if (head < 0) return;
+          const length = Number(/Content-Length: (\d+)/i.exec(buf.subarray(0, head).toString())?.[1]);
+          if (buf.length < head + 4 + length) return;
+          const msg = JSON.parse(buf.subarray(head + 4, head + 4 + length).toString()) as { id?: number };
+          buf = buf.subarray(head + 4 + length);
+          if (msg.id === undefined) continue;
+          const body = JSON.stringify({ jsonrpc: '2.0', id: msg.id, result: { apiVersion: 1, pid: process.pid, stateDir: d.state, runtimeDir: d.run, socket, version: '0.0.9' } });
+          conn.write(`Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+        }
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(socket, resolve));
+    try {
+      const owner = {
+        pid: process.pid,
+        startTime: startTimeOf(process.pid),
+        bootId: readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim(),
+        hostname: hostname(),
+        instance: 'old-daemon',
+        since: new Date().toISOString(),
+      };
+      await writeFile(join(d.state, 'daemon.json'), JSON.stringify({ ...owner, socket, stateDir: d.state }));
+      for (const args of [['ps'], ['events']]) {
+        const r = await cli(d, args);
+        expect(r.exitCode, r.stderr).toBe(1);
+        expect(r.stderr.trim()).toBe(
+          `hvplug: the hvplug daemon (pid ${process.pid}, hvplug 0.0.9) speaks daemon API 1, this hvplug speaks daemon API 2: ` +
+            'restart the daemon with this hvplug, or use the hvplug it came with',
+        );
+      }
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  }, 60_000);
+});
+
+describe('hvplug daemon --group', () => {
+  it.skipIf(GROUP_SKIP !== undefined)(`gives the socket to the group, mode 0660${GROUP_SKIP ? ` (skipped: ${GROUP_SKIP})` : ''}`, async () => {
+    const group = otherGroup()!;
+    const d = await dirs();
+    const daemon = await startDaemon(d, ['--group', group.name]);
+    const st = statSync(daemon.socket);
+    expect(st.mode & 0o777).toBe(0o660);
+    expect(st.gid).toBe(group.gid);
+    // The daemon serves as before.
+    expect(JSON.parse(await ok(d, ['ps', '--json']))).toEqual([]);
+    expect(await stopDaemon(daemon)).toBe(0);
+  }, 60_000);
+
+  it('an unknown group is a usage error, before anything starts', async () => {
+    const d = await dirs();
+    const r = await cli(d, ['daemon', '--group', 'no-such-group-hvplug']);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr.trim()).toBe('hvplug daemon: --group: no group named "no-such-group-hvplug" on this system (see: hvplug daemon --help)');
+    expect(r.stdout).toBe('');
+  });
+});
 
 describe('hvplug daemon', () => {
   it('serves run --detach, ps, pause, resume, info and stop from separate processes without restarting the plugin or re-attaching', async () => {
