@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { InvalidStateError, PluginHost, type Progress } from 'hvplug';
+import { InvalidStateError, PluginHost } from 'hvplug';
+import type { Progress } from 'hvplug/protocol';
 import { alive, eventually, memoryLogger, pluginExecutable, removeTempDirs, tempDir } from '../helpers.js';
 
 /**
