@@ -24,6 +24,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   { name: 'resume', summary: 'resume a paused VM from the state directory', load: async () => (await import('./vms.js')).resumeCommand },
   { name: 'save', summary: 'save a running VM to a file and end it (as virsh save); restore brings it back', load: async () => (await import('./vm-snapshot.js')).saveCommand },
   { name: 'restore', summary: 'bring a VM saved by save back, running, under its name and id (as virsh restore)', load: async () => (await import('./vm-snapshot.js')).restoreCommand },
+  { name: 'migrate', summary: "live-migrate a running VM to another host's state directory (its plugin may run on another machine)", load: async () => (await import('./migrate.js')).migrateCommand },
   { name: 'attach-device', summary: 'attach a device (JSON) to a VM: cold before boot, hot while it runs; prints the device id', load: async () => (await import('./vm-devices.js')).attachDeviceCommand },
   { name: 'detach-device', summary: 'detach a device from a VM by its id (hot-unplug while it runs)', load: async () => (await import('./vm-devices.js')).detachDeviceCommand },
   { name: 'resize', summary: "set a VM's online vCPUs (--vcpus) and/or memory (--memory)", load: async () => (await import('./vm-devices.js')).resizeCommand },

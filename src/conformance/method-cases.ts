@@ -9,7 +9,7 @@ import {
   type ResultOf,
   type VmConfigInput,
 } from 'hvplug/protocol';
-import { expect, expectRejection, fail, SkipCheck, sleep } from './check.js';
+import { expect, expectRejection, fail, SkipCheck, sleep, within } from './check.js';
 import { PATH_TO, type Fixture, type PreparedStatus } from './fixture.js';
 import { isAlive } from './processes.js';
 import { expectDeviceListed, expectStatus } from './vm-report.js';
@@ -50,6 +50,8 @@ export interface MethodCase<M extends GatedMethod> {
 export type MethodCases = { [M in GatedMethod]: MethodCase<M> };
 
 const MiB = 1 << 20;
+/** vm/migrate's destination VM, by source VM id, from its prepare to its verify. */
+const migrations = new Map<string, ShimVm>();
 const brokenVmId = (v: Record<string, unknown>): Record<string, unknown> => ({ ...v, vmId: 42 });
 const relativePath = (v: Record<string, unknown>): Record<string, unknown> => ({ ...v, path: 'relative/path.img' });
 
@@ -184,6 +186,40 @@ export const METHOD_CASES: MethodCases = {
       await expectRejection(fx.raw('vm/info', { vmId: vm.id }), 'VmNotFound', 'vm/info of a deleted VM');
     },
   }),
+  'vm/receiveMigration': {
+    needs: [],
+    offline: (fx) => ({ config: fx.config() }),
+    prepare: async (fx) => ({ params: { config: fx.config() } }),
+    invalid: (v) => ({ ...v, address: '' }),
+    // Waiting for a stream that never comes: created, and nothing runs.
+    verify: async (r, fx, p) => expectStatus(fx, p.vm as ShimVm, 'vm/receiveMigration', r.status, 'created'),
+  },
+  'vm/migrate': {
+    needs: ['vm/create', 'vm/start', 'vm/receiveMigration'],
+    offline: () => ({ uri: 'unix:/nonexistent/hvplug-conformance.sock' }),
+    prepare: async (fx) => {
+      // The plugin sends the VM to itself: a second VM of the same process is as good a destination as another host's.
+      const vm = await fx.vmIn('running');
+      const vmId = fx.newVmId();
+      fx.track(vmId);
+      const { vm: incoming, answer } = await fx.hv.bringUpWith('vm/receiveMigration', { vmId, config: fx.config() }, fx.opts('vm/receiveMigration'));
+      migrations.set(vm.id, incoming);
+      return { vm, params: { uri: answer.uri } };
+    },
+    invalid: (v) => ({ ...v, uri: 'http://example.com/' }),
+    verify: async (_r, fx, p) => {
+      const source = p.vm as ShimVm;
+      const incoming = migrations.get(source.id);
+      migrations.delete(source.id);
+      if (!incoming) fail('suite error: no incoming VM prepared');
+      if (fx.advertised('vm/info')) {
+        await expectRejection(fx.raw('vm/info', { vmId: source.id }), 'VmNotFound', 'vm/info of a VM migrated away');
+        const limit = fx.run.options.exitDeadlineMs;
+        const running = await within(limit, async () => ((await fx.raw('vm/info', { vmId: incoming.id })) as { status?: string }).status === 'running', fx.signal);
+        expect(running, `the destination VM is not running within ${limit} ms of vm/migrate's answer`);
+      }
+    },
+  },
   'vm/check': onVm<'vm/check'>('running', {
     verify: (r) => expect(r.ok, `vm/check of a running VM answered not ok: ${r.detail}`),
   }),

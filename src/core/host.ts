@@ -1,22 +1,35 @@
 import { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { InitializeParams, isMethodName, methodDef, type VmEvent, type VmStatus } from 'hvplug/protocol';
+import { InitializeParams, isMethodName, methodDef, MIGRATION_METHODS, type Progress, type ResultOf, type VmEvent, type VmStatus } from 'hvplug/protocol';
 import { ShimHypervisor, type ShimVm, type VmRecordUpdate } from '../shim/shim.js';
 import type { Interceptor } from '../shim/interceptors.js';
 import { PluginCatalog, type DiscoveryOptions } from './discovery.js';
-import { AlreadyExistsError, PluginExitedError, PluginUnreachableError, ProtocolError, VmOwnedError, type HvplugError } from '../errors/index.js';
+import {
+  AlreadyExistsError,
+  InvalidStateError,
+  MigrationUndecidedError,
+  PluginExitedError,
+  PluginUnreachableError,
+  ProtocolError,
+  TimeoutError,
+  VmNotFoundError,
+  VmOwnedError,
+  type HvplugError,
+} from '../errors/index.js';
 import type { ClientOptions, PluginClient } from './plugin-client.js';
 import { mergeDefaults, type PluginSpec, type PluginSpecInput } from './plugin-spec.js';
 import { defaultRuntimeDir, defaultStateDir, ensurePrivateDir } from './paths.js';
 import { PerVmChannel } from './per-vm.js';
-import { FileStateStore, type CreatingMethod, type RecordError, type StateStore, type VmRecord } from './state-store.js';
+import { FileStateStore, type CreatingMethod, type MigrationMark, type RecordError, type StateStore, type VmRecord } from './state-store.js';
 import { PluginFailedError, SupervisedPlugin, type SupervisedStatus, type SupervisionOptions } from './supervisor.js';
 import { describeOwner, VmLeases } from './ownership.js';
 import { defaultLogger } from './default-logger.js';
 import { HOST_VERSION } from './version.js';
-import { HostTallies } from './tallies.js';
+import { HostTallies, outcomeOf } from './tallies.js';
 import type { MetricsListen, MetricsServer } from './metrics-registry.js';
 
 export interface PluginHostOptions {
@@ -109,8 +122,39 @@ export interface ReattachReport {
    * plugin could not find: the plugin was asked to clean up (vm/delete) and the record dropped.
    */
   abandoned: { vmId: string; reason: string }[];
+  /** VMs whose record is marked by a live migration that never finished: left alone until resolveMigration. */
+  migrating: { vmId: string; role: MigrationMark['role']; peer: string }[];
   errors: RecordError[];
 }
+
+export interface MigrateOptions {
+  /** The destination's plugin (default: the one of the same name). */
+  plugin?: string;
+  /** The destination's address as the source reaches it (an IP or name); absent: a unix socket on this machine. */
+  address?: string;
+  onProgress?: (progress: Progress) => void;
+  signal?: AbortSignal;
+  /** vm/migrate's deadline (default: the method table's). */
+  timeoutMs?: number;
+}
+
+export interface MigrationReport {
+  vmId: string;
+  uri: string;
+  /** What the source plugin measured: the guest ran nowhere this long. */
+  downtimeMs: number | undefined;
+  /** The source plugin's vm/migrate, as it measured it. */
+  totalMs: number;
+  transferredBytes: number;
+  /** From the destination's vm/receiveMigration call to the destination's record owning the VM. */
+  elapsedMs: number;
+}
+
+/** Which host runs the VM after resolveMigration. */
+export type MigrationVerdict = 'source' | 'destination';
+
+/** How long the destination may take to report its VM running after the source said it is there. */
+const COMMIT_WAIT_MS = 30_000;
 
 /**
  * The embedder's entry point: finds, starts and supervises plugins, hands out a ShimHypervisor per
@@ -164,6 +208,10 @@ export class PluginHost extends EventEmitter<HostEvents> {
    */
   readonly tallies = new HostTallies();
   private registry: Promise<Registry> | undefined;
+  /** VMs in live migration, and this host's part in it: written into their records (VmRecord.migration). */
+  private readonly migrations = new Map<string, MigrationMark>();
+  /** Outgoing VMs: what to do once the source plugin answers vm/migrate, before the source record goes. */
+  private readonly handoffs = new Map<string, () => Promise<void>>();
 
   constructor(private readonly opts: PluginHostOptions = {}) {
     super();
@@ -295,12 +343,15 @@ export class PluginHost extends EventEmitter<HostEvents> {
           this.cutShort.set(vmId, spec.name);
           return;
         }
-        this.created.delete(vmId);
-        this.unanswered.delete(vmId);
-        this.createdAt.delete(vmId);
-        void this.leases.release(vmId).catch((err: Error) => this.logger.warn({ vmId, err: err.message }, 'cannot release the VM lease'));
         if (gone) this.emit('vm-deleted', { plugin: spec.name, vmId, ...(gone.name !== undefined && { name: gone.name }) });
-        return this.track(this.store.delete(vmId)).catch((err: Error) => this.logger.error({ vmId, err: err.message }, 'cannot delete VM record'));
+        return this.dropRecord(vmId);
+      },
+      onVmHandedOff: async (vmId) => {
+        // The destination's record owns the VM before this one goes (PluginHost.migrate); a raw vm/migrate made
+        // outside it (the conformance suite's) moved a VM no host of ours receives, and its record just goes.
+        const handoff = this.handoffs.get(vmId);
+        if (handoff) await handoff();
+        await this.dropRecord(vmId);
       },
       onCallEnd: (method, seconds, error) => this.tallies.call(spec.name, method, seconds, error),
       onViolation: (err) => {
@@ -310,6 +361,16 @@ export class PluginHost extends EventEmitter<HostEvents> {
       },
     });
     return rt;
+  }
+
+  /** Forgets a VM and removes its record and lease: it was deleted, or it runs elsewhere now. */
+  private dropRecord(vmId: string): Promise<void> {
+    this.created.delete(vmId);
+    this.unanswered.delete(vmId);
+    this.createdAt.delete(vmId);
+    this.migrations.delete(vmId);
+    void this.leases.release(vmId).catch((err: Error) => this.logger.warn({ vmId, err: err.message }, 'cannot release the VM lease'));
+    return this.track(this.store.delete(vmId)).catch((err: Error) => this.logger.error({ vmId, err: err.message }, 'cannot delete VM record'));
   }
 
   /** Wires a supervised process's life into host events, and re-attaches its VMs after each restart. */
@@ -397,7 +458,19 @@ export class PluginHost extends EventEmitter<HostEvents> {
     this.claiming.add(u.vmId);
     try {
       const now = new Date().toISOString();
-      const record: VmRecord = { vmId: u.vmId, plugin, source: this.sources.get(plugin), config: u.config, state: u.state, status: u.status, pending, createdAt: now, updatedAt: now };
+      const migration = this.migrations.get(u.vmId);
+      const record: VmRecord = {
+        vmId: u.vmId,
+        plugin,
+        source: this.sources.get(plugin),
+        config: u.config,
+        state: u.state,
+        status: u.status,
+        pending,
+        ...(migration === undefined ? {} : { migration }),
+        createdAt: now,
+        updatedAt: now,
+      };
       this.unanswered.set(u.vmId, pending);
       if (this.store.create) {
         await this.track(this.store.create(record));
@@ -434,6 +507,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
     const createdAt = this.createdAt.get(u.vmId) ?? now;
     this.createdAt.set(u.vmId, createdAt);
     const mark = this.unanswered.get(u.vmId);
+    const migration = this.migrations.get(u.vmId);
     const record: VmRecord = {
       vmId: u.vmId,
       plugin,
@@ -442,6 +516,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
       state: u.state,
       status: u.status,
       ...(mark === undefined ? {} : { pending: mark }),
+      ...(migration === undefined ? {} : { migration }),
       createdAt,
       updatedAt: now,
     };
@@ -633,10 +708,15 @@ export class PluginHost extends EventEmitter<HostEvents> {
       if (r.pending && !this.created.has(r.vmId)) this.unanswered.set(r.vmId, r.pending);
     }
     for (const e of errors) this.emit('record-error', e);
-    const report: ReattachReport = { recovered: [], lost: [], owned: [], unanswered: [], abandoned: [], errors };
+    const report: ReattachReport = { recovered: [], lost: [], owned: [], unanswered: [], abandoned: [], migrating: [], errors };
     await Promise.all(
       records.map(async (r) => {
         if (this.created.has(r.vmId)) return;
+        if (r.migration) {
+          // Which side runs it only both hosts can tell (resolveMigration): re-attaching it here could run it twice.
+          report.migrating.push({ vmId: r.vmId, role: r.migration.role, peer: r.migration.peer });
+          return;
+        }
         let rt: Runtime;
         try {
           rt = await this.runtime(r.plugin, r.source);
@@ -684,6 +764,196 @@ export class PluginHost extends EventEmitter<HostEvents> {
   async serveMetrics(listen: MetricsListen): Promise<MetricsServer> {
     const [registry, m] = await Promise.all([this.metrics(), import('./metrics-registry.js')]);
     return m.serveRegistry(registry, listen);
+  }
+
+  // ---- live migration (docs/migration.md) ----
+
+  /** How the other side of a migration names this host in its record: hostname and state directory. */
+  get identity(): string {
+    return `${hostname()}:${this.stateDir}`;
+  }
+
+  /**
+   * Moves a running VM to another host's plugin, live. The record moves with it: the destination's is written
+   * (marked incoming) before anything is sent, the source's is marked outgoing; once the source plugin says the
+   * guest runs there, the destination's record loses its mark (from then on it owns the VM) and only then is the
+   * source's removed. A refusal of either plugin leaves the VM running here and no record there. An answer that
+   * never comes leaves both marks, and MigrationUndecidedError: resolveMigration settles it.
+   */
+  async migrate(vmId: string, destination: PluginHost, opts: MigrateOptions = {}): Promise<MigrationReport> {
+    const plugin = this.created.get(vmId);
+    try {
+      const report = await this.migrateOut(vmId, destination, opts);
+      if (plugin !== undefined) this.tallies.migration(plugin, 'ok', report.downtimeMs === undefined ? undefined : report.downtimeMs / 1000);
+      return report;
+    } catch (err) {
+      if (plugin !== undefined) this.tallies.migration(plugin, outcomeOf(err));
+      throw err;
+    }
+  }
+
+  private async migrateOut(vmId: string, destination: PluginHost, opts: MigrateOptions): Promise<MigrationReport> {
+    if (destination === this) throw new InvalidStateError(`VM ${vmId} cannot migrate to the host that runs it`, vmId, 'running', []);
+    const vm = await this.vm(vmId);
+    const plugin = this.created.get(vmId);
+    if (!vm || plugin === undefined) throw new VmNotFoundError(vmId);
+    if (vm.ownedBy !== undefined) throw new VmOwnedError(vmId, vm.ownedBy);
+    if (this.migrations.has(vmId)) throw new InvalidStateError(`VM ${vmId} is migrating already`, vmId, vm.status, []);
+    const began = performance.now();
+    this.migrations.set(vmId, { role: 'outgoing', peer: destination.identity, since: new Date().toISOString() });
+    await this.persist(plugin, { vmId, config: vm.config, state: vm.state, status: vm.status });
+    let uri: string;
+    try {
+      uri = await destination.prepareIncoming(vmId, opts.plugin ?? plugin, vm.config, this.identity, opts.address);
+    } catch (err) {
+      await this.unmark(vmId);
+      throw err;
+    }
+    this.handoffs.set(vmId, () => destination.commitIncoming(vmId));
+    let result: ResultOf<(typeof MIGRATION_METHODS)['send']>;
+    try {
+      result = await vm.migrate({ uri }, { onProgress: opts.onProgress, signal: opts.signal, timeoutMs: opts.timeoutMs });
+    } catch (err) {
+      if (!this.created.has(vmId)) {
+        // The source answered (the VM left it) and the destination could not be confirmed running.
+        throw new MigrationUndecidedError(vmId, `the source plugin sent it, but the destination did not confirm it: ${(err as Error).message}`, { cause: err });
+      }
+      if (err instanceof TimeoutError || err instanceof PluginUnreachableError || isProcessDeath(err)) {
+        throw new MigrationUndecidedError(vmId, `the source plugin did not answer vm/migrate: ${(err as Error).message}`, { cause: err });
+      }
+      // The plugin answered with a refusal (or a cancellation it rolled back): the guest runs here still.
+      await destination.abortIncoming(vmId).catch((e: Error) => this.logger.warn({ vmId, err: e.message }, 'cannot remove the incoming VM of a failed migration'));
+      await this.unmark(vmId);
+      throw err;
+    } finally {
+      this.handoffs.delete(vmId);
+    }
+    return {
+      vmId,
+      uri,
+      downtimeMs: result.downtimeMs,
+      totalMs: result.totalMs,
+      transferredBytes: result.transferredBytes,
+      elapsedMs: performance.now() - began,
+    };
+  }
+
+  /** Clears the VM's migration mark (the migration did not happen) and writes its record so. */
+  private async unmark(vmId: string): Promise<void> {
+    this.migrations.delete(vmId);
+    const vm = await this.vm(vmId);
+    const plugin = this.created.get(vmId);
+    if (vm && plugin !== undefined) await this.persist(plugin, { vmId, config: vm.config, state: vm.state, status: vm.status });
+  }
+
+  /**
+   * Migration, destination side: the record of an incoming VM (marked so, before the plugin hears of it), the
+   * plugin's vm/receiveMigration, and the uri the source sends to. The VM takes no call until commitIncoming.
+   */
+  async prepareIncoming(vmId: string, plugin: string, config: VmRecord['config'], from: string, address?: string): Promise<string> {
+    const hv = await this.hypervisor(plugin);
+    this.migrations.set(vmId, { role: 'incoming', peer: from, since: new Date().toISOString() });
+    try {
+      const { vm, answer } = await hv.bringUpWith(MIGRATION_METHODS.receive, { vmId, config, ...(address === undefined ? {} : { address }) });
+      vm.ownedBy = `an incoming migration from ${from}`;
+      return answer.uri;
+    } catch (err) {
+      this.migrations.delete(vmId);
+      throw err;
+    }
+  }
+
+  /** The source says the guest is here: once the plugin reports it running, this record owns the VM (the commit point). */
+  async commitIncoming(vmId: string): Promise<void> {
+    const vm = await this.vm(vmId);
+    const plugin = this.created.get(vmId);
+    if (!vm || plugin === undefined) throw new VmNotFoundError(vmId, `no incoming VM ${vmId} on ${this.identity}`);
+    vm.ownedBy = undefined;
+    const deadline = Date.now() + COMMIT_WAIT_MS;
+    // The destination's VMM may learn the stream is complete a moment after the source does.
+    while (vm.status !== 'running') {
+      const info = await vm.info();
+      if (info.status === 'running') break;
+      if (info.status !== 'created' && info.status !== 'paused') throw new InvalidStateError(`the incoming VM ${vmId} is ${info.status}, not running`, vmId, info.status, ['running']);
+      if (Date.now() > deadline) throw new InvalidStateError(`the incoming VM ${vmId} is not running ${COMMIT_WAIT_MS} ms after its source sent it`, vmId, info.status, ['running']);
+      await sleep(20);
+    }
+    this.migrations.delete(vmId);
+    await this.persist(plugin, { vmId, config: vm.config, state: vm.state, status: 'running' });
+  }
+
+  /** The migration failed at the source: the incoming VM and its record go. */
+  async abortIncoming(vmId: string): Promise<void> {
+    const vm = await this.vm(vmId);
+    if (!vm) return;
+    vm.ownedBy = undefined;
+    await vm.delete();
+  }
+
+  /**
+   * Settles a migration left undecided (MigrationUndecidedError, or a host that died during it: its reattach
+   * reports the VM under `migrating`). Either host may call it with the other. The rule (docs/migration.md): a
+   * destination record without its mark owns the VM; else a destination plugin that runs the VM makes it the owner;
+   * else the source does, and the incoming VM is deleted. The losing side's plugin is asked to delete its VM, so
+   * that nothing of it runs twice.
+   */
+  async resolveMigration(vmId: string, peer: PluginHost): Promise<MigrationVerdict> {
+    const mine = await this.recordOf(vmId);
+    const source = mine?.migration?.role === 'incoming' ? peer : mine?.migration?.role === 'outgoing' ? this : undefined;
+    if (!source) {
+      const theirs = await peer.recordOf(vmId);
+      if (!theirs?.migration) throw new InvalidStateError(`VM ${vmId} has no migration to resolve on either host`, vmId, mine?.status ?? 'lost', []);
+      return peer.resolveMigration(vmId, this);
+    }
+    const destination = source === this ? peer : this;
+    const dst = await destination.recordOf(vmId);
+    let verdict: MigrationVerdict = 'source';
+    if (dst && !dst.migration) verdict = 'destination';
+    else if (dst) verdict = (await destination.probeIncoming(dst)) ? 'destination' : 'source';
+    if (verdict === 'destination') {
+      await source.dropMigrated(vmId);
+      return 'destination';
+    }
+    if (dst) await destination.dropMigrated(vmId);
+    source.migrations.delete(vmId);
+    const back = await source.recordOf(vmId);
+    if (back) {
+      await source.track(source.store.put({ ...back, migration: undefined, updatedAt: new Date().toISOString() }));
+      await source.attach(vmId);
+    }
+    return 'source';
+  }
+
+  private async recordOf(vmId: string): Promise<VmRecord | undefined> {
+    return (await this.store.list()).records.find((r) => r.vmId === vmId);
+  }
+
+  /** An incoming VM of an undecided migration: if its plugin runs it, its record takes the VM (true). */
+  private async probeIncoming(r: VmRecord): Promise<boolean> {
+    const rt = await this.runtime(r.plugin, r.source);
+    this.created.set(r.vmId, r.plugin);
+    this.createdAt.set(r.vmId, r.createdAt);
+    const lease = await this.leases.acquire(r.vmId);
+    if (!lease.ok) throw new VmOwnedError(r.vmId, describeOwner(lease.owner));
+    this.migrations.set(r.vmId, r.migration ?? { role: 'incoming', peer: 'unknown', since: r.createdAt });
+    const vm = await rt.shim.recoverVm({ vmId: r.vmId, config: r.config, state: r.state ?? null }).catch(() => undefined);
+    if (vm?.status !== 'running') return false;
+    this.migrations.delete(r.vmId);
+    this.unanswered.delete(r.vmId);
+    await this.persist(r.plugin, { vmId: r.vmId, config: vm.config, state: vm.state, status: vm.status });
+    return true;
+  }
+
+  /** The losing side of a migration: its plugin deletes whatever of the VM it has, and the record goes. */
+  private async dropMigrated(vmId: string): Promise<void> {
+    const r = await this.recordOf(vmId);
+    if (!r) return;
+    const rt = await this.runtime(r.plugin, r.source);
+    this.created.set(vmId, r.plugin);
+    const vm = rt.shim.vm(vmId) ?? rt.shim.adopt(vmId, r.config, 'lost', r.state ?? undefined);
+    vm.ownedBy = undefined;
+    // Its answer forgets the VM: onVmGone drops the record, the mark and the lease.
+    await vm.delete();
   }
 
   /** Shuts every plugin down (graceful, then forced). VMs keep running unless stopped first. */

@@ -1,6 +1,6 @@
 export { PluginHost } from './host.js';
-export type { HostEvents, PluginStatus, ReattachReport } from './host.js';
-export { FileStateStore, VmRecord } from './state-store.js';
+export type { HostEvents, MigrateOptions, MigrationReport, MigrationVerdict, PluginStatus, ReattachReport } from './host.js';
+export { FileStateStore, MigrationMark, VmRecord } from './state-store.js';
 export type { RecordError, StateStore } from './state-store.js';
 export { SupervisedPlugin, PluginFailedError, DEFAULT_SUPERVISION } from './supervisor.js';
 export type { SupervisedStatus, SupervisionOptions } from './supervisor.js';

@@ -15,6 +15,19 @@ export const CreatingMethod = z.string().refine((m) => CREATING.includes(m as (t
 });
 export type CreatingMethod = z.infer<typeof CreatingMethod>;
 
+/**
+ * A VM in live migration (PluginHost.migrate). The destination's record is written `incoming` before the source
+ * sends, the source's is marked `outgoing` before that; the owner is the destination once its record has no mark,
+ * the source until then. See docs/migration.md.
+ */
+export const MigrationMark = z.object({
+  role: z.enum(['incoming', 'outgoing']),
+  /** The other host (PluginHost.identity): hostname and state directory. */
+  peer: z.string().max(4096),
+  since: z.string(),
+});
+export type MigrationMark = z.output<typeof MigrationMark>;
+
 export const VmRecord = z.object({
   vmId: Id,
   plugin: z.string(),
@@ -34,6 +47,7 @@ export const VmRecord = z.object({
    */
   /** The creating call (the table's `record: 'create'` methods) whose answer this record does not hold yet. */
   pending: CreatingMethod.optional(),
+  migration: MigrationMark.optional(),
   createdAt: z.string(),
   updatedAt: z.string(),
 });

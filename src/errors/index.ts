@@ -5,7 +5,7 @@ import { ErrorCode, ErrorData, errorCodeName, formatIssues, type ErrorCodeName, 
 export class HvplugError extends Error {
   constructor(
     message: string,
-    readonly code: ErrorCodeName | 'PluginExited' | 'ProtocolError' | 'ProtocolViolation' | 'Integrity' | 'Spawn' | 'PluginFailed' | 'PluginNotFound' | 'Vetoed' | 'VmOwned' | 'PluginUnreachable',
+    readonly code: ErrorCodeName | 'PluginExited' | 'ProtocolError' | 'ProtocolViolation' | 'Integrity' | 'Spawn' | 'PluginFailed' | 'PluginNotFound' | 'Vetoed' | 'VmOwned' | 'PluginUnreachable' | 'MigrationUndecided',
     options?: { cause?: unknown },
   ) {
     super(message, options);
@@ -175,6 +175,21 @@ export class IntegrityError extends HvplugError {
 export class PluginSpawnError extends HvplugError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, 'Spawn', options);
+  }
+}
+
+/**
+ * A live migration ended without a verdict the host could read (the source's answer never came, or the destination
+ * could not be confirmed running): both records keep their migration marks, and PluginHost.resolveMigration with
+ * both hosts decides which side runs the VM. Until then neither host re-attaches it.
+ */
+export class MigrationUndecidedError extends HvplugError {
+  constructor(
+    readonly vmId: string,
+    reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`the migration of VM ${vmId} is undecided: ${reason}; PluginHost.resolveMigration with both hosts settles it`, 'MigrationUndecided', options);
   }
 }
 

@@ -112,6 +112,15 @@ export const LIFECYCLE: { readonly [M in VmMethod]: { readonly [S in VmStatus]: 
     crashed: deleted(),
     lost: deleted(),
   },
+  'vm/migrate': {
+    created: forbidden,
+    // The guest leaves: no event here (the destination announces it running); later calls answer VmNotFound.
+    running: { verdict: 'must', to: ['deleted'], events: [] },
+    paused: { verdict: 'may', to: ['deleted'], events: [] },
+    stopped: forbidden,
+    crashed: forbidden,
+    lost: forbidden,
+  },
   'vm/check': query('must', 'must'),
   'vm/info': query('must', 'must'),
   'vm/config': query('must', 'must'),

@@ -36,9 +36,11 @@ export interface MethodDef<P extends z.ZodType = z.ZodType, R extends z.ZodType 
    * What the call does to the host's record of the VM (absent: it only updates it):
    * - `create`: a new record, written before the call and removed if it fails; the config gets the host's defaults;
    * - `reattach`: the record exists already (plugin or host restart); it stays if the call fails, its config is sent as recorded;
-   * - `delete`: a success removes the record, and with per-VM isolation the VM's plugin process.
+   * - `delete`: a success removes the record, and with per-VM isolation the VM's plugin process;
+   * - `hand-off`: a success means the VM now runs elsewhere (live migration): the record goes once the destination
+   *   host's record owns the VM (PluginHost.migrate), never before.
    */
-  readonly record?: 'create' | 'reattach' | 'delete';
+  readonly record?: 'create' | 'reattach' | 'delete' | 'hand-off';
   /**
    * What the call does to the VM's device list: `adds` params.device, `removes` params.deviceId, or `attaches` the
    * config's devices cold at creation (each checked against the capabilities' coldplug).
@@ -52,6 +54,14 @@ export interface MethodDef<P extends z.ZodType = z.ZodType, R extends z.ZodType 
 export type SessionRole = 'handshake' | 'goodbye' | 'ping' | 'discover';
 
 const Vm = { vmId: Id };
+/**
+ * Where a migration stream goes: `tcp:<host>:<port>` or `unix:<absolute path>`, the URI syntax QEMU's migrate takes.
+ * The destination's vm/receiveMigration answers it; the source's vm/migrate is given it.
+ */
+export const MigrationUri = z
+  .string()
+  .max(1024)
+  .regex(/^(tcp:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}|unix:\/.+)$/, 'must be tcp:<host>:<port> or unix:<absolute path>');
 const Empty = z.object({});
 const ProgressToken = z.union([z.string(), z.number()]);
 
@@ -382,6 +392,39 @@ export const methods = {
     api: 'stats',
     summary: 'Resource usage of the VM\'s processes.',
   }),
+  'vm/receiveMigration': def({
+    params: z.object({
+      ...Vm,
+      config: VmConfig,
+      /** The address of this machine the source reaches it at (an IP or a name); absent: a unix socket, same machine. */
+      address: z.string().min(1).max(253).optional(),
+    }),
+    result: VmResult.extend({ uri: MigrationUri }),
+    timeoutMs: 60_000,
+    gated: true,
+    scope: 'new-vm',
+    api: 'receiveMigration',
+    summary:
+      'Live migration, destination half: prepare a VM that waits for an incoming migration (status created) and answer where the source sends it. It runs (event `running`) once the stream has come in whole.',
+    record: 'create',
+  }),
+  'vm/migrate': def({
+    params: z.object({ ...Vm, uri: MigrationUri, progressToken: ProgressToken.optional() }),
+    result: z.object({
+      /** How long the guest ran nowhere (stopped here, not yet running there), as the VMM measured it when it did. */
+      downtimeMs: z.number().nonnegative().optional(),
+      totalMs: z.number().nonnegative(),
+      transferredBytes: z.number().int().nonnegative(),
+    }),
+    timeoutMs: 600_000,
+    gated: true,
+    scope: 'vm',
+    api: 'migrate',
+    progress: true,
+    summary:
+      'Live migration, source half: send a running VM to the uri a destination\'s vm/receiveMigration answered. Success means the guest runs there and nothing of it here: the VM is gone from this plugin. A failure leaves it running here.',
+    record: 'hand-off',
+  }),
   'image/ensure': def({
     params: z.object({ path: AbsPath, format: z.enum(['raw', 'qcow2']).default('raw'), sizeBytes: z.number().int().positive().optional() }),
     result: z.object({ path: AbsPath, format: z.enum(['raw', 'qcow2']), sizeBytes: z.number().int().nonnegative(), created: z.boolean() }),
@@ -453,6 +496,9 @@ export function sessionMethod<R extends SessionRole>(role: R): { [M in SessionMe
   if (name === undefined) throw new Error(`no session method plays ${role}`);
   return name as never;
 }
+
+/** The live-migration pair, by part: the host's hand-off (PluginHost.migrate) names them through this. */
+export const MIGRATION_METHODS = { receive: 'vm/receiveMigration', send: 'vm/migrate' } as const satisfies Record<string, MethodName>;
 
 /** Default deadline of a vendor extension call (`x-<vendor>/<name>`), which the table does not list. */
 export const EXTENSION_TIMEOUT_MS = 30_000;

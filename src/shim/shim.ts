@@ -91,6 +91,11 @@ export interface ShimOptions {
   withDefaults?: (config: unknown) => unknown;
   /** The VM was deleted, or its creation failed (`failure`: why, for a creating call that failed). */
   onVmGone?: (vmId: string, failure?: unknown, gone?: { name?: string }) => void | Promise<void>;
+  /**
+   * A `hand-off` call (vm/migrate) succeeded: the VM runs elsewhere now. Awaited before the call returns; the host
+   * moves the record there (PluginHost.migrate) or, for a raw call, drops it.
+   */
+  onVmHandedOff?: (vmId: string) => void | Promise<void>;
   /** Called when a plugin sends something the table does not allow (a malformed event). */
   onViolation?: (err: HvplugError) => void;
   /**
@@ -368,6 +373,11 @@ export class ShimHypervisor {
       await this.opts.onVmGone?.(target.id, undefined, { name: target.config.name });
       return;
     }
+    if (spec.record === 'hand-off') {
+      this.forget(target.id);
+      await this.opts.onVmHandedOff?.(target.id);
+      return;
+    }
     // Events the call caused may have changed the VM before its answer came; the call returns when that is written too.
     if (dirty) await this.changed(target);
     else await this.opts.onVmSettled?.(target.id);
@@ -379,6 +389,11 @@ export class ShimHypervisor {
 
   /** Creates the VM object before the call so that events arriving during it are not lost. */
   async bringUp(method: NewVmMethod, params: Record<string, unknown>, opts?: CallOpts): Promise<ShimVm> {
+    return (await this.bringUpWith(method, params, opts)).vm;
+  }
+
+  /** bringUp, with the plugin's answer too (vm/receiveMigration's uri is in it). */
+  async bringUpWith<M extends NewVmMethod>(method: M, params: Record<string, unknown>, opts?: CallOpts): Promise<{ vm: ShimVm; answer: ResultOf<M> }> {
     const vmId = (params.vmId as string | undefined) ?? randomUUID();
     // A re-attach (vm/recover) hands back a config recorded already merged.
     const reattach = methodDef(method).record === 'reattach';
@@ -393,10 +408,11 @@ export class ShimHypervisor {
     this.vms.set(vmId, vm);
     if (!existed) this.comingUp.add(vmId);
     let recorded = false;
+    let answer: ResultOf<M>;
     try {
       if (!existed) await this.opts.onVmCreating?.({ vmId, status: vm.status, state: vm.state, config }, method);
       recorded = true;
-      await this.invoke(method, { ...params, vmId }, opts, vm);
+      answer = await this.invoke(method, { ...params, vmId }, opts, vm);
     } catch (err) {
       if (!existed) {
         this.vms.delete(vmId);
@@ -408,7 +424,7 @@ export class ShimHypervisor {
     } finally {
       if (!existed) this.comingUp.delete(vmId);
     }
-    return vm;
+    return { vm, answer };
   }
 
   private onNotification(method: string, params: unknown, origin: number): void {

@@ -126,6 +126,22 @@ const cases = {
   'vm/delete': async ({ vm }) => {
     await vm.delete();
   },
+  'vm/receiveMigration': async ({ hv }) => {
+    const incoming = await hv.receiveMigration({ config: { vcpus: { boot: 1 } } });
+    expect(incoming.status).toBe('created');
+    await incoming.delete();
+  },
+  'vm/migrate': async ({ hv }) => {
+    const source = await hv.createVm({ config: { vcpus: { boot: 1 } } });
+    await source.start();
+    const { vm: incoming, answer } = await hv.bringUpWith('vm/receiveMigration', { config: { vcpus: { boot: 1 } } });
+    expect(answer.uri).toMatch(/^unix:\//);
+    const r = await source.migrate({ uri: answer.uri });
+    expect(r.transferredBytes).toBeGreaterThan(0);
+    await eventually(async () => (await incoming.info()).status === 'running');
+    expect(hv.vm(source.id)).toBeUndefined();
+    await incoming.delete();
+  },
   'image/ensure': async ({ hv, dir }) => {
     const r = await hv.ensureImage({ path: join(dir, 'base.raw'), sizeBytes: 1024 * 1024 });
     expect(r.created).toBe(true);

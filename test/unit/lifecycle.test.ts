@@ -22,7 +22,7 @@ describe('the VM state machine (LIFECYCLE)', () => {
       }
       expect(allowedFrom(m).length, m).toBeGreaterThan(0);
     }
-    expect([...STATUS_CHANGING].sort()).toEqual(['vm/delete', 'vm/pause', 'vm/resume', 'vm/start', 'vm/stop', 'vm/wait']);
+    expect([...STATUS_CHANGING].sort()).toEqual(['vm/delete', 'vm/migrate', 'vm/pause', 'vm/resume', 'vm/start', 'vm/stop', 'vm/wait']);
   });
 
   it('agrees with every transition the conformance lifecycle checks hold plugins to', () => {

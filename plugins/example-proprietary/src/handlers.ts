@@ -93,6 +93,8 @@ export function handlersFor(reg: Registry): Handlers {
     'vm/create': ({ vmId, config }) => reg.create(vmId, config),
     'vm/restore': ({ vmId, config, path }, ctx) => reg.restore(vmId, config, path, ctx),
     'vm/recover': ({ vmId, config, state }) => reg.recover(vmId, config, state),
+    'vm/receiveMigration': ({ vmId, config, address }) => reg.receiveMigration(vmId, config, address),
+    'vm/migrate': ({ vmId, uri }, ctx) => reg.migrate(vmId, uri, ctx),
     'vm/start': ({ vmId }, ctx) => reg.require(vmId).start(ctx),
     'vm/stop': ({ vmId, force, graceMs }, ctx) => reg.require(vmId).stop(force, graceMs, ctx.signal),
     'vm/pause': ({ vmId }, ctx) => reg.require(vmId).pause(ctx.signal),

@@ -7,6 +7,7 @@ import { errors, PluginError, VmRegistry, type CallContext, type Session } from 
 import type { Json, ResultInputOf, VmConfig } from 'hvplug/protocol';
 import { normalizeConfig, type Normalized } from './config.js';
 import { endStrayGuests, findGuest, isRunning } from './guest-record.js';
+import { IncomingMigration } from './migration.js';
 import { readSnapshot } from './snapshot.js';
 import { vmState } from './state.js';
 import { SimVm, type VmInit } from './vm.js';
@@ -16,6 +17,8 @@ type VmResult = ResultInputOf<'vm/create'>;
 export class Registry extends VmRegistry<SimVm> {
   /** Ids being brought up, so that two calls cannot both create the same VM. */
   private readonly pending = new Set<string>();
+  /** VMs waiting for their incoming migration, and where they listen for it. */
+  private readonly incoming = new Map<string, IncomingMigration>();
 
   async start(session: Session): Promise<void> {
     this.init(session);
@@ -86,6 +89,37 @@ export class Registry extends VmRegistry<SimVm> {
     });
   }
 
+  /**
+   * vm/receiveMigration: a VM in status created that listens for its guest's state (on a unix socket in its runtime
+   * directory, or on TCP at `address`) and runs it from there once it comes.
+   */
+  async receiveMigration(vmId: string, input: VmConfig, address: string | undefined): Promise<ResultInputOf<'vm/receiveMigration'>> {
+    let uri = '';
+    const result = await this.bringUp(vmId, async () => {
+      const normalized = await normalizeConfig(input);
+      const { config } = normalized;
+      const vm = await this.newVm(vmId, normalized, { vcpus: config.vcpus.boot, memoryMiB: config.memory.sizeMiB, devices: config.devices });
+      const where = address === undefined ? { path: join(vm.dir, 'migrate.sock') } : { address };
+      const listening = await IncomingMigration.listen(where, async (stream) => {
+        await vm.startIncoming(stream);
+        this.incoming.delete(vmId);
+      });
+      this.incoming.set(vmId, listening);
+      uri = listening.uri;
+      vm.announce('created');
+      return { vm, result: vm.result() };
+    });
+    return { ...result, uri };
+  }
+
+  /** vm/migrate: the guest runs at the destination now, and this process forgets the VM. */
+  async migrate(vmId: string, uri: string, ctx: CallContext): Promise<ResultInputOf<'vm/migrate'>> {
+    const vm = this.require(vmId);
+    const result = await vm.migrate(uri, ctx);
+    if (this.get(vmId) === vm) this.delete(vmId);
+    return result;
+  }
+
   /** Takes a VM back from the state an earlier plugin process returned; status lost when its guest is gone. */
   async recover(vmId: string, input: VmConfig, raw: Json): Promise<VmResult> {
     const decoded = vmState.decode(raw, 'vm/recover');
@@ -114,6 +148,8 @@ export class Registry extends VmRegistry<SimVm> {
 
   /** Deleting a VM nobody knows succeeds: the result the caller wants is already there. */
   async deleteVm(vmId: string): Promise<void> {
+    this.incoming.get(vmId)?.close();
+    this.incoming.delete(vmId);
     const vm = this.get(vmId);
     if (!vm) {
       // A VM this process never saw may still have begun here (a restore whose plugin process died before it
@@ -134,6 +170,8 @@ export class Registry extends VmRegistry<SimVm> {
 
   /** The plugin process is going away; the VMs are not. */
   release(): void {
+    for (const listening of this.incoming.values()) listening.close();
+    this.incoming.clear();
     for (const vm of this.values()) vm.release();
   }
 }

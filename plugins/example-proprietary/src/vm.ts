@@ -9,6 +9,7 @@ import { Guest, type ExitInfo } from './guest.js';
 import { readConsole } from './guest-program.js';
 import { endStrayGuests, isRunning, liveState, stoppedState, writeGuestRecord, type ProcessIdentity } from './guest-record.js';
 import type { GuestSettings } from './settings.js';
+import { MIGRATION_FORMAT, sendMigration, type MigrationStream } from './migration.js';
 import { writeSnapshot, SNAPSHOT_FORMAT, SNAPSHOT_VERSION } from './snapshot.js';
 import { vmState, type ExitRecord, type VmState } from './state.js';
 
@@ -244,6 +245,64 @@ export class SimVm extends ServedVm {
       this.announce('paused');
       ctx.progress('restored, paused', 100);
       return this.result();
+    }, ctx.signal);
+  }
+
+  /** vm/receiveMigration's second half: the guest carries on, running, from the counter and size that came in. */
+  startIncoming(stream: MigrationStream): Promise<void> {
+    return this.call(async () => {
+      this.require(['created']);
+      this.vcpus = stream.vcpus;
+      this.memoryMiB = stream.memoryMiB;
+      this.devices = stream.devices;
+      for (const d of this.devices) await probeDevice(d);
+      this.adopt(await this.launch(stream.nextTick, false, AbortSignal.timeout(BOOT_TIMEOUT_MS)));
+      this.announce('running');
+      this.emitState();
+    });
+  }
+
+  /**
+   * vm/migrate: the guest is stopped (SIGSTOP), its counter read from its console and sent; once the destination
+   * says its guest runs, this one is ended and the VM forgotten. Any failure before that continues the guest here.
+   * A paused VM is refused (the table leaves it to the plugin): its destination would have to come up paused.
+   */
+  migrate(uri: string, ctx: CallContext): Promise<ResultInputOf<'vm/migrate'>> {
+    return this.call(async () => {
+      await this.reconnect();
+      const guest = this.liveGuest(['running']);
+      const began = performance.now();
+      ctx.progress('stopping the guest for the hand-off', 10);
+      await guest.pause();
+      const stopped = performance.now();
+      let transferredBytes: number;
+      try {
+        const reading = await readConsole(this.consolePath, guest.consoleOffset);
+        ctx.progress('sending the guest state', 50);
+        transferredBytes = await sendMigration(
+          uri,
+          { format: MIGRATION_FORMAT, vmId: this.vmId, nextTick: reading.nextTick ?? 0, vcpus: this.vcpus, memoryMiB: this.memoryMiB, devices: this.devices },
+          ctx.signal,
+        );
+      } catch (err) {
+        await guest.resume().catch(() => undefined);
+        throw err;
+      }
+      const downtimeMs = performance.now() - stopped;
+      // Nothing more about this VM reaches the host: it is the destination's now.
+      this.forget();
+      this.stopping = true;
+      try {
+        await guest.terminate(0);
+        await this.exitHandled;
+      } finally {
+        this.stopping = false;
+      }
+      await endStrayGuests(this.agentSocketPath);
+      await rm(this.dir, { recursive: true, force: true });
+      this.settleWaiters({ status: this.status, exitCode: null, reason: 'the VM migrated away' });
+      ctx.progress('the guest runs at the destination', 100);
+      return { downtimeMs, totalMs: performance.now() - began, transferredBytes };
     }, ctx.signal);
   }
 

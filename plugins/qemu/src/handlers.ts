@@ -42,6 +42,27 @@ async function restore(vms: Registry, vmId: string, config: VmConfig, path: stri
   }
 }
 
+/** vm/receiveMigration: a VM whose QEMU waits for a live migration; answers where the source sends it. */
+async function receiveMigration(vms: Registry, vmId: string, config: VmConfig, address: string | undefined, ctx: CallContext): Promise<ResultInputOf<'vm/receiveMigration'>> {
+  const vm = register(vms, await prepare(vms, vmId, config));
+  try {
+    const uri = await vm.receiveMigration(address, ctx.signal);
+    return { ...vm.result(), uri };
+  } catch (e) {
+    await remove(vms, vmId).catch(() => undefined);
+    throw e;
+  }
+}
+
+/** vm/migrate: once the guest runs at the destination, nothing of the VM is left here. */
+async function migrate(vms: Registry, vmId: string, uri: string, ctx: CallContext): Promise<ResultInputOf<'vm/migrate'>> {
+  const vm = vms.require(vmId);
+  const done = await vm.migrate(uri, ctx);
+  vms.delete(vmId);
+  await rm(vm.state.runDir, { recursive: true, force: true });
+  return done;
+}
+
 async function recover(vms: Registry, vmId: string, config: VmConfig, raw: unknown): Promise<VmResult> {
   const state = vmState.decode(raw, 'vm/recover');
   vms.get(vmId)?.release();
@@ -127,6 +148,8 @@ export function handlersFor(vms: Registry): Handlers {
     'vm/create': async ({ vmId, config }) => register(vms, await prepare(vms, vmId, config)).result(),
     'vm/restore': ({ vmId, config, path }, ctx) => restore(vms, vmId, config, path, ctx),
     'vm/recover': ({ vmId, config, state }) => recover(vms, vmId, config, state),
+    'vm/receiveMigration': ({ vmId, config, address }, ctx) => receiveMigration(vms, vmId, config, address, ctx),
+    'vm/migrate': ({ vmId, uri }, ctx) => migrate(vms, vmId, uri, ctx),
     'vm/start': ({ vmId }, ctx) => vms.require(vmId).start(ctx),
     'vm/stop': ({ vmId, force, graceMs }, ctx) => vms.require(vmId).stop(force, graceMs, ctx.signal),
     'vm/pause': ({ vmId }, ctx) => vms.require(vmId).pause(ctx.signal),

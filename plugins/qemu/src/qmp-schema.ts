@@ -108,7 +108,11 @@ export const MigrationInfo = z.object({
   status: z.string().optional(),
   'error-desc': z.string().optional(),
   'total-time': z.number().optional(),
+  /** ms the guest ran nowhere, on a completed live migration (the source's view). */
+  downtime: z.number().optional(),
   ram: z.object({ transferred: z.number(), total: z.number() }).loose().optional(),
+  /** Where a destination under migrate-incoming listens (the port the kernel chose for tcp:<host>:0). */
+  'socket-address': z.array(z.object({ type: z.string(), port: z.string().optional() }).loose()).optional(),
 });
 export type MigrationInfo = z.output<typeof MigrationInfo>;
 

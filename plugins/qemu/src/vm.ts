@@ -7,9 +7,10 @@ import type { ResultInputOf, VmConfig, VmResult } from 'hvplug/protocol';
 import { buildQemuArgs, type QemuLaunchConfig } from './cmdline.js';
 import { backendCleanup, deviceIdOf, type Attached, type QemuParts } from './device-map.js';
 import { vmmCall } from './errors.js';
-import { attachQemu, killProcessGroup, PIDFILE, QMP_SOCKET, qemuOfPidfile, quitQemu, startQemu, type QemuExit, type QemuInstance } from './process.js';
+import { attachQemu, connectablePath, killProcessGroup, PIDFILE, QMP_SOCKET, qemuOfPidfile, quitQemu, startQemu, type QemuExit, type QemuInstance } from './process.js';
 import type { QmpEvent } from './qmp.js';
 import { loadFromFile, migrateToFile, writeSidecar, type Snapshot } from './snapshot.js';
+import { MIGRATE_SOCKET, migrateLive } from './migration.js';
 import { vmState, type Json, type LaunchInfo, type VmState } from './state.js';
 
 /** The serial console's socket (console "socket"), relative to the run directory, QEMU's cwd. */
@@ -39,6 +40,10 @@ export class QemuVm extends ServedVm {
   private exitHandled: Promise<void> = Promise.resolve();
   private stopRequested = false;
   private shutdownReason: string | undefined;
+  /** A QEMU under -incoming defer that waits for a live migration: its first RESUME is the guest running here. */
+  private incoming = false;
+  /** vm/migrate is under way: the STOP of its last phase (and a RESUME after a failure) are no pause of the VM. */
+  private migrating = false;
   /** Backend cleanups of devices the guest let go, by device id, until they are done. */
   readonly backendsDropped = new Map<string, Promise<void>>();
 
@@ -164,10 +169,14 @@ export class QemuVm extends ServedVm {
   private onQmpEvent(ev: QmpEvent): void {
     switch (ev.event) {
       case 'STOP':
-        if (this.status === 'running') this.announce('paused');
+        if (this.status === 'running' && !this.migrating) this.announce('paused');
         return;
       case 'RESUME':
-        if (this.status === 'paused') this.announce('resumed');
+        if (this.incoming) {
+          this.incoming = false;
+          this.announce('running');
+          this.stateChanged();
+        } else if (this.status === 'paused' && !this.migrating) this.announce('resumed');
         return;
       case 'SHUTDOWN': {
         const reason = typeof ev.data.reason === 'string' ? ev.data.reason : 'shutdown';
@@ -426,6 +435,59 @@ export class QemuVm extends ServedVm {
       this.stateChanged();
       ctx.progress('restored (paused)', 100);
       return this.result();
+    }, ctx.signal);
+  }
+
+  // Live migration
+
+  /**
+   * vm/receiveMigration: a QEMU with the VM's devices under -incoming defer, listening (migrate-incoming) on a unix
+   * socket in its run directory, or on TCP at `address` (the kernel picks the port). The guest runs (RESUME) once
+   * the stream is in: QEMU starts it as the source had it running.
+   */
+  receiveMigration(address: string | undefined, signal: AbortSignal): Promise<string> {
+    return this.exclusive(async () => {
+      this.require(['created']);
+      const inst = await this.launch({ incoming: 'defer' }, signal);
+      this.incoming = true;
+      await vmmCall(() => inst.qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }] }));
+      if (address === undefined) {
+        // Relative: QEMU's cwd is the run directory; the source is told a path short enough for sun_path.
+        await vmmCall(() => inst.qmp.execute('migrate-incoming', { uri: `unix:${MIGRATE_SOCKET}` }));
+        this.stateChanged();
+        return `unix:${connectablePath(this.state.runDir, MIGRATE_SOCKET, inst.pid)}`;
+      }
+      const host = address.includes(':') ? `[${address}]` : address;
+      await vmmCall(() => inst.qmp.execute('migrate-incoming', { uri: `tcp:${host}:0` }));
+      const info = (await vmmCall(() => inst.qmp.execute('query-migrate'))) as { 'socket-address'?: { type?: string; port?: string }[] };
+      const port = info['socket-address']?.find((a) => a.type === 'inet')?.port;
+      if (port === undefined) throw errors.vmmFailure(`QEMU listens for the migration on ${host} but does not say which port (query-migrate: ${JSON.stringify(info)})`);
+      this.stateChanged();
+      return `tcp:${host}:${port}`;
+    }, signal);
+  }
+
+  /**
+   * vm/migrate: QEMU's own live migration to `uri`, progress from query-migrate. On completion the guest runs at
+   * the destination; this QEMU (left in postmigrate) is ended without a word to the host (the VM is not stopped:
+   * it went). A failure leaves the guest running here, as QEMU resumes it.
+   */
+  migrate(uri: string, ctx: CallContext): Promise<ResultInputOf<'vm/migrate'>> {
+    return this.exclusive(async () => {
+      this.require(['running']);
+      const inst = await this.control();
+      this.migrating = true;
+      let done: Awaited<ReturnType<typeof migrateLive>>;
+      try {
+        done = await migrateLive(inst.qmp, uri, ctx);
+      } finally {
+        this.migrating = false;
+      }
+      this.forget();
+      this.stopRequested = true;
+      await quitQemu(inst, { timeoutMs: 3_000 });
+      this.settleWaiters({ status: 'stopped', exitCode: null, reason: `the VM migrated to ${uri}` });
+      return done;
     }, ctx.signal);
   }
 

@@ -20,6 +20,8 @@ const PREPARED: readonly PreparedStatus[] = ['created', 'running', 'paused', 'st
 const CALLABLE: readonly VmMethod[] = VM_METHODS.filter((m) => {
   const rows = VM_STATUSES.map((s) => LIFECYCLE[m][s]);
   if (rows.some((t) => t.waits)) return false;
+  // A VM handed off needs a destination prepared for it: method.vm/migrate.valid has one.
+  if (methodDef(m).record === 'hand-off') return false;
   return STATUS_CHANGING.has(m) || allowedFrom(m).length === 1;
 });
 

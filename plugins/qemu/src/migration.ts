@@ -1,0 +1,47 @@
+// Live migration with QEMU's own migration: the source's `migrate` to the destination's `migrate-incoming`, the
+// progress read from query-migrate. QEMU 7.2.
+import { PluginError, errors, type CallContext } from 'hvplug/plugin-sdk';
+import type { ResultInputOf } from 'hvplug/protocol';
+import { vmmCall } from './errors.js';
+import type { QmpClient } from './qmp.js';
+import type { MigrationInfo as MigrateInfo } from './qmp-schema.js';
+
+/** The destination's listening socket, relative to its run directory (QEMU's cwd). */
+export const MIGRATE_SOCKET = 'migrate.sock';
+/** How often query-migrate is asked while a migration runs. */
+const POLL_MS = 20;
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+
+/** Runs `migrate` to `uri` until QEMU says completed; cancellable (migrate_cancel), and the guest then runs on here. */
+export async function migrateLive(qmp: QmpClient, uri: string, ctx: CallContext): Promise<ResultInputOf<'vm/migrate'>> {
+  ctx.progress(`migrating to ${uri}`, 0);
+  await vmmCall(() => qmp.execute('migrate', { uri }));
+  let lastPct = -1;
+  for (;;) {
+    const info = (await vmmCall(() => qmp.execute('query-migrate'))) as MigrateInfo;
+    if (info.status === 'completed') {
+      ctx.progress('the guest runs at the destination', 100);
+      return {
+        ...(info.downtime === undefined ? {} : { downtimeMs: info.downtime }),
+        totalMs: info['total-time'] ?? 0,
+        transferredBytes: info.ram?.transferred ?? 0,
+      };
+    }
+    if (info.status === 'failed' || info.status === 'cancelled') {
+      throw errors.vmmFailure(`migration to ${uri} ${info.status}${info['error-desc'] ? `: ${info['error-desc']}` : ''}`);
+    }
+    if (ctx.signal.aborted) {
+      await qmp.execute('migrate_cancel').catch(() => undefined);
+      throw new PluginError('Cancelled', `vm/migrate to ${uri} cancelled`);
+    }
+    const total = info.ram?.total ?? 0;
+    const pct = total > 0 ? Math.min(99, Math.floor((100 * (info.ram?.transferred ?? 0)) / total)) : 0;
+    if (pct !== lastPct) {
+      lastPct = pct;
+      ctx.progress(`${info.status ?? 'migrating'}: ${info.ram?.transferred ?? 0} bytes sent`, pct);
+    }
+    await sleep(POLL_MS);
+  }
+}
