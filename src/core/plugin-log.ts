@@ -117,7 +117,8 @@ export class PluginLog {
       if (Object.keys(fields).length > 0) this.logger[method]({ fields }, msg ?? '');
       else this.logger[method](msg ?? '');
     } else {
-      this.logger.info({ stderr: true }, line);
+      // Not the SDK's log: a stack trace, a script's echo, a VMM's complaint. Seen at the default level, as it is rare.
+      this.logger.warn({ stderr: true }, line);
     }
   }
 

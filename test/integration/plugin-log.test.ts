@@ -78,7 +78,14 @@ describe('re-emitted plugin log lines', () => {
     expect(bare).toMatchObject({ level: 30, plugin: 'real', pid: 4242, msg: '' });
     expect(bare).not.toHaveProperty('fields');
     // Not a pino line (msg is not a string): kept as text, like any other line.
-    expect(odd).toMatchObject({ level: 30, plugin: 'real', pid: 4242, stderr: true, msg: '{"level":30,"msg":{"not":"a string"}}' });
+    expect(odd).toMatchObject({ level: 40, plugin: 'real', pid: 4242, stderr: true, msg: '{"level":30,"msg":{"not":"a string"}}' });
+  });
+
+  it('log a plain-text line at warn: visible at the default level of the CLI and of an embedder (a stack trace, a script\'s echo)', () => {
+    const mem = memoryLogger();
+    const log = new PluginLog(mem.logger.child({ plugin: 'real', pid: 4242 }));
+    log.push(Buffer.from('TypeError: cannot read properties of undefined\n'));
+    expect(mem.lines()).toEqual([expect.objectContaining({ level: 40, stderr: true, msg: 'TypeError: cannot read properties of undefined' })]);
   });
 });
 
