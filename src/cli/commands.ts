@@ -29,6 +29,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   { name: 'detach-device', summary: 'detach a device from a VM by its id (hot-unplug while it runs)', load: async () => (await import('./vm-devices.js')).detachDeviceCommand },
   { name: 'resize', summary: "set a VM's online vCPUs (--vcpus) and/or memory (--memory)", load: async () => (await import('./vm-devices.js')).resizeCommand },
   { name: 'info', summary: 'show a VM: status, plugin, pid, size, devices, console, owner', load: async () => (await import('./vm-info.js')).infoCommand },
+  { name: 'stats', summary: "show a VM's resource use now: CPU time, memory, uptime, the plugin's counters", load: async () => (await import('./vm-info.js')).statsCommand },
   { name: 'logs', summary: "print a VM's console output (-f to follow it)", load: async () => (await import('./logs.js')).logsCommand },
   { name: 'events', summary: 'stream VM events (created, running, paused, exited, lost, device-added, deleted...) as they happen', load: async () => (await import('./events.js')).eventsCommand },
   { name: 'console', summary: "attach to a VM's console (Ctrl-] detaches); a plugin's log console is followed read-only", load: async () => (await import('./console.js')).consoleCommand },

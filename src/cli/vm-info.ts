@@ -97,3 +97,38 @@ export const infoCommand = defineCommand({
     return EXIT_OK;
   },
 });
+
+const ms = (v: number): string => (v >= 10_000 ? `${(v / 1000).toFixed(1)} s` : `${Math.round(v)} ms`);
+
+export const statsCommand = defineCommand({
+  name: 'stats',
+  summary: "show a VM's resource use now: CPU time, memory, uptime, the plugin's counters",
+  description:
+    "Asks the VM's plugin what its processes use (vm/stats): CPU time, resident memory, uptime, and whatever counters the " +
+    'plugin adds (block and network I/O where its VMM tells). Only a VM this host can drive is asked: one another live ' +
+    'host drives is refused, naming that host.',
+  flags: { json: { type: 'boolean', help: 'print one JSON document: {id, cpuTimeMs, memoryRssBytes, uptimeMs, counters}' } },
+  positionals: [{ name: 'vm', required: true, help: 'the VM: its id, its name, or an id prefix of at least 4 characters' }],
+  options: z.object({ vm: nonEmpty('a VM id, name or id prefix'), json: flagSet() }),
+  async action(opts, ctx) {
+    const host = await ctx.vmHost();
+    let doc: { id: string; cpuTimeMs: number; memoryRssBytes: number; uptimeMs: number; counters: Record<string, number> };
+    try {
+      const { vm } = await attachRef(host, opts.vm);
+      doc = { id: vm.id, ...(await vm.stats({})) };
+    } finally {
+      await host.close();
+    }
+    ctx.output(opts.json).document(doc, () => {
+      const rows: [string, string][] = [
+        ['Id:', doc.id],
+        ['CPU time:', ms(doc.cpuTimeMs)],
+        ['Memory (RSS):', `${(doc.memoryRssBytes / 1024 / 1024).toFixed(1)} MiB`],
+        ['Uptime:', ms(doc.uptimeMs)],
+        ...Object.entries(doc.counters).map(([k, v]): [string, string] => [`${k}:`, String(v)]),
+      ];
+      return table(rows.map((r) => r.map(safeLine)));
+    });
+    return EXIT_OK;
+  },
+});

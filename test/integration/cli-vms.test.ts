@@ -165,3 +165,28 @@ describe('detached VMs: run --detach, ps, pause, resume, stop', () => {
     expect((await cli(['run', '--help'])).stdout).toContain('--detach');
   });
 });
+
+describe('hvplug stats', () => {
+  it("shows a running VM's resource use from its plugin (vm/stats), as a table and as JSON", async () => {
+    const { id, pid } = await detach();
+    try {
+      const json = await cli(['stats', id.slice(0, 8), '--json']);
+      expect(json.exitCode, json.stderr).toBe(0);
+      const doc = JSON.parse(json.stdout) as { id: string; cpuTimeMs: number; memoryRssBytes: number; uptimeMs: number; counters: Record<string, number> };
+      expect(doc).toMatchObject({ id, counters: expect.any(Object) });
+      // The guest is a real process: it has a resident set and has been up a while.
+      expect(doc.memoryRssBytes).toBeGreaterThan(0);
+      expect(doc.uptimeMs).toBeGreaterThan(0);
+      const human = await cli(['stats', id]);
+      expect(human.exitCode, human.stderr).toBe(0);
+      expect(human.stdout).toMatch(/^CPU time:\s+\d/m);
+      expect(human.stdout).toMatch(/^Memory \(RSS\):\s+\d+(\.\d+)? MiB$/m);
+      const missing = await cli(['stats', 'no-such-vm']);
+      expect(missing.exitCode).toBe(1);
+      expect(missing.stderr).toContain('no-such-vm');
+    } finally {
+      await cli(['rm', '-f', id]);
+      await eventually(() => !alive(pid), 5_000, `guest ${pid} to exit`);
+    }
+  }, 60_000);
+});
