@@ -1,9 +1,10 @@
-import { statusAfter, VmEvent, type VmStatus } from 'hvplug/protocol';
+import { isMethodName, methodDef, statusAfter, VmEvent, type VmStatus } from 'hvplug/protocol';
 import type { WireMonitor, WireRecord } from './wire-monitor.js';
 
 /** One VM's existence in one plugin process: from the request that brought it up to its deletion. */
 interface Life {
-  origin: 'vm/create' | 'vm/restore' | 'vm/recover';
+  /** How the request that brought it up is recorded: a new VM (create, restore, an incoming migration) or a re-attach. */
+  origin: 'create' | 'reattach';
   status: VmStatus | undefined;
   lastSeq: number | undefined;
   events: number;
@@ -16,7 +17,14 @@ export interface EventViolation {
   what: string;
 }
 
-const BRINGS_UP = new Set(['vm/create', 'vm/restore', 'vm/recover']);
+/** How the table records a method, for the methods that begin or end a VM's life in a plugin process. */
+function lifeEdge(method: unknown): 'create' | 'reattach' | 'end' | undefined {
+  if (typeof method !== 'string' || !isMethodName(method)) return undefined;
+  const record = methodDef(method).record;
+  // A VM handed off by a live migration leaves its process as a deleted one does.
+  if (record === 'delete' || record === 'hand-off') return 'end';
+  return record;
+}
 
 /**
  * Follows every VM's event stream as it crosses the wire and notes what breaks the order the protocol
@@ -41,12 +49,13 @@ export class EventLog {
 
   private observe(r: WireRecord): void {
     const m = r.message;
-    if (r.direction === 'send' && typeof m.method === 'string' && BRINGS_UP.has(m.method) && m.id !== undefined) {
+    const edge = r.direction === 'send' && m.id !== undefined ? lifeEdge(m.method) : undefined;
+    if (edge === 'create' || edge === 'reattach') {
       const vmId = (m.params as { vmId?: unknown } | undefined)?.vmId;
       if (typeof vmId === 'string') {
         this.gone.delete(vmId);
         this.lives.set(`${r.tag} ${vmId}`, {
-          origin: m.method as Life['origin'],
+          origin: edge,
           status: undefined,
           lastSeq: undefined,
           events: 0,
@@ -66,7 +75,7 @@ export class EventLog {
     if (m.method === undefined && 'result' in m) {
       const request = this.wire.requestOf(r.tag, m.id);
       const vmId = (request?.params as { vmId?: unknown } | undefined)?.vmId;
-      if (request?.method === 'vm/delete' && typeof vmId === 'string') {
+      if (lifeEdge(request?.method) === 'end' && typeof vmId === 'string') {
         const life = this.lives.get(`${r.tag} ${vmId}`);
         if (life) life.deleted = true;
         this.gone.add(vmId);
@@ -97,11 +106,11 @@ export class EventLog {
     if (life.deleted) v('after vm/delete was answered');
     if (life.lastSeq !== undefined && e.seq <= life.lastSeq) v(`seq does not increase (previous ${life.lastSeq})`);
     const prev = life.status;
-    if (life.events === 0 && life.origin !== 'vm/recover' && e.type !== 'created') v('a new VM is announced by created before anything else');
+    if (life.events === 0 && life.origin !== 'reattach' && e.type !== 'created') v('a new VM is announced by created before anything else');
     switch (e.type) {
       case 'created':
         if (life.events > 0) v('created is not the first event of the VM');
-        if (life.origin === 'vm/recover') v('a recovered VM is not created anew');
+        if (life.origin === 'reattach') v('a recovered VM is not created anew');
         break;
       case 'running':
         if (prev === 'running' || prev === 'paused') v(`the VM is already ${prev} (a paused VM resumes with "resumed")`);
