@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { copyFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { PluginHost, type ShimVm } from 'hvplug';
@@ -17,6 +17,8 @@ import { argvOf, bootConfig, directArgv, markerAt, onPath, READY_MARKER } from '
 const QEMU = 'qemu-system-x86_64';
 /** As often as the qemu plugin asks query-migrate while a migration runs (plugins/qemu/src/migration.ts). */
 const POLL_MS = 20;
+/** How often a completed migration is asked again for the figures QEMU computes a moment later (as the plugin does). */
+const SETTLE_MS = 2;
 /** How long a migrated-away QEMU may take to quit before it is killed (the plugin's quitQemu allows as long). */
 const QUIT_MS = 3_000;
 /** Bytes of a baseline QEMU's stderr kept for an error message. */
@@ -68,11 +70,30 @@ function optionPath(argv: readonly string[], prefix: string, what: string): stri
  * paths such as the pidfile land in its cwd, `dir`) and without -daemonize; `keepIncoming` keeps -incoming defer
  * (a destination), otherwise it goes with -S (directArgv: a source that boots at once).
  */
-function relocate(argv: readonly string[], dir: string, keepIncoming: boolean): string[] {
+function relocate(argv: readonly string[], dir: string, keepIncoming: boolean, images: Images): string[] {
   const qmp = optionPath(argv, 'socket,', 'qmp');
   const console_ = optionPath(argv, 'file,', 'console');
   const base = keepIncoming ? argv.filter((a) => a !== '-daemonize') : directArgv(argv);
-  return base.map((a) => a.replace(`path=${qmp}`, `path=${join(dir, 'qmp.sock')}`).replace(`path=${console_}`, `path=${join(dir, 'console.log')}`));
+  return base.map((a, i) => {
+    const prev = base[i - 1];
+    if (prev === '-kernel' || prev === '-initrd') return images[prev];
+    return a.replace(`path=${qmp}`, `path=${join(dir, 'qmp.sock')}`).replace(`path=${console_}`, `path=${join(dir, 'console.log')}`);
+  });
+}
+
+/** Copies of the guest's kernel and initrd: the plugin's lie in the VM's run directory, which goes when the VM migrates away. */
+type Images = Record<'-kernel' | '-initrd', string>;
+
+async function copyImages(argv: readonly string[], dir: string): Promise<Images> {
+  await mkdir(dir, { recursive: true });
+  const copy = async (opt: '-kernel' | '-initrd'): Promise<string> => {
+    const from = argv[argv.indexOf(opt) + 1];
+    if (argv.indexOf(opt) < 0 || from === undefined) throw new Error(`no ${opt} in the plugin's QEMU command line: ${argv.join(' ')}`);
+    const to = join(dir, opt.slice(1));
+    await copyFile(from, to);
+    return to;
+  };
+  return { '-kernel': await copy('-kernel'), '-initrd': await copy('-initrd') };
 }
 
 async function startDirect(argv: readonly string[], dir: string, timeoutMs: number): Promise<DirectQemu> {
@@ -123,10 +144,11 @@ async function migrateDirectly(src: DirectQemu, dstArgv: (dir: string) => string
     let info: z.output<typeof MigrateInfo>;
     for (;;) {
       info = MigrateInfo.parse(await src.qmp.execute('query-migrate'));
-      if (info.status === 'completed') break;
+      // As the plugin does (plugins/qemu/src/migration.ts): QEMU says completed a moment before it computes the figures.
+      if (info.status === 'completed' && info['total-time']) break;
       if (info.status === 'failed' || info.status === 'cancelled') throw new Error(`direct migration ${info.status}: ${info['error-desc'] ?? ''}`);
       if (performance.now() > end) throw new Error(`direct migration not completed within ${timeoutMs} ms (${info.status ?? '?'})`);
-      await sleep(POLL_MS);
+      await sleep(info.status === 'completed' ? SETTLE_MS : POLL_MS);
     }
     await src.qmp.execute('quit').catch(() => undefined);
     await Promise.race([src.gone, sleep(QUIT_MS)]);
@@ -188,6 +210,7 @@ export const qemuMigrate: Figure = {
       const pid = (await vm.info()).pid;
       if (pid === undefined) throw new Error('vm/info names no VMM pid');
       const srcArgv = argvOf(pid);
+      const images = await copyImages(srcArgv, join(root, 'direct', 'images'));
       log('qemu-migrate: booting the guest through hvplug');
       await markerAt(console_.path, READY_MARKER, 0, timeoutMs, () => existsSync(`/proc/${pid}`));
 
@@ -214,12 +237,12 @@ export const qemuMigrate: Figure = {
       let n = 0;
       const dirOf = (): string => join(root, 'direct', String(n++));
       const firstDir = dirOf();
-      direct = await startDirect(relocate(srcArgv, firstDir, false), firstDir, timeoutMs);
+      direct = await startDirect(relocate(srcArgv, firstDir, false, images), firstDir, timeoutMs);
       const firstPid = direct.child.pid;
       await markerAt(join(firstDir, 'console.log'), READY_MARKER, 0, timeoutMs, () => firstPid !== undefined && existsSync(`/proc/${firstPid}`));
       const viaQmp = async (): Promise<Sample> => {
         if (!direct) throw new Error('no direct QEMU runs the guest');
-        const { sample, dst } = await migrateDirectly(direct, (dir) => relocate(dstArgv, dir, true), dirOf(), timeoutMs);
+        const { sample, dst } = await migrateDirectly(direct, (dir) => relocate(dstArgv, dir, true, images), dirOf(), timeoutMs);
         direct = dst;
         return sample;
       };
@@ -257,8 +280,11 @@ export const qemuMigrate: Figure = {
       };
     } finally {
       if (direct) await stopDirect(direct);
-      if (vmId !== undefined) await (await hosts[at]?.vm(vmId).catch(() => undefined))?.delete().catch(() => undefined);
-      for (const h of hosts) await h.close();
+      // Both hosts: a migration that failed half-way may have left the VM on either.
+      for (const h of hosts) {
+        if (vmId !== undefined) await (await h.vm(vmId).catch(() => undefined))?.delete().catch(() => undefined);
+        await h.close();
+      }
     }
   },
 };
