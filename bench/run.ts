@@ -9,6 +9,7 @@ import { eventFlood } from './figures/event-flood.js';
 import { footprint } from './figures/footprint.js';
 import { framing } from './figures/framing.js';
 import { qemuBoot } from './figures/qemu.js';
+import { qemuMigrate } from './figures/qemu-migrate.js';
 import { qemuPause } from './figures/qemu-pause.js';
 import { recovery } from './figures/recovery.js';
 import { roundtrip } from './figures/roundtrip.js';
@@ -17,7 +18,7 @@ import { throughput } from './figures/throughput.js';
 import { machine, type BenchReport, type FigureReport } from './report.js';
 import { workspace } from './setup.js';
 
-export const FIGURES: readonly Figure[] = [roundtrip, throughput, coldstart, scale, qemuBoot, qemuPause, recovery, framing, eventFlood, footprint, daemon];
+export const FIGURES: readonly Figure[] = [roundtrip, throughput, coldstart, scale, qemuBoot, qemuPause, qemuMigrate, recovery, framing, eventFlood, footprint, daemon];
 
 export interface BenchOptions {
   quick?: boolean;

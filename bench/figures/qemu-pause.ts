@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readlinkSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { PluginHost, type ShimVm } from 'hvplug';
 import { silentLogger } from '../clients.js';
@@ -9,100 +8,13 @@ import { collect } from '../drivers.js';
 import type { Figure } from '../figure.js';
 import { notMeasured } from '../figure.js';
 import { compare, measure } from '../report.js';
+import { openQmp, type RawQmp } from '../qmp.js';
 import { builtPlugin } from '../setup.js';
 import { median } from '../stats.js';
 import { argvOf, bootConfig, directArgv, markerAt, onPath, READY_MARKER, sizeOf } from './qemu.js';
 
 const QEMU = 'qemu-system-x86_64';
-const IDLE_SCRIPT = 'while :; do sleep 3600; done';
-/** Largest line the baseline's QMP reader keeps; QEMU's answers to stop/cont and its events are far shorter. */
-const MAX_QMP_LINE = 64 * 1024;
-
-/**
- * The baseline's QMP client: one connection, one command at a time, the answer matched by id (events skipped), as
- * a controller that keeps its QMP connection open drives QEMU. Nothing else: the least that a pause can cost.
- */
-class RawQmp {
-  private buf = '';
-  private waiting: { id: number; resolve: () => void; reject: (e: Error) => void } | undefined;
-  private nextId = 1;
-  private greeted: Promise<void>;
-
-  private constructor(private readonly sock: Socket) {
-    let greet!: () => void;
-    this.greeted = new Promise((r) => (greet = r));
-    sock.setEncoding('utf8');
-    sock.on('data', (chunk: string) => {
-      this.buf += chunk;
-      if (this.buf.length > MAX_QMP_LINE) {
-        this.fail(new Error(`a QMP line longer than ${MAX_QMP_LINE} bytes`));
-        return;
-      }
-      let nl: number;
-      while ((nl = this.buf.indexOf('\n')) >= 0) {
-        const line = this.buf.slice(0, nl);
-        this.buf = this.buf.slice(nl + 1);
-        let msg: { QMP?: unknown; id?: unknown; return?: unknown; error?: { desc?: unknown } };
-        try {
-          msg = JSON.parse(line) as typeof msg;
-        } catch {
-          continue;
-        }
-        if (msg.QMP !== undefined) greet();
-        else if (this.waiting && msg.id === this.waiting.id) {
-          const w = this.waiting;
-          this.waiting = undefined;
-          if (msg.error) w.reject(new Error(`QMP: ${String(msg.error.desc)}`));
-          else w.resolve();
-        }
-      }
-    });
-    sock.on('error', (e) => this.fail(e));
-    sock.on('close', () => this.fail(new Error('QMP connection closed')));
-  }
-
-  private fail(e: Error): void {
-    const w = this.waiting;
-    this.waiting = undefined;
-    w?.reject(e);
-  }
-
-  static async open(path: string): Promise<RawQmp> {
-    const sock = await new Promise<Socket>((resolve, reject) => {
-      const s = connect(path, () => resolve(s));
-      s.once('error', reject);
-    });
-    const q = new RawQmp(sock);
-    await q.greeted;
-    await q.execute('qmp_capabilities');
-    return q;
-  }
-
-  execute(command: string): Promise<void> {
-    const id = this.nextId++;
-    return new Promise<void>((resolve, reject) => {
-      this.waiting = { id, resolve, reject };
-      this.sock.write(`${JSON.stringify({ execute: command, id })}\n`);
-    });
-  }
-
-  close(): void {
-    this.sock.destroy();
-  }
-}
-
-/** Retries a connect to a socket QEMU creates once it has parsed its command line. */
-async function openQmp(path: string, timeoutMs: number): Promise<RawQmp> {
-  const end = performance.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await RawQmp.open(path);
-    } catch (err) {
-      if (performance.now() > end) throw err;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-}
+export const IDLE_SCRIPT = 'while :; do sleep 3600; done';
 
 /** ms for `cycles` pause + resume cycles, each timed alone; the median cycle. */
 async function cycles(n: number, one: () => Promise<void>): Promise<number> {

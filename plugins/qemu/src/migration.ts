@@ -10,6 +10,9 @@ import type { MigrationInfo as MigrateInfo } from './qmp-schema.js';
 export const MIGRATE_SOCKET = 'migrate.sock';
 /** How often query-migrate is asked while a migration runs. */
 const POLL_MS = 20;
+/** A completed migration whose figures QEMU has not computed yet is asked again this often, at most SETTLE_TRIES times. */
+const SETTLE_MS = 2;
+const SETTLE_TRIES = 250;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -19,9 +22,16 @@ export async function migrateLive(qmp: QmpClient, uri: string, ctx: CallContext)
   ctx.progress(`migrating to ${uri}`, 0);
   await vmmCall(() => qmp.execute('migrate', { uri }));
   let lastPct = -1;
+  let settleTries = 0;
   for (;;) {
     const info = (await vmmCall(() => qmp.execute('query-migrate'))) as MigrateInfo;
     if (info.status === 'completed') {
+      // QEMU 7.2 sets `completed` before it computes total-time and downtime (migration_iteration_finish): a poll
+      // in between reads 0 for both. total-time is never 0 once computed (it includes the setup).
+      if (!info['total-time'] && settleTries++ < SETTLE_TRIES) {
+        await sleep(SETTLE_MS);
+        continue;
+      }
       ctx.progress('the guest runs at the destination', 100);
       return {
         ...(info.downtime === undefined ? {} : { downtimeMs: info.downtime }),
