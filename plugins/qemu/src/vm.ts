@@ -340,7 +340,8 @@ export class QemuVm extends ServedVm {
 
   stop(force: boolean, graceMs: number, signal?: AbortSignal): Promise<VmResult> {
     return this.exclusive(async () => {
-      if (!this.live) return this.result();
+      // An incoming VM is not live yet, but its QEMU runs (waiting for the stream): it ends with the VM.
+      if (!this.live && !this.incoming) return this.result();
       const inst = await this.control().catch(() => undefined);
       if (!inst) return this.result();
       this.stopRequested = true;

@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PluginHost } from 'hvplug';
-import type { Progress } from 'hvplug/protocol';
+import { VmConfig, type Progress } from 'hvplug/protocol';
 import { GUEST_READY_MARKER } from '../../src/initramfs.js';
 import { SKIP_MESSAGE, TEST_CACHE_DIR, findQemu } from '../../test-support/guest.js';
 import { alive, eventually, memoryLogger, pluginExecutable, removeTempDirs, tempDir } from '../../../../test/helpers.js';
@@ -116,6 +116,22 @@ describe.skipIf(!qemu)('QEMU live migration between two hosts (TCG)', () => {
     expect(read(dstConsole)).not.toContain(GUEST_READY_MARKER);
     await moved.delete();
   }
+
+  it('an incoming VM that is deleted before any stream came ends its QEMU (a failed migration leaves no orphan)', async () => {
+    const dir = await tempDir();
+    const dst = newHost(dir, 'b');
+    const config = { name: 'incoming', vcpus: { boot: 1 }, memory: { sizeMiB: 128 }, plugin: { accel: 'tcg', initramfsCacheDir: TEST_CACHE_DIR } };
+    const uri = await dst.prepareIncoming('incoming-1', 'qemu', VmConfig.parse(config), 'a test', undefined);
+    expect(uri).toMatch(/^unix:/);
+    const pid = (await dst.records()).records[0]?.state as { pid?: number } | undefined;
+    const qemuPid = pid?.pid as number;
+    expect(qemuPid).toBeTypeOf('number');
+    pids.add(qemuPid);
+    expect(alive(qemuPid)).toBe(true);
+    await dst.abortIncoming('incoming-1');
+    await eventually(() => !alive(qemuPid), 10_000, `the incoming QEMU ${qemuPid} to end with its VM`);
+    expect((await dst.records()).records).toEqual([]);
+  }, 120_000);
 
   it('moves a running guest: its counter continues at the destination, the source QEMU is gone, one record remains', async () => {
     const dir = await tempDir('hvplug-qemu-mig-');
