@@ -45,18 +45,20 @@ export function describeError(err: unknown): string {
 /** The error a call must fail with, by its typed code; anything else (success included) fails the check. */
 export async function expectRejection(
   call: Promise<unknown>,
-  code: string,
+  code: string | readonly string[],
   what: string,
 ): Promise<Error & { code: string }> {
+  const codes: readonly string[] = typeof code === 'string' ? [code] : code;
+  const expected = codes.join(' or ');
   let result: unknown;
   try {
     result = await call;
   } catch (err) {
     const got = (err as { code?: unknown }).code;
-    if (err instanceof Error && got === code) return err as Error & { code: string };
-    fail(`${what}: expected a ${code} error, got ${describeError(err)}`);
+    if (err instanceof Error && typeof got === 'string' && codes.includes(got)) return err as Error & { code: string };
+    fail(`${what}: expected a ${expected} error, got ${describeError(err)}`);
   }
-  fail(`${what}: expected a ${code} error, but it succeeded with ${JSON.stringify(result)}`);
+  fail(`${what}: expected a ${expected} error, but it succeeded with ${JSON.stringify(result)}`);
 }
 
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
