@@ -115,7 +115,7 @@ const typesOf = (lines: EventLine[], vmId: string): string[] => lines.filter((l)
 /** Waits until the stream is subscribed: an event of a throw-away VM made for the purpose has come through. */
 async function subscribed(d: Dirs, stream: { lines: () => EventLine[] }, probe: string): Promise<void> {
   const id = await detached(d, probe);
-  await eventually(() => stream.lines().some((l) => l.vmId === id), 20_000, 'the stream to see the probe VM');
+  await eventually(() => stream.lines().some((l) => l.vmId === id), 60_000, 'the stream to see the probe VM');
   await ok(d, ['rm', '--force', probe]);
 }
 
