@@ -93,7 +93,7 @@ async function detached(d: Dirs, name: string): Promise<string> {
 }
 
 /** A running `hvplug events`, its stdout read as JSON lines as they come. */
-function watch(d: Dirs, args: readonly string[]): { child: Child; lines: () => EventLine[]; err: () => string } {
+function watch(d: Dirs, args: readonly string[]): { child: Child; lines: () => EventLine[]; err: () => string; raw: () => string } {
   const child = spawn(d, ['events', ...args]);
   let out = '';
   let err = '';
@@ -107,15 +107,27 @@ function watch(d: Dirs, args: readonly string[]): { child: Child; lines: () => E
         .filter((l) => l !== '')
         .map((l) => JSON.parse(l) as EventLine),
     err: () => err,
+    raw: () => out + err,
   };
 }
 
 const typesOf = (lines: EventLine[], vmId: string): string[] => lines.filter((l) => l.vmId === vmId).map((l) => l.type);
 
-/** Waits until the stream is subscribed: an event of a throw-away VM made for the purpose has come through. */
-async function subscribed(d: Dirs, stream: { lines: () => EventLine[] }, probe: string): Promise<void> {
+/**
+ * Waits until the stream is subscribed: an event of a throw-away VM made for the purpose has come through. A stream
+ * that subscribed after the VM's first events (a loaded machine starts it slowly) gets a pause and a resume of it.
+ */
+async function subscribed(d: Dirs, stream: { lines: () => EventLine[]; raw: () => string }, probe: string): Promise<void> {
   const id = await detached(d, probe);
-  await eventually(() => stream.lines().some((l) => l.vmId === id), 60_000, 'the stream to see the probe VM');
+  const seen = (): boolean => stream.lines().some((l) => l.vmId === id);
+  const deadline = Date.now() + 60_000;
+  while (!seen()) {
+    if (Date.now() > deadline) throw new Error(`the stream never saw the probe VM in 60 s; it said: ${JSON.stringify(stream.raw())}`);
+    await eventually(seen, 3_000, 'the probe VM').catch(async () => {
+      await ok(d, ['pause', probe]);
+      await ok(d, ['resume', probe]);
+    });
+  }
   await ok(d, ['rm', '--force', probe]);
 }
 
