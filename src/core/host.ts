@@ -458,19 +458,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
     this.claiming.add(u.vmId);
     try {
       const now = new Date().toISOString();
-      const migration = this.migrations.get(u.vmId);
-      const record: VmRecord = {
-        vmId: u.vmId,
-        plugin,
-        source: this.sources.get(plugin),
-        config: u.config,
-        state: u.state,
-        status: u.status,
-        pending,
-        ...(migration === undefined ? {} : { migration }),
-        createdAt: now,
-        updatedAt: now,
-      };
+      const record = this.recordFor(plugin, u, pending, now, now);
       this.unanswered.set(u.vmId, pending);
       if (this.store.create) {
         await this.track(this.store.create(record));
@@ -491,6 +479,23 @@ export class PluginHost extends EventEmitter<HostEvents> {
     }
   }
 
+  /** A VM's record as this host writes it: the update, where its plugin came from, its pending call and migration marks. */
+  private recordFor(plugin: string, u: VmRecordUpdate, pending: CreatingMethod | undefined, createdAt: string, updatedAt: string): VmRecord {
+    const migration = this.migrations.get(u.vmId);
+    return {
+      vmId: u.vmId,
+      plugin,
+      source: this.sources.get(plugin),
+      config: u.config,
+      state: u.state,
+      status: u.status,
+      ...(pending === undefined ? {} : { pending }),
+      ...(migration === undefined ? {} : { migration }),
+      createdAt,
+      updatedAt,
+    };
+  }
+
   private track<T>(p: Promise<T>): Promise<T> {
     this.writes.add(p);
     void p.finally(() => this.writes.delete(p)).catch(() => undefined);
@@ -506,20 +511,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
     const now = new Date().toISOString();
     const createdAt = this.createdAt.get(u.vmId) ?? now;
     this.createdAt.set(u.vmId, createdAt);
-    const mark = this.unanswered.get(u.vmId);
-    const migration = this.migrations.get(u.vmId);
-    const record: VmRecord = {
-      vmId: u.vmId,
-      plugin,
-      source: this.sources.get(plugin),
-      config: u.config,
-      state: u.state,
-      status: u.status,
-      ...(mark === undefined ? {} : { pending: mark }),
-      ...(migration === undefined ? {} : { migration }),
-      createdAt,
-      updatedAt: now,
-    };
+    const record = this.recordFor(plugin, u, this.unanswered.get(u.vmId), createdAt, now);
     let pending = this.recordWrites.get(u.vmId);
     const written = new Promise<void>((resolve, reject) => {
       if (pending) {
@@ -688,7 +680,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
     // One seen as another host's is asked about again: its owner may have let go since (a daemon outlives the
     // commands and embedders it watched).
     if (known && known.ownedBy === undefined) return known;
-    const record = (await this.store.list()).records.find((r) => r.vmId === vmId);
+    const record = await this.recordOf(vmId);
     if (!record) return known;
     const rt = await this.runtime(record.plugin, record.source);
     this.createdAt.set(vmId, record.createdAt);

@@ -144,8 +144,14 @@ export class DaemonServer {
         raw = true;
         framed.release();
         joinRaw(socket, joining);
-        // Not in the middle of vscode-jsonrpc's own write.
-        setImmediate(() => conn.dispose());
+        // Not in the middle of vscode-jsonrpc's own write; a timer never throws.
+        setImmediate(() => {
+          try {
+            conn.dispose();
+          } catch (err) {
+            log.debug({ err: (err as Error).message }, 'disposing a console connection');
+          }
+        });
         return;
       }
       if (socket.writableLength > MAX_UNREAD_ANSWER_BYTES) drop(`left more than ${MAX_UNREAD_ANSWER_BYTES} bytes of answers unread`);
