@@ -169,7 +169,8 @@ export class QemuVm extends ServedVm {
   private onQmpEvent(ev: QmpEvent): void {
     switch (ev.event) {
       case 'STOP':
-        if (this.status === 'running' && !this.migrating) this.announce('paused');
+        // Under -no-shutdown QEMU stops the CPUs after a guest power-off or our quit: the VM is ending, not pausing.
+        if (this.status === 'running' && !this.migrating && this.shutdownReason === undefined && !this.stopRequested) this.announce('paused');
         return;
       case 'RESUME':
         if (this.incoming) {

@@ -409,6 +409,8 @@ describe.skipIf(!qemu)('QEMU plugin through the host and shim (TCG)', () => {
     await stopsEarly(vm, pid);
     // The guest's init answered the button (no forced quit after the grace period ran out).
     expect(consoleText(log)).toMatch(/HVPLUG-GUEST-POWER-BUTTON/);
+    // QEMU (-no-shutdown) stops its CPUs after the guest's power-off: that is the end of the VM, not a pause.
+    expect(events.filter((e) => e.vmId === vm.id).map((e) => e.type)).not.toContain('paused');
     await vm.delete();
   }, 120_000);
 
@@ -444,6 +446,7 @@ describe.skipIf(!qemu)('QEMU plugin through the host and shim (TCG)', () => {
     expect(end.reason).toMatch(/guest shutdown \(guest-shutdown\)/);
     expect(consoleText(log)).toMatch(/MICRO-DONE/);
     expect(events.some((e) => e.vmId === vm.id && e.type === 'exited')).toBe(true);
+    expect(events.filter((e) => e.vmId === vm.id).map((e) => e.type)).not.toContain('paused');
     await eventually(() => !alive(pid), 5_000, 'microvm QEMU gone');
     await vm.delete();
   }, 120_000);
