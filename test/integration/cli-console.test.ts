@@ -136,8 +136,12 @@ describe.skipIf(SOCKET_SKIP !== undefined)(`hvplug console in a pseudo-terminal 
         tmux('send-keys', '-t', 'daemon-console', 'Enter');
         await waitPane2(/the console of VM .* closed: its VMM ended it[\s\S]*CONSOLE-EXIT:0/, 90_000, 'the session to end with the guest');
         await eventually(() => !alive(info.pid), 30_000, 'QEMU to exit');
-        const after = JSON.parse(await ok(['ps', '--json'])) as { id: string; status: string }[];
-        expect(after.find((r) => r.id === id)?.status).toMatch(/^(stopped|exited)$/);
+        // The console closes with QEMU's chardev; the plugin hears of QEMU's exit on its own path, a moment later.
+        const statusNow = async (): Promise<string | undefined> => (JSON.parse(await ok(['ps', '--json'])) as { id: string; status: string }[]).find((r) => r.id === id)?.status;
+        let last: string | undefined;
+        await eventually(async () => /^(stopped|exited)$/.test((last = await statusNow()) ?? ''), 30_000, 'ps to show the VM ended').catch((e: Error) => {
+          throw new Error(`${e.message}; last status ${String(last)}`);
+        });
       } finally {
         daemon.kill('SIGTERM');
         await daemon;
