@@ -17,6 +17,10 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: 'forks',
+    // Two files at a time on the 2-core CI machine: integration tests mostly wait on child processes and guests
+    // (the suite used ~40% of both cores with two workers), so the run took 700 s against 1381 s with vitest's
+    // default of one worker there (cores - 1). Each file's deadlines are meant to hold on a loaded machine.
+    maxWorkers: 2,
     // Tests mirror the source: host-side ones in test/, a plugin's beside it in plugins/<name>/test/. Unit tests
     // need no build and run in seconds (npm run test:unit); integration tests spawn the built plugins and CLI.
     projects: [
