@@ -2,11 +2,11 @@
 // when it is there. A start of node reads the few files of a bundle much faster than the hundreds of modules tsc
 // writes; each command's code is a chunk of its own, loaded when that command runs (src/cli/commands.ts), so that
 // --version, help and the commands that only ask the daemon do not pay for the others.
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { chmod, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
-import { root } from './bundle.mjs';
+import { buildSnapshot, root, shellQuote } from './bundle.mjs';
 
 export const cliBundleDir = join(root, 'dist/cli');
 
@@ -45,17 +45,26 @@ export async function bundleCli() {
   await rm(old, { recursive: true, force: true });
 }
 
+/** Exit status of the fast path's snapshot when it leaves the command line to the CLI, having done nothing. */
+export const FAST_DECLINED = 222;
+/** node's exit status for a startup snapshot it cannot load (built by another node): the CLI runs instead. */
+const SNAPSHOT_UNUSABLE = 14;
+
 /**
  * dist/cli/fast.js: src/cli/fast.ts, the fast path of pause and resume through a daemon, alone, with what it knows of
  * the method table and the daemon's API written in as data (fastFacts(), from the modules tsc has just written), so
- * that it loads none of the modules that build zod schemas as they load.
+ * that it loads none of the modules that build zod schemas as they load. dist/cli/fast.blob: the same, as a V8
+ * startup snapshot the launcher (dist/cli/hvplug) starts pause and resume from, so that node neither reads nor
+ * compiles a module of it, nor loads node:net, on the way to the socket (bench figure 9).
  */
 async function bundleFast(outdir) {
   const { fastFacts } = await import(pathToFileURL(join(root, 'dist/src/cli/fast-facts.js')).href);
+  const facts = `const FACTS = ${JSON.stringify(fastFacts())};`;
+  const resolveDir = join(root, 'src/cli');
   await build({
     stdin: {
-      contents: `import { runFast } from './fast.ts';\nconst FACTS = ${JSON.stringify(fastFacts())};\nexport const run = (argv) => runFast(argv, FACTS);\n`,
-      resolveDir: join(root, 'src/cli'),
+      contents: `import { runFast } from './fast.ts';\n${facts}\nexport const run = (argv) => runFast(argv, FACTS);\n`,
+      resolveDir,
       sourcefile: 'fast-entry.ts',
       loader: 'ts',
     },
@@ -68,6 +77,55 @@ async function bundleFast(outdir) {
     legalComments: 'none',
     logLevel: 'error',
   });
+  // Started with `node --snapshot-blob fast.blob -- <args>`: no script name, so the arguments start at argv[1].
+  const snapshotMain = [
+    "import { startupSnapshot } from 'node:v8';",
+    "import { runFast } from './fast.ts';",
+    facts,
+    'startupSnapshot.setDeserializeMainFunction(() => {',
+    // As main.js: a reader that went away (`hvplug pause x | true`) drops the output, it is no failure.
+    "  process.stdout.on('error', () => undefined);",
+    `  runFast(process.argv.slice(1), FACTS).then((code) => { process.exitCode = code ?? ${FAST_DECLINED}; }, (err) => {`,
+    "    process.stderr.write(`hvplug: internal error: ${err?.stack ?? err}\\n`);",
+    '    process.exitCode = 1;',
+    '  });',
+    '});',
+  ].join('\n');
+  const blob = await buildSnapshot('hvplug-fast', { stdin: { contents: snapshotMain, resolveDir, sourcefile: 'fast-snapshot.ts', loader: 'ts' } }, join(outdir, 'fast.blob'));
+  await writeFile(join(outdir, 'hvplug'), launcher(process.execPath, blob), { mode: 0o755 });
+  await chmod(join(outdir, 'hvplug'), 0o755);
+}
+
+/**
+ * The hvplug executable (package.json's bin). A command line naming pause or resume is first offered to the fast
+ * path's snapshot, which loads only in the node that built it (named here); it runs the command when a daemon
+ * serves the state directory, and otherwise exits FAST_DECLINED having done nothing. Everything else, and what the
+ * snapshot declines or node cannot load, is the CLI's (dist/src/cli/main.js) on the node on PATH.
+ */
+function launcher(node, withBlob) {
+  const fast = withBlob
+    ? `if [ -x "$node" ] && [ -f "$here/fast.blob" ]; then
+  for arg in "$@"; do
+    case $arg in
+      pause | resume)
+        "$node" --snapshot-blob "$here/fast.blob" -- "$@"
+        status=$?
+        [ "$status" -eq ${FAST_DECLINED} ] || [ "$status" -eq ${SNAPSHOT_UNUSABLE} ] || exit "$status"
+        break
+        ;;
+    esac
+  done
+fi
+`
+    : '';
+  return `#!/bin/sh
+# The hvplug command: pause and resume through a running daemon from a V8 startup snapshot of the fast path
+# (fast.blob, loadable only by the node named here); everything else, and what that declines, from the CLI.
+node=${shellQuote(node)}
+case $0 in */*) here=\${0%/*} ;; *) here=. ;; esac
+[ -L "$0" ] && here=$(dirname "$(readlink -f "$0")")
+${fast}exec node "$here/../src/cli/main.js" "$@"
+`;
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) await bundleCli();

@@ -43,7 +43,7 @@ export async function bundle(entry, outfile) {
   return result.metafile;
 }
 
-const shellQuote = (s) => `'${s.replaceAll("'", "'\\''")}'`;
+export const shellQuote = (s) => `'${s.replaceAll("'", "'\\''")}'`;
 
 const sha256 = (data) => createHash('sha256').update(data).digest('hex');
 
@@ -81,31 +81,40 @@ async function manifest(dir, name, node) {
 }
 
 /**
+ * A V8 startup snapshot (`blob`) of what esbuild builds from `options` (entryPoints or stdin) as the one CommonJS
+ * script `node --build-snapshot` runs, with only node's builtins to require. True when it was written; an install
+ * must not fail for want of a faster start, so a snapshot that cannot be built is a warning naming `name`, no blob,
+ * and whoever starts from it falls back to the bundle.
+ */
+export async function buildSnapshot(name, options, blob) {
+  const work = await mkdtemp(join(tmpdir(), 'hvplug-snapshot-'));
+  try {
+    const script = join(work, `${name}.cjs`);
+    await build({ ...common, ...options, outfile: script, format: 'cjs' });
+    // node warns that some builtins (child_process, worker_threads) are not verified in snapshots: every test that
+    // starts a plugin or the CLI's fast path starts it through its snapshot, which is the check that they work.
+    await promisify(execFile)(process.execPath, ['--no-warnings', '--snapshot-blob', blob, '--build-snapshot', script], { cwd: work });
+    return true;
+  } catch (err) {
+    await rm(blob, { force: true });
+    const why = String(err?.stderr || err?.message || err).trim().split('\n').slice(-3).join(' ');
+    console.warn(`hvplug: no startup snapshot for ${name}; it will start from its bundle: ${why}`);
+    return false;
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/**
  * A plugin's V8 startup snapshot, its manifest and its launcher, next to its bundle (`outfile`, from bundle()).
  * Built with `node --build-snapshot`, the plugin's code is loaded and evaluated and its definition checked before
  * any process of it exists; servePlugin connects to stdio when the snapshot starts. That is most of a cold start.
+ * A plugin without a snapshot is noticed by test/integration/launcher.test.ts.
  */
 export async function snapshot(entry, outfile) {
   const name = basename(outfile, '.mjs');
   const dir = dirname(outfile);
-  const blob = join(dir, `${name}.blob`);
-  const work = await mkdtemp(join(tmpdir(), 'hvplug-snapshot-'));
-  try {
-    // The snapshot builder runs one CommonJS script, with only node's builtins to require.
-    const script = join(work, `${name}.cjs`);
-    await build({ ...common, entryPoints: [entry], outfile: script, format: 'cjs' });
-    // node warns that some builtins (child_process, worker_threads) are not verified in snapshots: every
-    // plugin test starts the plugin through its snapshot, which is the check that they work.
-    await promisify(execFile)(process.execPath, ['--no-warnings', '--snapshot-blob', blob, '--build-snapshot', script], { cwd: work });
-  } catch (err) {
-    // An install must not fail for want of a faster start: the launcher runs the bundle instead (and
-    // test/integration/launcher.test.ts fails, which is where a snapshot that cannot be built gets noticed).
-    await rm(blob, { force: true });
-    const why = String(err?.stderr || err?.message || err).trim().split('\n').slice(-3).join(' ');
-    console.warn(`hvplug: no startup snapshot for ${name}; it will start from its bundle: ${why}`);
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
+  await buildSnapshot(name, { entryPoints: [entry] }, join(dir, `${name}.blob`));
   const list = await manifest(dir, name, process.execPath);
   await writeFile(join(dir, `${name}.manifest.json`), list, { mode: 0o644 });
   await writeFile(join(dir, name), launcher(name, process.execPath, sha256(list)), { mode: 0o755 });

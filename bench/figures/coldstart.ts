@@ -14,7 +14,7 @@ import { builtPlugin } from '../setup.js';
 import { BENCH_VM_CONFIG } from './scale.js';
 
 /** The environment PluginHost gives a plugin, so the bare spawn sees what a hosted plugin sees. */
-function hostedEnv(): Record<string, string> {
+export function hostedEnv(): Record<string, string> {
   const env: Record<string, string> = {};
   for (const name of ENV_ALLOW_LIST) {
     const v = process.env[name];

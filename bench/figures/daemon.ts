@@ -1,14 +1,15 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { packageRoot, type ShimVm } from 'hvplug';
 import { alternate } from '../drivers.js';
 import type { Figure } from '../figure.js';
 import { notMeasured } from '../figure.js';
 import { compare, measure } from '../report.js';
 import { builtPlugin } from '../setup.js';
-import { nodeNoop } from './coldstart.js';
+import { hostedEnv, nodeNoop } from './coldstart.js';
 import { EXAMPLE, exampleHost } from './scale.js';
 
 const READY_TIMEOUT_MS = 60_000;
@@ -19,15 +20,25 @@ interface Dirs {
 }
 
 function cliEnv(): NodeJS.ProcessEnv {
-  // No plugins config of the machine's: the example plugin is found as the bundled one.
-  return { ...process.env, HVPLUG_CONFIG: '' };
+  // The environment node -e '' is timed in (the baseline), so that both start alike: a variable node acts on at start
+  // (NODE_EXTRA_CA_CERTS reads and parses a CA bundle, ~30 ms here) would otherwise be charged to hvplug alone. No
+  // plugins config of the machine's: the example plugin is found as the bundled one.
+  return { ...hostedEnv(), HVPLUG_CONFIG: '' };
+}
+
+/** How a command starts: an executable and the arguments before hvplug's own ([launcher] or [node, main.js]). */
+type Cli = readonly [string, ...string[]];
+
+function spawnCli(cli: Cli, dirs: Dirs, args: readonly string[]): ChildProcessByStdio<null, Readable, Readable> {
+  return spawn(cli[0], [...cli.slice(1), '--state-dir', dirs.state, '--runtime-dir', dirs.run, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: cliEnv() });
 }
 
 /** ms from spawn() of `hvplug <args>` to its exit; a failure is an error, not a time. */
-function timedCli(cli: string, dirs: Dirs, args: readonly string[]): Promise<number> {
+function timedCli(cli: Cli, dirs: Dirs, args: readonly string[]): Promise<number> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const child = spawn(process.execPath, [cli, '--state-dir', dirs.state, '--runtime-dir', dirs.run, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: cliEnv() });
+    const child = spawnCli(cli, dirs, args);
+    child.stdout.resume();
     let stderr = '';
     child.stderr.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-2_000)));
     child.once('error', reject);
@@ -39,9 +50,9 @@ function timedCli(cli: string, dirs: Dirs, args: readonly string[]): Promise<num
   });
 }
 
-function cliOutput(cli: string, dirs: Dirs, args: readonly string[]): Promise<string> {
+function cliOutput(cli: Cli, dirs: Dirs, args: readonly string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, '--state-dir', dirs.state, '--runtime-dir', dirs.run, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: cliEnv() });
+    const child = spawnCli(cli, dirs, args);
     let out = '';
     let err = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
@@ -52,8 +63,8 @@ function cliOutput(cli: string, dirs: Dirs, args: readonly string[]): Promise<st
 }
 
 /** `hvplug daemon` on the dirs, resolved once it says it is ready; stop() ends it with SIGTERM. */
-async function startDaemon(cli: string, dirs: Dirs): Promise<{ stop: () => Promise<void> }> {
-  const child = spawn(process.execPath, [cli, '--state-dir', dirs.state, '--runtime-dir', dirs.run, 'daemon'], { stdio: ['ignore', 'pipe', 'pipe'], env: cliEnv() });
+async function startDaemon(cli: Cli, dirs: Dirs): Promise<{ stop: () => Promise<void> }> {
+  const child = spawnCli(cli, dirs, ['daemon']);
   let out = '';
   let err = '';
   child.stderr.on('data', (c: Buffer) => (err = (err + c.toString()).slice(-2_000)));
@@ -93,17 +104,21 @@ export const daemon: Figure = {
   title: '9 CLI through the daemon',
   async run({ ws, cfg, log }) {
     const { warmup, reps } = cfg.daemon;
-    const cli = join(packageRoot(), 'dist/src/cli/main.js');
-    // The executable runs the CLI's bundle when it is built, else the modules tsc wrote: the figure says which it measured.
-    const bundled = existsSync(join(packageRoot(), 'dist/cli/hvplug.js'));
+    // The executable as installed (package.json's bin): a launcher that starts pause and resume from the fast path's
+    // startup snapshot when a daemon serves them, the CLI (main.js, running its bundle) otherwise.
+    const launcher = join(packageRoot(), 'dist/cli/hvplug');
+    const main = join(packageRoot(), 'dist/src/cli/main.js');
+    const cli: Cli = [launcher];
+    const viaMain: Cli = [process.execPath, main];
+    const snapshot = existsSync(join(packageRoot(), 'dist/cli/fast.blob'));
     const method =
-      `hvplug is dist/src/cli/main.js as installed, running ${bundled ? "the CLI's bundle (dist/cli/, npm run build:ts)" : "tsc's modules (no bundle in dist/cli/: run npm run build:ts)"}. ` +
-      `spawn(node, [hvplug, pause <id>]) to exit and the same for resume, on a running example-plugin VM, averaged per ` +
+      `hvplug is dist/cli/hvplug as installed (package.json's bin), ${snapshot ? "starting pause and resume from the fast path's V8 startup snapshot (dist/cli/fast.blob)" : 'without the fast path snapshot (dist/cli/fast.blob missing: it could not be built, see npm run build:ts)'}. ` +
+      `spawn(hvplug, [pause <id>]) to exit and the same for resume, on a running example-plugin VM, averaged per ` +
       `repetition into one command; through a running hvplug daemon, and without one (the CLI's own host: plugin start + ` +
-      `re-attach each time), vs spawn(node, ['-e', '']) to exit. Info rows: hvplug --version (the CLI's startup alone: ` +
-      `node, its modules, no host) and PluginHost in the bench process (vm.pause + vm.resume, averaged). ${reps} reps ` +
-      `alternating after ${warmup} warm-up runs`;
-    if (!existsSync(cli)) return notMeasured('the CLI is not built (dist/src/cli/main.js): run npm run build', method);
+      `re-attach each time), vs spawn(node, ['-e', '']) to exit. Info rows: the same through node dist/src/cli/main.js (the ` +
+      `fast path as a module, no snapshot), hvplug --version (the CLI's startup alone: node, its modules, no host) and ` +
+      `PluginHost in the bench process (vm.pause + vm.resume, averaged). ${reps} reps alternating after ${warmup} warm-up runs`;
+    if (!existsSync(launcher) || !existsSync(main)) return notMeasured('the CLI is not built (dist/cli/hvplug, dist/src/cli/main.js): run npm run build', method);
     if (!builtPlugin(EXAMPLE)) return notMeasured('the example plugin (plugins/example-proprietary/dist) is not built: run npm run build', method);
     const base = join(ws.dir, 'daemon');
     const served: Dirs = { state: join(base, 'served', 'state'), run: join(base, 'served', 'run') };
@@ -126,6 +141,7 @@ export const daemon: Figure = {
         node: () => nodeNoop(),
         version: () => timedCli(cli, served, ['--version']),
         daemon: () => pauseResume((cmd) => timedCli(cli, served, [cmd, sid])),
+        module: () => pauseResume((cmd) => timedCli(viaMain, served, [cmd, sid])),
         alone: () => pauseResume((cmd) => timedCli(cli, alone, [cmd, aid])),
         library: () =>
           pauseResume(async (cmd) => {
@@ -143,6 +159,7 @@ export const daemon: Figure = {
         method,
         rows: [
           compare('one command (pause or resume) through the daemon vs node', daemonM, nodeM, { on: 'ratio', op: '<=', limit: 1.5, text: "≤ 1.5× node -e ''" }),
+          compare('the same through node main.js (no snapshot) vs node', measure('CLI via daemon, main.js', 'ms', runs.module), nodeM),
           compare('the same without a daemon vs node', measure('CLI alone', 'ms', runs.alone), nodeM),
           compare('through the daemon vs without', daemonM, measure('CLI alone', 'ms', runs.alone)),
           compare('hvplug --version (CLI startup) vs node', measure('hvplug --version', 'ms', runs.version), nodeM),

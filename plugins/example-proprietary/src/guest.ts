@@ -19,8 +19,13 @@ export interface ExitInfo {
 
 /** How often a re-attached guest, which is not our child and sends us no SIGCHLD, is checked for life. */
 const OBSERVE_MS = 200;
-/** How often to look while a call is waiting on the guest (boot, pause, stop). */
+/** How often to look while a call is waiting on the guest (boot, pause, stop), at most. */
 const STEP_MS = 20;
+/**
+ * The first look after a signal: SIGSTOP and SIGCONT take effect within a millisecond or so, and a pause that
+ * waited a whole step would cost the caller 20 ms of nothing. Each later look waits twice as long, up to STEP_MS.
+ */
+const FIRST_STEP_MS = 1;
 
 /**
  * One guest process: started by this plugin process or re-attached from its identity. It runs in its
@@ -161,13 +166,13 @@ export class Guest {
   /** Polls `done` (and the guest's life) every few ms; false on timeout. Aborting rejects with Cancelled. */
   private async until(done: () => boolean, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
-    for (;;) {
+    for (let step = FIRST_STEP_MS; ; step = Math.min(step * 2, STEP_MS)) {
       this.observe();
       if (done()) return true;
       if (this.gone) return false;
       if (signal?.aborted) throw errors.cancelled();
       if (Date.now() > deadline) return false;
-      await sleep(STEP_MS);
+      await sleep(step);
     }
   }
 
