@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { NotSupportedError, VmmFailureError, type PluginHost } from 'hvplug';
 import { SKIP_MESSAGE, findQemu } from '../../test-support/guest.js';
-import { MigrationLab, NET, NETNS_SKIP, namespacePair, readText, ticks } from '../../test-support/migration.js';
+import { MigrationLab, NET, NETNS_SKIP, namespacePair, readText, ticks } from './migration-lab.js';
 import { makeCerts } from '../../../../test/remote-certs.js';
 import { alive, eventually, pluginExecutable, removeTempDirs, tempDir } from '../../../../test/helpers.js';
 

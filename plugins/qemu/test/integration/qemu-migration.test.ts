@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { PluginHost } from 'hvplug';
 import { VmConfig } from 'hvplug/protocol';
 import { SKIP_MESSAGE, TEST_CACHE_DIR, findQemu } from '../../test-support/guest.js';
-import { MigrationLab, NET, NETNS_SKIP, namespacePair } from '../../test-support/migration.js';
+import { MigrationLab, NET, NETNS_SKIP, namespacePair } from './migration-lab.js';
 import { alive, eventually, removeTempDirs, tempDir } from '../../../../test/helpers.js';
 
 const qemu = findQemu();

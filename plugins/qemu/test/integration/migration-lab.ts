@@ -1,14 +1,15 @@
-// What the QEMU live-migration tests share: hosts whose plugin may run in a network namespace (and with flags of
-// its own), a pair of namespaces joined by a veth, and a guest whose console counter shows it kept running.
+// What the QEMU live-migration tests share: hosts whose plugin may run in a network namespace (and with flags of its
+// own), a pair of namespaces joined by a veth, and a guest whose console counter shows it kept running. Beside the
+// tests, not in test-support/: it drives the plugin through a host, as tests do, which plugin code may not.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'vitest';
 import { PluginHost, type MigrationReport, type ShimVm } from 'hvplug';
 import type { Progress } from 'hvplug/protocol';
-import { GUEST_READY_MARKER } from '../src/initramfs.js';
-import { TEST_CACHE_DIR } from './guest.js';
-import { alive, eventually, memoryLogger, pluginExecutable } from '../../../test/helpers.js';
+import { GUEST_READY_MARKER } from '../../src/initramfs.js';
+import { TEST_CACHE_DIR } from '../../test-support/guest.js';
+import { alive, eventually, memoryLogger, pluginExecutable } from '../../../../test/helpers.js';
 
 /** The guest's script: a line a tick, numbered, so a reboot or a lost stretch shows in the numbers. */
 export const COUNTER = 'n=0; while true; do n=$((n+1)); echo "TICK:$n"; sleep 0.2; done';
