@@ -66,7 +66,7 @@ export const migrateCommand = defineCommand({
       });
       ctx.output(opts.json).document(report, () =>
         safeLine(
-          `${report.vmId} migrated to ${target} via ${report.uri}: downtime ${report.downtimeMs === undefined ? 'unknown' : `${Math.round(report.downtimeMs)} ms`}, ` +
+          `${report.vmId} migrated to ${target} via ${report.uri}${report.tls ? ' (TLS)' : ''}: downtime ${report.downtimeMs === undefined ? 'unknown' : `${Math.round(report.downtimeMs)} ms`}, ` +
             `${report.transferredBytes} bytes in ${Math.round(report.totalMs)} ms`,
         ),
       );

@@ -204,7 +204,7 @@ export const METHOD_CASES: MethodCases = {
       fx.track(vmId);
       const { vm: incoming, answer } = await fx.hv.bringUpWith('vm/receiveMigration', { vmId, config: fx.config() }, fx.opts('vm/receiveMigration'));
       migrations.set(vm.id, incoming);
-      return { vm, params: { uri: answer.uri } };
+      return { vm, params: { uri: answer.uri, ...(answer.tls === true ? { tls: true } : {}) } };
     },
     invalid: (v) => ({ ...v, uri: 'http://example.com/' }),
     verify: async (_r, fx, p) => {

@@ -138,9 +138,17 @@ export interface MigrateOptions {
   timeoutMs?: number;
 }
 
+/** Where the source sends an incoming VM's stream, and whether the destination takes it in TLS only. */
+export interface IncomingTarget {
+  uri: string;
+  tls: boolean;
+}
+
 export interface MigrationReport {
   vmId: string;
   uri: string;
+  /** The stream went in TLS, as the destination asked. */
+  tls: boolean;
   /** What the source plugin measured: the guest ran nowhere this long. */
   downtimeMs: number | undefined;
   /** The source plugin's vm/migrate, as it measured it. */
@@ -794,9 +802,9 @@ export class PluginHost extends EventEmitter<HostEvents> {
     const began = performance.now();
     this.migrations.set(vmId, { role: 'outgoing', peer: destination.identity, since: new Date().toISOString() });
     await this.persist(plugin, { vmId, config: vm.config, state: vm.state, status: vm.status });
-    let uri: string;
+    let target: IncomingTarget;
     try {
-      uri = await destination.prepareIncoming(vmId, opts.plugin ?? plugin, vm.config, this.identity, opts.address);
+      target = await destination.prepareIncoming(vmId, opts.plugin ?? plugin, vm.config, this.identity, opts.address);
     } catch (err) {
       await this.unmark(vmId);
       throw err;
@@ -804,7 +812,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
     this.handoffs.set(vmId, () => destination.commitIncoming(vmId));
     let result: ResultOf<(typeof MIGRATION_METHODS)['send']>;
     try {
-      result = await vm.migrate({ uri }, { onProgress: opts.onProgress, signal: opts.signal, timeoutMs: opts.timeoutMs });
+      result = await vm.migrate({ uri: target.uri, ...(target.tls ? { tls: true } : {}) }, { onProgress: opts.onProgress, signal: opts.signal, timeoutMs: opts.timeoutMs });
     } catch (err) {
       if (!this.created.has(vmId)) {
         // The source answered (the VM left it) and the destination could not be confirmed running.
@@ -822,7 +830,8 @@ export class PluginHost extends EventEmitter<HostEvents> {
     }
     return {
       vmId,
-      uri,
+      uri: target.uri,
+      tls: target.tls,
       downtimeMs: result.downtimeMs,
       totalMs: result.totalMs,
       transferredBytes: result.transferredBytes,
@@ -842,13 +851,13 @@ export class PluginHost extends EventEmitter<HostEvents> {
    * Migration, destination side: the record of an incoming VM (marked so, before the plugin hears of it), the
    * plugin's vm/receiveMigration, and the uri the source sends to. The VM takes no call until commitIncoming.
    */
-  async prepareIncoming(vmId: string, plugin: string, config: VmRecord['config'], from: string, address?: string): Promise<string> {
+  async prepareIncoming(vmId: string, plugin: string, config: VmRecord['config'], from: string, address?: string): Promise<IncomingTarget> {
     const hv = await this.hypervisor(plugin);
     this.migrations.set(vmId, { role: 'incoming', peer: from, since: new Date().toISOString() });
     try {
       const { vm, answer } = await hv.bringUpWith(MIGRATION_METHODS.receive, { vmId, config, ...(address === undefined ? {} : { address }) });
       vm.ownedBy = `an incoming migration from ${from}`;
-      return answer.uri;
+      return { uri: answer.uri, tls: answer.tls === true };
     } catch (err) {
       this.migrations.delete(vmId);
       throw err;

@@ -1,5 +1,5 @@
 export { listenPlugin, servePlugin } from './serve.js';
-export { listenOptionsFromArgv, type ListenOptions, type Listening } from './listen.js';
+export { listenOptionsFromArgv, parseCommandLine, UsageError, type CommandLine, type FlagValues, type ListenOptions, type Listening } from './listen.js';
 export type { CallContext, EventInput, ExtensionHandler, Handler, Handlers, PluginDefinition, ServeOptions, ServedPlugin, Session } from './serve.js';
 export { PluginError, errors, isAbort, translateError, translating } from './errors.js';
 export { stateCodec, type StateCodec } from './state.js';

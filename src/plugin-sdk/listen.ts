@@ -34,7 +34,12 @@ const HEARD_CHECK_MS = 1_000;
 /** How long a host's session has to wind down (its shutdown hook) before the next host is served anyway. */
 const SESSION_END_WAIT_MS = 5_000;
 
-export class ListenUsageError extends Error {
+/** A mistake on the plugin's command line: the process says it and ends with status 2, as a CLI's would. */
+export class UsageError extends Error {
+  override readonly name: string = 'UsageError';
+}
+
+export class ListenUsageError extends UsageError {
   override readonly name = 'ListenUsageError';
 }
 
@@ -48,23 +53,56 @@ const LISTEN_FLAGS = {
   'host-silence-ms': { type: 'string' },
 } as const;
 
-/** The listen options of a plugin's command line; undefined when it has no --listen (it then serves on stdio). */
-export function listenOptionsFromArgv(argv: readonly string[]): ListenOptions | undefined {
-  if (!argv.some((a) => a === '--listen' || a.startsWith('--listen='))) return undefined;
-  let values;
+/** The values of a plugin's own flags (ServeOptions.flags), by name without the dashes; absent when not given. */
+export type FlagValues = Readonly<Record<string, string | undefined>>;
+
+/** What a plugin's command line says: where to listen (undefined: stdio), and its own flags' values. */
+export interface CommandLine {
+  listen: ListenOptions | undefined;
+  flags: FlagValues;
+}
+
+/**
+ * Parses a plugin's arguments: the SDK's listen flags and `pluginFlags` (names without dashes, each taking a value).
+ * Strict once there is anything to parse (a plugin's own flags, or --listen): a misspelled flag is an error, never
+ * ignored. A plugin without flags of its own serving on stdio ignores its arguments, as it always did.
+ */
+export function parseCommandLine(argv: readonly string[], pluginFlags: readonly string[] = []): CommandLine {
+  const listening = argv.some((a) => a === '--listen' || a.startsWith('--listen='));
+  if (!listening && pluginFlags.length === 0) return { listen: undefined, flags: {} };
+  const clash = pluginFlags.find((f) => f in LISTEN_FLAGS);
+  if (clash !== undefined) throw new Error(`the plugin's flag --${clash} is one of the SDK's listen flags`);
+  const options = { ...LISTEN_FLAGS, ...Object.fromEntries(pluginFlags.map((f) => [f, { type: 'string' as const }])) };
+  let values: Record<string, string | boolean | (string | boolean)[] | undefined>;
   try {
-    ({ values } = parseArgs({ args: [...argv], options: LISTEN_FLAGS, strict: true, allowPositionals: false }));
+    ({ values } = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }));
   } catch (err) {
     throw new ListenUsageError((err as Error).message);
   }
-  const address = values.listen as string;
+  const text = (name: string): string | undefined => (typeof values[name] === 'string' ? values[name] : undefined);
+  const flags = Object.fromEntries(pluginFlags.map((f) => [f, text(f)]));
+  if (!listening) {
+    const stray = Object.keys(LISTEN_FLAGS).filter((f) => values[f] !== undefined);
+    if (stray.length) throw new ListenUsageError(`${stray.map((f) => `--${f}`).join(', ')}: for a plugin started with --listen; this one serves its host on stdio`);
+    return { listen: undefined, flags };
+  }
+  return { listen: listenOptionsOf(text), flags };
+}
+
+/** The listen options of a plugin's command line; undefined when it has no --listen (it then serves on stdio). */
+export function listenOptionsFromArgv(argv: readonly string[]): ListenOptions | undefined {
+  return parseCommandLine(argv).listen;
+}
+
+function listenOptionsOf(text: (name: string) => string | undefined): ListenOptions {
+  const address = text('listen') as string;
   let addr: PluginAddress;
   try {
     addr = parseAddress(address);
   } catch (err) {
     throw new ListenUsageError(`--listen ${(err as Error).message}`);
   }
-  const tlsFlags = { cert: values.cert, key: values.key, clientCa: values['client-ca'] };
+  const tlsFlags = { cert: text('cert'), key: text('key'), clientCa: text('client-ca') };
   if (addr.kind === 'tls') {
     const missing = Object.entries({ '--cert': tlsFlags.cert, '--key': tlsFlags.key, '--client-ca': tlsFlags.clientCa }).filter(([, v]) => v === undefined);
     if (missing.length) throw new ListenUsageError(`--listen ${address} needs ${missing.map(([k]) => k).join(', ')} (mutual TLS)`);
@@ -72,12 +110,12 @@ export function listenOptionsFromArgv(argv: readonly string[]): ListenOptions | 
     throw new ListenUsageError('--cert, --key and --client-ca are for tls:// addresses; a unix socket is guarded by its file mode');
   }
   let hostSilenceMs: number | undefined;
-  const silence = values['host-silence-ms'];
+  const silence = text('host-silence-ms');
   if (silence !== undefined) {
     hostSilenceMs = Number(silence);
     if (!/^\d{1,9}$/.test(silence) || hostSilenceMs < 1) throw new ListenUsageError(`--host-silence-ms ${silence}: expected a whole number of milliseconds, at least 1`);
   }
-  return { address, ...tlsFlags, stateDir: values['state-dir'], runtimeDir: values['runtime-dir'], ...(hostSilenceMs === undefined ? {} : { hostSilenceMs }) };
+  return { address, ...tlsFlags, stateDir: text('state-dir'), runtimeDir: text('runtime-dir'), ...(hostSilenceMs === undefined ? {} : { hostSilenceMs }) };
 }
 
 export interface Listening {

@@ -37,7 +37,7 @@ import {
 } from 'hvplug/protocol';
 import { DEFAULT_MAX_MESSAGE_BYTES, FramedReader, FramedWriter } from 'hvplug/transport';
 import { AnswerBatcher } from './answer-batch.js';
-import { listenForHosts, listenOptionsFromArgv, ListenUsageError, type ListenOptions, type Listening } from './listen.js';
+import { listenForHosts, parseCommandLine, UsageError, type CommandLine, type FlagValues, type ListenOptions, type Listening } from './listen.js';
 import { refuseMalformed } from './inbound.js';
 import { PluginError } from './errors.js';
 import { stderrLogger, type Logger } from './log.js';
@@ -118,6 +118,11 @@ export interface ServeOptions {
   listen?: ListenOptions | false;
   /** Directories used instead of the ones the host's initialize names (a listening plugin's own). */
   dirs?: { stateDir?: string; runtimeDir?: string };
+  /**
+   * The plugin's own command-line flags, names without dashes, each `--name <value>`: a definition given as a
+   * function gets their values. The command line is then parsed strictly on stdio too (see parseCommandLine).
+   */
+  flags?: readonly string[];
 }
 
 function toResponseError(err: unknown, method: string): ResponseError<unknown> {
@@ -195,15 +200,17 @@ function prepare(def: PluginDefinition): Prepared {
  * Run inside `node --build-snapshot` (scripts/bundle.mjs builds a V8 startup snapshot of each plugin), it
  * connects to stdio when the snapshot is started: the plugin's code is then loaded and evaluated before its
  * process exists, which is what makes its cold start cheap. A definition given as an object is checked at
- * build time too; one that depends on the host it runs on (devices it finds, its environment) is given as a
- * function, called when the plugin starts.
+ * build time too; one that depends on the host it runs on (devices it finds, its environment, its own flags:
+ * ServeOptions.flags) is given as a function, called with the flags' values when the plugin starts.
  */
-export function servePlugin(definition: PluginDefinition | (() => PluginDefinition), opts: ServeOptions = {}): ServedPlugin {
+export function servePlugin(definition: PluginDefinition | ((flags: FlagValues) => PluginDefinition), opts: ServeOptions = {}): ServedPlugin {
   const checked = typeof definition === 'function' ? undefined : prepare(definition);
   const start = (): ServedPlugin => {
     // Read when the plugin starts (in a snapshot, not when it is built): the command line is the process's.
-    const listen = opts.listen ?? (opts.input || opts.output ? undefined : listenFromCommandLine());
-    const def = typeof definition === 'function' ? definition() : definition;
+    const readArgv = !(opts.input || opts.output) && (opts.listen === undefined || (opts.flags?.length ?? 0) > 0);
+    const { listen: fromArgv, flags } = readArgv ? usage(() => commandLine(opts.flags ?? [])) : { listen: undefined, flags: {} };
+    const listen = opts.listen ?? fromArgv;
+    const def = typeof definition === 'function' ? usage(() => definition(flags)) : definition;
     if (listen) return listenServed(def, checked ?? prepare(def), listen);
     return serve(def, checked ?? prepare(def), opts);
   };
@@ -224,14 +231,18 @@ export function servePlugin(definition: PluginDefinition | (() => PluginDefiniti
   };
 }
 
-/** The command line's listen options; a usage mistake ends the process with status 2, as a CLI's would. */
-function listenFromCommandLine(): ListenOptions | undefined {
+function commandLine(pluginFlags: readonly string[]): CommandLine {
+  // Started from a startup snapshot there is no script name: the plugin's arguments follow node's path.
+  const fromSnapshot = process.execArgv.includes('--snapshot-blob');
+  return parseCommandLine(process.argv.slice(fromSnapshot ? 1 : 2), pluginFlags);
+}
+
+/** Runs `fn`; a usage mistake (the command line's, or one a plugin finds in its flags) ends the process with status 2. */
+function usage<T>(fn: () => T): T {
   try {
-    // Started from a startup snapshot there is no script name: the plugin's arguments follow node's path.
-    const fromSnapshot = process.execArgv.includes('--snapshot-blob');
-    return listenOptionsFromArgv(process.argv.slice(fromSnapshot ? 1 : 2));
+    return fn();
   } catch (err) {
-    if (!(err instanceof ListenUsageError)) throw err;
+    if (!(err instanceof UsageError)) throw err;
     process.stderr.write(`${err.message}\n`);
     process.exit(2);
   }

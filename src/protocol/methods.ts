@@ -399,17 +399,30 @@ export const methods = {
       /** The address of this machine the source reaches it at (an IP or a name); absent: a unix socket, same machine. */
       address: z.string().min(1).max(253).optional(),
     }),
-    result: VmResult.extend({ uri: MigrationUri }),
+    result: VmResult.extend({
+      uri: MigrationUri,
+      /** The stream must come in TLS (the destination verifies the source's certificate): the source is told so. */
+      tls: z.boolean().optional(),
+    }),
     timeoutMs: 60_000,
     gated: true,
     scope: 'new-vm',
     api: 'receiveMigration',
     summary:
-      'Live migration, destination half: prepare a VM that waits for an incoming migration (status created) and answer where the source sends it. It runs (event `running`) once the stream has come in whole.',
+      'Live migration, destination half: prepare a VM that waits for an incoming migration (status created) and answer where the source sends it, and `tls: true` when the stream must come in TLS. It runs (event `running`) once the stream has come in whole.',
     record: 'create',
   }),
   'vm/migrate': def({
-    params: z.object({ ...Vm, uri: MigrationUri, progressToken: ProgressToken.optional() }),
+    params: z.object({
+      ...Vm,
+      uri: MigrationUri,
+      /**
+       * The destination answered tls: send the stream in TLS, or refuse (NotSupported) without sending: a plaintext
+       * stream would only be cut by the destination's handshake. Absent: the destination did not ask for it.
+       */
+      tls: z.boolean().optional(),
+      progressToken: ProgressToken.optional(),
+    }),
     result: z.object({
       /** How long the guest ran nowhere (stopped here, not yet running there), as the VMM measured it when it did. */
       downtimeMs: z.number().nonnegative().optional(),
@@ -422,7 +435,7 @@ export const methods = {
     api: 'migrate',
     progress: true,
     summary:
-      'Live migration, source half: send a running VM to the uri a destination\'s vm/receiveMigration answered. Success means the guest runs there and nothing of it here: the VM is gone from this plugin. A failure leaves it running here.',
+      'Live migration, source half: send a running VM to the uri a destination\'s vm/receiveMigration answered (in TLS when it answered `tls: true`; a plugin that cannot refuses with NotSupported). Success means the guest runs there and nothing of it here: the VM is gone from this plugin. A failure leaves it running here.',
     record: 'hand-off',
   }),
   'image/ensure': def({

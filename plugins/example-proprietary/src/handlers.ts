@@ -94,7 +94,11 @@ export function handlersFor(reg: Registry): Handlers {
     'vm/restore': ({ vmId, config, path }, ctx) => reg.restore(vmId, config, path, ctx),
     'vm/recover': ({ vmId, config, state }) => reg.recover(vmId, config, state),
     'vm/receiveMigration': ({ vmId, config, address }) => reg.receiveMigration(vmId, config, address),
-    'vm/migrate': ({ vmId, uri }, ctx) => reg.migrate(vmId, uri, ctx),
+    'vm/migrate': ({ vmId, uri, tls }, ctx) => {
+      // Its stream is one JSON line in the clear: a destination that asks for TLS is refused before anything is sent.
+      if (tls === true) throw errors.notSupported('vm/migrate', 'the destination takes the stream in TLS only; this plugin sends it in plaintext');
+      return reg.migrate(vmId, uri, ctx);
+    },
     'vm/start': ({ vmId }, ctx) => reg.require(vmId).start(ctx),
     'vm/stop': ({ vmId, force, graceMs }, ctx) => reg.require(vmId).stop(force, graceMs, ctx.signal),
     'vm/pause': ({ vmId }, ctx) => reg.require(vmId).pause(ctx.signal),

@@ -7,6 +7,7 @@ import { errors, proc, type CallContext, type Handlers, type VmRegistry } from '
 import type { ResultInputOf, VmConfig, VmResult } from 'hvplug/protocol';
 import { addDevice, removeDevice, resizeMemory, resizeVcpus } from './devices.js';
 import { createImage, deleteImage, ensureImage } from './images.js';
+import { sendingSecurity } from './migration-tls.js';
 import { newVm, validateConfig } from './new-vm.js';
 import { connectablePath, killProcessGroup, qemuOfPidfile, QMP_SOCKET } from './process.js';
 import { readSidecar } from './snapshot.js';
@@ -14,6 +15,12 @@ import { vmState } from './state.js';
 import { QemuVm } from './vm.js';
 
 type Registry = VmRegistry<QemuVm>;
+
+/** What the plugin was started with (its command line). */
+export interface QemuPluginOptions {
+  /** --migration-tls-dir: migration streams over TCP go in TLS with these credentials, and never in the clear. */
+  migrationTlsDir?: string;
+}
 
 const runDirOf = (vms: Registry, vmId: string): string => join(vms.session.init.runtimeDir, vmId);
 
@@ -43,11 +50,11 @@ async function restore(vms: Registry, vmId: string, config: VmConfig, path: stri
 }
 
 /** vm/receiveMigration: a VM whose QEMU waits for a live migration; answers where the source sends it. */
-async function receiveMigration(vms: Registry, vmId: string, config: VmConfig, address: string | undefined, ctx: CallContext): Promise<ResultInputOf<'vm/receiveMigration'>> {
+async function receiveMigration(vms: Registry, vmId: string, config: VmConfig, address: string | undefined, tlsDir: string | undefined, ctx: CallContext): Promise<ResultInputOf<'vm/receiveMigration'>> {
   const vm = register(vms, await prepare(vms, vmId, config));
   try {
-    const uri = await vm.receiveMigration(address, ctx.signal);
-    return { ...vm.result(), uri };
+    const { uri, tls } = await vm.receiveMigration(address, tlsDir, ctx.signal);
+    return { ...vm.result(), uri, ...(tls ? { tls } : {}) };
   } catch (e) {
     await remove(vms, vmId).catch(() => undefined);
     throw e;
@@ -55,9 +62,9 @@ async function receiveMigration(vms: Registry, vmId: string, config: VmConfig, a
 }
 
 /** vm/migrate: once the guest runs at the destination, nothing of the VM is left here. */
-async function migrate(vms: Registry, vmId: string, uri: string, ctx: CallContext): Promise<ResultInputOf<'vm/migrate'>> {
+async function migrate(vms: Registry, vmId: string, uri: string, tls: boolean, tlsDir: string | undefined, ctx: CallContext): Promise<ResultInputOf<'vm/migrate'>> {
   const vm = vms.require(vmId);
-  const done = await vm.migrate(uri, ctx);
+  const done = await vm.migrate(uri, sendingSecurity(uri, tls, tlsDir), ctx);
   vms.delete(vmId);
   await rm(vm.state.runDir, { recursive: true, force: true });
   return done;
@@ -142,14 +149,14 @@ function stats(vm: QemuVm): ResultInputOf<'vm/stats'> {
   };
 }
 
-export function handlersFor(vms: Registry): Handlers {
+export function handlersFor(vms: Registry, opts: QemuPluginOptions = {}): Handlers {
   return {
     'config/validate': ({ config }) => validateConfig(config),
     'vm/create': async ({ vmId, config }) => register(vms, await prepare(vms, vmId, config)).result(),
     'vm/restore': ({ vmId, config, path }, ctx) => restore(vms, vmId, config, path, ctx),
     'vm/recover': ({ vmId, config, state }) => recover(vms, vmId, config, state),
-    'vm/receiveMigration': ({ vmId, config, address }, ctx) => receiveMigration(vms, vmId, config, address, ctx),
-    'vm/migrate': ({ vmId, uri }, ctx) => migrate(vms, vmId, uri, ctx),
+    'vm/receiveMigration': ({ vmId, config, address }, ctx) => receiveMigration(vms, vmId, config, address, opts.migrationTlsDir, ctx),
+    'vm/migrate': ({ vmId, uri, tls }, ctx) => migrate(vms, vmId, uri, tls === true, opts.migrationTlsDir, ctx),
     'vm/start': ({ vmId }, ctx) => vms.require(vmId).start(ctx),
     'vm/stop': ({ vmId, force, graceMs }, ctx) => vms.require(vmId).stop(force, graceMs, ctx.signal),
     'vm/pause': ({ vmId }, ctx) => vms.require(vmId).pause(ctx.signal),

@@ -1,13 +1,13 @@
 // The plugin's definition: what it offers, and its handlers on the VMs it serves.
 import { VmRegistry, type PluginDefinition } from 'hvplug/plugin-sdk';
 import { deviceCapabilities } from './device-map.js';
-import { handlersFor } from './handlers.js';
+import { handlersFor, type QemuPluginOptions } from './handlers.js';
 import { qemuSettings } from './settings.js';
 import type { QemuVm } from './vm.js';
 
 export const PLUGIN_VERSION = '0.1.0';
 
-export function qemuPlugin(): PluginDefinition {
+export function qemuPlugin(opts: QemuPluginOptions = {}): PluginDefinition {
   const vms = new VmRegistry<QemuVm>();
   return {
     info: {
@@ -27,7 +27,7 @@ export function qemuPlugin(): PluginDefinition {
       rateLimiter: false,
     },
     configSchema: qemuSettings.jsonSchema,
-    handlers: handlersFor(vms),
+    handlers: handlersFor(vms, opts),
     vmStatus: vms.status,
     onInitialize: (session) => vms.init(session),
     // The VMs keep running: a later plugin process takes them back with vm/recover.

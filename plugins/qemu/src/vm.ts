@@ -11,6 +11,7 @@ import { attachQemu, connectablePath, killProcessGroup, PIDFILE, QMP_SOCKET, qem
 import type { QmpEvent } from './qmp.js';
 import { loadFromFile, migrateToFile, writeSidecar, type Snapshot } from './snapshot.js';
 import { MIGRATE_SOCKET, migrateLive } from './migration.js';
+import { dropMigrationTls, useMigrationTls, type StreamSecurity } from './migration-tls.js';
 import { vmState, type Json, type LaunchInfo, type VmState } from './state.js';
 
 /** The serial console's socket (console "socket"), relative to the run directory, QEMU's cwd. */
@@ -444,10 +445,11 @@ export class QemuVm extends ServedVm {
 
   /**
    * vm/receiveMigration: a QEMU with the VM's devices under -incoming defer, listening (migrate-incoming) on a unix
-   * socket in its run directory, or on TCP at `address` (the kernel picks the port). The guest runs (RESUME) once
-   * the stream is in: QEMU starts it as the source had it running.
+   * socket in its run directory, or on TCP at `address` (the kernel picks the port), in TLS when `tlsDir` is given
+   * (the source must present a certificate of its CA). The guest runs (RESUME) once the stream is in: QEMU starts
+   * it as the source had it running.
    */
-  receiveMigration(address: string | undefined, signal: AbortSignal): Promise<string> {
+  receiveMigration(address: string | undefined, tlsDir: string | undefined, signal: AbortSignal): Promise<{ uri: string; tls: boolean }> {
     return this.exclusive(async () => {
       this.require(['created']);
       const inst = await this.launch({ incoming: 'defer' }, signal);
@@ -457,31 +459,37 @@ export class QemuVm extends ServedVm {
         // Relative: QEMU's cwd is the run directory; the source is told a path short enough for sun_path.
         await vmmCall(() => inst.qmp.execute('migrate-incoming', { uri: `unix:${MIGRATE_SOCKET}` }));
         this.stateChanged();
-        return `unix:${connectablePath(this.state.runDir, MIGRATE_SOCKET, inst.pid)}`;
+        return { uri: `unix:${connectablePath(this.state.runDir, MIGRATE_SOCKET, inst.pid)}`, tls: false };
       }
       const host = address.includes(':') ? `[${address}]` : address;
+      if (tlsDir !== undefined) await useMigrationTls(inst.qmp, tlsDir, 'server');
       await vmmCall(() => inst.qmp.execute('migrate-incoming', { uri: `tcp:${host}:0` }));
       const info = (await vmmCall(() => inst.qmp.execute('query-migrate'))) as { 'socket-address'?: { type?: string; port?: string }[] };
       const port = info['socket-address']?.find((a) => a.type === 'inet')?.port;
       if (port === undefined) throw errors.vmmFailure(`QEMU listens for the migration on ${host} but does not say which port (query-migrate: ${JSON.stringify(info)})`);
       this.stateChanged();
-      return `tcp:${host}:${port}`;
+      return { uri: `tcp:${host}:${port}`, tls: tlsDir !== undefined };
     }, signal);
   }
 
   /**
    * vm/migrate: QEMU's own live migration to `uri`, progress from query-migrate. On completion the guest runs at
    * the destination; this QEMU (left in postmigrate) is ended without a word to the host (the VM is not stopped:
-   * it went). A failure leaves the guest running here, as QEMU resumes it.
+   * it went). A failure leaves the guest running here, as QEMU resumes it, and takes the TLS settings away again:
+   * the next attempt may go elsewhere, in the clear.
    */
-  migrate(uri: string, ctx: CallContext): Promise<ResultInputOf<'vm/migrate'>> {
+  migrate(uri: string, security: StreamSecurity, ctx: CallContext): Promise<ResultInputOf<'vm/migrate'>> {
     return this.exclusive(async () => {
       this.require(['running']);
       const inst = await this.control();
       this.migrating = true;
       let done: Awaited<ReturnType<typeof migrateLive>>;
       try {
+        if (security.tls) await useMigrationTls(inst.qmp, security.dir, 'client', security.hostname);
         done = await migrateLive(inst.qmp, uri, ctx);
+      } catch (err) {
+        if (security.tls) await dropMigrationTls(inst.qmp);
+        throw err;
       } finally {
         this.migrating = false;
       }
