@@ -23,6 +23,9 @@ export function processesUnder(dirs: readonly string[]): number[] {
   });
 }
 
+/** On the command line of every guest process of the example plugin (its guest-program.ts; tests drive the plugin from outside). */
+export const EXAMPLE_GUEST_TITLE = 'hvplug-example-guest';
+
 export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 5_000, what = 'condition'): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (Date.now() < end) {

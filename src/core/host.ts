@@ -158,6 +158,12 @@ export interface MigrationReport {
   elapsedMs: number;
 }
 
+/**
+ * What PluginHost.migrate asks of the destination: a PluginHost, or whatever carries these calls to one in another
+ * process (the crash tests' host processes relay them, test/fixtures/hosts/migration-host.mjs).
+ */
+export type MigrationDestination = Pick<PluginHost, 'identity' | 'prepareIncoming' | 'commitIncoming' | 'abortIncoming'>;
+
 /** Which host runs the VM after resolveMigration. */
 export type MigrationVerdict = 'source' | 'destination';
 
@@ -780,7 +786,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
    * source's removed. A refusal of either plugin leaves the VM running here and no record there. An answer that
    * never comes leaves both marks, and MigrationUndecidedError: resolveMigration settles it.
    */
-  async migrate(vmId: string, destination: PluginHost, opts: MigrateOptions = {}): Promise<MigrationReport> {
+  async migrate(vmId: string, destination: MigrationDestination, opts: MigrateOptions = {}): Promise<MigrationReport> {
     const plugin = this.created.get(vmId);
     try {
       const report = await this.migrateOut(vmId, destination, opts);
@@ -792,7 +798,7 @@ export class PluginHost extends EventEmitter<HostEvents> {
     }
   }
 
-  private async migrateOut(vmId: string, destination: PluginHost, opts: MigrateOptions): Promise<MigrationReport> {
+  private async migrateOut(vmId: string, destination: MigrationDestination, opts: MigrateOptions): Promise<MigrationReport> {
     if (destination === this) throw new InvalidStateError(`VM ${vmId} cannot migrate to the host that runs it`, vmId, 'running', []);
     const vm = await this.vm(vmId);
     const plugin = this.created.get(vmId);
@@ -809,13 +815,19 @@ export class PluginHost extends EventEmitter<HostEvents> {
       await this.unmark(vmId);
       throw err;
     }
-    this.handoffs.set(vmId, () => destination.commitIncoming(vmId));
+    // Set once the source plugin has answered vm/migrate: the guest has left it, and only the destination can tell
+    // where it runs now. A commit that fails after that is undecided, never a refusal to roll back: rolling back
+    // would delete the only running copy (abortIncoming) and tell the caller the VM stayed here.
+    let sent = false;
+    this.handoffs.set(vmId, () => {
+      sent = true;
+      return destination.commitIncoming(vmId);
+    });
     let result: ResultOf<(typeof MIGRATION_METHODS)['send']>;
     try {
       result = await vm.migrate({ uri: target.uri, ...(target.tls ? { tls: true } : {}) }, { onProgress: opts.onProgress, signal: opts.signal, timeoutMs: opts.timeoutMs });
     } catch (err) {
-      if (!this.created.has(vmId)) {
-        // The source answered (the VM left it) and the destination could not be confirmed running.
+      if (sent) {
         throw new MigrationUndecidedError(vmId, `the source plugin sent it, but the destination did not confirm it: ${(err as Error).message}`, { cause: err });
       }
       if (err instanceof TimeoutError || err instanceof PluginUnreachableError || isProcessDeath(err)) {
@@ -894,9 +906,9 @@ export class PluginHost extends EventEmitter<HostEvents> {
   /**
    * Settles a migration left undecided (MigrationUndecidedError, or a host that died during it: its reattach
    * reports the VM under `migrating`). Either host may call it with the other. The rule (docs/migration.md): a
-   * destination record without its mark owns the VM; else a destination plugin that runs the VM makes it the owner;
-   * else the source does, and the incoming VM is deleted. The losing side's plugin is asked to delete its VM, so
-   * that nothing of it runs twice.
+   * destination record without its mark owns the VM; else a source record without its mark keeps it (it took the VM
+   * back); else a destination plugin that runs the VM makes it the owner; else the source does, and the incoming VM
+   * is deleted. The losing side's plugin is asked to delete its VM, so that nothing of it runs twice.
    */
   async resolveMigration(vmId: string, peer: PluginHost): Promise<MigrationVerdict> {
     const mine = await this.recordOf(vmId);
@@ -907,9 +919,12 @@ export class PluginHost extends EventEmitter<HostEvents> {
       return peer.resolveMigration(vmId, this);
     }
     const destination = source === this ? peer : this;
-    const dst = await destination.recordOf(vmId);
+    const [src, dst] = await Promise.all([source.recordOf(vmId), destination.recordOf(vmId)]);
     let verdict: MigrationVerdict = 'source';
     if (dst && !dst.migration) verdict = 'destination';
+    // A source record that lost its mark took the VM back (its plugin failed vm/migrate and the destination could not
+    // be told): it may have run on since, so whatever the destination's plugin runs of it is a stale copy.
+    else if (dst && src && !src.migration) verdict = 'source';
     else if (dst) verdict = (await destination.probeIncoming(dst)) ? 'destination' : 'source';
     if (verdict === 'destination') {
       await source.dropMigrated(vmId);
@@ -917,10 +932,12 @@ export class PluginHost extends EventEmitter<HostEvents> {
     }
     if (dst) await destination.dropMigrated(vmId);
     source.migrations.delete(vmId);
-    const back = await source.recordOf(vmId);
-    if (back) {
-      await source.track(source.store.put({ ...back, migration: undefined, updatedAt: new Date().toISOString() }));
-      await source.attach(vmId);
+    if (src) {
+      await source.track(source.store.put({ ...src, migration: undefined, updatedAt: new Date().toISOString() }));
+      const vm = await source.attach(vmId);
+      // vm/migrate stops the guest for its last phase (the example plugin's SIGSTOP, QEMU's stop-and-copy) without
+      // reporting a pause; a source plugin that died then leaves it stopped. It was running when marked: it runs on.
+      if (src.status === 'running' && vm?.status === 'paused') await vm.resume();
     }
     return 'source';
   }

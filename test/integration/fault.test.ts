@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanup, killRounds, newRun, summary } from '../fault-run.js';
-import { ensureCliBuilt, removeTempDirs, tempDir } from '../helpers.js';
+import { EXAMPLE_GUEST_TITLE, ensureCliBuilt, removeTempDirs, tempDir } from '../helpers.js';
 
 /**
  * The fault test of the VM records: a host in a process of its own runs mutating calls (create, start, device
@@ -8,8 +8,6 @@ import { ensureCliBuilt, removeTempDirs, tempDir } from '../helpers.js';
  * moments, and is itself SIGKILLed at random moments and started again on the same directories. After each host
  * death, the state store and /proc are checked against what the host's journal says had returned (FaultModel).
  */
-const GUEST_TITLE = 'hvplug-example-guest';
-
 beforeAll(ensureCliBuilt, 120_000);
 afterAll(removeTempDirs);
 
@@ -24,7 +22,7 @@ describe('fault test: host and plugin SIGKILLed under a workload of mutating cal
         pluginKill: { minMs: 100, maxMs: 300 },
         hostLifeMs: { minMs: 300, maxMs: 1_500 },
         // The title a guest gives itself, or its argv before it does.
-        guestMarks: (runtimeDir) => [GUEST_TITLE, `${runtimeDir}/`],
+        guestMarks: (runtimeDir) => [EXAMPLE_GUEST_TITLE, `${runtimeDir}/`],
       },
       await tempDir('hvplug-fault-'),
     );
