@@ -24,7 +24,11 @@ export async function logRange(path: string, lines: number | undefined): Promise
   try {
     fh = await open(path, 'r');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { from: 0, to: 0 };
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return { from: 0, to: 0 };
+    if (code === 'EACCES') {
+      throw new CliFailure(`cannot read the console log ${path}: permission denied (hvplug logs reads the file itself, which a member of a daemon's --group may not: the group is given the daemon's API, not its files)`);
+    }
     throw err;
   }
   try {
