@@ -3,7 +3,7 @@ import { open } from 'node:fs/promises';
 import * as z from 'zod';
 import { flagSet, intValue, nonEmpty } from './args.js';
 import { defineCommand } from './command.js';
-import { FileTail, LineSplitter } from './console-tail.js';
+import { FileTail, LineSplitter, unreadableLog } from './console-tail.js';
 import { CliFailure, EXIT_OK } from './errors.js';
 import { Output } from './output.js';
 import { safeLine } from './safe-text.js';
@@ -24,12 +24,8 @@ export async function logRange(path: string, lines: number | undefined): Promise
   try {
     fh = await open(path, 'r');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return { from: 0, to: 0 };
-    if (code === 'EACCES') {
-      throw new CliFailure(`cannot read the console log ${path}: permission denied (hvplug logs reads the file itself, which a member of a daemon's --group may not: the group is given the daemon's API, not its files)`);
-    }
-    throw err;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { from: 0, to: 0 };
+    throw unreadableLog(path, err) ?? err;
   }
   try {
     const { size } = await fh.stat();

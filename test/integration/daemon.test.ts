@@ -274,7 +274,11 @@ describe('hvplug daemon --group', () => {
       // ... and nothing through the filesystem: no listing, no record, no plugin directory, no console log.
       const logs = await cliAs(true, d, ['logs', 'web']);
       expect(logs.exitCode).toBe(1);
-      expect(logs.stderr).toMatch(/^hvplug: cannot read the console log \S+: permission denied \(hvplug logs reads the file itself/);
+      expect(logs.stderr).toMatch(/^hvplug: cannot read the console log \S+: permission denied \(hvplug reads the file itself/);
+      // console follows the same log read-only: refused at once too, not a warning every poll until Ctrl-C.
+      const console = await cliAs(true, d, ['console', 'web']);
+      expect(console.exitCode).toBe(1);
+      expect(console.stderr).toMatch(/^hvplug: cannot read the console log \S+: permission denied \(hvplug reads the file itself/m);
       const record = join(d.state, 'vms', `${id}.json`);
       expect(existsSync(record)).toBe(true);
       for (const argv of [['ls', d.state], ['ls', d.run], ['cat', record], ['ls', join(d.run, PLUGIN)]]) {
