@@ -41,8 +41,8 @@ export const daemonCommand = defineCommand({
     'detach-device, resize) of every hvplug process over a unix socket in the runtime directory (mode 0600). With --group ' +
     'the socket is 0660 and owned by that group, and while the daemon runs the runtime and state directories are 0710 of ' +
     'that group, so that its members can reach the socket and read the lock that names it (daemon.json), and nothing else ' +
-    'there: they get every VM command through the daemon, none of its files (hvplug logs, which reads a console log ' +
-    'itself, is not theirs). The directories above must let them pass; the daemon warns of one that does not. Membership ' +
+    'there: they get every VM command through the daemon, none of its files (a console log, which hvplug logs and ' +
+    'hvplug console read themselves, is not theirs). The directories above must let them pass; the daemon warns of one that does not. Membership ' +
     "is as good as the daemon's user, as it is with libvirt's socket group: a member's VM may use any file that user may. Without a " +
     'daemon each command runs a host of its own, starting the plugin and re-attaching the VM every time. A second daemon ' +
     'on the same state directory is refused. SIGTERM or SIGINT stops it; the VMs keep running and the next host ' +
