@@ -40,5 +40,12 @@ export const COMMANDS: readonly CommandEntry[] = [
   { name: 'conformance', summary: 'run the conformance suite against a plugin (--plugin <name>, -- <command> or --connect <address>)', load: async () => (await import('./conformance.js')).conformanceCommand },
   { name: 'daemon', summary: 'run the host of the state directory in the foreground; the other commands then go through it', load: async () => (await import('./daemon.js')).daemonCommand },
   // Completion describes every command: it loads them all, when it runs.
-  { name: 'completion', summary: 'print a shell completion script (bash, zsh or fish)', load: async () => (await import('./completion.js')).completionCommand(async () => Promise.all(COMMANDS.map((c) => c.load()))) },
+  { name: 'completion', summary: 'print a shell completion script (bash, zsh or fish)', load: async () => (await import('./completion.js')).completionCommand(allCommands) },
+  // So does the manual page.
+  { name: 'man', summary: 'print the hvplug(1) manual page (roff), generated from the commands: hvplug man | man -l -', load: async () => (await import('./man.js')).manCommand(allCommands) },
 ];
+
+/** Every command of the table, loaded. */
+export function allCommands(): Promise<Command[]> {
+  return Promise.all(COMMANDS.map((c) => c.load()));
+}

@@ -4,7 +4,7 @@ import type { FlagSpec, FlagTable } from './args.js';
 import { defineCommand, type Command } from './command.js';
 import { GLOBAL_FLAGS } from './context.js';
 import { EXIT_OK } from './errors.js';
-import { globalsFor } from './help.js';
+import { globalsFor, HELP_ENTRY } from './help.js';
 
 /**
  * Shell completion scripts, generated from the command definitions (names, summaries, flags and what their values are),
@@ -63,7 +63,7 @@ function brief(text: string): string {
 function specs(commands: readonly Command[]): Spec[] {
   return [
     ...commands.map((c) => ({ name: c.name, summary: c.summary, flags: [...flagsOf(c.flags), ...flagsOf(globalsFor(c))] })),
-    { name: 'help', summary: 'show help for a command', flags: [] },
+    { name: HELP_ENTRY.name, summary: HELP_ENTRY.summary, flags: [] },
   ];
 }
 

@@ -1,6 +1,17 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { createConnection, type Socket } from 'node:net';
 import { StringDecoder } from 'node:string_decoder';
+import { CliFailure } from './errors.js';
+
+/**
+ * A console log this user may not read, said at once by both its readers (logs, and console for a log console): the
+ * file is another user's, the daemon's when a member of its --group asks, and that group is given the daemon's API,
+ * not its files. undefined for any other error.
+ */
+export function unreadableLog(path: string, err: unknown): CliFailure | undefined {
+  if ((err as NodeJS.ErrnoException).code !== 'EACCES') return undefined;
+  return new CliFailure(`cannot read the console log ${path}: permission denied (hvplug reads the file itself, which a member of a daemon's --group may not: the group is given the daemon's API, not its files)`);
+}
 
 /** A line longer than this is passed on in pieces rather than held without bound. */
 const MAX_LINE = 64 * 1024;

@@ -1,10 +1,12 @@
+import { constants } from 'node:fs';
+import { access } from 'node:fs/promises';
 import { createConnection, type Socket } from 'node:net';
 import * as z from 'zod';
 import type { ShimVm } from '../core/index.js';
 import { openDaemonConsole, RemoteHost, type DaemonConsole } from '../daemon/index.js';
 import { nonEmpty } from './args.js';
 import { defineCommand } from './command.js';
-import { FileTail } from './console-tail.js';
+import { FileTail, unreadableLog } from './console-tail.js';
 import type { CliContext } from './context.js';
 import { CliFailure, EXIT_OK } from './errors.js';
 import { safeLine } from './safe-text.js';
@@ -134,6 +136,11 @@ async function interactive(vm: ShimVm, ref: string, c: Console | Joined): Promis
 
 /** The log from its first line, then as it grows, until a signal: there is nothing to type into. */
 async function followLog(ctx: CliContext, vm: ShimVm, path: string): Promise<number> {
+  // A log that is there and cannot be read would be a warning every poll, until Ctrl-C: said once, before following.
+  await access(path, constants.R_OK).catch((err: unknown) => {
+    const refused = unreadableLog(path, err);
+    if (refused) throw refused;
+  });
   say(`hvplug: the plugin offers no interactive console for VM ${vm.id}: following its log ${path} read-only (Ctrl-C leaves)`);
   const tail = new FileTail(path, (line) => void process.stdout.write(`${line}\n`), {
     onError: (err) => ctx.logger.warn({ vmId: vm.id, path, err: err.message }, 'cannot read the console log'),

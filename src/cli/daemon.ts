@@ -38,8 +38,12 @@ export const daemonCommand = defineCommand({
   description:
     'Runs one long-lived host for the state directory: it re-attaches the VMs recorded there, then serves the VM ' +
     'commands (ps, info, create, start, run --detach, pause, resume, stop, kill, rm, save, restore, attach-device, ' +
-    'detach-device, resize) of every hvplug process over a unix socket in the runtime directory (mode 0600; with --group, 0660 and owned by that group, whose members ' +
-    'must also be able to reach the runtime directory and read the state directory). Without a ' +
+    'detach-device, resize) of every hvplug process over a unix socket in the runtime directory (mode 0600). With --group ' +
+    'the socket is 0660 and owned by that group, and while the daemon runs the runtime and state directories are 0710 of ' +
+    'that group, so that its members can reach the socket and read the lock that names it (daemon.json), and nothing else ' +
+    'there: they get every VM command through the daemon, none of its files (a console log, which hvplug logs and ' +
+    'hvplug console read themselves, is not theirs). The directories above must let them pass; the daemon warns of one that does not. Membership ' +
+    "is as good as the daemon's user, as it is with libvirt's socket group: a member's VM may use any file that user may. Without a " +
     'daemon each command runs a host of its own, starting the plugin and re-attaching the VM every time. A second daemon ' +
     'on the same state directory is refused. SIGTERM or SIGINT stops it; the VMs keep running and the next host ' +
     '(another daemon, or a command without one) re-attaches them. Status lines go to stdout, logs to stderr.',
@@ -49,7 +53,11 @@ export const daemonCommand = defineCommand({
       value: '<host:port>',
       help: 'also serve the host\'s Prometheus metrics over HTTP at http://<host:port>/metrics (e.g. 127.0.0.1:9464; 0.0.0.0:9464 for a scraper on another machine; [::1]:9464; port 0 picks one and says it)',
     },
-    group: { type: 'string', value: '<name>', help: 'let this group use the socket too: it is owned by the group, mode 0660 (a name or a number)' },
+    group: {
+      type: 'string',
+      value: '<name>',
+      help: 'let this group use the daemon too (a name or a number): the socket 0660, the runtime and state directories 0710, all owned by the group',
+    },
   },
   positionals: [],
   options: z.object({ metrics: ListenAddress.optional(), group: nonEmpty('a group name').optional() }),

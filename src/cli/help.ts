@@ -10,10 +10,27 @@ function width(): number {
   return Math.max(40, Math.min(columns, 120));
 }
 
+/** What the CLI does, for the overview and the manual page's NAME and DESCRIPTION. */
+export const ABOUT = 'Drives hypervisors through out-of-process plugins that speak JSON-RPC on their stdin/stdout.';
+export const STREAMS = 'Logs go to stderr, output to stdout.';
+export const EXIT_STATUS = [
+  [0, 'success'],
+  [1, 'runtime error'],
+  [2, 'bad command line'],
+] as const;
+
+/** `hvplug help`, which is no command of the table: the overview, the manual page and completion list it too. */
+export const HELP_ENTRY = { name: 'help', args: '[command]', summary: 'show help for a command' } as const;
+
+/** A flag as help shows it (`-f, --follow`, `--tail <lines>`): parts for a renderer that sets names and values apart. */
+export function flagTerm(name: string, f: FlagSpec): { short?: string; long: string; value?: string } {
+  return { ...(f.short ? { short: `-${f.short}` } : {}), long: `--${name}`, ...(f.value ? { value: f.value } : {}) };
+}
+
 function flagRows(flags: FlagTable): [string, string][] {
   return Object.entries(flags).map(([name, f]: [string, FlagSpec]) => {
-    const short = f.short ? `-${f.short}, ` : '';
-    return [`${short}--${name}${f.value ? ` ${f.value}` : ''}`, f.help];
+    const t = flagTerm(name, f);
+    return [`${t.short ? `${t.short}, ` : ''}${t.long}${t.value ? ` ${t.value}` : ''}`, f.help];
   });
 }
 
@@ -51,13 +68,23 @@ export function globalsFor(command: Command): FlagTable {
   );
 }
 
-export function commandHelp(command: Command): string {
+/** The ways to call a command, one a line. */
+export function usageLines(command: Command): string[] {
   const args = command.positionals.map((p) => (p.required ? `<${p.name}>` : `[${p.name}]`)).join(' ');
   const rest = command.rest ? ` [-- ${command.rest.usage}]` : '';
-  const usage = [`hvplug [global options] ${command.name}${args ? ` ${args}` : ''} [options]${rest}`, ...(command.usage ?? [])];
-  const lines = [`Usage: ${usage.join('\n       ')}`, '', paragraph(command.description)];
-  const argRows: [string, string][] = command.positionals.map((p) => [`<${p.name}>`, p.help]);
-  if (command.rest) argRows.push([`-- ${command.rest.usage}`, command.rest.help]);
+  return [`hvplug [global options] ${command.name}${args ? ` ${args}` : ''} [options]${rest}`, ...(command.usage ?? [])];
+}
+
+/** A command's positionals and its command line after `--`, as term and text. */
+export function argumentRows(command: Command): [string, string][] {
+  const rows: [string, string][] = command.positionals.map((p) => [`<${p.name}>`, p.help]);
+  if (command.rest) rows.push([`-- ${command.rest.usage}`, command.rest.help]);
+  return rows;
+}
+
+export function commandHelp(command: Command): string {
+  const lines = [`Usage: ${usageLines(command).join('\n       ')}`, '', paragraph(command.description)];
+  const argRows = argumentRows(command);
   if (argRows.length) lines.push('', 'Arguments:', columns(argRows));
   if (Object.keys(command.flags).length) lines.push('', 'Options:', columns(flagRows(command.flags)));
   lines.push('', 'Global options:', columns(flagRows(globalsFor(command))));
@@ -69,15 +96,15 @@ export function generalHelp(commands: readonly Pick<Command, 'name' | 'summary'>
   return [
     'Usage: hvplug [global options] <command> [options]',
     '',
-    paragraph('Drives hypervisors through out-of-process plugins that speak JSON-RPC on their stdin/stdout.'),
+    paragraph(ABOUT),
     '',
     'Commands:',
-    columns([...commands.map((c): [string, string] => [c.name, c.summary]), ['help [command]', 'show help for a command']]),
+    columns([...commands.map((c): [string, string] => [c.name, c.summary]), [`${HELP_ENTRY.name} ${HELP_ENTRY.args}`, HELP_ENTRY.summary]]),
     '',
     'Global options:',
     columns(flagRows(GLOBAL_FLAGS)),
     '',
-    paragraph('Logs go to stderr, output to stdout. Exit status: 0 success, 1 runtime error, 2 bad command line.'),
+    paragraph(`${STREAMS} Exit status: ${EXIT_STATUS.map(([code, what]) => `${code} ${what}`).join(', ')}.`),
     paragraph('Run `hvplug <command> --help` for the options of a command.'),
   ].join('\n');
 }

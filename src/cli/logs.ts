@@ -3,7 +3,7 @@ import { open } from 'node:fs/promises';
 import * as z from 'zod';
 import { flagSet, intValue, nonEmpty } from './args.js';
 import { defineCommand } from './command.js';
-import { FileTail, LineSplitter } from './console-tail.js';
+import { FileTail, LineSplitter, unreadableLog } from './console-tail.js';
 import { CliFailure, EXIT_OK } from './errors.js';
 import { Output } from './output.js';
 import { safeLine } from './safe-text.js';
@@ -25,7 +25,7 @@ export async function logRange(path: string, lines: number | undefined): Promise
     fh = await open(path, 'r');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { from: 0, to: 0 };
-    throw err;
+    throw unreadableLog(path, err) ?? err;
   }
   try {
     const { size } = await fh.stat();

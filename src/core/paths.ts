@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { chmod, lstat, mkdir } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, stat } from 'node:fs/promises';
 import { homedir, tmpdir, userInfo } from 'node:os';
 import { dirname, isAbsolute, join, relative, sep } from 'node:path';
 
@@ -42,9 +42,18 @@ export class UnsafeDirectoryError extends Error {
 }
 
 /**
+ * The one mode besides 0700 a private directory keeps: its group may pass through to an entry it knows the name of
+ * and is let into (the daemon's socket, with --group), but may not list it or open anything else in it. See
+ * shareWithGroup.
+ */
+const GROUP_PASSES = 0o710;
+
+/**
  * Checks a directory the host created or found: a real directory (lstat, so a planted symlink is seen,
  * not followed), ours, and writable by nobody else. Someone else may have planted entries in a group- or
- * world-writable one, so it is refused even when ours; one only readable by others is tightened to 0700.
+ * world-writable one, so it is refused even when ours; one readable by others is tightened to 0700. 0710 is left
+ * as it is: only its owner could have set it (a daemon with --group), and another hvplug process of the owner's
+ * (a command with a host of its own) must not cut the daemon's group off.
  */
 async function checkPrivate(dir: string): Promise<void> {
   const st = await lstat(dir);
@@ -54,7 +63,33 @@ async function checkPrivate(dir: string): Promise<void> {
   if (uid !== undefined && st.uid !== uid) throw new UnsafeDirectoryError(dir, `it is owned by uid ${st.uid}, not by us (uid ${uid})`);
   const mode = st.mode & 0o7777;
   if (mode & 0o022) throw new UnsafeDirectoryError(dir, `it is writable by group or others (mode ${mode.toString(8).padStart(4, '0')})`);
-  if (mode & 0o077) await chmod(dir, 0o700);
+  if (mode & 0o077 && mode !== GROUP_PASSES) await chmod(dir, 0o700);
+}
+
+/**
+ * Lets the members of group `gid` pass through a private directory of ours (0710, owned by that group), or, with no
+ * group, makes it 0700 again. The group is given the directory before its mode lets a group in, so no other group
+ * ever could pass. What it holds stays 0700/0600 unless made otherwise on purpose (the daemon's socket and lock).
+ */
+export async function shareWithGroup(dir: string, gid: number | undefined): Promise<void> {
+  await checkPrivate(dir);
+  if (gid === undefined) return chmod(dir, 0o700);
+  await chown(dir, -1, gid);
+  await chmod(dir, GROUP_PASSES);
+}
+
+/**
+ * The nearest directory above `dir` that a member of group `gid` (not its owner) cannot pass through by its mode:
+ * undefined when every one lets the group or everyone pass. An ACL can say otherwise; the mode is what this reads.
+ */
+export async function closedToGroup(dir: string, gid: number): Promise<{ dir: string; mode: number } | undefined> {
+  for (let up = dirname(dir); ; up = dirname(up)) {
+    // Followed: a symlink on the way (/var/run) is passed as its target lets it be.
+    const st = await stat(up);
+    const mode = st.mode & 0o7777;
+    if (!(mode & 0o001 || (st.gid === gid && mode & 0o010))) return { dir: up, mode };
+    if (up === dirname(up)) return undefined;
+  }
 }
 
 async function mkdirChecked(dir: string): Promise<void> {

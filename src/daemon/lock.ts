@@ -1,5 +1,6 @@
 import { link, open, readFile, rename, rm } from 'node:fs/promises';
 import * as z from 'zod';
+import { HvplugError } from '../core/index.js';
 import { Owner, ownerAlive, VmLeases } from '../core/ownership.js';
 import { ensurePrivateDir } from '../core/paths.js';
 import { lockPath } from './api.js';
@@ -20,11 +21,22 @@ export async function liveDaemon(stateDir: string): Promise<DaemonLockInfo | und
   return info && ownerAlive(info) ? info : undefined;
 }
 
+/**
+ * The lock as it is, undefined when there is none or it is not a lock. One this user may not read is another user's
+ * daemon that did not let this user in (--group): said so, rather than taken for no daemon, which would send the
+ * caller to run a host of its own on a state directory it cannot use either.
+ */
 async function readLock(file: string): Promise<DaemonLockInfo | undefined> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
-  } catch {
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EACCES') {
+      throw new HvplugError(
+        `cannot read the daemon lock ${file}: permission denied (the state directory is another user's; its daemon lets a group in with hvplug daemon --group)`,
+        'InvalidConfig',
+      );
+    }
     return undefined;
   }
   try {
@@ -35,7 +47,11 @@ async function readLock(file: string): Promise<DaemonLockInfo | undefined> {
   }
 }
 
-export async function acquireDaemonLock(stateDir: string, socket: string): Promise<LockResult> {
+/**
+ * Takes the state directory's lock for this process. `socketGroup`: the group of the daemon's socket, whose members'
+ * commands read the lock to find it (0640, owned by that group; 0600 without one).
+ */
+export async function acquireDaemonLock(stateDir: string, socket: string, socketGroup?: number): Promise<LockResult> {
   await ensurePrivateDir(stateDir);
   const file = lockPath(stateDir);
   // The lease's notion of "this process" (pid, start time, boot): a daemon is taken over exactly when a lease would be.
@@ -44,6 +60,11 @@ export async function acquireDaemonLock(stateDir: string, socket: string): Promi
     const tmp = `${file}.${info.instance}.tmp`;
     const fh = await open(tmp, 'w', 0o600);
     try {
+      if (socketGroup !== undefined) {
+        // Given the group before its mode lets a group read it, as the socket is.
+        await fh.chown(-1, socketGroup);
+        await fh.chmod(0o640);
+      }
       await fh.writeFile(JSON.stringify(info));
       await fh.sync();
     } finally {

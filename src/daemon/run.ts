@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { AlreadyExistsError, HvplugError, type PluginHost } from '../core/index.js';
 import type { MetricsListen, MetricsServer } from '../core/metrics-registry.js';
-import { ensurePrivateDir } from '../core/paths.js';
+import { closedToGroup, ensurePrivateDir, shareWithGroup } from '../core/paths.js';
 import { MAX_SOCKET_PATH_BYTES, socketPath } from './api.js';
 import { acquireDaemonLock, releaseDaemonLock } from './lock.js';
 import { DaemonServer } from './server.js';
@@ -15,8 +15,29 @@ export interface DaemonRunOptions {
   stop: Promise<string>;
   /** Serve the host's Prometheus metrics over HTTP at this address, GET /metrics, for as long as the daemon runs. */
   metrics?: MetricsListen;
-  /** The id of a group whose members may use the socket (0660) besides its owner. */
+  /**
+   * The id of a group whose members may use the socket (0660) besides its owner: the runtime and state directories
+   * are then 0710 of that group while the daemon runs, so that they can reach the socket and read the lock that
+   * names it, and nothing else there.
+   */
   socketGroup?: number;
+}
+
+/**
+ * Opens the way to the socket and the lock to `gid` (or closes it, undefined), and warns of a directory above that the
+ * group cannot pass: theirs to open (or the daemon to be given other directories), not the daemon's.
+ */
+async function shareDirs(dirs: readonly string[], gid: number | undefined, logger: Logger): Promise<void> {
+  for (const dir of dirs) {
+    await shareWithGroup(dir, gid);
+    const closed = gid === undefined ? undefined : await closedToGroup(dir, gid);
+    if (closed) {
+      logger.warn(
+        { group: gid, dir: closed.dir, mode: closed.mode.toString(8).padStart(4, '0'), below: dir },
+        'the socket group cannot reach the socket',
+      );
+    }
+  }
 }
 
 /**
@@ -29,10 +50,21 @@ export async function runDaemon({ host, logger, say, stop, metrics, socketGroup 
     throw new HvplugError(`the daemon's socket path ${socket} is longer than ${MAX_SOCKET_PATH_BYTES} bytes, as a unix socket's may be; use a shorter --runtime-dir`, 'InvalidConfig');
   }
   await ensurePrivateDir(host.runtimeDir);
-  const lock = await acquireDaemonLock(host.stateDir, socket);
+  const lock = await acquireDaemonLock(host.stateDir, socket, socketGroup);
   if (!lock.ok) {
     const h = lock.holder;
     throw new AlreadyExistsError(`a daemon already serves the state directory ${host.stateDir}: pid ${h.pid} on ${h.hostname}, since ${h.since}, socket ${h.socket}`, String(h.pid));
+  }
+  // Once the lock is ours, so that a refused daemon changes nothing of the one that serves. Without --group they are
+  // made 0700 again, should a daemon with one have died without closing them. (A runtime directory that daemons of
+  // two state directories share is as the last of them to start or stop left it.)
+  const dirs = [host.runtimeDir, host.stateDir];
+  try {
+    await shareDirs(dirs, socketGroup, logger);
+  } catch (err) {
+    if (socketGroup !== undefined) await shareDirs(dirs, undefined, logger).catch(() => undefined);
+    await releaseDaemonLock(lock.info).catch(() => undefined);
+    throw err;
   }
   host.on('vm-recovered', (e) => logger.info({ vmId: e.vmId, plugin: e.plugin }, 're-attached VM'));
   host.on('vm-lost', (e) => logger.warn({ vmId: e.vmId, plugin: e.plugin, reason: e.reason }, 'VM lost'));
@@ -69,5 +101,8 @@ export async function runDaemon({ host, logger, say, stop, metrics, socketGroup 
     await server?.close().catch((err: Error) => logger.warn({ err: err.message }, 'cannot close the daemon socket'));
     await host.close();
     await releaseDaemonLock(lock.info).catch((err: Error) => logger.warn({ err: err.message }, 'cannot remove the daemon lock'));
+    if (socketGroup !== undefined) {
+      await shareDirs(dirs, undefined, logger).catch((err: Error) => logger.warn({ err: err.message }, 'cannot make the daemon\'s directories 0700 again'));
+    }
   }
 }

@@ -1,8 +1,8 @@
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { execa, type ResultPromise } from 'execa';
+import { execa, execaSync, type ResultPromise } from 'execa';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { proc } from 'hvplug/plugin-sdk';
 import { encodeFrame, FrameDecoder } from 'hvplug/transport';
@@ -148,17 +148,36 @@ function rawExchange(socket: string, bytes: Buffer | string, ms = 1_000): Promis
 
 const frame = (msg: unknown): Buffer => encodeFrame(JSON.stringify(msg));
 
-/** A group of /etc/group that is not root's own, so that a socket given it shows the change. */
+/** The other user of the --group tests: not the daemon's, in its group or not as a test needs. */
+const NOBODY = 65534;
+
+/** A group of /etc/group that is not root's own (nor the other user's), so that a socket given it shows the change. */
 function otherGroup(): { name: string; gid: number } | undefined {
   for (const line of readFileSync('/etc/group', 'utf8').split('\n')) {
     const [name, , gid] = line.split(':');
-    if (name && gid && Number(gid) > 0) return { name, gid: Number(gid) };
+    if (name && gid && Number(gid) > 0 && Number(gid) !== NOBODY) return { name, gid: Number(gid) };
   }
   return undefined;
 }
 
 const GROUP_SKIP = process.getuid?.() !== 0 ? 'not root: only root can give the socket to a group it is not in' : !otherGroup() ? 'no group other than root in /etc/group' : undefined;
 if (GROUP_SKIP) console.warn(`skipping hvplug daemon --group: ${GROUP_SKIP}`);
+const SETPRIV = execaSync('setpriv', ['--version'], { reject: false }).exitCode === 0;
+const OTHER_USER_SKIP = GROUP_SKIP ?? (SETPRIV ? undefined : 'no setpriv (util-linux), to run a command as another uid');
+
+/** `argv` run as uid 65534: a member of the daemon's group (and no other), or of no group at all. */
+function asOther(member: boolean, argv: readonly string[]): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  const groups = member ? ['--groups', String(otherGroup()!.gid)] : ['--clear-groups'];
+  return execa('setpriv', ['--reuid', String(NOBODY), '--regid', String(NOBODY), ...groups, ...argv], { reject: false, timeout: 60_000, env: { HVPLUG_CONFIG: '' } }).then(
+    (r) => ({ exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) }),
+  );
+}
+
+const cliAs = (member: boolean, d: Dirs, args: readonly string[]): ReturnType<typeof asOther> =>
+  asOther(member, ['node', CLI, '--state-dir', d.state, '--runtime-dir', d.run, ...args]);
+
+/** A unix socket connection: 'connected', or the errno it failed with. */
+const CONNECT_PROBE = "require('net').connect(process.argv[1]).on('connect', () => { console.log('connected'); process.exit(0); }).on('error', (e) => { console.log(e.code); process.exit(3); })";
 
 describe('a daemon of another hvplug', () => {
   it('is refused with an error naming both daemon API versions, not misread', async () => {
@@ -224,6 +243,82 @@ describe('hvplug daemon --group', () => {
     expect(JSON.parse(await ok(d, ['ps', '--json']))).toEqual([]);
     expect(await stopDaemon(daemon)).toBe(0);
   }, 60_000);
+
+  it.skipIf(OTHER_USER_SKIP !== undefined)(
+    `lets another user in the group drive VMs through the socket, not a user outside it; neither reads the directories${OTHER_USER_SKIP ? ` (skipped: ${OTHER_USER_SKIP})` : ''}`,
+    async (ctx) => {
+      const group = otherGroup()!;
+      const d = await dirs();
+      const runs = await asOther(true, ['node', CLI, '--version']);
+      if (runs.exitCode !== 0) ctx.skip(`uid ${NOBODY} cannot run ${CLI} (a checkout others cannot read?): ${runs.stderr}`);
+      const daemon = await startDaemon(d, ['--group', group.name]);
+      const id = (await ok(d, ['run', '--detach', '--plugin', PLUGIN, '--name', 'web'])).trim();
+      const [owned] = await ps(d);
+      expect(owned).toMatchObject({ id, status: 'running' });
+
+      // A member: the management API, all of it, through the socket.
+      const listed = await cliAs(true, d, ['ps', '--json']);
+      expect(listed.exitCode, listed.stderr).toBe(0);
+      expect((JSON.parse(listed.stdout) as PsRow[]).map((r) => [r.id, r.status])).toEqual([[id, 'running']]);
+      const paused = await cliAs(true, d, ['pause', 'web']);
+      expect(paused.exitCode, paused.stderr).toBe(0);
+      expect((await ps(d))[0]).toMatchObject({ id, status: 'paused' });
+
+      // On the way to the socket and the daemon's lock, the group may pass, not look.
+      for (const dir of [d.state, d.run]) {
+        const st = statSync(dir);
+        expect([dir, st.mode & 0o777, st.gid]).toEqual([dir, 0o710, group.gid]);
+      }
+      const lock = statSync(join(d.state, 'daemon.json'));
+      expect([lock.mode & 0o777, lock.gid]).toEqual([0o640, group.gid]);
+      // ... and nothing through the filesystem: no listing, no record, no plugin directory, no console log.
+      const logs = await cliAs(true, d, ['logs', 'web']);
+      expect(logs.exitCode).toBe(1);
+      expect(logs.stderr).toMatch(/^hvplug: cannot read the console log \S+: permission denied \(hvplug reads the file itself/);
+      // console follows the same log read-only: refused at once too, not a warning every poll until Ctrl-C.
+      const console = await cliAs(true, d, ['console', 'web']);
+      expect(console.exitCode).toBe(1);
+      expect(console.stderr).toMatch(/^hvplug: cannot read the console log \S+: permission denied \(hvplug reads the file itself/m);
+      const record = join(d.state, 'vms', `${id}.json`);
+      expect(existsSync(record)).toBe(true);
+      for (const argv of [['ls', d.state], ['ls', d.run], ['cat', record], ['ls', join(d.run, PLUGIN)]]) {
+        const r = await asOther(true, argv);
+        expect(r.exitCode, argv.join(' ')).not.toBe(0);
+        expect(r.stderr, argv.join(' ')).toContain('Permission denied');
+      }
+
+      // Outside the group: refused, and told why; the socket refuses a direct connection too.
+      const stranger = await cliAs(false, d, ['ps', '--json']);
+      expect(stranger.exitCode).toBe(1);
+      expect(stranger.stdout).toBe('');
+      expect(stranger.stderr).toContain(`${join(d.state, 'daemon.json')}: permission denied`);
+      for (const member of [false, true]) {
+        const probe = await asOther(member, ['node', '-e', CONNECT_PROBE, daemon.socket]);
+        expect(probe.stdout.trim()).toBe(member ? 'connected' : 'EACCES');
+      }
+
+      await ok(d, ['rm', '--force', 'web']);
+      expect(await stopDaemon(daemon)).toBe(0);
+      // Stopped, it leaves its directories as private as it found them.
+      for (const dir of [d.state, d.run]) expect([dir, statSync(dir).mode & 0o777]).toEqual([dir, 0o700]);
+    },
+    120_000,
+  );
+
+  it.skipIf(GROUP_SKIP !== undefined)(
+    `warns when a directory above the runtime directory keeps the group from the socket${GROUP_SKIP ? ` (skipped: ${GROUP_SKIP})` : ''}`,
+    async () => {
+      const group = otherGroup()!;
+      const closed = await tempDir('hvplug-daemon-closed-');
+      const d = { state: await tempDir('hvplug-daemon-state-'), run: join(closed, 'run') };
+      const daemon = await startDaemon(d, ['--group', group.name]);
+      expect(daemon.logged('the socket group cannot reach the socket')).toEqual([
+        expect.objectContaining({ group: group.gid, dir: closed, mode: '0700' }),
+      ]);
+      expect(await stopDaemon(daemon)).toBe(0);
+    },
+    60_000,
+  );
 
   it('an unknown group is a usage error, before anything starts', async () => {
     const d = await dirs();

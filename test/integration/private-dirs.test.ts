@@ -93,6 +93,15 @@ describe('the default runtime directory', () => {
     expect((await lstat(runtimeDir)).mode & 0o777).toBe(0o700);
   });
 
+  it("ours and 0710 (as a daemon's --group makes it: its group may pass, not look): left so, its plugin directories 0700", async () => {
+    const { host, runtimeDir } = await defaultDirHost();
+    await mkdir(runtimeDir);
+    await chmod(runtimeDir, 0o710);
+    await host.hypervisor('probe');
+    expect((await lstat(runtimeDir)).mode & 0o777).toBe(0o710);
+    expect((await lstat(join(runtimeDir, 'probe'))).mode & 0o777).toBe(0o700);
+  });
+
   it(`a plugin's directory inside it planted as a symlink: refused${needsRoot}`, { skip: !ROOT }, async () => {
     const { host, tmp, runtimeDir } = await defaultDirHost();
     await mkdir(runtimeDir, { mode: 0o700 });
