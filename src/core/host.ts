@@ -305,7 +305,11 @@ export class PluginHost extends EventEmitter<HostEvents> {
     const runtimeDir = await ensurePrivateDir(join(this.runtimeDir, spec.name), this.runtimeDir);
     this.sources.set(spec.name, spec.source);
     const clientOpts = this.clientOptions(spec, stateDir, runtimeDir);
-    const supervision = this.opts.supervision ?? {};
+    // The plugin's own setting (its config table) over the host's.
+    const supervision: SupervisionOptions = {
+      ...this.opts.supervision,
+      ...(spec.unreachableLostAfterMs === undefined ? {} : { unreachableLostAfterMs: spec.unreachableLostAfterMs }),
+    };
     const rt = {} as Runtime;
     rt.spec = spec;
     if (spec.isolation === 'per-vm') {

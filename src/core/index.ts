@@ -7,7 +7,7 @@ export type { SupervisedStatus, SupervisionOptions } from './supervisor.js';
 export type { PluginHostOptions } from './host.js';
 export { MAX_UNREAD_INPUT_BYTES, NOTIFICATION_BURST, NOTIFICATION_RATE, PluginClient } from './plugin-client.js';
 export type { CallOptions, ClientOptions, ExitInfo } from './plugin-client.js';
-export { PluginSpec } from './plugin-spec.js';
+export { MAX_LOST_AFTER_MS, PluginSpec } from './plugin-spec.js';
 export type { PluginSpecInput } from './plugin-spec.js';
 export { PluginCatalog, BUILTIN_PLUGINS, builtinPluginPath, packageRoot } from './discovery.js';
 export { ENV_ALLOW_LIST } from './environment.js';

@@ -18,7 +18,8 @@ export interface SupervisionOptions {
   healthTimeoutMs?: number;
   /**
    * A plugin connected to (PluginSpec.connect) that has been unreachable this long has its VMs reported lost
-   * (`vm-lost`, status and record); before, they are only out of reach. 0: never. A reconnect recovers them.
+   * (`vm-lost`, status and record); before, they are only out of reach. 0: never. A reconnect recovers them. A
+   * plugin's own PluginSpec.unreachableLostAfterMs wins over the host's. At most MAX_LOST_AFTER_MS.
    */
   unreachableLostAfterMs?: number;
 }
