@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import * as z from 'zod';
 import { InitializeParams } from 'hvplug/protocol';
 import { defaultConfigFile, defaultStateDir, MAX_LOST_AFTER_MS, PluginHost } from '../core/index.js';
-import { openDaemonHost, type VmHost } from '../daemon/index.js';
+import { openDaemonHost, type RemoteHost } from '../daemon/index.js';
 import { delayValue, dirPath, existingDir, existingFile, flagSet } from './args.js';
 import { Output } from './output.js';
 import { safeJson } from './safe-text.js';
@@ -95,7 +95,7 @@ export class CliContext {
    * The host of the VM commands: the state directory's daemon when one runs, else one of this process's own (as
    * openHost). A daemon's VMs are only ever changed through it.
    */
-  async vmHost(): Promise<VmHost> {
+  async vmHost(): Promise<RemoteHost | PluginHost> {
     return (await openDaemonHost(this.globals['state-dir'] ?? defaultStateDir())) ?? this.openHost();
   }
 

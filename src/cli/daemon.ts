@@ -38,7 +38,7 @@ export const daemonCommand = defineCommand({
   description:
     'Runs one long-lived host for the state directory: it re-attaches the VMs recorded there, then serves the VM ' +
     'commands (ps, info, create, start, run --detach, pause, resume, stop, kill, rm, save, restore, attach-device, ' +
-    'detach-device, resize) of every hvplug process over a unix socket in the runtime directory (mode 0600; with --group, 0660 and owned by that group, whose members ' +
+    'detach-device, resize, migrate from and to its state directory) of every hvplug process over a unix socket in the runtime directory (mode 0600; with --group, 0660 and owned by that group, whose members ' +
     'must also be able to reach the runtime directory and read the state directory). Without a ' +
     'daemon each command runs a host of its own, starting the plugin and re-attaching the VM every time. A second daemon ' +
     'on the same state directory is refused. SIGTERM or SIGINT stops it; the VMs keep running and the next host ' +

@@ -1,5 +1,5 @@
 export { PluginHost } from './host.js';
-export type { HostEvents, MigrateOptions, MigrationReport, MigrationVerdict, PluginStatus, ReattachReport } from './host.js';
+export type { HostEvents, MigrateOptions, MigrationDestination, MigrationReport, MigrationVerdict, PluginStatus, ReattachReport } from './host.js';
 export { FileStateStore, MigrationMark, VmRecord } from './state-store.js';
 export type { RecordError, StateStore } from './state-store.js';
 export { SupervisedPlugin, PluginFailedError, DEFAULT_SUPERVISION } from './supervisor.js';

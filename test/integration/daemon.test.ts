@@ -133,7 +133,7 @@ describe('a daemon of another hvplug', () => {
         const r = await cli(d, args);
         expect(r.exitCode, r.stderr).toBe(1);
         expect(r.stderr.trim()).toBe(
-          `hvplug: the hvplug daemon (pid ${process.pid}, hvplug 0.0.9) speaks daemon API 1, this hvplug speaks daemon API 2: ` +
+          `hvplug: the hvplug daemon (pid ${process.pid}, hvplug 0.0.9) speaks daemon API 1, this hvplug speaks daemon API 3: ` +
             'restart the daemon with this hvplug, or use the hvplug it came with',
         );
       }
