@@ -22,8 +22,8 @@ const Address = z.string().superRefine((text, ctx) => {
 });
 
 /**
- * The longest delay a node timer keeps (2^31-1 ms, about 24.8 days): a longer one fires at once, so a longer
- * unreachableLostAfterMs would report VMs lost at the start of the outage rather than never.
+ * The longest delay a node timer keeps (2^31-1 ms, about 24.8 days; a longer one fires at once): the most a config
+ * file or the command line may give unreachableLostAfterMs, where more is a typo more likely than a wish (0 is never).
  */
 export const MAX_LOST_AFTER_MS = 2_147_483_647;
 
