@@ -57,7 +57,7 @@ async function countingVm(d: Dirs, name: string): Promise<{ id: string; pid: num
  * `hvplug migrate` from `from` to `to`, watching the source console meanwhile (it goes with the source VM): the
  * report, and the last tick the source guest wrote.
  */
-async function migrate(from: Dirs, to: Dirs, name: string, source: string, extra: readonly string[] = []): Promise<{ vmId: string; lastTick: number }> {
+async function migrate(from: Dirs, to: Dirs, name: string, source: string, extra: readonly string[] = []): Promise<{ vmId: string; lastTick: number; stderr: string }> {
   let seen: number[] = [];
   let migrating = true;
   const watching = (async () => {
@@ -72,7 +72,7 @@ async function migrate(from: Dirs, to: Dirs, name: string, source: string, extra
   expect(r.exitCode, r.stderr).toBe(0);
   const report = JSON.parse(r.stdout) as { vmId: string; downtimeMs: number; transferredBytes: number };
   expect(report.transferredBytes).toBeGreaterThan(0);
-  return { vmId: report.vmId, lastTick: seen.at(-1) as number };
+  return { vmId: report.vmId, lastTick: seen.at(-1) as number, stderr: r.stderr };
 }
 
 /** The VM went from `from` to `to`: one record, there, unmarked and running, none here; its counter carried on. */
@@ -99,8 +99,11 @@ describe('hvplug migrate through the daemons', () => {
     await startDaemon(a);
     const daemonB = await startDaemon(b);
     const vm = await countingVm(a, 'mover');
-    const { vmId, lastTick } = await migrate(a, b, 'mover', vm.console);
+    const { vmId, lastTick, stderr } = await migrate(a, b, 'mover', vm.console, ['--log-level', 'info']);
     expect(vmId).toBe(vm.id);
+    // The source plugin's $/progress came through the source daemon to this command.
+    const progress = stderr.split('\n').filter((l) => l.includes('"msg":"migrating"'));
+    expect(progress.length, stderr).toBeGreaterThan(0);
     await expectMoved(a, b, vm.id, vm.pid, lastTick);
     // Received through its API, not written behind its back: it never had to re-attach the VM from its record.
     expect(daemonB.logged('re-attached VM')).toEqual([]);
