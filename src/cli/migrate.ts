@@ -14,8 +14,8 @@ export const migrateCommand = defineCommand({
   summary: "live-migrate a running VM to another host's state directory (its plugin may run on another machine)",
   description:
     'Moves a running VM, live, from the host of the state directory (--state-dir) to the host of <destination>, another ' +
-    'state directory: its record moves with it, so that afterwards exactly one record exists, in <destination>. The ' +
-    "destination host finds plugins from the same config and plugin directories; --plugin names its plugin (default: the VM's), " +
+    'state directory: its record moves with it, so that afterwards exactly one record exists, in <destination>. A ' +
+    "destination no daemon serves finds plugins from the same config and plugin directories as the source's host (a daemon, its own); --plugin names its plugin (default: the VM's), " +
     'which may be a listening plugin on another machine (connect = "tls://..." in the config), and --address the ' +
     "address the source's VMM reaches it at (without it: a unix socket, this machine only). Either state directory may be " +
     "served by `hvplug daemon`: the source's daemon then drives the migration, and the destination's daemon receives the " +
