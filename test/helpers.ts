@@ -1,5 +1,5 @@
 import { existsSync, statSync } from 'node:fs';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -71,4 +71,10 @@ export async function ensureCliBuilt(): Promise<void> {
   const sources = Math.max(...(await Promise.all(dirs.map(newestSource))));
   if (existsSync(CLI) && statSync(CLI).mtimeMs >= sources) return;
   await execa('npm', ['run', '--silent', 'build:ts'], { cwd: root });
+}
+
+/** The counter values the example plugin's guest wrote on a console log, in order (none if there is no file). */
+export async function consoleTicks(path: string): Promise<number[]> {
+  const text = await readFile(path, 'utf8').catch(() => '');
+  return [...text.matchAll(/^tick (\d+)$/gm)].map((m) => Number(m[1]));
 }

@@ -43,6 +43,22 @@ export function secondsValue(): z.ZodType<number, string> {
   });
 }
 
+/**
+ * A delay in seconds (fractions allowed) given as milliseconds, from 0 to `maxMs`: for a setting where 0 has a
+ * meaning of its own (never), unlike secondsValue's deadlines.
+ */
+export function delayValue(maxMs: number, zero: string): z.ZodType<number, string> {
+  const maxSeconds = Math.floor(maxMs / 1000);
+  return z.string().transform((s, ctx) => {
+    const n = /^\d+(\.\d+)?$/.test(s.trim()) ? Number(s) : Number.NaN;
+    if (!(n >= 0) || n > maxSeconds) {
+      ctx.addIssue({ code: 'custom', message: `expected a number of seconds from 0 (${zero}) to ${maxSeconds}, got "${s}"` });
+      return z.NEVER;
+    }
+    return Math.round(n * 1000);
+  });
+}
+
 function pathValue(kind: 'file' | 'directory'): z.ZodType<string, string> {
   return z.string().transform((s, ctx) => {
     if (s === '') {

@@ -2,9 +2,9 @@ import { createRequire } from 'node:module';
 import type { Logger } from 'pino';
 import * as z from 'zod';
 import { InitializeParams } from 'hvplug/protocol';
-import { defaultConfigFile, defaultStateDir, PluginHost } from '../core/index.js';
-import { openDaemonHost, type VmHost } from '../daemon/index.js';
-import { dirPath, existingDir, existingFile, flagSet } from './args.js';
+import { defaultConfigFile, defaultStateDir, MAX_LOST_AFTER_MS, PluginHost } from '../core/index.js';
+import { openDaemonHost, type RemoteHost } from '../daemon/index.js';
+import { delayValue, dirPath, existingDir, existingFile, flagSet } from './args.js';
 import { Output } from './output.js';
 import { safeJson } from './safe-text.js';
 import { clearStatus, humanLogLine, startProgress, type Progress } from './tty.js';
@@ -27,6 +27,8 @@ export const GlobalOptions = z.object({
       return z.NEVER;
     })
     .optional(),
+  /** In milliseconds. */
+  'unreachable-lost-after': delayValue(MAX_LOST_AFTER_MS, 'never').optional(),
   help: flagSet(),
   version: flagSet(),
 });
@@ -93,7 +95,7 @@ export class CliContext {
    * The host of the VM commands: the state directory's daemon when one runs, else one of this process's own (as
    * openHost). A daemon's VMs are only ever changed through it.
    */
-  async vmHost(): Promise<VmHost> {
+  async vmHost(): Promise<RemoteHost | PluginHost> {
     return (await openDaemonHost(this.globals['state-dir'] ?? defaultStateDir())) ?? this.openHost();
   }
 
@@ -108,6 +110,7 @@ export class CliContext {
       runtimeDir: g['runtime-dir'],
       logLevel: g['log-level'] ?? 'warn',
       logger: this.logger,
+      ...(g['unreachable-lost-after'] === undefined ? {} : { supervision: { unreachableLostAfterMs: g['unreachable-lost-after'] } }),
     });
   }
 }

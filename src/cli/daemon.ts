@@ -38,7 +38,7 @@ export const daemonCommand = defineCommand({
   description:
     'Runs one long-lived host for the state directory: it re-attaches the VMs recorded there, then serves the VM ' +
     'commands (ps, info, create, start, run --detach, pause, resume, stop, kill, rm, save, restore, attach-device, ' +
-    'detach-device, resize) of every hvplug process over a unix socket in the runtime directory (mode 0600). With --group ' +
+    'detach-device, resize, migrate from and to its state directory) of every hvplug process over a unix socket in the runtime directory (mode 0600). With --group ' +
     'the socket is 0660 and owned by that group, and while the daemon runs the runtime and state directories are 0710 of ' +
     'that group, so that its members can reach the socket and read the lock that names it (daemon.json), and nothing else ' +
     'there: they get every VM command through the daemon, none of its files (a console log, which hvplug logs and ' +

@@ -49,6 +49,7 @@ export const FastHello = z.object({
   runtimeDir: z.string(),
   socket: z.string(),
   version: z.string(),
+  identity: z.string(),
 });
 
 /** What resolveRef reads of each record; the daemon parsed the records whole (VmRecord) from its files. */

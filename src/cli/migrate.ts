@@ -1,6 +1,8 @@
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { z } from 'zod';
-import { defaultConfigFile, PluginHost } from '../core/index.js';
+import type { Progress } from 'hvplug/protocol';
+import { PluginHost, type MigrationReport } from '../core/index.js';
+import { openDestination } from '../daemon/migration.js';
 import { dirPath, flagSet, nonEmpty } from './args.js';
 import { defineCommand } from './command.js';
 import { CliFailure, EXIT_OK } from './errors.js';
@@ -12,16 +14,18 @@ export const migrateCommand = defineCommand({
   summary: "live-migrate a running VM to another host's state directory (its plugin may run on another machine)",
   description:
     'Moves a running VM, live, from the host of the state directory (--state-dir) to the host of <destination>, another ' +
-    'state directory: its record moves with it, so that afterwards exactly one record exists, in <destination>. The ' +
-    "destination host finds plugins from the same config and plugin directories; --plugin names its plugin (default: the VM's), " +
+    'state directory: its record moves with it, so that afterwards exactly one record exists, in <destination>. A ' +
+    "destination no daemon serves finds plugins from the same config and plugin directories as the source's host (a daemon, its own); --plugin names its plugin (default: the VM's), " +
     'which may be a listening plugin on another machine (connect = "tls://..." in the config), and --address the ' +
-    "address the source's VMM reaches it at (without it: a unix socket, this machine only). The destination's runtime " +
-    'directory is <destination>/run unless --to-runtime-dir says otherwise. Prints the downtime. A migration left ' +
+    "address the source's VMM reaches it at (without it: a unix socket, this machine only). Either state directory may be " +
+    "served by `hvplug daemon`: the source's daemon then drives the migration, and the destination's daemon receives the " +
+    "VM through its API; a destination no daemon serves is opened by whoever drives (its runtime directory is " +
+    '<destination>/run unless --to-runtime-dir says otherwise). Prints the downtime. A migration left ' +
     'undecided (an answer that never came) is reported with both records kept; see docs/migration.md.',
   flags: {
     plugin: { type: 'string', value: '<name>', help: "the destination's plugin (default: the VM's own plugin name)" },
     address: { type: 'string', value: '<ip|name>', help: 'the destination address the VMM sends to (TCP); default a unix socket' },
-    'to-runtime-dir': { type: 'string', value: '<dir>', help: "the destination host's runtime directory (default <destination>/run)" },
+    'to-runtime-dir': { type: 'string', value: '<dir>', help: "the runtime directory of a destination no daemon serves (default <destination>/run)" },
     json: { type: 'boolean', help: 'print the migration report as JSON' },
   },
   positionals: [
@@ -38,32 +42,25 @@ export const migrateCommand = defineCommand({
   }),
   async action(opts, ctx) {
     const host = await ctx.vmHost();
-    if (!(host instanceof PluginHost)) {
-      await host.close();
-      throw new CliFailure(`the state directory ${host.stateDir} is served by a daemon: migrate needs this process to drive both hosts (stop the daemon first)`);
-    }
     const target = resolve(opts.destination);
-    if (target === resolve(host.stateDir)) {
-      await host.close();
-      throw new CliFailure(`the destination ${target} is the VM's own state directory`);
-    }
-    const g = ctx.globals;
-    const destination = new PluginHost({
-      // The same plugins as the source host's (openHost): empty, not undefined, when there is no config file.
-      configFile: g.config ?? defaultConfigFile() ?? '',
-      pluginDirs: g['plugin-dir'],
-      stateDir: target,
-      runtimeDir: opts['to-runtime-dir'] ?? join(target, 'run'),
-      logLevel: g['log-level'] ?? 'warn',
-      logger: ctx.logger,
-    });
     try {
+      if (target === resolve(host.stateDir)) throw new CliFailure(`the destination ${target} is the VM's own state directory`);
       const { vm } = await attachRef(host, opts.vm);
-      const report = await host.migrate(vm.id, destination, {
-        plugin: opts.plugin,
-        address: opts.address,
-        onProgress: (p) => ctx.logger.info({ vmId: vm.id, ...p.value }, 'migrating'),
-      });
+      const onProgress = (p: Progress): void => ctx.logger.info({ vmId: vm.id, ...p.value }, 'migrating');
+      const settings = { plugin: opts.plugin, address: opts.address, onProgress };
+      let report: MigrationReport;
+      if (host instanceof PluginHost) {
+        // This process drives the hand-off; the destination is its daemon, or a host of this process's own.
+        const destination = await openDestination(host, target, opts['to-runtime-dir']);
+        try {
+          report = await host.migrate(vm.id, destination, settings);
+        } finally {
+          await destination.close();
+        }
+      } else {
+        // The source's daemon owns the VM and drives the hand-off itself.
+        report = await host.migrate(vm.id, { stateDir: target, ...(opts['to-runtime-dir'] === undefined ? {} : { runtimeDir: opts['to-runtime-dir'] }) }, settings);
+      }
       ctx.output(opts.json).document(report, () =>
         safeLine(
           `${report.vmId} migrated to ${target} via ${report.uri}${report.tls ? ' (TLS)' : ''}: downtime ${report.downtimeMs === undefined ? 'unknown' : `${Math.round(report.downtimeMs)} ms`}, ` +
@@ -73,7 +70,6 @@ export const migrateCommand = defineCommand({
       return EXIT_OK;
     } finally {
       await host.close();
-      await destination.close();
     }
   },
 });

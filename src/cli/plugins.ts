@@ -13,7 +13,7 @@ export const pluginsCommand = defineCommand({
     'hvplug-plugin-<name> executables in --plugin-dir directories and on PATH, then the plugins bundled with hvplug. ' +
     'Nothing is started; PROBLEM says when a plugin\'s command is missing or not executable. ' +
     'Use `hvplug inspect <plugin>` to see what a plugin supports.',
-  flags: { json: { type: 'boolean', help: 'a JSON array of {name, source, command, args, isolation, problem?}' } },
+  flags: { json: { type: 'boolean', help: 'a JSON array of {name, source, command, connect?, unreachableLostAfterMs?, args, isolation, problem?}' } },
   positionals: [],
   options: z.object({ json: flagSet() }),
   async action({ json }, ctx) {
@@ -21,7 +21,7 @@ export const pluginsCommand = defineCommand({
     const rows = await Promise.all(
       (await catalog.list()).map(async (s) => {
         const problem = await catalog.problemWith(s);
-        return { name: s.name, source: s.source, command: s.command, ...(s.connect ? { connect: s.connect } : {}), args: s.args, isolation: s.isolation, ...(problem ? { problem } : {}) };
+        return { name: s.name, source: s.source, command: s.command, ...(s.connect ? { connect: s.connect } : {}), ...(s.unreachableLostAfterMs === undefined ? {} : { unreachableLostAfterMs: s.unreachableLostAfterMs }), args: s.args, isolation: s.isolation, ...(problem ? { problem } : {}) };
       }),
     );
     ctx.output(json).document(rows, () =>

@@ -159,10 +159,22 @@ export interface MigrationReport {
 }
 
 /**
- * What PluginHost.migrate asks of the destination: a PluginHost, or whatever carries these calls to one in another
- * process (the crash tests' host processes relay them, test/fixtures/hosts/migration-host.mjs).
+/**
+ * The destination of a live migration as its source drives it: a PluginHost in the same process, the host of a
+ * state directory's daemon through its API (RemoteHost), or whatever else carries these calls to a host in another
+ * process (the crash tests' host processes relay them, test/fixtures/hosts/migration-host.mjs). PluginHost.migrate
+ * is the one place the hand-off's steps and their order are written; a destination only carries out its own three.
  */
-export type MigrationDestination = Pick<PluginHost, 'identity' | 'prepareIncoming' | 'commitIncoming' | 'abortIncoming'>;
+export interface MigrationDestination {
+  /** How the source's record names this host (VmRecord.migration.peer). */
+  readonly identity: string;
+  /** Writes the incoming VM's marked record, asks its plugin vm/receiveMigration, answers where to send it. */
+  prepareIncoming(vmId: string, plugin: string, config: VmRecord['config'], from: string, address?: string): Promise<IncomingTarget>;
+  /** The source says the guest is here: the destination's record loses its mark once the VM runs (the commit point). */
+  commitIncoming(vmId: string): Promise<void>;
+  /** The source plugin refused: the incoming VM and its record go. */
+  abortIncoming(vmId: string): Promise<void>;
+}
 
 /** Which host runs the VM after resolveMigration. */
 export type MigrationVerdict = 'source' | 'destination';
@@ -190,7 +202,7 @@ export interface PluginStatus extends SupervisedStatus {
   lost: number;
 }
 
-export class PluginHost extends EventEmitter<HostEvents> {
+export class PluginHost extends EventEmitter<HostEvents> implements MigrationDestination {
   readonly stateDir: string;
   readonly runtimeDir: string;
   readonly logger: Logger;
@@ -319,7 +331,11 @@ export class PluginHost extends EventEmitter<HostEvents> {
     const runtimeDir = await ensurePrivateDir(join(this.runtimeDir, spec.name), this.runtimeDir);
     this.sources.set(spec.name, spec.source);
     const clientOpts = this.clientOptions(spec, stateDir, runtimeDir);
-    const supervision = this.opts.supervision ?? {};
+    // The plugin's own setting (its config table) over the host's.
+    const supervision: SupervisionOptions = {
+      ...this.opts.supervision,
+      ...(spec.unreachableLostAfterMs === undefined ? {} : { unreachableLostAfterMs: spec.unreachableLostAfterMs }),
+    };
     const rt = {} as Runtime;
     rt.spec = spec;
     if (spec.isolation === 'per-vm') {
@@ -688,15 +704,24 @@ export class PluginHost extends EventEmitter<HostEvents> {
     return this.store.list();
   }
 
-  /** A VM by id: known already, or re-attached from its record. Undefined when there is no record. */
+  /**
+   * A VM by id: known already, or re-attached from its record. Undefined when there is no record. A VM whose record
+   * is marked by a live migration this host is not carrying out (a host died during it) is not re-attached, as
+   * reattach() does not: it is handed back seen, owned by that migration, until resolveMigration settles it.
+   */
   async attach(vmId: string): Promise<ShimVm | undefined> {
     const known = await this.vm(vmId);
     // One seen as another host's is asked about again: its owner may have let go since (a daemon outlives the
-    // commands and embedders it watched).
-    if (known && known.ownedBy === undefined) return known;
+    // commands and embedders it watched). One of this host's migrations is this host's own.
+    if (known && (known.ownedBy === undefined || this.migrations.has(vmId))) return known;
     const record = await this.recordOf(vmId);
     if (!record) return known;
     const rt = await this.runtime(record.plugin, record.source);
+    if (record.migration) {
+      const seen = rt.shim.vm(vmId) ?? rt.shim.adopt(vmId, record.config, record.status, record.state ?? undefined);
+      seen.ownedBy = `an undecided live migration (${record.migration.role}, peer ${record.migration.peer}; see resolveMigration)`;
+      return seen;
+    }
     this.createdAt.set(vmId, record.createdAt);
     if (record.pending) this.unanswered.set(vmId, record.pending);
     await this.recoverOne(rt, record.vmId, record.config, record.state, record.status);
@@ -774,6 +799,15 @@ export class PluginHost extends EventEmitter<HostEvents> {
 
   // ---- live migration (docs/migration.md) ----
 
+  /**
+   * A host of another state directory with this host's plugins (specs, config file, plugin directories), settings,
+   * logger and hooks: a migration's destination on this machine that no daemon serves. Nothing starts until used.
+   */
+  peer(dirs: { stateDir: string; runtimeDir: string }): PluginHost {
+    const { store: _own, ...opts } = this.opts;
+    return new PluginHost({ ...opts, ...dirs, logger: this.logger });
+  }
+
   /** How the other side of a migration names this host in its record: hostname and state directory. */
   get identity(): string {
     return `${hostname()}:${this.stateDir}`;
@@ -799,7 +833,8 @@ export class PluginHost extends EventEmitter<HostEvents> {
   }
 
   private async migrateOut(vmId: string, destination: MigrationDestination, opts: MigrateOptions): Promise<MigrationReport> {
-    if (destination === this) throw new InvalidStateError(`VM ${vmId} cannot migrate to the host that runs it`, vmId, 'running', []);
+    // The same state directory through its daemon is this host too.
+    if (destination === this || destination.identity === this.identity) throw new InvalidStateError(`VM ${vmId} cannot migrate to the host that runs it`, vmId, 'running', []);
     const vm = await this.vm(vmId);
     const plugin = this.created.get(vmId);
     if (!vm || plugin === undefined) throw new VmNotFoundError(vmId);

@@ -1,5 +1,5 @@
 export { PluginHost } from './host.js';
-export type { HostEvents, MigrateOptions, MigrationDestination, MigrationReport, MigrationVerdict, PluginStatus, ReattachReport } from './host.js';
+export type { HostEvents, IncomingTarget, MigrateOptions, MigrationDestination, MigrationReport, MigrationVerdict, PluginStatus, ReattachReport } from './host.js';
 export { FileStateStore, MigrationMark, VmRecord } from './state-store.js';
 export type { RecordError, StateStore } from './state-store.js';
 export { SupervisedPlugin, PluginFailedError, DEFAULT_SUPERVISION } from './supervisor.js';
@@ -7,7 +7,7 @@ export type { SupervisedStatus, SupervisionOptions } from './supervisor.js';
 export type { PluginHostOptions } from './host.js';
 export { MAX_UNREAD_INPUT_BYTES, NOTIFICATION_BURST, NOTIFICATION_RATE, PluginClient } from './plugin-client.js';
 export type { CallOptions, ClientOptions, ExitInfo } from './plugin-client.js';
-export { PluginSpec } from './plugin-spec.js';
+export { MAX_LOST_AFTER_MS, PluginSpec } from './plugin-spec.js';
 export type { PluginSpecInput } from './plugin-spec.js';
 export { PluginCatalog, BUILTIN_PLUGINS, builtinPluginPath, packageRoot } from './discovery.js';
 export { ENV_ALLOW_LIST } from './environment.js';

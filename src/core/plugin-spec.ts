@@ -21,6 +21,12 @@ const Address = z.string().superRefine((text, ctx) => {
   }
 });
 
+/**
+ * The longest delay a node timer keeps (2^31-1 ms, about 24.8 days; a longer one fires at once): the most a config
+ * file or the command line may give unreachableLostAfterMs, where more is a typo more likely than a wish (0 is never).
+ */
+export const MAX_LOST_AFTER_MS = 2_147_483_647;
+
 /** The fields of a spec, before the rules that tie them together (the config file's tables are made from these). */
 export const PluginSpecFields = z.object({
   name: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'plugin names are lower-case a-z 0-9 . _ -'),
@@ -41,6 +47,16 @@ export const PluginSpecFields = z.object({
   isolation: z.enum(['shared', 'per-vm']).default('shared'),
   /** How long the plugin has to answer initialize after it is spawned (go-plugin's StartTimeout). */
   startTimeoutMs: z.number().int().min(100).max(600_000).default(methods.initialize.timeoutMs),
+  /**
+   * For a plugin connected to: how long it may be out of reach before its VMs are reported lost; 0 never. Absent:
+   * the host's (SupervisionOptions.unreachableLostAfterMs, `hvplug --unreachable-lost-after`).
+   */
+  unreachableLostAfterMs: z
+    .number()
+    .int({ error: 'must be a whole number of milliseconds' })
+    .min(0, { error: 'must be 0 (never) or more milliseconds' })
+    .max(MAX_LOST_AFTER_MS, { error: `must be at most ${MAX_LOST_AFTER_MS} ms (about 24.8 days), the longest a timer waits; 0 is never` })
+    .optional(),
   /** Merged under every VM config created through this plugin. */
   defaults: VmConfig.partial().default({}),
   /** Where the spec came from, for `hvplug plugins`. */
@@ -53,6 +69,9 @@ export const PluginSpec = PluginSpecFields.superRefine((spec, ctx) => {
   if (spec.connect === undefined) {
     if (spec.command === undefined) say('give a command to run, or connect = "<address>" of a listening plugin', 'command');
     if (spec.tls !== undefined) say('tls is for connect = "tls://..."', 'tls');
+    if (spec.unreachableLostAfterMs !== undefined) {
+      say('unreachableLostAfterMs is for connect = "<address>": a plugin the host spawns is restarted when it dies, never out of reach', 'unreachableLostAfterMs');
+    }
     return;
   }
   if (spec.command !== undefined) say('give either command or connect, not both', 'connect');

@@ -4,7 +4,7 @@ import { sessionMethod, type InitializeResult } from 'hvplug/protocol';
 import type { ChannelCallOptions, NotificationListener, PluginChannel } from '../shim/channel.js';
 import { HvplugError, PluginExitedError, PluginUnreachableError, TimeoutError } from '../errors/index.js';
 import { PluginClient, type ClientOptions } from './plugin-client.js';
-import type { PluginSpec } from './plugin-spec.js';
+import { MAX_LOST_AFTER_MS, type PluginSpec } from './plugin-spec.js';
 
 export interface SupervisionOptions {
   /** First restart delay; doubles per consecutive crash up to maxBackoffMs. */
@@ -18,7 +18,8 @@ export interface SupervisionOptions {
   healthTimeoutMs?: number;
   /**
    * A plugin connected to (PluginSpec.connect) that has been unreachable this long has its VMs reported lost
-   * (`vm-lost`, status and record); before, they are only out of reach. 0: never. A reconnect recovers them.
+   * (`vm-lost`, status and record); before, they are only out of reach. 0: never. A reconnect recovers them. A
+   * plugin's own PluginSpec.unreachableLostAfterMs wins over the host's.
    */
   unreachableLostAfterMs?: number;
 }
@@ -302,9 +303,12 @@ export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements 
       () => {
         const o = this.outage;
         if (o !== outage || this.closing) return;
+        // A wait longer than a timer holds is made of several.
+        if (Date.now() - o.since < after) return this.armLostTimer(o);
         this.emit('unreachable-too-long', { address: o.address, reason: o.error.reason, downMs: Date.now() - o.since });
       },
-      Math.max(0, outage.since + after - Date.now()),
+      // Node fires a timer of more than 2^31-1 ms at once.
+      Math.min(MAX_LOST_AFTER_MS, Math.max(0, outage.since + after - Date.now())),
     );
     // An embedder done with its host must not be held by a plugin it can no longer reach.
     this.lostTimer.unref();

@@ -1,7 +1,23 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import * as z from 'zod';
-import { Id, InitializeResult, isMethodName, METHOD_NAMES, methodDef, PluginState, VmConfig, VmEvent, VmStatus, type MethodName, type NotificationName } from 'hvplug/protocol';
+import {
+  AbsPath,
+  Id,
+  InitializeResult,
+  isMethodName,
+  METHOD_NAMES,
+  MIGRATION_METHODS,
+  MigrationUri,
+  methodDef,
+  methods,
+  PluginState,
+  VmConfig,
+  VmEvent,
+  VmStatus,
+  type MethodName,
+  type NotificationName,
+} from 'hvplug/protocol';
 import { VmRecord } from '../core/state-store.js';
 
 /**
@@ -13,9 +29,11 @@ import { VmRecord } from '../core/state-store.js';
 
 /**
  * Bumped when a client of one hvplug could misread a daemon of another. 2: event subscription (hvplug/subscribe,
- * hvplug/event, hvplug/eventsDropped) and its host-side `deleted` event.
+ * hvplug/event, hvplug/eventsDropped) and its host-side `deleted` event. 3: live migration (hvplug/migrate and the
+ * destination's hvplug/prepareIncoming, commitIncoming, abortIncoming; the hello's identity); vm/migrate and
+ * vm/receiveMigration are no longer served raw.
  */
-export const API_VERSION = 2;
+export const API_VERSION = 3;
 
 /** What of a hello every version has, read before the rest so that a daemon of another version is named, not misparsed. */
 export const HelloVersion = z.object({ apiVersion: z.number().int(), version: z.string().max(100).optional() });
@@ -47,10 +65,20 @@ export const MAX_UNREAD_EVENT_BYTES = 1024 * 1024;
 /** VMs one subscription may name; more is a broken client (the filter is a set, looked up per event). */
 export const MAX_SUBSCRIBED_VMS = 1024;
 
+/** The daemon's own calls (records, attach) may start a plugin and re-attach a VM: their deadline covers both. */
+export const OWN_CALL_TIMEOUT_MS = 120_000;
+
+/**
+ * hvplug/migrate's deadline: the destination's prepareIncoming and commitIncoming (each an own call's) around the
+ * source plugin's vm/migrate (the method table's). Each step keeps its own deadline in the daemon; this is the sum.
+ */
+export const MIGRATE_CALL_TIMEOUT_MS = 2 * OWN_CALL_TIMEOUT_MS + methods[MIGRATION_METHODS.send].timeoutMs;
+
 /** The protocol's progress notification, forwarded to the client that gave the token. */
-export const PROGRESS: NotificationName = '$/progress';
+export const PROGRESS = '$/progress' satisfies NotificationName;
 
 const PluginName = z.string().min(1).max(128);
+const ProgressToken = z.union([z.string().max(128), z.number()]);
 const RecordError = z.object({ where: z.string(), message: z.string() });
 
 /** A VM event, sent to every client subscribed to it (hvplug/subscribe). */
@@ -68,6 +96,8 @@ export const Hello = z.object({
   runtimeDir: z.string(),
   socket: z.string(),
   version: z.string(),
+  /** How a live migration's other host names this one in its record (PluginHost.identity). */
+  identity: z.string(),
 });
 export type Hello = z.output<typeof Hello>;
 
@@ -89,7 +119,24 @@ export const AttachedVm = z.object({
 });
 export type AttachedVm = z.output<typeof AttachedVm>;
 
-/** The daemon's own calls: each with its params and result schemas, parsed on both sides. */
+/** A live migration's outcome, as PluginHost.migrate answers it. */
+export const MigrationReport = z.object({
+  vmId: Id,
+  uri: MigrationUri,
+  /** The stream went in TLS, as the destination asked (the VMM's own credentials). */
+  tls: z.boolean(),
+  downtimeMs: z.number().nonnegative().optional(),
+  totalMs: z.number().nonnegative(),
+  transferredBytes: z.number().int().nonnegative(),
+  elapsedMs: z.number().nonnegative(),
+});
+
+const Nothing = z.object({});
+
+/**
+ * The daemon's own calls: each with its params and result schemas, parsed on both sides, and its deadline when an
+ * own call's (OWN_CALL_TIMEOUT_MS) is not enough.
+ */
 export const DAEMON_METHODS = {
   hello: { name: 'hvplug/hello', params: z.object({}), result: Hello },
   records: { name: 'hvplug/records', params: z.object({}), result: z.object({ records: z.array(VmRecord), errors: z.array(RecordError) }) },
@@ -113,6 +160,35 @@ export const DAEMON_METHODS = {
     params: z.object({ vmId: Id }),
     result: z.object({ kind: z.enum(['log', 'socket', 'pty']), path: z.string(), joined: z.boolean() }),
   },
+  /**
+   * Live migration, source side: the daemon runs PluginHost.migrate of one of its VMs to the host of another state
+   * directory on this machine: that directory's daemon, driven through the three calls below, or a host the daemon
+   * opens there itself (runtimeDir: its runtime directory, default <stateDir>/run) with its own plugins. $/progress
+   * goes to the caller under its progressToken.
+   */
+  migrate: {
+    name: 'hvplug/migrate',
+    params: z.object({
+      vmId: Id,
+      destination: z.object({ stateDir: AbsPath, runtimeDir: AbsPath.optional() }),
+      plugin: PluginName.optional(),
+      address: z.string().min(1).max(253).optional(),
+      progressToken: ProgressToken.optional(),
+    }),
+    result: MigrationReport,
+    timeoutMs: MIGRATE_CALL_TIMEOUT_MS,
+  },
+  /** Live migration, destination side (PluginHost.prepareIncoming): the incoming VM's marked record, vm/receiveMigration, the uri. */
+  prepareIncoming: {
+    name: 'hvplug/prepareIncoming',
+    params: z.object({ vmId: Id, plugin: PluginName, config: VmConfig, from: z.string().min(1).max(4096), address: z.string().min(1).max(253).optional() }),
+    /** Where to send the VM, and whether the destination takes it only in TLS (IncomingTarget). */
+    result: z.object({ uri: MigrationUri, tls: z.boolean() }),
+  },
+  /** The source plugin sent the VM: the record loses its mark once the VM runs here (PluginHost.commitIncoming, the commit point). */
+  commitIncoming: { name: 'hvplug/commitIncoming', params: z.object({ vmId: Id }), result: Nothing },
+  /** The source plugin refused: the incoming VM and its record go (PluginHost.abortIncoming). */
+  abortIncoming: { name: 'hvplug/abortIncoming', params: z.object({ vmId: Id }), result: Nothing },
 } as const;
 export type DaemonMethods = typeof DAEMON_METHODS;
 
@@ -121,8 +197,13 @@ export const PluginCall = z.object({ plugin: PluginName, params: z.record(z.stri
 /** Params of a `vm`-scoped method: its own, vmId routing the call. */
 export const VmCall = z.looseObject({ vmId: Id });
 
-/** The table's methods the daemon serves: all but the session's, which are the host's business with a plugin. */
-export const SERVED_METHODS: readonly MethodName[] = METHOD_NAMES.filter((m) => methodDef(m).scope !== 'session');
+/**
+ * The table's methods the daemon serves: all but the session's, which are the host's business with a plugin, and the
+ * migration pair, which only make sense with the record hand-off around them (hvplug/migrate and the destination's
+ * calls): a raw vm/migrate would drop the record of a VM that no host of ours received.
+ */
+const MIGRATION_METHOD_NAMES: readonly MethodName[] = Object.values(MIGRATION_METHODS);
+export const SERVED_METHODS: readonly MethodName[] = METHOD_NAMES.filter((m) => methodDef(m).scope !== 'session' && !MIGRATION_METHOD_NAMES.includes(m));
 
 /** The wire params of a call through the daemon, from the shim's params and the plugin it is for. */
 export function wireParams(method: string, plugin: string, params: unknown): unknown {

@@ -1,14 +1,26 @@
 import { connect, type Socket } from 'node:net';
 import type { z } from 'zod';
 import { CancellationTokenSource, createMessageConnection, ResponseError, type MessageConnection } from 'vscode-jsonrpc/node';
-import { InitializeResult } from 'hvplug/protocol';
 import { FramedReader, FramedWriter } from 'hvplug/transport';
-import { HvplugError, ShimHypervisor, TimeoutError, type ShimVm, type VmRecord } from '../core/index.js';
+import { HvplugError, ShimHypervisor, TimeoutError, type IncomingTarget, type MigrateOptions, type MigrationDestination, type MigrationReport, type ShimVm, type VmRecord } from '../core/index.js';
 import type { RecordError, StateStore } from '../core/state-store.js';
 import { ownerAlive } from '../core/ownership.js';
 import { mergeDefaults } from '../core/plugin-spec.js';
 import type { ChannelCallOptions, NotificationListener, PluginChannel } from '../shim/channel.js';
-import { API_VERSION, DAEMON_METHODS, HelloVersion, MAX_ANSWER_BYTES, MAX_REQUEST_BYTES, PROGRESS, wireParams, type Hello, type PluginView } from './api.js';
+import { randomUUID } from 'node:crypto';
+import { InitializeResult, notifications } from 'hvplug/protocol';
+import {
+  API_VERSION,
+  DAEMON_METHODS,
+  HelloVersion,
+  MAX_ANSWER_BYTES,
+  MAX_REQUEST_BYTES,
+  OWN_CALL_TIMEOUT_MS,
+  PROGRESS,
+  wireParams,
+  type Hello,
+  type PluginView,
+} from './api.js';
 import { fromResponseError } from './errors.js';
 import { DaemonVersionError } from '../errors/index.js';
 import { liveDaemon, type DaemonLockInfo } from './lock.js';
@@ -26,8 +38,7 @@ export interface VmHost {
   close(): Promise<void>;
 }
 
-/** The daemon's own calls (records, attach) may start a plugin and re-attach a VM: their deadline covers both. */
-export const OWN_CALL_TIMEOUT_MS = 120_000;
+export { OWN_CALL_TIMEOUT_MS } from './api.js';
 /** A protocol call's deadline is the daemon's to keep; the client waits this much longer before it gives up on it. */
 export const DEADLINE_MARGIN_MS = 5_000;
 /** A daemon that has taken its lock but is not listening yet (it is starting) is waited for this long. */
@@ -85,8 +96,8 @@ export class DaemonClient {
 
   /** One of the daemon's own calls, its answer parsed. */
   async own<K extends keyof Own>(key: K, params: z.input<Own[K]['params']>): Promise<z.output<Own[K]['result']>> {
-    const def = DAEMON_METHODS[key];
-    const raw = await this.request(def.name, params, { timeoutMs: OWN_CALL_TIMEOUT_MS });
+    const def: Own[keyof Own] = DAEMON_METHODS[key];
+    const raw = await this.request(def.name, params, { timeoutMs: 'timeoutMs' in def ? def.timeoutMs : OWN_CALL_TIMEOUT_MS });
     return def.result.parse(raw) as z.output<Own[K]['result']>;
   }
 
@@ -163,9 +174,13 @@ class DaemonChannel implements PluginChannel {
   }
 }
 
-/** The daemon's host, seen from a client: records and VMs are the daemon's, driven through its API. */
-export class RemoteHost implements VmHost {
+/**
+ * The daemon's host, seen from a client: records and VMs are the daemon's, driven through its API. It is also a
+ * migration's destination (its daemon carries out the destination's steps) and can have its daemon migrate a VM out.
+ */
+export class RemoteHost implements VmHost, MigrationDestination {
   readonly stateDir: string;
+  readonly identity: string;
   readonly store: Pick<StateStore, 'delete'>;
   private readonly shims = new Map<string, ShimHypervisor>();
 
@@ -174,6 +189,7 @@ export class RemoteHost implements VmHost {
     readonly hello: Hello,
   ) {
     this.stateDir = hello.stateDir;
+    this.identity = hello.identity;
     this.store = { delete: async (vmId) => void (await client.own('forget', { vmId })) };
   }
 
@@ -191,6 +207,47 @@ export class RemoteHost implements VmHost {
 
   async hypervisor(name: string): Promise<ShimHypervisor> {
     return this.shims.get(name) ?? this.shim(await this.client.own('plugin', { plugin: name }));
+  }
+
+  async prepareIncoming(vmId: string, plugin: string, config: VmRecord['config'], from: string, address?: string): Promise<IncomingTarget> {
+    return this.client.own('prepareIncoming', { vmId, plugin, config, from, ...(address === undefined ? {} : { address }) });
+  }
+
+  async commitIncoming(vmId: string): Promise<void> {
+    await this.client.own('commitIncoming', { vmId });
+  }
+
+  async abortIncoming(vmId: string): Promise<void> {
+    await this.client.own('abortIncoming', { vmId });
+  }
+
+  /**
+   * The daemon migrates one of its VMs to the host of another state directory (PluginHost.migrate in the daemon):
+   * that directory's daemon, or a host the daemon opens there (runtimeDir: its runtime directory).
+   */
+  async migrate(
+    vmId: string,
+    destination: { stateDir: string; runtimeDir?: string },
+    opts: Pick<MigrateOptions, 'plugin' | 'address' | 'onProgress'> = {},
+  ): Promise<MigrationReport> {
+    const token = `migrate-${randomUUID()}`;
+    const progress = notifications[PROGRESS].params;
+    const off = this.client.onProgress((_, params) => {
+      const p = progress.safeParse(params);
+      if (p.success && p.data.token === token) opts.onProgress?.(p.data);
+    });
+    try {
+      const report = await this.client.own('migrate', {
+        vmId,
+        destination,
+        progressToken: token,
+        ...(opts.plugin === undefined ? {} : { plugin: opts.plugin }),
+        ...(opts.address === undefined ? {} : { address: opts.address }),
+      });
+      return { ...report, downtimeMs: report.downtimeMs };
+    } finally {
+      off();
+    }
   }
 
   private shim(view: PluginView): ShimHypervisor {

@@ -5,7 +5,7 @@ import * as z from 'zod';
 import { createMessageConnection, ResponseError, type CancellationToken, type Message, type MessageConnection } from 'vscode-jsonrpc/node';
 import { ErrorCode, methodDef, type MethodName, type NewVmMethod, type Progress } from 'hvplug/protocol';
 import { FramedReader, FramedWriter, tapReader } from 'hvplug/transport';
-import { HOST_VERSION, VmmFailureError, VmNotFoundError, VmOwnedError, type PluginHost } from '../core/index.js';
+import { HOST_VERSION, VmmFailureError, VmNotFoundError, VmOwnedError, type MigrationReport, type PluginHost } from '../core/index.js';
 import { describeOwner, VmLeases } from '../core/ownership.js';
 import {
   API_VERSION,
@@ -25,6 +25,7 @@ import {
 } from './api.js';
 import { toResponseError } from './errors.js';
 import { EventFeed, EventHub } from './events.js';
+import { openDestination } from './migration.js';
 
 /** What a client may send: requests, and the cancellation of one. Anything else ends its connection. */
 const Incoming = z.union([
@@ -181,10 +182,13 @@ export class DaemonServer {
     for (const method of SERVED_METHODS) {
       conn.onRequest(method, (raw: unknown, token: CancellationToken) => serve(method, () => this.forward(conn, method, raw, token)));
     }
-    const own = <K extends keyof typeof DAEMON_METHODS>(key: K, handler: (params: z.output<(typeof DAEMON_METHODS)[K]['params']>) => Promise<z.input<(typeof DAEMON_METHODS)[K]['result']>>): void => {
+    const own = <K extends keyof typeof DAEMON_METHODS>(
+      key: K,
+      handler: (params: z.output<(typeof DAEMON_METHODS)[K]['params']>, token: CancellationToken) => Promise<z.input<(typeof DAEMON_METHODS)[K]['result']>>,
+    ): void => {
       const def = DAEMON_METHODS[key];
-      conn.onRequest(def.name, (raw: unknown) =>
-        serve(def.name, async () => handler(def.params.parse(raw ?? {}) as z.output<(typeof DAEMON_METHODS)[K]['params']>)),
+      conn.onRequest(def.name, (raw: unknown, token: CancellationToken) =>
+        serve(def.name, async () => handler(def.params.parse(raw ?? {}) as z.output<(typeof DAEMON_METHODS)[K]['params']>, token)),
       );
     };
     own('hello', async () => this.hello());
@@ -193,6 +197,16 @@ export class DaemonServer {
     own('plugin', ({ plugin }) => this.view(plugin));
     own('forget', async ({ vmId }) => {
       await this.forget(vmId);
+      return {};
+    });
+    own('migrate', (params, token) => this.migrate(conn, params, token));
+    own('prepareIncoming', ({ vmId, plugin, config, from, address }) => this.opts.host.prepareIncoming(vmId, plugin, config, from, address));
+    own('commitIncoming', async ({ vmId }) => {
+      await this.opts.host.commitIncoming(vmId);
+      return {};
+    });
+    own('abortIncoming', async ({ vmId }) => {
+      await this.opts.host.abortIncoming(vmId);
       return {};
     });
     own('subscribe', async ({ vmIds }) => {
@@ -233,7 +247,7 @@ export class DaemonServer {
 
   private hello(): Hello {
     const host = this.opts.host;
-    return { apiVersion: API_VERSION, pid: process.pid, stateDir: host.stateDir, runtimeDir: host.runtimeDir, socket: this.opts.socket, version: HOST_VERSION };
+    return { apiVersion: API_VERSION, pid: process.pid, stateDir: host.stateDir, runtimeDir: host.runtimeDir, socket: this.opts.socket, version: HOST_VERSION, identity: host.identity };
   }
 
   /** One protocol call, through the host's shim: validated, gated, recorded there as for any embedder's call. */
@@ -258,6 +272,31 @@ export class DaemonServer {
       return await hv.invoke(method, withoutToken(call.params), opts);
     } finally {
       cancelled.dispose();
+    }
+  }
+
+  /**
+   * PluginHost.migrate of one of this host's VMs, to the daemon of the destination state directory or a host of this
+   * one's plugins opened on it for the migration. The client's cancellation is the migration's abort (the source
+   * plugin rolls back, or the migration is left undecided); a client that only leaves lets it go on.
+   */
+  private async migrate(conn: MessageConnection, p: z.output<(typeof DAEMON_METHODS)['migrate']['params']>, token: CancellationToken): Promise<MigrationReport> {
+    const host = this.opts.host;
+    const vm = await host.attach(p.vmId);
+    if (!vm) throw new VmNotFoundError(p.vmId, `no VM ${p.vmId} in the state directory ${host.stateDir}`);
+    const destination = await openDestination(host, p.destination.stateDir, p.destination.runtimeDir);
+    const abort = new AbortController();
+    const cancelled = token.onCancellationRequested(() => abort.abort(new Error('the client cancelled the migration')));
+    try {
+      return await host.migrate(p.vmId, destination, {
+        plugin: p.plugin,
+        address: p.address,
+        signal: abort.signal,
+        ...this.progressOpts(conn, p.progressToken === undefined ? {} : { progressToken: p.progressToken }),
+      });
+    } finally {
+      cancelled.dispose();
+      await destination.close().catch((err: Error) => this.opts.logger.warn({ err: err.message, stateDir: destination.stateDir }, 'cannot close the migration destination'));
     }
   }
 

@@ -56,7 +56,7 @@ describe('hvplug completion bash', () => {
     expect(await complete('hvplug', 'run', '--de')).toEqual(['--detach']);
     expect(await complete('hvplug', 'ps', '--f')).toEqual(['--filter']);
     // Before the command, only the global options.
-    expect(await complete('hvplug', '--')).toEqual(['--config', '--plugin-dir', '--state-dir', '--runtime-dir', '--log-level', '--help', '--version']);
+    expect(await complete('hvplug', '--')).toEqual(['--config', '--plugin-dir', '--state-dir', '--runtime-dir', '--log-level', '--unreachable-lost-after', '--help', '--version']);
   });
 
   it("completes a flag's value by what it is: files, directories, log levels, or nothing", async () => {

@@ -2,11 +2,12 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { execa, execaSync, type ResultPromise } from 'execa';
+import { execa, execaSync } from 'execa';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { proc } from 'hvplug/plugin-sdk';
 import { encodeFrame, FrameDecoder } from 'hvplug/transport';
 import { alive, CLI, ensureCliBuilt, eventually, removeTempDirs, tempDir } from '../helpers.js';
+import { cli, dirs, ok, startDaemon, stopDaemon, stopDaemons, type Dirs } from '../daemon-helpers.js';
 
 /**
  * `hvplug daemon` through the built CLI: the daemon and every command are processes of their own, as a user runs them
@@ -14,35 +15,13 @@ import { alive, CLI, ensureCliBuilt, eventually, removeTempDirs, tempDir } from 
  */
 const PLUGIN = 'example-proprietary';
 
-interface Dirs {
-  state: string;
-  run: string;
-}
-
-interface Daemon {
-  child: ResultPromise<{ reject: false; all: false; buffer: true }>;
-  pid: number;
-  socket: string;
-  out: () => string;
-  err: () => string;
-  /** Log lines (pino JSON on stderr) with this message. */
-  logged: (msg: string) => Record<string, unknown>[];
-}
-
 const guests = new Set<number>();
-const daemons = new Set<Daemon>();
 
 beforeAll(async () => {
   await ensureCliBuilt();
 }, 120_000);
 
-afterEach(async () => {
-  for (const d of daemons) {
-    d.child.kill('SIGTERM');
-    await d.child;
-  }
-  daemons.clear();
-});
+afterEach(stopDaemons);
 
 afterAll(async () => {
   for (const pid of guests) {
@@ -54,53 +33,6 @@ afterAll(async () => {
   }
   await removeTempDirs();
 });
-
-async function dirs(): Promise<Dirs> {
-  return { state: await tempDir('hvplug-daemon-state-'), run: await tempDir('hvplug-daemon-run-') };
-}
-
-function cli(d: Dirs, args: readonly string[]): Promise<{ exitCode: number; stdout: string; stderr: string }> {
-  return execa('node', [CLI, '--state-dir', d.state, '--runtime-dir', d.run, ...args], { reject: false, timeout: 60_000, env: { HVPLUG_CONFIG: '' } }).then(
-    (r) => ({ exitCode: r.exitCode ?? -1, stdout: r.stdout, stderr: r.stderr }),
-  );
-}
-
-async function ok(d: Dirs, args: readonly string[]): Promise<string> {
-  const r = await cli(d, args);
-  expect(r.exitCode, `hvplug ${args.join(' ')}: ${r.stderr}`).toBe(0);
-  return r.stdout;
-}
-
-async function startDaemon(d: Dirs, extra: readonly string[] = []): Promise<Daemon> {
-  const child = execa('node', [CLI, '--state-dir', d.state, '--runtime-dir', d.run, '--log-level', 'info', 'daemon', ...extra], {
-    reject: false,
-    buffer: true,
-    env: { HVPLUG_CONFIG: '' },
-  });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-  await eventually(() => out.includes('ready') || child.exitCode !== null, 30_000, 'the daemon to be ready');
-  expect(out, err).toContain('ready');
-  const socket = /socket (\S+)/.exec(out)?.[1] ?? '';
-  const logged = (msg: string): Record<string, unknown>[] =>
-    err
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as Record<string, unknown>)
-      .filter((l) => l.msg === msg);
-  const daemon: Daemon = { child, pid: child.pid!, socket, out: () => out, err: () => err, logged };
-  daemons.add(daemon);
-  return daemon;
-}
-
-async function stopDaemon(d: Daemon, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | undefined> {
-  d.child.kill(signal);
-  const r = await d.child;
-  daemons.delete(d);
-  return r.exitCode;
-}
 
 /** The daemon's children: the plugin processes it started. */
 function childrenOf(pid: number): number[] {
@@ -221,7 +153,7 @@ describe('a daemon of another hvplug', () => {
         const r = await cli(d, args);
         expect(r.exitCode, r.stderr).toBe(1);
         expect(r.stderr.trim()).toBe(
-          `hvplug: the hvplug daemon (pid ${process.pid}, hvplug 0.0.9) speaks daemon API 1, this hvplug speaks daemon API 2: ` +
+          `hvplug: the hvplug daemon (pid ${process.pid}, hvplug 0.0.9) speaks daemon API 1, this hvplug speaks daemon API 3: ` +
             'restart the daemon with this hvplug, or use the hvplug it came with',
         );
       }

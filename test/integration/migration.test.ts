@@ -1,9 +1,8 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { InvalidStateError, PluginHost } from 'hvplug';
 import type { Progress } from 'hvplug/protocol';
-import { alive, eventually, memoryLogger, pluginExecutable, removeTempDirs, tempDir } from '../helpers.js';
+import { alive, consoleTicks, eventually, memoryLogger, pluginExecutable, removeTempDirs, tempDir } from '../helpers.js';
 
 /**
  * Live migration between two hosts on this machine, each with its own state directory and its own example plugin
@@ -24,11 +23,7 @@ async function newHost(dir: string, name: string): Promise<PluginHost> {
   return host;
 }
 
-/** The counter values on a console, in order. */
-async function ticks(path: string): Promise<number[]> {
-  const text = await readFile(path, 'utf8').catch(() => '');
-  return [...text.matchAll(/^tick (\d+)$/gm)].map((m) => Number(m[1]));
-}
+const ticks = consoleTicks;
 
 async function runningVm(host: PluginHost): Promise<{ vmId: string; console: string; pid: number }> {
   const hv = await host.hypervisor(PLUGIN);

@@ -198,6 +198,30 @@ describe('remote plugins: outages', () => {
   }, 60_000);
 });
 
+describe('remote plugins: unreachableLostAfterMs beyond a timer', () => {
+  it('a setting longer than the longest timer (2^31 ms) does not report the VMs lost at the start of the outage', async () => {
+    const dir = await tempDir('hvplug-remote-');
+    const plugin = await listening(['--listen', `unix:${join(dir, 'plugin.sock')}`, '--runtime-dir', join(dir, 'plugin-run')]);
+    const host = await hostFor({ connect: plugin.address }, { backoffMs: 50, maxBackoffMs: 200, unreachableLostAfterMs: 2 ** 31 });
+    const events: string[] = [];
+    host.on('plugin-unreachable', () => events.push('unreachable'));
+    host.on('vm-lost', (e) => events.push(`lost ${e.vmId}`));
+    const vm = await (await host.hypervisor(PLUGIN)).createVm({ vmId: 'far', config: {} });
+    await vm.start();
+    const guest = (await vm.info()).pid as number;
+    try {
+      plugin.child.kill('SIGKILL');
+      await eventually(() => events.includes('unreachable'), 5_000, 'plugin-unreachable');
+      // 24.8 days and a millisecond from now, not one millisecond.
+      await new Promise((r) => setTimeout(r, 1_000));
+      expect(events).toEqual(['unreachable']);
+      expect(vm.status).toBe('running');
+    } finally {
+      if (alive(guest)) process.kill(guest, 'SIGKILL');
+    }
+  }, 30_000);
+});
+
 describe('remote plugins: a host connection gone silent', () => {
   it('is taken as gone after --host-silence-ms when another host connects, which is served; a pinging host is never', async () => {
     const dir = await tempDir('hvplug-remote-');

@@ -109,7 +109,7 @@ async function daemon(script: Script): Promise<void> {
   await stopDaemon();
   const socket = join(dir, `d${daemons++}.sock`);
   const state = join(dir, 'state');
-  const hello = { apiVersion: facts.apiVersion, pid: process.pid, stateDir: state, runtimeDir: dir, socket, version: '0.0.0' };
+  const hello = { apiVersion: facts.apiVersion, pid: process.pid, stateDir: state, runtimeDir: dir, socket, version: '0.0.0', identity: `test:${state}` };
   const records = { records: [{ vmId: 'vm-1', plugin: 'p', config: { name: 'web' }, status: 'running' }], errors: [] };
   const attach = { plugin: { name: 'p', info: { capabilities: { methods: [PAUSE] } } }, status: 'running', config: {} };
   server = createServer((conn: Socket) => {
