@@ -8,7 +8,7 @@ import { chmod, mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ErrorCode } from 'hvplug/protocol';
+import { ErrorCode, type Progress } from 'hvplug/protocol';
 import {
   AlreadyExistsError,
   InvalidConfigError,
@@ -160,7 +160,7 @@ describe('capabilities', () => {
     const caps = s.hv.capabilities;
     expect(caps.methods).not.toContain('vm/threads');
     expect(caps.methods).not.toContain('image/ensure');
-    for (const m of ['vm/create', 'vm/start', 'vm/pause', 'vm/resume', 'vm/stop', 'vm/delete', 'vm/save', 'vm/restore', 'vm/recover', 'device/add', 'device/remove', 'vm/resizeVcpus', 'vm/resizeMemory']) {
+    for (const m of ['vm/create', 'vm/start', 'vm/pause', 'vm/resume', 'vm/stop', 'vm/delete', 'vm/save', 'vm/restore', 'vm/recover', 'device/add', 'device/remove', 'vm/resizeVcpus', 'vm/resizeMemory', 'vm/receiveMigration', 'vm/migrate']) {
       expect(caps.methods).toContain(m);
     }
     expect(caps.devices.block).toEqual({ coldplug: true, hotplug: true, hotunplug: true });
@@ -764,5 +764,71 @@ describe.skipIf(!canBoot)('recovery', () => {
       await client.call('vm/delete', { vmId }, { timeoutMs: 30_000 }).catch(() => undefined);
       await client.close();
     }
+  });
+});
+
+describe.skipIf(!canBoot)('live migration between two hosts, each with its own plugin process and runtime directory', () => {
+  it('PluginHost.migrate moves the VM and its record: one record afterwards, on the destination; the source VMM gone', async () => {
+    const a = await setup();
+    const b = await setup();
+    const vm = await a.hv.createVm({ config: config(a, { name: 'mover', devices: [{ type: 'block', id: 'd0', path: await image(a, 'd0.img') }] }) });
+    await vm.start();
+    const srcPid = await vmmPid(vm);
+    const srcDir = join(a.runtimeDir, PLUGIN, vm.id);
+    const progress: Progress[] = [];
+    const report = await a.host.migrate(vm.id, b.host, { onProgress: (p) => progress.push(p) });
+
+    expect(report.uri).toBe(`unix:${join(b.runtimeDir, PLUGIN, vm.id, 'migrate.sock')}`);
+    expect(report.transferredBytes).toBeGreaterThan(0);
+    expect(report.downtimeMs).toBeGreaterThanOrEqual(0);
+    expect(report.totalMs).toBeGreaterThanOrEqual(report.downtimeMs ?? 0);
+    // No percentage: the API measures no progress; each memory iteration is reported as it is sent.
+    expect(progress.map((p) => p.value.message)).toContain('memory iteration 0 sent');
+    expect((await a.host.records()).records).toEqual([]);
+    const [record, ...more] = (await b.host.records()).records;
+    expect(more).toEqual([]);
+    expect(record).toMatchObject({ vmId: vm.id, status: 'running', config: { name: 'mover' } });
+    expect(record?.migration).toBeUndefined();
+    await eventually(() => !alive(srcPid), 10_000, 'the source VMM exits');
+    expect(existsSync(srcDir)).toBe(false);
+    expect(await a.host.vm(vm.id)).toBeUndefined();
+
+    const moved = (await b.host.vm(vm.id))!;
+    const info = await moved.info();
+    expect(info).toMatchObject({ status: 'running', devices: [{ id: 'd0', type: 'block' }] });
+    expect(info.pid).not.toBe(srcPid);
+    // The config came with the stream; the files it names are the destination VMM's own.
+    const dstDir = join(b.runtimeDir, PLUGIN, vm.id);
+    expect(await moved.console()).toEqual({ kind: 'log', path: join(dstDir, 'console.log') });
+    expect((await stat(join(dstDir, 'agent.vsock'))).isSocket()).toBe(true);
+    const events = recordEvents(moved);
+    expect((await moved.pause()).status).toBe('paused');
+    expect((await moved.resume()).status).toBe('running');
+    expect(types(events)).toEqual(['paused', 'resumed']);
+    await moved.delete();
+  });
+
+  it('a VM that cannot go stays where it was: paused (refused), or its destination gone (the VMM resumes it)', async () => {
+    const a = await setup();
+    const b = await setup();
+    const vm = await a.hv.createVm({ config: config(a) });
+    await vm.start();
+    await vm.pause();
+    // A paused VM would arrive paused and never be announced running there.
+    await expect(a.host.migrate(vm.id, b.host)).rejects.toBeInstanceOf(InvalidStateError);
+    expect((await b.host.records()).records).toEqual([]);
+    expect((await vm.resume()).status).toBe('running');
+
+    // The destination half alone, then its VMM killed: the source's worker cannot connect.
+    const events = recordEvents(vm);
+    const { vm: incoming, answer } = await b.hv.bringUpWith('vm/receiveMigration', { config: config(b) });
+    expect(incoming.status).toBe('created');
+    await incoming.delete();
+    await expect(vm.migrate({ uri: answer.uri })).rejects.toBeInstanceOf(VmmFailureError);
+    expect((await vm.info()).status).toBe('running');
+    // The pause of the migration's last phase (had it got there) and the resume after it are no VM events.
+    expect(types(events)).toEqual([]);
+    expect((await vm.pause()).status).toBe('paused');
+    await vm.delete();
   });
 });
