@@ -823,6 +823,9 @@ describe.skipIf(!canBoot)('live migration between two hosts, each with its own p
     const events = recordEvents(vm);
     const { vm: incoming, answer } = await b.hv.bringUpWith('vm/receiveMigration', { config: config(b) });
     expect(incoming.status).toBe('created');
+    // Its VMM answers no request while it waits (the control loop runs the migration): the plugin answers these.
+    expect((await incoming.info()).status).toBe('created');
+    expect((await incoming.check()).ok).toBe(true);
     await incoming.delete();
     await expect(vm.migrate({ uri: answer.uri })).rejects.toBeInstanceOf(VmmFailureError);
     expect((await vm.info()).status).toBe('running');
