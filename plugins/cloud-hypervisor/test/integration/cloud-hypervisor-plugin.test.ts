@@ -805,7 +805,16 @@ describe.skipIf(!canBoot)('live migration between two hosts, each with its own p
     expect((await moved.pause()).status).toBe('paused');
     expect((await moved.resume()).status).toBe('running');
     expect(types(events)).toEqual(['paused', 'resumed']);
-    await moved.delete();
+
+    // And back over TCP: the destination listens on the address given, on a port the kernel gave its plugin.
+    const back = await b.host.migrate(vm.id, a.host, { address: '127.0.0.1' });
+    expect(back.uri).toMatch(/^tcp:127\.0\.0\.1:\d+$/);
+    expect((await b.host.records()).records).toEqual([]);
+    expect((await a.host.records()).records).toMatchObject([{ vmId: vm.id, status: 'running' }]);
+    const home = (await a.host.vm(vm.id))!;
+    expect((await home.info()).status).toBe('running');
+    expect(existsSync(dstDir)).toBe(false);
+    await home.delete();
   });
 
   it('a VM that cannot go stays where it was: paused (refused), or its destination gone (the VMM resumes it)', async () => {
