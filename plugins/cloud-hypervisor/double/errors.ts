@@ -43,6 +43,8 @@ export const ACTION_MESSAGE = {
   addFs: 'The fs could not be added to the VM',
   addNet: 'The network device could not be added to the VM',
   addVsock: 'The vsock device could not be added to the VM',
+  receiveMigration: 'Error receiving migration',
+  sendMigration: 'Error dispatching the migration worker',
 } as const;
 
 export type Action = keyof typeof ACTION_MESSAGE;
@@ -66,6 +68,14 @@ export const VM_ERROR = {
   deviceManager: 'Error from device manager',
   cpuManager: 'Error from CPU manager',
   memoryManager: 'Memory manager error',
+  migrating: "VM is currently migrating and can't be modified",
+} as const;
+
+/** MigratableError Display texts (vm-migration/src/lib.rs). */
+export const MIGRATABLE_ERROR = {
+  send: 'Failed to send migratable component snapshot',
+  receive: 'Failed to receive migratable component snapshot',
+  complete: 'Failed to complete migration for migratable component',
 } as const;
 
 /** An error raised by the internal API for one endpoint: ["Error from API", <action>, ...cause]. */

@@ -5,7 +5,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { ApiFailure, httpError, type StatusMode } from './errors.js';
 import { isObject, withRustDefaults, type Json, type JsonObject } from './config.js';
 import type { SchemaSet } from './openapi.js';
-import { ADD_ENDPOINTS, type AddEndpoint, type Vmm } from './vmm.js';
+import { ADD_ENDPOINTS, type AddEndpoint, type ConfigCheck, type Vmm } from './vmm.js';
 
 const HTTP_ROOT = '/api/v1';
 const PAYLOAD_MAX = 4 << 20;
@@ -48,6 +48,12 @@ function routes(opts: ApiServerOptions): Map<string, Route> {
     const name = schemas.requestSchemaOf(path);
     if (!name) throw new Error(`openapi.yaml documents no request body for ${path}`);
     return name;
+  };
+  // The real VMM deserialises a VmConfig it reads (a snapshot's, a migration's) with serde: the schema stands in.
+  const validateConfig = schemas.validator('VmConfig');
+  const configCheck: ConfigCheck = (c) => {
+    const check = validateConfig(c);
+    return check.ok ? undefined : check.message;
   };
   const put = (run: () => Promise<unknown> | unknown): Route => ({
     method: 'PUT',
@@ -107,20 +113,21 @@ function routes(opts: ApiServerOptions): Map<string, Route> {
     ['vm.resize', { method: 'PUT', schema: bodySchema('/vm.resize'), run: async (b) => (await vmm.run(() => vmm.resize(b ?? {})), noContent) }],
     ['vm.snapshot', { method: 'PUT', schema: bodySchema('/vm.snapshot'), run: async (b) => (await vmm.run(() => vmm.snapshot(String(b?.destination_url))), noContent) }],
     [
+      'vm.receive-migration',
+      {
+        method: 'PUT',
+        schema: bodySchema('/vm.receive-migration'),
+        // Answered only once the migration is in (or aborted): the control loop runs the whole exchange.
+        run: async (b) => (await vmm.run(() => vmm.receiveMigration(b ?? {}, configCheck)), noContent),
+      },
+    ],
+    ['vm.send-migration', { method: 'PUT', schema: bodySchema('/vm.send-migration'), run: async (b) => (await vmm.run(() => vmm.sendMigration(b ?? {})), noContent) }],
+    [
       'vm.restore',
       {
         method: 'PUT',
         schema: bodySchema('/vm.restore'),
-        run: async (b) => {
-          const validateConfig = schemas.validator('VmConfig');
-          await vmm.run(() =>
-            vmm.restore(b ?? {}, (c) => {
-              const check = validateConfig(c);
-              return check.ok ? undefined : check.message;
-            }),
-          );
-          return noContent;
-        },
+        run: async (b) => (await vmm.run(() => vmm.restore(b ?? {}, configCheck)), noContent),
       },
     ],
   ];

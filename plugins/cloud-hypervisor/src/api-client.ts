@@ -12,7 +12,9 @@ import {
   type DiskConfig,
   type FsConfig,
   type NetConfig,
+  type ReceiveMigrationData,
   type RestoreConfig,
+  type SendMigrationData,
   type VmConfig,
   type VmRemoveDevice,
   type VmResize,
@@ -27,7 +29,8 @@ export const API_ROOT = '/api/v1';
 export type ChEndpoint =
   | 'vmm.ping' | 'vmm.shutdown' | 'vm.create' | 'vm.boot' | 'vm.pause' | 'vm.resume' | 'vm.shutdown' | 'vm.reboot'
   | 'vm.delete' | 'vm.info' | 'vm.counters' | 'vm.add-disk' | 'vm.add-net' | 'vm.add-fs' | 'vm.add-vsock'
-  | 'vm.add-device' | 'vm.remove-device' | 'vm.resize' | 'vm.snapshot' | 'vm.restore';
+  | 'vm.add-device' | 'vm.remove-device' | 'vm.resize' | 'vm.snapshot' | 'vm.restore' | 'vm.receive-migration'
+  | 'vm.send-migration';
 
 /**
  * The error messages of a VMM error body. Cloud Hypervisor answers with a JSON array of the error
@@ -238,6 +241,19 @@ export class CloudHypervisorClient {
   /** Only into a VMM with no VM created; the VM comes back Paused unless `resume` is set. */
   restoreVm(restore: RestoreConfig, opts?: CallOptions): Promise<void> {
     return this.action('vm.restore', restore, opts);
+  }
+
+  /**
+   * Only into a VMM with no booted VM. The VMM answers once the migration has come in whole (204) or was
+   * aborted: the call lasts as long as the migration, and the VMM takes no other request meanwhile.
+   */
+  receiveMigration(data: ReceiveMigrationData, opts?: CallOptions): Promise<void> {
+    return this.action('vm.receive-migration', data, opts);
+  }
+
+  /** Hands the VM to the VMM's migration worker and is answered at once; the outcome is in the event monitor. */
+  sendMigration(data: SendMigrationData, opts?: CallOptions): Promise<void> {
+    return this.action('vm.send-migration', data, opts);
   }
 
   /**

@@ -226,10 +226,35 @@ export const RestoreConfig = z.looseObject({
 });
 export type RestoreConfig = z.input<typeof RestoreConfig>;
 
+export const MigrationMode = z.enum(['Precopy', 'Postcopy']);
+
+export const ReceiveMigrationData = z.looseObject({
+  receiver_url: z.string(),
+  tls_dir: z.string().optional(),
+  memory_mode: MigrationMode.optional(),
+  zone_updates: z.array(z.looseObject({ id: z.string().min(1), host_numa_node: z.int().min(0) })).optional(),
+});
+export type ReceiveMigrationData = z.input<typeof ReceiveMigrationData>;
+
+export const TimeoutStrategy = z.enum(['Cancel', 'Ignore']);
+
+export const SendMigrationData = z.looseObject({
+  destination_url: z.string(),
+  /** Memory goes as file descriptors (SCM_RIGHTS) instead of bytes: unix URLs only, shared or hugepage memory only. */
+  local: z.boolean().optional(),
+  downtime_ms: z.int().min(1).optional(),
+  timeout_s: z.int().min(1).optional(),
+  timeout_strategy: TimeoutStrategy.optional(),
+  connections: z.int().min(1).max(128).optional(),
+  tls_dir: z.string().optional(),
+  memory_mode: MigrationMode.optional(),
+});
+export type SendMigrationData = z.input<typeof SendMigrationData>;
+
 /** The schemas above by their OpenAPI component name, for the drift test. */
 export const COMPONENTS = {
   VmmPingResponse, VmState, PayloadConfig, CpuTopology, CpusConfig, MemoryConfig, TokenBucket, RateLimiterConfig,
   DiskConfig, NetConfig, RngConfig, BalloonConfig, FsConfig, ConsoleMode, ConsoleConfig, SerialConfig, DeviceConfig,
   VsockConfig, VmConfig, DeviceNode, VmInfo, VmCounters, PciDeviceInfo, VmResize, VmRemoveDevice, VmSnapshotConfig,
-  RestoreConfig,
+  RestoreConfig, MigrationMode, ReceiveMigrationData, TimeoutStrategy, SendMigrationData,
 } as const;

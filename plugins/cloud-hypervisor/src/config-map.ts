@@ -4,7 +4,7 @@ import type { Device, Issue, VmConfig } from 'hvplug/protocol';
 import type { VmConfig as ChVmConfig } from './api-types.js';
 import { deviceProblem, toChDevice, type ChDevice } from './device-map.js';
 import { deepMerge, isJsonObject, toJson, type JsonObject } from './json.js';
-import type { VmPaths } from './paths.js';
+import { inVmDir, type VmPaths } from './paths.js';
 import type { PluginOptions } from './settings.js';
 
 const MiB = 1024 * 1024;
@@ -103,14 +103,14 @@ export function toChConfig(config: VmConfig, options: PluginOptions, paths: VmPa
       initramfs: config.initrd,
       firmware: config.firmware,
     },
-    serial: config.console === 'log' ? { mode: 'File', file: paths.console } : { mode: 'Null' },
+    serial: config.console === 'log' ? { mode: 'File', file: inVmDir(paths, paths.console) } : { mode: 'Null' },
     // The virtio-console would default to the VMM's tty, which a detached VMM does not have.
     console: { mode: 'Off' },
   };
   if (config.disk) body = withChDevice(body, { list: 'disks', body: { id: ROOT_DISK_ID, path: config.disk } });
   for (const d of config.devices) body = withChDevice(body, toChDevice(d, paths));
   const agent = agentFor(config.devices, options, paths);
-  if (agent) body = withChDevice(body, { list: 'vsock', body: { id: AGENT_VSOCK_ID, cid: agent.cid, socket: agent.socket } });
+  if (agent) body = withChDevice(body, { list: 'vsock', body: { id: AGENT_VSOCK_ID, cid: agent.cid, socket: inVmDir(paths, agent.socket) } });
   if (Object.keys(options.overrides).length === 0) return { body, agent };
   const merged = deepMerge(toJson(body) as JsonObject, options.overrides);
   // The overrides may put anything there: the VMM validates the body and answers 400 with its reason.

@@ -4,7 +4,7 @@
 // cannot collide with the names CH generates (_disk0, _net1, ...) or with the plugin's own devices.
 import type { Device } from 'hvplug/protocol';
 import type { DeviceConfig, DiskConfig, FsConfig, NetConfig, VsockConfig } from './api-types.js';
-import type { VmPaths } from './paths.js';
+import { inVmDir, type VmPaths } from './paths.js';
 
 // A type, not an interface: only types are assignable to the schema's index signature.
 export type RngBody = { src: string };
@@ -75,7 +75,7 @@ export function toChDevice(device: Device, paths: VmPaths): ChDevice {
       return { list: 'net', body: { ...common, tap: device.tapName } };
     }
     case 'vsock':
-      return { list: 'vsock', body: { id, cid: device.guestCid, socket: device.socketPath ?? paths.userVsock } };
+      return { list: 'vsock', body: { id, cid: device.guestCid, socket: device.socketPath ?? inVmDir(paths, paths.userVsock) } };
     case 'virtio-fs':
       // sharedDir belongs to the virtiofsd serving socketPath; the VMM only connects to the socket.
       return { list: 'fs', body: { id, tag: device.tag, socket: device.socketPath, num_queues: 1, queue_size: 1024 } };

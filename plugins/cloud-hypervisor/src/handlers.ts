@@ -3,6 +3,7 @@ import type { Handlers } from 'hvplug/plugin-sdk';
 import { deviceHandlers } from './handlers/devices.js';
 import { inspectHandlers } from './handlers/inspect.js';
 import { lifecycleHandlers } from './handlers/lifecycle.js';
+import { migrationHandlers } from './handlers/migration.js';
 import { recoverHandlers } from './handlers/recover.js';
 import { resizeHandlers } from './handlers/resize.js';
 import { snapshotHandlers } from './handlers/snapshot.js';
@@ -18,5 +19,6 @@ export function handlersFor(registry: Registry): Handlers {
     ...deviceHandlers(registry),
     ...resizeHandlers(registry),
     ...inspectHandlers(registry),
+    ...migrationHandlers(registry),
   };
 }

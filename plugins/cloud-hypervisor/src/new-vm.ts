@@ -1,6 +1,6 @@
 // What vm/create and vm/restore share: a claimed directory, a VMM started for it, and the ChVm that
 // tracks both. If anything after the start fails, the VMM is shut down and the directory removed.
-import { rm } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { errors } from 'hvplug/plugin-sdk';
 import type { VmConfig } from 'hvplug/protocol';
 import type { AgentVsock } from './config-map.js';
@@ -25,6 +25,11 @@ export function checkNew(reg: Registry, vmId: string): void {
   if (problem) throw errors.resourceExhausted(problem);
   const argsProblem = vmmArgsProblem(reg.paths(vmId));
   if (argsProblem) throw errors.vmmFailure(argsProblem, 'path');
+}
+
+/** The serial port's file exists from the start, so vm/console can be tailed before the guest writes. */
+export async function prepareConsole(vm: ChVm): Promise<void> {
+  if (vm.config.console === 'log') await writeFile(vm.paths.console, '', { mode: 0o600 });
 }
 
 /** Claims the directory (`prepare` may fill it) and starts a VMM; the VM is not registered yet. */

@@ -1,6 +1,6 @@
 // Where a VM's files live: one directory per VM under the runtime directory the host hands the plugin,
 // so a later plugin process (same runtime directory) finds them again.
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 
 export interface VmPaths {
   readonly dir: string;
@@ -20,6 +20,8 @@ export interface VmPaths {
   readonly stateFile: string;
   /** Where vm/restore unpacks a snapshot for vm.restore to read. */
   readonly restoreDir: string;
+  /** Where an incoming live migration's VMM listens (vm.receive-migration, unix:). */
+  readonly migrateSocket: string;
 }
 
 /** Linux limits sun_path to 108 bytes, NUL included. */
@@ -41,12 +43,23 @@ export function pathsIn(dir: string): VmPaths {
     userVsock: join(dir, 'vsock.sock'),
     stateFile: join(dir, 'hvplug-state.json'),
     restoreDir: join(dir, 'restore'),
+    migrateSocket: join(dir, 'migrate.sock'),
   };
+}
+
+/**
+ * A file of the VM's directory as the VM's CH config names it: relative, since the VMM runs in that directory
+ * (its cwd). A live migration carries the config to a VMM in another directory (or on another machine); the
+ * serial log and the vsock sockets it names are then that VMM's own, not the source's (whose agent socket is
+ * still bound while the destination sets up its devices).
+ */
+export function inVmDir(paths: VmPaths, file: string): string {
+  return relative(paths.dir, file);
 }
 
 /** Why the VM's sockets cannot live in this directory, if they cannot. */
 export function socketPathProblem(paths: VmPaths): string | undefined {
-  const longest = Math.max(Buffer.byteLength(paths.socket), Buffer.byteLength(paths.agentVsock), Buffer.byteLength(paths.userVsock));
+  const longest = Math.max(...[paths.socket, paths.agentVsock, paths.userVsock, paths.migrateSocket].map((p) => Buffer.byteLength(p)));
   if (longest <= MAX_SOCKET_PATH) return undefined;
   return `the VM's unix sockets under ${paths.dir} would be ${longest} bytes long, over the ${MAX_SOCKET_PATH}-byte limit of a unix socket path: use a shorter runtime directory or VM id`;
 }

@@ -42,6 +42,13 @@ const GONE = new Set(['ECONNRESET', 'ECONNREFUSED', 'ENOENT', 'EPIPE']);
 /** How long a query that found the socket dead waits for the VMM's exit to be seen (a child's at once, an adopted VMM's within a /proc poll). */
 const EXIT_SEEN_MS = 3_000;
 
+/** A live migration under way: its events belong to it (a pause in its last phase is no pause of the VM). */
+export interface MigrationWatch {
+  readonly role: 'incoming' | 'outgoing';
+  /** Sees each `vm` event while the migration runs; true when it took the event (no status is announced for it). */
+  onEvent(e: ChEvent): boolean;
+}
+
 export interface VmInit {
   readonly vmId: string;
   readonly paths: VmPaths;
@@ -74,6 +81,9 @@ export class ChVm extends ServedVm {
   private watcher: FSWatcher | undefined;
   private poll: NodeJS.Timeout | undefined;
   private expectingExit = false;
+  private migration: MigrationWatch | undefined;
+  /** The VM went to another VMM by live migration: the exit of this VMM that follows is neither a stop nor a crash. */
+  private migratedAway = false;
   private sawVmmShutdown = false;
   private exitStarted = false;
   private exitDone: Promise<void>;
@@ -137,6 +147,7 @@ export class ChVm extends ServedVm {
       return;
     }
     if (mode === 'catch-up') return;
+    if (this.migration?.onEvent(e) === true) return;
     const type = announcedFor(e);
     if (type) this.announce(type);
   }
@@ -152,6 +163,24 @@ export class ChVm extends ServedVm {
     this.pendingRemoval.delete(id);
     this.config = { ...this.config, devices: this.config.devices.filter((d) => d.id !== id) };
     this.deviceRemoved(id);
+  }
+
+  /** Routes the VMM's events to a migration while it runs (undefined: back to the VM's own statuses). */
+  watchMigration(watch: MigrationWatch | undefined): void {
+    this.migration = watch;
+  }
+
+  /** The VMM's migration worker has sent the VM away (migration-finished): its VMM now exits on its own. */
+  migrated(): void {
+    this.migratedAway = true;
+  }
+
+  /**
+   * A VMM receiving a migration handles no API request until the stream is in (the control loop runs the
+   * whole exchange): asking it to shut down would only wait.
+   */
+  get apiBlocked(): boolean {
+    return this.migration?.role === 'incoming';
   }
 
   /** Reads events as the VMM writes them (inotify on the VM's directory, and a slow poll behind it) and watches for its exit. */
@@ -211,6 +240,11 @@ export class ChVm extends ServedVm {
     // What the VMM wrote last (vm/shutdown, vmm/shutdown) comes before the exit it led to.
     await this.sync().catch(() => 0);
     this.vmm = undefined;
+    if (this.migratedAway) {
+      this.log.info({ vmId: this.vmId, code: info.code, signal: info.signal }, 'the VMM exited after sending the VM away');
+      this.markExitDone();
+      return;
+    }
     const { status, reason } = exitVerdict(info, {
       requested: this.expectingExit,
       parent: how === 'child',
@@ -265,6 +299,12 @@ export class ChVm extends ServedVm {
     this.expectingExit = true;
     const deadline = Date.now() + graceMs;
     const left = (min: number): number => Math.max(min, deadline - Date.now());
+    if (this.apiBlocked) {
+      killVmm(vmm.pid, vmm.startTicks);
+      if (await this.exited(5_000)) return;
+      await this.onExit({ code: null, signal: 'SIGKILL' }, 'proc');
+      return;
+    }
     if (!force && (this.status === 'running' || this.status === 'paused')) {
       await this.client.shutdownVm({ timeoutMs: left(200) }).catch((err: Error) => this.log.warn({ vmId: this.vmId, err: err.message }, 'vm.shutdown failed'));
       await this.sync().catch(() => 0);

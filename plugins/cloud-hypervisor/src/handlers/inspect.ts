@@ -34,7 +34,8 @@ export function inspectHandlers(reg: Registry): Handlers {
       const vm = reg.require(vmId);
       vm.reattach();
       let ch: ChVmInfo | undefined;
-      if (vm.live) {
+      // A VMM receiving a migration answers no request until the VM is in: the plugin knows enough meanwhile.
+      if (vm.live && !vm.apiBlocked) {
         await vm.sync();
         ch = await chCall(() => vm.ask(() => vm.client.vmInfo({ signal: ctx.signal })));
       }
@@ -68,6 +69,7 @@ export function inspectHandlers(reg: Registry): Handlers {
       vm.reattach();
       if (!vm.vmm) return { ok: false, detail: `the VM is ${vm.status}: no VMM runs` };
       const pid = vm.vmm.pid;
+      if (vm.apiBlocked) return { ok: true, detail: `the VMM (pid ${pid}) waits for an incoming migration and answers no request until it is in` };
       try {
         const ping = await vm.client.ping({ signal: ctx.signal, timeoutMs: 5_000 });
         return { ok: true, detail: `cloud-hypervisor ${ping.build_version ?? ping.version} answers vmm.ping (pid ${ping.pid ?? pid})` };

@@ -1,14 +1,13 @@
 // vm/create, vm/start, vm/pause, vm/resume, vm/stop, vm/delete, vm/wait: each checks the VM's status
 // first (InvalidState without a call to the VMM when the plugin knows the answer), makes the call, then
 // reads the event monitor so the events of the call reach the host before its result.
-import { writeFile } from 'node:fs/promises';
 import { errors, type Handlers } from 'hvplug/plugin-sdk';
 import { chCall } from '../errors.js';
 import { configIssues, toChConfig } from '../config-map.js';
 import { parseOptions } from '../settings.js';
 import type { Registry } from '../registry.js';
 import { removeOrphan } from '../vm-dir.js';
-import { abandon, checkNew, startVmm } from '../new-vm.js';
+import { abandon, checkNew, prepareConsole, startVmm } from '../new-vm.js';
 
 export function lifecycleHandlers(reg: Registry): Handlers {
   return {
@@ -19,10 +18,7 @@ export function lifecycleHandlers(reg: Registry): Handlers {
       if (all.length) throw errors.invalidConfig(all);
       const paths = reg.paths(vmId);
       const mapped = toChConfig(config, options, paths);
-      const vm = await startVmm(reg, { vmId, config, options, agent: mapped.agent, signal: ctx.signal }, async () => {
-        // The serial port's file exists from the start, so vm/console can be tailed before the guest writes.
-        if (config.console === 'log') await writeFile(paths.console, '', { mode: 0o600 });
-      });
+      const vm = await startVmm(reg, { vmId, config, options, agent: mapped.agent, signal: ctx.signal }, prepareConsole);
       try {
         await chCall(() => vm.client.createVm(mapped.body, { signal: ctx.signal }));
       } catch (err) {

@@ -4,7 +4,7 @@
 // answers the documented code by default, the real binary the implemented one.
 import { readdirSync, readFileSync } from 'node:fs';
 import { truncate, writeFile, access, mkdir } from 'node:fs/promises';
-import { createServer, type Server } from 'node:net';
+import { connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'node:http';
@@ -504,5 +504,113 @@ describe.skipIf(!isDouble())('status codes as implemented (CH_DOUBLE_STATUS_CODE
       await expect(vmm.client.shutdownVmm()).resolves.toBeUndefined();
       await vmm.proc.exited;
     }
+  });
+});
+
+/** The `event` names an event-monitor file holds, in order. */
+function eventNames(file: string): string[] {
+  let text = '';
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return [];
+  }
+  return [...text.matchAll(/"event": "([^"]+)"/g)].map((m) => m[1]!);
+}
+
+/** A TCP port nobody listens on right now. */
+function freeTcpPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => (a !== null && typeof a === 'object' ? resolve(a.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+describe('live migration (vm.receive-migration, vm.send-migration)', () => {
+  for (const transport of ['unix', 'tcp'] as const) {
+    it.skipIf(!canBoot())(`moves a Running VM over ${transport}: the destination runs it with the source's config, the source VMM exits 0`, async () => {
+      const src = await startTarget();
+      // local (memory as file descriptors) needs shared memory; the plugin always shares it.
+      await src.client.createVm(await vmConfig(src.dir, { memory: { size: 256 << 20, shared: true } }));
+      await src.client.bootVm();
+      const before = await src.client.vmInfo();
+      const dst = await startTarget();
+      const url = transport === 'unix' ? `unix:${join(dst.dir, 'migrate.sock')}` : `tcp:127.0.0.1:${await freeTcpPort()}`;
+      // The destination answers only once the VM is in: the request stays open meanwhile.
+      const received = dst.client.receiveMigration({ receiver_url: url }, { timeoutMs: 60_000 });
+      await eventually(() => eventNames(dst.events).includes('migration-receive-ready'), 10_000, 'the destination listens');
+      await src.client.sendMigration({ destination_url: url, ...(transport === 'unix' ? { local: true } : {}) });
+      await received;
+
+      const after = await dst.client.vmInfo();
+      expect(after.state).toBe('Running');
+      expect(after.config).toEqual(before.config);
+      expect(await src.proc.exited).toEqual({ code: 0, signal: null });
+      const sent = eventNames(src.events);
+      expect(sent.filter((e) => e.startsWith('migration-') || e === 'paused')).toEqual(['migration-started', 'migration-memory-iteration', 'paused', 'migration-finished']);
+      expect(eventNames(dst.events)).toEqual(expect.arrayContaining(['migration-receive-ready', 'migration-receive-started', 'restored', 'resumed', 'migration-receive-finished']));
+      expect(eventNames(dst.events).indexOf('resumed')).toBeLessThan(eventNames(dst.events).indexOf('migration-receive-finished'));
+      // The VM there is a VM like another: it pauses, resumes, shuts down.
+      await dst.client.pauseVm();
+      await dst.client.resumeVm();
+      await dst.client.shutdownVm();
+      expect((await dst.client.vmInfo()).state).toBe('Created');
+    });
+  }
+
+  it.skipIf(!canBoot())('refuses what the API refuses; a destination nobody listens on fails the worker and the VM runs on', async () => {
+    const src = await startTarget();
+    const none = await startTarget();
+    const at = `unix:${join(src.dir, 'nobody.sock')}`;
+    const sendRefused = async (vmm: Vmm, data: Parameters<CloudHypervisorClient['sendMigration']>[0], message: string): Promise<void> => {
+      const err = await expectStatus(vmm, vmm.client.sendMigration(data), 'vm.send-migration', 500);
+      expect(err.messages.join(': ')).toContain(message);
+    };
+    await sendRefused(none, { destination_url: at }, 'VM is not running');
+    await src.client.createVm(await vmConfig(src.dir));
+    await sendRefused(src, { destination_url: at }, 'VM is not running');
+    await src.client.bootVm();
+    await sendRefused(src, { destination_url: 'http://example.com/' }, 'destination_url must use tcp:<host>:<port> or unix:<path>.');
+    await sendRefused(src, { destination_url: 'tcp:127.0.0.1:1', local: true }, 'local option is only supported with UNIX sockets.');
+    await sendRefused(src, { destination_url: at, connections: 2 }, 'UNIX sockets and connections option cannot be used at the same time.');
+    // vmConfig's memory is not shared: its pages cannot go as file descriptors.
+    await sendRefused(src, { destination_url: at, local: true }, 'Local migration requires shared memory or hugepages enabled');
+    // Bodies the document rejects never reach the VMM.
+    expect((await raw(src.proc.socketPath, 'PUT', '/api/v1/vm.send-migration', JSON.stringify({ destination_url: at, downtime_ms: 0 }))).status).toBe(400);
+    expect((await raw(none.proc.socketPath, 'PUT', '/api/v1/vm.receive-migration', JSON.stringify({ url: at }))).status).toBe(400);
+
+    // The worker, not the request, connects: the request is answered, the failure is in the event monitor.
+    await src.client.sendMigration({ destination_url: at });
+    await eventually(() => eventNames(src.events).includes('migration-failed'), 10_000, 'migration-failed');
+    await eventually(async () => (await src.client.vmInfo()).state === 'Running', 10_000, 'the VM runs on at the source');
+    await src.client.pauseVm();
+    await src.client.resumeVm();
+
+    const receiveRefused = async (vmm: Vmm, url: string, message: string): Promise<void> => {
+      const err = await expectStatus(vmm, vmm.client.receiveMigration({ receiver_url: url }), 'vm.receive-migration', 500);
+      expect(err.messages.join(': ')).toContain(message);
+    };
+    await receiveRefused(src, `unix:${join(src.dir, 'in.sock')}`, "Can't receive a migration when a VM is already created");
+    await receiveRefused(none, 'http://example.com/', 'Expected receiver_url to either use `tcp` or `unix` prefix');
+    await receiveRefused(none, 'tcp:127.0.0.1', 'Missing TCP port');
+    await receiveRefused(none, `unix:${join(src.dir, 'no-such-dir', 'in.sock')}`, 'Error binding to UNIX socket');
+  });
+
+  it.skipIf(!isDouble())('a stream that breaks off aborts the receiver: 500, migration-receive-failed, no VM; the double takes no stream but its own', async () => {
+    const dst = await startTarget();
+    const sock = join(dst.dir, 'migrate.sock');
+    const received = dst.client.receiveMigration({ receiver_url: `unix:${sock}` }, { timeoutMs: 30_000 });
+    await eventually(() => eventNames(dst.events).includes('migration-receive-ready'), 10_000, 'the destination listens');
+    const s = connect(sock);
+    await new Promise((r) => s.once('connect', r));
+    s.end('{"not":"a double"}\n');
+    const err = await expectStatus(dst, received, 'vm.receive-migration', 500);
+    expect(err.messages).toEqual(['Error from API', 'Error receiving migration', 'Failed to complete migration for migratable component', 'Migration was aborted']);
+    expect(eventNames(dst.events)).toContain('migration-receive-failed');
+    await expectStatus(dst, dst.client.vmInfo(), 'vm.info', 404);
   });
 });

@@ -8,7 +8,7 @@ import { chmod, mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ErrorCode } from 'hvplug/protocol';
+import { ErrorCode, type Progress } from 'hvplug/protocol';
 import {
   AlreadyExistsError,
   InvalidConfigError,
@@ -160,7 +160,7 @@ describe('capabilities', () => {
     const caps = s.hv.capabilities;
     expect(caps.methods).not.toContain('vm/threads');
     expect(caps.methods).not.toContain('image/ensure');
-    for (const m of ['vm/create', 'vm/start', 'vm/pause', 'vm/resume', 'vm/stop', 'vm/delete', 'vm/save', 'vm/restore', 'vm/recover', 'device/add', 'device/remove', 'vm/resizeVcpus', 'vm/resizeMemory']) {
+    for (const m of ['vm/create', 'vm/start', 'vm/pause', 'vm/resume', 'vm/stop', 'vm/delete', 'vm/save', 'vm/restore', 'vm/recover', 'device/add', 'device/remove', 'vm/resizeVcpus', 'vm/resizeMemory', 'vm/receiveMigration', 'vm/migrate']) {
       expect(caps.methods).toContain(m);
     }
     expect(caps.devices.block).toEqual({ coldplug: true, hotplug: true, hotunplug: true });
@@ -553,7 +553,8 @@ describe.skipIf(!canBoot)('resize, console, stats', () => {
     const path = join(s.runtimeDir, PLUGIN, vm.id, 'console.log');
     expect(await vm.console()).toEqual({ kind: 'log', path });
     expect(existsSync(path)).toBe(true);
-    expect((await client(s, vm).vmInfo()).config.serial).toEqual({ mode: 'File', file: path });
+    // Named relative to the VMM's directory (its cwd): a config carried to another VMM names that VMM's file.
+    expect((await client(s, vm).vmInfo()).config.serial).toEqual({ mode: 'File', file: 'console.log' });
     expect((await vm.stats()).counters).toEqual({});
     await vm.start();
     const stats = await vm.stats();
@@ -603,10 +604,11 @@ describe.skipIf(!canBoot)('save and restore', () => {
     const dir = join(s.runtimeDir, PLUGIN, restored.id);
     const info = await restored.info();
     expect(info).toMatchObject({ status: 'paused', vcpus: 2, devices: [{ id: 'd0', type: 'block' }] });
-    // Paths of the source's directory (serial log, agent vsock) now live in the new VM's.
+    // The serial log and the agent vsock are named relative to the VMM's directory: the new VM's.
     const ch = (await client(s, restored).vmInfo()).config;
-    expect(ch.serial).toEqual({ mode: 'File', file: join(dir, 'console.log') });
-    expect(ch.vsock?.socket).toBe(join(dir, 'agent.vsock'));
+    expect(ch.serial).toEqual({ mode: 'File', file: 'console.log' });
+    expect(ch.vsock?.socket).toBe('agent.vsock');
+    expect((await stat(join(dir, 'agent.vsock'))).isSocket()).toBe(true);
     expect((await restored.agentSocket()).path).toBe(join(dir, 'agent.vsock'));
     expect(existsSync(join(dir, 'restore'))).toBe(false);
     expect((await restored.resume()).status).toBe('running');
@@ -762,5 +764,83 @@ describe.skipIf(!canBoot)('recovery', () => {
       await client.call('vm/delete', { vmId }, { timeoutMs: 30_000 }).catch(() => undefined);
       await client.close();
     }
+  });
+});
+
+describe.skipIf(!canBoot)('live migration between two hosts, each with its own plugin process and runtime directory', () => {
+  it('PluginHost.migrate moves the VM and its record: one record afterwards, on the destination; the source VMM gone', async () => {
+    const a = await setup();
+    const b = await setup();
+    const vm = await a.hv.createVm({ config: config(a, { name: 'mover', devices: [{ type: 'block', id: 'd0', path: await image(a, 'd0.img') }] }) });
+    await vm.start();
+    const srcPid = await vmmPid(vm);
+    const srcDir = join(a.runtimeDir, PLUGIN, vm.id);
+    const progress: Progress[] = [];
+    const report = await a.host.migrate(vm.id, b.host, { onProgress: (p) => progress.push(p) });
+
+    expect(report.uri).toBe(`unix:${join(b.runtimeDir, PLUGIN, vm.id, 'migrate.sock')}`);
+    expect(report.transferredBytes).toBeGreaterThan(0);
+    expect(report.downtimeMs).toBeGreaterThanOrEqual(0);
+    expect(report.totalMs).toBeGreaterThanOrEqual(report.downtimeMs ?? 0);
+    // No percentage: the API measures no progress; each memory iteration is reported as it is sent.
+    expect(progress.map((p) => p.value.message)).toContain('memory iteration 0 sent');
+    expect((await a.host.records()).records).toEqual([]);
+    const [record, ...more] = (await b.host.records()).records;
+    expect(more).toEqual([]);
+    expect(record).toMatchObject({ vmId: vm.id, status: 'running', config: { name: 'mover' } });
+    expect(record?.migration).toBeUndefined();
+    await eventually(() => !alive(srcPid), 10_000, 'the source VMM exits');
+    expect(existsSync(srcDir)).toBe(false);
+    expect(await a.host.vm(vm.id)).toBeUndefined();
+
+    const moved = (await b.host.vm(vm.id))!;
+    const info = await moved.info();
+    expect(info).toMatchObject({ status: 'running', devices: [{ id: 'd0', type: 'block' }] });
+    expect(info.pid).not.toBe(srcPid);
+    // The config came with the stream; the files it names are the destination VMM's own.
+    const dstDir = join(b.runtimeDir, PLUGIN, vm.id);
+    expect(await moved.console()).toEqual({ kind: 'log', path: join(dstDir, 'console.log') });
+    expect((await stat(join(dstDir, 'agent.vsock'))).isSocket()).toBe(true);
+    const events = recordEvents(moved);
+    expect((await moved.pause()).status).toBe('paused');
+    expect((await moved.resume()).status).toBe('running');
+    expect(types(events)).toEqual(['paused', 'resumed']);
+
+    // And back over TCP: the destination listens on the address given, on a port the kernel gave its plugin.
+    const back = await b.host.migrate(vm.id, a.host, { address: '127.0.0.1' });
+    expect(back.uri).toMatch(/^tcp:127\.0\.0\.1:\d+$/);
+    expect((await b.host.records()).records).toEqual([]);
+    expect((await a.host.records()).records).toMatchObject([{ vmId: vm.id, status: 'running' }]);
+    const home = (await a.host.vm(vm.id))!;
+    expect((await home.info()).status).toBe('running');
+    expect(existsSync(dstDir)).toBe(false);
+    await home.delete();
+  });
+
+  it('a VM that cannot go stays where it was: paused (refused), or its destination gone (the VMM resumes it)', async () => {
+    const a = await setup();
+    const b = await setup();
+    const vm = await a.hv.createVm({ config: config(a) });
+    await vm.start();
+    await vm.pause();
+    // A paused VM would arrive paused and never be announced running there.
+    await expect(a.host.migrate(vm.id, b.host)).rejects.toBeInstanceOf(InvalidStateError);
+    expect((await b.host.records()).records).toEqual([]);
+    expect((await vm.resume()).status).toBe('running');
+
+    // The destination half alone, then its VMM killed: the source's worker cannot connect.
+    const events = recordEvents(vm);
+    const { vm: incoming, answer } = await b.hv.bringUpWith('vm/receiveMigration', { config: config(b) });
+    expect(incoming.status).toBe('created');
+    // Its VMM answers no request while it waits (the control loop runs the migration): the plugin answers these.
+    expect((await incoming.info()).status).toBe('created');
+    expect((await incoming.check()).ok).toBe(true);
+    await incoming.delete();
+    await expect(vm.migrate({ uri: answer.uri })).rejects.toBeInstanceOf(VmmFailureError);
+    expect((await vm.info()).status).toBe('running');
+    // The pause of the migration's last phase (had it got there) and the resume after it are no VM events.
+    expect(types(events)).toEqual([]);
+    expect((await vm.pause()).status).toBe('paused');
+    await vm.delete();
   });
 });

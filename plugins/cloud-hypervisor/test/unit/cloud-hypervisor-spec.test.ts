@@ -73,6 +73,8 @@ describe('OpenAPI 3.0 to JSON Schema', () => {
     expect(schemas.requestSchemaOf('/vm.add-device')).toBe('DeviceConfig');
     expect(schemas.requestSchemaOf('/vm.add-vsock')).toBe('VsockConfig');
     expect(schemas.requestSchemaOf('/vm.restore')).toBe('RestoreConfig');
+    expect(schemas.requestSchemaOf('/vm.receive-migration')).toBe('ReceiveMigrationData');
+    expect(schemas.requestSchemaOf('/vm.send-migration')).toBe('SendMigrationData');
     expect(schemas.requestSchemaOf('/vm.boot')).toBeUndefined();
   });
 });
