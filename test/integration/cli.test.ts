@@ -253,7 +253,7 @@ describe('errors', () => {
     [['inspect'], /missing <plugin>/],
     [['spec', 'extra'], /unexpected argument "extra"/],
     [['--log-level', 'loud', 'spec'], /--log-level: expected one of trace, debug/],
-    [['frobnicate'], /^hvplug: unknown command "frobnicate"; commands: run, create, start, stop, kill, rm, pause, resume, save, restore, migrate, attach-device, detach-device, resize, info, stats, logs, events, console, ps, plugins, inspect, spec, conformance, daemon, completion, help \(see: hvplug --help\)$/],
+    [['frobnicate'], /^hvplug: unknown command "frobnicate"; commands: run, create, start, stop, kill, rm, pause, resume, save, restore, migrate, attach-device, detach-device, resize, info, stats, logs, events, console, ps, plugins, inspect, spec, conformance, daemon, completion, man, help \(see: hvplug --help\)$/],
   ];
   for (const [args, message] of cases) {
     it(`a bad command line (${args.join(' ') || 'nothing'}) is one line on stderr and exit 2`, async () => {
