@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { link, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { link, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as z from 'zod';
 import { formatIssues, Id, METHOD_NAMES, methodDef, PluginState, toIssues, VmConfig, VmStatus } from 'hvplug/protocol';
@@ -53,14 +53,44 @@ export const VmRecord = z.object({
 });
 export type VmRecord = z.output<typeof VmRecord>;
 
+/**
+ * A record as FileStateStore keeps it: `rev` names this write of the file, so that a status file can say which
+ * write it extends (absent in files of hosts before status files; such a record takes no status file).
+ */
+const StoredRecord = VmRecord.extend({ rev: z.string().max(64).optional() });
+
+/**
+ * A VM's volatile status (FileStateStore): written after the record `rev` it extends, replacing that record's
+ * status while that write is the file's. Nothing else of the record is in it.
+ */
+const VolatileStatus = z.object({ vmId: Id, rev: z.string().max(64), status: VmStatus, updatedAt: z.string().max(64) });
+type VolatileStatus = z.output<typeof VolatileStatus>;
+
+/** A status file is some 150 bytes; a bigger one is not one (read no further than this). */
+const MAX_STATUS_FILE_BYTES = 4096;
+
+/** The record without what a status file may carry: a write that changes nothing else need not be durable. */
+function durablePart(r: VmRecord): string {
+  const { status: _status, updatedAt: _updatedAt, ...rest } = r;
+  return JSON.stringify(rest);
+}
+
 export interface RecordError {
   /** Where the bad record is (a file path for the file store). */
   where: string;
   message: string;
 }
 
-/** Pluggable persistence (the Kata library API asked for it): bring your own, or use FileStateStore. */
+/**
+ * Pluggable persistence (the Kata library API asked for it): bring your own, or use FileStateStore.
+ *
+ * Durable and volatile facts: a record's vmId, plugin, source, config, state, pending call, migration mark and
+ * createdAt must survive a power loss; its status need not, as the VMM it describes does not survive one either,
+ * and a re-attach asks the plugin (vm/recover) in any case. A store may write a put that changes only the status
+ * (and updatedAt) so that it survives a crash of the host process but not of the machine, as FileStateStore does.
+ */
 export interface StateStore {
+  /** Resolves once the record is written: durably, but for a change of status alone (see above). */
   put(record: VmRecord): Promise<void>;
   /**
    * Writes the record of a new VM, or throws AlreadyExistsError when its vmId has one, or when its name (if any)
@@ -74,12 +104,22 @@ export interface StateStore {
 }
 
 /**
- * One JSON file per VM, written atomically: temp file, fsync, rename, fsync of the directory. Files are
- * 0600 in a 0700 directory. Writes of one VM are serialized, and only the newest pending one is written.
+ * One JSON file per VM (`<vmId>.json`), written atomically: temp file, fsync, rename, fsync of the directory.
+ * A put that changes nothing but the status (pause, resume, a VMM's exit) writes `<vmId>.status` instead: temp
+ * file and rename, no fsync. It survives a crash of the host process (the page cache keeps it) and may be lost,
+ * empty or torn by a power loss, when the VMM is gone too; list() then gives the record's own status, the one
+ * of its last durable write, and a re-attach asks the plugin. Which record write a status file extends it names
+ * (`rev`), so a durable write after it makes it stale without a second write. Files are 0600 in a 0700
+ * directory. Writes of one VM are serialized, and only the newest pending one is written.
  */
 export class FileStateStore implements StateStore {
   readonly dir: string;
   private readonly queues = new Map<string, { running: Promise<void>; next: VmRecord | null | undefined }>();
+  /**
+   * What each VM's record file holds as this store last wrote or read it (its rev, and the record but its status):
+   * the base of a status-only write. Absent: the next put is durable.
+   */
+  private readonly onDisk = new Map<string, { rev: string; durable: string }>();
 
   /** VM names, unique per state directory: claimed after a new record is written, freed before it is removed. */
   private readonly names: NameClaims;
@@ -102,6 +142,10 @@ export class FileStateStore implements StateStore {
     return join(this.dir, `${vmId}.json`);
   }
 
+  private statusFile(vmId: string): string {
+    return join(this.dir, `${vmId}.status`);
+  }
+
   put(record: VmRecord): Promise<void> {
     return this.enqueue(record.vmId, record);
   }
@@ -115,7 +159,8 @@ export class FileStateStore implements StateStore {
     // A delete queued for this id (a VM deleted, its id reused) comes first, or it would remove the new record.
     for (let q = this.queues.get(record.vmId); q; q = this.queues.get(record.vmId)) await q.running.catch(() => undefined);
     const target = this.file(record.vmId);
-    const tmp = await this.writeTemp(record);
+    const rev = newRev();
+    const tmp = await this.writeTemp(record, rev);
     try {
       await link(tmp, target);
     } catch (err) {
@@ -125,6 +170,7 @@ export class FileStateStore implements StateStore {
       await rm(tmp, { force: true });
     }
     await this.syncDir();
+    this.onDisk.set(record.vmId, { rev, durable: durablePart(record) });
     // After the record: a claim's holder always has one, so a claim whose holder has none is stale.
     const name = record.config.name;
     if (name === undefined) return;
@@ -175,24 +221,50 @@ export class FileStateStore implements StateStore {
     // blocks the name for good.
     const name = (await this.read(vmId))?.config.name;
     if (name !== undefined) await this.names.release(name, vmId);
+    this.onDisk.delete(vmId);
     await rm(this.file(vmId), { force: true });
+    // After the record: one left behind by a crash names a rev no record has, and is never read.
+    await rm(this.statusFile(vmId), { force: true });
     await this.syncDir().catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw err;
     });
   }
 
   private async write(record: VmRecord): Promise<void> {
-    await rename(await this.writeTemp(record), this.file(record.vmId));
+    const base = this.onDisk.get(record.vmId);
+    const durable = durablePart(record);
+    if (base?.durable === durable) return this.writeStatus({ vmId: record.vmId, rev: base.rev, status: record.status, updatedAt: record.updatedAt });
+    const rev = newRev();
+    // Forgotten first: a failed write may or may not have replaced the file, and the next one is durable then.
+    this.onDisk.delete(record.vmId);
+    await rename(await this.writeTemp(record, rev), this.file(record.vmId));
     await this.syncDir();
+    this.onDisk.set(record.vmId, { rev, durable });
   }
 
-  private async writeTemp(record: VmRecord): Promise<string> {
+  /** Atomic (rename) but not synced: see the class comment. */
+  private async writeStatus(s: VolatileStatus): Promise<void> {
+    const tmp = this.tempOf(this.statusFile(s.vmId));
+    try {
+      await writeFile(tmp, JSON.stringify(s), { mode: 0o600 });
+      await rename(tmp, this.statusFile(s.vmId));
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+  }
+
+  /** Unique per write: a create and a queued put of one id, or two stores on one directory, may each have one. */
+  private tempOf(file: string): string {
+    return `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  }
+
+  private async writeTemp(record: VmRecord, rev: string): Promise<string> {
     await ensurePrivateDir(this.dir, this.stateDir);
-    // Unique per write: a create and a queued put of one id, or two stores on one directory, may each have one.
-    const tmp = `${this.file(record.vmId)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+    const tmp = this.tempOf(this.file(record.vmId));
     const fh = await open(tmp, 'w', 0o600);
     try {
-      await fh.writeFile(JSON.stringify(record));
+      await fh.writeFile(JSON.stringify({ ...record, rev }));
       await fh.sync();
     } catch (err) {
       // A full disk leaves no half-written temp file behind to fill it further.
@@ -222,14 +294,64 @@ export class FileStateStore implements StateStore {
     const errors: RecordError[] = [];
     for (const name of names.filter((n) => n.endsWith('.json')).sort()) {
       const where = join(this.dir, name);
+      let stored: z.output<typeof StoredRecord>;
       try {
-        const parsed = VmRecord.safeParse(JSON.parse(await readFile(where, 'utf8')));
-        if (parsed.success) records.push(parsed.data);
-        else errors.push({ where, message: `not a VM record: ${formatIssues(toIssues(parsed.error))}` });
+        const parsed = StoredRecord.safeParse(JSON.parse(await readFile(where, 'utf8')));
+        if (!parsed.success) {
+          errors.push({ where, message: `not a VM record: ${formatIssues(toIssues(parsed.error))}` });
+          continue;
+        }
+        stored = parsed.data;
       } catch (err) {
         errors.push({ where, message: `unreadable: ${(err as Error).message}` });
+        continue;
       }
+      const { rev, ...record } = stored;
+      if (rev !== undefined) {
+        const vmId = record.vmId;
+        // Seeded only when this store has nothing of its own for the VM: a write of its own since the read is newer.
+        if (!this.onDisk.has(vmId) && !this.queues.has(vmId)) this.onDisk.set(vmId, { rev, durable: durablePart(record) });
+        const volatile = await this.readStatus(vmId);
+        if (volatile?.rev === rev) {
+          record.status = volatile.status;
+          record.updatedAt = volatile.updatedAt;
+        }
+      }
+      records.push(record);
     }
     return { records, errors };
   }
+
+  /**
+   * A VM's status file, if it is one: missing, empty, torn or garbage (a power loss) is no status file, and the
+   * record's own status stands. Not an error: the status was never promised past a power loss.
+   */
+  private async readStatus(vmId: string): Promise<VolatileStatus | undefined> {
+    let text: string;
+    try {
+      const fh = await open(this.statusFile(vmId), 'r');
+      try {
+        const buf = Buffer.alloc(MAX_STATUS_FILE_BYTES + 1);
+        const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+        if (bytesRead > MAX_STATUS_FILE_BYTES) return undefined;
+        text = buf.toString('utf8', 0, bytesRead);
+      } finally {
+        await fh.close();
+      }
+    } catch {
+      return undefined;
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      return undefined;
+    }
+    const parsed = VolatileStatus.safeParse(json);
+    return parsed.success && parsed.data.vmId === vmId ? parsed.data : undefined;
+  }
+}
+
+function newRev(): string {
+  return randomBytes(8).toString('hex');
 }
