@@ -89,6 +89,14 @@ describe("a VM's status is volatile: its own file, no fsync; a power loss falls 
       expect(await new FileStateStore(stateDir).list(), what).toEqual({ records: [record('running')], errors: [] });
     }
 
+    // One longer than a status file (another writer's, a power loss's) is cut to size by the next status write.
+    const other = new FileStateStore(stateDir);
+    await other.list();
+    await writeFile(statusFile, 'x'.repeat(5000));
+    await other.put(record('paused', '2026-01-01T00:00:03.000Z'));
+    expect(await readFile(recordFile, 'utf8')).toBe(durable);
+    expect((await new FileStateStore(stateDir).list()).records).toEqual([record('paused', '2026-01-01T00:00:03.000Z')]);
+
     // A durable write after a status write makes that status file stale without touching it.
     await writeFile(statusFile, written);
     await store.put({ ...record('stopped', '2026-01-01T00:00:02.000Z'), state: { pid: null } });
