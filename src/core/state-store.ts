@@ -116,9 +116,9 @@ export interface StateStore {
  * A put that changes nothing but the status (pause, resume, a VMM's exit) writes `<vmId>.status` instead, in
  * place and without fsync (writeStatus). It survives a crash of the host process (the page cache keeps it) and
  * may be lost, empty or torn by a power loss, when the VMM is gone too; list() then gives the record's own
- * status, the one of its last durable write, and a re-attach asks the plugin. Which record write a status file extends it names
- * (`rev`), so a durable write after it makes it stale without a second write. Files are 0600 in a 0700
- * directory. Writes of one VM are serialized, and only the newest pending one is written.
+ * status, the one of its last durable write, and a re-attach asks the plugin. A status file names the record
+ * write it extends (`rev`), so a durable write after it makes it stale without a second write. Files are 0600
+ * in a 0700 directory. Writes of one VM are serialized, and only the newest pending one is written.
  */
 export class FileStateStore implements StateStore {
   readonly dir: string;
