@@ -552,7 +552,8 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
       pending = { next: record, waiters: [{ resolve, reject }], inflight: [] };
       this.recordWrites.set(u.vmId, pending);
       // Started once what was read with this update has been handled: a plugin's status event, its state event and
-      // the call's answer often come in one read, and then make one fsync'd write instead of two.
+      // the call's answer often come in one read, and then make one write instead of two. (A write that changes the
+      // status alone is the store's volatile status file, not an fsync'd record: FileStateStore.)
       const p = pending;
       void this.track(new Promise<void>((r) => setImmediate(r)).then(() => this.writeRecords(u.vmId, p)));
     });

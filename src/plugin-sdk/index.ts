@@ -2,7 +2,7 @@ export { listenPlugin, servePlugin } from './serve.js';
 export { listenOptionsFromArgv, parseCommandLine, UsageError, type CommandLine, type FlagValues, type ListenOptions, type Listening } from './listen.js';
 export type { CallContext, EventInput, ExtensionHandler, Handler, Handlers, PluginDefinition, ServeOptions, ServedPlugin, Session } from './serve.js';
 export { PluginError, errors, isAbort, translateError, translating } from './errors.js';
-export { stateCodec, type StateCodec } from './state.js';
+export { stateCodec, stateStatus, type StateCodec } from './state.js';
 export { SerialQueue } from './serial.js';
 export { Waiters, type WaitResult } from './waiters.js';
 export { ServedVm, type StatusEventType, type VmEventBody } from './served-vm.js';

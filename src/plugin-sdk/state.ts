@@ -1,6 +1,6 @@
 // A namespace import lets esbuild keep only the zod a plugin uses (`import { z }` pulls in all of it, locales too).
 import * as z from 'zod';
-import { toIssues, type Issue, type Json } from 'hvplug/protocol';
+import { toIssues, type Issue, type Json, type VmStatus } from 'hvplug/protocol';
 import { errors } from './errors.js';
 
 /**
@@ -42,4 +42,14 @@ export function stateCodec<Shape extends z.ZodRawShape>(format: string, version:
       throw errors.invalidParams(method, r.issues);
     },
   };
+}
+
+/**
+ * The status a plugin keeps in its opaque state: `running` for a live VM, running or paused. Which of the two it
+ * is, vm/recover asks the VMM (the host's status of a VM is volatile: it does not survive a power loss, and a
+ * re-attach asks the plugin). So a pause or resume leaves the state as it was, and the host writes the VM's
+ * status alone instead of its durable record (fsync'd) for one.
+ */
+export function stateStatus(status: VmStatus): VmStatus {
+  return status === 'paused' ? 'running' : status;
 }

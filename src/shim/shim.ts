@@ -340,7 +340,7 @@ export class ShimHypervisor {
     const target = vm ?? this.vms.get(params.vmId as string);
     if (!target) return;
     const r = result as { status?: VmStatus; state?: Json };
-    // Only a change is reported: the host persists each report (an fsync'd file write), and read-only calls
+    // Only a change is reported: the host persists each report (a file write, fsync'd unless only the status moved), and read-only calls
     // (vm/check, vm/info, vm/stats...) would otherwise rewrite the record on every call.
     const before = target.status;
     // An event read after the answer is newer than the status the answer carries: it stands.
@@ -457,11 +457,16 @@ export class ShimHypervisor {
     const vm = this.vms.get(event.vmId);
     if (vm) {
       // As in track: only a change is persisted. An event often confirms what the call's answer already set
-      // (running after vm/start, the host's own recovered after vm/recover), and each report is an fsync'd write.
+      // (running after vm/start, the host's own recovered after vm/recover), and each report is a file write.
       const before = vm.status;
       const next = statusAfter(event);
       if (next) vm.status = next;
-      if (event.type === 'state') vm.state = event.state;
+      // A state event that repeats the state it has (a plugin that sends one after each call) changes nothing.
+      let newState = false;
+      if (event.type === 'state') {
+        newState = JSON.stringify(event.state) !== JSON.stringify(vm.state);
+        vm.state = event.state;
+      }
       // A device can go without a device/remove answer: the guest ejected it after the caller stopped waiting.
       const removed = event.type === 'device-removed' && vm.config.devices.some((d) => d.id === event.deviceId);
       if (removed) {
@@ -469,7 +474,7 @@ export class ShimHypervisor {
         vm.config = { ...vm.config, devices: vm.config.devices.filter((d) => d.id !== event.deviceId) };
       }
       // Nobody waits on an event's write: the host reports and retries one that fails.
-      if (vm.status !== before || event.type === 'state' || removed) this.changed(vm).catch(() => undefined);
+      if (vm.status !== before || newState || removed) this.changed(vm).catch(() => undefined);
       vm.emit('event', event);
     }
     for (const l of this.eventListeners) l(event);

@@ -92,8 +92,8 @@ export class FramedWriter extends AbstractMessageWriter {
   constructor(
     private readonly writable: Writable,
     private readonly maxMessageBytes: number = DEFAULT_MAX_MESSAGE_BYTES,
-    /** A plugin that diverts stray stdout writes to stderr passes the real writer here. */
-    private readonly writeFrame: (frame: string) => unknown = (frame) => writable.write(frame),
+    /** A plugin that diverts stray stdout writes to stderr passes the real writer here (and sees what each frame is). */
+    private readonly writeFrame: (frame: string, msg: Message) => unknown = (frame) => writable.write(frame),
   ) {
     super();
     writable.on('error', (err) => this.fireError(err, undefined, ++this.errorCount));
@@ -110,7 +110,7 @@ export class FramedWriter extends AbstractMessageWriter {
     if (this.writable.destroyed || this.writable.writableEnded) {
       return Promise.reject(new Error('the stream is closed'));
     }
-    this.writeFrame(frame);
+    this.writeFrame(frame, msg);
     return Promise.resolve();
   }
 

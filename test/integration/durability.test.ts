@@ -1,7 +1,8 @@
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FileStateStore, PluginHost, type StateStore, type VmRecord } from 'hvplug';
-import { fixture, memoryLogger, removeTempDirs, tempDir } from '../helpers.js';
+import { fixture, memoryLogger, pluginExecutable, removeTempDirs, tempDir } from '../helpers.js';
 
 const hosts: PluginHost[] = [];
 afterEach(async () => {
@@ -42,5 +43,119 @@ describe('a call returns once what it changed is on disk', () => {
     // Read straight from disk, as a new host would after this one is SIGKILLed now.
     const record = (await disk.list()).records.find((r) => r.vmId === vm.id);
     expect(record).toMatchObject({ status: 'running', state: { pid: 4242 } });
+  });
+});
+
+/** What a power loss may leave of a status file written without fsync: nothing, nothing yet, half of it, other bytes. */
+const TORN: Record<string, string | undefined> = {
+  missing: undefined,
+  empty: '',
+  truncated: '{"vmId":"v1","rev":"',
+  garbage: '\u0000\u0000\u0000\u0000',
+  'not a status': JSON.stringify({ vmId: 'v1', status: 'sleeping' }),
+};
+
+function record(status: VmRecord['status'], updatedAt = '2026-01-01T00:00:00.000Z'): VmRecord {
+  return {
+    vmId: 'v1',
+    plugin: 'p',
+    config: { vcpus: { boot: 1 }, memory: { sizeMiB: 256, hugepages: false, prealloc: false }, devices: [], console: 'log', annotations: {}, plugin: {} },
+    state: { pid: 4242 },
+    status,
+    createdAt: '2026-01-01T00:00:00.000Z',
+    updatedAt,
+  };
+}
+
+describe("a VM's status is volatile: its own file, no fsync; a power loss falls back to the durable record", () => {
+  it('FileStateStore: a status-only put leaves the record file alone; a torn, missing or stale status file gives the record', async () => {
+    const stateDir = join(await tempDir(), 'state');
+    const store = new FileStateStore(stateDir);
+    const recordFile = join(stateDir, 'vms', 'v1.json');
+    const statusFile = join(stateDir, 'vms', 'v1.status');
+    await store.put(record('running'));
+    const durable = await readFile(recordFile, 'utf8');
+    await store.put(record('paused', '2026-01-01T00:00:01.000Z'));
+    expect(await readFile(recordFile, 'utf8')).toBe(durable);
+    expect((await store.list()).records).toEqual([record('paused', '2026-01-01T00:00:01.000Z')]);
+    // A host SIGKILLed now: the next one reads the same (the page cache keeps what was renamed in).
+    expect(await new FileStateStore(stateDir).list()).toEqual({ records: [record('paused', '2026-01-01T00:00:01.000Z')], errors: [] });
+
+    const written = await readFile(statusFile, 'utf8');
+    for (const [what, text] of Object.entries(TORN)) {
+      await rm(statusFile, { force: true });
+      if (text !== undefined) await writeFile(statusFile, text);
+      // The status of the last durable write, nothing reported: a status was never promised past a power loss.
+      expect(await new FileStateStore(stateDir).list(), what).toEqual({ records: [record('running')], errors: [] });
+    }
+
+    // One longer than a status file (another writer's, a power loss's) is cut to size by the next status write.
+    const other = new FileStateStore(stateDir);
+    await other.list();
+    await writeFile(statusFile, 'x'.repeat(5000));
+    await other.put(record('paused', '2026-01-01T00:00:03.000Z'));
+    expect(await readFile(recordFile, 'utf8')).toBe(durable);
+    expect((await new FileStateStore(stateDir).list()).records).toEqual([record('paused', '2026-01-01T00:00:03.000Z')]);
+
+    // A durable write after a status write makes that status file stale without touching it.
+    await writeFile(statusFile, written);
+    await store.put({ ...record('stopped', '2026-01-01T00:00:02.000Z'), state: { pid: null } });
+    expect(await readFile(recordFile, 'utf8')).not.toBe(durable);
+    expect((await readFile(statusFile, 'utf8')).length).toBeGreaterThan(0);
+    expect((await store.list()).records.map((r) => r.status)).toEqual(['stopped']);
+
+    await store.delete('v1');
+    expect(await readdir(join(stateDir, 'vms'))).toEqual([]);
+  });
+
+  it('through a host: pause and resume rewrite only the status file; after a "power loss" the re-attach asks the plugin', async () => {
+    const dir = await tempDir();
+    const stateDir = join(dir, 'state');
+    const runtimeDir = join(dir, 'run');
+    const newHost = (): PluginHost => {
+      const host = new PluginHost({
+        stateDir,
+        runtimeDir,
+        logger: memoryLogger().logger,
+        plugins: [{ name: 'example-proprietary', command: pluginExecutable('example-proprietary') }],
+        supervision: { healthIntervalMs: 0 },
+      });
+      hosts.push(host);
+      return host;
+    };
+    const first = newHost();
+    const vm = await (await first.hypervisor('example-proprietary')).createVm({ config: {} });
+    const recordFile = join(stateDir, 'vms', `${vm.id}.json`);
+    const statusFile = join(stateDir, 'vms', `${vm.id}.status`);
+    try {
+      await vm.start();
+      const durable = await readFile(recordFile, 'utf8');
+      await vm.pause();
+      await vm.resume();
+      await vm.pause();
+      expect(await readFile(recordFile, 'utf8')).toBe(durable);
+      // What a host SIGKILLed now leaves to the next one.
+      expect((await new FileStateStore(stateDir).list()).records.map((r) => r.status)).toEqual(['paused']);
+      await first.close();
+
+      // A power loss tore the status file; the guest (a process of this machine) survived it only in this test.
+      await writeFile(statusFile, '{"vmId":');
+      const second = newHost();
+      expect(await second.records()).toMatchObject({ records: [{ vmId: vm.id, status: 'running' }], errors: [] });
+      const report = await second.reattach();
+      expect(report).toMatchObject({ recovered: [vm.id], lost: [], errors: [] });
+      const again = (await second.vm(vm.id))!;
+      expect(again.status).toBe('paused');
+      expect((await again.info()).status).toBe('paused');
+      await again.delete();
+      expect(await readdir(join(stateDir, 'vms'))).toEqual([]);
+    } finally {
+      // A failure above leaves the guest running: a host on the same directories deletes it.
+      if ((await new FileStateStore(stateDir).list()).records.length > 0) {
+        const cleanup = newHost();
+        await cleanup.reattach();
+        await (await cleanup.vm(vm.id))?.delete();
+      }
+    }
   });
 });

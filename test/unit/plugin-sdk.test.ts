@@ -115,6 +115,18 @@ describe('plugin SDK: answers leave in one write per burst', () => {
     }
   });
 
+  it("sends a call's events with its answer, in one write (the host reads them together and records them once)", async () => {
+    plugin.send({ id: 20, method: 'vm/start', params: { vmId: VM } });
+    await until(() => plugin.release !== undefined, 'the start in its handler');
+    const before = plugin.writes.length;
+    plugin.release?.();
+    await until(() => plugin.answer(20) !== undefined, 'the start answered without the hold timer');
+    expect(plugin.writes.length - before).toBe(1);
+    const event = plugin.messages.findIndex((m) => m.method === 'vm/event');
+    expect(event).toBeGreaterThanOrEqual(0);
+    expect(event).toBeLessThan(plugin.messages.findIndex((m) => m.id === 20));
+  });
+
   it('does not hold a quick answer behind a slow call, nor the slow answer once it is ready', async () => {
     plugin.send({ id: 10, method: 'vm/start', params: { vmId: VM } });
     plugin.send({ id: 11, method: 'vm/check', params: { vmId: VM } });

@@ -1,7 +1,7 @@
 // One simulated VM: the kit's ServedVm (status from the state machine, events, one call at a time, vm/wait) with
 // its guest process, its devices and sizes, and the state blob a later plugin process takes it back with.
 import { rm } from 'node:fs/promises';
-import { errors, ServedVm, type CallContext, type EventInput, type WaitResult } from 'hvplug/plugin-sdk';
+import { errors, ServedVm, stateStatus, type CallContext, type EventInput, type WaitResult } from 'hvplug/plugin-sdk';
 import type { Device, ResultInputOf, VmConfig, VmStatus } from 'hvplug/protocol';
 import { deviceIssues, hotpluggable, probeDevice } from './devices.js';
 import { invalidParams } from './errors.js';
@@ -80,9 +80,10 @@ export class SimVm extends ServedVm {
 
   // ---- state ----
 
+  /** A live VM's status is written `running` (stateStatus): recoverGuest reads from /proc whether it is paused. */
   state(): VmState {
     return {
-      status: this.status,
+      status: stateStatus(this.status),
       guest: this.identity ?? null,
       dir: this.dir,
       consolePath: this.consolePath,

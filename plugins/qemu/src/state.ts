@@ -54,6 +54,7 @@ export const SnapshotSidecar = z.object({
  * devices attached and the QEMU objects they became).
  */
 export const vmState = stateCodec('hvplug-qemu/vm-state', 1, {
+  /** A live VM (running or paused) is written `running` (stateStatus): vm/recover asks QEMU which. */
   status: VmStatus,
   runDir: AbsPath,
   qmpSocket: z.string().min(1),

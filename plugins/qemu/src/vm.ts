@@ -2,7 +2,7 @@
 // drive, its lifecycle calls and the state the host keeps for it. Device calls are in devices.ts.
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ServedVm, errors, proc, type CallContext, type EventInput, type WaitResult } from 'hvplug/plugin-sdk';
+import { ServedVm, errors, proc, stateStatus, type CallContext, type EventInput, type WaitResult } from 'hvplug/plugin-sdk';
 import type { ResultInputOf, VmConfig, VmResult } from 'hvplug/protocol';
 import { buildQemuArgs, type QemuLaunchConfig } from './cmdline.js';
 import { backendCleanup, deviceIdOf, type Attached, type QemuParts } from './device-map.js';
@@ -95,8 +95,9 @@ export class QemuVm extends ServedVm {
     return this.status === 'running' || this.status === 'paused';
   }
 
+  /** A live VM's status is written `running` (stateStatus): reattachQemu asks QEMU whether it is paused. */
   encoded(): Json {
-    return vmState.encode({ ...this.state, status: this.status });
+    return vmState.encode({ ...this.state, status: stateStatus(this.status) });
   }
 
   result(): VmResult {
@@ -367,7 +368,6 @@ export class QemuVm extends ServedVm {
       this.require(['running']);
       await this.qmp('stop');
       this.announce('paused');
-      this.stateChanged();
       return this.result();
     }, signal);
   }
@@ -377,7 +377,6 @@ export class QemuVm extends ServedVm {
       this.require(['paused']);
       await this.qmp('cont');
       this.announce('resumed');
-      this.stateChanged();
       return this.result();
     }, signal);
   }
