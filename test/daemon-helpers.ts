@@ -1,6 +1,6 @@
 import { execa, type ResultPromise } from 'execa';
-import { expect } from 'vitest';
-import { CLI, eventually, tempDir } from './helpers.js';
+import { afterAll, afterEach, beforeAll, expect } from 'vitest';
+import { alive, CLI, ensureCliBuilt, eventually, removeTempDirs, tempDir } from './helpers.js';
 
 /**
  * `hvplug daemon` and commands through the built CLI, each a process of its own as a user runs them from two
@@ -77,4 +77,27 @@ export async function stopDaemon(d: Daemon, signal: NodeJS.Signals = 'SIGTERM'):
 /** Every daemon started and not yet stopped. */
 export async function stopDaemons(): Promise<void> {
   for (const d of [...daemons]) await stopDaemon(d);
+}
+
+/**
+ * The hooks of a test file that drives daemons: the CLI built first, every daemon stopped after each test, and at the
+ * end every guest the file saw (add their pids to the set returned) killed and the temporary directories removed.
+ * `cleanup` runs first in afterAll, for what else the file started.
+ */
+export function daemonTestHooks(cleanup?: () => void): Set<number> {
+  const guests = new Set<number>();
+  beforeAll(ensureCliBuilt, 120_000);
+  afterEach(stopDaemons);
+  afterAll(async () => {
+    cleanup?.();
+    for (const pid of guests) {
+      try {
+        if (alive(pid)) process.kill(pid, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    }
+    await removeTempDirs();
+  });
+  return guests;
 }

@@ -2,9 +2,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { alive, ensureCliBuilt, eventually, pluginExecutable, removeTempDirs, tempDir } from '../helpers.js';
-import { cli, dirs, ok, startDaemon, stopDaemons, type Dirs } from '../daemon-helpers.js';
+import { describe, expect, it } from 'vitest';
+import { alive, eventually, pluginExecutable, tempDir } from '../helpers.js';
+import { cli, daemonTestHooks, dirs, ok, startDaemon, type Dirs } from '../daemon-helpers.js';
 
 /**
  * unreachableLostAfterMs set where an operator sets things: `[plugins.<name>] unreachableLostAfterMs` in the config
@@ -13,18 +13,8 @@ import { cli, dirs, ok, startDaemon, stopDaemons, type Dirs } from '../daemon-he
  */
 const PLUGIN = 'example-proprietary';
 const plugins: ChildProcess[] = [];
-const guests = new Set<number>();
-
-beforeAll(async () => {
-  await ensureCliBuilt();
-}, 120_000);
-
-afterEach(stopDaemons);
-
-afterAll(async () => {
+const guests = daemonTestHooks(() => {
   for (const p of plugins) if (p.pid !== undefined && alive(p.pid)) process.kill(p.pid, 'SIGKILL');
-  for (const pid of guests) if (alive(pid)) process.kill(pid, 'SIGKILL');
-  await removeTempDirs();
 });
 
 /** The example plugin listening on a unix socket; resolves with the address it announced. */

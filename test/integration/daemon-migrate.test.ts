@@ -1,8 +1,8 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { alive, consoleTicks, ensureCliBuilt, eventually, removeTempDirs } from '../helpers.js';
-import { cli, dirs, ok, startDaemon, stopDaemons, type Dirs } from '../daemon-helpers.js';
+import { describe, expect, it } from 'vitest';
+import { alive, consoleTicks, eventually } from '../helpers.js';
+import { cli, daemonTestHooks, dirs, ok, startDaemon, type Dirs } from '../daemon-helpers.js';
 
 /**
  * `hvplug migrate` when `hvplug daemon` serves the source state directory, the destination's, or both (example
@@ -10,18 +10,7 @@ import { cli, dirs, ok, startDaemon, stopDaemons, type Dirs } from '../daemon-he
  * receives the VM through its API, and the record rules of docs/migration.md hold as without daemons.
  */
 const PLUGIN = 'example-proprietary';
-const guests = new Set<number>();
-
-beforeAll(async () => {
-  await ensureCliBuilt();
-}, 120_000);
-
-afterEach(stopDaemons);
-
-afterAll(async () => {
-  for (const pid of guests) if (alive(pid)) process.kill(pid, 'SIGKILL');
-  await removeTempDirs();
-});
+const guests = daemonTestHooks();
 
 interface PsRow {
   id: string;

@@ -3,11 +3,11 @@ import { readdir } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { execa, execaSync } from 'execa';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { proc } from 'hvplug/plugin-sdk';
 import { encodeFrame, FrameDecoder } from 'hvplug/transport';
-import { alive, CLI, ensureCliBuilt, eventually, removeTempDirs, tempDir } from '../helpers.js';
-import { cli, dirs, ok, startDaemon, stopDaemon, stopDaemons, type Dirs } from '../daemon-helpers.js';
+import { alive, CLI, eventually, tempDir } from '../helpers.js';
+import { cli, daemonTestHooks, dirs, ok, startDaemon, stopDaemon, type Dirs } from '../daemon-helpers.js';
 
 /**
  * `hvplug daemon` through the built CLI: the daemon and every command are processes of their own, as a user runs them
@@ -15,24 +15,7 @@ import { cli, dirs, ok, startDaemon, stopDaemon, stopDaemons, type Dirs } from '
  */
 const PLUGIN = 'example-proprietary';
 
-const guests = new Set<number>();
-
-beforeAll(async () => {
-  await ensureCliBuilt();
-}, 120_000);
-
-afterEach(stopDaemons);
-
-afterAll(async () => {
-  for (const pid of guests) {
-    try {
-      if (alive(pid)) process.kill(pid, 'SIGKILL');
-    } catch {
-      // Already gone.
-    }
-  }
-  await removeTempDirs();
-});
+const guests = daemonTestHooks();
 
 /** The daemon's children: the plugin processes it started. */
 function childrenOf(pid: number): number[] {
