@@ -101,3 +101,19 @@ export function daemonTestHooks(cleanup?: () => void): Set<number> {
   });
   return guests;
 }
+
+/** A row of `hvplug ps --json`, what the daemon tests read of it. */
+export interface PsRow {
+  id: string;
+  name?: string;
+  status: string;
+  pid?: number;
+  owner?: string;
+}
+
+/** `hvplug ps --json` on the dirs; each guest pid it shows goes into `guests`, for the file's afterAll to kill. */
+export async function ps(d: Dirs, guests?: Set<number>): Promise<PsRow[]> {
+  const rows = JSON.parse(await ok(d, ['ps', '--json'])) as PsRow[];
+  for (const r of rows) if (r.pid !== undefined) guests?.add(r.pid);
+  return rows;
+}

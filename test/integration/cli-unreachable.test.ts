@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, expect, it } from 'vitest';
 import { alive, eventually, pluginExecutable, tempDir } from '../helpers.js';
-import { cli, daemonTestHooks, dirs, ok, startDaemon, type Dirs } from '../daemon-helpers.js';
+import { cli, daemonTestHooks, dirs, ok, ps, startDaemon } from '../daemon-helpers.js';
 
 /**
  * unreachableLostAfterMs set where an operator sets things: `[plugins.<name>] unreachableLostAfterMs` in the config
@@ -42,16 +42,6 @@ async function configFile(table: string): Promise<string> {
   return file;
 }
 
-interface PsRow {
-  id: string;
-  name?: string;
-  status: string;
-  pid?: number;
-}
-
-async function ps(d: Dirs): Promise<PsRow[]> {
-  return JSON.parse(await ok(d, ['ps', '--json'])) as PsRow[];
-}
 
 /**
  * A daemon whose plugin is the listening one, one running VM through it; then the plugin dies. Resolves with the

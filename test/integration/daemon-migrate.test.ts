@@ -2,7 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { alive, consoleTicks, eventually } from '../helpers.js';
-import { cli, daemonTestHooks, dirs, ok, startDaemon, type Dirs } from '../daemon-helpers.js';
+import { cli, daemonTestHooks, dirs, ok, ps, startDaemon, type Dirs } from '../daemon-helpers.js';
 
 /**
  * `hvplug migrate` when `hvplug daemon` serves the source state directory, the destination's, or both (example
@@ -12,18 +12,6 @@ import { cli, daemonTestHooks, dirs, ok, startDaemon, type Dirs } from '../daemo
 const PLUGIN = 'example-proprietary';
 const guests = daemonTestHooks();
 
-interface PsRow {
-  id: string;
-  name?: string;
-  status: string;
-  pid?: number;
-}
-
-async function ps(d: Dirs): Promise<PsRow[]> {
-  const rows = JSON.parse(await ok(d, ['ps', '--json'])) as PsRow[];
-  for (const r of rows) if (r.pid !== undefined) guests.add(r.pid);
-  return rows;
-}
 
 async function consoleOf(d: Dirs, name: string): Promise<string> {
   const info = JSON.parse(await ok(d, ['info', name, '--json'])) as { console?: { path?: string } };
@@ -36,7 +24,7 @@ async function countingVm(d: Dirs, name: string): Promise<{ id: string; pid: num
   const vmJson = join(d.state, `${name}.json`);
   await writeFile(vmJson, JSON.stringify({ plugin: { tickMs: 20 } }));
   const id = (await ok(d, ['run', '--detach', '--plugin', PLUGIN, '--name', name, '--vm-config', vmJson])).trim();
-  const [row] = await ps(d);
+  const [row] = await ps(d, guests);
   const console = await consoleOf(d, name);
   await eventually(async () => (await consoleTicks(console)).length >= 3, 10_000, 'ticks on the source console');
   return { id, pid: row?.pid as number, console };
@@ -66,8 +54,8 @@ async function migrate(from: Dirs, to: Dirs, name: string, source: string, extra
 
 /** The VM went from `from` to `to`: one record, there, unmarked and running, none here; its counter carried on. */
 async function expectMoved(from: Dirs, to: Dirs, id: string, srcPid: number, lastTick: number): Promise<{ pid: number; console: string }> {
-  expect(await ps(from)).toEqual([]);
-  const rows = await ps(to);
+  expect(await ps(from, guests)).toEqual([]);
+  const rows = await ps(to, guests);
   expect(rows.map((r) => [r.id, r.status, r.name])).toEqual([[id, 'running', 'mover']]);
   const record = JSON.parse(await readFile(join(to.state, 'vms', `${id}.json`), 'utf8')) as { migration?: unknown };
   expect(record.migration).toBeUndefined();
@@ -97,9 +85,9 @@ describe('hvplug migrate through the daemons', () => {
     // Received through its API, not written behind its back: it never had to re-attach the VM from its record.
     expect(daemonB.logged('re-attached VM')).toEqual([]);
     await ok(b, ['pause', 'mover']);
-    expect((await ps(b))[0]?.status).toBe('paused');
+    expect((await ps(b, guests))[0]?.status).toBe('paused');
     await ok(b, ['stop', 'mover']);
-    expect(await ps(b)).toEqual([]);
+    expect(await ps(b, guests)).toEqual([]);
   }, 120_000);
 
   it('a refusal leaves the VM at the source, its record unmarked, and nothing at the destination', async () => {
@@ -116,8 +104,8 @@ describe('hvplug migrate through the daemons', () => {
     await ok(a, ['pause', 'mover']);
     const paused = await cli(a, ['migrate', 'mover', b.state]);
     expect(paused.exitCode).toBe(1);
-    expect(await ps(b)).toEqual([]);
-    const rows = await ps(a);
+    expect(await ps(b, guests)).toEqual([]);
+    const rows = await ps(a, guests);
     expect(rows.map((r) => [r.id, r.status])).toEqual([[vm.id, 'paused']]);
     const record = JSON.parse(await readFile(join(a.state, 'vms', `${vm.id}.json`), 'utf8')) as { migration?: unknown };
     expect(record.migration).toBeUndefined();

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { proc } from 'hvplug/plugin-sdk';
 import { encodeFrame, FrameDecoder } from 'hvplug/transport';
 import { alive, CLI, eventually, tempDir } from '../helpers.js';
-import { cli, daemonTestHooks, dirs, ok, startDaemon, stopDaemon, type Dirs } from '../daemon-helpers.js';
+import { cli, daemonTestHooks, dirs, ok, ps, startDaemon, stopDaemon, type Dirs, type PsRow } from '../daemon-helpers.js';
 
 /**
  * `hvplug daemon` through the built CLI: the daemon and every command are processes of their own, as a user runs them
@@ -22,19 +22,6 @@ function childrenOf(pid: number): number[] {
   return proc.pids().filter((p) => proc.readStat(p)?.ppid === pid && alive(p));
 }
 
-interface PsRow {
-  id: string;
-  name?: string;
-  status: string;
-  pid?: number;
-  owner?: string;
-}
-
-async function ps(d: Dirs): Promise<PsRow[]> {
-  const rows = JSON.parse(await ok(d, ['ps', '--json'])) as PsRow[];
-  for (const r of rows) if (r.pid !== undefined) guests.add(r.pid);
-  return rows;
-}
 
 /** Sends raw bytes on the daemon's socket and collects what comes back until the daemon closes it or `ms` pass. */
 function rawExchange(socket: string, bytes: Buffer | string, ms = 1_000): Promise<{ answers: unknown[]; closedByDaemon: boolean }> {
@@ -168,7 +155,7 @@ describe('hvplug daemon --group', () => {
       if (runs.exitCode !== 0) ctx.skip(`uid ${NOBODY} cannot run ${CLI} (a checkout others cannot read?): ${runs.stderr}`);
       const daemon = await startDaemon(d, ['--group', group.name]);
       const id = (await ok(d, ['run', '--detach', '--plugin', PLUGIN, '--name', 'web'])).trim();
-      const [owned] = await ps(d);
+      const [owned] = await ps(d, guests);
       expect(owned).toMatchObject({ id, status: 'running' });
 
       // A member: the management API, all of it, through the socket.
@@ -177,7 +164,7 @@ describe('hvplug daemon --group', () => {
       expect((JSON.parse(listed.stdout) as PsRow[]).map((r) => [r.id, r.status])).toEqual([[id, 'running']]);
       const paused = await cliAs(true, d, ['pause', 'web']);
       expect(paused.exitCode, paused.stderr).toBe(0);
-      expect((await ps(d))[0]).toMatchObject({ id, status: 'paused' });
+      expect((await ps(d, guests))[0]).toMatchObject({ id, status: 'paused' });
 
       // On the way to the socket and the daemon's lock, the group may pass, not look.
       for (const dir of [d.state, d.run]) {
@@ -254,13 +241,13 @@ describe('hvplug daemon', () => {
     expect(id).toMatch(/^[0-9a-f-]{36}$/);
     const plugins = childrenOf(daemon.pid);
     expect(plugins).toHaveLength(1);
-    const [row] = await ps(d);
+    const [row] = await ps(d, guests);
     expect(row).toMatchObject({ id, name: 'web', status: 'running' });
     expect(row?.owner).toBeUndefined();
     const guest = row!.pid!;
 
     expect((await ok(d, ['pause', 'web'])).trim()).toBe(id);
-    expect((await ps(d))[0]).toMatchObject({ status: 'paused', pid: guest });
+    expect((await ps(d, guests))[0]).toMatchObject({ status: 'paused', pid: guest });
     expect(JSON.parse(await ok(d, ['resume', id.slice(0, 8), '--json']))).toMatchObject({ id, status: 'running' });
     expect(JSON.parse(await ok(d, ['info', 'web', '--json']))).toMatchObject({ id, status: 'running', pid: guest, plugin: PLUGIN });
 
@@ -273,7 +260,7 @@ describe('hvplug daemon', () => {
 
     expect(JSON.parse(await ok(d, ['stop', 'web', '--json']))).toMatchObject({ id, deleted: true });
     await eventually(() => !alive(guest), 10_000, 'the guest to end');
-    expect(await ps(d)).toEqual([]);
+    expect(await ps(d, guests)).toEqual([]);
     expect(childrenOf(daemon.pid)).toEqual(plugins);
   }, 90_000);
 
@@ -284,7 +271,7 @@ describe('hvplug daemon', () => {
     expect(second.exitCode).toBe(1);
     expect(second.stderr).toContain(`a daemon already serves the state directory ${d.state}: pid ${first.pid}`);
     // The first goes on serving.
-    expect(await ps(d)).toEqual([]);
+    expect(await ps(d, guests)).toEqual([]);
     expect(alive(first.pid)).toBe(true);
   }, 60_000);
 
@@ -303,7 +290,7 @@ describe('hvplug daemon', () => {
     expect((JSON.parse(results[2]!.stdout) as PsRow).status).toBe('running');
     const after = await Promise.all([cli(d, ['resume', 'alpha']), cli(d, ['pause', 'beta']), cli(d, ['ps', '--json'])]);
     for (const r of after) expect(r.exitCode, r.stderr).toBe(0);
-    const rows = await ps(d);
+    const rows = await ps(d, guests);
     expect(rows.find((r) => r.id === a)).toMatchObject({ status: 'running' });
     expect(rows.find((r) => r.id === b)).toMatchObject({ status: 'paused' });
     expect(daemon.logged('plugin started')).toHaveLength(1);
@@ -337,7 +324,7 @@ describe('hvplug daemon', () => {
     s.destroy();
 
     expect(alive(daemon.pid)).toBe(true);
-    expect((await ps(d)).map((r) => [r.id, r.status])).toEqual([[id, 'running']]);
+    expect((await ps(d, guests)).map((r) => [r.id, r.status])).toEqual([[id, 'running']]);
     await ok(d, ['pause', id]);
     await ok(d, ['stop', '--force', id]);
     expect(daemon.logged('plugin started')).toHaveLength(1);
@@ -347,7 +334,7 @@ describe('hvplug daemon', () => {
     const d = await dirs();
     const first = await startDaemon(d);
     const id = (await ok(d, ['run', '--detach', '--plugin', PLUGIN, '--name', 'keep'])).trim();
-    const guest = (await ps(d))[0]!.pid!;
+    const guest = (await ps(d, guests))[0]!.pid!;
 
     expect(await stopDaemon(first)).toBe(0);
     expect(first.out()).toContain('SIGTERM: shutting down; VMs keep running');
@@ -357,7 +344,7 @@ describe('hvplug daemon', () => {
     const second = await startDaemon(d);
     expect(second.out()).toContain('ready (1 re-attached, 0 lost)');
     expect(second.logged('re-attached VM').map((l) => l.vmId)).toEqual([id]);
-    expect((await ps(d))[0]).toMatchObject({ id, status: 'running', pid: guest });
+    expect((await ps(d, guests))[0]).toMatchObject({ id, status: 'running', pid: guest });
     await ok(d, ['pause', 'keep']);
     expect(second.logged('re-attached VM')).toHaveLength(1);
 
@@ -366,7 +353,7 @@ describe('hvplug daemon', () => {
     expect(await stopDaemon(second, 'SIGKILL')).not.toBe(0);
     // Its plugin sees its stdin end and exits.
     await eventually(() => orphans.every((p) => !alive(p)), 10_000, 'the killed daemon\'s plugin to go');
-    expect((await ps(d))[0]).toMatchObject({ id, status: 'paused', pid: guest });
+    expect((await ps(d, guests))[0]).toMatchObject({ id, status: 'paused', pid: guest });
     await ok(d, ['resume', 'keep']);
 
     // And a new daemon takes the state directory over from the dead one.
@@ -379,7 +366,7 @@ describe('hvplug daemon', () => {
     const d = await dirs();
     const daemon = await startDaemon(d);
     const id = (await ok(d, ['run', '--detach', '--plugin', PLUGIN, '--name', 'logged'])).trim();
-    await ps(d);
+    await ps(d, guests);
     const alone = await rawExchange(daemon.socket, frame({ jsonrpc: '2.0', id: 1, method: 'hvplug/console', params: { vmId: id } }), 5_000);
     expect(alone.answers).toEqual([{ jsonrpc: '2.0', id: 1, result: { kind: 'log', path: expect.stringContaining(id), joined: false } }]);
     // Subscribed first, the connection carries events: it cannot become a console's.
