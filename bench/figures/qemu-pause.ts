@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readlinkSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PluginHost, type ShimVm } from 'hvplug';
@@ -11,7 +11,7 @@ import { compare, measure } from '../report.js';
 import { openQmp, type RawQmp } from '../qmp.js';
 import { builtPlugin } from '../setup.js';
 import { median } from '../stats.js';
-import { argvOf, bootConfig, directArgv, markerAt, onPath, READY_MARKER, sizeOf } from './qemu.js';
+import { argvOf, bootConfig, cpuMs, directArgv, markerAt, onPath, READY_MARKER, sizeOf } from './qemu.js';
 
 const QEMU = 'qemu-system-x86_64';
 export const IDLE_SCRIPT = 'while :; do sleep 3600; done';
@@ -26,6 +26,34 @@ async function cycles(n: number, one: () => Promise<void>): Promise<number> {
   }
   return median(ms);
 }
+
+/** The parent of a process, from /proc: the plugin that started QEMU. */
+function parentOf(pid: number): number {
+  return Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ')[1]);
+}
+
+/**
+ * CPU ms each process used over the timed segments, and the cycles they ran: where a cycle's time goes. /proc counts
+ * in 10 ms ticks, so only the sum over every segment (warm-up included) means anything.
+ */
+interface CpuTally {
+  cycles: number;
+  ms: Record<string, number>;
+}
+
+async function tallied(tally: CpuTally, pids: Record<string, number>, n: number, seg: () => Promise<number>): Promise<number> {
+  const self0 = process.cpuUsage();
+  const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuMs(pid)]));
+  const ms = await seg();
+  const self = process.cpuUsage(self0);
+  tally.cycles += n;
+  tally.ms.bench = (tally.ms.bench ?? 0) + (self.user + self.system) / 1000;
+  for (const [k, pid] of Object.entries(pids)) tally.ms[k] = (tally.ms[k] ?? 0) + cpuMs(pid) - (before[k] ?? 0);
+  return ms;
+}
+
+const perCycle = (t: CpuTally): Record<string, number> =>
+  Object.fromEntries(Object.entries(t.ms).map(([k, v]) => [k, Math.round((v / t.cycles) * 1000) / 1000]));
 
 /** Figure 5b: pause + resume of a running QEMU guest through the library vs raw QMP over one connection. */
 export const qemuPause: Figure = {
@@ -90,16 +118,25 @@ export const qemuPause: Figure = {
       qmp = await openQmp(qmpPath, timeoutMs);
       const raw = qmp;
       const theVm = vm;
+      // CPU per cycle of each process (the bench's own is the host's, or the raw QMP client's): which side's handling costs.
+      const hvplugCpu: CpuTally = { cycles: 0, ms: {} };
+      const qmpCpu: CpuTally = { cycles: 0, ms: {} };
+      const hvplugPids = { plugin: parentOf(pid), qemu: pid };
+      const directPid = direct.pid;
       const viaHvplug = (): Promise<number> =>
-        cycles(perRep, async () => {
-          await theVm.pause();
-          await theVm.resume();
-        });
+        tallied(hvplugCpu, hvplugPids, perRep, () =>
+          cycles(perRep, async () => {
+            await theVm.pause();
+            await theVm.resume();
+          }),
+        );
       const viaQmp = (): Promise<number> =>
-        cycles(perRep, async () => {
-          await raw.execute('stop');
-          await raw.execute('cont');
-        });
+        tallied(qmpCpu, directPid === undefined ? {} : { qemu: directPid }, perRep, () =>
+          cycles(perRep, async () => {
+            await raw.execute('stop');
+            await raw.execute('cont');
+          }),
+        );
       log('qemu-pause: warm-up');
       await viaHvplug();
       await viaQmp();
@@ -118,6 +155,8 @@ export const qemuPause: Figure = {
           runs.push({ qmp: q, hvplug: await viaHvplug() });
         }
       }
+      const cpu = { hvplug: perCycle(hvplugCpu), qmp: perCycle(qmpCpu) };
+      log(`qemu-pause: CPU ms per cycle: hvplug ${JSON.stringify(cpu.hvplug)}, raw QMP ${JSON.stringify(cpu.qmp)}`);
       return {
         method,
         rows: [
@@ -128,7 +167,7 @@ export const qemuPause: Figure = {
             { on: 'ratio', op: '<=', limit: 2, text: '≤ 2× raw QMP' },
           ),
         ],
-        raw: { config: { ...cfg.qemu, cycles: perRep }, unit: 'ms', perRep: runs, runDir, argv },
+        raw: { config: { ...cfg.qemu, cycles: perRep }, unit: 'ms', perRep: runs, cpuMsPerCycle: cpu, runDir, argv },
       };
     } finally {
       qmp?.close();

@@ -53,7 +53,7 @@ export async function markerAt(path: string, marker: string, from: number, timeo
 export const sizeOf = (p: string): Promise<number> => stat(p).then((s) => s.size, () => 0);
 
 /** CPU time (user + system, ms) a process has used so far, from /proc (10 ms ticks). */
-function cpuMs(pid: number): number {
+export function cpuMs(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
