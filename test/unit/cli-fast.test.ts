@@ -9,7 +9,7 @@ import { FrameDecoder, frameText } from 'hvplug/transport';
 import { bootId, startTimeOf } from '../../src/core/proc.js';
 import { DAEMON_METHODS } from '../../src/daemon/api.js';
 import { DaemonLockInfo } from '../../src/daemon/lock.js';
-import { FastCallRef, FastLock, fastVmResult, parseFastLine, runFast } from '../../src/cli/fast.js';
+import { FastCallRef, FastLock, fastVmResult, parseFastLine, runFast, warmFast } from '../../src/cli/fast.js';
 import { FAST_COMMANDS as FACT_COMMANDS, fastFacts, type FastFacts } from '../../src/cli/fast-facts.js';
 import { FAST_COMMANDS } from '../../src/cli/main.js';
 
@@ -185,6 +185,16 @@ describe('runFast against a daemon', () => {
       '',
     ]);
     expect(out).toBe('');
+  });
+
+  it("warms up for the snapshot without a daemon, a file or output, and keeps the schema a command then uses", async () => {
+    const schema = fastVmResult(facts.statuses);
+    warmFast(facts);
+    expect(fastVmResult(facts.statuses)).toBe(schema);
+    expect(out + err).toBe('');
+    await daemon({});
+    expect(await run(['pause', 'web'])).toBe(0);
+    expect(out).toBe('vm-1\n');
   });
 
   it('gives up on a call at its deadline, cancelling it in the daemon', async () => {
