@@ -31,7 +31,7 @@ import { VmRecord } from '../core/state-store.js';
  * Bumped when a client of one hvplug could misread a daemon of another. 2: event subscription (hvplug/subscribe,
  * hvplug/event, hvplug/eventsDropped) and its host-side `deleted` event. 3: live migration (hvplug/migrate and the
  * destination's hvplug/prepareIncoming, commitIncoming, abortIncoming; the hello's identity); vm/migrate and
- * vm/receiveMigration are no longer served raw.
+ * vm/receiveMigration are no longer served raw; hvplug/callRef, the CLI fast path's one request.
  */
 export const API_VERSION = 3;
 
