@@ -80,8 +80,9 @@ async function bundleFast(outdir) {
   // Started with `node --snapshot-blob fast.blob -- <args>`: no script name, so the arguments start at argv[1].
   const snapshotMain = [
     "import { startupSnapshot } from 'node:v8';",
-    "import { runFast } from './fast.ts';",
+    "import { runFast, warmFast } from './fast.ts';",
     facts,
+    'warmFast(FACTS);',
     'startupSnapshot.setDeserializeMainFunction(() => {',
     // As main.js: a reader that went away (`hvplug pause x | true`) drops the output, it is no failure.
     "  process.stdout.on('error', () => undefined);",

@@ -1,5 +1,5 @@
 import { ErrorCode, METHOD_NAMES, methodDef, VM_STATUSES, type MethodName } from 'hvplug/protocol';
-import { API_VERSION, DAEMON_METHODS, lockPath, MAX_ANSWER_BYTES, MAX_REQUEST_BYTES } from '../daemon/api.js';
+import { API_VERSION, CALL_REF_DECLINED_CODE, CALL_REF_METHODS, DAEMON_METHODS, lockPath, MAX_ANSWER_BYTES, MAX_REQUEST_BYTES } from '../daemon/api.js';
 import { DEADLINE_MARGIN_MS, OWN_CALL_TIMEOUT_MS } from '../daemon/client.js';
 import { HVPLUG_CODES } from '../daemon/errors.js';
 
@@ -10,8 +10,6 @@ export type FastCommandName = (typeof FAST_COMMANDS)[number];
 export interface FastMethod {
   readonly method: string;
   readonly timeoutMs: number | null;
-  /** The plugin must advertise the method (capabilities.methods), or the shim refuses the call. */
-  readonly gated: boolean;
 }
 
 /**
@@ -27,12 +25,16 @@ export interface FastFacts {
   readonly maxRequestBytes: number;
   readonly ownCallTimeoutMs: number;
   readonly deadlineMarginMs: number;
-  readonly own: { readonly hello: string; readonly records: string; readonly attach: string };
+  /** hvplug/callRef, the one request the fast path sends, and the code of its refusal (CALL_REF_DECLINED_CODE). */
+  readonly callRef: string;
+  readonly declinedCode: number;
   readonly commands: Readonly<Record<FastCommandName, FastMethod>>;
   readonly statuses: readonly string[];
   /** The `data.hvplug` codes of the daemon's errors (daemon/errors.ts), and the code of an error that is not hvplug's. */
   readonly hvplugCodes: readonly string[];
   readonly internalErrorCode: number;
+  /** What a daemon that does not serve callRef (an older one) answers it. */
+  readonly methodNotFoundCode: number;
 }
 
 /** The table's vm-scoped method behind a command (`pause` is the method whose shim name is pause). */
@@ -41,12 +43,9 @@ function vmMethod(api: FastCommandName): FastMethod {
   if (found.length !== 1) throw new Error(`the method table has ${found.length} vm-scoped methods named ${api} on the shim, not one`);
   const method: MethodName = found[0]!;
   const def = methodDef(method);
-  // The fast path sends {vmId} and applies only the gate's `gated` rule: a method taking more, or gated on devices, is not for it.
-  const shape = (def.params as { shape?: Record<string, unknown> }).shape;
-  if (def.devices !== undefined || def.progress || Object.keys(shape ?? {}).join() !== 'vmId') {
-    throw new Error(`${method} takes more than a vmId or is gated on more than capabilities.methods: the fast path cannot send it`);
-  }
-  return { method, timeoutMs: def.timeoutMs, gated: def.gated };
+  // The daemon's callRef makes the call, and checks its gate: only a method taking a vmId alone, gated on no device.
+  if (!CALL_REF_METHODS.includes(method)) throw new Error(`${method} is not one hvplug/callRef sends: the fast path cannot send it`);
+  return { method, timeoutMs: def.timeoutMs };
 }
 
 export function fastFacts(): FastFacts {
@@ -57,10 +56,12 @@ export function fastFacts(): FastFacts {
     maxRequestBytes: MAX_REQUEST_BYTES,
     ownCallTimeoutMs: OWN_CALL_TIMEOUT_MS,
     deadlineMarginMs: DEADLINE_MARGIN_MS,
-    own: { hello: DAEMON_METHODS.hello.name, records: DAEMON_METHODS.records.name, attach: DAEMON_METHODS.attach.name },
+    callRef: DAEMON_METHODS.callRef.name,
+    declinedCode: CALL_REF_DECLINED_CODE,
     commands: { pause: vmMethod('pause'), resume: vmMethod('resume') },
     statuses: [...VM_STATUSES],
     hvplugCodes: [...HVPLUG_CODES],
     internalErrorCode: ErrorCode.InternalError,
+    methodNotFoundCode: ErrorCode.MethodNotFound,
   };
 }

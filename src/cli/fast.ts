@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import * as z from 'zod/mini';
@@ -11,20 +11,20 @@ import { EXIT_FAILURE, EXIT_OK } from './errors.js';
 import type { FastCommandName, FastFacts } from './fast-facts.js';
 import { Output } from './output.js';
 import { safeText } from './safe-text.js';
-import { resolveRef } from './vm-ref.js';
 
 /**
  * `hvplug pause <vm>` and `hvplug resume <vm>` through a running daemon, without the full CLI: its command table,
  * the host, the method table and zod's classic API (whose schemas are built as they load) cost a start of hvplug
  * many times what node itself costs (bench figure 9). This path loads node:net, the framing, zod/mini and the few
- * schemas of what it reads, and asks the daemon what the full CLI asks it (hello, records, attach, then the call; the
- * first three at once).
+ * schemas of what it reads, and sends the daemon one request, hvplug/callRef: the user's reference to the VM and the
+ * method. The daemon resolves the reference as the full CLI does (core/vm-ref.ts) and makes the call, so that the
+ * command costs one round trip, whatever the number of VMs.
  *
- * It only ever does what the full CLI would do, with the same output: anything it is not sure of before the call
- * (another command line shape, no daemon, a daemon that does not answer or answers something unexpected, a VM it
- * cannot resolve, one owned by another host, a plugin that does not advertise the method) is left to the full CLI
- * (runFast answers undefined), which then gives the answer or the error it always gives. Once the call is sent, its
- * outcome is reported here, in the full CLI's words.
+ * It only ever does what the full CLI would do, with the same output: anything the daemon is not sure of before the
+ * call (another API version, a VM it cannot resolve, one owned by another host, a plugin that does not advertise the
+ * method) it declines, having done nothing, and so does this path with what it cannot take (another command line
+ * shape, no daemon, a daemon too old for callRef): the full CLI runs it (runFast answers undefined), and gives the
+ * answer or the error it always gives. Any other answer is the call's outcome, reported here in the full CLI's words.
  */
 
 z.config(en());
@@ -41,35 +41,24 @@ export const FastLock = z.object({
   stateDir: z.string(),
 });
 
-/** Mirrors Hello (daemon/api.ts). */
-export const FastHello = z.object({
-  apiVersion: z.int(),
-  pid: z.int().check(z.positive()),
-  stateDir: z.string(),
-  runtimeDir: z.string(),
-  socket: z.string(),
-  version: z.string(),
-  identity: z.string(),
+/** Mirrors callRef's result (daemon/api.ts), vmId as protocol's Id; its `result` is the call's, parsed below as VmResult. */
+export const FastCallRef = z.object({
+  vmId: z.string().check(z.regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'must be 1-64 characters of A-Z a-z 0-9 . _ - and start alphanumeric')),
+  result: z.unknown(),
 });
 
-/** What resolveRef reads of each record; the daemon parsed the records whole (VmRecord) from its files. */
-export const FastRecords = z.object({
-  records: z.array(z.looseObject({ vmId: z.string().check(z.minLength(1)), config: z.looseObject({ name: z.optional(z.string()) }) })),
-  errors: z.array(z.object({ where: z.string(), message: z.string() })),
-});
+let vmResult: { statuses: readonly string[]; schema: ReturnType<typeof buildVmResult> } | undefined;
 
-export function fastAttached(statuses: readonly string[]) {
-  return z.nullable(
-    z.looseObject({
-      plugin: z.looseObject({ info: z.looseObject({ capabilities: z.looseObject({ methods: z.array(z.string()) }) }) }),
-      status: z.enum(statuses as [string, ...string[]]),
-      ownedBy: z.optional(z.string()),
-    }),
-  );
+/**
+ * Mirrors VmResult (protocol/vm.ts), which the shim parses a lifecycle call's answer with. Built once per statuses:
+ * warmFast builds it into the startup snapshot, where building it costs a command nothing.
+ */
+export function fastVmResult(statuses: readonly string[]): ReturnType<typeof buildVmResult> {
+  if (vmResult?.statuses !== statuses) vmResult = { statuses, schema: buildVmResult(statuses) };
+  return vmResult.schema;
 }
 
-/** Mirrors VmResult (protocol/vm.ts), which the shim parses a lifecycle call's answer with. */
-export function fastVmResult(statuses: readonly string[]) {
+function buildVmResult(statuses: readonly string[]) {
   return z.object({
     status: z.enum(statuses as [string, ...string[]]),
     state: z.optional(z.custom<Json>(isJsonValue, { error: JSON_VALUE_MESSAGE })),
@@ -83,6 +72,7 @@ const ResponseEnvelope = z.looseObject({
 });
 
 const WireData = z.looseObject({ hvplug: z.string() });
+const DeclinedData = z.looseObject({ declined: z.string() });
 
 export interface FastLine {
   command: FastCommandName;
@@ -131,10 +121,12 @@ export function parseFastLine(argv: readonly string[], commands: readonly string
 }
 
 /** The daemon's lock (daemon.json), when it names a live process; undefined otherwise, as liveDaemon answers. */
-async function liveLock(stateDir: string, facts: FastFacts): Promise<z.output<typeof FastLock> | undefined> {
+function liveLock(stateDir: string, facts: FastFacts): z.output<typeof FastLock> | undefined {
   let text: string;
   try {
-    text = await readFile(join(stateDir, facts.lockFile), 'utf8');
+    // Read synchronously: the first asynchronous file call starts libuv's thread pool, milliseconds of a command
+    // that otherwise needs no thread (a unix socket connects without one).
+    text = readFileSync(join(stateDir, facts.lockFile), 'utf8');
   } catch {
     return undefined;
   }
@@ -239,9 +231,6 @@ class FastWire {
   }
 }
 
-/** A failure reported in the full CLI's words, without handing over to it. */
-class Failed extends Error {}
-
 /** The full CLI's last word on an error (cli.ts report()), for the errors a call through the daemon can end in. */
 function fail(message: string, internal = false): number {
   const text = internal
@@ -258,54 +247,36 @@ function fail(message: string, internal = false): number {
 export async function runFast(argv: readonly string[], facts: FastFacts): Promise<number | undefined> {
   const line = parseFastLine(argv, Object.keys(facts.commands));
   if (!line) return undefined;
-  const lock = await liveLock(line.stateDir ?? defaultStateDir(), facts);
+  const lock = liveLock(line.stateDir ?? defaultStateDir(), facts);
   if (!lock) return undefined;
   const wire = await FastWire.open(lock.socket, facts);
   if (!wire) return undefined;
   try {
-    const own = async <T>(method: string, params: object, schema: z.ZodMiniType<T>): Promise<T | undefined> => {
-      const a = await wire.request(method, params, facts.ownCallTimeoutMs);
-      // The full CLI would wait the same deadline out again before failing the same way.
-      if (a.kind === 'timeout') throw new Failed(`${method} through the hvplug daemon (pid ${lock.pid}) got no answer within ${a.ms} ms`);
-      if (a.kind !== 'result') return undefined;
-      const parsed = schema.safeParse(a.value);
-      return parsed.success ? parsed.data : undefined;
-    };
-    const Attached = fastAttached(facts.statuses);
-    // Asked at once, one round trip rather than three: the records, and the VM whose id the ref is if it is one (what
-    // resolveRef picks first). The answers are used only once hello has passed; an attach of an id no record has
-    // answers null and changes nothing.
-    const [hello, listed, guess] = await Promise.all([
-      own(facts.own.hello, {}, FastHello),
-      own(facts.own.records, {}, FastRecords),
-      own(facts.own.attach, { vmId: line.ref }, Attached),
-    ]);
-    if (hello?.apiVersion !== facts.apiVersion || !listed) return undefined;
-    let vmId: string;
-    try {
-      vmId = resolveRef(listed.records, line.ref, hello.stateDir).vmId;
-    } catch {
-      return undefined;
-    }
-    const vm = vmId === line.ref && guess !== undefined ? guess : await own(facts.own.attach, { vmId }, Attached);
     const spec = facts.commands[line.command];
-    if (!vm || vm.ownedBy !== undefined || (spec.gated && !vm.plugin.info.capabilities.methods.includes(spec.method))) return undefined;
-
-    // From here the call is sent: its outcome is this command's.
-    const a = await wire.request(spec.method, { vmId }, spec.timeoutMs);
+    // One round trip: the daemon resolves the reference and makes the call, or declines (nothing done) where the full
+    // CLI would word or do it otherwise. The deadline covers its own work (records, a re-attach) and the call's.
+    const timeoutMs = spec.timeoutMs === null ? null : facts.ownCallTimeoutMs + spec.timeoutMs;
+    const a = await wire.request(facts.callRef, { apiVersion: facts.apiVersion, ref: line.ref, method: spec.method }, timeoutMs);
     switch (a.kind) {
       case 'gone':
         return fail(`the hvplug daemon (pid ${lock.pid}) closed the connection; ${spec.method} got no answer`);
       case 'timeout':
         return fail(`${spec.method} through the hvplug daemon (pid ${lock.pid}) got no answer within ${a.ms} ms`);
       case 'error': {
+        // Declined: nothing was done, the full CLI takes it. So with a daemon too old to serve callRef (its method
+        // unknown, answered by the JSON-RPC layer without hvplug's data; a plugin's MethodNotFound carries it).
+        if (a.code === facts.declinedCode && DeclinedData.safeParse(a.data).success) return undefined;
+        if (a.code === facts.methodNotFoundCode && !WireData.safeParse(a.data).success) return undefined;
         // As fromResponseError: an hvplug error, or the protocol's code; an InternalError without hvplug's data is a bug.
         const data = WireData.safeParse(a.data);
         const ours = data.success && facts.hvplugCodes.includes(data.data.hvplug);
         return fail(a.message, !ours && a.code === facts.internalErrorCode);
       }
       case 'result': {
-        const result = fastVmResult(facts.statuses).safeParse(a.value);
+        const answer = FastCallRef.safeParse(a.value);
+        if (!answer.success) return fail(`the hvplug daemon (pid ${lock.pid}) answered ${facts.callRef} with a malformed result`);
+        const vmId = answer.data.vmId;
+        const result = fastVmResult(facts.statuses).safeParse(answer.data.result);
         if (!result.success) {
           const issues = result.error.issues.map((i) => `${i.path.length ? i.path.map(String).join('.') : '(root)'}: ${i.message}`).join('; ');
           return fail(`plugin answered ${spec.method} with a malformed result: ${issues}`);
@@ -314,10 +285,26 @@ export async function runFast(argv: readonly string[], facts: FastFacts): Promis
         return EXIT_OK;
       }
     }
-  } catch (err) {
-    if (err instanceof Failed) return fail(err.message);
-    throw err;
   } finally {
     wire.close();
+  }
+}
+
+/**
+ * Runs, at the startup snapshot's build (scripts/bundle-cli.mjs), what a command runs before and after its one
+ * request, on made-up values and with no file or socket: the schemas get built and the functions compiled there, in
+ * the snapshot, not in each command. Nothing of it is kept but what a command would build the same.
+ */
+export function warmFast(facts: FastFacts): void {
+  const line = parseFastLine(['--state-dir=/', 'pause', 'vm', '--json'], Object.keys(facts.commands));
+  FastLock.safeParse({ pid: 1, startTime: '', bootId: '', hostname: '', instance: '', since: '', socket: '', stateDir: line?.stateDir ?? '' });
+  const body = frameText(JSON.stringify({ jsonrpc: '2.0', id: 0, result: { vmId: 'vm', result: { status: facts.statuses[0], state: { a: [1] } } } }), facts.maxRequestBytes);
+  for (const frame of new FrameDecoder(facts.maxAnswerBytes).push(Buffer.from(body))) {
+    const msg = ResponseEnvelope.safeParse(JSON.parse(frame.toString('utf8')));
+    const answer = FastCallRef.safeParse(msg.data?.result);
+    fastVmResult(facts.statuses).safeParse(answer.data?.result);
+    fastVmResult(facts.statuses).safeParse({ status: 'none' });
+    WireData.safeParse({});
+    DeclinedData.safeParse({});
   }
 }

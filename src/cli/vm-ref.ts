@@ -1,42 +1,16 @@
 import type { ShimVm, VmRecord } from '../core/index.js';
 import type { VmHost } from '../daemon/index.js';
+import { matchRef, type RefRecord } from '../core/vm-ref.js';
 import { CliFailure } from './errors.js';
-
-/**
- * A prefix shorter than this is refused: with a handful of VMs three hex digits usually match one, but a
- * script that saved such a prefix would act on another VM once a few more exist. Four is what a person
- * types from `ps` and still rarely ambiguous.
- */
-export const MIN_PREFIX = 4;
 
 /** Names a person types and a shell passes unquoted. */
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
-/** What resolveRef reads of a record: the fast path (fast.ts) parses no more of it. */
-export interface RefRecord {
-  readonly vmId: string;
-  readonly config: { readonly name?: string | undefined };
-}
-
-/**
- * Which record `<vm>` means: an exact id, else an exact name, else a unique id prefix of at least
- * MIN_PREFIX characters. Anything else fails naming what was looked for and where.
- */
+/** Which record `<vm>` means (matchRef's rule); a failure naming what was looked for and where otherwise. */
 export function resolveRef<R extends RefRecord>(records: readonly R[], ref: string, where: string): R {
-  const byId = records.find((r) => r.vmId === ref);
-  if (byId) return byId;
-  const byName = records.filter((r) => r.config.name === ref);
-  if (byName.length === 1) return byName[0]!;
-  if (byName.length > 1) throw new CliFailure(`the name "${ref}" is held by several VMs: ${byName.map((r) => r.vmId).join(', ')}; use an id`);
-  const byPrefix = records.filter((r) => r.vmId.startsWith(ref));
-  if (byPrefix.length > 0 && ref.length < MIN_PREFIX) {
-    throw new CliFailure(`no VM named "${ref}" in the state directory ${where}, and an id prefix needs at least ${MIN_PREFIX} characters`);
-  }
-  if (byPrefix.length === 1) return byPrefix[0]!;
-  if (byPrefix.length > 1) {
-    throw new CliFailure(`"${ref}" is the prefix of several VMs: ${byPrefix.map((r) => `${r.vmId}${r.config.name ? ` (${r.config.name})` : ''}`).join(', ')}`);
-  }
-  throw new CliFailure(`no VM "${ref}" (id, name or id prefix) in the state directory ${where}`);
+  const match = matchRef(records, ref, where);
+  if ('failure' in match) throw new CliFailure(match.failure);
+  return match.record;
 }
 
 /** The record `<vm>` means, read from the host's state directory. */

@@ -31,7 +31,7 @@ import { VmRecord } from '../core/state-store.js';
  * Bumped when a client of one hvplug could misread a daemon of another. 2: event subscription (hvplug/subscribe,
  * hvplug/event, hvplug/eventsDropped) and its host-side `deleted` event. 3: live migration (hvplug/migrate and the
  * destination's hvplug/prepareIncoming, commitIncoming, abortIncoming; the hello's identity); vm/migrate and
- * vm/receiveMigration are no longer served raw.
+ * vm/receiveMigration are no longer served raw; hvplug/callRef, the CLI fast path's one request.
  */
 export const API_VERSION = 3;
 
@@ -134,6 +134,27 @@ export const MigrationReport = z.object({
 const Nothing = z.object({});
 
 /**
+ * The methods hvplug/callRef sends: vm-scoped, taking a vmId and nothing else, gated at most on capabilities.methods
+ * (the one gate callRef checks before the call), with no progress to forward. Served raw as well (SERVED_METHODS).
+ */
+export const CALL_REF_METHODS: readonly MethodName[] = METHOD_NAMES.filter((m) => {
+  const def = methodDef(m);
+  const shape = (def.params as { shape?: Record<string, unknown> }).shape;
+  return def.scope === 'vm' && def.devices === undefined && !def.progress && Object.keys(shape ?? {}).join() === 'vmId' && !(Object.values(MIGRATION_METHODS) as MethodName[]).includes(m);
+});
+
+/**
+ * The `data.declined` of hvplug/callRef's refusal to act: a call the full CLI would word otherwise, or would not make.
+ * Nothing was done; the client does it the long way. Distinct from every error of the call itself, which carry
+ * `data.hvplug` or none (errors.ts).
+ */
+export const CALL_REF_DECLINED = ['apiVersion', 'ref', 'gone', 'owned', 'capability'] as const;
+/** The JSON-RPC code of that refusal: none of the protocol's (-31001...) nor errors.ts's (-31050). */
+export const CALL_REF_DECLINED_CODE = -31051;
+export const CallRefDeclined = z.object({ declined: z.enum(CALL_REF_DECLINED) });
+export type CallRefDeclined = z.output<typeof CallRefDeclined>;
+
+/**
  * The daemon's own calls: each with its params and result schemas, parsed on both sides, and its deadline when an
  * own call's (OWN_CALL_TIMEOUT_MS) is not enough.
  */
@@ -142,6 +163,19 @@ export const DAEMON_METHODS = {
   records: { name: 'hvplug/records', params: z.object({}), result: z.object({ records: z.array(VmRecord), errors: z.array(RecordError) }) },
   /** A VM by id, re-attached by the daemon if it was not yet; null when there is no record. */
   attach: { name: 'hvplug/attach', params: z.object({ vmId: Id }), result: AttachedVm.nullable() },
+  /**
+   * A vm-scoped call by the user's reference to the VM (id, name or id prefix, core/vm-ref.ts's rule), in one round
+   * trip: what the CLI's fast path sends for pause and resume. The daemon resolves the reference, and makes the call
+   * only where the full CLI would make the same one: the client's API version is the daemon's, the reference names
+   * one VM, which this host drives, and whose plugin advertises a gated method. Otherwise it answers an error with
+   * CallRefDeclined data and does nothing. The call's own outcome is its answer: its result, with the VM's id, or
+   * its error as a raw call's.
+   */
+  callRef: {
+    name: 'hvplug/callRef',
+    params: z.object({ apiVersion: z.number().int(), ref: z.string().min(1).max(256), method: z.enum(CALL_REF_METHODS as [MethodName, ...MethodName[]]) }),
+    result: z.object({ vmId: Id, result: z.unknown() }),
+  },
   plugin: { name: 'hvplug/plugin', params: z.object({ plugin: PluginName }), result: PluginView },
   /** Drops the record of a VM the daemon does not drive (its delete already went through it, or never could). */
   forget: { name: 'hvplug/forget', params: z.object({ vmId: Id }), result: z.object({}) },

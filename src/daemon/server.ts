@@ -7,8 +7,11 @@ import { ErrorCode, methodDef, type MethodName, type NewVmMethod, type Progress 
 import { FramedReader, FramedWriter, tapReader } from 'hvplug/transport';
 import { HOST_VERSION, VmmFailureError, VmNotFoundError, VmOwnedError, type MigrationReport, type PluginHost } from '../core/index.js';
 import { describeOwner, VmLeases } from '../core/ownership.js';
+import { matchRef } from '../core/vm-ref.js';
 import {
   API_VERSION,
+  CALL_REF_DECLINED_CODE,
+  CallRefDeclined,
   DAEMON_METHODS,
   MAX_ANSWER_BYTES,
   MAX_CALLS_PER_CLIENT,
@@ -194,6 +197,10 @@ export class DaemonServer {
     own('hello', async () => this.hello());
     own('records', () => this.opts.host.records());
     own('attach', ({ vmId }) => this.attach(vmId));
+    // Its params are parsed here, not by own(): a client of another build naming a method this daemon does not send
+    // this way is declined (the client then takes the long way), not failed.
+    const callRef = DAEMON_METHODS.callRef;
+    conn.onRequest(callRef.name, (raw: unknown, token: CancellationToken) => serve(callRef.name, () => this.callRef(conn, raw, token)));
     own('plugin', ({ plugin }) => this.view(plugin));
     own('forget', async ({ vmId }) => {
       await this.forget(vmId);
@@ -276,6 +283,38 @@ export class DaemonServer {
   }
 
   /**
+   * hvplug/callRef: the call, when it is the one the full CLI would make with the same outcome; declined otherwise. A
+   * failure before the call declines too, so that the full CLI meets it again and words it as it always does.
+   */
+  private async callRef(conn: MessageConnection, raw: unknown, token: CancellationToken): Promise<z.input<(typeof DAEMON_METHODS)['callRef']['result']>> {
+    const p = DAEMON_METHODS.callRef.params.safeParse(raw);
+    if (!p.success) throw declined('ref', `${DAEMON_METHODS.callRef.name}: params this daemon does not take: ${p.error.message}`);
+    const { ref, method } = p.data;
+    if (p.data.apiVersion !== API_VERSION) throw declined('apiVersion', `the client speaks API version ${p.data.apiVersion}, this daemon ${API_VERSION}`);
+    const host = this.opts.host;
+    let vmId: string;
+    try {
+      const match = matchRef((await host.records()).records, ref, host.stateDir);
+      if ('failure' in match) throw declined('ref', match.failure);
+      vmId = match.record.vmId;
+      const vm = await host.attach(vmId);
+      if (!vm) throw declined('gone', `VM ${vmId} left the state directory ${host.stateDir} meanwhile`);
+      if (vm.ownedBy !== undefined) throw declined('owned', `VM ${vmId} is driven by ${vm.ownedBy}`);
+      const view = await this.view(match.record.plugin);
+      if (methodDef(method).gated && !view.info.capabilities.methods.includes(method)) throw declined('capability', `plugin ${view.name} does not advertise ${method}`);
+    } catch (err) {
+      if (err instanceof ResponseError && CallRefDeclined.safeParse(err.data).success) throw err;
+      throw declined('ref', `before ${method}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    try {
+      return { vmId, result: await this.forward(conn, method, { vmId }, token) };
+    } catch (err) {
+      // In the words a raw call of the method gets: its own name on invalid params, not callRef's.
+      throw toResponseError(err, method);
+    }
+  }
+
+  /**
    * PluginHost.migrate of one of this host's VMs, to the daemon of the destination state directory or a host of this
    * one's plugins opened on it for the migration. The client's cancellation is the migration's abort (the source
    * plugin rolls back, or the migration is left undecided); a client that only leaves lets it go on.
@@ -348,6 +387,11 @@ export class DaemonServer {
       await this.leases.release(vmId);
     }
   }
+}
+
+/** hvplug/callRef's refusal: nothing was done, and the client is to take the long way. */
+function declined(why: CallRefDeclined['declined'], message: string): ResponseError<CallRefDeclined> {
+  return new ResponseError(CALL_REF_DECLINED_CODE, `declined: ${message}`, { declined: why });
 }
 
 function connectConsole(vmId: string, path: string): Promise<Socket> {

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { proc } from 'hvplug/plugin-sdk';
 import { encodeFrame, FrameDecoder } from 'hvplug/transport';
 import { alive, CLI, eventually, tempDir } from '../helpers.js';
+import { API_VERSION, CALL_REF_DECLINED_CODE, DAEMON_METHODS } from '../../src/daemon/api.js';
 import { cli, daemonTestHooks, dirs, ok, ps, startDaemon, stopDaemon, type Dirs, type PsRow } from '../daemon-helpers.js';
 
 /**
@@ -362,6 +363,45 @@ describe('hvplug daemon', () => {
     await ok(d, ['stop', 'keep']);
     await eventually(() => !alive(guest), 10_000, 'the guest to end');
   }, 120_000);
+  it('serves hvplug/callRef: the reference resolved as the CLI resolves it and the call made, in one answer; what the CLI would do otherwise declined, undone', async () => {
+    const d = await dirs();
+    const daemon = await startDaemon(d);
+    const id = (await ok(d, ['run', '--detach', '--plugin', PLUGIN, '--name', 'byref'])).trim();
+    await ps(d);
+    const callRef = (n: number, params: object) => frame({ jsonrpc: '2.0', id: n, method: DAEMON_METHODS.callRef.name, params });
+    const declined = (n: number, why: string, message: RegExp) =>
+      expect.objectContaining({ id: n, error: { code: CALL_REF_DECLINED_CODE, message: expect.stringMatching(message), data: { declined: why } } });
+    const byId = (answers: unknown[]) => [...answers].sort((a, b) => (a as { id: number }).id - (b as { id: number }).id);
+    const first = await rawExchange(
+      daemon.socket,
+      Buffer.concat([
+        callRef(1, { apiVersion: API_VERSION, ref: 'byref', method: 'vm/pause' }),
+        callRef(2, { apiVersion: API_VERSION + 1, ref: 'byref', method: 'vm/resume' }),
+        callRef(3, { apiVersion: API_VERSION, ref: 'nosuch', method: 'vm/resume' }),
+        callRef(4, { apiVersion: API_VERSION, ref: id.slice(0, 3), method: 'vm/resume' }),
+        callRef(5, { apiVersion: API_VERSION, ref: 'byref', method: 'vm/migrate' }),
+      ]),
+      5_000,
+    );
+    expect(byId(first.answers)).toEqual([
+      { jsonrpc: '2.0', id: 1, result: { vmId: id, result: expect.objectContaining({ status: 'paused' }) } },
+      declined(2, 'apiVersion', /API version/),
+      declined(3, 'ref', /^declined: no VM "nosuch" \(id, name or id prefix\) in the state directory /),
+      declined(4, 'ref', /an id prefix needs at least 4 characters/),
+      declined(5, 'ref', /params this daemon does not take/),
+    ]);
+    // Only the call that was made changed anything.
+    expect((await ps(d)).find((r) => r.id === id)?.status).toBe('paused');
+    const second = await rawExchange(daemon.socket, callRef(6, { apiVersion: API_VERSION, ref: id.slice(0, 8), method: 'vm/resume' }), 3_000);
+    expect(second.answers).toEqual([{ jsonrpc: '2.0', id: 6, result: { vmId: id, result: expect.objectContaining({ status: 'running' }) } }]);
+    // The call's own refusal is its answer, as a raw call's: not a decline.
+    const third = await rawExchange(daemon.socket, callRef(7, { apiVersion: API_VERSION, ref: id, method: 'vm/resume' }), 3_000);
+    expect(third.answers).toEqual([
+      { jsonrpc: '2.0', id: 7, error: { code: -31003, message: `vm/resume: VM ${id} is running; this needs paused`, data: { hvplug: 'InvalidState' } } },
+    ]);
+    await ok(d, ['rm', '-f', id]);
+  }, 90_000);
+
   it('answers hvplug/console on a connection of its own, naming a log console; with another call on the connection it refuses', async () => {
     const d = await dirs();
     const daemon = await startDaemon(d);

@@ -7,9 +7,9 @@ import { z } from 'zod';
 import { formatIssues, methodDef, toIssues, VmResult } from 'hvplug/protocol';
 import { FrameDecoder, frameText } from 'hvplug/transport';
 import { bootId, startTimeOf } from '../../src/core/proc.js';
-import { Hello } from '../../src/daemon/api.js';
+import { DAEMON_METHODS } from '../../src/daemon/api.js';
 import { DaemonLockInfo } from '../../src/daemon/lock.js';
-import { FastHello, FastLock, fastVmResult, parseFastLine, runFast } from '../../src/cli/fast.js';
+import { FastCallRef, FastLock, fastVmResult, parseFastLine, runFast, warmFast } from '../../src/cli/fast.js';
 import { FAST_COMMANDS as FACT_COMMANDS, fastFacts, type FastFacts } from '../../src/cli/fast-facts.js';
 import { FAST_COMMANDS } from '../../src/cli/main.js';
 
@@ -21,14 +21,14 @@ describe('the fast path of pause and resume', () => {
     expect([...FAST_COMMANDS].sort()).toEqual([...FACT_COMMANDS].sort());
     for (const name of FACT_COMMANDS) {
       const def = methodDef(facts.commands[name].method as Parameters<typeof methodDef>[0]);
-      expect({ api: def.api, scope: def.scope, timeoutMs: def.timeoutMs, gated: def.gated }).toEqual({ api: name, scope: 'vm', ...{ timeoutMs: facts.commands[name].timeoutMs, gated: facts.commands[name].gated } });
+      expect({ api: def.api, scope: def.scope, timeoutMs: def.timeoutMs }).toEqual({ api: name, scope: 'vm', timeoutMs: facts.commands[name].timeoutMs });
     }
   });
 
-  it("parses the daemon's lock, its hello and a call's answer as the full CLI's schemas do", () => {
+  it("parses the daemon's lock, callRef's answer and a call's answer as the full CLI's schemas do", () => {
     const json = (s: z.core.$ZodType) => z.toJSONSchema(s, { unrepresentable: 'any' });
     expect(json(FastLock)).toEqual(json(DaemonLockInfo));
-    expect(json(FastHello)).toEqual(json(Hello));
+    expect(json(FastCallRef)).toEqual(json(DAEMON_METHODS.callRef.result));
     const mini = fastVmResult(facts.statuses);
     for (const v of [{ status: 'paused' }, { status: 'paused', state: { a: [1, null] } }, { status: 'gone' }, { status: 'running', state: Number.NaN }, {}, null]) {
       const a = mini.safeParse(v);
@@ -68,24 +68,24 @@ describe('the fast path of pause and resume', () => {
   });
 });
 
-/** A daemon that answers the fast path's questions from a script, on a real unix socket, with a real lock file. */
+/** A daemon that answers the fast path's callRef from a script, on a real unix socket, with a real lock file. */
 interface Script {
-  hello?: unknown;
-  records?: unknown;
-  attach?: unknown;
-  /** The answer to the call: a result, an error, or 'close' / 'silent'. */
+  /** The answer to callRef: a result (of the call, or callRef's own whole when `whole`), an error, or 'close' / 'silent'. */
   call?: { result: unknown } | { error: { code: number; message: string; data?: unknown } } | 'close' | 'silent';
+  whole?: boolean;
 }
 
 let dir: string;
 let server: Server | undefined;
 let seen: string[];
+let sent: unknown[];
 let out: string;
 let err: string;
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'hvplug-fast-'));
   seen = [];
+  sent = [];
   out = '';
   err = '';
   vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => ((out += String(s)), true));
@@ -109,22 +109,18 @@ async function daemon(script: Script): Promise<void> {
   await stopDaemon();
   const socket = join(dir, `d${daemons++}.sock`);
   const state = join(dir, 'state');
-  const hello = { apiVersion: facts.apiVersion, pid: process.pid, stateDir: state, runtimeDir: dir, socket, version: '0.0.0', identity: `test:${state}` };
-  const records = { records: [{ vmId: 'vm-1', plugin: 'p', config: { name: 'web' }, status: 'running' }], errors: [] };
-  const attach = { plugin: { name: 'p', info: { capabilities: { methods: [PAUSE] } } }, status: 'running', config: {} };
   server = createServer((conn: Socket) => {
     const decoder = new FrameDecoder();
     conn.on('error', () => undefined);
     conn.on('data', (chunk: Buffer) => {
       for (const body of decoder.push(chunk)) {
-        const msg = JSON.parse(body.toString()) as { id?: number; method: string };
+        const msg = JSON.parse(body.toString()) as { id?: number; method: string; params?: unknown };
         seen.push(msg.method);
+        if (msg.method === facts.callRef) sent.push(msg.params);
         const answer = (value: object) => conn.write(frameText(JSON.stringify({ jsonrpc: '2.0', id: msg.id, ...value })));
-        if (msg.method === facts.own.hello) answer({ result: script.hello ?? hello });
-        else if (msg.method === facts.own.records) answer({ result: script.records ?? records });
-        else if (msg.method === facts.own.attach) answer({ result: script.attach === undefined ? attach : script.attach });
-        else if (script.call === 'close') conn.destroy();
-        else if (script.call !== 'silent' && msg.id !== undefined) answer(script.call ?? { result: { status: 'paused' } });
+        const call = script.call ?? { result: { status: 'paused' } };
+        if (call === 'close') conn.destroy();
+        else if (call !== 'silent' && msg.id !== undefined) answer('result' in call && !script.whole ? { result: { vmId: 'vm-1', result: call.result } } : call);
       }
     });
   });
@@ -137,32 +133,32 @@ async function daemon(script: Script): Promise<void> {
 const run = (args: string[], f: FastFacts = facts) => runFast(['--state-dir', join(dir, 'state'), ...args], f);
 
 describe('runFast against a daemon', () => {
-  it('pauses a VM by name and prints its id, or {id, status} with --json', async () => {
+  it('pauses a VM by name in one request and prints its id, or {id, status} with --json', async () => {
     await daemon({});
     expect(await run(['pause', 'web'])).toBe(0);
     expect(await run(['pause', 'web', '--json'])).toBe(0);
     expect(out).toBe('vm-1\n{"id":"vm-1","status":"paused"}\n');
-    expect(seen.filter((m) => m === PAUSE)).toHaveLength(2);
+    expect(seen).toEqual([facts.callRef, facts.callRef]);
+    expect(sent).toEqual([1, 2].map(() => ({ apiVersion: facts.apiVersion, ref: 'web', method: PAUSE })));
   });
 
-  it('leaves to the full CLI, before any call, what it is not sure of', async () => {
+  it('leaves to the full CLI what it or the daemon declines, having done nothing', async () => {
     expect(await run(['pause', 'web'])).toBeUndefined(); // no daemon
-    for (const script of [
-      { hello: { apiVersion: facts.apiVersion + 1, pid: 1, stateDir: '/', runtimeDir: '/', socket: '/', version: 'x' } },
-      { hello: { apiVersion: facts.apiVersion } },
-      { records: { records: [{ vmId: 'vm-1' }], errors: [] } },
-      { attach: null },
-      { attach: { plugin: { info: { capabilities: { methods: [PAUSE] } } }, status: 'running', ownedBy: 'host process 1' } },
-      { attach: { plugin: { info: { capabilities: { methods: [] } } }, status: 'running' } },
+    for (const call of [
+      { error: { code: facts.declinedCode, message: 'declined: no VM "web"', data: { declined: 'ref' } } },
+      // A daemon that does not serve callRef: the JSON-RPC layer's answer, without hvplug's data.
+      { error: { code: facts.methodNotFoundCode, message: `Unhandled method ${facts.callRef}` } },
     ]) {
-      await daemon(script);
-      expect(await run(['pause', 'web']), JSON.stringify(script)).toBeUndefined();
+      await daemon({ call });
+      expect(await run(['pause', 'web']), JSON.stringify(call)).toBeUndefined();
     }
-    await daemon({});
-    expect(await run(['pause', 'nope'])).toBeUndefined();
-    expect(await run(['pause', 'vm'])).toBeUndefined();
-    expect(seen).not.toContain(PAUSE);
     expect(out + err).toBe('');
+    // The call's own MethodNotFound (a plugin's, with hvplug's data) and an error coded as a refusal but without its data are the call's.
+    await daemon({ call: { error: { code: facts.methodNotFoundCode, message: 'vm/pause: no such method', data: { hvplug: 'MethodNotFound' } } } });
+    expect(await run(['pause', 'web'])).toBe(1);
+    await daemon({ call: { error: { code: facts.declinedCode, message: 'odd' } } });
+    expect(await run(['pause', 'web'])).toBe(1);
+    expect(err).toBe('hvplug: vm/pause: no such method\nhvplug: odd\n');
   });
 
   it("reports the call's failures in the full CLI's words", async () => {
@@ -176,6 +172,8 @@ describe('runFast against a daemon', () => {
     expect(await run(['pause', 'web'])).toBe(1);
     await daemon({ call: 'close' });
     expect(await run(['pause', 'web'])).toBe(1);
+    await daemon({ call: { result: { vmId: '', result: { status: 'paused' } } }, whole: true });
+    expect(await run(['pause', 'web'])).toBe(1);
     const violation = VmResult.safeParse({ status: 'gone' });
     expect(err.split('\n')).toEqual([
       'hvplug: VM vm-1 is driven by another host',
@@ -183,17 +181,28 @@ describe('runFast against a daemon', () => {
       'hvplug: internal error: boom \\x1b[2J (set HVPLUG_DEBUG=1 for a stack trace)',
       `hvplug: plugin answered ${PAUSE} with a malformed result: ${violation.success ? '' : formatIssues(toIssues(violation.error))}`,
       `hvplug: the hvplug daemon (pid ${process.pid}) closed the connection; ${PAUSE} got no answer`,
+      `hvplug: the hvplug daemon (pid ${process.pid}) answered ${facts.callRef} with a malformed result`,
       '',
     ]);
     expect(out).toBe('');
   });
 
+  it("warms up for the snapshot without a daemon, a file or output, and keeps the schema a command then uses", async () => {
+    const schema = fastVmResult(facts.statuses);
+    warmFast(facts);
+    expect(fastVmResult(facts.statuses)).toBe(schema);
+    expect(out + err).toBe('');
+    await daemon({});
+    expect(await run(['pause', 'web'])).toBe(0);
+    expect(out).toBe('vm-1\n');
+  });
+
   it('gives up on a call at its deadline, cancelling it in the daemon', async () => {
     await daemon({ call: 'silent' });
-    const quick: FastFacts = { ...facts, deadlineMarginMs: 20, commands: { ...facts.commands, pause: { ...facts.commands.pause, timeoutMs: 30 } } };
+    const quick: FastFacts = { ...facts, ownCallTimeoutMs: 0, deadlineMarginMs: 20, commands: { ...facts.commands, pause: { ...facts.commands.pause, timeoutMs: 30 } } };
     expect(await run(['pause', 'web'], quick)).toBe(1);
     expect(err).toBe(`hvplug: ${PAUSE} through the hvplug daemon (pid ${process.pid}) got no answer within 50 ms\n`);
     await new Promise((r) => setTimeout(r, 50));
-    expect(seen.slice(-2)).toEqual([PAUSE, '$/cancelRequest']);
+    expect(seen).toEqual([facts.callRef, '$/cancelRequest']);
   });
 });
