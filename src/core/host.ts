@@ -159,7 +159,6 @@ export interface MigrationReport {
 }
 
 /**
-/**
  * The destination of a live migration as its source drives it: a PluginHost in the same process, the host of a
  * state directory's daemon through its API (RemoteHost), or whatever else carries these calls to a host in another
  * process (the crash tests' host processes relay them, test/fixtures/hosts/migration-host.mjs). PluginHost.migrate
