@@ -2,6 +2,8 @@ import { existsSync, statSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
 import { execa } from 'execa';
 import pino from 'pino';
 import { builtinPluginPath } from 'hvplug';
@@ -77,4 +79,20 @@ export async function ensureCliBuilt(): Promise<void> {
 export async function consoleTicks(path: string): Promise<number[]> {
   const text = await readFile(path, 'utf8').catch(() => '');
   return [...text.matchAll(/^tick (\d+)$/gm)].map((m) => Number(m[1]));
+}
+
+/**
+ * Each line of `input` that parses as JSON, handed to `handle` as a test fixture's process wrote it (T: what that
+ * fixture says it writes); other lines (a stray log line) are skipped.
+ */
+export function onJsonLines<T>(input: Readable, handle: (line: T) => void): void {
+  createInterface({ input }).on('line', (text) => {
+    let line: T;
+    try {
+      line = JSON.parse(text) as T;
+    } catch {
+      return;
+    }
+    handle(line);
+  });
 }

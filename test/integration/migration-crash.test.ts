@@ -2,12 +2,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FileStateStore, PluginHost, type VmRecord } from 'hvplug';
 import { proc } from 'hvplug/plugin-sdk';
 import { root } from '../../scripts/bundle.mjs';
-import { alive, eventually, EXAMPLE_GUEST_TITLE, pluginExecutable, processesUnder, removeTempDirs, tempDir } from '../helpers.js';
+import { alive, eventually, EXAMPLE_GUEST_TITLE, onJsonLines, pluginExecutable, processesUnder, removeTempDirs, tempDir } from '../helpers.js';
 
 /**
  * A live migration whose source or destination host dies (SIGKILL) at a step of the record hand-off
@@ -84,13 +83,7 @@ class HostProcess {
     this.child.stderr?.on('data', (c: Buffer) => (this.stderr = (this.stderr + c.toString()).slice(-4000)));
     // A write to a host that was just killed fails with EPIPE: nothing to report, the test knows it killed it.
     this.child.stdin?.on('error', () => undefined);
-    createInterface({ input: this.child.stdout! }).on('line', (text) => {
-      let line: Line;
-      try {
-        line = JSON.parse(text) as Line;
-      } catch {
-        return;
-      }
+    onJsonLines<Line>(this.child.stdout!, (line) => {
       if (line.event === 'plugin-started' && line.pid !== undefined) {
         pluginPids.push(line.pid);
         this.plugins.push(line.pid);

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
 import { proc } from 'hvplug/plugin-sdk';
 import { root } from '../../scripts/bundle.mjs';
-import { alive, ensureCliBuilt, eventually, pluginExecutable, processesUnder, removeTempDirs, tempDir } from '../helpers.js';
+import { alive, ensureCliBuilt, eventually, onJsonLines, pluginExecutable, processesUnder, removeTempDirs, tempDir } from '../helpers.js';
 import { makeCerts, type Certs } from '../remote-certs.js';
 
 /**
@@ -66,13 +66,7 @@ class RemoteHost {
     this.child.stderr?.on('data', (c: Buffer) => (this.stderr = (this.stderr + c.toString()).slice(-4000)));
     let ready: () => void = () => undefined;
     this.ready = new Promise((r) => (ready = r));
-    createInterface({ input: this.child.stdout! }).on('line', (text) => {
-      let line: Line;
-      try {
-        line = JSON.parse(text) as Line;
-      } catch {
-        return;
-      }
+    onJsonLines<Line>(this.child.stdout!, (line) => {
       if (line.event === 'ready') ready();
       else if (line.event !== undefined) this.events.push(line);
       else if (line.id !== undefined) this.waiting.get(line.id)?.(line);
