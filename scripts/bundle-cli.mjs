@@ -6,7 +6,7 @@ import { chmod, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
-import { buildSnapshot, root, shellQuote } from './bundle.mjs';
+import { buildSnapshot, launcherHead, root } from './bundle.mjs';
 
 export const cliBundleDir = join(root, 'dist/cli');
 
@@ -122,9 +122,7 @@ fi
   return `#!/bin/sh
 # The hvplug command: pause and resume through a running daemon from a V8 startup snapshot of the fast path
 # (fast.blob, loadable only by the node named here); everything else, and what that declines, from the CLI.
-node=${shellQuote(node)}
-case $0 in */*) here=\${0%/*} ;; *) here=. ;; esac
-[ -L "$0" ] && here=$(dirname "$(readlink -f "$0")")
+${launcherHead(node)}
 ${fast}exec node "$here/../src/cli/main.js" "$@"
 `;
 }

@@ -43,7 +43,7 @@ export async function bundle(entry, outfile) {
   return result.metafile;
 }
 
-export const shellQuote = (s) => `'${s.replaceAll("'", "'\\''")}'`;
+const shellQuote = (s) => `'${s.replaceAll("'", "'\\''")}'`;
 
 const sha256 = (data) => createHash('sha256').update(data).digest('hex');
 
@@ -59,14 +59,22 @@ function launcher(name, node, manifestSha256) {
 # from its bundle, on the node on PATH, when that node or the snapshot is gone. A host that pins this file
 # does not run it: it checks the files the manifest names and runs copies of them itself. After "--" the
 # arguments are the plugin's: node would take them for its own options, having no script name to stop at.
-node=${shellQuote(node)}
-case $0 in */*) here=\${0%/*} ;; *) here=. ;; esac
-[ -L "$0" ] && here=$(dirname "$(readlink -f "$0")")
+${launcherHead(node)}
 if [ -x "$node" ] && [ -f "$here/${name}.blob" ]; then
   exec "$node" --snapshot-blob "$here/${name}.blob" -- "$@"
 fi
 exec node "$here/${name}.mjs" "$@"
 `;
+}
+
+/**
+ * The start of a launcher script: the node that built its snapshot (`node`), and the directory the launcher's files
+ * are in (`here`), found through the symlink a PATH install makes. Shared by the plugins' launchers and hvplug's.
+ */
+export function launcherHead(node) {
+  return `node=${shellQuote(node)}
+case $0 in */*) here=\${0%/*} ;; *) here=. ;; esac
+[ -L "$0" ] && here=$(dirname "$(readlink -f "$0")")`;
 }
 
 /** What the launcher may load, each file by name (in the launcher's directory) and SHA-256. */
