@@ -678,12 +678,17 @@ describe.skipIf(!canBoot)('recovery', () => {
     expect((await vm.info()).status).toBe('paused');
     await new Promise((r) => setTimeout(r, 700));
     expect(types(events)).toEqual(['paused', 'resumed', 'paused', 'recovered']);
+    const afterRecovery = await readFile(recordFile, 'utf8');
     expect(await vm.resume()).toEqual({ status: 'running' });
     expect(await vm.pause()).toEqual({ status: 'paused' });
     expect(types(events)).toEqual(['paused', 'resumed', 'paused', 'recovered', 'resumed', 'paused']);
 
-    // A new host: the record's status is the one of its last durable write (or the status file's); the plugin asks the VMM.
+    // A new host: the record is the one a crash would have left (closing writes nothing), its offset before the
+    // last resume and pause, which the new plugin reads again; the status is the status file's, and vm.info's.
     await s.host.close();
+    expect(await readFile(recordFile, 'utf8')).toBe(afterRecovery);
+    const { eventsOffset } = JSON.parse(afterRecovery).state as { eventsOffset: number };
+    expect(eventsOffset).toBeLessThan((await readFile(eventsFile(s, vm), 'utf8')).lastIndexOf('"paused"'));
     const host = new PluginHost({
       stateDir,
       runtimeDir: s.runtimeDir,
