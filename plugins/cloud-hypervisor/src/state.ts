@@ -13,11 +13,16 @@ export const vmState = stateCodec('hvplug-cloud-hypervisor/vm-state', 1, {
   vmId: z.string(),
   /** The VM's directory; the socket, the events file and the rest are named from it (paths.ts). */
   dir: AbsPath,
-  /** Where the events file has been read up to: a new process resumes there. */
+  /**
+   * Where the events file had been read up to when the state was handed out: every event before it that changes
+   * the state is in it. A new process reads on from there (a catch-up: removals applied, no status announced), so
+   * events that change the status alone (pause, resume) need not move it, and do not (vm.ts, statusResult).
+   */
   eventsOffset: z.number().int().nonnegative(),
   /** The VMM's pid and start time (USER_HZ ticks after boot): the pair names one process for good. */
   pid: z.number().int().positive().nullable(),
   startTicks: z.number().int().nonnegative().nullable(),
+  /** A live VM (running or paused) is written `running` (stateStatus): vm/recover asks vm.info which. */
   status: VmStatus,
   devices: z.array(Device),
   agent: z.object({ socket: AbsPath, cid: z.number().int().nonnegative(), port: z.number().int().nonnegative() }).nullable(),

@@ -3,8 +3,8 @@
 // the VMM's exit, and the state blob a later plugin process needs to take the VM back.
 import type { ChildProcess } from 'node:child_process';
 import { watch, type FSWatcher } from 'node:fs';
-import { proc, ServedVm, type EventInput, type Logger, type WaitResult } from 'hvplug/plugin-sdk';
-import type { Device, VmConfig, VmStatus } from 'hvplug/protocol';
+import { proc, ServedVm, stateStatus, type EventInput, type Logger, type WaitResult } from 'hvplug/plugin-sdk';
+import type { Device, VmConfig, VmResult, VmStatus } from 'hvplug/protocol';
 import { ChConnectionError, CloudHypervisorClient } from './api-client.js';
 import { AGENT_VSOCK_ID, type AgentVsock } from './config-map.js';
 import type { ChEvent } from './event-monitor.js';
@@ -41,6 +41,12 @@ const POLL_MS = 250;
 const GONE = new Set(['ECONNRESET', 'ECONNREFUSED', 'ENOENT', 'EPIPE']);
 /** How long a query that found the socket dead waits for the VMM's exit to be seen (a child's at once, an adopted VMM's within a /proc poll). */
 const EXIT_SEEN_MS = 3_000;
+/**
+ * How far the events read may run ahead of the offset in the state the host holds before a state goes to it for
+ * that alone: a catch-up after a restart reads no more than this again (some 2000 pause+resume cycles' events,
+ * 4 reads of MAX_READ_BYTES), for one durable record write per that many bytes.
+ */
+const CHECKPOINT_BYTES = 1024 * 1024;
 
 /** A live migration under way: its events belong to it (a pause in its last phase is no pause of the VM). */
 export interface MigrationWatch {
@@ -90,6 +96,12 @@ export class ChVm extends ServedVm {
   private markExitDone: () => void = () => undefined;
   /** The state file writes, one after another: they share a temporary file, and the directory waits for them. */
   private writes: Promise<void> = Promise.resolve();
+  /**
+   * The state last handed to the host (an answer, a state event): its facts (all but the offset) and its offset.
+   * A host that lost a later answer (it crashed) holds an earlier state, which does no harm: a catch-up from an
+   * earlier offset reads more events again, and of those it applies only removals, never a status.
+   */
+  private handedOut: { facts: string; offset: number } | undefined;
 
   constructor(init: VmInit) {
     super(init.vmId, init.status, init.deps.emit);
@@ -128,10 +140,15 @@ export class ChVm extends ServedVm {
    */
   sync(mode: 'live' | 'catch-up' = 'live'): Promise<number> {
     const next = this.reading.then(async () => {
-      const { events, invalid } = await this.tail.read();
-      for (const i of invalid) this.log.warn({ vmId: this.vmId, text: i.text.slice(0, 200), reason: i.reason }, 'unreadable event-monitor text');
-      for (const e of events) this.onChEvent(e, mode);
-      return events.length;
+      let count = 0;
+      for (let more = true; more; ) {
+        const read = await this.tail.read();
+        for (const i of read.invalid) this.log.warn({ vmId: this.vmId, text: i.text.slice(0, 200), reason: i.reason }, 'unreadable event-monitor text');
+        for (const e of read.events) this.onChEvent(e, mode);
+        count += read.events.length;
+        more = read.more;
+      }
+      return count;
     });
     this.reading = next.catch(() => 0);
     return next;
@@ -199,7 +216,7 @@ export class ChVm extends ServedVm {
       if (!this.hasAnnounced) return;
       void this.sync()
         .then((n) => {
-          if (n > 0) this.stateChanged();
+          if (n > 0 && this.stale) this.stateChanged();
         })
         .catch((err: Error) => this.log.warn({ vmId: this.vmId, err: err.message }, 'cannot read the event monitor file'));
     };
@@ -344,7 +361,7 @@ export class ChVm extends ServedVm {
     super.forget();
   }
 
-  /** The state blob as of now. */
+  /** The state blob as of now. A live VM's status is written `running` (stateStatus): vm/recover asks vm.info which. */
   state(): VmState {
     return {
       vmId: this.vmId,
@@ -352,7 +369,7 @@ export class ChVm extends ServedVm {
       eventsOffset: this.tail.offset,
       pid: this.vmm?.pid ?? null,
       startTicks: this.vmm?.startTicks ?? null,
-      status: this.status,
+      status: stateStatus(this.status),
       devices: this.config.devices,
       agent: this.agent ?? null,
       bdfs: Object.fromEntries(this.bdfs),
@@ -360,8 +377,34 @@ export class ChVm extends ServedVm {
     };
   }
 
+  /** The state for the host (every caller hands it over): remembered as the one its record holds. */
   stateJson(): Json {
-    return vmState.encode(this.state());
+    const state = this.state();
+    this.handedOut = { facts: factsOf(state), offset: state.eventsOffset };
+    return vmState.encode(state);
+  }
+
+  /**
+   * The host's state is out of date: a fact changed since it was handed out (an event read: a device removed, the
+   * guest shut down), or the events read ran CHECKPOINT_BYTES past its offset (or back: a new event file).
+   */
+  private get stale(): boolean {
+    if (!this.handedOut) return true;
+    const state = this.state();
+    const ahead = state.eventsOffset - this.handedOut.offset;
+    return factsOf(state) !== this.handedOut.facts || ahead < 0 || ahead > CHECKPOINT_BYTES;
+  }
+
+  /**
+   * The answer of vm/pause and vm/resume: the status, which the host keeps volatile, and the state only when it is
+   * stale. Neither call changes it (stateStatus), and the events they add need not move the host's offset: a
+   * catch-up that reads them again announces no status (sync). So a pause or resume costs the host no durable
+   * write of the VM's record, nor this plugin a write of its state file.
+   */
+  async statusResult(): Promise<VmResult> {
+    if (!this.stale) return { status: this.status };
+    await this.persist();
+    return { status: this.status, state: this.stateJson() };
   }
 
   /** Saves the state next to the VM; failures are logged, the host's copy is the one that matters. */
@@ -383,4 +426,10 @@ export class ChVm extends ServedVm {
     void this.persist();
     this.emit({ type: 'state', state: this.stateJson() });
   }
+}
+
+/** A state but its events offset: what a catch-up cannot bring back. */
+function factsOf(state: VmState): string {
+  const { eventsOffset: _offset, ...facts } = state;
+  return JSON.stringify(facts);
 }

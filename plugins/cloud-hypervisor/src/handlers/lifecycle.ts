@@ -56,8 +56,7 @@ export function lifecycleHandlers(reg: Registry): Handlers {
         await chCall(() => vm.client.pauseVm({ signal: ctx.signal }));
         await vm.sync();
         if (vm.status === 'running') vm.announce('paused');
-        await vm.persist();
-        return { status: vm.status, state: vm.stateJson() };
+        return vm.statusResult();
       }, ctx.signal);
     },
 
@@ -69,8 +68,7 @@ export function lifecycleHandlers(reg: Registry): Handlers {
         await chCall(() => vm.client.resumeVm({ signal: ctx.signal }));
         await vm.sync();
         if (vm.status === 'paused') vm.announce('resumed');
-        await vm.persist();
-        return { status: vm.status, state: vm.stateJson() };
+        return vm.statusResult();
       }, ctx.signal);
     },
 

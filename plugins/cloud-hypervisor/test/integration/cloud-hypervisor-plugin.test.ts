@@ -11,6 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { ErrorCode, type Progress } from 'hvplug/protocol';
 import {
   AlreadyExistsError,
+  FileStateStore,
   InvalidConfigError,
   InvalidParamsError,
   InvalidStateError,
@@ -644,6 +645,67 @@ describe.skipIf(!canBoot)('recovery', () => {
     expect(await vm.wait(undefined, { timeoutMs: 10_000 })).toMatchObject({ status: 'crashed', exitCode: null });
     expect(events.find((e) => e.type === 'exited')).toMatchObject({ code: null, signal: null });
     await vm.delete();
+  });
+
+  it('pause and resume leave the durable record alone; a restarted plugin or host delivers none of their events again', async () => {
+    const s = await setup();
+    const vm = await s.hv.createVm({ config: config(s) });
+    await vm.start();
+    const stateDir = join(s.dir, 'state');
+    const recordFile = join(stateDir, 'vms', `${vm.id}.json`);
+    const durable = await readFile(recordFile, 'utf8');
+    const stateBefore = vm.state;
+    const events = recordEvents(vm);
+    // The answers carry the status alone: the plugin's state (a live VM's is written running) did not change.
+    expect(await vm.pause()).toEqual({ status: 'paused' });
+    expect(await vm.resume()).toEqual({ status: 'running' });
+    expect(await vm.pause()).toEqual({ status: 'paused' });
+    // Long enough for the plugin's event-file poll (250 ms) to have run twice: no state event follows either.
+    await new Promise((r) => setTimeout(r, 700));
+    expect(types(events)).toEqual(['paused', 'resumed', 'paused']);
+    expect(events.filter((e) => e.type === 'state')).toEqual([]);
+    expect(vm.state).toEqual(stateBefore);
+    expect(await readFile(recordFile, 'utf8')).toBe(durable);
+    // The status went to the volatile status file.
+    expect((await new FileStateStore(stateDir).list()).records.map((r) => r.status)).toEqual(['paused']);
+
+    // A new plugin process reads the event file on from the record's offset: the pauses and the resume it finds
+    // there were delivered already, and vm.info says where the VM is.
+    const plugin = (await s.host.client(PLUGIN))!.pid;
+    const recovered = new Promise((r) => s.host.once('vm-recovered', r));
+    process.kill(plugin, 'SIGKILL');
+    await recovered;
+    expect((await vm.info()).status).toBe('paused');
+    await new Promise((r) => setTimeout(r, 700));
+    expect(types(events)).toEqual(['paused', 'resumed', 'paused', 'recovered']);
+    const afterRecovery = await readFile(recordFile, 'utf8');
+    expect(await vm.resume()).toEqual({ status: 'running' });
+    expect(await vm.pause()).toEqual({ status: 'paused' });
+    expect(types(events)).toEqual(['paused', 'resumed', 'paused', 'recovered', 'resumed', 'paused']);
+
+    // A new host: the record is the one a crash would have left (closing writes nothing), its offset before the
+    // last resume and pause, which the new plugin reads again; the status is the status file's, and vm.info's.
+    await s.host.close();
+    expect(await readFile(recordFile, 'utf8')).toBe(afterRecovery);
+    const { eventsOffset } = JSON.parse(afterRecovery).state as { eventsOffset: number };
+    expect(eventsOffset).toBeLessThan((await readFile(eventsFile(s, vm), 'utf8')).lastIndexOf('"paused"'));
+    const host = new PluginHost({
+      stateDir,
+      runtimeDir: s.runtimeDir,
+      logger: memoryLogger().logger,
+      plugins: [{ name: PLUGIN, command: pluginExecutable(PLUGIN), env: { HVPLUG_CH_BINARY: binary } }],
+      supervision: { healthIntervalMs: 0 },
+    });
+    hosts.push(host);
+    expect((await host.reattach()).recovered).toEqual([vm.id]);
+    const again = (await host.vm(vm.id))!;
+    expect(again.status).toBe('paused');
+    const later = recordEvents(again);
+    await new Promise((r) => setTimeout(r, 700));
+    expect(types(later)).toEqual([]);
+    expect(await again.resume()).toEqual({ status: 'running' });
+    expect(types(later)).toEqual(['resumed']);
+    await again.delete();
   });
 
   it('what changed while no plugin watched is read back: the status from vm.info, removals from the event file', async () => {
