@@ -13,7 +13,6 @@ import { pluginEnvironment } from './environment.js';
 import { HvplugError, PluginUnreachableError, TimeoutError, ProtocolError, ProtocolVersionError, ProtocolViolationError } from '../errors/index.js';
 import { connectConduit, spawnConduit, type Conduit } from './conduit.js';
 import { HostRpc, type RpcCallOptions } from './host-rpc.js';
-import { resolveExecutable, verifyPin } from './integrity.js';
 import { PluginLog } from './plugin-log.js';
 import type { NotificationListener } from '../shim/channel.js';
 import type { PluginSpec } from './plugin-spec.js';
@@ -239,6 +238,8 @@ export class PluginClient {
       });
       // The spec's own rules: a spec without connect has a command.
       const command = spec.command as string;
+      // Loaded with the first plugin spawned: it brings node:crypto and node's streams.
+      const { resolveExecutable, verifyPin } = await import('./integrity.js');
       const resolved = await resolveExecutable(command, env.PATH, `plugin ${spec.name}`);
       const executable = spec.sha256 ? await verifyPin(resolved, spec.sha256, { pathEnv: env.PATH, runtimeDir: opts.runtimeDir }) : resolved;
       conduit = await spawnConduit({ executable, args: spec.args, env, plugin: spec.name });

@@ -19,7 +19,9 @@ register('data:text/javascript,' + encodeURIComponent(
   'let port; export function initialize(d) { port = d.port; }' +
   'export async function load(url, ctx, next) { port.postMessage(url); return next(url, ctx); }'
 ), { data: { port: port2 }, transferList: [port2] });
+const builtinsBefore = new Set(process.moduleLoadList);
 const mod = await import(process.argv[1]);
+const builtins = process.moduleLoadList.filter((m) => !builtinsBefore.has(m) && m.startsWith('NativeModule ')).map((m) => m.slice('NativeModule '.length));
 let plugin = null;
 if (process.argv[2]) {
   // An embedder's host: one plugin spawned and its handshake made (a request written, its answer read).
@@ -36,11 +38,13 @@ for (const f of [...loaded, ...required]) {
   const m = /node_modules\\/((?:@[^/]+\\/)?[^/]+)\\//.exec(decodeURIComponent(f));
   if (m) packages.add(m[1]);
 }
-process.stdout.write(JSON.stringify({ packages: [...packages].sort(), plugin }));
+process.stdout.write(JSON.stringify({ packages: [...packages].sort(), builtins, plugin }));
 `;
 
 interface Probed {
   packages: string[];
+  /** The node built-in modules the import loaded (before any host ran). */
+  builtins: string[];
   /** The name the plugin gave in its handshake, when the probe ran a host. */
   plugin: string | null;
 }
@@ -69,6 +73,13 @@ describe("import 'hvplug'", () => {
     expect(r.plugin).toBe('example-proprietary');
     expect(r.packages).not.toContain('vscode-jsonrpc');
   }, 30_000);
+
+  it('loads neither node:child_process nor node:crypto: they load when a plugin is spawned, a record written', async () => {
+    const { builtins } = await probe('hvplug');
+    // fs is loaded by node itself before the probe; fs/promises is the first of hvplug's own.
+    expect(builtins).toContain('fs/promises');
+    for (const lazy of ['child_process', 'crypto', 'net']) expect(builtins, lazy).not.toContain(lazy);
+  });
 
   it("loads zod from the package's bundle (scripts/bundle-package.mjs), not its ~95 modules from node_modules", async () => {
     for (const specifier of ['hvplug', 'hvplug/protocol', 'hvplug/plugin-sdk', 'hvplug/conformance']) {
