@@ -71,7 +71,11 @@ export async function bundlePackage() {
     format: 'esm',
     platform: 'node',
     target: 'node20',
-    // Not minified: an embedder's stack traces name hvplug's functions. The source maps lead to src/.
+    // Whitespace and syntax minified, names kept: an embedder's stack traces still name hvplug's functions, and
+    // the source maps lead to src/. Every byte of a module's source stays in the heap as long as the process
+    // lives: minified, import 'hvplug' holds ~1 MiB less (the shared chunk 250 → 184 KB, core 143 → 84 KB).
+    minifyWhitespace: true,
+    minifySyntax: true,
     sourcemap: 'linked',
     legalComments: 'none',
     logLevel: 'error',
