@@ -8,7 +8,8 @@
 // `import 'hvplug'` and `import 'hvplug/protocol'` in one process see the same classes and the same zod. zod
 // stays a dependency: the declaration files import its types, and a consumer's own zod 4 interoperates
 // (its schemas are checked by their traits, not by class identity, and its registry lives on globalThis).
-// The other dependencies stay external: they are loaded when first used (pino, vscode-jsonrpc, smol-toml).
+// The other dependencies stay external: pino and smol-toml are loaded when first used; vscode-jsonrpc by
+// hvplug/transport and hvplug/plugin-sdk (their MessageConnection adapters), never by hvplug's host.
 import { readFile, rename, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
