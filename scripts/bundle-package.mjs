@@ -8,8 +8,10 @@
 // `import 'hvplug'` and `import 'hvplug/protocol'` in one process see the same classes and the same zod. zod
 // stays a dependency: the declaration files import its types, and a consumer's own zod 4 interoperates
 // (its schemas are checked by their traits, not by class identity, and its registry lives on globalThis).
-// The other dependencies stay external: they are loaded when first used (pino, vscode-jsonrpc, smol-toml).
+// The other dependencies stay external: pino and smol-toml are loaded when first used; vscode-jsonrpc by
+// hvplug/transport and hvplug/plugin-sdk (their MessageConnection adapters), never by hvplug's host.
 import { readFile, rename, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -29,6 +31,30 @@ export const PACKAGE_ENTRIES = {
 /** The only dependency bundled; the others are loaded by name from node_modules. */
 const BUNDLED = new Set(['zod']);
 
+/**
+ * node:fs taken by require, not imported as an ES module: node builds an ES module of a builtin by reading every
+ * export, its lazy getters included (ReadStream, WriteStream, promises), and those load node's streams and more,
+ * ~0.6 MiB resident in every process that imports hvplug, for the few sync calls the package makes. The getters
+ * are left out (none is used: esbuild fails the build on an import of a name not exported here).
+ */
+const nodeFsByRequire = {
+  name: 'node-fs-by-require',
+  setup(b) {
+    b.onResolve({ filter: /^(node:)?fs$/ }, () => ({ path: 'node:fs', namespace: 'node-fs-by-require' }));
+    b.onLoad({ filter: /.*/, namespace: 'node-fs-by-require' }, () => {
+      const descriptors = Object.getOwnPropertyDescriptors(createRequire(import.meta.url)('node:fs'));
+      const values = Object.keys(descriptors).filter((name) => 'value' in descriptors[name]);
+      const contents = [
+        "import { createRequire } from 'node:module';",
+        "const fs = createRequire(import.meta.url)('node:fs');",
+        `export const { ${values.join(', ')} } = fs;`,
+        'export default fs;',
+      ].join('\n');
+      return { contents, loader: 'js' };
+    });
+  },
+};
+
 export async function bundlePackage() {
   const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'));
   const external = Object.keys(pkg.dependencies ?? {})
@@ -46,11 +72,16 @@ export async function bundlePackage() {
     format: 'esm',
     platform: 'node',
     target: 'node20',
-    // Not minified: an embedder's stack traces name hvplug's functions. The source maps lead to src/.
+    // Whitespace and syntax minified, names kept: an embedder's stack traces still name hvplug's functions, and
+    // the source maps lead to src/. Every byte of a module's source stays in the heap as long as the process
+    // lives: minified, import 'hvplug' holds ~1 MiB less (the shared chunk 250 → 184 KB, core 143 → 84 KB).
+    minifyWhitespace: true,
+    minifySyntax: true,
     sourcemap: 'linked',
     legalComments: 'none',
     logLevel: 'error',
     external,
+    plugins: [nodeFsByRequire],
     // The package's own entry points, as its sources import them.
     alias: {
       hvplug: join(root, 'src/core/index.ts'),

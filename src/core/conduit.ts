@@ -1,4 +1,4 @@
-import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import type { ChildProcessByStdio } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
@@ -138,6 +138,8 @@ export interface SpawnRequest {
 export async function spawnConduit(req: SpawnRequest): Promise<Conduit> {
   let child: PluginProcess;
   const cannot = (err: Error): PluginSpawnError => new PluginSpawnError(`plugin ${req.plugin}: cannot start ${req.executable}: ${err.message}`, { cause: err });
+  // Loaded here, not at `import 'hvplug'`: with the net and dgram modules it brings, ~1 MiB resident.
+  const { spawn } = await import('node:child_process');
   try {
     // node's own spawn: the host needs pipes, a process group and the exit, nothing execa adds to them, and
     // execa's ~100 modules would cost every embedder's process ~14 MiB from its import on.

@@ -1,5 +1,5 @@
 import * as z from 'zod';
-import type { Message, MessageWriter } from 'vscode-jsonrpc/node';
+import type { FrameWriter } from '../transport/frame-stream.js';
 import { CancelledError, fromWireError, type HvplugError, ProtocolError, TimeoutError } from '../errors/index.js';
 
 /**
@@ -162,7 +162,8 @@ export class HostRpc {
   private closedWith: HvplugError | undefined;
 
   constructor(
-    private readonly writer: MessageWriter,
+    /** Throws what it could not send (too big, the stream closed). */
+    private readonly writer: Pick<FrameWriter, 'write'>,
     private readonly peer: RpcPeer,
   ) {}
 
@@ -187,15 +188,14 @@ export class HostRpc {
     this.pending.set(id, call);
     if (timeoutMs !== null) this.deadlines.add(call, timeoutMs);
     signal?.addEventListener('abort', call, { once: true });
-    this.send({ jsonrpc: '2.0', id, method, params } as Message).catch((err: unknown) => {
-      call.fail(new ProtocolError(`${method}: the request was not sent: ${(err as Error).message}`));
-    });
+    const unsent = this.send({ jsonrpc: '2.0', id, method, params });
+    if (unsent) call.fail(new ProtocolError(`${method}: the request was not sent: ${unsent.message}`));
     return promise;
   }
 
   notify(method: string, params: unknown): void {
     if (this.closedWith) return;
-    this.send({ jsonrpc: '2.0', method, params } as Message).catch(() => undefined);
+    this.send({ jsonrpc: '2.0', method, params });
   }
 
   /** Called by OutgoingCall: the plugin may stop working on a call nobody waits for. */
@@ -216,11 +216,13 @@ export class HostRpc {
     this.deadlines.clear();
   }
 
-  private send(msg: Message): Promise<void> {
+  /** What kept `msg` from being sent, or undefined when it was. */
+  private send(msg: object): Error | undefined {
     try {
-      return this.writer.write(msg);
+      this.writer.write(msg);
+      return undefined;
     } catch (err) {
-      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+      return err instanceof Error ? err : new Error(String(err));
     }
   }
 
@@ -246,9 +248,7 @@ export class HostRpc {
 
   private refuseRequest(id: number | string | null, method: string): void {
     this.peer.note('plugin sent the host a request; the host serves none', { method });
-    this.send({ jsonrpc: '2.0', id, error: { code: METHOD_NOT_FOUND, message: `the host serves no methods (${method})` } } as Message).catch(
-      () => undefined,
-    );
+    this.send({ jsonrpc: '2.0', id, error: { code: METHOD_NOT_FOUND, message: `the host serves no methods (${method})` } });
   }
 
   private answer(id: number | string | null, msg: Record<string, unknown>): void {

@@ -1,11 +1,11 @@
 // VM names unique per state directory across processes: a name is claimed by link(2) of a file named for it,
 // which fails when another VM holds it, whatever process or host made that one. The file holds the holder's
 // id; a claim whose holder has no record any more (its files edited by hand) is stale and taken over.
-import { createHash, randomBytes } from 'node:crypto';
 import { link, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as z from 'zod';
 import { AlreadyExistsError } from '../errors/index.js';
+import { randomHex, sha256Hex } from './lazy-crypto.js';
 import { ensurePrivateDir } from './paths.js';
 
 const Claim = z.object({ name: z.string(), vmId: z.string() });
@@ -23,14 +23,14 @@ export class NameClaims {
 
   /** Any string is a name: the file is named by its hash, never by the name itself. */
   private file(name: string): string {
-    return join(this.dir, createHash('sha256').update(name).digest('hex'));
+    return join(this.dir, sha256Hex(name));
   }
 
   /** Claims `name` for `vmId`; AlreadyExistsError naming the holder when another VM has it. */
   async claim(name: string, vmId: string): Promise<void> {
     await ensurePrivateDir(this.dir, this.stateDir);
     const target = this.file(name);
-    const tmp = `${target}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+    const tmp = `${target}.${process.pid}.${randomHex(6)}.tmp`;
     await writeFile(tmp, JSON.stringify({ name, vmId }), { mode: 0o600 });
     try {
       // Twice at most: the second after a stale claim was removed. Losing that race to another process is a refusal.

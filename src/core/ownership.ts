@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { link, open, readFile, rename, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -48,7 +47,7 @@ export class VmLeases {
       startTime: startTimeOf(process.pid) ?? 'unknown',
       bootId: bootId(),
       hostname: hostname(),
-      instance: randomUUID(),
+      instance: crypto.randomUUID(),
       since: new Date().toISOString(),
     };
   }

@@ -13,11 +13,11 @@ import { pluginEnvironment } from './environment.js';
 import { HvplugError, PluginUnreachableError, TimeoutError, ProtocolError, ProtocolVersionError, ProtocolViolationError } from '../errors/index.js';
 import { connectConduit, spawnConduit, type Conduit } from './conduit.js';
 import { HostRpc, type RpcCallOptions } from './host-rpc.js';
-import { resolveExecutable, verifyPin } from './integrity.js';
 import { PluginLog } from './plugin-log.js';
 import type { NotificationListener } from '../shim/channel.js';
 import type { PluginSpec } from './plugin-spec.js';
-import type { Wire } from './plugin-wire.js';
+import { FrameReader, FrameWriter } from '../transport/frame-stream.js';
+import { DEFAULT_MAX_MESSAGE_BYTES, FramingError } from '../transport/framing.js';
 
 export interface ClientOptions {
   stateDir: string;
@@ -143,45 +143,50 @@ export class PluginClient {
     readonly spec: PluginSpec,
     private readonly conduit: Conduit,
     opts: ClientOptions,
-    wire: Wire,
   ) {
-    const maxMessageBytes = opts.maxMessageBytes ?? wire.DEFAULT_MAX_MESSAGE_BYTES;
+    const maxMessageBytes = opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     const { fromPlugin, toPlugin, stderr, pid, outputName } = conduit;
     this.origin = pid ?? nextConnectionOrigin--;
     this.logger = opts.logger.child({ plugin: spec.name, ...(pid === undefined ? { at: conduit.where } : { pid }) });
     this.log = new PluginLog(this.logger);
     stderr?.on('data', (c: Buffer) => this.log.push(c));
-    // A dead plugin's stdin raises EPIPE; the writer reports it, the end handler the death.
-    toPlugin.on('error', () => undefined);
-    const reader = wire.reader(fromPlugin, maxMessageBytes, opts.trace);
+    const trace = opts.trace;
     this.input = new BatchedInput(toPlugin, () =>
       this.broken(`plugin ${spec.name} does not read its input: over ${MAX_UNREAD_INPUT_BYTES} bytes wait unread`),
     );
-    const writer = wire.writer(toPlugin, maxMessageBytes, this.input.write, opts.trace);
+    const send = this.input.write;
+    const traced = (frame: string, msg: object): void => {
+      trace?.('send', msg);
+      send(frame);
+    };
+    // A dead plugin's stdin raises EPIPE: the writer reports it here, the end handler the death.
+    const writer = new FrameWriter(toPlugin, maxMessageBytes, trace ? traced : send, { error: () => this.stdioClosed('stdin') });
     this.rpc = new HostRpc(writer, {
       notification: (method, params) => this.relay(method, params),
       fatal: (err) => this.broken(err.message),
       note: (message, fields) => this.logger.debug(fields, message),
     });
-    reader.onError((err) => {
-      if (err instanceof wire.FramingError && err.stray !== undefined) {
-        this.broken(`plugin ${spec.name} wrote ${err.stray} on ${outputName}, which carries only Content-Length framed JSON-RPC (logs go to stderr)`, err.firstBytes);
-      } else if (err instanceof wire.FramingError) {
-        this.broken(`plugin ${spec.name} broke the protocol on ${outputName}: ${err.message}`, err.firstBytes);
-      } else if (pid !== undefined) {
-        this.broken(`plugin ${spec.name} broke the protocol on ${outputName}: ${err.message}`);
-      }
-      // A socket's own error (a reset, a TLS alert) ends the connection: the end handler reports it.
-    });
-    reader.onClose(() => this.stdioClosed('stdout'));
-    writer.onError(() => this.stdioClosed('stdin'));
-    reader.listen((msg) => {
-      // A stream listener must not throw, whatever a message does to the code it reaches.
-      try {
-        this.rpc.receive(msg);
-      } catch (err) {
-        this.broken(`plugin ${spec.name}: a message it sent could not be handled: ${(err as Error).message}`);
-      }
+    new FrameReader(fromPlugin, maxMessageBytes).listen({
+      message: (msg) => {
+        trace?.('receive', msg);
+        // A stream listener must not throw, whatever a message does to the code it reaches.
+        try {
+          this.rpc.receive(msg);
+        } catch (err) {
+          this.broken(`plugin ${spec.name}: a message it sent could not be handled: ${(err as Error).message}`);
+        }
+      },
+      error: (err) => {
+        if (err instanceof FramingError && err.stray !== undefined) {
+          this.broken(`plugin ${spec.name} wrote ${err.stray} on ${outputName}, which carries only Content-Length framed JSON-RPC (logs go to stderr)`, err.firstBytes);
+        } else if (err instanceof FramingError) {
+          this.broken(`plugin ${spec.name} broke the protocol on ${outputName}: ${err.message}`, err.firstBytes);
+        } else if (pid !== undefined) {
+          this.broken(`plugin ${spec.name} broke the protocol on ${outputName}: ${err.message}`);
+        }
+        // A socket's own error (a reset, a TLS alert) ends the connection: the end handler reports it.
+      },
+      close: () => this.stdioClosed('stdout'),
     });
     this.exited = conduit
       .ended({
@@ -223,22 +228,23 @@ export class PluginClient {
   }
 
   static async start(spec: PluginSpec, opts: ClientOptions): Promise<PluginClient> {
-    const wire = await import('./plugin-wire.js');
     let conduit: Conduit;
     if (spec.connect !== undefined) {
       conduit = await connectConduit({ plugin: spec.name, address: spec.connect, tls: spec.tls, timeoutMs: spec.startTimeoutMs });
     } else {
       const hostEnv = opts.hostEnv ?? process.env;
       const env = pluginEnvironment(hostEnv, spec.envPassthrough, spec.env, {
-        HVPLUG_MAX_MESSAGE_BYTES: String(opts.maxMessageBytes ?? wire.DEFAULT_MAX_MESSAGE_BYTES),
+        HVPLUG_MAX_MESSAGE_BYTES: String(opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES),
       });
       // The spec's own rules: a spec without connect has a command.
       const command = spec.command as string;
+      // Loaded with the first plugin spawned: it brings node:crypto and node's streams.
+      const { resolveExecutable, verifyPin } = await import('./integrity.js');
       const resolved = await resolveExecutable(command, env.PATH, `plugin ${spec.name}`);
       const executable = spec.sha256 ? await verifyPin(resolved, spec.sha256, { pathEnv: env.PATH, runtimeDir: opts.runtimeDir }) : resolved;
       conduit = await spawnConduit({ executable, args: spec.args, env, plugin: spec.name });
     }
-    const client = new PluginClient(spec, conduit, opts, wire);
+    const client = new PluginClient(spec, conduit, opts);
     try {
       await client.handshake(opts);
     } catch (err) {

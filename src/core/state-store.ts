@@ -1,10 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { link, open, readdir, readFile, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as z from 'zod';
 import { formatIssues, Id, METHOD_NAMES, methodDef, PluginState, toIssues, VmConfig, VmStatus } from 'hvplug/protocol';
 import { AlreadyExistsError } from '../errors/index.js';
+import { randomHex } from './lazy-crypto.js';
 import { NameClaims } from './name-claims.js';
 import { ensurePrivateDir } from './paths.js';
 
@@ -295,7 +295,7 @@ export class FileStateStore implements StateStore {
 
   /** Unique per write: a create and a queued put of one id, or two stores on one directory, may each have one. */
   private tempOf(file: string): string {
-    return `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+    return `${file}.${process.pid}.${randomHex(6)}.tmp`;
   }
 
   private async writeTemp(record: VmRecord, rev: string): Promise<string> {
@@ -423,5 +423,5 @@ function statusSlot(s: VolatileStatus): Buffer | undefined {
 }
 
 function newRev(): string {
-  return randomBytes(8).toString('hex');
+  return randomHex(8);
 }

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { EventEmitter, on } from 'node:events';
 import {
   capabilityRefusal,
@@ -282,7 +281,7 @@ export class ShimHypervisor {
 
     let token: string | undefined;
     if (opts.onProgress && spec.progress) {
-      token = randomUUID();
+      token = crypto.randomUUID();
       this.progress.set(token, opts.onProgress);
       params.progressToken = token;
     }
@@ -394,7 +393,7 @@ export class ShimHypervisor {
 
   /** bringUp, with the plugin's answer too (vm/receiveMigration's uri is in it). */
   async bringUpWith<M extends NewVmMethod>(method: M, params: Record<string, unknown>, opts?: CallOpts): Promise<{ vm: ShimVm; answer: ResultOf<M> }> {
-    const vmId = (params.vmId as string | undefined) ?? randomUUID();
+    const vmId = (params.vmId as string | undefined) ?? crypto.randomUUID();
     // A re-attach (vm/recover) hands back a config recorded already merged.
     const reattach = methodDef(method).record === 'reattach';
     if (!reattach && this.opts.withDefaults) params = { ...params, config: this.opts.withDefaults(params.config) };

@@ -1,71 +1,33 @@
 import type { Readable, Writable } from 'node:stream';
 import { AbstractMessageReader, AbstractMessageWriter, type DataCallback, type Disposable, type Message, type MessageReader } from 'vscode-jsonrpc/node';
-import { DEFAULT_MAX_MESSAGE_BYTES, FrameDecoder, FramingError, frameText, previewBytes } from './framing.js';
+import { FrameReader, FrameWriter } from './frame-stream.js';
+import { DEFAULT_MAX_MESSAGE_BYTES } from './framing.js';
 
 /**
- * vscode-jsonrpc reader and writer over the framing codec. They open nothing themselves: both sides hand
- * them the streams they own (the plugin its stdio, the host the child's pipes).
+ * FrameReader and FrameWriter as vscode-jsonrpc's MessageReader and MessageWriter, for the ends that use its
+ * MessageConnection (the plugin SDK, the daemon's server and client). The host does not: it uses FrameReader and
+ * FrameWriter directly, so that a process embedding it never loads vscode-jsonrpc.
  */
 export class FramedReader extends AbstractMessageReader {
-  private readonly decoder: FrameDecoder;
-  private stopped = false;
-  private listening: Disposable | undefined;
+  private readonly frames: FrameReader;
 
-  constructor(
-    private readonly readable: Readable,
-    maxMessageBytes: number = DEFAULT_MAX_MESSAGE_BYTES,
-  ) {
+  constructor(readable: Readable, maxMessageBytes: number = DEFAULT_MAX_MESSAGE_BYTES) {
     super();
-    this.decoder = new FrameDecoder(maxMessageBytes);
+    this.frames = new FrameReader(readable, maxMessageBytes);
   }
 
   listen(callback: DataCallback): Disposable {
-    const onData = (chunk: Buffer): void => {
-      if (this.stopped) return;
-      let bodies: Buffer[];
-      try {
-        bodies = this.decoder.push(chunk);
-      } catch (err) {
-        this.stop();
-        this.fireError(err);
-        return;
-      }
-      for (const body of bodies) {
-        let msg: Message;
-        try {
-          msg = JSON.parse(body.toString('utf8')) as Message;
-        } catch {
-          this.stop();
-          this.fireError(new FramingError(`message body is not JSON: ${previewBytes(body)}`, previewBytes(body)));
-          return;
-        }
-        callback(msg);
-      }
-    };
-    const onEnd = (): void => this.fireClose();
-    const onError = (err: Error): void => this.fireError(err);
-    this.readable.on('data', onData);
-    this.readable.on('end', onEnd);
-    this.readable.on('error', onError);
-    this.listening = {
-      dispose: () => {
-        this.readable.off('data', onData);
-        this.readable.off('end', onEnd);
-        this.readable.off('error', onError);
-      },
-    };
-    return this.listening;
+    this.frames.listen({
+      message: (msg) => callback(msg as Message),
+      error: (err) => this.fireError(err),
+      close: () => this.fireClose(),
+    });
+    return { dispose: () => this.frames.release() };
   }
 
   /** Stops reading for good and leaves the stream to its owner: the daemon's console, raw after one answer. */
   release(): void {
-    this.stopped = true;
-    this.listening?.dispose();
-  }
-
-  /** After a framing error the rest of the stream cannot be trusted: drop it rather than mis-parse. */
-  private stop(): void {
-    this.stopped = true;
+    this.frames.release();
   }
 }
 
@@ -87,34 +49,32 @@ export function tapReader(inner: MessageReader, see: (msg: Message) => boolean):
 }
 
 export class FramedWriter extends AbstractMessageWriter {
+  private readonly frames: FrameWriter<Message>;
   private errorCount = 0;
 
   constructor(
-    private readonly writable: Writable,
-    private readonly maxMessageBytes: number = DEFAULT_MAX_MESSAGE_BYTES,
+    writable: Writable,
+    maxMessageBytes: number = DEFAULT_MAX_MESSAGE_BYTES,
     /** A plugin that diverts stray stdout writes to stderr passes the real writer here (and sees what each frame is). */
-    private readonly writeFrame: (frame: string, msg: Message) => unknown = (frame) => writable.write(frame),
+    writeFrame: (frame: string, msg: Message) => unknown = (frame) => writable.write(frame),
   ) {
     super();
-    writable.on('error', (err) => this.fireError(err, undefined, ++this.errorCount));
-    writable.on('close', () => this.fireClose());
+    this.frames = new FrameWriter<Message>(writable, maxMessageBytes, writeFrame, {
+      error: (err) => this.fireError(err, undefined, ++this.errorCount),
+      close: () => this.fireClose(),
+    });
   }
 
   write(msg: Message): Promise<void> {
-    let frame: string;
     try {
-      frame = frameText(JSON.stringify(msg), this.maxMessageBytes);
+      this.frames.write(msg);
     } catch (err) {
-      return Promise.reject(err);
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
-    if (this.writable.destroyed || this.writable.writableEnded) {
-      return Promise.reject(new Error('the stream is closed'));
-    }
-    this.writeFrame(frame, msg);
     return Promise.resolve();
   }
 
   end(): void {
-    this.writable.end();
+    this.frames.end();
   }
 }

@@ -1,9 +1,9 @@
 // The host's read path, in-process: the plugin's stdout is a PassThrough that the fuzzer writes into, read as
-// PluginClient reads a child's stdout (FramedReader → HostRpc, the host's own JSON-RPC end), calls made through
+// PluginClient reads a child's stdout (FrameReader → HostRpc, the host's own JSON-RPC end), calls made through
 // a ShimHypervisor, as the host makes them.
 import { PassThrough } from 'node:stream';
 import { InitializeResult, VmConfig } from 'hvplug/protocol';
-import { FramedReader, FramedWriter, FramingError } from 'hvplug/transport';
+import { FrameReader, FrameWriter, FramingError } from 'hvplug/transport';
 import { HvplugError, ProtocolError, ShimHypervisor, type ChannelCallOptions, type PluginChannel } from 'hvplug';
 import { HostRpc, type RpcPeer } from '../../src/core/host-rpc.js';
 import type { NotificationListener } from '../../src/shim/channel.js';
@@ -40,7 +40,7 @@ class WireClient implements PluginChannel, RpcPeer {
   broke = false;
 
   constructor(
-    writer: FramedWriter,
+    writer: FrameWriter,
     private readonly watch: CrashWatch,
   ) {
     this.rpc = new HostRpc(writer, this);
@@ -125,18 +125,21 @@ export async function runHostCase(input: FuzzInput, watch: CrashWatch): Promise<
   let requestsSent = 0;
   stdin.on('data', () => void requestsSent++);
   const receiveThrew: string[] = [];
-  const reader = new FramedReader(stdout, FUZZ_MAX_MESSAGE_BYTES);
-  const client = new WireClient(new FramedWriter(stdin, FUZZ_MAX_MESSAGE_BYTES), watch);
-  reader.onError((err) => client.broken(`plugin fuzz broke the protocol on stdout: ${err.message}${err instanceof FramingError ? '' : ' (not a FramingError)'}`));
-  const listening = reader.listen((msg) => {
+  const reader = new FrameReader(stdout, FUZZ_MAX_MESSAGE_BYTES);
+  const client = new WireClient(new FrameWriter(stdin, FUZZ_MAX_MESSAGE_BYTES), watch);
+  reader.listen({
     // As PluginClient: whatever receive throws fails the plugin with a ProtocolError, and is counted.
-    try {
-      client.rpc.receive(msg);
-    } catch (err) {
-      receiveThrew.push(describe(err));
-      note(`HostRpc.receive threw: ${describe(err)}`, input);
-      client.broken(`plugin fuzz: a message it sent could not be handled: ${(err as Error).message}`);
-    }
+    message: (msg) => {
+      try {
+        client.rpc.receive(msg);
+      } catch (err) {
+        receiveThrew.push(describe(err));
+        note(`HostRpc.receive threw: ${describe(err)}`, input);
+        client.broken(`plugin fuzz: a message it sent could not be handled: ${(err as Error).message}`);
+      }
+    },
+    error: (err) => client.broken(`plugin fuzz broke the protocol on stdout: ${err.message}${err instanceof FramingError ? '' : ' (not a FramingError)'}`),
+    close: () => undefined,
   });
 
   const shim = new ShimHypervisor(client, {
@@ -174,8 +177,7 @@ export async function runHostCase(input: FuzzInput, watch: CrashWatch): Promise<
   await turns(5);
   client.fail(new HvplugError('plugin fuzz exited', 'PluginExited'));
   await within(1_000, settled);
-  listening.dispose();
-  reader.dispose();
+  reader.release();
   stdin.destroy();
   return { outcomes, streamError: client.broke, crashes: watch.since(mark), requestsSent, receiveThrew };
 }

@@ -32,7 +32,7 @@ async function quick(side: Side): Promise<void> {
 }
 
 describe('fuzz: bytes from a plugin, read by the host', () => {
-  it(`in-process (FramedReader → HostRpc → ShimHypervisor): ${QUICK_RUNS} cases`, () => quick('host'), 60_000);
+  it(`in-process (FrameReader → HostRpc → ShimHypervisor): ${QUICK_RUNS} cases`, () => quick('host'), 60_000);
 
   it(`a real PluginClient over a real plugin process writing the bytes: ${REAL_RUNS} cases`, async () => {
     const dir = await tempDir();

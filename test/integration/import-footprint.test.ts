@@ -1,6 +1,7 @@
+import { join } from 'node:path';
 import { execa } from 'execa';
-import { beforeAll, describe, expect, it } from 'vitest';
-import { ensureCliBuilt } from '../helpers.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureCliBuilt, pluginExecutable, removeTempDirs, tempDir } from '../helpers.js';
 
 /**
  * What an embedder's `import 'hvplug'` loads. Every package loaded costs the importing process memory for as
@@ -18,7 +19,17 @@ register('data:text/javascript,' + encodeURIComponent(
   'let port; export function initialize(d) { port = d.port; }' +
   'export async function load(url, ctx, next) { port.postMessage(url); return next(url, ctx); }'
 ), { data: { port: port2 }, transferList: [port2] });
-await import(process.argv[1]);
+const builtinsBefore = new Set(process.moduleLoadList);
+const mod = await import(process.argv[1]);
+const builtins = process.moduleLoadList.filter((m) => !builtinsBefore.has(m) && m.startsWith('NativeModule ')).map((m) => m.slice('NativeModule '.length));
+let plugin = null;
+if (process.argv[2]) {
+  // An embedder's host: one plugin spawned and its handshake made (a request written, its answer read).
+  const { stateDir, runtimeDir, command } = JSON.parse(process.argv[2]);
+  const host = new mod.PluginHost({ stateDir, runtimeDir, plugins: [{ name: 'example-proprietary', command }] });
+  plugin = (await host.hypervisor('example-proprietary')).info.plugin.name;
+  await host.close();
+}
 // Messages from the hooks thread arrive asynchronously.
 await new Promise((r) => setTimeout(r, 200));
 const required = Object.keys(createRequire(import.meta.url).cache);
@@ -27,20 +38,48 @@ for (const f of [...loaded, ...required]) {
   const m = /node_modules\\/((?:@[^/]+\\/)?[^/]+)\\//.exec(decodeURIComponent(f));
   if (m) packages.add(m[1]);
 }
-process.stdout.write(JSON.stringify([...packages].sort()));
+process.stdout.write(JSON.stringify({ packages: [...packages].sort(), builtins, plugin }));
 `;
 
-async function packagesLoadedBy(specifier: string): Promise<string[]> {
-  const r = await execa(process.execPath, ['--no-warnings', '--input-type=module', '-e', PROBE, specifier], { cwd: process.cwd() });
-  return JSON.parse(r.stdout) as string[];
+interface Probed {
+  packages: string[];
+  /** The node built-in modules the import loaded (before any host ran). */
+  builtins: string[];
+  /** The name the plugin gave in its handshake, when the probe ran a host. */
+  plugin: string | null;
 }
 
+/** What a process loads that imports `specifier` and, with `host` given, runs a PluginHost that starts one plugin. */
+async function probe(specifier: string, host?: { stateDir: string; runtimeDir: string; command: string }): Promise<Probed> {
+  const args = ['--no-warnings', '--input-type=module', '-e', PROBE, specifier, ...(host ? [JSON.stringify(host)] : [])];
+  const r = await execa(process.execPath, args, { cwd: process.cwd(), env: { HVPLUG_CONFIG: '' } });
+  return JSON.parse(r.stdout) as Probed;
+}
+
+const packagesLoadedBy = async (specifier: string): Promise<string[]> => (await probe(specifier)).packages;
+
 beforeAll(ensureCliBuilt, 120_000);
+afterAll(removeTempDirs);
 
 describe("import 'hvplug'", () => {
-  it('loads neither execa, pino, smol-toml, vscode-jsonrpc nor prom-client: they load when a plugin is spawned, a logger made, a config file read, metrics asked for', async () => {
+  it('loads neither execa, pino, smol-toml, vscode-jsonrpc nor prom-client: pino loads when a logger is made, smol-toml when a config file is read, prom-client when metrics are asked for; the host uses neither execa nor vscode-jsonrpc', async () => {
     const loaded = await packagesLoadedBy('hvplug');
     for (const lazy of ['execa', 'pino', 'smol-toml', 'vscode-jsonrpc', 'prom-client']) expect(loaded, lazy).not.toContain(lazy);
+  });
+
+  it('loads no vscode-jsonrpc in a host that spawned a plugin and spoke to it: the host has its own JSON-RPC end and frame reader/writer', async () => {
+    const dir = await tempDir();
+    const r = await probe('hvplug', { stateDir: join(dir, 'state'), runtimeDir: join(dir, 'run'), command: pluginExecutable('example-proprietary') });
+    expect(r.plugin).toBe('example-proprietary');
+    expect(r.packages).not.toContain('vscode-jsonrpc');
+  }, 30_000);
+
+  it("loads neither node:child_process, node:crypto nor node's streams: they load when a plugin is spawned, a record written", async () => {
+    const { builtins } = await probe('hvplug');
+    // fs is loaded by node itself before the probe; fs/promises is the first of hvplug's own.
+    expect(builtins).toContain('fs/promises');
+    // stream: what node:fs imported as an ES module would load (scripts/bundle-package.mjs takes it by require).
+    for (const lazy of ['child_process', 'crypto', 'net', 'stream']) expect(builtins, lazy).not.toContain(lazy);
   });
 
   it("loads zod from the package's bundle (scripts/bundle-package.mjs), not its ~95 modules from node_modules", async () => {

@@ -1,6 +1,6 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { FramedWriter } from 'hvplug/transport';
+import { FrameWriter } from 'hvplug/transport';
 import { ProtocolError } from 'hvplug';
 import { HostRpc } from '../../src/core/host-rpc.js';
 
@@ -9,7 +9,7 @@ function rpc(): { rpc: HostRpc; fatal: ProtocolError[] } {
   const fatal: ProtocolError[] = [];
   const out = new PassThrough();
   out.resume();
-  const r = new HostRpc(new FramedWriter(out), { notification: () => undefined, fatal: (e) => fatal.push(e), note: () => undefined });
+  const r = new HostRpc(new FrameWriter(out), { notification: () => undefined, fatal: (e) => fatal.push(e), note: () => undefined });
   return { rpc: r, fatal };
 }
 
