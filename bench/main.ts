@@ -31,6 +31,15 @@ if (unknown.length) {
   process.exit(2);
 }
 
+// Every process the bench starts, hvplug's and its baselines, gets node as it comes: a preload option of this
+// machine (NODE_EXTRA_CA_CERTS parses a CA bundle in every node: ~30 ms and ~1.6 MiB each here) would move the
+// baselines and hvplug's processes by different amounts depending on how many processes each side has.
+for (const name of ['NODE_EXTRA_CA_CERTS', 'NODE_OPTIONS']) {
+  if (process.env[name] === undefined) continue;
+  console.error(`bench: ${name} is set here; the processes the bench starts run without it`);
+  delete process.env[name];
+}
+
 // Progress goes to stderr so that stdout holds only the table.
 const report = await runBench({ quick: values.quick, only, log: (m) => console.error(m) });
 console.log(formatTable(report));
