@@ -30,9 +30,13 @@ export class AnswerBatcher {
 
   constructor(private readonly writeOut: (frames: string) => unknown) {}
 
-  /** Before the messages of one read are dispatched. */
+  /** Before the messages of one read are dispatched: they open a burst, or join one still held. */
   beginRead(): void {
     this.reading = true;
+    if (this.burstEnd) return;
+    // A call of an earlier read still under way (vm/wait, parked for long) must not hold this read's answers.
+    this.burst++;
+    this.burstLeft = 0;
   }
 
   /** After they are: what is in is written unless answers of the burst are still to come. */

@@ -172,6 +172,20 @@ describe('plugin SDK dispatcher: answers and their order', () => {
     expect(plugin.out.messages.slice(-2).map((m) => m.method ?? m.id)).toEqual(['vm/event', 7]);
   });
 
+  it('answers a lone request without waiting on a call of an earlier read still under way', async () => {
+    const g = gated();
+    plugin = new Plugin({ 'x-test/gated': g.ext });
+    await plugin.initialize();
+    plugin.send({ id: 1, method: 'x-test/gated', params: { key: 'parked' } });
+    await until(() => g.release.has('parked'), 'the parked call in its handler');
+    plugin.send({ id: 2, method: 'vm/check', params: { vmId: VM } });
+    // Promise jobs only: an answer held for the end of a burst would wait for setImmediate.
+    for (let i = 0; i < 20 && !plugin.out.answer(2); i++) await Promise.resolve();
+    expect(plugin.out.answer(2)?.result).toEqual({ ok: true, detail: 'fine' });
+    g.release.get('parked')?.();
+    expect((await plugin.out.answered(1)).result).toEqual({ key: 'parked', aborted: false });
+  });
+
   it('answers an unknown method with MethodNotFound (-32601), and a result that cannot be sent with InternalError', async () => {
     plugin = new Plugin({ 'x-test/bigint': { handler: () => ({ n: 1n }) as never } });
     await plugin.initialize();
