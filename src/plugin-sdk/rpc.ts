@@ -109,8 +109,16 @@ export class RpcEndpoint {
 
   constructor(private readonly opts: RpcOptions) {
     this.decoder = new FrameDecoder(opts.maxMessageBytes);
-    // Frames for a stream that has gone are dropped: the session is ending already (its 'close' or 'error').
-    this.batcher = new AnswerBatcher((frames) => opts.output.destroyed || opts.output.writableEnded || opts.write(frames));
+    this.batcher = new AnswerBatcher((frames) => {
+      // Frames for a stream that has gone are dropped: the session is ending already (its 'close' or 'error').
+      if (opts.output.destroyed || opts.output.writableEnded) return;
+      try {
+        opts.write(frames);
+      } catch (err) {
+        // Thrown out of a read or a timer it would end the process; the output is no use any more either way.
+        this.end(err);
+      }
+    });
     const { input, output } = opts;
     const onError = (err: unknown): void => this.end(err);
     const onEnd = (): void => this.end();

@@ -346,4 +346,27 @@ describe('the dispatcher on its own', () => {
     expect(failures).toEqual([]);
     rpc.stop();
   });
+
+  it('ends the session, without throwing out of its listener, when writing to the output throws', async () => {
+    const input = new PassThrough();
+    const output = new PassThrough();
+    const ended: unknown[] = [];
+    const rpc = new RpcEndpoint({
+      input,
+      output,
+      write: () => {
+        throw new Error('the output is gone');
+      },
+      maxMessageBytes: 1 << 20,
+      requests: new Map<string, RequestHandler>([['fine', () => ({})]]),
+      notifications: new Map(),
+      dropped: () => undefined,
+      failed: () => undefined,
+      ended: (err) => ended.push(err),
+    });
+    expect(() => input.write(frame({ id: 1, method: 'fine' }))).not.toThrow();
+    await until(() => ended.length > 0, 'the session ended');
+    expect(ended).toEqual([expect.objectContaining({ message: 'the output is gone' })]);
+    rpc.stop();
+  });
 });
