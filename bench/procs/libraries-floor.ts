@@ -1,12 +1,11 @@
-// The floor under a plugin's cold start: node started from a snapshot that holds the libraries every SDK
-// plugin carries (vscode-jsonrpc, zod; the SDK logs without pino) and nothing of hvplug. It writes one byte to
-// stdout when it starts and exits; the time to that byte is what no plugin built on these libraries can start under.
+// The floor under a plugin's cold start: node started from a snapshot that holds the library every SDK plugin
+// carries (zod; the SDK speaks JSON-RPC and logs without a library) and nothing of hvplug. It writes one byte to
+// stdout when it starts and exits; the time to that byte is what no plugin built on it can start under.
 import { startupSnapshot } from 'node:v8';
-import { createMessageConnection } from 'vscode-jsonrpc/node';
 import * as z from 'zod';
 
-// Referenced so that the bundle keeps each library and the snapshot holds it evaluated, as a plugin's does.
-const kept = [createMessageConnection, z.object({ ready: z.boolean() })];
+// Referenced so that the bundle keeps the library and the snapshot holds it evaluated, as a plugin's does.
+const kept = [z.object({ ready: z.boolean() })];
 
 function ready(): void {
   process.stdout.write(String(kept.length), () => process.exit(0));

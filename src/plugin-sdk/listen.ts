@@ -2,7 +2,10 @@ import { readFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { parseArgs } from 'node:util';
 import { ErrorCode, sessionMethod } from 'hvplug/protocol';
-import { encodeFrame, formatAddress, FrameDecoder, listenSocket, parseAddress, type ListeningSocket, type PluginAddress } from 'hvplug/transport';
+// The transport's modules themselves, not hvplug/transport: its index also holds the host's vscode-jsonrpc reader and writer.
+import { formatAddress, parseAddress, type PluginAddress } from '../transport/address.js';
+import { encodeFrame, FrameDecoder } from '../transport/framing.js';
+import { listenSocket, type ListeningSocket } from '../transport/socket.js';
 
 /**
  * A plugin that listens for its host instead of being spawned by it: `--listen unix:<path>` or

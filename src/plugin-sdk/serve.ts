@@ -1,11 +1,5 @@
 import { format } from 'node:util';
 import { startupSnapshot } from 'node:v8';
-import {
-  createMessageConnection,
-  ResponseError,
-  type CancellationToken,
-  type MessageConnection,
-} from 'vscode-jsonrpc/node';
 // A namespace import lets esbuild keep only the zod a plugin uses (`import { z }` pulls in all of it, locales too).
 import * as z from 'zod';
 import {
@@ -35,10 +29,10 @@ import {
   type VmEvent,
   type VmStatus,
 } from 'hvplug/protocol';
-import { DEFAULT_MAX_MESSAGE_BYTES, FramedReader, FramedWriter } from 'hvplug/transport';
-import { AnswerBatcher } from './answer-batch.js';
+// The codec itself, not hvplug/transport: its index also holds the host's vscode-jsonrpc reader and writer.
+import { DEFAULT_MAX_MESSAGE_BYTES } from '../transport/framing.js';
 import { listenForHosts, parseCommandLine, UsageError, type CommandLine, type FlagValues, type ListenOptions, type Listening } from './listen.js';
-import { refuseMalformed } from './inbound.js';
+import { answeredAsIs, IncomingCall, RpcEndpoint, RpcError, type RequestHandler } from './rpc.js';
 import { PluginError } from './errors.js';
 import { stderrLogger, type Logger } from './log.js';
 
@@ -125,25 +119,19 @@ export interface ServeOptions {
   flags?: readonly string[];
 }
 
-function toResponseError(err: unknown, method: string): ResponseError<unknown> {
-  if (err instanceof ResponseError) return err;
-  if (err instanceof PluginError) return new ResponseError(err.code, err.message, err.data ?? defaultErrorData(err.codeName, method, err.message));
+/** A handler's failure as the error to answer (an RpcError, or one that looks like vscode-jsonrpc's ResponseError, stands). */
+function toRpcError(err: unknown, method: string): unknown {
+  if (answeredAsIs(err)) return err;
+  if (err instanceof PluginError) return new RpcError(err.code, err.message, err.data ?? defaultErrorData(err.codeName, method, err.message));
   if (err instanceof z.ZodError) {
-    return new ResponseError(ErrorCode.InvalidConfig, `invalid config: ${err.message}`, { issues: toIssues(err) });
+    return new RpcError(ErrorCode.InvalidConfig, `invalid config: ${err.message}`, { issues: toIssues(err) });
   }
   const message = err instanceof Error ? err.message : String(err);
-  return new ResponseError(ErrorCode.InternalError, message);
+  return new RpcError(ErrorCode.InternalError, message);
 }
 
 function definedOnly<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
-}
-
-function abortSignalOf(token: CancellationToken): AbortSignal {
-  const ac = new AbortController();
-  if (token.isCancellationRequested) ac.abort();
-  else token.onCancellationRequested(() => ac.abort());
-  return ac.signal;
 }
 
 /**
@@ -167,8 +155,13 @@ function guardStdout(): (frame: string) => boolean {
 }
 
 export interface ServedPlugin {
-  connection: MessageConnection;
-  /** Resolves when the host has gone (EOF or exit). */
+  /**
+   * Stops serving at once, for a caller that owns the streams (tests serving in-process): nothing more is read or
+   * written, what is held is dropped, the calls under way go unanswered, and `closed` resolves; onShutdown does not
+   * run, and the streams are left open. A listening plugin stops listening and cuts its host.
+   */
+  close(): void;
+  /** Resolves when the host has gone (EOF or exit), or on close(). */
   closed: Promise<void>;
 }
 
@@ -223,9 +216,9 @@ export function servePlugin(definition: PluginDefinition | ((flags: FlagValues) 
     void served.closed.then(resolveClosed);
   });
   return {
-    get connection(): MessageConnection {
+    close: () => {
       if (!served) throw new Error('a plugin built into a startup snapshot connects when the snapshot starts');
-      return served.connection;
+      served.close();
     },
     closed,
   };
@@ -258,7 +251,8 @@ function listenServed(def: PluginDefinition, prepared: Prepared, listen: ListenO
   let resolveClosed: () => void = () => undefined;
   const closed = new Promise<void>((r) => (resolveClosed = r));
   const dirs = { stateDir: listen.stateDir, runtimeDir: listen.runtimeDir };
-  void listenPlugin(def, listen, { note: (m) => log.info(m), dirs, prepared }).then(
+  const listening = listenPlugin(def, listen, { note: (m) => log.info(m), dirs, prepared });
+  void listening.then(
     (l) => {
       process.stdout.write(`listening ${l.address}\n`);
       // The VMs are not the process's children to take along: they keep running, as on a host's goodbye.
@@ -273,9 +267,7 @@ function listenServed(def: PluginDefinition, prepared: Prepared, listen: ListenO
     },
   );
   return {
-    get connection(): MessageConnection {
-      throw new Error('a listening plugin has a connection per host, not one');
-    },
+    close: () => void listening.then((l) => l.close()).then(resolveClosed, () => resolveClosed()),
     closed,
   };
 }
@@ -299,36 +291,60 @@ function serve(def: PluginDefinition, { advertised, capabilities }: Prepared, op
   const maxMessageBytes = Number(process.env.HVPLUG_MAX_MESSAGE_BYTES ?? DEFAULT_MAX_MESSAGE_BYTES);
   const input = opts.input ?? process.stdin;
   const output = opts.output ?? process.stdout;
-  const answers = new AnswerBatcher(opts.output ? (frames) => output.write(frames) : guardStdout());
   const log = def.logger ?? stderrLogger(def.info.name);
-
-  const connection = createMessageConnection(
-    // Dropped before they are counted: the batcher counts what vscode-jsonrpc will dispatch.
-    answers.counting(refuseMalformed(new FramedReader(input, maxMessageBytes), (reason) => log.warn(`dropped a message from the host: ${reason}`))),
-    new FramedWriter(output, maxMessageBytes, answers.write),
-    undefined,
-    { messageStrategy: answers.strategy },
-  );
+  const requests = new Map<string, RequestHandler>();
   let session: Session | undefined;
   const seqs = new Map<string, number>();
   const started = Date.now();
 
+  let resolveClosed: () => void = () => undefined;
+  const closed = new Promise<void>((r) => (resolveClosed = r));
+  let finishing = false;
+  const finish = async (): Promise<void> => {
+    if (finishing) return;
+    finishing = true;
+    try {
+      await def.onShutdown?.();
+    } catch (err) {
+      log.error({ err }, 'shutdown hook failed');
+    }
+    rpc.flush();
+    resolveClosed();
+    if (exitProcess) process.exit(0);
+  };
+
+  const rpc: RpcEndpoint = new RpcEndpoint({
+    input,
+    output,
+    write: opts.output ? (frames) => output.write(frames) : guardStdout(),
+    maxMessageBytes,
+    requests,
+    notifications: new Map([['exit', () => rpc.end()]]),
+    dropped: (reason) => log.warn(`dropped a message from the host: ${reason}`),
+    failed: (err, what) => log.error({ err }, what),
+    ended: (err) => {
+      // The stream can no longer be trusted (bad framing, over-size message): say so and go.
+      if (err !== undefined) log.error({ err }, 'protocol error on stdin');
+      void finish();
+    },
+  });
+
   const emit = (event: EventInput): void => {
     const seq = seqs.get(event.vmId) ?? 0;
     seqs.set(event.vmId, seq + 1);
-    void connection.sendNotification('vm/event', { ...event, seq, time: new Date().toISOString() });
+    rpc.notify('vm/event', { ...event, seq, time: new Date().toISOString() });
   };
 
   const handshake = sessionMethod('handshake');
-  connection.onRequest(handshake, async (raw: unknown) => {
+  requests.set(handshake, async (raw) => {
     const parsed = InitializeParams.safeParse(raw);
     if (!parsed.success) {
-      throw new ResponseError(ErrorCode.InvalidParams, `${handshake}: ${parsed.error.message}`, { method: handshake, issues: toIssues(parsed.error) });
+      throw new RpcError(ErrorCode.InvalidParams, `${handshake}: ${parsed.error.message}`, { method: handshake, issues: toIssues(parsed.error) });
     }
     const ours = def.protocolVersions ?? PROTOCOL_VERSIONS;
     const chosen = negotiateVersion(ours, parsed.data.protocolVersions);
     if (chosen === undefined) {
-      throw new ResponseError(
+      throw new RpcError(
         ErrorCode.ProtocolVersionMismatch,
         `no common protocol version: host speaks ${parsed.data.protocolVersions.join(', ')}, plugin speaks ${ours.join(', ')}`,
         { host: parsed.data.protocolVersions, plugin: [...ours] },
@@ -348,33 +364,28 @@ function serve(def: PluginDefinition, { advertised, capabilities }: Prepared, op
   });
 
   const requireSession = (method: string): Session => {
-    if (!session) throw new ResponseError(ErrorCode.InvalidRequest, `${method} before ${handshake}`);
+    if (!session) throw new RpcError(ErrorCode.InvalidRequest, `${method} before ${handshake}`);
     return session;
   };
 
-  const contextFor = (s: Session, token: CancellationToken, progressToken: unknown): CallContext => {
-    let signal: AbortSignal | undefined;
-    return {
-      // Made on first use (born aborted if the call was cancelled before): an AbortController per call costs
-      // more than a no-op handler, and most handlers never look at it.
-      get signal() {
-        return (signal ??= abortSignalOf(token));
-      },
-      session: s,
-      log,
-      progress: (message, percentage) => {
-        if (typeof progressToken !== 'string' && typeof progressToken !== 'number') return;
-        void connection.sendNotification('$/progress', { token: progressToken, value: { message, percentage } });
-      },
-    };
-  };
+  const contextFor = (s: Session, call: IncomingCall, progressToken: unknown): CallContext => ({
+    get signal() {
+      return call.signal;
+    },
+    session: s,
+    log,
+    progress: (message, percentage) => {
+      if (typeof progressToken !== 'string' && typeof progressToken !== 'number') return;
+      rpc.notify('$/progress', { token: progressToken, value: { message, percentage } });
+    },
+  });
 
-  connection.onRequest(sessionMethod('goodbye'), async () => {
+  requests.set(sessionMethod('goodbye'), async () => {
     await def.onShutdown?.();
     return {};
   });
-  connection.onRequest(sessionMethod('ping'), () => ({ uptimeMs: Date.now() - started }));
-  connection.onRequest(sessionMethod('discover'), () => openRpcDocument(capabilities.extensions));
+  requests.set(sessionMethod('ping'), () => ({ uptimeMs: Date.now() - started }));
+  requests.set(sessionMethod('discover'), () => openRpcDocument(capabilities.extensions));
 
   // Per VM, the calls under way that may change its status: while there is one, a status read now may be
   // stale by the time the handler runs (plugins queue a VM's calls), so the early refusal stands aside.
@@ -384,7 +395,7 @@ function serve(def: PluginDefinition, { advertised, capabilities }: Prepared, op
     const current = def.vmStatus(vmId);
     if (current === undefined || transition(method, current).verdict !== 'forbidden') return;
     const required = allowedFrom(method);
-    throw new ResponseError(ErrorCode.InvalidState, `${method}: VM ${vmId} is ${current}; this needs ${required.join(' or ')}`, {
+    throw new RpcError(ErrorCode.InvalidState, `${method}: VM ${vmId} is ${current}; this needs ${required.join(' or ')}`, {
       vmId,
       current,
       required,
@@ -394,18 +405,18 @@ function serve(def: PluginDefinition, { advertised, capabilities }: Prepared, op
   for (const name of METHOD_NAMES) {
     const spec = methods[name];
     if (spec.scope === 'session') continue;
-    connection.onRequest(name, async (raw: unknown, token: CancellationToken) => {
+    requests.set(name, async (raw, call) => {
       const s = requireSession(name);
       const handler = def.handlers[name as HypervisorMethod] as Handler<MethodName> | undefined;
       if (!handler || !advertised.has(name)) {
-        throw new ResponseError(ErrorCode.NotSupported, `${name}: not supported by ${def.info.name}`, {
+        throw new RpcError(ErrorCode.NotSupported, `${name}: not supported by ${def.info.name}`, {
           method: name,
           reason: 'not advertised',
         });
       }
       const parsed = spec.params.safeParse(raw ?? {});
       if (!parsed.success) {
-        throw new ResponseError(ErrorCode.InvalidParams, `${name}: invalid params: ${parsed.error.message}`, {
+        throw new RpcError(ErrorCode.InvalidParams, `${name}: invalid params: ${parsed.error.message}`, {
           method: name,
           issues: toIssues(parsed.error),
         });
@@ -417,9 +428,9 @@ function serve(def: PluginDefinition, { advertised, capabilities }: Prepared, op
       const changing = vmId !== undefined && STATUS_CHANGING.has(name as never);
       if (changing) changingCalls.set(vmId, (changingCalls.get(vmId) ?? 0) + 1);
       try {
-        return await handler(params, contextFor(s, token, progressToken));
+        return await handler(params, contextFor(s, call, progressToken));
       } catch (err) {
-        throw toResponseError(err, name);
+        throw toRpcError(err, name);
       } finally {
         if (changing) {
           const left = (changingCalls.get(vmId) ?? 1) - 1;
@@ -431,40 +442,21 @@ function serve(def: PluginDefinition, { advertised, capabilities }: Prepared, op
   }
 
   for (const [name, ext] of Object.entries(def.extensions ?? {})) {
-    connection.onRequest(name, async (raw: unknown, token: CancellationToken) => {
+    requests.set(name, async (raw, call) => {
       const s = requireSession(name);
       try {
-        return await ext.handler(raw, contextFor(s, token, undefined));
+        return await ext.handler(raw, contextFor(s, call, undefined));
       } catch (err) {
-        throw toResponseError(err, name);
+        throw toRpcError(err, name);
       }
     });
   }
 
-  let resolveClosed: () => void = () => undefined;
-  const closed = new Promise<void>((r) => (resolveClosed = r));
-  let finishing = false;
-  const finish = async (): Promise<void> => {
-    if (finishing) return;
-    finishing = true;
-    try {
-      await def.onShutdown?.();
-    } catch (err) {
-      log.error({ err }, 'shutdown hook failed');
-    }
-    answers.flush();
-    resolveClosed();
-    if (exitProcess) process.exit(0);
+  return {
+    close: () => {
+      rpc.stop();
+      resolveClosed();
+    },
+    closed,
   };
-  connection.onNotification('initialized', () => undefined);
-  connection.onNotification('exit', () => void finish());
-  connection.onClose(() => void finish());
-  connection.onError(([err]) => {
-    // The stream can no longer be trusted (bad framing, over-size message): say so and go.
-    log.error({ err }, 'protocol error on stdin');
-    void finish();
-  });
-  input.on('end', () => void finish());
-  connection.listen();
-  return { connection, closed };
 }

@@ -90,7 +90,7 @@ export async function runSdkCase(input: FuzzInput, watch: CrashWatch): Promise<S
   stdin.end();
   // A case that already crashed the reader has its answer: waiting for the session to end would only wait.
   await within(500, () => closed || watch.crashes.length > mark);
-  served.connection.dispose();
+  served.close();
   stdout.destroy();
   return { answered, closedBeforeEof, closed, crashes: watch.since(mark), badOutput };
 }

@@ -88,8 +88,10 @@ describe("import 'hvplug'", () => {
     }
   });
 
-  it("hvplug/plugin-sdk does not load pino: a plugin logs through the SDK's own stderr logger unless it passes one", async () => {
-    expect(await packagesLoadedBy('hvplug/plugin-sdk')).not.toContain('pino');
+  it("hvplug/plugin-sdk loads neither pino nor vscode-jsonrpc: a plugin logs through the SDK's own stderr logger unless it passes one, and speaks JSON-RPC through the SDK's own dispatcher", async () => {
+    const loaded = await packagesLoadedBy('hvplug/plugin-sdk');
+    expect(loaded).not.toContain('pino');
+    expect(loaded).not.toContain('vscode-jsonrpc');
   });
 
   it('shares one copy of what two entry points both export: the bundles are built together, their common code one chunk', async () => {

@@ -114,7 +114,7 @@ describe('dependency rule', () => {
 });
 
 describe('plugin bundles', () => {
-  it('each plugin bundles into one file that contains no host code', async () => {
+  it('each plugin bundles into one file that contains no host code, and no vscode-jsonrpc (the SDK dispatches JSON-RPC itself)', async () => {
     const entries = (await pluginEntries()).filter((e) => e.outfile.includes('hvplug-plugin-'));
     expect(entries.map((e) => relative(root, e.entry))).toContain('plugins/example-proprietary/src/main.ts');
     const out = await mkdtemp(join(tmpdir(), 'hvplug-bundle-'));
@@ -123,6 +123,7 @@ describe('plugin bundles', () => {
       const inputs = Object.keys(meta.inputs);
       expect(inputs.some((i) => i.includes('src/plugin-sdk/'))).toBe(true);
       expect(inputs.filter((i) => /src\/(core|shim|cli|conformance)\//.test(i))).toEqual([]);
+      expect(inputs.filter((i) => i.includes('node_modules/vscode-jsonrpc/'))).toEqual([]);
       const text = await readFile(join(out, 'plugin.mjs'), 'utf8');
       expect(text).not.toContain('class PluginHost');
       expect(text.split('\n').length).toBeGreaterThan(1);

@@ -79,7 +79,7 @@ class InProcessPlugin {
   }
 
   close(): void {
-    this.served.connection.dispose();
+    this.served.close();
     this.input.end();
   }
 }
@@ -180,7 +180,7 @@ describe('plugin SDK: a definition given as a function', () => {
     );
     await until(() => messages.some((m) => m.id === 0), 'initialize answered');
     expect(messages[0]?.result).toMatchObject({ plugin: { name: 'late' }, capabilities: { methods: ['vm/check'] } });
-    served.connection.dispose();
+    served.close();
     input.end();
   });
 });
