@@ -20,6 +20,7 @@ await build({
     hvplug: join(root, 'src/core/index.ts'),
     'hvplug/protocol': join(root, 'src/protocol/index.ts'),
     'hvplug/plugin-sdk': join(root, 'src/plugin-sdk/index.ts'),
+    'hvplug/transport': join(root, 'src/transport/index.ts'),
   },
   sourcemap: 'inline',
   logLevel: 'error',
