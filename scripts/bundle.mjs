@@ -43,6 +43,12 @@ export async function bundle(entry, outfile) {
   return result.metafile;
 }
 
+/** Whether node `version` has --build-snapshot-config (added in 21.6.0, and in 20.12.0 on 20). */
+function hasSnapshotConfig(version) {
+  const [major, minor] = version.split('.').map(Number);
+  return major > 21 || (major === 21 && minor >= 6) || (major === 20 && minor >= 12);
+}
+
 const shellQuote = (s) => `'${s.replaceAll("'", "'\\''")}'`;
 
 const sha256 = (data) => createHash('sha256').update(data).digest('hex');
@@ -94,14 +100,22 @@ async function manifest(dir, name, node) {
  * must not fail for want of a faster start, so a snapshot that cannot be built is a warning naming `name`, no blob,
  * and whoever starts from it falls back to the bundle.
  */
-export async function buildSnapshot(name, options, blob) {
+export async function buildSnapshot(name, options, blob, { withoutCodeCache = false } = {}) {
   const work = await mkdtemp(join(tmpdir(), 'hvplug-snapshot-'));
   try {
     const script = join(work, `${name}.cjs`);
     await build({ ...common, ...options, outfile: script, format: 'cjs' });
     // node warns that some builtins (child_process, worker_threads) are not verified in snapshots: every test that
     // starts a plugin or the CLI's fast path starts it through its snapshot, which is the check that they work.
-    await promisify(execFile)(process.execPath, ['--no-warnings', '--snapshot-blob', blob, '--build-snapshot', script], { cwd: work });
+    let how = ['--build-snapshot', script];
+    // withoutCodeCache leaves out node's code cache of its own modules: one loaded after the start is compiled from
+    // its source then. A node older than --build-snapshot-config (20.12 on 20, 21.6) builds the blob with the cache.
+    if (withoutCodeCache && hasSnapshotConfig(process.versions.node)) {
+      const config = join(work, `${name}.json`);
+      await writeFile(config, JSON.stringify({ builder: script, withoutCodeCache: true }));
+      how = ['--build-snapshot-config', config];
+    }
+    await promisify(execFile)(process.execPath, ['--no-warnings', '--snapshot-blob', blob, ...how], { cwd: work });
     return true;
   } catch (err) {
     await rm(blob, { force: true });

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import * as z from 'zod';
 import { InitializeParams } from 'hvplug/protocol';
 import { defaultConfigFile, defaultStateDir, MAX_LOST_AFTER_MS, PluginHost } from '../core/index.js';
-import { openDaemonHost, type RemoteHost } from '../daemon/index.js';
+import { checkOwnStateDir, openDaemonHost, type RemoteHost } from '../daemon/index.js';
 import { delayValue, dirPath, existingDir, existingFile, flagSet } from './args.js';
 import { Output } from './output.js';
 import { safeJson } from './safe-text.js';
@@ -96,7 +96,12 @@ export class CliContext {
    * openHost). A daemon's VMs are only ever changed through it.
    */
   async vmHost(): Promise<RemoteHost | PluginHost> {
-    return (await openDaemonHost(this.globals['state-dir'] ?? defaultStateDir())) ?? this.openHost();
+    const stateDir = this.globals['state-dir'] ?? defaultStateDir();
+    const daemon = await openDaemonHost(stateDir);
+    if (daemon) return daemon;
+    // Another user's directory, whose daemon let this one in while it ran, is said to be so, not failed on inside.
+    await checkOwnStateDir(stateDir);
+    return this.openHost();
   }
 
   /** A host configured from the global options; nothing starts until a plugin is asked for. */

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import * as z from 'zod/mini';
@@ -9,7 +9,7 @@ import { isJsonValue, JSON_VALUE_MESSAGE, type Json } from '../protocol/json-val
 import { FrameDecoder, frameText } from '../transport/framing.js';
 import { EXIT_FAILURE, EXIT_OK } from './errors.js';
 import type { FastCommandName, FastFacts } from './fast-facts.js';
-import { Output } from './output.js';
+import { Output, type OutputSink } from './output.js';
 import { safeText } from './safe-text.js';
 
 /**
@@ -241,10 +241,40 @@ function fail(message: string, internal = false): number {
 }
 
 /**
- * Runs `argv` when it is a fast command line and a daemon serves the state directory: the exit code. Undefined when
- * the full CLI should run it instead (nothing has been changed then).
+ * Standard output written with write(2) on its descriptor. process.stdout over a pipe is a net.Socket, whose making
+ * and first write cost a command more than a millisecond (bench figure 9); one line needs none of it. The descriptor
+ * is used as inherited, blocking as a shell or node's spawn hands it over; one found non-blocking and full (EAGAIN)
+ * takes the rest through process.stdout after all, which waits for the reader. A reader gone (EPIPE) drops the
+ * output, as the full CLI's process.stdout does.
  */
-export async function runFast(argv: readonly string[], facts: FastFacts): Promise<number | undefined> {
+export function stdoutSink(): OutputSink {
+  let writable = true;
+  return {
+    get writable() {
+      return writable;
+    },
+    write(text: string) {
+      const bytes = Buffer.from(text);
+      let done = 0;
+      try {
+        while (done < bytes.length) done += writeSync(1, bytes, done);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') {
+          writable = false;
+          return;
+        }
+        process.stdout.on('error', () => undefined);
+        process.stdout.write(bytes.subarray(done));
+      }
+    },
+  };
+}
+
+/**
+ * Runs `argv` when it is a fast command line and a daemon serves the state directory: the exit code. Undefined when
+ * the full CLI should run it instead (nothing has been changed then). The command's output goes to `out`.
+ */
+export async function runFast(argv: readonly string[], facts: FastFacts, out: OutputSink = process.stdout): Promise<number | undefined> {
   const line = parseFastLine(argv, Object.keys(facts.commands));
   if (!line) return undefined;
   const lock = liveLock(line.stateDir ?? defaultStateDir(), facts);
@@ -281,7 +311,7 @@ export async function runFast(argv: readonly string[], facts: FastFacts): Promis
           const issues = result.error.issues.map((i) => `${i.path.length ? i.path.map(String).join('.') : '(root)'}: ${i.message}`).join('; ');
           return fail(`plugin answered ${spec.method} with a malformed result: ${issues}`);
         }
-        new Output(line.json).document({ id: vmId, status: result.data.status }, () => vmId);
+        new Output(line.json, out).document({ id: vmId, status: result.data.status }, () => vmId);
         return EXIT_OK;
       }
     }

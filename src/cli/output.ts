@@ -1,6 +1,11 @@
-import type { Writable } from 'node:stream';
 import { safeJson } from './safe-text.js';
 import { noteOutput } from './tty.js';
+
+/** Where Output writes: process.stdout, or what stands for it (the fast path's descriptor, fast.ts). */
+export interface OutputSink {
+  readonly writable: boolean;
+  write(text: string): unknown;
+}
 
 /**
  * What a command prints on stdout, in one of two shapes: text for people, or JSON for scripts (one
@@ -10,7 +15,7 @@ import { noteOutput } from './tty.js';
 export class Output {
   constructor(
     readonly json: boolean,
-    private readonly stream: Writable = process.stdout,
+    private readonly stream: OutputSink = process.stdout,
   ) {}
 
   /** One record of a stream: a JSON line, or the human text (nothing when the record is not for people). */

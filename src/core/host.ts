@@ -704,6 +704,11 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
     return this.store.list();
   }
 
+  /** The record records() has for `vmId`, when the store can tell it alone (StateStore.get); undefined otherwise. */
+  async record(vmId: string): Promise<VmRecord | undefined> {
+    return this.store.get?.(vmId);
+  }
+
   /**
    * A VM by id: known already, or re-attached from its record. Undefined when there is no record. A VM whose record
    * is marked by a live migration this host is not carrying out (a host died during it) is not re-attached, as

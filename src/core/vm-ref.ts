@@ -35,3 +35,18 @@ export function matchRef<R extends RefRecord>(records: readonly R[], ref: string
   }
   return { failure: `no VM "${ref}" (id, name or id prefix) in the state directory ${where}` };
 }
+
+/**
+ * matchRef over `all()`, the records, with its first step taken alone: the record of an exact id (`byId`, undefined
+ * when it cannot tell alone), which is the answer whatever the other records are, found without reading them.
+ */
+export async function resolveRef<R extends RefRecord>(
+  ref: string,
+  where: string,
+  byId: (vmId: string) => Promise<R | undefined>,
+  all: () => Promise<readonly R[]>,
+): Promise<RefMatch<R>> {
+  const exact = await byId(ref);
+  if (exact?.vmId === ref) return { record: exact };
+  return matchRef(await all(), ref, where);
+}

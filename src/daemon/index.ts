@@ -3,6 +3,7 @@ export type { VmHost } from './client.js';
 export { openDaemonConsole } from './console-client.js';
 export type { DaemonConsole } from './console-client.js';
 export { runDaemon } from './run.js';
+export { checkOwnStateDir } from './lock.js';
 export { groupId } from './group.js';
 export type { DaemonRunOptions } from './run.js';
 export { type VmDeletedEvent } from './api.js';

@@ -1,4 +1,5 @@
-import { link, open, readFile, rename, rm } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, link, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import * as z from 'zod';
 import { HvplugError } from '../core/index.js';
 import { Owner, ownerAlive, VmLeases } from '../core/ownership.js';
@@ -19,6 +20,53 @@ export type LockResult = { ok: true; info: DaemonLockInfo } | { ok: false; holde
 export async function liveDaemon(stateDir: string): Promise<DaemonLockInfo | undefined> {
   const info = await readLock(lockPath(stateDir));
   return info && ownerAlive(info) ? info : undefined;
+}
+
+/** The most of /etc/passwd read to name a directory's owner; a user further down is named by uid alone. */
+const MAX_PASSWD_BYTES = 1024 * 1024;
+
+/**
+ * For a caller that found no daemon and is about to run a host of its own on `stateDir`: an error saying so when the
+ * directory is another user's that this one may not use. Their daemon lets a group reach its socket through the
+ * directory (0710), but nothing in it: with the daemon gone (killed before it could close the directory again) the
+ * host would fail on its first read there, in the words of the system call.
+ */
+export async function checkOwnStateDir(stateDir: string): Promise<void> {
+  const usable = await access(stateDir, constants.R_OK | constants.W_OK | constants.X_OK).then(
+    () => true,
+    (err: NodeJS.ErrnoException) => err.code !== 'EACCES',
+  );
+  if (usable) return;
+  const uid = await stat(stateDir).then(
+    (st) => st.uid,
+    () => undefined,
+  );
+  if (uid !== undefined && uid === process.getuid?.()) return;
+  const whose = uid === undefined ? "another user's" : `${await ownerName(uid)}`;
+  throw new HvplugError(
+    `cannot read the state directory ${stateDir}: it is ${whose}, and its daemon is not running ` +
+      "(another user's VMs are reached through their daemon: hvplug daemon --group lets a group in)",
+    'InvalidConfig',
+  );
+}
+
+/** `name's (uid N)` as /etc/passwd names the user, `uid N's` when it does not. */
+async function ownerName(uid: number): Promise<string> {
+  let passwd = '';
+  try {
+    const fh = await open('/etc/passwd', 'r');
+    try {
+      const buf = Buffer.alloc(MAX_PASSWD_BYTES);
+      const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+      passwd = buf.toString('utf8', 0, bytesRead);
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    // No name then: the uid says whose it is.
+  }
+  const name = passwd.split('\n').find((line) => line.split(':')[2] === String(uid))?.split(':')[0];
+  return name ? `${name}'s (uid ${uid})` : `uid ${uid}'s`;
 }
 
 /**

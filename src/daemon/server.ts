@@ -7,7 +7,7 @@ import { ErrorCode, methodDef, type MethodName, type NewVmMethod, type Progress 
 import { FramedReader, FramedWriter, tapReader } from 'hvplug/transport';
 import { HOST_VERSION, VmmFailureError, VmNotFoundError, VmOwnedError, type MigrationReport, type PluginHost } from '../core/index.js';
 import { describeOwner, VmLeases } from '../core/ownership.js';
-import { matchRef } from '../core/vm-ref.js';
+import { resolveRef } from '../core/vm-ref.js';
 import {
   API_VERSION,
   CALL_REF_DECLINED_CODE,
@@ -294,7 +294,8 @@ export class DaemonServer {
     const host = this.opts.host;
     let vmId: string;
     try {
-      const match = matchRef((await host.records()).records, ref, host.stateDir);
+      // An exact id is looked up alone: reading every record for it would cost the command more than the call.
+      const match = await resolveRef(ref, host.stateDir, (vmId) => host.record(vmId), async () => (await host.records()).records);
       if ('failure' in match) throw declined('ref', match.failure);
       vmId = match.record.vmId;
       const vm = await host.attach(vmId);

@@ -72,6 +72,11 @@ describe('the hvplug executable (dist/cli/hvplug)', () => {
     expect(twice.err).toBe(`hvplug: vm/resume: VM ${id} is running; this needs paused`);
     // Anything else is the CLI's, which this copy does not have.
     expect((await hvplug(['--version'], bare)).code).not.toBe(0);
+    // A reader that went away (EPIPE) drops the output; the command is done all the same, and says nothing of it.
+    const piped = await execa('bash', ['-c', '"$0" "$@" | true; exit "${PIPESTATUS[0]}"', bare, ...dirs, 'pause', 'web'], { reject: false, timeout: 60_000, env: { HVPLUG_CONFIG: '' } });
+    expect({ code: piped.exitCode, err: piped.stderr }).toEqual({ code: 0, err: '' });
+    expect(await status()).toBe('paused');
+    expect(await hvplug(['resume', 'web'], bare)).toEqual({ code: 0, out: id, err: '' });
 
     // The installed launcher: the same outcomes, and the CLI's own for what the snapshot declines.
     expect(await hvplug(['pause', id.slice(0, 8)])).toEqual({ code: 0, out: id, err: '' });

@@ -1,11 +1,13 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { connect } from 'node:net';
+import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { execa, execaSync } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { proc } from 'hvplug/plugin-sdk';
 import { encodeFrame, FrameDecoder } from 'hvplug/transport';
+import { root } from '../../scripts/bundle.mjs';
 import { alive, CLI, eventually, tempDir } from '../helpers.js';
 import { API_VERSION, CALL_REF_DECLINED_CODE, DAEMON_METHODS } from '../../src/daemon/api.js';
 import { cli, daemonTestHooks, dirs, ok, ps, startDaemon, stopDaemon, type Dirs, type PsRow } from '../daemon-helpers.js';
@@ -50,6 +52,9 @@ function rawExchange(socket: string, bytes: Buffer | string, ms = 1_000): Promis
 }
 
 const frame = (msg: unknown): Buffer => encodeFrame(JSON.stringify(msg));
+
+/** The hvplug executable as installed (package.json's bin): pause and resume go through the fast path first. */
+const LAUNCHER = join(root, 'dist/cli/hvplug');
 
 /** The other user of the --group tests: not the daemon's, in its group or not as a test needs. */
 const NOBODY = 65534;
@@ -204,6 +209,38 @@ describe('hvplug daemon --group', () => {
       expect(await stopDaemon(daemon)).toBe(0);
       // Stopped, it leaves its directories as private as it found them.
       for (const dir of [d.state, d.run]) expect([dir, statSync(dir).mode & 0o777]).toEqual([dir, 0o700]);
+    },
+    120_000,
+  );
+
+  it.skipIf(OTHER_USER_SKIP !== undefined)(
+    `with its daemon not running, tells a member plainly whose state directory it cannot read${OTHER_USER_SKIP ? ` (skipped: ${OTHER_USER_SKIP})` : ''}`,
+    async (ctx) => {
+      const group = otherGroup()!;
+      const d = await dirs();
+      const runs = await asOther(true, [LAUNCHER, '--version']);
+      if (runs.exitCode !== 0) ctx.skip(`uid ${NOBODY} cannot run ${LAUNCHER} (a checkout others cannot read?): ${runs.stderr}`);
+      const daemon = await startDaemon(d, ['--group', group.name]);
+      const id = (await ok(d, ['run', '--detach', '--plugin', PLUGIN, '--name', 'web'])).trim();
+      await ps(d, guests);
+      // Killed, it cannot close up: the group may still pass the directories and read its lock, which names a dead
+      // process. The member's commands find no daemon, and the state directory is not theirs to read.
+      await stopDaemon(daemon, 'SIGKILL');
+      expect(statSync(d.state).mode & 0o777).toBe(0o710);
+      const owner = userInfo().username;
+      for (const args of [['ps'], ['pause', 'web'], ['info', id]]) {
+        const r = await asOther(true, [LAUNCHER, '--state-dir', d.state, '--runtime-dir', d.run, ...args]);
+        expect({ args, code: r.exitCode, out: r.stdout, err: r.stderr }).toEqual({
+          args,
+          code: 1,
+          out: '',
+          err:
+            `hvplug: cannot read the state directory ${d.state}: it is ${owner}'s (uid ${process.getuid!()}), and its daemon is not running ` +
+            `(another user's VMs are reached through their daemon: hvplug daemon --group lets a group in)`,
+        });
+      }
+      // Its owner's commands run their own host, as without a daemon.
+      await ok(d, ['rm', '--force', 'web']);
     },
     120_000,
   );

@@ -78,8 +78,10 @@ describe("a VM's status is volatile: its own file, no fsync; a power loss falls 
     await store.put(record('paused', '2026-01-01T00:00:01.000Z'));
     expect(await readFile(recordFile, 'utf8')).toBe(durable);
     expect((await store.list()).records).toEqual([record('paused', '2026-01-01T00:00:01.000Z')]);
+    expect(await store.get('v1')).toEqual(record('paused', '2026-01-01T00:00:01.000Z'));
     // A host SIGKILLed now: the next one reads the same (the page cache keeps what was renamed in).
     expect(await new FileStateStore(stateDir).list()).toEqual({ records: [record('paused', '2026-01-01T00:00:01.000Z')], errors: [] });
+    expect(await new FileStateStore(stateDir).get('v1')).toEqual(record('paused', '2026-01-01T00:00:01.000Z'));
 
     const written = await readFile(statusFile, 'utf8');
     for (const [what, text] of Object.entries(TORN)) {
@@ -87,6 +89,7 @@ describe("a VM's status is volatile: its own file, no fsync; a power loss falls 
       if (text !== undefined) await writeFile(statusFile, text);
       // The status of the last durable write, nothing reported: a status was never promised past a power loss.
       expect(await new FileStateStore(stateDir).list(), what).toEqual({ records: [record('running')], errors: [] });
+      expect(await new FileStateStore(stateDir).get('v1'), what).toEqual(record('running'));
     }
 
     // One longer than a status file (another writer's, a power loss's) is cut to size by the next status write.
@@ -96,6 +99,7 @@ describe("a VM's status is volatile: its own file, no fsync; a power loss falls 
     await other.put(record('paused', '2026-01-01T00:00:03.000Z'));
     expect(await readFile(recordFile, 'utf8')).toBe(durable);
     expect((await new FileStateStore(stateDir).list()).records).toEqual([record('paused', '2026-01-01T00:00:03.000Z')]);
+    expect(await new FileStateStore(stateDir).get('v1')).toEqual(record('paused', '2026-01-01T00:00:03.000Z'));
 
     // A durable write after a status write makes that status file stale without touching it.
     await writeFile(statusFile, written);
@@ -103,6 +107,7 @@ describe("a VM's status is volatile: its own file, no fsync; a power loss falls 
     expect(await readFile(recordFile, 'utf8')).not.toBe(durable);
     expect((await readFile(statusFile, 'utf8')).length).toBeGreaterThan(0);
     expect((await store.list()).records.map((r) => r.status)).toEqual(['stopped']);
+    expect((await store.get('v1'))?.status).toBe('stopped');
 
     await store.delete('v1');
     expect(await readdir(join(stateDir, 'vms'))).toEqual([]);

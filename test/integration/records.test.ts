@@ -1,4 +1,5 @@
-import { readdir, stat } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { readdir, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AlreadyExistsError, FileStateStore, PluginHost, type ShimHypervisor, type StateStore, type VmRecord } from 'hvplug';
@@ -142,6 +143,35 @@ describe('FileStateStore.create', () => {
     expect((await a.list()).records.map((r) => r.plugin)).toEqual([winner]);
     expect((await readdir(join(dir, 'vms'))).sort()).toEqual(['victim.json']);
     expect((await stat(join(dir, 'vms', 'victim.json'))).mode & 0o777).toBe(0o600);
+  });
+});
+
+describe('FileStateStore.get', () => {
+  it("gives list()'s record of one id from its own file, and nothing for what that file alone cannot tell", async () => {
+    const dir = await tempDir();
+    const store = new FileStateStore(dir);
+    const other: VmRecord = { ...victimRecord(), vmId: 'other', config: { ...victimRecord().config, name: 'other' } };
+    await store.put(victimRecord());
+    await store.put(other);
+    await store.put({ ...other, status: 'paused' });
+    const { records } = await store.list();
+    for (const s of [store, new FileStateStore(dir)]) {
+      expect(await s.get('victim')).toEqual(records.find((r) => r.vmId === 'victim'));
+      expect(await s.get('other')).toEqual(records.find((r) => r.vmId === 'other'));
+      expect((await s.get('other'))?.status).toBe('paused');
+    }
+    const vms = join(dir, 'vms');
+    // Not an id (a path out of the directory), no file, a file of another id, not a record: list() has the last word.
+    for (const vmId of ['../vms/victim', 'victim.json', 'nosuch', '']) expect(await store.get(vmId), vmId).toBeUndefined();
+    await rename(join(vms, 'other.json'), join(vms, 'moved.json'));
+    expect(await store.get('moved')).toBeUndefined();
+    expect(await store.get('other')).toBeUndefined();
+    expect((await store.list()).records.map((r) => r.vmId)).toEqual(['other', 'victim']);
+    await writeFile(join(vms, 'junk.json'), '{"vmId":"junk"}');
+    expect(await store.get('junk')).toBeUndefined();
+    // A FIFO in a record's place neither stalls the read nor is taken for a record.
+    execFileSync('mkfifo', [join(vms, 'fifo.json')]);
+    expect(await store.get('fifo')).toBeUndefined();
   });
 });
 
