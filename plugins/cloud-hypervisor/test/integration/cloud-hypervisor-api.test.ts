@@ -468,6 +468,24 @@ describe('the VMM going away', () => {
     await eventually(() => !alive(guest), 5_000, 'the orphaned guest to exit');
   });
 
+  it.skipIf(!isDouble())('a paused guest dies with a SIGKILLed VMM too (a stopped process cannot look for its parent)', async () => {
+    const vmm = await startTarget();
+    await vmm.client.createVm(await vmConfig(vmm.dir));
+    await vmm.client.bootVm();
+    const pid = vmm.proc.child.pid!;
+    await eventually(() => childrenOf(pid).length === 1, 5_000, 'the guest process');
+    const guest = childrenOf(pid)[0]!;
+    await vmm.client.pauseVm();
+    await eventually(() => procState(guest) === 'T', 5_000, 'the guest to stop');
+    vmm.proc.child.kill('SIGKILL');
+    try {
+      await eventually(() => !alive(guest), 5_000, 'the paused orphaned guest to exit');
+    } finally {
+      // Not left behind stopped when the check fails.
+      if (alive(guest)) process.kill(guest, 'SIGKILL');
+    }
+  });
+
   it.skipIf(!isDouble())('a guest that exits takes the VMM down, or with --no-shutdown leaves the VM Created', async () => {
     const a = await startTarget();
     await a.client.createVm(await vmConfig(a.dir));
