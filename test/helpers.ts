@@ -39,6 +39,15 @@ export async function eventually(check: () => boolean | Promise<boolean>, timeou
 
 const temps: string[] = [];
 
+/** Turns of the event loop (setImmediate, which no test fakes) until `done`, or fails: for in-process streams. */
+export async function untilTurns(done: () => boolean, what: string, turns = 2_000): Promise<void> {
+  for (let i = 0; i < turns; i++) {
+    if (done()) return;
+    await new Promise<void>((r) => setImmediate(r));
+  }
+  throw new Error(`not within ${turns} event-loop turns: ${what}`);
+}
+
 export async function tempDir(prefix = 'hvplug-test-'): Promise<string> {
   const path = await mkdtemp(join(tmpdir(), prefix));
   temps.push(path);

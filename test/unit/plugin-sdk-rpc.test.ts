@@ -4,6 +4,7 @@ import { ErrorCode, PROTOCOL_VERSIONS } from 'hvplug/protocol';
 import { encodeFrame, FrameDecoder } from 'hvplug/transport';
 import { servePlugin, stderrLogger, type ExtensionHandler, type ServedPlugin } from 'hvplug/plugin-sdk';
 import { RpcEndpoint, RpcError, type RequestHandler } from '../../src/plugin-sdk/rpc.js';
+import { untilTurns } from '../helpers.js';
 
 const VM = '6f1c8a52-3d4e-4b7a-9c2d-0e5f6a7b8c9d';
 
@@ -13,15 +14,6 @@ interface Wire {
   params?: unknown;
   result?: unknown;
   error?: { code: number; message: string; data?: unknown };
-}
-
-/** Turns of the event loop (setImmediate is never faked here) until `done`, or fails. */
-async function until(done: () => boolean, what: string, turns = 2_000): Promise<void> {
-  for (let i = 0; i < turns; i++) {
-    if (done()) return;
-    await new Promise<void>((r) => setImmediate(r));
-  }
-  throw new Error(`not within ${turns} event-loop turns: ${what}`);
 }
 
 const turns = async (n: number): Promise<void> => {
@@ -49,7 +41,7 @@ class Output {
   }
 
   async answered(id: number | string): Promise<Wire> {
-    await until(() => this.answer(id) !== undefined, `answer ${id}`);
+    await untilTurns(() => this.answer(id) !== undefined, `answer ${id}`);
     return this.answer(id) as Wire;
   }
 }
@@ -139,7 +131,7 @@ describe('plugin SDK dispatcher: answers and their order', () => {
       { id: 2, method: 'x-test/gated', params: { key: 'b' } },
       { id: 3, method: 'vm/check', params: { vmId: VM } },
     );
-    await until(() => g.release.size === 2, 'both gated calls in their handlers');
+    await untilTurns(() => g.release.size === 2, 'both gated calls in their handlers');
     expect([...g.release.keys()]).toEqual(['a', 'b']);
     expect((await plugin.out.answered(3)).result).toEqual({ ok: true, detail: 'fine' });
     g.release.get('b')?.();
@@ -157,7 +149,7 @@ describe('plugin SDK dispatcher: answers and their order', () => {
     const before = plugin.out.writes.length;
     const ids = Array.from({ length: 30 }, (_, i) => 100 + i);
     plugin.send(...ids.map((id) => ({ id, method: 'x-test/echo', params: { n: id } })));
-    await until(() => ids.every((id) => plugin.out.answer(id)), 'all 30 answered');
+    await untilTurns(() => ids.every((id) => plugin.out.answer(id)), 'all 30 answered');
     expect(plugin.out.writes.length - before).toBe(1);
     for (const id of ids) expect(plugin.out.answer(id)?.result).toEqual({ echo: id });
   });
@@ -177,7 +169,7 @@ describe('plugin SDK dispatcher: answers and their order', () => {
     plugin = new Plugin({ 'x-test/gated': g.ext });
     await plugin.initialize();
     plugin.send({ id: 1, method: 'x-test/gated', params: { key: 'parked' } });
-    await until(() => g.release.has('parked'), 'the parked call in its handler');
+    await untilTurns(() => g.release.has('parked'), 'the parked call in its handler');
     plugin.send({ id: 2, method: 'vm/check', params: { vmId: VM } });
     // Promise jobs only: an answer held for the end of a burst would wait for setImmediate.
     for (let i = 0; i < 20 && !plugin.out.answer(2); i++) await Promise.resolve();
@@ -204,7 +196,7 @@ describe('plugin SDK dispatcher: cancellation', () => {
     plugin = new Plugin({ 'x-test/gated': g.ext });
     await plugin.initialize();
     plugin.send({ id: 1, method: 'x-test/gated', params: { key: 'a' } }, { method: '$/cancelRequest', params: { id: 1 } });
-    await until(() => g.release.has('a'), 'the call in its handler');
+    await untilTurns(() => g.release.has('a'), 'the call in its handler');
     g.release.get('a')?.();
     expect((await plugin.out.answered(1)).result).toEqual({ key: 'a', aborted: true });
   });
@@ -221,7 +213,7 @@ describe('plugin SDK dispatcher: cancellation', () => {
     expect(plugin.out.writes.length).toBe(writes);
     // The id cancelled before it was used: its call is not cancelled.
     plugin.send({ id: 2, method: 'x-test/gated', params: { key: 'b' } });
-    await until(() => g.release.has('b'), 'the call in its handler');
+    await untilTurns(() => g.release.has('b'), 'the call in its handler');
     g.release.get('b')?.();
     expect((await plugin.out.answered(2)).result).toEqual({ key: 'b', aborted: false });
     expect(plugin.messages(40)).toEqual([]);
@@ -269,7 +261,7 @@ describe('plugin SDK dispatcher: what a hostile host sends', () => {
     }
     await plugin.initialize();
     plugin.send({ id: 1, method: 'vm/check', params: { vmId: VM } }, Buffer.from('Content-Length: 5000\r\n\r\n'), { id: 2, method: 'vm/check', params: { vmId: VM } });
-    await until(() => plugin.closed, 'the session ended');
+    await untilTurns(() => plugin.closed, 'the session ended');
     expect(plugin.out.answer(1)?.result).toEqual({ ok: true, detail: 'fine' });
     await turns(5);
     expect(plugin.out.answer(2)).toBeUndefined();
@@ -281,7 +273,7 @@ describe('plugin SDK dispatcher: what a hostile host sends', () => {
     plugin = new Plugin();
     await plugin.initialize();
     plugin.send(Buffer.from('Content-Length: 3\r\n\r\n{{{'));
-    await until(() => plugin.closed, 'the session ended');
+    await untilTurns(() => plugin.closed, 'the session ended');
     expect(JSON.stringify(plugin.log)).toMatch(/message body is not JSON/);
   });
 
@@ -336,7 +328,7 @@ describe('the dispatcher on its own', () => {
       ended: () => undefined,
     });
     input.write(Buffer.concat([frame({ id: 1, method: 'boom' }), frame({ id: 2, method: 'typed' }), frame({ id: 3, method: 'fine', params: [1] })]));
-    await until(() => out.messages.length === 3, 'three answers');
+    await untilTurns(() => out.messages.length === 3, 'three answers');
     expect(out.writes).toHaveLength(1);
     expect(out.messages).toEqual([
       { jsonrpc: '2.0', id: 1, error: { code: -32603, message: 'Request boom failed with message: sync boom' } },
@@ -365,7 +357,7 @@ describe('the dispatcher on its own', () => {
       ended: (err) => ended.push(err),
     });
     expect(() => input.write(frame({ id: 1, method: 'fine' }))).not.toThrow();
-    await until(() => ended.length > 0, 'the session ended');
+    await untilTurns(() => ended.length > 0, 'the session ended');
     expect(ended).toEqual([expect.objectContaining({ message: 'the output is gone' })]);
     rpc.stop();
   });

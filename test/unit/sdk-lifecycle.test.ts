@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCode, ErrorData, PROTOCOL_VERSIONS, type VmStatus } from 'hvplug/protocol';
 import { encodeFrame, FrameDecoder } from 'hvplug/transport';
 import { PluginError, servePlugin } from 'hvplug/plugin-sdk';
+import { untilTurns } from '../helpers.js';
 
 const VM = '6f1c8a52-3d4e-4b7a-9c2d-0e5f6a7b8c9d';
 const OTHER = '0d7e4b1a-5c6f-4a2b-8e9d-1f2a3b4c5d6e';
@@ -11,14 +12,6 @@ interface Wire {
   id?: number;
   result?: Record<string, unknown>;
   error?: { code: number; message: string; data?: unknown };
-}
-
-async function until(done: () => boolean, what: string, turns = 2_000): Promise<void> {
-  for (let i = 0; i < turns; i++) {
-    if (done()) return;
-    await new Promise<void>((r) => setImmediate(r));
-  }
-  throw new Error(`not within ${turns} event-loop turns: ${what}`);
 }
 
 /** A plugin served in-process whose VMs' statuses the test sets, counting the handler calls that ran. */
@@ -83,7 +76,7 @@ class StatusPlugin {
   }
 
   async answer(id: number): Promise<Wire> {
-    await until(() => this.messages.some((m) => m.id === id), `answer ${id}`);
+    await untilTurns(() => this.messages.some((m) => m.id === id), `answer ${id}`);
     return this.messages.find((m) => m.id === id) as Wire;
   }
 
@@ -134,10 +127,10 @@ describe('plugin SDK: the VM state machine before the handler', () => {
     await plugin.initialize();
     plugin.statuses.set(VM, 'created');
     const start = plugin.call('vm/start', { vmId: VM });
-    await until(() => plugin.release !== undefined, 'vm/start in its handler');
+    await untilTurns(() => plugin.release !== undefined, 'vm/start in its handler');
     // Queued behind vm/start in a real plugin, this pause finds the VM running: the SDK must not refuse it early.
     const pause = plugin.call('vm/pause', { vmId: VM });
-    await until(() => plugin.ran.includes('vm/pause'), 'vm/pause reached its handler');
+    await untilTurns(() => plugin.ran.includes('vm/pause'), 'vm/pause reached its handler');
     plugin.release?.();
     expect((await plugin.answer(start)).result).toEqual({ status: 'running' });
     expect((await plugin.answer(pause)).error?.message).toBe('handler refused created');
@@ -153,7 +146,7 @@ describe('plugin SDK: the VM state machine before the handler', () => {
     await plugin.initialize();
     plugin.statuses.set(VM, 'stopped');
     const wait = plugin.call('vm/wait', { vmId: VM });
-    await until(() => plugin.ran.includes('vm/wait'), 'vm/wait in its handler');
+    await untilTurns(() => plugin.ran.includes('vm/wait'), 'vm/wait in its handler');
     const a = await plugin.answer(plugin.call('vm/pause', { vmId: VM }));
     expect(a.error?.code).toBe(ErrorCode.InvalidState);
     plugin.cancel(wait);

@@ -404,6 +404,16 @@ describe('the target is strict about request bodies', () => {
   });
 });
 
+/** A VMM of the double with its VM booted, and the pid of its guest process. */
+async function bootedGuest(opts: Parameters<typeof startTarget>[0] = {}): Promise<{ vmm: Vmm; guest: number }> {
+  const vmm = await startTarget(opts);
+  await vmm.client.createVm(await vmConfig(vmm.dir));
+  await vmm.client.bootVm();
+  const pid = vmm.proc.child.pid!;
+  await eventually(() => childrenOf(pid).length === 1, 5_000, 'the guest process');
+  return { vmm, guest: childrenOf(pid)[0]! };
+}
+
 /** Direct children of a process, from /proc (the double's guest). */
 function childrenOf(pid: number): number[] {
   return readdirSync('/proc')
@@ -454,12 +464,7 @@ describe('the VMM going away', () => {
   });
 
   it.skipIf(!isDouble())('the guest is a real process: paused is SIGSTOPped, and it dies with the VMM', async () => {
-    const vmm = await startTarget();
-    await vmm.client.createVm(await vmConfig(vmm.dir));
-    await vmm.client.bootVm();
-    const pid = vmm.proc.child.pid!;
-    await eventually(() => childrenOf(pid).length === 1, 5_000, 'the guest process');
-    const guest = childrenOf(pid)[0]!;
+    const { vmm, guest } = await bootedGuest();
     await vmm.client.pauseVm();
     await eventually(() => procState(guest) === 'T', 5_000, 'the guest to stop');
     await vmm.client.resumeVm();
@@ -469,12 +474,7 @@ describe('the VMM going away', () => {
   });
 
   it.skipIf(!isDouble())('a paused guest dies with a SIGKILLed VMM too (a stopped process cannot look for its parent)', async () => {
-    const vmm = await startTarget();
-    await vmm.client.createVm(await vmConfig(vmm.dir));
-    await vmm.client.bootVm();
-    const pid = vmm.proc.child.pid!;
-    await eventually(() => childrenOf(pid).length === 1, 5_000, 'the guest process');
-    const guest = childrenOf(pid)[0]!;
+    const { vmm, guest } = await bootedGuest();
     await vmm.client.pauseVm();
     await eventually(() => procState(guest) === 'T', 5_000, 'the guest to stop');
     vmm.proc.child.kill('SIGKILL');
@@ -487,21 +487,13 @@ describe('the VMM going away', () => {
   });
 
   it.skipIf(!isDouble())('a guest that exits takes the VMM down, or with --no-shutdown leaves the VM Created', async () => {
-    const a = await startTarget();
-    await a.client.createVm(await vmConfig(a.dir));
-    await a.client.bootVm();
-    const pidA = a.proc.child.pid!;
-    await eventually(() => childrenOf(pidA).length === 1, 5_000, 'the guest process');
-    process.kill(childrenOf(pidA)[0]!, 'SIGKILL');
-    expect(await a.proc.exited).toEqual({ code: 0, signal: null });
+    const a = await bootedGuest();
+    process.kill(a.guest, 'SIGKILL');
+    expect(await a.vmm.proc.exited).toEqual({ code: 0, signal: null });
 
-    const b = await startTarget({ extraArgs: ['--no-shutdown'] });
-    await b.client.createVm(await vmConfig(b.dir));
-    await b.client.bootVm();
-    const pidB = b.proc.child.pid!;
-    await eventually(() => childrenOf(pidB).length === 1, 5_000, 'the guest process');
-    process.kill(childrenOf(pidB)[0]!, 'SIGKILL');
-    await eventually(async () => (await b.client.vmInfo()).state === 'Created', 5_000, 'the VM to be shut down');
+    const b = await bootedGuest({ extraArgs: ['--no-shutdown'] });
+    process.kill(b.guest, 'SIGKILL');
+    await eventually(async () => (await b.vmm.client.vmInfo()).state === 'Created', 5_000, 'the VM to be shut down');
   });
 });
 
