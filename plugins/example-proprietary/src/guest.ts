@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { errors } from 'hvplug/plugin-sdk';
 import { consoleTail, guestArgv, readConsole, type GuestArgs } from './guest-program.js';
 import { identityOf, isRunning, liveState, stoppedState, type ProcessIdentity } from './guest-record.js';
@@ -22,9 +22,12 @@ const OBSERVE_MS = 200;
 /** How often to look while a call is waiting on the guest (boot, pause, stop), at most. */
 const STEP_MS = 20;
 /**
- * The first look after a signal: SIGSTOP and SIGCONT take effect within a millisecond or so, and a pause that
- * waited a whole step would cost the caller 20 ms of nothing. Each later look waits twice as long, up to STEP_MS.
+ * After a signal: SIGSTOP and SIGCONT take effect within tens of microseconds to a millisecond, and a pause that
+ * waited a whole step would cost the caller 20 ms of nothing. For the first QUICK_MS the guest is looked at once
+ * per event-loop turn (a timer's millisecond was most of a pause); then every FIRST_STEP_MS, each later look
+ * waiting twice as long, up to STEP_MS.
  */
+const QUICK_MS = 1;
 const FIRST_STEP_MS = 1;
 
 /**
@@ -163,16 +166,22 @@ export class Guest {
     return this.exited;
   }
 
-  /** Polls `done` (and the guest's life) every few ms; false on timeout. Aborting rejects with Cancelled. */
+  /** Polls `done` (and the guest's life), at once and then every few ms; false on timeout. Aborting rejects with Cancelled. */
   private async until(done: () => boolean, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
-    for (let step = FIRST_STEP_MS; ; step = Math.min(step * 2, STEP_MS)) {
+    const quickUntil = performance.now() + QUICK_MS;
+    for (let step = FIRST_STEP_MS; ; ) {
       this.observe();
       if (done()) return true;
       if (this.gone) return false;
       if (signal?.aborted) throw errors.cancelled();
       if (Date.now() > deadline) return false;
-      await sleep(step);
+      if (performance.now() < quickUntil) {
+        await nextTurn();
+      } else {
+        await sleep(step);
+        step = Math.min(step * 2, STEP_MS);
+      }
     }
   }
 
