@@ -1,6 +1,7 @@
 import * as z from 'zod';
 import type { FrameWriter } from '../transport/frame-stream.js';
 import { CancelledError, fromWireError, type HvplugError, ProtocolError, TimeoutError } from '../errors/index.js';
+import { monotonicMs } from '../proc/index.js';
 
 /**
  * The host's end of JSON-RPC with one plugin: ids, outstanding calls, deadlines, cancellation, and the reading of
@@ -44,7 +45,7 @@ export interface RpcPeer {
  * closure.
  */
 class OutgoingCall {
-  /** performance.now() time at which expire runs. */
+  /** monotonicMs() time at which expire runs. */
   deadline = 0;
   private ended = false;
 
@@ -105,7 +106,7 @@ class Deadlines {
   private armedFor = Infinity;
 
   add(call: OutgoingCall, timeoutMs: number): void {
-    call.deadline = performance.now() + timeoutMs;
+    call.deadline = monotonicMs() + timeoutMs;
     let calls = this.byTimeout.get(timeoutMs);
     if (!calls) this.byTimeout.set(timeoutMs, (calls = new Set()));
     calls.add(call);
@@ -131,13 +132,13 @@ class Deadlines {
     clearTimeout(this.timer);
     this.armedFor = at;
     // Unref'd: an outstanding call keeps the process alive through the plugin's stdout anyway.
-    this.timer = setTimeout(this.fire, Math.max(0, Math.ceil(at - performance.now()))).unref();
+    this.timer = setTimeout(this.fire, Math.max(0, Math.ceil(at - monotonicMs()))).unref();
   }
 
   private readonly fire = (): void => {
     this.timer = undefined;
     this.armedFor = Infinity;
-    const now = performance.now();
+    const now = monotonicMs();
     const expired: OutgoingCall[] = [];
     let next = Infinity;
     for (const calls of this.byTimeout.values()) {

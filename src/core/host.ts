@@ -31,6 +31,7 @@ import { defaultLogger } from './default-logger.js';
 import { HOST_VERSION } from './version.js';
 import { HostTallies, outcomeOf } from './tallies.js';
 import type { MetricsListen, MetricsServer } from './metrics-registry.js';
+import { monotonicMs } from '../proc/index.js';
 
 export interface PluginHostOptions {
   /** VM records and plugins' persistent files. Default: HVPLUG_STATE_DIR, else the XDG state home. */
@@ -845,7 +846,7 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
     if (!vm || plugin === undefined) throw new VmNotFoundError(vmId);
     if (vm.ownedBy !== undefined) throw new VmOwnedError(vmId, vm.ownedBy);
     if (this.migrations.has(vmId)) throw new InvalidStateError(`VM ${vmId} is migrating already`, vmId, vm.status, []);
-    const began = performance.now();
+    const began = monotonicMs();
     this.migrations.set(vmId, { role: 'outgoing', peer: destination.identity, since: new Date().toISOString() });
     await this.persist(plugin, { vmId, config: vm.config, state: vm.state, status: vm.status });
     let target: IncomingTarget;
@@ -887,7 +888,7 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
       downtimeMs: result.downtimeMs,
       totalMs: result.totalMs,
       transferredBytes: result.transferredBytes,
-      elapsedMs: performance.now() - began,
+      elapsedMs: monotonicMs() - began,
     };
   }
 

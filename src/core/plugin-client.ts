@@ -18,6 +18,7 @@ import type { NotificationListener } from '../shim/channel.js';
 import type { PluginSpec } from './plugin-spec.js';
 import { FrameReader, FrameWriter } from '../transport/frame-stream.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, FramingError } from '../transport/framing.js';
+import { monotonicMs } from '../proc/index.js';
 
 export interface ClientOptions {
   stateDir: string;
@@ -94,11 +95,11 @@ export const NOTIFICATION_BURST = 20_000;
 
 class NotificationBudget {
   private tokens = NOTIFICATION_BURST;
-  private last = performance.now();
+  private last = monotonicMs();
 
   take(): boolean {
     if (this.tokens < 1) {
-      const now = performance.now();
+      const now = monotonicMs();
       this.tokens = Math.min(NOTIFICATION_BURST, this.tokens + ((now - this.last) / 1000) * NOTIFICATION_RATE);
       this.last = now;
       if (this.tokens < 1) return false;

@@ -36,6 +36,7 @@ import {
 } from '../errors/index.js';
 import type { PluginChannel } from './channel.js';
 import type { InterceptedCall, Interceptor } from './interceptors.js';
+import { monotonicMs } from '../proc/index.js';
 
 const NONE: readonly Interceptor[] = [];
 
@@ -246,14 +247,14 @@ export class ShimHypervisor {
   invoke<M extends MethodName>(method: M, rawParams: Record<string, unknown>, opts: CallOpts = {}, vm?: ShimVm): Promise<ResultOf<M>> {
     const onEnd = this.opts.onCallEnd;
     if (!onEnd) return this.run(method, rawParams, opts, vm);
-    const t0 = performance.now();
+    const t0 = monotonicMs();
     return this.run(method, rawParams, opts, vm).then(
       (value) => {
-        onEnd(method, (performance.now() - t0) / 1000, undefined);
+        onEnd(method, (monotonicMs() - t0) / 1000, undefined);
         return value;
       },
       (err: unknown) => {
-        onEnd(method, (performance.now() - t0) / 1000, err);
+        onEnd(method, (monotonicMs() - t0) / 1000, err);
         throw err;
       },
     );

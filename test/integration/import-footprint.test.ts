@@ -30,6 +30,7 @@ if (process.argv[2]) {
   plugin = (await host.hypervisor('example-proprietary')).info.plugin.name;
   await host.close();
 }
+const builtinsAfterHost = process.moduleLoadList.filter((m) => !builtinsBefore.has(m) && m.startsWith('NativeModule ')).map((m) => m.slice('NativeModule '.length));
 // Messages from the hooks thread arrive asynchronously.
 await new Promise((r) => setTimeout(r, 200));
 const required = Object.keys(createRequire(import.meta.url).cache);
@@ -38,13 +39,15 @@ for (const f of [...loaded, ...required]) {
   const m = /node_modules\\/((?:@[^/]+\\/)?[^/]+)\\//.exec(decodeURIComponent(f));
   if (m) packages.add(m[1]);
 }
-process.stdout.write(JSON.stringify({ packages: [...packages].sort(), builtins, plugin }));
+process.stdout.write(JSON.stringify({ packages: [...packages].sort(), builtins, builtinsAfterHost, plugin }));
 `;
 
 interface Probed {
   packages: string[];
   /** The node built-in modules the import loaded (before any host ran). */
   builtins: string[];
+  /** The same, once the host (when one ran) had spawned its plugin, called it and closed. */
+  builtinsAfterHost: string[];
   /** The name the plugin gave in its handshake, when the probe ran a host. */
   plugin: string | null;
 }
@@ -72,6 +75,14 @@ describe("import 'hvplug'", () => {
     const r = await probe('hvplug', { stateDir: join(dir, 'state'), runtimeDir: join(dir, 'run'), command: pluginExecutable('example-proprietary') });
     expect(r.plugin).toBe('example-proprietary');
     expect(r.packages).not.toContain('vscode-jsonrpc');
+  }, 30_000);
+
+  it("loads no perf_hooks in a host that spawned a plugin and called it: its deadlines use process.hrtime (performance.now() loads 12 modules, ~0.9 MiB)", async () => {
+    const dir = await tempDir();
+    const r = await probe('hvplug', { stateDir: join(dir, 'state'), runtimeDir: join(dir, 'run'), command: pluginExecutable('example-proprietary') });
+    expect(r.plugin).toBe('example-proprietary');
+    expect(r.builtinsAfterHost).toContain('child_process');
+    expect(r.builtinsAfterHost.filter((m) => m.includes('perf'))).toEqual([]);
   }, 30_000);
 
   it("loads neither node:child_process, node:crypto nor node's streams: they load when a plugin is spawned, a record written", async () => {

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
-import { errors } from 'hvplug/plugin-sdk';
+import { errors, proc } from 'hvplug/plugin-sdk';
 import { consoleTail, guestArgv, readConsole, type GuestArgs } from './guest-program.js';
 import { identityOf, isRunning, liveState, stoppedState, type ProcessIdentity } from './guest-record.js';
 
@@ -169,14 +169,14 @@ export class Guest {
   /** Polls `done` (and the guest's life), at once and then every few ms; false on timeout. Aborting rejects with Cancelled. */
   private async until(done: () => boolean, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
-    const quickUntil = performance.now() + QUICK_MS;
+    const quickUntil = proc.monotonicMs() + QUICK_MS;
     for (let step = FIRST_STEP_MS; ; ) {
       this.observe();
       if (done()) return true;
       if (this.gone) return false;
       if (signal?.aborted) throw errors.cancelled();
       if (Date.now() > deadline) return false;
-      if (performance.now() < quickUntil) {
+      if (proc.monotonicMs() < quickUntil) {
         await nextTurn();
       } else {
         await sleep(step);

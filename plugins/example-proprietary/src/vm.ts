@@ -1,7 +1,7 @@
 // One simulated VM: the kit's ServedVm (status from the state machine, events, one call at a time, vm/wait) with
 // its guest process, its devices and sizes, and the state blob a later plugin process takes it back with.
 import { rm } from 'node:fs/promises';
-import { errors, ServedVm, stateStatus, type CallContext, type EventInput, type WaitResult } from 'hvplug/plugin-sdk';
+import { errors, proc, ServedVm, stateStatus, type CallContext, type EventInput, type WaitResult } from 'hvplug/plugin-sdk';
 import type { Device, ResultInputOf, VmConfig, VmStatus } from 'hvplug/protocol';
 import { deviceIssues, hotpluggable, probeDevice } from './devices.js';
 import { invalidParams } from './errors.js';
@@ -272,10 +272,10 @@ export class SimVm extends ServedVm {
     return this.call(async () => {
       await this.reconnect();
       const guest = this.liveGuest(['running']);
-      const began = performance.now();
+      const began = proc.monotonicMs();
       ctx.progress('stopping the guest for the hand-off', 10);
       await guest.pause();
-      const stopped = performance.now();
+      const stopped = proc.monotonicMs();
       let transferredBytes: number;
       try {
         const reading = await readConsole(this.consolePath, guest.consoleOffset);
@@ -289,7 +289,7 @@ export class SimVm extends ServedVm {
         await guest.resume().catch(() => undefined);
         throw err;
       }
-      const downtimeMs = performance.now() - stopped;
+      const downtimeMs = proc.monotonicMs() - stopped;
       // Nothing more about this VM reaches the host: it is the destination's now.
       this.forget();
       this.stopping = true;
@@ -303,7 +303,7 @@ export class SimVm extends ServedVm {
       await rm(this.dir, { recursive: true, force: true });
       this.settleWaiters({ status: this.status, exitCode: null, reason: 'the VM migrated away' });
       ctx.progress('the guest runs at the destination', 100);
-      return { downtimeMs, totalMs: performance.now() - began, transferredBytes };
+      return { downtimeMs, totalMs: proc.monotonicMs() - began, transferredBytes };
     }, ctx.signal);
   }
 
