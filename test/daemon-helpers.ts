@@ -1,5 +1,10 @@
+import { readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, afterEach, beforeAll, expect } from 'vitest';
+import { startTimeOf } from 'hvplug';
 import { alive, CLI, ensureCliBuilt, eventually, removeTempDirs, tempDir } from './helpers.js';
 
 /**
@@ -116,4 +121,20 @@ export async function ps(d: Dirs, guests?: Set<number>): Promise<PsRow[]> {
   const rows = JSON.parse(await ok(d, ['ps', '--json'])) as PsRow[];
   for (const r of rows) if (r.pid !== undefined) guests?.add(r.pid);
   return rows;
+}
+
+/**
+ * Writes `<stateDir>/daemon.json` naming this test process as a live daemon serving `socket`, as a daemon writes
+ * it: a daemon double (a server in the test) is then what every command finds.
+ */
+export async function writeDaemonLock(stateDir: string, socket: string, instance: string): Promise<void> {
+  const owner = {
+    pid: process.pid,
+    startTime: startTimeOf(process.pid),
+    bootId: readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim(),
+    hostname: hostname(),
+    instance,
+    since: new Date().toISOString(),
+  };
+  await writeFile(join(stateDir, 'daemon.json'), JSON.stringify({ ...owner, socket, stateDir }));
 }

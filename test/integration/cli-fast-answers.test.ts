@@ -1,13 +1,11 @@
-import { readFileSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
-import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTimeOf } from 'hvplug';
 import { encodeFrame, FrameDecoder } from 'hvplug/transport';
 import { root } from '../../scripts/bundle.mjs';
+import { writeDaemonLock } from '../daemon-helpers.js';
 import { ensureCliBuilt, removeTempDirs, tempDir } from '../helpers.js';
 
 /**
@@ -43,15 +41,7 @@ beforeAll(async () => {
     });
   });
   await new Promise<void>((resolve) => server.listen(socket, resolve));
-  const owner = {
-    pid: process.pid,
-    startTime: startTimeOf(process.pid),
-    bootId: readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim(),
-    hostname: hostname(),
-    instance: 'fast-answers',
-    since: new Date().toISOString(),
-  };
-  await writeFile(join(state, 'daemon.json'), JSON.stringify({ ...owner, socket, stateDir: state }));
+  await writeDaemonLock(state, socket, 'fast-answers');
 }, 120_000);
 
 afterAll(async () => {

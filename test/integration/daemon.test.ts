@@ -10,7 +10,7 @@ import { encodeFrame, FrameDecoder } from 'hvplug/transport';
 import { root } from '../../scripts/bundle.mjs';
 import { alive, CLI, eventually, tempDir } from '../helpers.js';
 import { API_VERSION, CALL_REF_DECLINED_CODE, DAEMON_METHODS } from '../../src/daemon/api.js';
-import { cli, daemonTestHooks, dirs, ok, ps, startDaemon, stopDaemon, type Dirs, type PsRow } from '../daemon-helpers.js';
+import { cli, daemonTestHooks, dirs, ok, ps, startDaemon, stopDaemon, writeDaemonLock, type Dirs, type PsRow } from '../daemon-helpers.js';
 
 /**
  * `hvplug daemon` through the built CLI: the daemon and every command are processes of their own, as a user runs them
@@ -90,9 +90,6 @@ const CONNECT_PROBE = "require('net').connect(process.argv[1]).on('connect', () 
 describe('a daemon of another hvplug', () => {
   it('is refused with an error naming both daemon API versions, not misread', async () => {
     const { createServer } = await import('node:net');
-    const { hostname } = await import('node:os');
-    const { writeFile } = await import('node:fs/promises');
-    const { startTimeOf } = await import('../../src/core/index.js');
     const d = await dirs();
     const socket = join(d.run, 'old-daemon.sock');
     // An hvplug of daemon API 1 as it answered hello: framed JSON-RPC on a unix socket, whatever is asked.
@@ -116,15 +113,7 @@ describe('a daemon of another hvplug', () => {
     });
     await new Promise<void>((resolve) => server.listen(socket, resolve));
     try {
-      const owner = {
-        pid: process.pid,
-        startTime: startTimeOf(process.pid),
-        bootId: readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim(),
-        hostname: hostname(),
-        instance: 'old-daemon',
-        since: new Date().toISOString(),
-      };
-      await writeFile(join(d.state, 'daemon.json'), JSON.stringify({ ...owner, socket, stateDir: d.state }));
+      await writeDaemonLock(d.state, socket, 'old-daemon');
       for (const args of [['ps'], ['events']]) {
         const r = await cli(d, args);
         expect(r.exitCode, r.stderr).toBe(1);
