@@ -1,6 +1,7 @@
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
+import { PluginSpawnError } from '../errors/index.js';
 
 /** Why a command cannot be run, in the words `hvplug plugins` and startup errors use. */
 export type CommandProblem = 'not found' | 'not found on PATH' | 'not executable';
@@ -35,4 +36,11 @@ export async function locateCommand(command: string, pathEnv: string | undefined
     if ((await problemOf(candidate)) === undefined) return { path: candidate };
   }
   return { path: command, problem: 'not found on PATH' };
+}
+
+/** The file exec would run for a command, or a PluginSpawnError that says why there is none (`who` names the caller). */
+export async function resolveExecutable(command: string, pathEnv: string | undefined, who: string): Promise<string> {
+  const found = await locateCommand(command, pathEnv);
+  if (found.problem) throw new PluginSpawnError(`${who}: ${found.path} ${found.problem === 'not executable' ? 'is not executable' : found.problem}`);
+  return found.path;
 }

@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import * as z from 'zod';
 import { formatIssues, toIssues } from 'hvplug/protocol';
 import { IntegrityError, PluginSpawnError } from '../errors/index.js';
-import { isExecutable, locateCommand } from './executable.js';
+import { isExecutable, resolveExecutable } from './executable.js';
 
 const sha256 = (data: Buffer | string): string => createHash('sha256').update(data).digest('hex');
 
@@ -15,13 +15,6 @@ export async function sha256File(path: string): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
   return hash.digest('hex');
-}
-
-/** The file exec would run for a command, or a PluginSpawnError that says why there is none (`who` names the caller). */
-export async function resolveExecutable(command: string, pathEnv: string | undefined, who: string): Promise<string> {
-  const found = await locateCommand(command, pathEnv);
-  if (found.problem) throw new PluginSpawnError(`${who}: ${found.path} ${found.problem === 'not executable' ? 'is not executable' : found.problem}`);
-  return found.path;
 }
 
 /** What is kept of a pinned file to look for a launcher's manifest line: a launcher is a few hundred bytes. */

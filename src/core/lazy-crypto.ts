@@ -1,12 +1,13 @@
 import { createRequire } from 'node:module';
+import { randomBytesSync } from '../proc/index.js';
 
 /**
- * Random names and hashes without node:crypto at `import 'hvplug'`: node:crypto loads node's streams with it,
- * ~1 MiB resident in an embedder's process before it runs any plugin. Random bytes come from Web Crypto's global
- * `crypto` (which node loads when first used), a hash from node:crypto required at its first call.
+ * Random names and hashes without node:crypto until a hash is needed: node:crypto (or Web Crypto's global, which
+ * loads the same) is ~1 MiB resident in an embedder's process. Random bytes come from /dev/urandom
+ * (randomBytesSync), a hash from node:crypto required at its first call.
  */
 
-export const randomHex = (bytes: number): string => Buffer.from(crypto.getRandomValues(new Uint8Array(bytes))).toString('hex');
+export const randomHex = (bytes: number): string => randomBytesSync(bytes).toString('hex');
 
 const require = createRequire(import.meta.url);
 

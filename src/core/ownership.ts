@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import * as z from 'zod';
 import { ensurePrivateDir } from './paths.js';
 import { bootId, ownerAlive, startTimeOf } from './proc.js';
+import { randomUuid } from '../proc/index.js';
 
 /**
  * Who drives a VM. One host at a time may: two would both re-attach it, and with QEMU (one QMP client at a time)
@@ -47,7 +48,7 @@ export class VmLeases {
       startTime: startTimeOf(process.pid) ?? 'unknown',
       bootId: bootId(),
       hostname: hostname(),
-      instance: crypto.randomUUID(),
+      instance: randomUuid(),
       since: new Date().toISOString(),
     };
   }

@@ -19,6 +19,7 @@ import type { PluginSpec } from './plugin-spec.js';
 import { FrameReader, FrameWriter } from '../transport/frame-stream.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, FramingError } from '../transport/framing.js';
 import { monotonicMs } from '../proc/index.js';
+import { resolveExecutable } from './executable.js';
 
 export interface ClientOptions {
   stateDir: string;
@@ -239,10 +240,11 @@ export class PluginClient {
       });
       // The spec's own rules: a spec without connect has a command.
       const command = spec.command as string;
-      // Loaded with the first plugin spawned: it brings node:crypto and node's streams.
-      const { resolveExecutable, verifyPin } = await import('./integrity.js');
       const resolved = await resolveExecutable(command, env.PATH, `plugin ${spec.name}`);
-      const executable = spec.sha256 ? await verifyPin(resolved, spec.sha256, { pathEnv: env.PATH, runtimeDir: opts.runtimeDir }) : resolved;
+      // Loaded with the first pinned plugin: it brings node:crypto and node's streams.
+      const executable = spec.sha256
+        ? await (await import('./integrity.js')).verifyPin(resolved, spec.sha256, { pathEnv: env.PATH, runtimeDir: opts.runtimeDir })
+        : resolved;
       conduit = await spawnConduit({ executable, args: spec.args, env, plugin: spec.name });
     }
     const client = new PluginClient(spec, conduit, opts);

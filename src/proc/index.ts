@@ -1,5 +1,6 @@
-// What /proc says about a process: the one reader of it for the host, the SDK and the plugins.
-import { readdirSync, readFileSync } from 'node:fs';
+// What /proc says about a process: the one reader of it for the host, the SDK and the plugins; and the kernel's
+// other cheap facts the host needs without loading a node module for them (a monotonic clock, random bytes).
+import { closeSync, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
 
 /**
  * USER_HZ: the unit of /proc/<pid>/stat times. It is 100 on every Linux architecture node supports
@@ -143,4 +144,32 @@ export function uptimeMs(pid: number): number {
 export function monotonicMs(): number {
   const [s, ns] = process.hrtime();
   return s * 1e3 + ns / 1e6;
+}
+
+/**
+ * `n` random bytes from the kernel's CSPRNG, read from /dev/urandom: what node:crypto's randomBytes gives, without
+ * loading node:crypto (webcrypto and its 25 modules, ~1 MiB of RSS) in a host that needs random names only.
+ */
+export function randomBytesSync(n: number): Buffer {
+  const buf = Buffer.alloc(n);
+  const fd = openSync('/dev/urandom', 'r');
+  try {
+    for (let got = 0; got < n; ) {
+      const read = readSync(fd, buf, got, n - got, null);
+      if (read === 0) throw new Error('/dev/urandom ended');
+      got += read;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return buf;
+}
+
+/** A random (version 4) UUID, as crypto.randomUUID() makes one, from randomBytesSync. */
+export function randomUuid(): string {
+  const b = randomBytesSync(16);
+  b[6] = (b[6]! & 0x0f) | 0x40;
+  b[8] = (b[8]! & 0x3f) | 0x80;
+  const h = b.toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }

@@ -36,7 +36,7 @@ import {
 } from '../errors/index.js';
 import type { PluginChannel } from './channel.js';
 import type { InterceptedCall, Interceptor } from './interceptors.js';
-import { monotonicMs } from '../proc/index.js';
+import { monotonicMs, randomUuid } from '../proc/index.js';
 
 const NONE: readonly Interceptor[] = [];
 
@@ -282,7 +282,7 @@ export class ShimHypervisor {
 
     let token: string | undefined;
     if (opts.onProgress && spec.progress) {
-      token = crypto.randomUUID();
+      token = randomUuid();
       this.progress.set(token, opts.onProgress);
       params.progressToken = token;
     }
@@ -394,7 +394,7 @@ export class ShimHypervisor {
 
   /** bringUp, with the plugin's answer too (vm/receiveMigration's uri is in it). */
   async bringUpWith<M extends NewVmMethod>(method: M, params: Record<string, unknown>, opts?: CallOpts): Promise<{ vm: ShimVm; answer: ResultOf<M> }> {
-    const vmId = (params.vmId as string | undefined) ?? crypto.randomUUID();
+    const vmId = (params.vmId as string | undefined) ?? randomUuid();
     // A re-attach (vm/recover) hands back a config recorded already merged.
     const reattach = methodDef(method).record === 'reattach';
     if (!reattach && this.opts.withDefaults) params = { ...params, config: this.opts.withDefaults(params.config) };
