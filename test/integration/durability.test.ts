@@ -1,5 +1,7 @@
+import { closeSync, constants, openSync } from 'node:fs';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { execa } from 'execa';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FileStateStore, PluginHost, type StateStore, type VmRecord } from 'hvplug';
 import { fixture, memoryLogger, pluginExecutable, removeTempDirs, tempDir } from '../helpers.js';
@@ -111,6 +113,28 @@ describe("a VM's status is volatile: its own file, no fsync; a power loss falls 
 
     await store.delete('v1');
     expect(await readdir(join(stateDir, 'vms'))).toEqual([]);
+  });
+
+  it('FileStateStore: a FIFO in place of a status file stalls neither list() nor get(); the record stands', async () => {
+    const stateDir = join(await tempDir(), 'state');
+    const store = new FileStateStore(stateDir);
+    const statusFile = join(stateDir, 'vms', 'v1.status');
+    await store.put(record('running'));
+    await store.put(record('paused', '2026-01-01T00:00:01.000Z'));
+    await rm(statusFile);
+    await execa('mkfifo', [statusFile]);
+    try {
+      const stalled = new Promise<'stalled'>((resolve) => setTimeout(() => resolve('stalled'), 5_000).unref());
+      expect(await Promise.race([new FileStateStore(stateDir).list(), stalled])).toEqual({ records: [record('running')], errors: [] });
+      expect(await Promise.race([new FileStateStore(stateDir).get('v1'), stalled])).toEqual(record('running'));
+    } finally {
+      // A reader blocked in open() (a thread of the pool) is let go by a writer's open.
+      try {
+        closeSync(openSync(statusFile, constants.O_WRONLY | constants.O_NONBLOCK));
+      } catch {
+        // No reader waiting.
+      }
+    }
   });
 
   it('through a host: pause and resume rewrite only the status file; after a "power loss" the re-attach asks the plugin', async () => {
