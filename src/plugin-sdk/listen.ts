@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { parseArgs } from 'node:util';
 import { ErrorCode, sessionMethod } from 'hvplug/protocol';
-// The transport's modules themselves, not hvplug/transport: its index also holds the host's vscode-jsonrpc reader and writer.
+// The transport's modules themselves, not hvplug/transport: its index also holds the vscode-jsonrpc reader and writer of the daemon's API.
 import { formatAddress, parseAddress, type PluginAddress } from '../transport/address.js';
 import { encodeFrame, FrameDecoder } from '../transport/framing.js';
 import { listenSocket, type ListeningSocket } from '../transport/socket.js';

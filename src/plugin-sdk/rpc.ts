@@ -1,5 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
-// The codec itself, not hvplug/transport: its index also holds the host's vscode-jsonrpc reader and writer.
+// The codec itself, not hvplug/transport: its index also holds the vscode-jsonrpc reader and writer of the daemon's API.
 import { FrameDecoder, FramingError, frameText, previewBytes } from '../transport/framing.js';
 import { AnswerBatcher } from './answer-batch.js';
 import { refusal } from './inbound.js';

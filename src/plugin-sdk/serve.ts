@@ -29,7 +29,7 @@ import {
   type VmEvent,
   type VmStatus,
 } from 'hvplug/protocol';
-// The codec itself, not hvplug/transport: its index also holds the host's vscode-jsonrpc reader and writer.
+// The codec itself, not hvplug/transport: its index also holds the vscode-jsonrpc reader and writer of the daemon's API.
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../transport/framing.js';
 import { listenForHosts, parseCommandLine, UsageError, type CommandLine, type FlagValues, type ListenOptions, type Listening } from './listen.js';
 import { answeredAsIs, IncomingCall, RpcEndpoint, RpcError, type RequestHandler } from './rpc.js';

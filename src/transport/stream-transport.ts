@@ -5,8 +5,8 @@ import { DEFAULT_MAX_MESSAGE_BYTES } from './framing.js';
 
 /**
  * FrameReader and FrameWriter as vscode-jsonrpc's MessageReader and MessageWriter, for the ends that use its
- * MessageConnection (the plugin SDK, the daemon's server and client). The host does not: it uses FrameReader and
- * FrameWriter directly, so that a process embedding it never loads vscode-jsonrpc.
+ * MessageConnection (the daemon's server and client). The host and the plugin SDK do not: they use the framing
+ * directly, so that neither a process embedding the host nor a plugin loads vscode-jsonrpc.
  */
 export class FramedReader extends AbstractMessageReader {
   private readonly frames: FrameReader;

@@ -6,16 +6,10 @@ import * as z from 'zod';
 import { ErrorCode, PROTOCOL_VERSIONS } from 'hvplug/protocol';
 import { encodeFrame, FrameDecoder } from 'hvplug/transport';
 import { errors, PluginError, proc, SerialQueue, servePlugin, ServedVm, settings, translating, VmRegistry, Waiters, type EventInput } from 'hvplug/plugin-sdk';
+import { untilTurns } from '../helpers.js';
 
 const VM = '6f1c8a52-3d4e-4b7a-9c2d-0e5f6a7b8c9d';
 
-async function until(done: () => boolean, what: string, turns = 2_000): Promise<void> {
-  for (let i = 0; i < turns; i++) {
-    if (done()) return;
-    await new Promise<void>((r) => setImmediate(r));
-  }
-  throw new Error(`not within ${turns} event-loop turns: ${what}`);
-}
 
 class WaitingVm extends ServedVm {
   wait(signal: AbortSignal): ReturnType<ServedVm['waitFor']> {
@@ -50,11 +44,11 @@ describe('plugin kit', () => {
     );
     const send = (m: object): void => void input.write(encodeFrame(JSON.stringify({ jsonrpc: '2.0', ...m })));
     send({ id: 1, method: 'initialize', params: { protocolVersions: [...PROTOCOL_VERSIONS], host: { name: 't', version: '1' }, stateDir: '/tmp', runtimeDir: '/tmp' } });
-    await until(() => messages.some((m) => m.id === 1), 'initialize answered');
+    await untilTurns(() => messages.some((m) => m.id === 1), 'initialize answered');
     send({ id: 2, method: 'vm/wait', params: { vmId: VM } });
-    await until(() => registry.require(VM).waiting === 1, 'the wait is pending');
+    await untilTurns(() => registry.require(VM).waiting === 1, 'the wait is pending');
     send({ method: '$/cancelRequest', params: { id: 2 } });
-    await until(() => messages.some((m) => m.id === 2), 'vm/wait answered');
+    await untilTurns(() => messages.some((m) => m.id === 2), 'vm/wait answered');
     const answer = messages.find((m) => m.id === 2);
     expect(answer?.error?.code).toBe(ErrorCode.Cancelled);
     expect(answer?.error?.data).toEqual({ method: 'vm/wait' });
@@ -102,7 +96,7 @@ describe('plugin kit', () => {
       throw new Error('boom');
     });
     const fifth = q.run(() => 5);
-    await until(() => log.length === 1, 'first started');
+    await untilTurns(() => log.length === 1, 'first started');
     ac.abort();
     await expect(second).rejects.toMatchObject({ codeName: 'Cancelled' });
     expect(log).toEqual(['first start']);

@@ -4,6 +4,7 @@ import { PROTOCOL_VERSIONS } from 'hvplug/protocol';
 import { encodeFrame, FrameDecoder } from 'hvplug/transport';
 import * as z from 'zod';
 import { PluginError, servePlugin, stateCodec, type ServedPlugin } from 'hvplug/plugin-sdk';
+import { untilTurns } from '../helpers.js';
 
 const VM = '6f1c8a52-3d4e-4b7a-9c2d-0e5f6a7b8c9d';
 
@@ -14,14 +15,6 @@ interface Wire {
   error?: { code: number; message: string };
 }
 
-/** Turns of the event loop (setImmediate is never faked here) until `done`, or fails. */
-async function until(done: () => boolean, what: string, turns = 2_000): Promise<void> {
-  for (let i = 0; i < turns; i++) {
-    if (done()) return;
-    await new Promise<void>((r) => setImmediate(r));
-  }
-  throw new Error(`not within ${turns} event-loop turns: ${what}`);
-}
 
 /** The SDK served in-process over two pipes, recording every write it makes to its output. */
 class InProcessPlugin {
@@ -75,7 +68,7 @@ class InProcessPlugin {
       method: 'initialize',
       params: { protocolVersions: [...PROTOCOL_VERSIONS], host: { name: 't', version: '0' }, stateDir: '/tmp', runtimeDir: '/tmp', logLevel: 'warn' },
     });
-    await until(() => this.answer(0) !== undefined, 'initialize answered');
+    await untilTurns(() => this.answer(0) !== undefined, 'initialize answered');
   }
 
   close(): void {
@@ -101,7 +94,7 @@ describe('plugin SDK: answers leave in one write per burst', () => {
     const before = plugin.writes.length;
     const ids = Array.from({ length: 50 }, (_, i) => 100 + i);
     plugin.send(...ids.map((id) => ({ id, method: 'vm/check', params: { vmId: VM } })));
-    await until(() => ids.every((id) => plugin.answer(id)), 'all 50 answered');
+    await untilTurns(() => ids.every((id) => plugin.answer(id)), 'all 50 answered');
     expect(plugin.writes.length - before).toBe(1);
     for (const id of ids) expect(plugin.answer(id)?.result).toEqual({ ok: true, detail: 'fine' });
   });
@@ -110,17 +103,17 @@ describe('plugin SDK: answers leave in one write per burst', () => {
     for (const id of [1, 2, 3]) {
       const before = plugin.writes.length;
       plugin.send({ id, method: 'vm/check', params: { vmId: VM } });
-      await until(() => plugin.answer(id) !== undefined, `request ${id} answered without the hold timer`);
+      await untilTurns(() => plugin.answer(id) !== undefined, `request ${id} answered without the hold timer`);
       expect(plugin.writes.length - before).toBe(1);
     }
   });
 
   it("sends a call's events with its answer, in one write (the host reads them together and records them once)", async () => {
     plugin.send({ id: 20, method: 'vm/start', params: { vmId: VM } });
-    await until(() => plugin.release !== undefined, 'the start in its handler');
+    await untilTurns(() => plugin.release !== undefined, 'the start in its handler');
     const before = plugin.writes.length;
     plugin.release?.();
-    await until(() => plugin.answer(20) !== undefined, 'the start answered without the hold timer');
+    await untilTurns(() => plugin.answer(20) !== undefined, 'the start answered without the hold timer');
     expect(plugin.writes.length - before).toBe(1);
     const event = plugin.messages.findIndex((m) => m.method === 'vm/event');
     expect(event).toBeGreaterThanOrEqual(0);
@@ -130,10 +123,10 @@ describe('plugin SDK: answers leave in one write per burst', () => {
   it('does not hold a quick answer behind a slow call, nor the slow answer once it is ready', async () => {
     plugin.send({ id: 10, method: 'vm/start', params: { vmId: VM } });
     plugin.send({ id: 11, method: 'vm/check', params: { vmId: VM } });
-    await until(() => plugin.answer(11) !== undefined, 'the check answered while the start is in progress');
+    await untilTurns(() => plugin.answer(11) !== undefined, 'the check answered while the start is in progress');
     expect(plugin.answer(10)).toBeUndefined();
     plugin.release?.();
-    await until(() => plugin.answer(10) !== undefined, 'the start answered once done');
+    await untilTurns(() => plugin.answer(10) !== undefined, 'the start answered once done');
     expect(plugin.answer(10)?.result).toEqual({ status: 'running' });
     // The event the handler emitted left before its answer, in the same order as written.
     const event = plugin.messages.findIndex((m) => m.method === 'vm/event');
@@ -141,14 +134,14 @@ describe('plugin SDK: answers leave in one write per burst', () => {
     expect(event).toBeLessThan(plugin.messages.findIndex((m) => m.id === 10));
   });
 
-  it('keeps answering at once after cancellations, which vscode-jsonrpc handles outside its queue', async () => {
+  it('keeps answering at once after cancellations, which start no call of their own', async () => {
     plugin.send({ id: 20, method: 'vm/start', params: { vmId: VM } });
-    await until(() => plugin.release !== undefined, 'start in its handler');
+    await untilTurns(() => plugin.release !== undefined, 'start in its handler');
     plugin.send({ method: '$/cancelRequest', params: { id: 20 } }, { method: '$/cancelRequest', params: { id: 999 } });
-    await until(() => plugin.answer(20) !== undefined, 'the cancelled start answered');
+    await untilTurns(() => plugin.answer(20) !== undefined, 'the cancelled start answered');
     expect(plugin.answer(20)?.error?.message).toMatch(/cancelled/);
     plugin.send({ id: 21, method: 'vm/check', params: { vmId: VM } });
-    await until(() => plugin.answer(21) !== undefined, 'a later request answered without the hold timer');
+    await untilTurns(() => plugin.answer(21) !== undefined, 'a later request answered without the hold timer');
   });
 });
 
@@ -178,7 +171,7 @@ describe('plugin SDK: a definition given as a function', () => {
         }),
       ),
     );
-    await until(() => messages.some((m) => m.id === 0), 'initialize answered');
+    await untilTurns(() => messages.some((m) => m.id === 0), 'initialize answered');
     expect(messages[0]?.result).toMatchObject({ plugin: { name: 'late' }, capabilities: { methods: ['vm/check'] } });
     served.close();
     input.end();
