@@ -2,6 +2,7 @@ import { constants } from 'node:fs';
 import { access, link, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import * as z from 'zod';
 import { HvplugError } from '../core/index.js';
+import { userName } from './group.js';
 import { Owner, ownerAlive, VmLeases } from '../core/ownership.js';
 import { ensurePrivateDir } from '../core/paths.js';
 import { lockPath } from './api.js';
@@ -21,9 +22,6 @@ export async function liveDaemon(stateDir: string): Promise<DaemonLockInfo | und
   const info = await readLock(lockPath(stateDir));
   return info && ownerAlive(info) ? info : undefined;
 }
-
-/** The most of /etc/passwd read to name a directory's owner; a user further down is named by uid alone. */
-const MAX_PASSWD_BYTES = 1024 * 1024;
 
 /**
  * For a caller that found no daemon and is about to run a host of its own on `stateDir`: an error saying so when the
@@ -50,22 +48,9 @@ export async function checkOwnStateDir(stateDir: string): Promise<void> {
   );
 }
 
-/** `name's (uid N)` as /etc/passwd names the user, `uid N's` when it does not. */
+/** `name's (uid N)` as the system names the user, `uid N's` when it does not. */
 async function ownerName(uid: number): Promise<string> {
-  let passwd = '';
-  try {
-    const fh = await open('/etc/passwd', 'r');
-    try {
-      const buf = Buffer.alloc(MAX_PASSWD_BYTES);
-      const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-      passwd = buf.toString('utf8', 0, bytesRead);
-    } finally {
-      await fh.close();
-    }
-  } catch {
-    // No name then: the uid says whose it is.
-  }
-  const name = passwd.split('\n').find((line) => line.split(':')[2] === String(uid))?.split(':')[0];
+  const name = await userName(uid);
   return name ? `${name}'s (uid ${uid})` : `uid ${uid}'s`;
 }
 
