@@ -5,7 +5,7 @@ import { toIssues, type Issue, type Json } from 'hvplug/protocol';
 import { errors } from './errors.js';
 
 /** zod's issues, an unknown key told at its own path (zod tells the keys at their object's): the user sees which setting is wrong. */
-function issuesOf(error: z.ZodError): Issue[] {
+function issuesOf(error: z.core.$ZodError): Issue[] {
   return toIssues(error).flatMap((issue, n) => {
     const raw = error.issues[n];
     return raw?.code === 'unrecognized_keys' ? raw.keys.map((k) => ({ path: [...issue.path, k], message: 'is not a known setting' })) : [issue];
@@ -24,14 +24,14 @@ export interface Settings<T> {
 }
 
 /** Declare every setting with a default (an empty section must be valid). A z.custom field publishes as `{}` (anything). */
-export function settings<S extends z.ZodType<unknown, Record<string, unknown>>>(schema: S, meta: { title?: string } = {}): Settings<z.output<S>> {
+export function settings<S extends z.core.$ZodType<unknown, Record<string, unknown>>>(schema: S, meta: { title?: string } = {}): Settings<z.output<S>> {
   const jsonSchema = { ...(z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as Record<string, Json>), ...(meta.title ? { title: meta.title } : {}) };
   const safeParse = (section: unknown): ReturnType<Settings<z.output<S>>['safeParse']> => {
-    const r = schema.safeParse(section ?? {});
+    const r = z.safeParse(schema, section ?? {});
     if (r.success) return { ok: true, value: r.data, issues: [] };
     return { ok: false, value: undefined, issues: issuesOf(r.error).map((i) => ({ ...i, path: ['plugin', ...i.path] })) };
   };
-  const first = schema.safeParse({});
+  const first = z.safeParse(schema, {});
   if (!first.success) throw new Error(`settings: an empty section must be valid (every setting needs a default): ${first.error.message}`);
   return {
     jsonSchema,

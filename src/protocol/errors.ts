@@ -75,7 +75,7 @@ export function defaultErrorData(code: ErrorCodeName, method: string, message: s
 }
 
 /** Turns zod issues into the wire form. */
-export function toIssues(error: z.ZodError): Issue[] {
+export function toIssues(error: z.core.$ZodError): Issue[] {
   return error.issues.map((i) => ({
     path: i.path.map((p) => (typeof p === 'symbol' ? String(p) : p)),
     message: i.message,

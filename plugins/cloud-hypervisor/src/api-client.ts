@@ -2,7 +2,7 @@
 // plugin uses. Response bodies are parsed with the zod schemas of api-types.ts; failures come back as
 // ChApiError (the VMM answered with an error status), ChConnectionError (no complete answer: the VMM is
 // gone, not listening, or too slow) or ChResponseError (an answer that breaks the API contract).
-import type { z } from 'zod';
+import type * as z from 'zod/mini';
 import {
   PciDeviceInfo,
   VmCounters,
@@ -134,7 +134,7 @@ export class CloudHypervisorClient {
     }
   }
 
-  private parse<T extends z.ZodType>(endpoint: ChEndpoint, schema: T, res: { status: number; body: string }): z.output<T> {
+  private parse<T extends z.ZodMiniType>(endpoint: ChEndpoint, schema: T, res: { status: number; body: string }): z.output<T> {
     let value: unknown;
     try {
       value = JSON.parse(res.body);

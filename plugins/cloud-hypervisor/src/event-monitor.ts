@@ -4,16 +4,16 @@
 import { open } from 'node:fs/promises';
 import { StringDecoder } from 'node:string_decoder';
 import type { Readable } from 'node:stream';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 
 export const ChEvent = z.object({
   /** A Rust Duration since the VMM set up its monitor. */
-  timestamp: z.object({ secs: z.int().min(0), nanos: z.int().min(0).max(999_999_999) }),
+  timestamp: z.object({ secs: z.int().check(z.minimum(0)), nanos: z.int().check(z.minimum(0), z.maximum(999_999_999)) }),
   /** "vmm", "vm", "virtio-device", "cpu_manager", ... */
   source: z.string(),
   /** "starting", "booting", "booted", "pausing", "paused", "resuming", "resumed", "shutdown", "deleted", "device-removed", ... */
   event: z.string(),
-  properties: z.record(z.string(), z.string()).nullable(),
+  properties: z.nullable(z.record(z.string(), z.string())),
 });
 export type ChEvent = z.output<typeof ChEvent>;
 

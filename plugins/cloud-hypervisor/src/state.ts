@@ -3,7 +3,7 @@
 // without a blob and for vm/delete of a VM this process never knew.
 import { readFile, rename, writeFile } from 'node:fs/promises';
 // A namespace import lets esbuild keep only the zod a plugin uses (`import { z }` pulls in all of it, locales too).
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { stateCodec } from 'hvplug/plugin-sdk';
 import { AbsPath, Device, formatIssues, VmStatus } from 'hvplug/protocol';
 import type { Json } from './json.js';
@@ -18,17 +18,17 @@ export const vmState = stateCodec('hvplug-cloud-hypervisor/vm-state', 1, {
    * the state is in it. A new process reads on from there (a catch-up: removals applied, no status announced), so
    * events that change the status alone (pause, resume) need not move it, and do not (vm.ts, statusResult).
    */
-  eventsOffset: z.number().int().nonnegative(),
+  eventsOffset: z.number().check(z.int(), z.nonnegative()),
   /** The VMM's pid and start time (USER_HZ ticks after boot): the pair names one process for good. */
-  pid: z.number().int().positive().nullable(),
-  startTicks: z.number().int().nonnegative().nullable(),
+  pid: z.nullable(z.number().check(z.int(), z.positive())),
+  startTicks: z.nullable(z.number().check(z.int(), z.nonnegative())),
   /** A live VM (running or paused) is written `running` (stateStatus): vm/recover asks vm.info which. */
   status: VmStatus,
   devices: z.array(Device),
-  agent: z.object({ socket: AbsPath, cid: z.number().int().nonnegative(), port: z.number().int().nonnegative() }).nullable(),
+  agent: z.nullable(z.object({ socket: AbsPath, cid: z.number().check(z.int(), z.nonnegative()), port: z.number().check(z.int(), z.nonnegative()) })),
   /** PCI addresses of hot-plugged devices, by id. */
   bdfs: z.record(z.string(), z.string()),
-  bootMemoryMiB: z.number().int().positive().nullable(),
+  bootMemoryMiB: z.nullable(z.number().check(z.int(), z.positive())),
 });
 export type VmState = ReturnType<typeof vmState.decode>;
 

@@ -2,12 +2,12 @@
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 // A namespace import lets esbuild keep only the zod a plugin uses.
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { proc } from 'hvplug/plugin-sdk';
 import { GUEST_TITLE } from './guest-program.js';
 
 /** pid, start time and boot: a process's identity across pid reuse and host reboots. */
-export const ProcessIdentity = z.object({ pid: z.int().positive(), startTime: z.int().nonnegative(), bootId: z.string().min(1) });
+export const ProcessIdentity = z.object({ pid: z.int().check(z.positive()), startTime: z.int().check(z.nonnegative()), bootId: z.string().check(z.minLength(1)) });
 export type ProcessIdentity = z.output<typeof ProcessIdentity>;
 
 export function identityOf(pid: number): ProcessIdentity | undefined {

@@ -2,7 +2,7 @@
 // table), and the vendor method. The read-only calls look at /proc and the console each time rather than trusting
 // what the plugin last did: a guest can be stopped, killed or continued by anyone with the right to signal it.
 // A namespace import lets esbuild keep only the zod a plugin uses.
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { errors, proc, type ExtensionHandler, type Handlers } from 'hvplug/plugin-sdk';
 import { toIssues, type Json, type ResultInputOf } from 'hvplug/protocol';
 import { normalizeConfig } from './config.js';
@@ -146,7 +146,7 @@ export function handlersFor(reg: Registry): Handlers {
 }
 
 const EchoParams = z.strictObject({
-  message: z.string({ error: (iss) => (iss.input === undefined ? 'is required' : undefined) }).max(4096),
+  message: z.string({ error: (iss) => (iss.input === undefined ? 'is required' : undefined) }).check(z.maxLength(4096)),
 });
 
 /**

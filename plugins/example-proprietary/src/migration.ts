@@ -2,7 +2,7 @@
 // so the stream is one JSON line, answered by one line. The destination listens for exactly one sender.
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 // A namespace import lets esbuild keep only the zod a plugin uses.
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { errors } from 'hvplug/plugin-sdk';
 import { Device } from 'hvplug/protocol';
 
@@ -15,14 +15,14 @@ export const MIGRATION_ANSWER_MS = 30_000;
 export const MigrationStream = z.object({
   format: z.literal(MIGRATION_FORMAT),
   vmId: z.string(),
-  nextTick: z.int().nonnegative(),
-  vcpus: z.int().positive(),
-  memoryMiB: z.int().positive(),
+  nextTick: z.int().check(z.nonnegative()),
+  vcpus: z.int().check(z.positive()),
+  memoryMiB: z.int().check(z.positive()),
   devices: z.array(Device),
 });
 export type MigrationStream = z.output<typeof MigrationStream>;
 
-const Answer = z.union([z.object({ ok: z.literal(true) }), z.object({ ok: z.literal(false), error: z.string().max(4096) })]);
+const Answer = z.union([z.object({ ok: z.literal(true) }), z.object({ ok: z.literal(false), error: z.string().check(z.maxLength(4096)) })]);
 
 /** Reads one newline-ended line of at most MAX_MIGRATION_LINE_BYTES; rejects on a longer one, an early end or an error. */
 function readLine(socket: Socket, timeoutMs: number): Promise<string> {

@@ -1,6 +1,6 @@
 // The plugin's own section of a VM config (VmConfig.plugin), declared once: the SDK derives the parser and the
 // JSON Schema published at initialize from it.
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { settings } from 'hvplug/plugin-sdk';
 
 const typeName = (v: unknown): string =>
@@ -9,11 +9,11 @@ const typeName = (v: unknown): string =>
 /** An integer setting, its issues told in the published schema's words (what the user reads). */
 const integer = (min: number, max: number, fallback: number, description: string) =>
   z
-    .int({ error: (iss) => (iss.code === 'invalid_type' ? `must be integer, got ${typeName(iss.input)}` : undefined) })
-    .min(min, `must be >= ${min}`)
-    .max(max, `must be <= ${max}`)
-    .default(fallback)
-    .describe(description);
+    ._default(
+      z.int({ error: (iss) => (iss.code === 'invalid_type' ? `must be integer, got ${typeName(iss.input)}` : undefined) }).check(z.minimum(min, `must be >= ${min}`), z.maximum(max, `must be <= ${max}`)),
+      fallback,
+    )
+    .check(z.describe(description));
 
 export const guestSettings = settings(
   z.strictObject({

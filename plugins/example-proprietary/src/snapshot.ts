@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 // A namespace import lets esbuild keep only the zod a plugin uses.
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { VmConfig } from 'hvplug/protocol';
 import { errnoOf, invalidParams } from './errors.js';
 

@@ -1,10 +1,10 @@
 // A namespace import lets esbuild keep only the zod a plugin uses (`import { z }` pulls in all of it, locales too).
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { stateCodec } from 'hvplug/plugin-sdk';
 import { AbsPath, Device, VmStatus } from 'hvplug/protocol';
 import { ProcessIdentity } from './guest-record.js';
 
-const ExitRecord = z.object({ code: z.number().int().nullable(), signal: z.string().nullable(), reason: z.string() });
+const ExitRecord = z.object({ code: z.nullable(z.number().check(z.int())), signal: z.nullable(z.string()), reason: z.string() });
 export type ExitRecord = z.infer<typeof ExitRecord>;
 
 /**
@@ -15,16 +15,16 @@ export type ExitRecord = z.infer<typeof ExitRecord>;
 export const vmState = stateCodec('hvplug-example/vm-state', 1, {
   status: VmStatus,
   /** The guest process, while there is one: pid, /proc start time and boot id. */
-  guest: ProcessIdentity.nullable(),
+  guest: z.nullable(ProcessIdentity),
   /** The per-VM runtime directory and what is in it. */
   dir: AbsPath,
   consolePath: AbsPath,
   agentSocketPath: AbsPath,
   /** Online vCPUs and memory now (after resizes), which the config alone does not say. */
-  vcpus: z.number().int().nonnegative(),
-  memoryMiB: z.number().int().nonnegative(),
+  vcpus: z.number().check(z.int(), z.nonnegative()),
+  memoryMiB: z.number().check(z.int(), z.nonnegative()),
   /** The devices attached now, cold and hot. */
   devices: z.array(Device),
-  lastExit: ExitRecord.nullable(),
+  lastExit: z.nullable(ExitRecord),
 });
 export type VmState = ReturnType<typeof vmState.decode>;

@@ -2,7 +2,7 @@
 // hvplug uses, checked against QEMU 7.2's QAPI schema. Every line QEMU sends is parsed with these, so
 // a QEMU that answers differently fails loudly at the boundary rather than deep in the plugin.
 import { JsonValue } from 'hvplug/protocol';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 
 export const QmpGreeting = z.object({
   QMP: z.object({
@@ -16,13 +16,13 @@ export const QmpGreeting = z.object({
 export type QmpGreeting = z.output<typeof QmpGreeting>;
 
 /** QEMU echoes the id of the command as given; hvplug only sends strings. */
-const Id = JsonValue.optional();
+const Id = z.optional(JsonValue);
 
 export const QmpReturnMessage = z.object({ return: JsonValue, id: Id });
 export const QmpErrorMessage = z.object({ error: z.object({ class: z.string(), desc: z.string() }), id: Id });
 export const QmpEventMessage = z.object({
   event: z.string(),
-  data: z.record(z.string(), JsonValue).default({}),
+  data: z._default(z.record(z.string(), JsonValue), {}),
   timestamp: z.object({ seconds: z.number(), microseconds: z.number() }),
 });
 export type QmpEvent = z.output<typeof QmpEventMessage>;
@@ -35,7 +35,7 @@ export type QmpMessage =
 
 export type ParsedLine = QmpMessage | { readonly kind: 'invalid'; readonly reason: string };
 
-function issues(e: z.ZodError): string {
+function issues(e: z.core.$ZodError): string {
   return e.issues.map((i) => `${i.path.join('.') || '(message)'}: ${i.message}`).join('; ');
 }
 
@@ -73,15 +73,15 @@ export function parseQmpLine(line: string): ParsedLine {
 
 const Empty = z.object({});
 
-export const StatusInfo = z.object({ running: z.boolean(), status: z.string(), singlestep: z.boolean().optional() });
+export const StatusInfo = z.object({ running: z.boolean(), status: z.string(), singlestep: z.optional(z.boolean()) });
 
 export const CpuInstanceProperties = z.object({
-  'node-id': z.int().optional(),
-  'socket-id': z.int().optional(),
-  'die-id': z.int().optional(),
-  'cluster-id': z.int().optional(),
-  'core-id': z.int().optional(),
-  'thread-id': z.int().optional(),
+  'node-id': z.optional(z.int()),
+  'socket-id': z.optional(z.int()),
+  'die-id': z.optional(z.int()),
+  'cluster-id': z.optional(z.int()),
+  'core-id': z.optional(z.int()),
+  'thread-id': z.optional(z.int()),
 });
 export type CpuInstanceProperties = z.output<typeof CpuInstanceProperties>;
 
@@ -90,7 +90,7 @@ export const HotpluggableCpu = z.object({
   'vcpus-count': z.int(),
   props: CpuInstanceProperties,
   /** The QOM path of the plugged CPU; absent for a free slot. */
-  'qom-path': z.string().optional(),
+  'qom-path': z.optional(z.string()),
 });
 export type HotpluggableCpu = z.output<typeof HotpluggableCpu>;
 
@@ -98,21 +98,21 @@ export const CpuInfoFast = z.object({
   'cpu-index': z.int(),
   'qom-path': z.string(),
   'thread-id': z.int(),
-  props: CpuInstanceProperties.optional(),
+  props: z.optional(CpuInstanceProperties),
   target: z.string(),
 });
 export type CpuInfoFast = z.output<typeof CpuInfoFast>;
 
 export const MigrationInfo = z.object({
   /** none, setup, cancelling, cancelled, active, postcopy-*, completed, failed, device, ... */
-  status: z.string().optional(),
-  'error-desc': z.string().optional(),
-  'total-time': z.number().optional(),
+  status: z.optional(z.string()),
+  'error-desc': z.optional(z.string()),
+  'total-time': z.optional(z.number()),
   /** ms the guest ran nowhere, on a completed live migration (the source's view). */
-  downtime: z.number().optional(),
-  ram: z.object({ transferred: z.number(), total: z.number() }).loose().optional(),
+  downtime: z.optional(z.number()),
+  ram: z.optional(z.looseObject({ transferred: z.number(), total: z.number() })),
   /** Where a destination under migrate-incoming listens (the port the kernel chose for tcp:<host>:0). */
-  'socket-address': z.array(z.object({ type: z.string(), port: z.string().optional() }).loose()).optional(),
+  'socket-address': z.optional(z.array(z.looseObject({ type: z.string(), port: z.optional(z.string()) }))),
 });
 export type MigrationInfo = z.output<typeof MigrationInfo>;
 
@@ -123,10 +123,10 @@ export const VersionInfo = z.object({
 
 export const MemoryDeviceInfo = z.object({
   type: z.string(),
-  data: z.object({ id: z.string().optional(), size: z.number().optional(), memdev: z.string().optional() }).loose(),
+  data: z.looseObject({ id: z.optional(z.string()), size: z.optional(z.number()), memdev: z.optional(z.string()) }),
 });
 
-export const MemorySizeSummary = z.object({ 'base-memory': z.number(), 'plugged-memory': z.number().optional() });
+export const MemorySizeSummary = z.object({ 'base-memory': z.number(), 'plugged-memory': z.optional(z.number()) });
 
 /** Result schemas of the commands hvplug calls; others go through QmpClient.execute untyped. */
 export const QMP_RESULTS = {
@@ -168,9 +168,9 @@ export const QMP_EVENTS = {
   RESUME: z.object({}),
   RESET: z.object({ guest: z.boolean(), reason: z.string() }),
   POWERDOWN: z.object({}),
-  DEVICE_DELETED: z.object({ device: z.string().optional(), path: z.string() }),
+  DEVICE_DELETED: z.object({ device: z.optional(z.string()), path: z.string() }),
   MIGRATION: z.object({ status: z.string() }),
-  GUEST_PANICKED: z.object({ action: z.string() }).loose(),
+  GUEST_PANICKED: z.looseObject({ action: z.string() }),
 } as const;
 
 export type KnownQmpEvent = keyof typeof QMP_EVENTS;

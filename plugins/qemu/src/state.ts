@@ -2,7 +2,7 @@
 // process that never saw the VM: enough to find the QEMU again (pid, runtime dir, QMP socket; attachQemu
 // checks the pid really is that QEMU) and to answer for the VM as before (launch facts, devices).
 // A namespace import lets esbuild keep only the zod a plugin uses (`import { z }` pulls in all of it, locales too).
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { stateCodec } from 'hvplug/plugin-sdk';
 import { AbsPath, Device, isJsonValue, VmStatus } from 'hvplug/protocol';
 import { MACHINE_TYPES, type QemuJsonObject } from './cmdline.js';
@@ -15,13 +15,17 @@ export const LaunchInfo = z.object({
   accel: z.enum(['kvm', 'tcg']),
   accelReason: z.string(),
   kernel: AbsPath,
-  initrd: AbsPath.optional(),
+  initrd: z.optional(AbsPath),
   cmdline: z.string(),
-  vcpusBoot: z.number().int().positive(),
-  vcpusMax: z.number().int().positive(),
-  memory: z.object({ sizeMiB: z.number().int().positive(), maxMiB: z.number().int().positive().optional(), slots: z.number().int().nonnegative().optional() }),
-  hotplugRootPorts: z.number().int().nonnegative(),
-  cpuModel: z.string().optional(),
+  vcpusBoot: z.number().check(z.int(), z.positive()),
+  vcpusMax: z.number().check(z.int(), z.positive()),
+  memory: z.object({
+    sizeMiB: z.number().check(z.int(), z.positive()),
+    maxMiB: z.optional(z.number().check(z.int(), z.positive())),
+    slots: z.optional(z.number().check(z.int(), z.nonnegative())),
+  }),
+  hotplugRootPorts: z.number().check(z.int(), z.nonnegative()),
+  cpuModel: z.optional(z.string()),
   extraArgs: z.array(z.string()),
 });
 export type LaunchInfo = z.infer<typeof LaunchInfo>;
@@ -30,22 +34,22 @@ export type LaunchInfo = z.infer<typeof LaunchInfo>;
 const QemuObject = z.custom<QemuJsonObject>((v) => isJsonValue(v) && typeof v === 'object' && v !== null && !Array.isArray(v), 'must be a JSON object');
 const QemuObjects = z.array(QemuObject);
 
-const ExitRecord = z.object({ code: z.number().int().nullable(), signal: z.string().nullable(), reason: z.string() });
+const ExitRecord = z.object({ code: z.nullable(z.number().check(z.int())), signal: z.nullable(z.string()), reason: z.string() });
 export type ExitRecord = z.infer<typeof ExitRecord>;
 
 /** A device as attached (device-map.ts Attached), as the state and a snapshot's sidecar keep it. */
 const AttachedRecord = z.object({
   device: Device,
   parts: z.object({ objects: QemuObjects, blockdevs: QemuObjects, netdevs: QemuObjects, devices: QemuObjects }),
-  port: z.number().int().nonnegative().optional(),
+  port: z.optional(z.number().check(z.int(), z.nonnegative())),
 });
 
 /** A snapshot's sidecar (snapshot.ts): what the QEMU that restores it must be launched with. */
 export const SnapshotSidecar = z.object({
   launch: LaunchInfo,
   attached: z.array(AttachedRecord),
-  vcpus: z.number().int().nonnegative(),
-  memoryMiB: z.number().int().nonnegative(),
+  vcpus: z.number().check(z.int(), z.nonnegative()),
+  memoryMiB: z.number().check(z.int(), z.nonnegative()),
 });
 
 /**
@@ -57,16 +61,16 @@ export const vmState = stateCodec('hvplug-qemu/vm-state', 1, {
   /** A live VM (running or paused) is written `running` (stateStatus): vm/recover asks QEMU which. */
   status: VmStatus,
   runDir: AbsPath,
-  qmpSocket: z.string().min(1),
+  qmpSocket: z.string().check(z.minLength(1)),
   consoleLog: AbsPath,
   /** The serial console's unix socket (console "socket"), relative to runDir as qmpSocket is; the log is kept beside it. */
-  consoleSocket: z.string().min(1).optional(),
-  pid: z.number().int().positive().nullable(),
+  consoleSocket: z.optional(z.string().check(z.minLength(1))),
+  pid: z.nullable(z.number().check(z.int(), z.positive())),
   launch: LaunchInfo,
-  vcpus: z.number().int().nonnegative(),
-  memoryMiB: z.number().int().nonnegative(),
+  vcpus: z.number().check(z.int(), z.nonnegative()),
+  memoryMiB: z.number().check(z.int(), z.nonnegative()),
   attached: z.array(AttachedRecord),
-  startedAt: z.number().nullable(),
-  lastExit: ExitRecord.nullable(),
+  startedAt: z.nullable(z.number()),
+  lastExit: z.nullable(ExitRecord),
 });
 export type VmState = ReturnType<typeof vmState.decode>;

@@ -3,7 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { root } from '../../../../scripts/bundle.mjs';
 import { COMPONENTS } from '../../src/api-types.js';
 import { loadOpenApi, RUST_REQUIRED, SchemaSet, toJsonSchema } from '../../double/openapi.js';
@@ -87,7 +87,7 @@ function resolve(s: JsonSchema): JsonSchema {
 }
 
 /** The zod schema's JSON Schema compared with the component: same properties, compatible types, same enums and required set. */
-function drift(name: string, zodSchema: z.ZodType): string[] {
+function drift(name: string, zodSchema: z.core.$ZodType): string[] {
   const problems: string[] = [];
   const mine = z.toJSONSchema(zodSchema, { io: 'input', unrepresentable: 'any' }) as JsonSchema;
   const theirs = resolve(doc.schemas[name] as JsonSchema);
@@ -130,7 +130,7 @@ describe("the client's zod schemas against openapi.yaml", () => {
   }
 
   it('the drift check does catch a wrong schema', () => {
-    expect(drift('VsockConfig', z.object({ cid: z.string(), socket: z.string().optional(), bogus: z.int() }))).toEqual([
+    expect(drift('VsockConfig', z.object({ cid: z.string(), socket: z.optional(z.string()), bogus: z.int() }))).toEqual([
       'VsockConfig.cid: type string vs integer',
       'VsockConfig.bogus is not in the document',
       'VsockConfig.socket is required by the document but optional here',
