@@ -4,7 +4,7 @@ import { dirname } from 'node:path';
 import pino from 'pino';
 import * as z from 'zod';
 import { PluginCatalog, PluginSpec } from '../core/index.js';
-import { VmConfig, formatIssues, toIssues, type VmConfigInput } from 'hvplug/protocol';
+import { formatIssues, PartialVmConfig, toIssues, type VmConfigInput } from 'hvplug/protocol';
 import {
   everyCheckId,
   formatSummary,
@@ -129,7 +129,7 @@ async function vmConfig(file: string | undefined, flag = 'vm-config'): Promise<V
   } catch (err) {
     throw new UsageError(`--${flag}: cannot read ${file}: ${(err as Error).message}`);
   }
-  const parsed = VmConfig.partial().safeParse(doc);
+  const parsed = PartialVmConfig.safeParse(doc);
   if (!parsed.success) throw new UsageError(`--${flag}: ${formatIssues(toIssues(parsed.error))}`);
   return doc as VmConfigInput;
 }

@@ -83,7 +83,7 @@ export interface HostEvents {
   'protocol-violation': [{ plugin: string; error: HvplugError }];
 }
 
-const LogLevel = InitializeParams.shape.logLevel.unwrap();
+const LogLevel = InitializeParams.shape.logLevel.def.innerType;
 const DEFAULT_LOG_LEVEL = 'warn';
 /** First retry of a record write that failed; the delay doubles up to RECORD_RETRY_MAX_MS. */
 const RECORD_RETRY_MS = 250;
@@ -319,7 +319,7 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
       stateDir,
       runtimeDir,
       logger: this.logger,
-      logLevel: this.opts.logLevel ?? LogLevel.catch(DEFAULT_LOG_LEVEL).parse(this.logger.level),
+      logLevel: this.opts.logLevel ?? (LogLevel.safeParse(this.logger.level).data ?? DEFAULT_LOG_LEVEL),
       maxMessageBytes: this.opts.maxMessageBytes,
       hostEnv: this.opts.env,
       hostVersion: HOST_VERSION,

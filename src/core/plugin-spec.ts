@@ -1,5 +1,5 @@
 import * as z from 'zod';
-import { methods, VmConfig } from 'hvplug/protocol';
+import { methods, PartialVmConfig } from 'hvplug/protocol';
 import { AddressError, parseAddress } from '../transport/address.js';
 
 /** Paths of PEM files, read at each connection (a renewed certificate is used from the next one on). */
@@ -58,7 +58,7 @@ export const PluginSpecFields = z.object({
     .max(MAX_LOST_AFTER_MS, { error: `must be at most ${MAX_LOST_AFTER_MS} ms (about 24.8 days), the longest a timer waits; 0 is never` })
     .optional(),
   /** Merged under every VM config created through this plugin. */
-  defaults: VmConfig.partial().default({}),
+  defaults: z._default(PartialVmConfig, {}),
   /** Where the spec came from, for `hvplug plugins`. */
   source: z.string().default('api'),
 });

@@ -39,7 +39,7 @@ export const VmRecord = z.object({
   source: z.string().optional(),
   config: VmConfig,
   /** The plugin's opaque state, handed back at vm/recover. */
-  state: PluginState.optional(),
+  state: z.optional(PluginState),
   status: VmStatus,
   /**
    * The call that brought the VM up (vm/create, vm/restore) was sent and its answer is not recorded yet: the

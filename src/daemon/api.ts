@@ -11,6 +11,7 @@ import {
   MigrationUri,
   methodDef,
   methods,
+  PartialVmConfig,
   PluginState,
   VmConfig,
   VmEvent,
@@ -106,7 +107,7 @@ export const PluginView = z.object({
   name: PluginName,
   info: InitializeResult,
   /** The spec's defaults, merged under a new VM's raw config on the client as the host merges them. */
-  defaults: VmConfig.partial(),
+  defaults: PartialVmConfig,
 });
 export type PluginView = z.output<typeof PluginView>;
 
@@ -114,7 +115,7 @@ export const AttachedVm = z.object({
   plugin: PluginView,
   status: VmStatus,
   config: VmConfig,
-  state: PluginState.optional(),
+  state: z.optional(PluginState),
   ownedBy: z.string().optional(),
 });
 export type AttachedVm = z.output<typeof AttachedVm>;
@@ -204,7 +205,7 @@ export const DAEMON_METHODS = {
     name: 'hvplug/migrate',
     params: z.object({
       vmId: Id,
-      destination: z.object({ stateDir: AbsPath, runtimeDir: AbsPath.optional() }),
+      destination: z.object({ stateDir: AbsPath, runtimeDir: z.optional(AbsPath) }),
       plugin: PluginName.optional(),
       address: z.string().min(1).max(253).optional(),
       progressToken: ProgressToken.optional(),

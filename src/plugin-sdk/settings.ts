@@ -1,6 +1,7 @@
 // A plugin's own section of a VM config (VmConfig.plugin), declared once in zod: the JSON Schema it publishes
 // at initialize (configSchema) is derived from the same declaration that parses it.
-import * as z from 'zod';
+// zod/mini's functions: they take a schema of zod's classic API as well as one of zod/mini.
+import * as z from 'zod/mini';
 import { toIssues, type Issue, type Json } from 'hvplug/protocol';
 import { errors } from './errors.js';
 
@@ -23,7 +24,10 @@ export interface Settings<T> {
   parse(section: unknown): T;
 }
 
-/** Declare every setting with a default (an empty section must be valid). A z.custom field publishes as `{}` (anything). */
+/**
+ * Declare every setting with a default (an empty section must be valid). A z.custom field publishes as `{}` (anything).
+ * `schema` is a zod schema, of zod's classic API or of zod/mini.
+ */
 export function settings<S extends z.core.$ZodType<unknown, Record<string, unknown>>>(schema: S, meta: { title?: string } = {}): Settings<z.output<S>> {
   const jsonSchema = { ...(z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as Record<string, Json>), ...(meta.title ? { title: meta.title } : {}) };
   const safeParse = (section: unknown): ReturnType<Settings<z.output<S>>['safeParse']> => {
