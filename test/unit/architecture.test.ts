@@ -114,7 +114,7 @@ describe('dependency rule', () => {
 });
 
 describe('plugin bundles', () => {
-  it('each plugin bundles into one file that contains no host code, and no vscode-jsonrpc (the SDK dispatches JSON-RPC itself)', async () => {
+  it('each plugin bundles into one file that contains no host code, no vscode-jsonrpc (the SDK dispatches JSON-RPC itself) and no zod classic', async () => {
     const entries = (await pluginEntries()).filter((e) => e.outfile.includes('hvplug-plugin-'));
     expect(entries.map((e) => relative(root, e.entry))).toContain('plugins/example-proprietary/src/main.ts');
     const out = await mkdtemp(join(tmpdir(), 'hvplug-bundle-'));
@@ -124,8 +124,18 @@ describe('plugin bundles', () => {
       expect(inputs.some((i) => i.includes('src/plugin-sdk/'))).toBe(true);
       expect(inputs.filter((i) => /src\/(core|shim|cli|conformance)\//.test(i))).toEqual([]);
       expect(inputs.filter((i) => i.includes('node_modules/vscode-jsonrpc/'))).toEqual([]);
+      // zod/mini and zod's English locale, not zod's classic API (~2 MiB more in every plugin process) nor its other
+      // locales. A module esbuild read but shook out whole has no bytes in the output.
+      const zod = Object.values(meta.outputs)
+        .flatMap((o) => Object.entries(o.inputs))
+        .filter(([i, { bytesInOutput }]) => i.includes('node_modules/zod/') && bytesInOutput > 0)
+        .map(([i]) => i.replace(/^.*node_modules\/zod\//, ''));
+      expect(zod, entry).toContain('v4/mini/schemas.js');
+      expect(zod.filter((m) => !/^v4\/(core\/|mini\/|locales\/en\.js$)/.test(m)), entry).toEqual([]);
       const text = await readFile(join(out, 'plugin.mjs'), 'utf8');
       expect(text).not.toContain('class PluginHost');
+      // esbuild keeps zod's constructor names: classic's are ZodString, ZodObject..., mini's ZodMiniString...
+      expect(text, entry).not.toMatch(/"Zod(String|Object|Number)"/);
       expect(text.split('\n').length).toBeGreaterThan(1);
     }
   });
