@@ -271,6 +271,9 @@ describe('example-proprietary plugin, over raw JSON-RPC', () => {
     expect(echo).toMatchObject({ message: 'hello', pid: plugin.pid });
     const bad = await rejection(plugin.conn.sendRequest('x-example/echo', { text: 'hello' }), 'InvalidParams');
     expect(bad.data?.issues).toEqual(expect.arrayContaining([{ path: ['message'], message: 'is required' }]));
+    // zod's own English words from the plugin's bundle: zod/mini registers no locale, hvplug/protocol does (else "Invalid input").
+    const long = await rejection(plugin.conn.sendRequest('x-example/echo', { message: 'x'.repeat(4097) }), 'InvalidParams');
+    expect(long.data?.issues).toEqual([{ path: ['message'], message: 'Too big: expected string to have <=4096 characters' }]);
 
     const plain = await plugin.call('config/validate', { config: { vcpus: { boot: 2 } } });
     expect(plain.config.vcpus.max).toBe(2);
