@@ -88,12 +88,20 @@ async function report(err: unknown, command: string | undefined): Promise<number
     return EXIT_FAILURE;
   }
   // Loaded here, not at start: an error of these kinds comes from a command that has loaded them already.
-  const [{ HvplugError }, { z }, { formatIssues, toIssues }] = await Promise.all([import('../errors/index.js'), import('zod'), import('hvplug/protocol')]);
-  if (err instanceof HvplugError) {
+  const [{ HvplugError }, { $ZodError }, { formatIssues, toIssues }, { UnsafeDirectoryError }] = await Promise.all([
+    import('../errors/index.js'),
+    import('zod/v4/core'),
+    import('hvplug/protocol'),
+    import('../core/paths.js'),
+  ]);
+  // A directory someone else could control is the machine's state, not hvplug's fault: said as it is.
+  if (err instanceof HvplugError || err instanceof UnsafeDirectoryError) {
     say(`hvplug: ${err.message}`);
     return EXIT_FAILURE;
   }
-  if (err instanceof z.ZodError) {
+  // $ZodError: what a schema of zod/mini (the protocol's) throws as well as one of zod's classic API; classic's
+  // z.ZodError is not one of the former.
+  if (err instanceof $ZodError) {
     say(`hvplug: ${formatIssues(toIssues(err))}`);
     return EXIT_FAILURE;
   }
