@@ -88,13 +88,14 @@ async function report(err: unknown, command: string | undefined): Promise<number
     return EXIT_FAILURE;
   }
   // Loaded here, not at start: an error of these kinds comes from a command that has loaded them already.
-  const [{ HvplugError }, { z }, { formatIssues, toIssues }] = await Promise.all([import('../errors/index.js'), import('zod'), import('hvplug/protocol')]);
+  const [{ HvplugError }, z, { formatIssues, toIssues }] = await Promise.all([import('../errors/index.js'), import('zod/mini'), import('hvplug/protocol')]);
   if (err instanceof HvplugError) {
     say(`hvplug: ${err.message}`);
     return EXIT_FAILURE;
   }
-  if (err instanceof z.ZodError) {
-    say(`hvplug: ${formatIssues(toIssues(err))}`);
+  // The core class: errors of classic and zod/mini schemas both are instances of it.
+  if (err instanceof z.core.$ZodError) {
+    say(`hvplug: ${formatIssues(toIssues(err as never))}`);
     return EXIT_FAILURE;
   }
   const e = err instanceof Error ? err : new Error(String(err));

@@ -191,7 +191,7 @@ async function connectTarget(flags: ConnectFlags): Promise<Target | undefined> {
     return undefined;
   }
   const parsed = PluginSpec.safeParse({ name: 'listening-plugin', connect, ...(cert ?? key ?? ca ? { tls: { cert, key, ca } } : {}) });
-  if (!parsed.success) throw new UsageError(`--connect ${connect}: ${formatIssues(toIssues(parsed.error))}`);
+  if (!parsed.success) throw new UsageError(`--connect ${connect}: ${formatIssues(toIssues(parsed.error as never))}`);
   for (const [flag, file] of Object.entries({ cert, key, ca })) {
     if (file !== undefined) await access(file, constants.R_OK).catch((err: unknown) => {
       throw new UsageError(`--${flag}: cannot read ${file}: ${why(err)}`);

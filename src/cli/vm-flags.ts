@@ -17,7 +17,7 @@ export const VM_FLAGS = {
 } as const satisfies FlagTable;
 
 export const VmFlagOptions = {
-  plugin: PluginSpec.shape.name.optional(),
+  plugin: z.optional(PluginSpec.shape.name),
   name: z.string().regex(NAME_PATTERN, { error: (i) => `expected 1 to 64 letters, digits, ".", "_" or "-", starting with a letter or digit, got "${String(i.input)}"` }).optional(),
   kernel: existingFile().optional(),
   initrd: existingFile().optional(),

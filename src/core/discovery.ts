@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { formatIssues, toIssues } from 'hvplug/protocol';
 import { HvplugError, InvalidConfigError } from '../errors/index.js';
 import { isExecutable, locateCommand, type CommandProblem } from './executable.js';
@@ -29,8 +29,8 @@ export function builtinPluginPath(name: string): string {
 
 /** The config file, in the spirit of Kata's configuration.toml: one [plugins.<name>] table per plugin. */
 const ConfigFile = z.strictObject({
-  plugins: z.record(z.string(), z.strictObject(PluginSpecFields.omit({ name: true, source: true }).shape)).default({}),
-  pluginDirs: z.array(z.string()).default([]),
+  plugins: z._default(z.record(z.string(), z.strictObject(z.omit(PluginSpecFields, { name: true, source: true }).shape)), {}),
+  pluginDirs: z._default(z.array(z.string()), []),
 });
 
 /** Strict schemas report every key they do not know at once; say each with where it was, as a person reads it. */
@@ -78,7 +78,7 @@ export class PluginCatalog {
       throw new InvalidConfigError(`${file}: ${(err as Error).message}`, []);
     }
     const parsed = ConfigFile.safeParse(doc);
-    if (!parsed.success) throw new InvalidConfigError(`${file}: ${describeIssues(parsed.error.issues)}`, toIssues(parsed.error));
+    if (!parsed.success) throw new InvalidConfigError(`${file}: ${describeIssues(parsed.error.issues)}`, toIssues(parsed.error as never));
     this.fileDirs = parsed.data.pluginDirs.map((d) => resolve(dirname(file), d));
     for (const [name, table] of Object.entries(parsed.data.plugins)) {
       // A table with neither names the bundled plugin of that name; certificate paths are the file's, like pluginDirs.
@@ -90,7 +90,7 @@ export class PluginCatalog {
       };
       const spec = PluginSpec.safeParse({ ...table, name, command, tls, source: resolve(file) });
       if (!spec.success) {
-        const issues = toIssues(spec.error).map((i) => ({ ...i, path: ['plugins', name, ...i.path] }));
+        const issues = toIssues(spec.error as never).map((i) => ({ ...i, path: ['plugins', name, ...i.path] }));
         throw new InvalidConfigError(`${file}: ${formatIssues(issues)}`, issues);
       }
       this.fileSpecs.push(spec.data);

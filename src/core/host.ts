@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import * as z from 'zod/mini';
 import { InitializeParams, isMethodName, methodDef, MIGRATION_METHODS, type Progress, type ResultOf, type VmEvent, type VmStatus } from 'hvplug/protocol';
 import { ShimHypervisor, type ShimVm, type VmRecordUpdate } from '../shim/shim.js';
 import type { Interceptor } from '../shim/interceptors.js';
@@ -83,7 +84,8 @@ export interface HostEvents {
   'protocol-violation': [{ plugin: string; error: HvplugError }];
 }
 
-const LogLevel = InitializeParams.shape.logLevel.unwrap();
+// The protocol's level names, without the optional around them (the field may be absent on the wire, not here).
+const LogLevel = InitializeParams.shape.logLevel._zod.def.innerType;
 const DEFAULT_LOG_LEVEL = 'warn';
 /** First retry of a record write that failed; the delay doubles up to RECORD_RETRY_MAX_MS. */
 const RECORD_RETRY_MS = 250;
@@ -319,7 +321,7 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
       stateDir,
       runtimeDir,
       logger: this.logger,
-      logLevel: this.opts.logLevel ?? LogLevel.catch(DEFAULT_LOG_LEVEL).parse(this.logger.level),
+      logLevel: this.opts.logLevel ?? z.catch(LogLevel, DEFAULT_LOG_LEVEL).parse(this.logger.level),
       maxMessageBytes: this.opts.maxMessageBytes,
       hostEnv: this.opts.env,
       hostVersion: HOST_VERSION,

@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { ResponseError } from 'vscode-jsonrpc/node';
 import { ErrorCode, errorCodeName, formatIssues, toIssues } from 'hvplug/protocol';
 import { HvplugError } from '../errors/index.js';
@@ -29,8 +29,8 @@ const ErrorWireData = z.object({ hvplug: z.enum(HVPLUG_CODES) });
  */
 export function toResponseError(err: unknown, method: string): ResponseError<unknown> {
   if (err instanceof ResponseError) return err;
-  if (err instanceof z.ZodError) {
-    const issues = toIssues(err);
+  if (err instanceof z.core.$ZodError) {
+    const issues = toIssues(err as never);
     return new ResponseError(ErrorCode.InvalidParams, `${method}: invalid params: ${formatIssues(issues)}`, { method, issues });
   }
   if (err instanceof HvplugError) {

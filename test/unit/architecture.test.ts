@@ -130,3 +130,16 @@ describe('plugin bundles', () => {
     }
   });
 });
+
+describe('host bundles', () => {
+  // zod classic is ~2 MiB more resident than zod/mini in every process that loads it (esbuild cannot tree-shake
+  // classic: each schema's methods reach all of it). An embedder's host and the daemon load neither it nor its locales.
+  for (const entry of ['src/core/index.ts', 'src/daemon/index.ts']) {
+    it(`${entry}, with all it may import, holds no zod classic`, async () => {
+      const out = await mkdtemp(join(tmpdir(), 'hvplug-bundle-'));
+      const inputs = Object.keys((await bundle(join(root, entry), join(out, 'host.mjs'))).inputs);
+      expect(inputs.some((i) => i.includes('node_modules/zod/v4/mini/'))).toBe(true);
+      expect(inputs.filter((i) => i.includes('node_modules/zod/v4/classic/'))).toEqual([]);
+    });
+  }
+});
