@@ -95,7 +95,7 @@ async function report(err: unknown, command: string | undefined): Promise<number
   }
   // The core class: errors of classic and zod/mini schemas both are instances of it.
   if (err instanceof z.core.$ZodError) {
-    say(`hvplug: ${formatIssues(toIssues(err as never))}`);
+    say(`hvplug: ${formatIssues(toIssues(err))}`);
     return EXIT_FAILURE;
   }
   const e = err instanceof Error ? err : new Error(String(err));

@@ -33,7 +33,7 @@ interface Spec {
   readonly flags: readonly Flag[];
 }
 
-const LEVELS = InitializeParams.shape.logLevel.unwrap().options;
+const LEVELS = InitializeParams.shape.logLevel.def.innerType.options;
 
 function kindOf(spec: FlagSpec): ValueKind {
   const v = spec.value ?? '';

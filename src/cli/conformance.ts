@@ -4,7 +4,7 @@ import { dirname } from 'node:path';
 import pino from 'pino';
 import * as z from 'zod';
 import { PluginCatalog, PluginSpec } from '../core/index.js';
-import { VmConfig, formatIssues, toIssues, type VmConfigInput } from 'hvplug/protocol';
+import { formatIssues, PartialVmConfig, toIssues, type VmConfigInput } from 'hvplug/protocol';
 import {
   everyCheckId,
   formatSummary,
@@ -129,7 +129,7 @@ async function vmConfig(file: string | undefined, flag = 'vm-config'): Promise<V
   } catch (err) {
     throw new UsageError(`--${flag}: cannot read ${file}: ${(err as Error).message}`);
   }
-  const parsed = VmConfig.partial().safeParse(doc);
+  const parsed = PartialVmConfig.safeParse(doc);
   if (!parsed.success) throw new UsageError(`--${flag}: ${formatIssues(toIssues(parsed.error))}`);
   return doc as VmConfigInput;
 }
@@ -191,7 +191,7 @@ async function connectTarget(flags: ConnectFlags): Promise<Target | undefined> {
     return undefined;
   }
   const parsed = PluginSpec.safeParse({ name: 'listening-plugin', connect, ...(cert ?? key ?? ca ? { tls: { cert, key, ca } } : {}) });
-  if (!parsed.success) throw new UsageError(`--connect ${connect}: ${formatIssues(toIssues(parsed.error as never))}`);
+  if (!parsed.success) throw new UsageError(`--connect ${connect}: ${formatIssues(toIssues(parsed.error))}`);
   for (const [flag, file] of Object.entries({ cert, key, ca })) {
     if (file !== undefined) await access(file, constants.R_OK).catch((err: unknown) => {
       throw new UsageError(`--${flag}: cannot read ${file}: ${why(err)}`);

@@ -11,7 +11,7 @@ import { clearStatus, humanLogLine, startProgress, type Progress } from './tty.j
 
 export { GLOBAL_FLAGS } from './global-flags.js';
 
-const LogLevel = InitializeParams.shape.logLevel.unwrap();
+const LogLevel = InitializeParams.shape.logLevel.def.innerType;
 
 export const GlobalOptions = z.object({
   config: existingFile().optional(),

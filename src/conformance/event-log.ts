@@ -88,7 +88,7 @@ export class EventLog {
   private onMalformed(r: WireRecord, params: unknown): void {
     const p = (typeof params === 'object' && params !== null ? params : {}) as { vmId?: unknown; type?: unknown };
     const life = typeof p.vmId === 'string' ? this.lives.get(`${r.tag} ${p.vmId}`) : undefined;
-    const type = VmEvent.options.find((o) => o.shape.type.value === p.type)?.shape.type.value;
+    const type = VmEvent.def.options.map((o) => o.shape.type.def.values[0]).find((t) => t === p.type);
     if (!life || !type) return;
     life.events++;
     life.status = statusAfter({ type } as VmEvent) ?? life.status;

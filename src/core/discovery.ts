@@ -78,7 +78,7 @@ export class PluginCatalog {
       throw new InvalidConfigError(`${file}: ${(err as Error).message}`, []);
     }
     const parsed = ConfigFile.safeParse(doc);
-    if (!parsed.success) throw new InvalidConfigError(`${file}: ${describeIssues(parsed.error.issues)}`, toIssues(parsed.error as never));
+    if (!parsed.success) throw new InvalidConfigError(`${file}: ${describeIssues(parsed.error.issues)}`, toIssues(parsed.error));
     this.fileDirs = parsed.data.pluginDirs.map((d) => resolve(dirname(file), d));
     for (const [name, table] of Object.entries(parsed.data.plugins)) {
       // A table with neither names the bundled plugin of that name; certificate paths are the file's, like pluginDirs.
@@ -90,7 +90,7 @@ export class PluginCatalog {
       };
       const spec = PluginSpec.safeParse({ ...table, name, command, tls, source: resolve(file) });
       if (!spec.success) {
-        const issues = toIssues(spec.error as never).map((i) => ({ ...i, path: ['plugins', name, ...i.path] }));
+        const issues = toIssues(spec.error).map((i) => ({ ...i, path: ['plugins', name, ...i.path] }));
         throw new InvalidConfigError(`${file}: ${formatIssues(issues)}`, issues);
       }
       this.fileSpecs.push(spec.data);

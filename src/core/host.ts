@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import * as z from 'zod/mini';
 import { InitializeParams, isMethodName, methodDef, MIGRATION_METHODS, type Progress, type ResultOf, type VmEvent, type VmStatus } from 'hvplug/protocol';
 import { ShimHypervisor, type ShimVm, type VmRecordUpdate } from '../shim/shim.js';
 import type { Interceptor } from '../shim/interceptors.js';
@@ -84,8 +83,7 @@ export interface HostEvents {
   'protocol-violation': [{ plugin: string; error: HvplugError }];
 }
 
-// The protocol's level names, without the optional around them (the field may be absent on the wire, not here).
-const LogLevel = InitializeParams.shape.logLevel._zod.def.innerType;
+const LogLevel = InitializeParams.shape.logLevel.def.innerType;
 const DEFAULT_LOG_LEVEL = 'warn';
 /** First retry of a record write that failed; the delay doubles up to RECORD_RETRY_MAX_MS. */
 const RECORD_RETRY_MS = 250;
@@ -321,7 +319,7 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
       stateDir,
       runtimeDir,
       logger: this.logger,
-      logLevel: this.opts.logLevel ?? z.catch(LogLevel, DEFAULT_LOG_LEVEL).parse(this.logger.level),
+      logLevel: this.opts.logLevel ?? (LogLevel.safeParse(this.logger.level).data ?? DEFAULT_LOG_LEVEL),
       maxMessageBytes: this.opts.maxMessageBytes,
       hostEnv: this.opts.env,
       hostVersion: HOST_VERSION,

@@ -69,7 +69,7 @@ export async function verifyPin(path: string, expected: string, ctx: { pathEnv: 
     throw new PluginSpawnError(`${manifestPath} is not JSON: ${(err as Error).message}`);
   }
   const manifest = LauncherManifest.safeParse(json);
-  if (!manifest.success) throw new PluginSpawnError(`${manifestPath} is not a launcher manifest: ${formatIssues(toIssues(manifest.error as never))}`);
+  if (!manifest.success) throw new PluginSpawnError(`${manifestPath} is not a launcher manifest: ${formatIssues(toIssues(manifest.error))}`);
   const { node, bundle, snapshot } = manifest.data;
   const store = await privateDir(join(ctx.runtimeDir, 'pinned'));
   const bundleCopy = await verifiedCopy(join(dir, bundle.file), bundle.sha256, store, '.mjs');

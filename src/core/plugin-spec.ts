@@ -1,5 +1,5 @@
 import * as z from 'zod/mini';
-import { methods, VmConfig } from 'hvplug/protocol';
+import { methods, PartialVmConfig } from 'hvplug/protocol';
 import { AddressError, parseAddress } from '../transport/address.js';
 
 /** Paths of PEM files, read at each connection (a renewed certificate is used from the next one on). */
@@ -61,7 +61,7 @@ export const PluginSpecFields = z.object({
     ),
   ),
   /** Merged under every VM config created through this plugin. */
-  defaults: VmConfig.partial().default({}),
+  defaults: z._default(PartialVmConfig, {}),
   /** Where the spec came from, for `hvplug plugins`. */
   source: z._default(z.string(), 'api'),
 });

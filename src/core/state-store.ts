@@ -407,7 +407,7 @@ function storedRecord(text: string, where: string): StoredRecord | RecordError {
     return { where, message: `unreadable: ${(err as Error).message}` };
   }
   const parsed = StoredRecord.safeParse(json);
-  return parsed.success ? parsed.data : { where, message: `not a VM record: ${formatIssues(toIssues(parsed.error as never))}` };
+  return parsed.success ? parsed.data : { where, message: `not a VM record: ${formatIssues(toIssues(parsed.error))}` };
 }
 
 /**

@@ -11,6 +11,7 @@ import {
   MigrationUri,
   methodDef,
   methods,
+  PartialVmConfig,
   PluginState,
   VmConfig,
   VmEvent,
@@ -108,7 +109,7 @@ export const PluginView = z.object({
   name: PluginName,
   info: InitializeResult,
   /** The spec's defaults, merged under a new VM's raw config on the client as the host merges them. */
-  defaults: VmConfig.partial(),
+  defaults: PartialVmConfig,
 });
 export type PluginView = z.output<typeof PluginView>;
 

@@ -30,7 +30,7 @@ const ErrorWireData = z.object({ hvplug: z.enum(HVPLUG_CODES) });
 export function toResponseError(err: unknown, method: string): ResponseError<unknown> {
   if (err instanceof ResponseError) return err;
   if (err instanceof z.core.$ZodError) {
-    const issues = toIssues(err as never);
+    const issues = toIssues(err);
     return new ResponseError(ErrorCode.InvalidParams, `${method}: invalid params: ${formatIssues(issues)}`, { method, issues });
   }
   if (err instanceof HvplugError) {

@@ -1,4 +1,4 @@
-import type { z } from 'zod';
+import type * as z from 'zod/mini';
 import { ErrorCode, ErrorData, errorCodeName, formatIssues, type ErrorCodeName, type Issue } from 'hvplug/protocol';
 
 /** Every error hvplug raises is one of these; `code` is the protocol's where one applies. */
@@ -203,8 +203,8 @@ export class VetoedError extends HvplugError {
 /** Turns a JSON-RPC error response into the typed error it stands for. */
 export function fromWireError(method: string, code: number, message: string, data: unknown): HvplugError {
   const name = errorCodeName(code);
-  const parse = <K extends keyof typeof ErrorData>(k: K): z.ZodSafeParseResult<z.output<(typeof ErrorData)[K]>> =>
-    ErrorData[k].safeParse(data) as z.ZodSafeParseResult<z.output<(typeof ErrorData)[K]>>;
+  const parse = <K extends keyof typeof ErrorData>(k: K): z.core.util.SafeParseResult<z.output<(typeof ErrorData)[K]>> =>
+    ErrorData[k].safeParse(data) as z.core.util.SafeParseResult<z.output<(typeof ErrorData)[K]>>;
   switch (name) {
     case 'NotSupported': {
       const d = parse('NotSupported');

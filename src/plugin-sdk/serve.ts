@@ -1,7 +1,7 @@
 import { format } from 'node:util';
 import { startupSnapshot } from 'node:v8';
-// A namespace import lets esbuild keep only the zod a plugin uses (`import { z }` pulls in all of it, locales too).
-import * as z from 'zod';
+// zod/mini through a namespace import: esbuild keeps only the zod a plugin uses (src/protocol/devices.ts says why).
+import * as z from 'zod/mini';
 import {
   allowedFrom,
   Capabilities,
@@ -123,7 +123,8 @@ export interface ServeOptions {
 function toRpcError(err: unknown, method: string): unknown {
   if (answeredAsIs(err)) return err;
   if (err instanceof PluginError) return new RpcError(err.code, err.message, err.data ?? defaultErrorData(err.codeName, method, err.message));
-  if (err instanceof z.ZodError) {
+  // $ZodError: what zod's classic and mini APIs both throw, a plugin's own schemas being of either.
+  if (err instanceof z.core.$ZodError) {
     return new RpcError(ErrorCode.InvalidConfig, `invalid config: ${err.message}`, { issues: toIssues(err) });
   }
   const message = err instanceof Error ? err.message : String(err);

@@ -1,5 +1,5 @@
-// A namespace import lets esbuild keep only the zod a plugin uses (`import { z }` pulls in all of it, locales too).
-import * as z from 'zod';
+// zod/mini through a namespace import: esbuild keeps only the zod a plugin uses (src/protocol/devices.ts says why).
+import * as z from 'zod/mini';
 import { toIssues, type Issue, type Json, type VmStatus } from 'hvplug/protocol';
 import { errors } from './errors.js';
 
@@ -17,8 +17,9 @@ export interface StateCodec<S> {
   decode(raw: unknown, method: string): S;
 }
 
-export function stateCodec<Shape extends z.ZodRawShape>(format: string, version: number, shape: Shape): StateCodec<z.output<z.ZodObject<Shape>>> {
-  type S = z.output<z.ZodObject<Shape>>;
+/** `shape`'s fields are zod schemas, of zod's classic API or of zod/mini. */
+export function stateCodec<Shape extends z.core.$ZodShape>(format: string, version: number, shape: Shape): StateCodec<z.output<z.ZodMiniObject<Shape>>> {
+  type S = z.output<z.ZodMiniObject<Shape>>;
   const stamp = z.object({ format: z.literal(format), version: z.literal(version) });
   const fields = z.object(shape);
   const under = (issues: Issue[]): Issue[] => issues.map((i) => ({ ...i, path: ['state', ...i.path] }));

@@ -1,5 +1,6 @@
-// A namespace import lets esbuild keep only the zod a plugin uses (`import { z }` pulls in all of it, locales too).
-import * as z from 'zod';
+// zod/mini through a namespace import: esbuild keeps only the zod a plugin uses (see devices.ts).
+import * as z from 'zod/mini';
+import './locale.js';
 
 /**
  * Error codes on the wire. JSON-RPC's own codes, plus an application range (-31000..-31099) that sits
@@ -46,16 +47,16 @@ export const ErrorData = {
   VmNotFound: z.object({ vmId: z.string() }),
   AlreadyExists: z.object({ id: z.string() }),
   NotSupported: z.object({ method: z.string(), reason: z.string() }),
-  VmmFailure: z.object({ vmmMessage: z.string(), vmmCode: z.union([z.string(), z.number()]).optional() }),
+  VmmFailure: z.object({ vmmMessage: z.string(), vmmCode: z.optional(z.union([z.string(), z.number()])) }),
   ProtocolVersionMismatch: z.object({ host: z.array(z.string()), plugin: z.array(z.string()) }),
   // The next three were published without data: it MAY still be absent, so a plugin written against the
   // older text stays conformant; when present it is this. The SDK always sends it.
   /** The call was cancelled ($/cancelRequest, or the host's deadline passed and it cancelled). */
-  Cancelled: z.object({ method: z.string() }).optional(),
+  Cancelled: z.optional(z.object({ method: z.string() })),
   /** A deadline of the plugin's own passed (a VMM that did not answer): how long it waited, when it knows. */
-  Timeout: z.object({ method: z.string(), timeoutMs: z.number().nonnegative().optional() }).optional(),
+  Timeout: z.optional(z.object({ method: z.string(), timeoutMs: z.optional(z.number().check(z.nonnegative())) })),
   /** A limit was reached (slots, ports, memory ceiling, one device of a kind): which, in words. */
-  ResourceExhausted: z.object({ method: z.string(), reason: z.string() }).optional(),
+  ResourceExhausted: z.optional(z.object({ method: z.string(), reason: z.string() })),
 } as const;
 
 /**
@@ -75,7 +76,7 @@ export function defaultErrorData(code: ErrorCodeName, method: string, message: s
 }
 
 /** Turns zod issues into the wire form. */
-export function toIssues(error: z.ZodError): Issue[] {
+export function toIssues(error: z.core.$ZodError): Issue[] {
   return error.issues.map((i) => ({
     path: i.path.map((p) => (typeof p === 'symbol' ? String(p) : p)),
     message: i.message,

@@ -1,4 +1,4 @@
-import type * as z from 'zod';
+import type * as z from 'zod/mini';
 
 // Without zod at run time: the CLI's fast path (src/cli/fast.ts) checks a plugin state with it, and loading zod's
 // classic API is what it saves.

@@ -1,5 +1,6 @@
-// A namespace import lets esbuild keep only the zod a plugin uses (`import { z }` pulls in all of it, locales too).
-import * as z from 'zod';
+// zod/mini through a namespace import: esbuild keeps only the zod a plugin uses (see devices.ts).
+import * as z from 'zod/mini';
+import './locale.js';
 import { isJsonValue, JSON_VALUE_MESSAGE, type Json } from './json-value.js';
 
 export { isJsonValue, MAX_JSON_DEPTH, type Json } from './json-value.js';

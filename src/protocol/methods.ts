@@ -1,5 +1,6 @@
-// A namespace import lets esbuild keep only the zod a plugin uses (`import { z }` pulls in all of it, locales too).
-import * as z from 'zod';
+// zod/mini through a namespace import: esbuild keeps only the zod a plugin uses (see devices.ts).
+import * as z from 'zod/mini';
+import './locale.js';
 import { Capabilities, JsonSchema } from './capabilities.js';
 import { JsonValue } from './json.js';
 import { AbsPath, Device, DeviceType, Id } from './devices.js';
@@ -17,7 +18,7 @@ import { PluginState, VmConfig, VmResult, VmStatus } from './vm.js';
  */
 export type Scope = 'session' | 'plugin' | 'new-vm' | 'vm';
 
-export interface MethodDef<P extends z.ZodType = z.ZodType, R extends z.ZodType = z.ZodType> {
+export interface MethodDef<P extends z.ZodMiniType = z.ZodMiniType, R extends z.ZodMiniType = z.ZodMiniType> {
   readonly params: P;
   readonly result: R;
   /** Default deadline; null for calls that legitimately wait without bound (vm/wait), cancellable still. */
@@ -60,27 +61,32 @@ const Vm = { vmId: Id };
  */
 export const MigrationUri = z
   .string()
-  .max(1024)
-  .regex(/^(tcp:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}|unix:\/.+)$/, 'must be tcp:<host>:<port> or unix:<absolute path>');
+  .check(
+    z.maxLength(1024),
+    z.regex(/^(tcp:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}|unix:\/.+)$/, 'must be tcp:<host>:<port> or unix:<absolute path>'),
+  );
 const Empty = z.object({});
 const ProgressToken = z.union([z.string(), z.number()]);
+const NonNegative = z.number().check(z.nonnegative());
+const NonNegativeInt = z.number().check(z.int(), z.nonnegative());
+const PositiveInt = z.number().check(z.int(), z.positive());
 
 export const InitializeParams = z.object({
-  protocolVersions: z.array(z.string()).min(1),
+  protocolVersions: z.array(z.string()).check(z.minLength(1)),
   host: z.object({ name: z.string(), version: z.string() }),
   /** Where the plugin may keep files that must survive its restart. */
   stateDir: AbsPath,
   /** Where the plugin puts sockets, pidfiles and logs of its VMs. */
   runtimeDir: AbsPath,
-  logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  logLevel: z._default(z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']), 'info'),
 });
 export type InitializeParams = z.infer<typeof InitializeParams>;
 
 export const PluginInfo = z.object({
-  name: z.string().min(1),
-  version: z.string().min(1),
-  vendor: z.string().min(1),
-  description: z.string().optional(),
+  name: z.string().check(z.minLength(1)),
+  version: z.string().check(z.minLength(1)),
+  vendor: z.string().check(z.minLength(1)),
+  description: z.optional(z.string()),
 });
 export type PluginInfo = z.infer<typeof PluginInfo>;
 
@@ -89,7 +95,7 @@ export const InitializeResult = z.object({
   plugin: PluginInfo,
   capabilities: Capabilities,
   /** JSON Schema of VmConfig.plugin, the plugin's own config section. */
-  configSchema: JsonSchema.default({}),
+  configSchema: z._default(JsonSchema, {}),
 });
 export type InitializeResult = z.output<typeof InitializeResult>;
 
@@ -97,14 +103,14 @@ export const VmInfo = z.object({
   vmId: Id,
   status: VmStatus,
   /** The VMM's process id, when there is one. */
-  pid: z.number().int().positive().optional(),
-  vcpus: z.number().int().nonnegative(),
-  memoryMiB: z.number().int().nonnegative(),
-  machine: z.string().optional(),
-  accel: z.string().optional(),
-  jailerRoot: z.string().optional(),
+  pid: z.optional(PositiveInt),
+  vcpus: NonNegativeInt,
+  memoryMiB: NonNegativeInt,
+  machine: z.optional(z.string()),
+  accel: z.optional(z.string()),
+  jailerRoot: z.optional(z.string()),
   devices: z.array(z.object({ id: Id, type: DeviceType })),
-  details: z.record(z.string(), JsonValue).default({}),
+  details: z._default(z.record(z.string(), JsonValue), {}),
 });
 export type VmInfo = z.output<typeof VmInfo>;
 
@@ -136,7 +142,7 @@ export const methods = {
   }),
   'health/ping': def({
     params: Empty,
-    result: z.object({ uptimeMs: z.number().nonnegative() }),
+    result: z.object({ uptimeMs: NonNegative }),
     timeoutMs: 5_000,
     gated: false,
     scope: 'session',
@@ -175,7 +181,7 @@ export const methods = {
     devices: 'attaches',
   }),
   'vm/restore': def({
-    params: z.object({ ...Vm, config: VmConfig, path: AbsPath, progressToken: ProgressToken.optional() }),
+    params: z.object({ ...Vm, config: VmConfig, path: AbsPath, progressToken: z.optional(ProgressToken) }),
     result: VmResult,
     timeoutMs: 300_000,
     gated: true,
@@ -196,7 +202,7 @@ export const methods = {
     record: 'reattach',
   }),
   'vm/start': def({
-    params: z.object({ ...Vm, progressToken: ProgressToken.optional() }),
+    params: z.object({ ...Vm, progressToken: z.optional(ProgressToken) }),
     result: VmResult,
     timeoutMs: 120_000,
     gated: true,
@@ -206,7 +212,7 @@ export const methods = {
     summary: 'Boot the guest.',
   }),
   'vm/stop': def({
-    params: z.object({ ...Vm, force: z.boolean().default(false), graceMs: z.number().int().nonnegative().default(10_000) }),
+    params: z.object({ ...Vm, force: z._default(z.boolean(), false), graceMs: z._default(NonNegativeInt, 10_000) }),
     result: VmResult,
     timeoutMs: 60_000,
     gated: true,
@@ -235,7 +241,7 @@ export const methods = {
   }),
   'vm/wait': def({
     params: z.object(Vm),
-    result: z.object({ status: VmStatus, exitCode: z.number().int().nullable(), reason: z.string() }),
+    result: z.object({ status: VmStatus, exitCode: z.nullable(z.number().check(z.int())), reason: z.string() }),
     timeoutMs: null,
     gated: true,
     scope: 'vm',
@@ -243,8 +249,8 @@ export const methods = {
     summary: 'Resolve when the VM is no longer running (stopped, crashed or lost).',
   }),
   'vm/save': def({
-    params: z.object({ ...Vm, path: AbsPath, progressToken: ProgressToken.optional() }),
-    result: z.object({ path: AbsPath, sizeBytes: z.number().int().nonnegative(), state: PluginState.optional() }),
+    params: z.object({ ...Vm, path: AbsPath, progressToken: z.optional(ProgressToken) }),
+    result: z.object({ path: AbsPath, sizeBytes: NonNegativeInt, state: z.optional(PluginState) }),
     timeoutMs: 300_000,
     gated: true,
     scope: 'vm',
@@ -301,7 +307,7 @@ export const methods = {
   }),
   'device/add': def({
     params: z.object({ ...Vm, device: Device }),
-    result: z.object({ deviceId: Id, state: PluginState.optional() }),
+    result: z.object({ deviceId: Id, state: z.optional(PluginState) }),
     timeoutMs: 30_000,
     gated: true,
     scope: 'vm',
@@ -311,7 +317,7 @@ export const methods = {
   }),
   'device/remove': def({
     params: z.object({ ...Vm, deviceId: Id }),
-    result: z.object({ state: PluginState.optional() }),
+    result: z.object({ state: z.optional(PluginState) }),
     timeoutMs: 30_000,
     gated: true,
     scope: 'vm',
@@ -320,8 +326,8 @@ export const methods = {
     devices: 'removes',
   }),
   'vm/resizeVcpus': def({
-    params: z.object({ ...Vm, count: z.number().int().min(1).max(512) }),
-    result: z.object({ vcpus: z.number().int().positive() }),
+    params: z.object({ ...Vm, count: z.number().check(z.int(), z.minimum(1), z.maximum(512)) }),
+    result: z.object({ vcpus: PositiveInt }),
     timeoutMs: 30_000,
     gated: true,
     scope: 'vm',
@@ -329,8 +335,8 @@ export const methods = {
     summary: 'Set the number of online vCPUs.',
   }),
   'vm/resizeMemory': def({
-    params: z.object({ ...Vm, sizeMiB: z.number().int().min(16) }),
-    result: z.object({ memoryMiB: z.number().int().positive() }),
+    params: z.object({ ...Vm, sizeMiB: z.number().check(z.int(), z.minimum(16)) }),
+    result: z.object({ memoryMiB: PositiveInt }),
     timeoutMs: 60_000,
     gated: true,
     scope: 'vm',
@@ -350,9 +356,9 @@ export const methods = {
     params: z.object(Vm),
     result: z.object({
       kind: z.enum(['vsock', 'unix']),
-      cid: z.number().int().optional(),
-      port: z.number().int().optional(),
-      path: z.string().optional(),
+      cid: z.optional(z.number().check(z.int())),
+      port: z.optional(z.number().check(z.int())),
+      path: z.optional(z.string()),
     }),
     timeoutMs: 10_000,
     gated: true,
@@ -362,7 +368,7 @@ export const methods = {
   }),
   'vm/pids': def({
     params: z.object(Vm),
-    result: z.object({ pids: z.array(z.number().int().positive()) }),
+    result: z.object({ pids: z.array(PositiveInt) }),
     timeoutMs: 10_000,
     gated: true,
     scope: 'vm',
@@ -371,7 +377,7 @@ export const methods = {
   }),
   'vm/threads': def({
     params: z.object(Vm),
-    result: z.object({ vcpus: z.array(z.object({ cpu: z.number().int().nonnegative(), tid: z.number().int().positive() })) }),
+    result: z.object({ vcpus: z.array(z.object({ cpu: NonNegativeInt, tid: PositiveInt })) }),
     timeoutMs: 10_000,
     gated: true,
     scope: 'vm',
@@ -381,10 +387,10 @@ export const methods = {
   'vm/stats': def({
     params: z.object(Vm),
     result: z.object({
-      cpuTimeMs: z.number().nonnegative(),
-      memoryRssBytes: z.number().int().nonnegative(),
-      uptimeMs: z.number().nonnegative(),
-      counters: z.record(z.string(), z.number()).default({}),
+      cpuTimeMs: NonNegative,
+      memoryRssBytes: NonNegativeInt,
+      uptimeMs: NonNegative,
+      counters: z._default(z.record(z.string(), z.number()), {}),
     }),
     timeoutMs: 10_000,
     gated: true,
@@ -397,12 +403,12 @@ export const methods = {
       ...Vm,
       config: VmConfig,
       /** The address of this machine the source reaches it at (an IP or a name); absent: a unix socket, same machine. */
-      address: z.string().min(1).max(253).optional(),
+      address: z.optional(z.string().check(z.minLength(1), z.maxLength(253))),
     }),
-    result: VmResult.extend({
+    result: z.extend(VmResult, {
       uri: MigrationUri,
       /** The stream must come in TLS (the destination verifies the source's certificate): the source is told so. */
-      tls: z.boolean().optional(),
+      tls: z.optional(z.boolean()),
     }),
     timeoutMs: 60_000,
     gated: true,
@@ -420,14 +426,14 @@ export const methods = {
        * The destination answered tls: send the stream in TLS, or refuse (NotSupported) without sending: a plaintext
        * stream would only be cut by the destination's handshake. Absent: the destination did not ask for it.
        */
-      tls: z.boolean().optional(),
-      progressToken: ProgressToken.optional(),
+      tls: z.optional(z.boolean()),
+      progressToken: z.optional(ProgressToken),
     }),
     result: z.object({
       /** How long the guest ran nowhere (stopped here, not yet running there), as the VMM measured it when it did. */
-      downtimeMs: z.number().nonnegative().optional(),
-      totalMs: z.number().nonnegative(),
-      transferredBytes: z.number().int().nonnegative(),
+      downtimeMs: z.optional(NonNegative),
+      totalMs: NonNegative,
+      transferredBytes: NonNegativeInt,
     }),
     timeoutMs: 600_000,
     gated: true,
@@ -439,8 +445,8 @@ export const methods = {
     record: 'hand-off',
   }),
   'image/ensure': def({
-    params: z.object({ path: AbsPath, format: z.enum(['raw', 'qcow2']).default('raw'), sizeBytes: z.number().int().positive().optional() }),
-    result: z.object({ path: AbsPath, format: z.enum(['raw', 'qcow2']), sizeBytes: z.number().int().nonnegative(), created: z.boolean() }),
+    params: z.object({ path: AbsPath, format: z._default(z.enum(['raw', 'qcow2']), 'raw'), sizeBytes: z.optional(PositiveInt) }),
+    result: z.object({ path: AbsPath, format: z.enum(['raw', 'qcow2']), sizeBytes: NonNegativeInt, created: z.boolean() }),
     timeoutMs: 120_000,
     gated: true,
     scope: 'plugin',
@@ -451,14 +457,12 @@ export const methods = {
   'image/create': def({
     params: z.object({
       path: AbsPath,
-      format: z.enum(['raw', 'qcow2']).default('qcow2'),
-      backingFile: AbsPath.optional(),
-      sizeBytes: z.number().int().positive().optional(),
-      cloudInit: z
-        .object({ seedPath: AbsPath, userData: z.string(), metaData: z.string(), networkConfig: z.string().optional() })
-        .optional(),
+      format: z._default(z.enum(['raw', 'qcow2']), 'qcow2'),
+      backingFile: z.optional(AbsPath),
+      sizeBytes: z.optional(PositiveInt),
+      cloudInit: z.optional(z.object({ seedPath: AbsPath, userData: z.string(), metaData: z.string(), networkConfig: z.optional(z.string()) })),
     }),
-    result: z.object({ path: AbsPath, seedPath: AbsPath.optional() }),
+    result: z.object({ path: AbsPath, seedPath: z.optional(AbsPath) }),
     timeoutMs: 120_000,
     gated: true,
     scope: 'plugin',

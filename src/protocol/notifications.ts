@@ -1,5 +1,6 @@
-// A namespace import lets esbuild keep only the zod a plugin uses (`import { z }` pulls in all of it, locales too).
-import * as z from 'zod';
+// zod/mini through a namespace import: esbuild keeps only the zod a plugin uses (see devices.ts).
+import * as z from 'zod/mini';
+import './locale.js';
 import { VmEvent } from './vm.js';
 
 /** Notifications (no reply). `direction` says who sends them. */
@@ -24,7 +25,7 @@ export const notifications = {
     // The LSP shape ({token, value}), so generic JSON-RPC libraries route it as progress.
     params: z.object({
       token: z.union([z.string(), z.number()]),
-      value: z.object({ message: z.string().optional(), percentage: z.number().min(0).max(100).optional() }),
+      value: z.object({ message: z.optional(z.string()), percentage: z.optional(z.number().check(z.minimum(0), z.maximum(100))) }),
     }),
     direction: 'plugin-to-host',
     summary: 'Progress of a long call that was given a progressToken.',

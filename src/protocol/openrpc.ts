@@ -1,5 +1,4 @@
-// A namespace import lets esbuild keep only the zod a plugin uses (`import { z }` pulls in all of it, locales too).
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import type { Capabilities } from './capabilities.js';
 import { ErrorCode, ErrorData, type ErrorCodeName } from './errors.js';
 import type { Json } from './json.js';
@@ -11,7 +10,7 @@ import { PROTOCOL_VERSIONS } from './version.js';
 
 type JsonObject = { [k: string]: Json };
 
-function schemaOf(schema: z.ZodType, io: 'input' | 'output'): JsonObject {
+function schemaOf(schema: z.ZodMiniType, io: 'input' | 'output'): JsonObject {
   const s = z.toJSONSchema(schema, { target: 'draft-7', io, unrepresentable: 'any' }) as JsonObject;
   delete s.$schema;
   return s;

@@ -1,40 +1,51 @@
-// A namespace import lets esbuild keep only the zod a plugin uses (`import { z }` pulls in all of it, locales too).
-import * as z from 'zod';
+// zod/mini through a namespace import: esbuild keeps only the zod a plugin uses (see devices.ts).
+import * as z from 'zod/mini';
+import './locale.js';
 import { AbsPath, Device, Id } from './devices.js';
 import { JsonValue } from './json.js';
 
+/** A count of vCPUs, and a memory size in MiB (a guest needs 16 at least). */
+const VcpuCount = z.number().check(z.int(), z.minimum(1), z.maximum(512));
+const MemoryMiB = z.number().check(z.int(), z.minimum(16));
 
 export const VmConfig = z.object({
-  name: z.string().max(128).optional(),
-  kernel: z.object({ path: AbsPath, cmdline: z.string().default('') }).optional(),
-  initrd: AbsPath.optional(),
+  name: z.optional(z.string().check(z.maxLength(128))),
+  kernel: z.optional(z.object({ path: AbsPath, cmdline: z._default(z.string(), '') })),
+  initrd: z.optional(AbsPath),
   /** A bootable disk image, as an alternative to a direct kernel boot. */
-  disk: AbsPath.optional(),
-  firmware: AbsPath.optional(),
-  vcpus: z
-    .object({ boot: z.number().int().min(1).max(512), max: z.number().int().min(1).max(512).optional() })
-    .refine((v) => v.max === undefined || v.max >= v.boot, { message: 'max must be >= boot', path: ['max'] })
-    .default({ boot: 1 }),
-  memory: z
-    .object({
-      sizeMiB: z.number().int().min(16),
-      maxMiB: z.number().int().min(16).optional(),
-      slots: z.number().int().min(0).max(256).optional(),
-      hugepages: z.boolean().default(false),
-      prealloc: z.boolean().default(false),
-    })
-    .refine((m) => m.maxMiB === undefined || m.maxMiB >= m.sizeMiB, { message: 'maxMiB must be >= sizeMiB', path: ['maxMiB'] })
-    .default({ sizeMiB: 256, hugepages: false, prealloc: false }),
+  disk: z.optional(AbsPath),
+  firmware: z.optional(AbsPath),
+  vcpus: z._default(
+    z
+      .object({ boot: VcpuCount, max: z.optional(VcpuCount) })
+      .check(z.refine((v) => v.max === undefined || v.max >= v.boot, { message: 'max must be >= boot', path: ['max'] })),
+    { boot: 1 },
+  ),
+  memory: z._default(
+    z
+      .object({
+        sizeMiB: MemoryMiB,
+        maxMiB: z.optional(MemoryMiB),
+        slots: z.optional(z.number().check(z.int(), z.minimum(0), z.maximum(256))),
+        hugepages: z._default(z.boolean(), false),
+        prealloc: z._default(z.boolean(), false),
+      })
+      .check(z.refine((m) => m.maxMiB === undefined || m.maxMiB >= m.sizeMiB, { message: 'maxMiB must be >= sizeMiB', path: ['maxMiB'] })),
+    { sizeMiB: 256, hugepages: false, prealloc: false },
+  ),
   /** Plugin-specific machine type, e.g. q35 or microvm for QEMU. */
-  machine: z.string().max(64).optional(),
-  devices: z.array(Device).default([]),
-  console: z.enum(['none', 'log', 'socket', 'pty']).default('log'),
-  annotations: z.record(z.string(), z.string()).default({}),
+  machine: z.optional(z.string().check(z.maxLength(64))),
+  devices: z._default(z.array(Device), []),
+  console: z._default(z.enum(['none', 'log', 'socket', 'pty']), 'log'),
+  annotations: z._default(z.record(z.string(), z.string()), {}),
   /** The plugin's own section, validated against the JSON Schema the plugin declares at initialize. */
-  plugin: z.record(z.string(), JsonValue).default({}),
+  plugin: z._default(z.record(z.string(), JsonValue), {}),
 });
 export type VmConfig = z.output<typeof VmConfig>;
 export type VmConfigInput = z.input<typeof VmConfig>;
+
+/** A part of a VM config, every field optional: a plugin spec's defaults, a config file given on the command line. */
+export const PartialVmConfig = z.partial(VmConfig);
 
 export const VM_STATUSES = ['created', 'running', 'paused', 'stopped', 'crashed', 'lost'] as const;
 export const VmStatus = z.enum(VM_STATUSES);
@@ -44,10 +55,10 @@ export type VmStatus = z.infer<typeof VmStatus>;
 export const PluginState = JsonValue;
 
 /** What every call that changes a VM's lifecycle answers: the new status and the plugin's state. */
-export const VmResult = z.object({ status: VmStatus, state: PluginState.optional() });
+export const VmResult = z.object({ status: VmStatus, state: z.optional(PluginState) });
 export type VmResult = z.infer<typeof VmResult>;
 
-const EventBase = { vmId: Id, seq: z.number().int().nonnegative(), time: z.string() };
+const EventBase = { vmId: Id, seq: z.number().check(z.int(), z.nonnegative()), time: z.string() };
 
 export const VmEvent = z.discriminatedUnion('type', [
   z.object({ ...EventBase, type: z.literal('created') }),
@@ -58,8 +69,8 @@ export const VmEvent = z.discriminatedUnion('type', [
   z.object({
     ...EventBase,
     type: z.literal('exited'),
-    code: z.number().int().nullable(),
-    signal: z.string().nullable(),
+    code: z.nullable(z.number().check(z.int())),
+    signal: z.nullable(z.string()),
     reason: z.string(),
   }),
   z.object({ ...EventBase, type: z.literal('crashed'), reason: z.string() }),

@@ -100,7 +100,7 @@ describe('hvplug spec: the whole contract in the OpenRPC document', () => {
       { type: 'crashed', reason: 'killed' }, { type: 'device-added', deviceId: 'd1' }, { type: 'device-removed', deviceId: 'd1' },
       { type: 'state', state: { any: 1 } }, { type: 'lost', reason: 'gone' }, { type: 'recovered' },
     ];
-    const types = VmEvent.options.map((o) => o.shape.type.value);
+    const types = VmEvent.def.options.map((o) => o.shape.type.def.values[0]);
     expect(samples.map((s) => s.type).sort()).toEqual([...types].sort());
     for (const s of samples) {
       expect(VmEvent.safeParse({ ...base, ...s }).success, String(s.type)).toBe(true);

@@ -16,7 +16,7 @@ export const QmpGreeting = z.object({
 export type QmpGreeting = z.output<typeof QmpGreeting>;
 
 /** QEMU echoes the id of the command as given; hvplug only sends strings. */
-const Id = JsonValue.optional();
+const Id = z.optional(JsonValue);
 
 export const QmpReturnMessage = z.object({ return: JsonValue, id: Id });
 export const QmpErrorMessage = z.object({ error: z.object({ class: z.string(), desc: z.string() }), id: Id });

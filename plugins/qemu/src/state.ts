@@ -15,7 +15,7 @@ export const LaunchInfo = z.object({
   accel: z.enum(['kvm', 'tcg']),
   accelReason: z.string(),
   kernel: AbsPath,
-  initrd: AbsPath.optional(),
+  initrd: z.optional(AbsPath),
   cmdline: z.string(),
   vcpusBoot: z.number().int().positive(),
   vcpusMax: z.number().int().positive(),
