@@ -88,13 +88,18 @@ async function report(err: unknown, command: string | undefined): Promise<number
     return EXIT_FAILURE;
   }
   // Loaded here, not at start: an error of these kinds comes from a command that has loaded them already.
-  const [{ HvplugError }, z, { formatIssues, toIssues }] = await Promise.all([import('../errors/index.js'), import('zod/mini'), import('hvplug/protocol')]);
+  const [{ HvplugError }, { $ZodError }, { formatIssues, toIssues }] = await Promise.all([
+    import('../errors/index.js'),
+    import('zod/v4/core'),
+    import('hvplug/protocol'),
+  ]);
   if (err instanceof HvplugError) {
     say(`hvplug: ${err.message}`);
     return EXIT_FAILURE;
   }
-  // The core class: errors of classic and zod/mini schemas both are instances of it.
-  if (err instanceof z.core.$ZodError) {
+  // $ZodError: what a schema of zod/mini (the protocol's) throws as well as one of zod's classic API; classic's
+  // z.ZodError is not one of the former.
+  if (err instanceof $ZodError) {
     say(`hvplug: ${formatIssues(toIssues(err))}`);
     return EXIT_FAILURE;
   }

@@ -1,7 +1,7 @@
 import { format } from 'node:util';
 import { startupSnapshot } from 'node:v8';
-// zod/mini through a namespace import: esbuild keeps only the zod a plugin uses (src/protocol/devices.ts says why).
-import * as z from 'zod/mini';
+// By name from zod's core: `z.core.$ZodError` would make esbuild keep the whole of z.core, its 60 locales with it.
+import { $ZodError } from 'zod/v4/core';
 import {
   allowedFrom,
   Capabilities,
@@ -124,7 +124,7 @@ function toRpcError(err: unknown, method: string): unknown {
   if (answeredAsIs(err)) return err;
   if (err instanceof PluginError) return new RpcError(err.code, err.message, err.data ?? defaultErrorData(err.codeName, method, err.message));
   // $ZodError: what zod's classic and mini APIs both throw, a plugin's own schemas being of either.
-  if (err instanceof z.core.$ZodError) {
+  if (err instanceof $ZodError) {
     return new RpcError(ErrorCode.InvalidConfig, `invalid config: ${err.message}`, { issues: toIssues(err) });
   }
   const message = err instanceof Error ? err.message : String(err);

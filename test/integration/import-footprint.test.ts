@@ -1,4 +1,5 @@
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureCliBuilt, pluginExecutable, removeTempDirs, tempDir } from '../helpers.js';
@@ -61,6 +62,19 @@ async function probe(specifier: string, host?: { stateDir: string; runtimeDir: s
 
 const packagesLoadedBy = async (specifier: string): Promise<string[]> => (await probe(specifier)).packages;
 
+/** The files of dist/pkg a bundle entry point loads, itself included: its static and dynamic imports, followed. */
+function bundleClosure(entry: string): Map<string, string> {
+  const files = new Map<string, string>();
+  const pending = [resolve('dist/pkg', entry)];
+  for (let file = pending.pop(); file !== undefined; file = pending.pop()) {
+    if (files.has(file)) continue;
+    const text = readFileSync(file, 'utf8');
+    files.set(file, text);
+    for (const m of text.matchAll(/(?:from|import)\s*\(?\s*["'](\.[^"']+)["']/g)) pending.push(resolve(dirname(file), m[1] as string));
+  }
+  return files;
+}
+
 beforeAll(ensureCliBuilt, 120_000);
 afterAll(removeTempDirs);
 
@@ -103,6 +117,32 @@ describe("import 'hvplug'", () => {
     const loaded = await packagesLoadedBy('hvplug/plugin-sdk');
     expect(loaded).not.toContain('pino');
     expect(loaded).not.toContain('vscode-jsonrpc');
+  });
+
+  it("hvplug/plugin-sdk and hvplug/protocol bundle zod/mini, not zod's classic API (~2 MiB more in every plugin and embedder), and one locale of zod's 60", () => {
+    for (const entry of ['plugin-sdk.js', 'protocol.js']) {
+      // The modules bundled, as each file's source map names them.
+      const zod = [...bundleClosure(entry).keys()]
+        .flatMap((file) => (JSON.parse(readFileSync(`${file}.map`, 'utf8')) as { sources: string[] }).sources)
+        .map((source) => /node_modules\/zod\/(.*)$/.exec(source)?.[1])
+        .filter((m) => m !== undefined);
+      expect(zod, entry).toContain('v4/mini/schemas.js');
+      expect(zod.filter((m) => m.startsWith('v4/classic/') || m === 'index.js'), entry).toEqual([]);
+      expect(zod.filter((m) => m.startsWith('v4/locales/')), entry).toEqual(['v4/locales/en.js']);
+    }
+  });
+
+  it("gives zod's English messages in a process that loads only hvplug/protocol: zod/mini registers no locale, the protocol does", async () => {
+    const r = await execa(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        "const p = await import('hvplug/protocol'); const r = p.VmConfig.safeParse({ vcpus: { boot: 0 }, devices: 'x' }); process.stdout.write(p.formatIssues(p.toIssues(r.error)))",
+      ],
+      { cwd: process.cwd() },
+    );
+    expect(r.stdout).toBe('vcpus.boot: Too small: expected number to be >=1; devices: Invalid input: expected array, received string');
   });
 
   it('shares one copy of what two entry points both export: the bundles are built together, their common code one chunk', async () => {
