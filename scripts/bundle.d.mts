@@ -1,7 +1,7 @@
 export declare const root: string;
 export interface Metafile {
   inputs: Record<string, unknown>;
-  outputs: Record<string, { inputs: Record<string, unknown> }>;
+  outputs: Record<string, { inputs: Record<string, { bytesInOutput: number }> }>;
 }
 export declare function bundle(entry: string, outfile: string): Promise<Metafile>;
 export declare function snapshot(entry: string, outfile: string): Promise<void>;

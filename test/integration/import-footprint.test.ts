@@ -119,8 +119,8 @@ describe("import 'hvplug'", () => {
     expect(loaded).not.toContain('vscode-jsonrpc');
   });
 
-  it("hvplug/plugin-sdk and hvplug/protocol bundle zod/mini, not zod's classic API (~2 MiB more in every plugin and embedder), and one locale of zod's 60", () => {
-    for (const entry of ['plugin-sdk.js', 'protocol.js']) {
+  it("hvplug, hvplug/plugin-sdk and hvplug/protocol bundle zod/mini, not zod's classic API (~2 MiB more in every plugin and embedder), and one locale of zod's 60", () => {
+    for (const entry of ['core.js', 'plugin-sdk.js', 'protocol.js']) {
       // The modules bundled, as each file's source map names them.
       const zod = [...bundleClosure(entry).keys()]
         .flatMap((file) => (JSON.parse(readFileSync(`${file}.map`, 'utf8')) as { sources: string[] }).sources)
@@ -143,6 +143,19 @@ describe("import 'hvplug'", () => {
       { cwd: process.cwd() },
     );
     expect(r.stdout).toBe('vcpus.boot: Too small: expected number to be >=1; devices: Invalid input: expected array, received string');
+  });
+
+  it("gives zod's English messages for the host's own schemas in a process that loads only hvplug", async () => {
+    const r = await execa(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        "const h = await import('hvplug'); const r = h.PluginSpec.safeParse({ name: 'x', command: 'y', startTimeoutMs: 1.5, args: 'z' }); process.stdout.write(r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '))",
+      ],
+      { cwd: process.cwd() },
+    );
+    expect(r.stdout).toBe('args: Invalid input: expected array, received string; startTimeoutMs: Invalid input: expected int, received number');
   });
 
   it('shares one copy of what two entry points both export: the bundles are built together, their common code one chunk', async () => {
