@@ -145,6 +145,18 @@ describe("import 'hvplug'", () => {
     expect(r.stdout).toBe('vcpus.boot: Too small: expected number to be >=1; devices: Invalid input: expected array, received string');
   });
 
+  it("exports zod/mini schemas that an embedder's zod classic composes, and whose errors are zod's core $ZodError (not classic's ZodError)", async () => {
+    const script = [
+      "const [{ z }, h] = await Promise.all([import('zod'), import('hvplug')]);",
+      "const Config = z.object({ spec: h.PluginSpec, mark: z.optional(h.MigrationMark), vms: z.array(h.VmRecord) });",
+      "const ok = Config.parse({ spec: { name: 'x', command: 'c' }, vms: [] }).spec.isolation;",
+      "const err = h.PluginSpec.safeParse({ name: 'X', command: 'c' }).error;",
+      "process.stdout.write(JSON.stringify([ok, err instanceof z.core.$ZodError, err instanceof z.ZodError, typeof h.PluginSpec.optional]));",
+    ].join('\n');
+    const r = await execa(process.execPath, ['--input-type=module', '-e', script], { cwd: process.cwd() });
+    expect(JSON.parse(r.stdout)).toEqual(['shared', true, false, 'undefined']);
+  });
+
   it("gives zod's English messages for the host's own schemas in a process that loads only hvplug", async () => {
     const r = await execa(
       process.execPath,
