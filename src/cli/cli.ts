@@ -88,12 +88,14 @@ async function report(err: unknown, command: string | undefined): Promise<number
     return EXIT_FAILURE;
   }
   // Loaded here, not at start: an error of these kinds comes from a command that has loaded them already.
-  const [{ HvplugError }, { $ZodError }, { formatIssues, toIssues }] = await Promise.all([
+  const [{ HvplugError }, { $ZodError }, { formatIssues, toIssues }, { UnsafeDirectoryError }] = await Promise.all([
     import('../errors/index.js'),
     import('zod/v4/core'),
     import('hvplug/protocol'),
+    import('../core/paths.js'),
   ]);
-  if (err instanceof HvplugError) {
+  // A directory someone else could control is the machine's state, not hvplug's fault: said as it is.
+  if (err instanceof HvplugError || err instanceof UnsafeDirectoryError) {
     say(`hvplug: ${err.message}`);
     return EXIT_FAILURE;
   }

@@ -96,12 +96,16 @@ export class CliContext {
    * openHost). A daemon's VMs are only ever changed through it.
    */
   async vmHost(): Promise<RemoteHost | PluginHost> {
-    const stateDir = this.globals['state-dir'] ?? defaultStateDir();
-    const daemon = await openDaemonHost(stateDir);
+    const daemon = await openDaemonHost(this.stateDir);
     if (daemon) return daemon;
     // Another user's directory, whose daemon let this one in while it ran, is said to be so, not failed on inside.
-    await checkOwnStateDir(stateDir);
+    await checkOwnStateDir(this.stateDir);
     return this.openHost();
+  }
+
+  /** The state directory the commands use. */
+  get stateDir(): string {
+    return this.globals['state-dir'] ?? defaultStateDir();
   }
 
   /** A host configured from the global options; nothing starts until a plugin is asked for. */

@@ -1,6 +1,5 @@
 import * as z from 'zod';
 import type { VmEvent } from 'hvplug/protocol';
-import { defaultStateDir } from '../core/index.js';
 import { DROPPED_NOTICE, DroppedNotice, EVENT_NOTICE, EventNotice, openDaemonHost, type VmDeletedEvent } from '../daemon/index.js';
 import { flagSet, validate } from './args.js';
 import type { Command } from './command.js';
@@ -36,7 +35,7 @@ function humanLine(n: EventNotice): string | undefined {
 }
 
 async function events(vmRefs: readonly string[], opts: z.output<typeof Options>, ctx: CliContext): Promise<number> {
-  const stateDir = ctx.globals['state-dir'] ?? defaultStateDir();
+  const stateDir = ctx.stateDir;
   const host = await openDaemonHost(stateDir);
   // A host of this process's own would see only the events of its own calls: nothing another command does.
   if (!host) throw new CliFailure(`hvplug events needs a running daemon (hvplug daemon) for the state directory ${stateDir}`);

@@ -1,5 +1,6 @@
 import * as z from 'zod';
 import { HvplugError } from '../core/index.js';
+import { checkOwnStateDir } from '../daemon/index.js';
 import { flagSet, secondsValue } from './args.js';
 import { defineCommand } from './command.js';
 import { CliFailure, EXIT_OK, UsageError } from './errors.js';
@@ -57,6 +58,8 @@ export const runCommand = defineCommand({
       process.stderr.write(`hvplug: ${signal} again: leaving now; the VM may still be running\n`);
       process.exit(130);
     });
+    // A host of its own, daemon or not: on another user's state directory, said so before any process starts.
+    await checkOwnStateDir(ctx.stateDir, { foregroundRun: true });
     const host = ctx.openHost();
     host.on('plugin-failed', (e) => {
       if (e.plugin === plugin) ending.end({ kind: 'plugin-failed', error: e.error });

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, lstatSync, type Stats } from 'node:fs';
 import { chmod, chown, lstat, mkdir, stat } from 'node:fs/promises';
 import { homedir, tmpdir, userInfo } from 'node:os';
 import { dirname, isAbsolute, join, relative, sep } from 'node:path';
@@ -57,13 +57,38 @@ const GROUP_PASSES = 0o710;
  */
 async function checkPrivate(dir: string): Promise<void> {
   const st = await lstat(dir);
+  refuseUnsafe(dir, st);
+  const mode = st.mode & 0o7777;
+  if (mode & 0o077 && mode !== GROUP_PASSES) await chmod(dir, 0o700);
+}
+
+/** Throws UnsafeDirectoryError when `st` (an lstat) is not a directory only its owner, this user, could have filled. */
+function refuseUnsafe(dir: string, st: Stats): void {
   if (st.isSymbolicLink()) throw new UnsafeDirectoryError(dir, 'it is a symbolic link');
   if (!st.isDirectory()) throw new UnsafeDirectoryError(dir, 'it is not a directory');
   const uid = process.getuid?.();
   if (uid !== undefined && st.uid !== uid) throw new UnsafeDirectoryError(dir, `it is owned by uid ${st.uid}, not by us (uid ${uid})`);
   const mode = st.mode & 0o7777;
   if (mode & 0o022) throw new UnsafeDirectoryError(dir, `it is writable by group or others (mode ${mode.toString(8).padStart(4, '0')})`);
-  if (mode & 0o077 && mode !== GROUP_PASSES) await chmod(dir, 0o700);
+}
+
+/**
+ * For a reader of what the host keeps in `dirs` (outermost first): throws UnsafeDirectoryError when one that exists
+ * is one the host would refuse to write in (see checkPrivate), since what is in it may have been planted: a VM record
+ * names the plugin the host starts to act on the VM. Missing ones pass (nothing to read). Synchronous: two lstat calls,
+ * where the thread pool would cost a call by reference a wake-up each (FileStateStore.get).
+ */
+export function refuseUnsafeToRead(...dirs: string[]): void {
+  for (const dir of dirs) {
+    let st: Stats;
+    try {
+      st = lstatSync(dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    refuseUnsafe(dir, st);
+  }
 }
 
 /**

@@ -6,7 +6,7 @@ import { formatIssues, Id, METHOD_NAMES, methodDef, PluginState, toIssues, VmCon
 import { AlreadyExistsError } from '../errors/index.js';
 import { randomHex } from './lazy-crypto.js';
 import { NameClaims } from './name-claims.js';
-import { ensurePrivateDir } from './paths.js';
+import { ensurePrivateDir, refuseUnsafeToRead } from './paths.js';
 
 /** What the host keeps per VM so that nothing is lost when the plugin or the host dies. */
 /** The methods that bring a VM into existence with a record (the table's `record: 'create'`). */
@@ -338,6 +338,7 @@ export class FileStateStore implements StateStore {
   }
 
   async list(): Promise<{ records: VmRecord[]; errors: RecordError[] }> {
+    refuseUnsafeToRead(this.stateDir, this.dir);
     const names = await readdir(this.dir).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') return [] as string[];
       throw err;
@@ -369,6 +370,11 @@ export class FileStateStore implements StateStore {
    */
   get(vmId: string): Promise<VmRecord | undefined> {
     if (!Id.safeParse(vmId).success) return Promise.resolve(undefined);
+    try {
+      refuseUnsafeToRead(this.stateDir, this.dir);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     const text = readSmallFile(this.file(vmId), MAX_RECORD_BYTES);
     const stored = text === undefined ? undefined : storedRecord(text, this.file(vmId));
     if (stored === undefined || 'message' in stored || stored.vmId !== vmId) return Promise.resolve(undefined);

@@ -24,12 +24,13 @@ export async function liveDaemon(stateDir: string): Promise<DaemonLockInfo | und
 }
 
 /**
- * For a caller that found no daemon and is about to run a host of its own on `stateDir`: an error saying so when the
- * directory is another user's that this one may not use. Their daemon lets a group reach its socket through the
- * directory (0710), but nothing in it: with the daemon gone (killed before it could close the directory again) the
- * host would fail on its first read there, in the words of the system call.
+ * For a caller about to run a host of its own on `stateDir`: an error saying so when the directory is another user's
+ * that this one may not use, rather than the host failing on its first read there in the words of the system call.
+ * Their daemon lets a group reach its socket through the directory (0710), but nothing in it. A caller that found no
+ * daemon (killed before it could close the directory again) is told it is not running; a foreground `hvplug run`,
+ * which runs a host of its own whether a daemon runs or not, is told where a member's VMs go instead.
  */
-export async function checkOwnStateDir(stateDir: string): Promise<void> {
+export async function checkOwnStateDir(stateDir: string, opts: { foregroundRun?: boolean } = {}): Promise<void> {
   const usable = await access(stateDir, constants.R_OK | constants.W_OK | constants.X_OK).then(
     () => true,
     (err: NodeJS.ErrnoException) => err.code !== 'EACCES',
@@ -41,6 +42,14 @@ export async function checkOwnStateDir(stateDir: string): Promise<void> {
   );
   if (uid !== undefined && uid === process.getuid?.()) return;
   const whose = uid === undefined ? "another user's" : `${await ownerName(uid)}`;
+  const running = opts.foregroundRun ? await liveDaemon(stateDir).catch(() => undefined) : undefined;
+  if (running) {
+    throw new HvplugError(
+      `cannot use the state directory ${stateDir}: it is ${whose}; hvplug run without --detach runs a host of its own there ` +
+        '(hvplug run --detach goes through its daemon)',
+      'InvalidConfig',
+    );
+  }
   throw new HvplugError(
     `cannot read the state directory ${stateDir}: it is ${whose}, and its daemon is not running ` +
       "(another user's VMs are reached through their daemon: hvplug daemon --group lets a group in)",

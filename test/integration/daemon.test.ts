@@ -160,6 +160,15 @@ describe('hvplug daemon --group', () => {
       const paused = await cliAs(true, d, ['pause', 'web']);
       expect(paused.exitCode, paused.stderr).toBe(0);
       expect((await ps(d, guests))[0]).toMatchObject({ id, status: 'paused' });
+      // Foreground run opens a host of its own, on a state directory only its owner may use: told so, and where to go.
+      const foreground = await cliAs(true, d, ['run', '--plugin', PLUGIN, '--timeout', '5']);
+      expect({ code: foreground.exitCode, out: foreground.stdout, err: foreground.stderr }).toEqual({
+        code: 1,
+        out: '',
+        err:
+          `hvplug: cannot use the state directory ${d.state}: it is ${userInfo().username}'s (uid ${process.getuid!()}); hvplug run without --detach ` +
+          `runs a host of its own there (hvplug run --detach goes through its daemon)`,
+      });
 
       // On the way to the socket and the daemon's lock, the group may pass, not look.
       for (const dir of [d.state, d.run]) {
@@ -217,7 +226,7 @@ describe('hvplug daemon --group', () => {
       await stopDaemon(daemon, 'SIGKILL');
       expect(statSync(d.state).mode & 0o777).toBe(0o710);
       const owner = userInfo().username;
-      for (const args of [['ps'], ['pause', 'web'], ['info', id]]) {
+      for (const args of [['ps'], ['pause', 'web'], ['info', id], ['run', '--plugin', PLUGIN, '--timeout', '5']]) {
         const r = await asOther(true, [LAUNCHER, '--state-dir', d.state, '--runtime-dir', d.run, ...args]);
         expect({ args, code: r.exitCode, out: r.stdout, err: r.stderr }).toEqual({
           args,

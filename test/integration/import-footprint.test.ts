@@ -170,6 +170,14 @@ describe("import 'hvplug'", () => {
     expect(r.stdout).toBe('args: Invalid input: expected array, received string; startTimeoutMs: Invalid input: expected int, received number');
   });
 
+  it("has zod's English messages configured in a process that loads only hvplug/plugin-sdk, as a plugin does", async () => {
+    // zod keeps its configuration on globalThis, where a plugin's own schemas (of a zod of its own) find it too.
+    const script =
+      "await import('hvplug/plugin-sdk'); const c = globalThis.__zod_globalConfig; process.stdout.write(c.localeError({ code: 'invalid_type', expected: 'number', input: 'x' }))";
+    const r = await execa(process.execPath, ['--input-type=module', '-e', script], { cwd: process.cwd() });
+    expect(r.stdout).toBe('Invalid input: expected number, received string');
+  });
+
   it('shares one copy of what two entry points both export: the bundles are built together, their common code one chunk', async () => {
     const r = await execa(
       process.execPath,

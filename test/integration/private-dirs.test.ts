@@ -1,8 +1,10 @@
-import { chmod, chown, lchown, lstat, mkdir, readdir, symlink } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { chmod, chown, lchown, lstat, mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FileStateStore, PluginHost, type VmRecord } from 'hvplug';
-import { fixture, memoryLogger, removeTempDirs, tempDir } from '../helpers.js';
+import { execa } from 'execa';
+import { CLI, fixture, memoryLogger, removeTempDirs, tempDir } from '../helpers.js';
 
 // Planting a trap owned by another user takes chown, which takes root.
 const ROOT = process.getuid?.() === 0;
@@ -149,5 +151,59 @@ describe('the state directory', () => {
     const message = await refusal(host);
     expect(message).toContain(join(tmp, 'state'));
     expect(message).toMatch(/symbolic link/);
+  });
+});
+
+describe('an unsafe directory given to the command line', () => {
+  it('is refused in words, with the path and what is wrong, not as an internal error', async () => {
+    const tmp = await tempDir();
+    const stateDir = join(tmp, 'state');
+    await mkdir(stateDir);
+    await chmod(stateDir, 0o777);
+    const r = await execa('node', [CLI, '--state-dir', stateDir, '--runtime-dir', join(tmp, 'run'), 'run', '--plugin', 'example-proprietary', '--timeout', '5'], { reject: false, env: { HVPLUG_CONFIG: '' } });
+    expect({ code: r.exitCode, out: r.stdout, err: r.stderr }).toEqual({
+      code: 1,
+      out: '',
+      err: `hvplug: refusing to use ${stateDir}: it is writable by group or others (mode 0777)`,
+    });
+    expect((await lstat(stateDir)).mode & 0o777).toBe(0o777);
+  });
+});
+
+describe('records in a state directory others may write', () => {
+  // A record names where its plugin came from (a config file), and the host starts that plugin to act on the VM:
+  // one planted by whoever could write there would run their command as this user.
+  it('are not read, and the plugin a planted record names never runs: the store, ps and stop refuse', async () => {
+    const tmp = await tempDir();
+    const stateDir = join(tmp, 'state');
+    await mkdir(join(stateDir, 'vms'), { recursive: true });
+    await chmod(stateDir, 0o777);
+    const marker = join(tmp, 'ran');
+    const script = join(tmp, 'evil.sh');
+    await writeFile(script, `#!/bin/sh\ntouch ${marker}\nexit 1\n`, { mode: 0o755 });
+    const config = join(tmp, 'evil.toml');
+    await writeFile(config, `[plugins.evil]\ncommand = "${script}"\n`);
+    const now = new Date().toISOString();
+    const planted = {
+      vmId: 'planted',
+      plugin: 'evil',
+      source: config,
+      config: { vcpus: { boot: 1 }, memory: { sizeMiB: 256, hugepages: false, prealloc: false }, devices: [], console: 'log', annotations: {}, plugin: {} },
+      status: 'running',
+      createdAt: now,
+      updatedAt: now,
+    };
+    await writeFile(join(stateDir, 'vms', 'planted.json'), JSON.stringify(planted));
+    const refusal = `refusing to use ${stateDir}: it is writable by group or others (mode 0777)`;
+
+    const store = new FileStateStore(stateDir);
+    await expect(store.list()).rejects.toThrow(refusal);
+    await expect(store.get('planted')).rejects.toThrow(refusal);
+    for (const args of [['ps'], ['stop', 'planted'], ['rm', '--force', 'planted']]) {
+      const r = await execa('node', [CLI, '--state-dir', stateDir, '--runtime-dir', join(tmp, 'run'), ...args], { reject: false, env: { HVPLUG_CONFIG: '' } });
+      expect({ args, code: r.exitCode, out: r.stdout, err: r.stderr }).toEqual({ args, code: 1, out: '', err: `hvplug: ${refusal}` });
+    }
+    expect(existsSync(marker)).toBe(false);
+    expect(existsSync(join(stateDir, 'vms', 'planted.json'))).toBe(true);
   });
 });

@@ -3,7 +3,8 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { PROTOCOL_VERSIONS } from 'hvplug/protocol';
 import { encodeFrame, FrameDecoder } from 'hvplug/transport';
 import * as z from 'zod';
-import { PluginError, servePlugin, stateCodec, type ServedPlugin } from 'hvplug/plugin-sdk';
+import * as zm from 'zod/mini';
+import { PluginError, servePlugin, settings, stateCodec, type ServedPlugin } from 'hvplug/plugin-sdk';
 import { untilTurns } from '../helpers.js';
 
 const VM = '6f1c8a52-3d4e-4b7a-9c2d-0e5f6a7b8c9d';
@@ -12,7 +13,7 @@ interface Wire {
   id?: number;
   method?: string;
   result?: Record<string, unknown>;
-  error?: { code: number; message: string };
+  error?: { code: number; message: string; data?: unknown };
 }
 
 
@@ -175,6 +176,62 @@ describe('plugin SDK: a definition given as a function', () => {
     expect(messages[0]?.result).toMatchObject({ plugin: { name: 'late' }, capabilities: { methods: ['vm/check'] } });
     served.close();
     input.end();
+  });
+});
+
+describe('plugin SDK: zod schemas of the plugin\'s own, of zod\'s classic API or of zod/mini', () => {
+  it('answers a zod error a handler throws as InvalidConfig with its issues, whichever API threw it', async () => {
+    const input = new PassThrough();
+    const output = new PassThrough();
+    const messages: Wire[] = [];
+    const decoder = new FrameDecoder();
+    output.on('data', (c: Buffer) => messages.push(...decoder.push(c).map((b) => JSON.parse(b.toString('utf8')) as Wire)));
+    const served = servePlugin(
+      {
+        info: { name: 'zod-errors', version: '1.0.0', vendor: 'hvplug tests' },
+        capabilities: {},
+        handlers: {
+          'vm/check': () => {
+            zm.object({ port: zm.number() }).parse({ port: 'x' });
+            return { ok: true, detail: '' };
+          },
+          'vm/pause': () => {
+            z.object({ port: z.number() }).parse({ port: 'x' });
+            return { status: 'paused' as const };
+          },
+        },
+      },
+      { input, output, exitProcess: false },
+    );
+    const send = (id: number, method: string, params: object): void => void input.write(encodeFrame(JSON.stringify({ jsonrpc: '2.0', id, method, params })));
+    send(0, 'initialize', { protocolVersions: [...PROTOCOL_VERSIONS], host: { name: 't', version: '0' }, stateDir: '/tmp', runtimeDir: '/tmp' });
+    send(1, 'vm/check', { vmId: 'vm1' });
+    send(2, 'vm/pause', { vmId: 'vm1' });
+    await untilTurns(() => messages.some((m) => m.id === 2) && messages.some((m) => m.id === 1), 'both calls answered');
+    for (const id of [1, 2]) {
+      expect(messages.find((m) => m.id === id)?.error, `call ${id}`).toMatchObject({
+        code: -31005,
+        data: { issues: [{ path: ['port'], message: 'Invalid input: expected number, received string' }] },
+      });
+    }
+    served.close();
+    input.end();
+  });
+
+  it('settings and stateCodec take zod/mini schemas as they take classic ones', () => {
+    const s = settings(zm.strictObject({ port: zm._default(zm.number().check(zm.int(), zm.minimum(1)), 1024) }));
+    expect(s.defaults).toEqual({ port: 1024 });
+    expect(s.safeParse({ port: 0, extra: 1 }).issues).toEqual([
+      { path: ['plugin', 'port'], message: 'Too small: expected number to be >=1' },
+      { path: ['plugin', 'extra'], message: 'is not a known setting' },
+    ]);
+    expect(s.jsonSchema).toMatchObject({ type: 'object', additionalProperties: false, properties: { port: { type: 'integer', minimum: 1, default: 1024 } } });
+    const codec = stateCodec('acme/mini', 1, { pid: zm.nullable(zm.number().check(zm.int(), zm.positive())) });
+    expect(codec.decode(codec.encode({ pid: 7 }), 'vm/recover')).toEqual({ pid: 7 });
+    expect(codec.safeDecode({ format: 'acme/mini', version: 1, pid: -1 })).toEqual({
+      ok: false,
+      issues: [{ path: ['state', 'pid'], message: 'Too small: expected number to be >0' }],
+    });
   });
 });
 
