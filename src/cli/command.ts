@@ -1,4 +1,4 @@
-import type { z } from 'zod';
+import type * as z from 'zod/mini';
 import { validate, type FlagTable, type RawArgs } from './args.js';
 import type { CliContext } from './context.js';
 import { UsageError } from './errors.js';
@@ -31,14 +31,14 @@ export interface Command {
   execute(raw: RawArgs, ctx: CliContext): Promise<number>;
 }
 
-export interface CommandDef<S extends z.ZodType> extends Omit<Command, 'execute'> {
+export interface CommandDef<S extends z.core.$ZodType> extends Omit<Command, 'execute'> {
   /** Keys are flag names and positional names; values arrive as parsed by parseFlags. */
   readonly options: S;
   action(options: z.output<S>, ctx: CliContext): Promise<number>;
 }
 
 /** Binds a command's zod schema to its action, checking positionals and flag values before it runs. */
-export function defineCommand<S extends z.ZodType>(def: CommandDef<S>): Command {
+export function defineCommand<S extends z.core.$ZodType>(def: CommandDef<S>): Command {
   return {
     name: def.name,
     summary: def.summary,

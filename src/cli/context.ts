@@ -1,10 +1,10 @@
 import { createRequire } from 'node:module';
 import type { Logger } from 'pino';
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { InitializeParams } from 'hvplug/protocol';
 import { defaultConfigFile, defaultStateDir, MAX_LOST_AFTER_MS, PluginHost } from '../core/index.js';
 import { checkOwnStateDir, openDaemonHost, type RemoteHost } from '../daemon/index.js';
-import { delayValue, dirPath, existingDir, existingFile, flagSet } from './args.js';
+import { delayValue, dirPath, existingDir, existingFile, flagSet, rejectValue } from './args.js';
 import { Output } from './output.js';
 import { safeJson } from './safe-text.js';
 import { clearStatus, humanLogLine, startProgress, type Progress } from './tty.js';
@@ -14,21 +14,21 @@ export { GLOBAL_FLAGS } from './global-flags.js';
 const LogLevel = InitializeParams.shape.logLevel.def.innerType;
 
 export const GlobalOptions = z.object({
-  config: existingFile().optional(),
-  'plugin-dir': z.array(existingDir()).default([]),
-  'state-dir': dirPath().optional(),
-  'runtime-dir': dirPath().optional(),
-  'log-level': z
-    .string()
-    .transform((s, ctx) => {
-      const level = LogLevel.safeParse(s);
-      if (level.success) return level.data;
-      ctx.addIssue({ code: 'custom', message: `expected one of ${LogLevel.options.join(', ')}, got "${s}"` });
-      return z.NEVER;
-    })
-    .optional(),
+  config: z.optional(existingFile()),
+  'plugin-dir': z._default(z.array(existingDir()), []),
+  'state-dir': z.optional(dirPath()),
+  'runtime-dir': z.optional(dirPath()),
+  'log-level': z.optional(
+    z.pipe(
+      z.string(),
+      z.transform((s, ctx) => {
+        const level = LogLevel.safeParse(s);
+        return level.success ? level.data : rejectValue(ctx, `expected one of ${LogLevel.options.join(', ')}, got "${s}"`);
+      }),
+    ),
+  ),
   /** In milliseconds. */
-  'unreachable-lost-after': delayValue(MAX_LOST_AFTER_MS, 'never').optional(),
+  'unreachable-lost-after': z.optional(delayValue(MAX_LOST_AFTER_MS, 'never')),
   help: flagSet(),
   version: flagSet(),
 });

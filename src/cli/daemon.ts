@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { groupId, runDaemon } from '../daemon/index.js';
 import { nonEmpty } from './args.js';
 import { defineCommand } from './command.js';
@@ -22,15 +22,15 @@ function firstSignal(): Promise<string> {
 }
 
 /** `host:port` or `[v6]:port`: where the metrics endpoint listens. A host is required, so that binding to every interface is said. */
-const ListenAddress = z
-  .string()
-  .regex(/^(?:\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9.-]{1,253}):\d{1,5}$/, 'expected <host:port>, e.g. 127.0.0.1:9464 or [::1]:9464')
-  .transform((s, ctx) => {
+const ListenAddress = z.pipe(
+  z.string().check(z.regex(/^(?:\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9.-]{1,253}):\d{1,5}$/, 'expected <host:port>, e.g. 127.0.0.1:9464 or [::1]:9464')),
+  z.transform((s, ctx) => {
     const at = s.lastIndexOf(':');
     const port = Number(s.slice(at + 1));
-    if (port > 65_535) ctx.addIssue({ code: 'custom', message: `port ${port} is above 65535` });
+    if (port > 65_535) ctx.issues.push({ code: 'custom', message: `port ${port} is above 65535`, input: s });
     return { host: s.slice(0, at).replace(/^\[(.*)\]$/, '$1'), port };
-  });
+  }),
+);
 
 export const daemonCommand = defineCommand({
   name: 'daemon',
@@ -60,7 +60,7 @@ export const daemonCommand = defineCommand({
     },
   },
   positionals: [],
-  options: z.object({ metrics: ListenAddress.optional(), group: nonEmpty('a group name').optional() }),
+  options: z.object({ metrics: z.optional(ListenAddress), group: z.optional(nonEmpty('a group name')) }),
   async action(opts, ctx) {
     const socketGroup = opts.group === undefined ? undefined : await groupId(opts.group);
     if (opts.group !== undefined && socketGroup === undefined) throw new UsageError(`--group: no group named "${opts.group}" on this system`);

@@ -73,7 +73,7 @@ export const logsCommand = defineCommand({
     tail: { type: 'string', value: '<lines>', help: `only the last <lines> lines of what is logged so far (0: none; at most ${MAX_TAIL_LINES})` },
   },
   positionals: [{ name: 'vm', required: true, help: 'the VM: its id, its name, or an id prefix of at least 4 characters' }],
-  options: z.object({ vm: nonEmpty('a VM id, name or id prefix'), follow: flagSet(), tail: intValue(0, MAX_TAIL_LINES).optional() }),
+  options: z.object({ vm: nonEmpty('a VM id, name or id prefix'), follow: flagSet(), tail: z.optional(intValue(0, MAX_TAIL_LINES)) }),
   async action(opts, ctx) {
     const host = await ctx.vmHost();
     let path: string;

@@ -35,9 +35,9 @@ export const migrateCommand = defineCommand({
   options: z.object({
     vm: nonEmpty('a VM id, name or id prefix'),
     destination: dirPath(),
-    plugin: nonEmpty('a plugin name').optional(),
-    address: nonEmpty('an address').optional(),
-    'to-runtime-dir': dirPath().optional(),
+    plugin: z.optional(nonEmpty('a plugin name')),
+    address: z.optional(nonEmpty('an address')),
+    'to-runtime-dir': z.optional(dirPath()),
     json: flagSet(),
   }),
   async action(opts, ctx) {

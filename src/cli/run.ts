@@ -14,7 +14,7 @@ import { createDetached } from './lifecycle.js';
 
 const RunOptions = z.object({
   ...VmFlagOptions,
-  timeout: secondsValue().optional(),
+  timeout: z.optional(secondsValue()),
   detach: flagSet(),
   json: flagSet(),
 });

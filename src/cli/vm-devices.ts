@@ -78,7 +78,7 @@ export const resizeCommand = defineCommand({
     json: { type: 'boolean', help: 'print {id, vcpus, memoryMiB} as JSON (the fields resized)' },
   },
   positionals: [vmPositional],
-  options: z.object({ vm: VmRef, vcpus: intValue(1, 512).optional(), memory: intValue(16, 16 * 1024 * 1024).optional(), json: flagSet() }),
+  options: z.object({ vm: VmRef, vcpus: z.optional(intValue(1, 512)), memory: z.optional(intValue(16, 16 * 1024 * 1024)), json: flagSet() }),
   async action(opts, ctx) {
     if (opts.vcpus === undefined && opts.memory === undefined) throw new UsageError('give --vcpus <n>, --memory <MiB> or both');
     const host = await ctx.vmHost();

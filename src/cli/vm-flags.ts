@@ -17,15 +17,15 @@ export const VM_FLAGS = {
 } as const satisfies FlagTable;
 
 export const VmFlagOptions = {
-  plugin: PluginSpec.shape.name.optional(),
+  plugin: z.optional(PluginSpec.shape.name),
   name: z.string().regex(NAME_PATTERN, { error: (i) => `expected 1 to 64 letters, digits, ".", "_" or "-", starting with a letter or digit, got "${String(i.input)}"` }).optional(),
-  kernel: existingFile().optional(),
-  initrd: existingFile().optional(),
+  kernel: z.optional(existingFile()),
+  initrd: z.optional(existingFile()),
   cmdline: z.string().optional(),
-  vcpus: intValue(1, 512).optional(),
-  memory: intValue(16, 16 * 1024 * 1024).optional(),
-  machine: nonEmpty('a machine type').optional(),
-  'vm-config': existingFile().optional(),
+  vcpus: z.optional(intValue(1, 512)),
+  memory: z.optional(intValue(16, 16 * 1024 * 1024)),
+  machine: z.optional(nonEmpty('a machine type')),
+  'vm-config': z.optional(existingFile()),
 };
 
 /**

@@ -119,7 +119,7 @@ export const restoreCommand = defineCommand({
     json: { type: 'boolean', help: 'print {id, name, plugin, status, pid} as JSON' },
   },
   positionals: [{ name: 'file', required: true, help: 'a file written by hvplug save' }],
-  options: z.object({ file: nonEmpty('a file path').transform((s) => resolve(s)), paused: flagSet(), json: flagSet() }),
+  options: z.object({ file: z.pipe(nonEmpty('a file path'), z.transform((s: string) => resolve(s))), paused: flagSet(), json: flagSet() }),
   async action(opts, ctx) {
     const saved = await readSidecar(opts.file);
     const host = await ctx.vmHost();

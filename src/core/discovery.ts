@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { formatIssues, toIssues } from 'hvplug/protocol';
 import { HvplugError, InvalidConfigError } from '../errors/index.js';
 import { isExecutable, locateCommand, type CommandProblem } from './executable.js';
@@ -29,8 +29,8 @@ export function builtinPluginPath(name: string): string {
 
 /** The config file, in the spirit of Kata's configuration.toml: one [plugins.<name>] table per plugin. */
 const ConfigFile = z.strictObject({
-  plugins: z.record(z.string(), z.strictObject(PluginSpecFields.omit({ name: true, source: true }).shape)).default({}),
-  pluginDirs: z.array(z.string()).default([]),
+  plugins: z._default(z.record(z.string(), z.strictObject(z.omit(PluginSpecFields, { name: true, source: true }).shape)), {}),
+  pluginDirs: z._default(z.array(z.string()), []),
 });
 
 /** Strict schemas report every key they do not know at once; say each with where it was, as a person reads it. */

@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import type { FrameWriter } from '../transport/frame-stream.js';
 import { CancelledError, fromWireError, type HvplugError, ProtocolError, TimeoutError } from '../errors/index.js';
 import { monotonicMs } from '../proc/index.js';
@@ -16,11 +16,11 @@ const CANCEL = '$/cancelRequest';
 /** JSON-RPC's "method not found", for requests a plugin sends the host (the host serves none). */
 const METHOD_NOT_FOUND = -32601;
 
-const WireError = z.object({ code: z.number().int(), message: z.string(), data: z.unknown().optional() });
+const WireError = z.object({ code: z.number().check(z.int()), message: z.string(), data: z.optional(z.unknown()) });
 const Incoming = z.looseObject({
-  id: z.union([z.number(), z.string(), z.null()]).optional(),
-  method: z.string().optional(),
-  params: z.unknown().optional(),
+  id: z.optional(z.union([z.number(), z.string(), z.null()])),
+  method: z.optional(z.string()),
+  params: z.optional(z.unknown()),
 });
 
 export interface RpcCallOptions {

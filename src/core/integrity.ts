@@ -4,7 +4,7 @@ import { lstat, mkdir, open, realpath, rename, rm } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { formatIssues, toIssues } from 'hvplug/protocol';
 import { IntegrityError, PluginSpawnError } from '../errors/index.js';
 import { isExecutable, resolveExecutable } from './executable.js';
@@ -24,16 +24,16 @@ const MAX_MANIFEST_BYTES = 64 * 1024;
 /** The first two lines of a launcher written by scripts/bundle.mjs. */
 const LAUNCHER_HEAD = /^#!\/bin\/sh\n# hvplug-manifest (\S+) sha256=([0-9a-f]{64})\n/;
 
-const FileName = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9._-]*$/, 'a file name in the launcher directory');
-const ListedFile = z.strictObject({ file: FileName, sha256: z.string().regex(/^[0-9a-f]{64}$/) });
+const FileName = z.string().check(z.regex(/^[A-Za-z0-9_][A-Za-z0-9._-]*$/, 'a file name in the launcher directory'));
+const ListedFile = z.strictObject({ file: FileName, sha256: z.string().check(z.regex(/^[0-9a-f]{64}$/)) });
 /** hvplug-plugin-<name>.manifest.json, written by scripts/bundle.mjs next to the launcher. */
 const LauncherManifest = z.strictObject({
   hvplugLauncher: z.literal(1),
   /** The node that built the snapshot: the only one that can load it. */
-  node: z.string().refine(isAbsolute, 'an absolute path'),
+  node: z.string().check(z.refine(isAbsolute, 'an absolute path')),
   bundle: ListedFile,
   /** Absent when the plugin could not be snapshotted; its file is absent where the package was installed. */
-  snapshot: ListedFile.optional(),
+  snapshot: z.optional(ListedFile),
 });
 
 const MISSING = 'unknown (no such file)';

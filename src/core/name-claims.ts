@@ -3,7 +3,7 @@
 // id; a claim whose holder has no record any more (its files edited by hand) is stale and taken over.
 import { link, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { AlreadyExistsError } from '../errors/index.js';
 import { randomHex, sha256Hex } from './lazy-crypto.js';
 import { ensurePrivateDir } from './paths.js';

@@ -1,7 +1,7 @@
 import { link, open, readFile, rename, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { ensurePrivateDir } from './paths.js';
 import { bootId, ownerAlive, startTimeOf } from './proc.js';
 import { randomUuid } from '../proc/index.js';
@@ -15,7 +15,7 @@ import { randomUuid } from '../proc/index.js';
  * or a reboot does not pass for the old owner.
  */
 export const Owner = z.object({
-  pid: z.number().int().positive(),
+  pid: z.number().check(z.int(), z.positive()),
   /** Field 22 of /proc/<pid>/stat. */
   startTime: z.string(),
   bootId: z.string(),

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import * as z from 'zod';
+import * as z from 'zod/mini';
 
 /** The most of one stderr line that is kept; the rest of the line is counted and dropped, never buffered. */
 export const MAX_LOG_LINE_BYTES = 64 * 1024;
@@ -33,7 +33,7 @@ const PINO_LEVELS: Record<number, 'trace' | 'debug' | 'info' | 'warn' | 'error' 
   60: 'fatal',
 };
 
-const PinoLine = z.looseObject({ level: z.number().int(), msg: z.string().optional() });
+const PinoLine = z.looseObject({ level: z.number().check(z.int()), msg: z.optional(z.string()) });
 const NEWLINE = 0x0a;
 
 /**

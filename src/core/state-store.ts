@@ -1,7 +1,7 @@
 import { closeSync, constants, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { link, open, readdir, readFile, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { formatIssues, Id, METHOD_NAMES, methodDef, PluginState, toIssues, VmConfig, VmStatus } from 'hvplug/protocol';
 import { AlreadyExistsError } from '../errors/index.js';
 import { randomHex } from './lazy-crypto.js';
@@ -11,9 +11,11 @@ import { ensurePrivateDir, refuseUnsafeToRead } from './paths.js';
 /** What the host keeps per VM so that nothing is lost when the plugin or the host dies. */
 /** The methods that bring a VM into existence with a record (the table's `record: 'create'`). */
 const CREATING = METHOD_NAMES.filter((m) => methodDef(m).record === 'create');
-export const CreatingMethod = z.string().refine((m) => CREATING.includes(m as (typeof CREATING)[number]), {
-  message: `one of ${CREATING.join(', ')}`,
-});
+export const CreatingMethod = z.string().check(
+  z.refine((m) => CREATING.includes(m as (typeof CREATING)[number]), {
+    message: `one of ${CREATING.join(', ')}`,
+  }),
+);
 export type CreatingMethod = z.infer<typeof CreatingMethod>;
 
 /**
@@ -24,7 +26,7 @@ export type CreatingMethod = z.infer<typeof CreatingMethod>;
 export const MigrationMark = z.object({
   role: z.enum(['incoming', 'outgoing']),
   /** The other host (PluginHost.identity): hostname and state directory. */
-  peer: z.string().max(4096),
+  peer: z.string().check(z.maxLength(4096)),
   since: z.string(),
 });
 export type MigrationMark = z.output<typeof MigrationMark>;
@@ -36,7 +38,7 @@ export const VmRecord = z.object({
    * Where the plugin was found when the VM was last written (PluginSpec.source: a config file, a plugin
    * directory, `builtin` or `api`): a later host that does not know the name looks there.
    */
-  source: z.string().optional(),
+  source: z.optional(z.string()),
   config: VmConfig,
   /** The plugin's opaque state, handed back at vm/recover. */
   state: z.optional(PluginState),
@@ -47,8 +49,8 @@ export const VmRecord = z.object({
    * resolves it (PluginHost.recoverOne): the VM is recovered if the plugin finds it, else cleaned up and dropped.
    */
   /** The creating call (the table's `record: 'create'` methods) whose answer this record does not hold yet. */
-  pending: CreatingMethod.optional(),
-  migration: MigrationMark.optional(),
+  pending: z.optional(CreatingMethod),
+  migration: z.optional(MigrationMark),
   createdAt: z.string(),
   updatedAt: z.string(),
 });
@@ -58,14 +60,14 @@ export type VmRecord = z.output<typeof VmRecord>;
  * A record as FileStateStore keeps it: `rev` names this write of the file, so that a status file can say which
  * write it extends (absent in files of hosts before status files; such a record takes no status file).
  */
-const StoredRecord = VmRecord.extend({ rev: z.string().max(64).optional() });
+const StoredRecord = z.extend(VmRecord, { rev: z.optional(z.string().check(z.maxLength(64))) });
 type StoredRecord = z.output<typeof StoredRecord>;
 
 /**
  * A VM's volatile status (FileStateStore): written after the record `rev` it extends, replacing that record's
  * status while that write is the file's. Nothing else of the record is in it.
  */
-const VolatileStatus = z.object({ vmId: Id, rev: z.string().max(64), status: VmStatus, updatedAt: z.string().max(64) });
+const VolatileStatus = z.object({ vmId: Id, rev: z.string().check(z.maxLength(64)), status: VmStatus, updatedAt: z.string().check(z.maxLength(64)) });
 type VolatileStatus = z.output<typeof VolatileStatus>;
 
 /**

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import {
   AbsPath,
   Id,
@@ -37,7 +37,7 @@ import { VmRecord } from '../core/state-store.js';
 export const API_VERSION = 3;
 
 /** What of a hello every version has, read before the rest so that a daemon of another version is named, not misparsed. */
-export const HelloVersion = z.object({ apiVersion: z.number().int(), version: z.string().max(100).optional() });
+export const HelloVersion = z.object({ apiVersion: z.number().check(z.int()), version: z.optional(z.string().check(z.maxLength(100))) });
 
 /** Said by the daemon, not a plugin: the VM and its record are gone (vm/delete answered). */
 export const VmDeletedEvent = z.object({ vmId: Id, time: z.string(), type: z.literal('deleted') });
@@ -78,21 +78,23 @@ export const MIGRATE_CALL_TIMEOUT_MS = 2 * OWN_CALL_TIMEOUT_MS + methods[MIGRATI
 /** The protocol's progress notification, forwarded to the client that gave the token. */
 export const PROGRESS = '$/progress' satisfies NotificationName;
 
-const PluginName = z.string().min(1).max(128);
-const ProgressToken = z.union([z.string().max(128), z.number()]);
+const PluginName = z.string().check(z.minLength(1), z.maxLength(128));
+const ProgressToken = z.union([z.string().check(z.maxLength(128)), z.number()]);
+/** The address of the destination machine the source reaches it at (an IP or a name), as vm/receiveMigration takes it. */
+const MigrationAddress = z.string().check(z.minLength(1), z.maxLength(253));
 const RecordError = z.object({ where: z.string(), message: z.string() });
 
 /** A VM event, sent to every client subscribed to it (hvplug/subscribe). */
 export const EVENT_NOTICE = 'hvplug/event';
-export const EventNotice = z.object({ plugin: PluginName, name: z.string().optional(), event: z.union([VmEvent, VmDeletedEvent]) });
+export const EventNotice = z.object({ plugin: PluginName, name: z.optional(z.string()), event: z.union([VmEvent, VmDeletedEvent]) });
 export type EventNotice = z.output<typeof EventNotice>;
 /** Events a subscriber missed because it read too slowly; sent once it has read what was queued. */
 export const DROPPED_NOTICE = 'hvplug/eventsDropped';
-export const DroppedNotice = z.object({ count: z.number().int().positive() });
+export const DroppedNotice = z.object({ count: z.number().check(z.int(), z.positive()) });
 
 export const Hello = z.object({
-  apiVersion: z.number().int(),
-  pid: z.number().int().positive(),
+  apiVersion: z.number().check(z.int()),
+  pid: z.number().check(z.int(), z.positive()),
   stateDir: z.string(),
   runtimeDir: z.string(),
   socket: z.string(),
@@ -116,7 +118,7 @@ export const AttachedVm = z.object({
   status: VmStatus,
   config: VmConfig,
   state: z.optional(PluginState),
-  ownedBy: z.string().optional(),
+  ownedBy: z.optional(z.string()),
 });
 export type AttachedVm = z.output<typeof AttachedVm>;
 
@@ -126,10 +128,10 @@ export const MigrationReport = z.object({
   uri: MigrationUri,
   /** The stream went in TLS, as the destination asked (the VMM's own credentials). */
   tls: z.boolean(),
-  downtimeMs: z.number().nonnegative().optional(),
-  totalMs: z.number().nonnegative(),
-  transferredBytes: z.number().int().nonnegative(),
-  elapsedMs: z.number().nonnegative(),
+  downtimeMs: z.optional(z.number().check(z.nonnegative())),
+  totalMs: z.number().check(z.nonnegative()),
+  transferredBytes: z.number().check(z.int(), z.nonnegative()),
+  elapsedMs: z.number().check(z.nonnegative()),
 });
 
 const Nothing = z.object({});
@@ -163,7 +165,7 @@ export const DAEMON_METHODS = {
   hello: { name: 'hvplug/hello', params: z.object({}), result: Hello },
   records: { name: 'hvplug/records', params: z.object({}), result: z.object({ records: z.array(VmRecord), errors: z.array(RecordError) }) },
   /** A VM by id, re-attached by the daemon if it was not yet; null when there is no record. */
-  attach: { name: 'hvplug/attach', params: z.object({ vmId: Id }), result: AttachedVm.nullable() },
+  attach: { name: 'hvplug/attach', params: z.object({ vmId: Id }), result: z.nullable(AttachedVm) },
   /**
    * A vm-scoped call by the user's reference to the VM (id, name or id prefix, core/vm-ref.ts's rule), in one round
    * trip: what the CLI's fast path sends for pause and resume. The daemon resolves the reference, and makes the call
@@ -174,7 +176,7 @@ export const DAEMON_METHODS = {
    */
   callRef: {
     name: 'hvplug/callRef',
-    params: z.object({ apiVersion: z.number().int(), ref: z.string().min(1).max(256), method: z.enum(CALL_REF_METHODS as [MethodName, ...MethodName[]]) }),
+    params: z.object({ apiVersion: z.number().check(z.int()), ref: z.string().check(z.minLength(1), z.maxLength(256)), method: z.enum(CALL_REF_METHODS as [MethodName, ...MethodName[]]) }),
     result: z.object({ vmId: Id, result: z.unknown() }),
   },
   plugin: { name: 'hvplug/plugin', params: z.object({ plugin: PluginName }), result: PluginView },
@@ -184,7 +186,7 @@ export const DAEMON_METHODS = {
    * From now on, the connection gets an EVENT_NOTICE per VM event of the host (of the VMs named, if any). A second call
    * replaces the first's filter.
    */
-  subscribe: { name: 'hvplug/subscribe', params: z.object({ vmIds: z.array(Id).max(MAX_SUBSCRIBED_VMS).optional() }), result: z.object({}) },
+  subscribe: { name: 'hvplug/subscribe', params: z.object({ vmIds: z.optional(z.array(Id).check(z.maxLength(MAX_SUBSCRIBED_VMS))) }), result: z.object({}) },
   /**
    * Where a VM's console is. A socket console is joined to the connection (`joined`): after this answer the
    * connection carries the console's bytes both ways, raw, and no more JSON-RPC, so it must be the connection's only
@@ -206,9 +208,9 @@ export const DAEMON_METHODS = {
     params: z.object({
       vmId: Id,
       destination: z.object({ stateDir: AbsPath, runtimeDir: z.optional(AbsPath) }),
-      plugin: PluginName.optional(),
-      address: z.string().min(1).max(253).optional(),
-      progressToken: ProgressToken.optional(),
+      plugin: z.optional(PluginName),
+      address: z.optional(MigrationAddress),
+      progressToken: z.optional(ProgressToken),
     }),
     result: MigrationReport,
     timeoutMs: MIGRATE_CALL_TIMEOUT_MS,
@@ -216,7 +218,7 @@ export const DAEMON_METHODS = {
   /** Live migration, destination side (PluginHost.prepareIncoming): the incoming VM's marked record, vm/receiveMigration, the uri. */
   prepareIncoming: {
     name: 'hvplug/prepareIncoming',
-    params: z.object({ vmId: Id, plugin: PluginName, config: VmConfig, from: z.string().min(1).max(4096), address: z.string().min(1).max(253).optional() }),
+    params: z.object({ vmId: Id, plugin: PluginName, config: VmConfig, from: z.string().check(z.minLength(1), z.maxLength(4096)), address: z.optional(MigrationAddress) }),
     /** Where to send the VM, and whether the destination takes it only in TLS (IncomingTarget). */
     result: z.object({ uri: MigrationUri, tls: z.boolean() }),
   },

@@ -1,5 +1,5 @@
 import { connect, type Socket } from 'node:net';
-import type { z } from 'zod';
+import type * as z from 'zod/mini';
 import { CancellationTokenSource, createMessageConnection, ResponseError, type MessageConnection } from 'vscode-jsonrpc/node';
 import { FramedReader, FramedWriter } from 'hvplug/transport';
 import { HvplugError, ShimHypervisor, TimeoutError, type IncomingTarget, type MigrateOptions, type MigrationDestination, type MigrationReport, type ShimVm, type VmRecord } from '../core/index.js';

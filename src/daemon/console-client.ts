@@ -1,5 +1,5 @@
 import { connect, type Socket } from 'node:net';
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { FrameDecoder, frameText } from 'hvplug/transport';
 import { HvplugError, TimeoutError } from '../core/index.js';
 import { DAEMON_METHODS, MAX_ANSWER_BYTES, MAX_REQUEST_BYTES } from './api.js';
@@ -11,7 +11,7 @@ const ANSWER_TIMEOUT_MS = 120_000;
 
 const Answer = z.union([
   z.object({ jsonrpc: z.literal('2.0'), id: z.literal(1), result: z.unknown() }),
-  z.object({ jsonrpc: z.literal('2.0'), id: z.literal(1).nullable(), error: z.object({ code: z.number().int(), message: z.string(), data: z.unknown().optional() }) }),
+  z.object({ jsonrpc: z.literal('2.0'), id: z.nullable(z.literal(1)), error: z.object({ code: z.number().check(z.int()), message: z.string(), data: z.optional(z.unknown()) }) }),
 ]);
 
 export type DaemonConsole =

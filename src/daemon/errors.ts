@@ -1,4 +1,6 @@
-import * as z from 'zod';
+import * as z from 'zod/mini';
+// By name from zod's core: `z.core.$ZodError` would make esbuild keep the whole of z.core, its 60 locales with it.
+import { $ZodError } from 'zod/v4/core';
 import { ResponseError } from 'vscode-jsonrpc/node';
 import { ErrorCode, errorCodeName, formatIssues, toIssues } from 'hvplug/protocol';
 import { HvplugError } from '../errors/index.js';
@@ -29,7 +31,7 @@ const ErrorWireData = z.object({ hvplug: z.enum(HVPLUG_CODES) });
  */
 export function toResponseError(err: unknown, method: string): ResponseError<unknown> {
   if (err instanceof ResponseError) return err;
-  if (err instanceof z.ZodError) {
+  if (err instanceof $ZodError) {
     const issues = toIssues(err);
     return new ResponseError(ErrorCode.InvalidParams, `${method}: invalid params: ${formatIssues(issues)}`, { method, issues });
   }

@@ -1,6 +1,6 @@
 import { constants } from 'node:fs';
 import { access, link, open, readFile, rename, rm, stat } from 'node:fs/promises';
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { HvplugError } from '../core/index.js';
 import { userName } from './group.js';
 import { Owner, ownerAlive, VmLeases } from '../core/ownership.js';
@@ -12,7 +12,7 @@ import { lockPath } from './api.js';
  * its socket). Taken with link(2) as VM leases are, and taken over from a daemon that died without removing it. A
  * client reads it to find the socket, so that a CLI given another runtime directory than the daemon still finds it.
  */
-export const DaemonLockInfo = Owner.extend({ socket: z.string(), stateDir: z.string() });
+export const DaemonLockInfo = z.extend(Owner, { socket: z.string(), stateDir: z.string() });
 export type DaemonLockInfo = z.output<typeof DaemonLockInfo>;
 
 export type LockResult = { ok: true; info: DaemonLockInfo } | { ok: false; holder: DaemonLockInfo };

@@ -1,7 +1,7 @@
 import { chmod, chown, rm } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { createMessageConnection, ResponseError, type CancellationToken, type Message, type MessageConnection } from 'vscode-jsonrpc/node';
 import { ErrorCode, methodDef, type MethodName, type NewVmMethod, type Progress } from 'hvplug/protocol';
 import { FramedReader, FramedWriter, tapReader } from 'hvplug/transport';
@@ -30,13 +30,14 @@ import { toResponseError } from './errors.js';
 import { EventFeed, EventHub } from './events.js';
 import { openDestination } from './migration.js';
 
+const RequestId = z.union([z.number().check(z.int()), z.string().check(z.maxLength(64))]);
 /** What a client may send: requests, and the cancellation of one. Anything else ends its connection. */
 const Incoming = z.union([
-  z.object({ jsonrpc: z.literal('2.0'), id: z.union([z.number().int(), z.string().max(64)]), method: z.string().max(128), params: z.unknown().optional() }),
-  z.object({ jsonrpc: z.literal('2.0'), method: z.literal('$/cancelRequest'), params: z.object({ id: z.union([z.number().int(), z.string().max(64)]) }) }),
+  z.object({ jsonrpc: z.literal('2.0'), id: RequestId, method: z.string().check(z.maxLength(128)), params: z.optional(z.unknown()) }),
+  z.object({ jsonrpc: z.literal('2.0'), method: z.literal('$/cancelRequest'), params: z.object({ id: RequestId }) }),
 ]);
 
-const ProgressToken = z.union([z.string().max(128), z.number()]);
+const ProgressToken = z.union([z.string().check(z.maxLength(128)), z.number()]);
 
 /** The client's progressToken is the client's: the host's shim makes its own, and what it hears is passed on under the client's. */
 function withoutToken(params: Record<string, unknown>): Record<string, unknown> {

@@ -1,5 +1,7 @@
 import { dirname, join } from 'node:path';
-import { execa } from 'execa';
+import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, ensureCliBuilt, removeTempDirs, tempDir } from '../helpers.js';
 
@@ -57,12 +59,14 @@ interface Footprint {
  * What a command loads: through the modules tsc wrote (dist/src/cli/cli.js's main), or as the executable runs it
  * (dist/src/cli/main.js, which prefers the bundle).
  */
-async function footprint(args: readonly string[], how: 'modules' | 'executable' = 'modules'): Promise<Footprint> {
+async function footprint(args: readonly string[], how: 'modules' | 'executable' = 'modules', running?: (child: ResultPromise) => Promise<void>): Promise<Footprint> {
   const entry = how === 'modules' ? join(dirname(CLI), 'cli.js') : CLI;
-  const r = await execa(process.execPath, ['--no-warnings', '--input-type=module', '-e', PROBE, entry, how === 'modules' ? 'main' : 'run', ...args], {
+  const child = execa(process.execPath, ['--no-warnings', '--input-type=module', '-e', PROBE, entry, how === 'modules' ? 'main' : 'run', ...args], {
     reject: false,
     env: { HVPLUG_CONFIG: '', HVPLUG_STATE_DIR: dir, HVPLUG_RUNTIME_DIR: dir },
   });
+  await running?.(child);
+  const r = await child;
   const line = r.stderr.split('\n').find((l) => l.startsWith('LOADED '));
   if (!line) throw new Error(`the probe reported nothing: ${r.stderr}`);
   const files = JSON.parse(line.slice('LOADED '.length)) as string[];
@@ -175,6 +179,19 @@ describe('the executable', () => {
     expect(f.bundled).toContain('hvplug.js');
     expect(f.bundled.filter((b) => /^chunks\/(zod|protocol|context|vms|run|conformance)-/.test(b))).toEqual([]);
   });
+
+  it("runs the daemon from the bundle without zod classic: a long-running host, it parses with zod/mini as an embedder's host does (~2 MiB less)", async () => {
+    const f = await footprint(['daemon'], 'executable', async (child) => {
+      for await (const line of createInterface({ input: child.stdout! })) if (line.includes('hvplug daemon: ready')) break;
+      child.kill('SIGTERM');
+    });
+    expect(f.exitCode).toBe(0);
+    expect(f.bundled.some((b) => b.startsWith('chunks/daemon-'))).toBe(true);
+    // esbuild keeps the names zod gives its classes: classic's are "ZodString"..., zod/mini's "ZodMiniString"...
+    const classic = f.bundled.filter((b) => /["']ZodString["']/.test(readFileSync(join(dirname(CLI), '../../cli', b), 'utf8')));
+    expect(classic).toEqual([]);
+    expect(f.bundled.filter((b) => /ZodMiniString/.test(readFileSync(join(dirname(CLI), '../../cli', b), 'utf8')))).not.toEqual([]);
+  }, 60_000);
 
   it("runs a command from the bundle, its own chunk loaded and the others' not", async () => {
     const f = await footprint(['ps', '--json'], 'executable');

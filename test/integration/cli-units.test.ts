@@ -58,7 +58,7 @@ describe('cli argument parsing', () => {
   });
 
   it('turns the first zod issue into a message naming the flag or the positional', () => {
-    const schema = z.object({ vcpus: intValue(1, 8).optional(), timeout: secondsValue().optional(), name: z.string() });
+    const schema = z.object({ vcpus: z.optional(intValue(1, 8)), timeout: z.optional(secondsValue()), name: z.string() });
     expect(validate(schema, { vcpus: '4', timeout: '1.5', name: 'x' })).toEqual({ vcpus: 4, timeout: 1.5, name: 'x' });
     expect(usage(() => validate(schema, { vcpus: '9', name: 'x' }))).toBe('--vcpus: expected a whole number from 1 to 8, got "9"');
     expect(usage(() => validate(schema, { vcpus: '2.5', name: 'x' }))).toMatch(/^--vcpus: /);

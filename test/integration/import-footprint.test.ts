@@ -119,8 +119,8 @@ describe("import 'hvplug'", () => {
     expect(loaded).not.toContain('vscode-jsonrpc');
   });
 
-  it("hvplug/plugin-sdk and hvplug/protocol bundle zod/mini, not zod's classic API (~2 MiB more in every plugin and embedder), and one locale of zod's 60", () => {
-    for (const entry of ['plugin-sdk.js', 'protocol.js']) {
+  it("hvplug, hvplug/plugin-sdk and hvplug/protocol bundle zod/mini, not zod's classic API (~2 MiB more in every plugin and embedder), and one locale of zod's 60", () => {
+    for (const entry of ['core.js', 'plugin-sdk.js', 'protocol.js']) {
       // The modules bundled, as each file's source map names them.
       const zod = [...bundleClosure(entry).keys()]
         .flatMap((file) => (JSON.parse(readFileSync(`${file}.map`, 'utf8')) as { sources: string[] }).sources)
@@ -143,6 +143,31 @@ describe("import 'hvplug'", () => {
       { cwd: process.cwd() },
     );
     expect(r.stdout).toBe('vcpus.boot: Too small: expected number to be >=1; devices: Invalid input: expected array, received string');
+  });
+
+  it("exports zod/mini schemas that an embedder's zod classic composes, and whose errors are zod's core $ZodError (not classic's ZodError)", async () => {
+    const script = [
+      "const [{ z }, h] = await Promise.all([import('zod'), import('hvplug')]);",
+      "const Config = z.object({ spec: h.PluginSpec, mark: z.optional(h.MigrationMark), vms: z.array(h.VmRecord) });",
+      "const ok = Config.parse({ spec: { name: 'x', command: 'c' }, vms: [] }).spec.isolation;",
+      "const err = h.PluginSpec.safeParse({ name: 'X', command: 'c' }).error;",
+      "process.stdout.write(JSON.stringify([ok, err instanceof z.core.$ZodError, err instanceof z.ZodError, typeof h.PluginSpec.optional]));",
+    ].join('\n');
+    const r = await execa(process.execPath, ['--input-type=module', '-e', script], { cwd: process.cwd() });
+    expect(JSON.parse(r.stdout)).toEqual(['shared', true, false, 'undefined']);
+  });
+
+  it("gives zod's English messages for the host's own schemas in a process that loads only hvplug", async () => {
+    const r = await execa(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        "const h = await import('hvplug'); const r = h.PluginSpec.safeParse({ name: 'x', command: 'y', startTimeoutMs: 1.5, args: 'z' }); process.stdout.write(r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '))",
+      ],
+      { cwd: process.cwd() },
+    );
+    expect(r.stdout).toBe('args: Invalid input: expected array, received string; startTimeoutMs: Invalid input: expected int, received number');
   });
 
   it("has zod's English messages configured in a process that loads only hvplug/plugin-sdk, as a plugin does", async () => {

@@ -140,3 +140,20 @@ describe('plugin bundles', () => {
     }
   });
 });
+
+describe('host bundles', () => {
+  // zod classic is ~2 MiB more resident than zod/mini in every process that loads it (esbuild cannot tree-shake
+  // classic: each schema's methods reach all of it). An embedder's host and the daemon load none of it, and of zod's
+  // 60 locales English alone (`z.core.$ZodError` as a value would keep them all).
+  for (const entry of ['src/core/index.ts', 'src/daemon/index.ts']) {
+    it(`${entry}, with all it may import, holds no zod classic and one zod locale`, async () => {
+      const out = await mkdtemp(join(tmpdir(), 'hvplug-bundle-'));
+      const meta = await bundle(join(root, entry), join(out, 'host.mjs'));
+      // What the bundle holds: an input esbuild read and shook out entirely is listed with no byte in the output.
+      const inputs = Object.values(meta.outputs).flatMap((o) => Object.entries(o.inputs).filter(([, i]) => i.bytesInOutput > 0).map(([name]) => name));
+      expect(inputs.some((i) => i.includes('node_modules/zod/v4/mini/'))).toBe(true);
+      expect(inputs.filter((i) => i.includes('node_modules/zod/v4/classic/'))).toEqual([]);
+      expect(inputs.filter((i) => /node_modules\/zod\/v4\/locales\/(?!index\.js)/.test(i))).toEqual(['node_modules/zod/v4/locales/en.js']);
+    });
+  }
+});
