@@ -86,7 +86,7 @@ async function bundleFast(outdir) {
     'startupSnapshot.setDeserializeMainFunction(() => {',
     // Not process.stdout: making that stream costs more than the line it would write (stdoutSink).
     '  const out = stdoutSink();',
-    `  runFast(process.argv.slice(1), FACTS, out).then((code) => exitFast(code ?? ${FAST_DECLINED}, out), (err) => {`,
+    `  runFast(process.argv.slice(1), FACTS, out, true).then((code) => exitFast(code ?? ${FAST_DECLINED}, out), (err) => {`,
     "    process.stderr.write(`hvplug: internal error: ${err?.stack ?? err}\\n`);",
     '    process.exitCode = 1;',
     '  });',
