@@ -224,7 +224,7 @@ class FastWire {
 
   /**
    * Done with the connection. `leave`: the process is about to exit, which closes it; Socket's destroy would first
-   * make process.stderr (a stream of its own over a pipe) only to tell the socket from it, more than a millisecond of
+   * make process.stderr (a net.Socket of its own over a pipe) only to tell the socket from it, about a millisecond of
    * a command (bench figure 9). The socket then no longer holds the process.
    */
   close(leave = false): void {
@@ -292,8 +292,8 @@ export function stdoutSink(): FastStdout {
 
 /**
  * Ends the snapshot's process with `code` (scripts/bundle-cli.mjs). At once when all it wrote has gone out: node's
- * orderly exit after the event loop empties tears the environment and the heap down, milliseconds of a command for
- * nothing (bench figure 9). Output still queued (a pipe found full) keeps the process until it is written, as before.
+ * orderly exit after the event loop empties tears the environment and the heap down, for nothing here (bench
+ * figure 9). Output still queued (a pipe found full) keeps the process until it is written, as before.
  */
 export function exitFast(code: number, out: FastStdout): void {
   process.exitCode = code;
