@@ -318,9 +318,7 @@ export async function runFast(argv: readonly string[], facts: FastFacts, out: Ou
     // One round trip: the daemon resolves the reference and makes the call, or declines (nothing done) where the full
     // CLI would word or do it otherwise. The deadline covers its own work (records, a re-attach) and the call's.
     const timeoutMs = spec.timeoutMs === null ? null : facts.ownCallTimeoutMs + spec.timeoutMs;
-    const answered = wire.request(facts.callRef, { apiVersion: facts.apiVersion, ref: line.ref, method: spec.method }, timeoutMs);
-    warmAnswer(facts);
-    const a = await answered;
+    const a = await wire.request(facts.callRef, { apiVersion: facts.apiVersion, ref: line.ref, method: spec.method }, timeoutMs);
     switch (a.kind) {
       case 'gone':
         return fail(`the hvplug daemon (pid ${lock.pid}) closed the connection; ${spec.method} got no answer`);
@@ -362,22 +360,13 @@ export async function runFast(argv: readonly string[], facts: FastFacts, out: Ou
 export function warmFast(facts: FastFacts): void {
   const line = parseFastLine(['--state-dir=/', 'pause', 'vm', '--json'], Object.keys(facts.commands));
   FastLock.safeParse({ pid: 1, startTime: '', bootId: '', hostname: '', instance: '', since: '', socket: '', stateDir: line?.stateDir ?? '' });
-  warmAnswer(facts);
-  fastVmResult(facts.statuses).safeParse({ status: 'none' });
-  WireData.safeParse({});
-  DeclinedData.safeParse({});
-}
-
-/**
- * What reading a call's answer runs, on a made-up one, with nothing kept. A snapshot keeps no compiled code (V8
- * compiles a function at its first call in each process): runFast runs this while the daemon makes the call, so that
- * the compiling is done by the time the answer comes.
- */
-function warmAnswer(facts: FastFacts): void {
   const body = frameText(JSON.stringify({ jsonrpc: '2.0', id: 0, result: { vmId: 'vm', result: { status: facts.statuses[0], state: { a: [1] } } } }), facts.maxRequestBytes);
   for (const frame of new FrameDecoder(facts.maxAnswerBytes).push(Buffer.from(body))) {
     const msg = ResponseEnvelope.safeParse(JSON.parse(frame.toString('utf8')));
     const answer = FastCallRef.safeParse(msg.data?.result);
     fastVmResult(facts.statuses).safeParse(answer.data?.result);
+    fastVmResult(facts.statuses).safeParse({ status: 'none' });
+    WireData.safeParse({});
+    DeclinedData.safeParse({});
   }
 }
