@@ -80,12 +80,13 @@ async function bundleFast(outdir) {
   // Started with `node --snapshot-blob fast.blob -- <args>`: no script name, so the arguments start at argv[1].
   const snapshotMain = [
     "import { startupSnapshot } from 'node:v8';",
-    "import { runFast, stdoutSink, warmFast } from './fast.ts';",
+    "import { exitFast, runFast, stdoutSink, warmFast } from './fast.ts';",
     facts,
     'warmFast(FACTS);',
     'startupSnapshot.setDeserializeMainFunction(() => {',
     // Not process.stdout: making that stream costs more than the line it would write (stdoutSink).
-    `  runFast(process.argv.slice(1), FACTS, stdoutSink()).then((code) => { process.exitCode = code ?? ${FAST_DECLINED}; }, (err) => {`,
+    '  const out = stdoutSink();',
+    `  runFast(process.argv.slice(1), FACTS, out, true).then((code) => exitFast(code ?? ${FAST_DECLINED}, out), (err) => {`,
     "    process.stderr.write(`hvplug: internal error: ${err?.stack ?? err}\\n`);",
     '    process.exitCode = 1;',
     '  });',

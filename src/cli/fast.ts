@@ -222,22 +222,37 @@ class FastWire {
     }
   }
 
-  close(): void {
+  /**
+   * Done with the connection. `leave`: the process is about to exit, which closes it; Socket's destroy would first
+   * make process.stderr (a net.Socket of its own over a pipe) only to tell the socket from it, about a millisecond of
+   * a command (bench figure 9). The socket then no longer holds the process.
+   */
+  close(leave = false): void {
     if (this.closed) return;
     this.closed = true;
-    this.socket.destroy();
+    if (leave) this.socket.unref();
+    else this.socket.destroy();
     for (const answer of this.pending.values()) answer({ kind: 'gone' });
     this.pending.clear();
   }
 }
+
+/** Whether fail() has written to process.stderr: exitFast then waits for what of it a full pipe still holds. */
+let stderrWritten = false;
 
 /** The full CLI's last word on an error (cli.ts report()), for the errors a call through the daemon can end in. */
 function fail(message: string, internal = false): number {
   const text = internal
     ? `internal error: ${message}${process.env.HVPLUG_DEBUG ? `\n${new Error(message).stack ?? ''}` : ' (set HVPLUG_DEBUG=1 for a stack trace)'}`
     : message;
+  stderrWritten = true;
   process.stderr.write(`${safeText(`hvplug: ${text}`)}\n`);
   return EXIT_FAILURE;
+}
+
+/** Standard output as the fast path's process writes it: `queued` while bytes wait in process.stdout for the reader. */
+export interface FastStdout extends OutputSink {
+  readonly queued: boolean;
 }
 
 /**
@@ -247,11 +262,15 @@ function fail(message: string, internal = false): number {
  * takes the rest through process.stdout after all, which waits for the reader. A reader gone (EPIPE) drops the
  * output, as the full CLI's process.stdout does.
  */
-export function stdoutSink(): OutputSink {
+export function stdoutSink(): FastStdout {
   let writable = true;
+  let streamed = false;
   return {
     get writable() {
       return writable;
+    },
+    get queued() {
+      return streamed && process.stdout.writableLength > 0;
     },
     write(text: string) {
       const bytes = Buffer.from(text);
@@ -263,6 +282,7 @@ export function stdoutSink(): OutputSink {
           writable = false;
           return;
         }
+        streamed = true;
         process.stdout.on('error', () => undefined);
         process.stdout.write(bytes.subarray(done));
       }
@@ -271,10 +291,22 @@ export function stdoutSink(): OutputSink {
 }
 
 /**
- * Runs `argv` when it is a fast command line and a daemon serves the state directory: the exit code. Undefined when
- * the full CLI should run it instead (nothing has been changed then). The command's output goes to `out`.
+ * Ends the snapshot's process with `code` (scripts/bundle-cli.mjs). At once when all it wrote has gone out: node's
+ * orderly exit after the event loop empties tears the environment and the heap down, for nothing here (bench
+ * figure 9). Output still queued (a pipe found full) keeps the process until it is written, as before.
  */
-export async function runFast(argv: readonly string[], facts: FastFacts, out: OutputSink = process.stdout): Promise<number | undefined> {
+export function exitFast(code: number, out: FastStdout): void {
+  process.exitCode = code;
+  if (out.queued || (stderrWritten && process.stderr.writableLength > 0)) return;
+  process.exit(code);
+}
+
+/**
+ * Runs `argv` when it is a fast command line and a daemon serves the state directory: the exit code. Undefined when
+ * the full CLI should run it instead (nothing has been changed then). The command's output goes to `out`. `exiting`:
+ * the process exits when this ends (exitFast), and its exit closes the connection to the daemon.
+ */
+export async function runFast(argv: readonly string[], facts: FastFacts, out: OutputSink = process.stdout, exiting = false): Promise<number | undefined> {
   const line = parseFastLine(argv, Object.keys(facts.commands));
   if (!line) return undefined;
   const lock = liveLock(line.stateDir ?? defaultStateDir(), facts);
@@ -316,7 +348,7 @@ export async function runFast(argv: readonly string[], facts: FastFacts, out: Ou
       }
     }
   } finally {
-    wire.close();
+    wire.close(exiting);
   }
 }
 
