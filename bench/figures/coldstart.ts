@@ -155,7 +155,7 @@ export const coldstart: Figure = {
     const method =
       `spawn(the plugin's executable: the launcher of its startup snapshot) to the initialize answer read on stdout (request ` +
       `written at spawn), and to the answer of the first VM call (vm/create, sent after initialize was answered), vs spawn(node, ['-e', '']) to exit; same env as PluginHost gives; ${reps} reps alternating after ` +
-      `${warmup} warm-up runs. Info rows: the floor (node from a snapshot holding only zod, the one library an SDK plugin carries, to the ` +
+      `${warmup} warm-up runs. Info rows: the floor (node from a snapshot holding only zod/mini, the one library an SDK plugin carries, to the ` +
       `byte it writes when it starts), the same plugin from its bundle (spawn(node, [bundle.mjs])), the no-op SDK plugin ` +
       `(snapshot), and PluginClient.start (spawn, launcher, handshake + initialized)`;
     if (!plugin) return notMeasured('the example plugin (plugins/example-proprietary/dist) is not built: run npm run build', method);
