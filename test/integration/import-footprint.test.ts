@@ -53,6 +53,11 @@ interface Probed {
   plugin: string | null;
 }
 
+/** A node process of its own running `script` as an ES module from the package root (where `hvplug` resolves). */
+function moduleScript(script: string): Promise<{ stdout: string }> {
+  return execa(process.execPath, ['--input-type=module', '-e', script], { cwd: process.cwd() });
+}
+
 /** What a process loads that imports `specifier` and, with `host` given, runs a PluginHost that starts one plugin. */
 async function probe(specifier: string, host?: { stateDir: string; runtimeDir: string; command: string }): Promise<Probed> {
   const args = ['--no-warnings', '--input-type=module', '-e', PROBE, specifier, ...(host ? [JSON.stringify(host)] : [])];
@@ -133,14 +138,8 @@ describe("import 'hvplug'", () => {
   });
 
   it("gives zod's English messages in a process that loads only hvplug/protocol: zod/mini registers no locale, the protocol does", async () => {
-    const r = await execa(
-      process.execPath,
-      [
-        '--input-type=module',
-        '-e',
-        "const p = await import('hvplug/protocol'); const r = p.VmConfig.safeParse({ vcpus: { boot: 0 }, devices: 'x' }); process.stdout.write(p.formatIssues(p.toIssues(r.error)))",
-      ],
-      { cwd: process.cwd() },
+    const r = await moduleScript(
+      "const p = await import('hvplug/protocol'); const r = p.VmConfig.safeParse({ vcpus: { boot: 0 }, devices: 'x' }); process.stdout.write(p.formatIssues(p.toIssues(r.error)))",
     );
     expect(r.stdout).toBe('vcpus.boot: Too small: expected number to be >=1; devices: Invalid input: expected array, received string');
   });
@@ -153,19 +152,13 @@ describe("import 'hvplug'", () => {
       "const err = h.PluginSpec.safeParse({ name: 'X', command: 'c' }).error;",
       "process.stdout.write(JSON.stringify([ok, err instanceof z.core.$ZodError, err instanceof z.ZodError, typeof h.PluginSpec.optional]));",
     ].join('\n');
-    const r = await execa(process.execPath, ['--input-type=module', '-e', script], { cwd: process.cwd() });
+    const r = await moduleScript(script);
     expect(JSON.parse(r.stdout)).toEqual(['shared', true, false, 'undefined']);
   });
 
   it("gives zod's English messages for the host's own schemas in a process that loads only hvplug", async () => {
-    const r = await execa(
-      process.execPath,
-      [
-        '--input-type=module',
-        '-e',
-        "const h = await import('hvplug'); const r = h.PluginSpec.safeParse({ name: 'x', command: 'y', startTimeoutMs: 1.5, args: 'z' }); process.stdout.write(r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '))",
-      ],
-      { cwd: process.cwd() },
+    const r = await moduleScript(
+      "const h = await import('hvplug'); const r = h.PluginSpec.safeParse({ name: 'x', command: 'y', startTimeoutMs: 1.5, args: 'z' }); process.stdout.write(r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '))",
     );
     expect(r.stdout).toBe('args: Invalid input: expected array, received string; startTimeoutMs: Invalid input: expected int, received number');
   });
@@ -174,16 +167,12 @@ describe("import 'hvplug'", () => {
     // zod keeps its configuration on globalThis, where a plugin's own schemas (of a zod of its own) find it too.
     const script =
       "await import('hvplug/plugin-sdk'); const c = globalThis.__zod_globalConfig; process.stdout.write(c.localeError({ code: 'invalid_type', expected: 'number', input: 'x' }))";
-    const r = await execa(process.execPath, ['--input-type=module', '-e', script], { cwd: process.cwd() });
+    const r = await moduleScript(script);
     expect(r.stdout).toBe('Invalid input: expected number, received string');
   });
 
   it('shares one copy of what two entry points both export: the bundles are built together, their common code one chunk', async () => {
-    const r = await execa(
-      process.execPath,
-      ['--input-type=module', '-e', "const [a, b] = await Promise.all([import('hvplug'), import('hvplug/protocol')]); process.stdout.write(String(a.ErrorCode === b.ErrorCode))"],
-      { cwd: process.cwd() },
-    );
+    const r = await moduleScript("const [a, b] = await Promise.all([import('hvplug'), import('hvplug/protocol')]); process.stdout.write(String(a.ErrorCode === b.ErrorCode))");
     expect(r.stdout).toBe('true');
   });
 });

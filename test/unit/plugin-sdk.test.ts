@@ -146,14 +146,20 @@ describe('plugin SDK: answers leave in one write per burst', () => {
   });
 });
 
+/** A plugin's stdin and stdout as streams of this process, and the messages the plugin wrote, decoded as they come. */
+function pipes(): { input: PassThrough; output: PassThrough; messages: Wire[] } {
+  const input = new PassThrough();
+  const output = new PassThrough();
+  const messages: Wire[] = [];
+  const decoder = new FrameDecoder();
+  output.on('data', (c: Buffer) => messages.push(...decoder.push(c).map((b) => JSON.parse(b.toString('utf8')) as Wire)));
+  return { input, output, messages };
+}
+
 describe('plugin SDK: a definition given as a function', () => {
   it('is built when the plugin starts serving, and served like an object', async () => {
     let built = 0;
-    const input = new PassThrough();
-    const output = new PassThrough();
-    const messages: Wire[] = [];
-    const decoder = new FrameDecoder();
-    output.on('data', (c: Buffer) => messages.push(...decoder.push(c).map((b) => JSON.parse(b.toString('utf8')) as Wire)));
+    const { input, output, messages } = pipes();
     const served = servePlugin(
       () => {
         built++;
@@ -181,11 +187,7 @@ describe('plugin SDK: a definition given as a function', () => {
 
 describe('plugin SDK: zod schemas of the plugin\'s own, of zod\'s classic API or of zod/mini', () => {
   it('answers a zod error a handler throws as InvalidConfig with its issues, whichever API threw it', async () => {
-    const input = new PassThrough();
-    const output = new PassThrough();
-    const messages: Wire[] = [];
-    const decoder = new FrameDecoder();
-    output.on('data', (c: Buffer) => messages.push(...decoder.push(c).map((b) => JSON.parse(b.toString('utf8')) as Wire)));
+    const { input, output, messages } = pipes();
     const served = servePlugin(
       {
         info: { name: 'zod-errors', version: '1.0.0', vendor: 'hvplug tests' },

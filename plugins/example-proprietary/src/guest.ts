@@ -1,10 +1,11 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { errors, proc } from 'hvplug/plugin-sdk';
 import { consoleTail, guestArgv, readConsole, type GuestArgs } from './guest-program.js';
 import { identityOf, isRunning, liveState, stoppedState, type ProcessIdentity } from './guest-record.js';
+import { childProcess } from './builtins.js';
 
 export interface ExitInfo {
   code: number | null;
@@ -63,7 +64,7 @@ export class Guest {
     const fd = openSync(consolePath, 'a');
     let child: ChildProcess;
     try {
-      child = spawn(process.execPath, guestArgv(args), {
+      child = childProcess().spawn(process.execPath, guestArgv(args), {
         // Its own session and process group: no signal aimed at the plugin's group reaches it.
         detached: true,
         stdio: ['ignore', fd, fd],

@@ -1,10 +1,11 @@
 // Live migration of a simulated guest: its whole state is the counter it prints next (and its size and devices),
 // so the stream is one JSON line, answered by one line. The destination listens for exactly one sender.
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import type { Server, Socket } from 'node:net';
 // A namespace import lets esbuild keep only the zod a plugin uses.
 import * as z from 'zod/mini';
 import { errors } from 'hvplug/plugin-sdk';
 import { Device } from 'hvplug/protocol';
+import { net } from './builtins.js';
 
 export const MIGRATION_FORMAT = 'hvplug-example/migration';
 /** Cap of one line of the stream (either way): the guest's state is a few hundred bytes, devices included. */
@@ -75,7 +76,7 @@ export class IncomingMigration {
   ) {}
 
   static async listen(where: { address: string } | { path: string }, accept: (stream: MigrationStream) => Promise<void>): Promise<IncomingMigration> {
-    const server = createServer();
+    const server = net().createServer();
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       if ('path' in where) server.listen(where.path, resolve);
@@ -129,7 +130,7 @@ export class IncomingMigration {
 
 /** Sends the guest's state to `uri` and waits for the destination's answer: resolves once the guest runs there. */
 export async function sendMigration(uri: string, stream: MigrationStream, signal: AbortSignal): Promise<number> {
-  const socket = uri.startsWith('unix:') ? createConnection(uri.slice('unix:'.length)) : connectTcp(uri);
+  const socket = uri.startsWith('unix:') ? net().createConnection(uri.slice('unix:'.length)) : connectTcp(uri);
   const onAbort = (): void => void socket.destroy(new Error('cancelled'));
   signal.addEventListener('abort', onAbort);
   try {
@@ -152,5 +153,5 @@ export async function sendMigration(uri: string, stream: MigrationStream, signal
 function connectTcp(uri: string): Socket {
   const m = /^tcp:(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(uri);
   if (!m) throw errors.invalidParams('vm/migrate', [{ path: ['uri'], message: `${uri} is not tcp:<host>:<port>` }]);
-  return createConnection({ host: m[1] ?? m[2], port: Number(m[3]) });
+  return net().createConnection({ host: m[1] ?? m[2], port: Number(m[3]) });
 }

@@ -1,9 +1,9 @@
-import { randomUUID } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 // A namespace import lets esbuild keep only the zod a plugin uses.
 import * as z from 'zod/mini';
 import { VmConfig } from 'hvplug/protocol';
+import { proc } from 'hvplug/plugin-sdk';
 import { errnoOf, invalidParams } from './errors.js';
 
 export const SNAPSHOT_FORMAT = 'hvplug-example/snapshot';
@@ -26,7 +26,8 @@ export type Snapshot = z.output<typeof Snapshot>;
 /** Written whole or not at all: a temp file, fsync, rename. Answers the file's size. */
 export async function writeSnapshot(path: string, snap: Snapshot): Promise<number> {
   await mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.${randomUUID()}.tmp`;
+  // From /dev/urandom (proc.randomUuid): node:crypto would stay loaded in the plugin for one temp name.
+  const tmp = `${path}.${proc.randomUuid()}.tmp`;
   const body = Buffer.from(`${JSON.stringify(snap, null, 2)}\n`);
   try {
     const fh = await open(tmp, 'wx', 0o600);
