@@ -49,6 +49,8 @@ export const runCommand = defineCommand({
       if (opts.timeout !== undefined) throw new UsageError('--timeout cannot be used with --detach (stop the VM with hvplug stop <id>)');
       return createDetached(ctx, ctx.output(opts.json), plugin, config, true);
     }
+    // A host of its own, daemon or not: on another user's state directory, said so before any process starts.
+    await checkOwnStateDir(ctx.stateDir, { foregroundRun: true });
     const ending = new RunEnding();
     const unwatch = watchSignals(ending, (signal, step) => {
       if (step === 'force') {
@@ -58,8 +60,6 @@ export const runCommand = defineCommand({
       process.stderr.write(`hvplug: ${signal} again: leaving now; the VM may still be running\n`);
       process.exit(130);
     });
-    // A host of its own, daemon or not: on another user's state directory, said so before any process starts.
-    await checkOwnStateDir(ctx.stateDir, { foregroundRun: true });
     const host = ctx.openHost();
     host.on('plugin-failed', (e) => {
       if (e.plugin === plugin) ending.end({ kind: 'plugin-failed', error: e.error });

@@ -79,7 +79,8 @@ export const MIGRATE_CALL_TIMEOUT_MS = 2 * OWN_CALL_TIMEOUT_MS + methods[MIGRATI
 export const PROGRESS = '$/progress' satisfies NotificationName;
 
 const PluginName = z.string().check(z.minLength(1), z.maxLength(128));
-const ProgressToken = z.union([z.string().check(z.maxLength(128)), z.number()]);
+/** A client's progressToken: what it gave, handed back with each $/progress of the call. */
+export const ProgressToken = z.union([z.string().check(z.maxLength(128)), z.number()]);
 /** The address of the destination machine the source reaches it at (an IP or a name), as vm/receiveMigration takes it. */
 const MigrationAddress = z.string().check(z.minLength(1), z.maxLength(253));
 const RecordError = z.object({ where: z.string(), message: z.string() });

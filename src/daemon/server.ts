@@ -20,6 +20,7 @@ import {
   MAX_UNREAD_ANSWER_BYTES,
   PluginCall,
   PROGRESS,
+  ProgressToken,
   SERVED_METHODS,
   VmCall,
   type AttachedVm,
@@ -37,7 +38,6 @@ const Incoming = z.union([
   z.object({ jsonrpc: z.literal('2.0'), method: z.literal('$/cancelRequest'), params: z.object({ id: RequestId }) }),
 ]);
 
-const ProgressToken = z.union([z.string().check(z.maxLength(128)), z.number()]);
 
 /** The client's progressToken is the client's: the host's shim makes its own, and what it hears is passed on under the client's. */
 function withoutToken(params: Record<string, unknown>): Record<string, unknown> {
