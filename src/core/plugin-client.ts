@@ -2,7 +2,9 @@ import type { Logger } from 'pino';
 import type { Writable } from 'node:stream';
 import {
   compareVersions,
+  inProtocol,
   InitializeResult,
+  isMethodName,
   PROTOCOL_VERSIONS,
   sameMajor,
   sessionMethod,
@@ -322,6 +324,13 @@ export class PluginClient {
     const chosen = parsed.data.protocolVersion;
     // Within a major, a newer version only adds: the plugin may pick one the host speaks, never a newer one.
     if (!offered.some((v) => sameMajor(v, chosen) && compareVersions(chosen, v) <= 0)) throw new ProtocolVersionError(offered, [chosen]);
+    // What the plugin advertises of a version after the one it chose is not part of this session (the gate
+    // refuses it, saying why): the capabilities the host keeps are the session's.
+    const later = parsed.data.capabilities.methods.filter((m) => isMethodName(m) && !inProtocol(m, chosen));
+    if (later.length > 0) {
+      this.logger.warn({ protocolVersion: chosen, methods: later }, 'plugin advertises methods of a later protocol version than it chose; they are not called');
+      parsed.data.capabilities.methods = parsed.data.capabilities.methods.filter((m) => !later.includes(m));
+    }
     this.info_ = parsed.data;
     this.rpc.notify('initialized', {});
   }

@@ -8,9 +8,12 @@ import {
   defaultErrorData,
   ErrorCode,
   InitializeParams,
+  inProtocol,
+  isMethodName,
   isVmMethod,
   METHOD_NAMES,
   methods,
+  methodSince,
   negotiateVersion,
   openRpcDocument,
   PROTOCOL_VERSIONS,
@@ -42,6 +45,8 @@ export type EventInput = VmEvent extends infer E ? (E extends VmEvent ? Omit<E, 
 export interface Session {
   /** The host's initialize request: state and runtime directories, log level. */
   readonly init: InitializeParams;
+  /** The protocol version the handshake chose: methods added after it are neither advertised nor served. */
+  readonly protocolVersion: string;
   readonly log: Logger;
   emit(event: EventInput): void;
 }
@@ -353,12 +358,13 @@ function serve(def: PluginDefinition, { advertised, capabilities }: Prepared, op
     }
     log.level = parsed.data.logLevel;
     const init = { ...parsed.data, ...definedOnly(opts.dirs ?? {}) };
-    session = { init, log, emit };
+    session = { init, protocolVersion: chosen, log, emit };
     await def.onInitialize?.(session);
     const result: InitializeResult = {
       protocolVersion: chosen,
       plugin: def.info,
-      capabilities,
+      // A host of an earlier version is not told of what it does not know.
+      capabilities: { ...capabilities, methods: capabilities.methods.filter((m) => isMethodName(m) && inProtocol(m, chosen)) },
       configSchema: def.configSchema ?? {},
     };
     return result;
@@ -413,6 +419,12 @@ function serve(def: PluginDefinition, { advertised, capabilities }: Prepared, op
         throw new RpcError(ErrorCode.NotSupported, `${name}: not supported by ${def.info.name}`, {
           method: name,
           reason: 'not advertised',
+        });
+      }
+      if (!inProtocol(name, s.protocolVersion)) {
+        throw new RpcError(ErrorCode.NotSupported, `${name}: not in protocol ${s.protocolVersion}, which this session speaks`, {
+          method: name,
+          reason: `came in protocol ${methodSince(name)}`,
         });
       }
       const parsed = spec.params.safeParse(raw ?? {});

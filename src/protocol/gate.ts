@@ -1,6 +1,6 @@
 import type { Capabilities } from './capabilities.js';
 import type { DeviceType, NetBackend } from './devices.js';
-import { methodDef, methods, type MethodName } from './methods.js';
+import { inProtocol, methodDef, methods, methodSince, type MethodName } from './methods.js';
 import type { VmStatus } from './vm.js';
 
 /** What the caller knows about the VM a call targets, to decide cold versus hot plug. */
@@ -13,6 +13,8 @@ export interface GateContext {
   coldDevices?: readonly DeviceType[];
   /** device/add, vm/create: the backends of the net devices the call attaches. */
   netBackends?: readonly NetBackend[];
+  /** The protocol version of the session: a method added after it is refused, whatever the plugin advertises. */
+  protocolVersion?: string;
 }
 
 /**
@@ -20,6 +22,8 @@ export interface GateContext {
  * can refuse locally and the conformance suite can predict the refusal from the same rule.
  */
 export function capabilityRefusal(method: MethodName, caps: Capabilities, ctx: GateContext = {}): string | undefined {
+  const v = ctx.protocolVersion;
+  if (v !== undefined && !inProtocol(method, v)) return `${method} came in protocol ${methodSince(method)}; the plugin speaks ${v}`;
   if (methods[method].gated && !caps.methods.includes(method)) return `the plugin does not advertise ${method}`;
   const live = ctx.vmStatus === 'running' || ctx.vmStatus === 'paused';
   const noMachineHotplug = ctx.machine !== undefined && caps.machines[ctx.machine]?.hotplug === false;

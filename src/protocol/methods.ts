@@ -5,6 +5,7 @@ import { Capabilities, JsonSchema } from './capabilities.js';
 import { JsonValue } from './json.js';
 import { AbsPath, Device, DeviceType, Id } from './devices.js';
 import { PluginState, VmConfig, VmResult, VmStatus } from './vm.js';
+import { compareVersions, FIRST_PROTOCOL_VERSION } from './version.js';
 
 /**
  * The method table: the single source of truth for the wire. The shim's methods, the SDK's dispatch,
@@ -49,6 +50,8 @@ export interface MethodDef<P extends z.ZodMiniType = z.ZodMiniType, R extends z.
   readonly devices?: 'adds' | 'removes' | 'attaches';
   /** Session methods: the part each plays in the host's conversation with a plugin process. */
   readonly session?: SessionRole;
+  /** The protocol version that added the method (absent: FIRST_PROTOCOL_VERSION). */
+  readonly since?: string;
 }
 
 /** The session methods by role: the host and the SDK name them through these, never by their wire names. */
@@ -417,6 +420,7 @@ export const methods = {
     summary:
       'Live migration, destination half: prepare a VM that waits for an incoming migration (status created) and answer where the source sends it, and `tls: true` when the stream must come in TLS. It runs (event `running`) once the stream has come in whole.',
     record: 'create',
+    since: '1.1.0',
   }),
   'vm/migrate': def({
     params: z.object({
@@ -443,6 +447,7 @@ export const methods = {
     summary:
       'Live migration, source half: send a running VM to the uri a destination\'s vm/receiveMigration answered (in TLS when it answered `tls: true`; a plugin that cannot refuses with NotSupported). Success means the guest runs there and nothing of it here: the VM is gone from this plugin. A failure leaves it running here.',
     record: 'hand-off',
+    since: '1.1.0',
   }),
   'image/ensure': def({
     params: z.object({ path: AbsPath, format: z._default(z.enum(['raw', 'qcow2']), 'raw'), sizeBytes: z.optional(PositiveInt) }),
@@ -493,6 +498,16 @@ export const METHOD_NAMES = Object.keys(methods) as MethodName[];
 /** The table entry widened to MethodDef, for code that walks every method alike. */
 export function methodDef(name: MethodName): MethodDef {
   return methods[name];
+}
+
+/** The protocol version that added `name`. */
+export function methodSince(name: MethodName): string {
+  return methodDef(name).since ?? FIRST_PROTOCOL_VERSION;
+}
+
+/** Whether a session of protocol `version` has `name` (a version has every method of its major added up to it). */
+export function inProtocol(name: MethodName, version: string): boolean {
+  return compareVersions(methodSince(name), version) <= 0;
 }
 
 export function isMethodName(name: string): name is MethodName {

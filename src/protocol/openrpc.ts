@@ -3,7 +3,7 @@ import type { Capabilities } from './capabilities.js';
 import { ErrorCode, ErrorData, type ErrorCodeName } from './errors.js';
 import type { Json } from './json.js';
 import { EVENT_STATUS, LIFECYCLE, VMM_ENDS } from './lifecycle.js';
-import { METHOD_NAMES, methodDef } from './methods.js';
+import { METHOD_NAMES, methodDef, methodSince } from './methods.js';
 import { notifications, type NotificationName } from './notifications.js';
 import { RULES } from './rules.js';
 import { PROTOCOL_VERSIONS } from './version.js';
@@ -90,6 +90,7 @@ export function openRpcDocument(extensions: Capabilities['extensions'] = {}): Js
       'x-hvplug-gated': m.gated,
       'x-hvplug-timeout-ms': m.timeoutMs,
       'x-hvplug-idempotent': m.idempotent ?? false,
+      'x-hvplug-since': methodSince(name),
       ...(m.scope === 'vm' ? { 'x-hvplug-lifecycle': LIFECYCLE[name as keyof typeof LIFECYCLE] as unknown as Json } : {}),
     };
   });

@@ -1,5 +1,13 @@
-/** Protocol versions this build speaks, newest first. Additive changes bump the minor. */
-export const PROTOCOL_VERSIONS: readonly string[] = ['1.0.0'];
+/**
+ * Protocol versions this build speaks, newest first. Additive changes bump the minor, and a version speaks every
+ * earlier minor of its major: a method of the table says since which version it exists (methods.ts, `since`),
+ * and a session of an earlier version neither advertises nor calls it.
+ * 1.0.0: the first contract. 1.1.0: live migration (vm/receiveMigration, vm/migrate, their `tls`).
+ */
+export const PROTOCOL_VERSIONS: readonly string[] = ['1.1.0'];
+
+/** The version of every method of the table that does not say otherwise. */
+export const FIRST_PROTOCOL_VERSION = '1.0.0';
 
 interface Semver {
   major: number;

@@ -309,7 +309,7 @@ export class ShimHypervisor {
   }
 
   private gateContext(method: MethodName, params: Record<string, unknown>, vm?: ShimVm): GateContext {
-    const ctx: GateContext = { vmStatus: vm?.status, machine: vm?.config.machine };
+    const ctx: GateContext = { vmStatus: vm?.status, machine: vm?.config.machine, protocolVersion: this.info.protocolVersion };
     const netBackends = (devices: readonly Device[]): NetBackend[] => devices.flatMap((d) => (d.type === 'net' ? [d.backend] : []));
     const spec = methodDef(method);
     if (spec.devices === 'adds') {

@@ -6,7 +6,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { execa } from 'execa';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PluginHost, ProtocolError, ProtocolVersionError } from 'hvplug';
+import { NotSupportedError, PluginHost, ProtocolError, ProtocolVersionError } from 'hvplug';
 import { root } from '../../scripts/bundle.mjs';
 import { alive, eventually, fixture, memoryLogger, removeTempDirs, tempDir } from '../helpers.js';
 
@@ -141,6 +141,16 @@ describe('answers that are not answers', () => {
     const err = await (await hostile('version-1.9')).hypervisor('bad').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ProtocolVersionError);
     expect((err as Error).message).toMatch(/1\.9\.0/);
+  });
+
+  it('a plugin that chose protocol 1.0.0 is never sent a method of a later version it advertises, and is told why', async () => {
+    const hv = await (await hostile('claims-1.1-methods')).hypervisor('bad');
+    expect(hv.info.protocolVersion).toBe('1.0.0');
+    expect(hv.info.capabilities.methods).not.toContain('vm/receiveMigration');
+    expect(hv.info.capabilities.methods).not.toContain('vm/migrate');
+    const err = await hv.invoke('vm/receiveMigration', { vmId: randomUUID(), config: {} }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NotSupportedError);
+    expect((err as Error).message).toMatch(/vm\/receiveMigration came in protocol 1\.1\.0; the plugin speaks 1\.0\.0/);
   });
 
   it('calls that time out unanswered leave nothing behind', async () => {

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { METHOD_NAMES, type MethodName } from 'hvplug/protocol';
+import { METHOD_NAMES, PROTOCOL_VERSIONS, type MethodName } from 'hvplug/protocol';
 import { PluginHost, type ShimHypervisor, type ShimVm } from 'hvplug';
 import { alive, eventually, memoryLogger, pluginExecutable, removeTempDirs, tempDir } from '../helpers.js';
 
@@ -21,7 +21,7 @@ interface Ctx {
 const cases = {
   initialize: async ({ hv }) => {
     expect(hv.info.plugin.name).toBe('example-proprietary');
-    expect(hv.info.protocolVersion).toBe('1.0.0');
+    expect(hv.info.protocolVersion).toBe(PROTOCOL_VERSIONS[0]);
   },
   'health/ping': async ({ hv }) => {
     expect((await hv.invoke('health/ping', {})).uptimeMs).toBeGreaterThanOrEqual(0);

@@ -156,6 +156,37 @@ function pipes(): { input: PassThrough; output: PassThrough; messages: Wire[] } 
   return { input, output, messages };
 }
 
+describe('plugin SDK: a host that speaks an older protocol version', () => {
+  it('is told only of the methods of the version chosen, and a call of a newer one is refused as not in it', async () => {
+    const { input, output, messages } = pipes();
+    const migrate = vi.fn(() => ({ totalMs: 1, transferredBytes: 0 }));
+    const served = servePlugin(
+      {
+        info: { name: 'newer', version: '1.0.0', vendor: 'hvplug tests' },
+        capabilities: {},
+        handlers: {
+          'vm/check': () => ({ ok: true, detail: '' }),
+          'vm/migrate': migrate,
+          'vm/receiveMigration': () => ({ status: 'created' as const, uri: 'unix:/run/x.sock' }),
+        },
+      },
+      { input, output, exitProcess: false },
+    );
+    const send = (id: number, method: string, params: object): void => void input.write(encodeFrame(JSON.stringify({ jsonrpc: '2.0', id, method, params })));
+    send(0, 'initialize', { protocolVersions: ['1.0.0'], host: { name: 'older', version: '0' }, stateDir: '/tmp', runtimeDir: '/tmp' });
+    await untilTurns(() => messages.some((m) => m.id === 0), 'initialize answered');
+    const init = messages.find((m) => m.id === 0)?.result as { protocolVersion: string; capabilities: { methods: string[] } };
+    expect(init.protocolVersion).toBe('1.0.0');
+    expect(init.capabilities.methods).toEqual(['vm/check']);
+    send(1, 'vm/migrate', { vmId: VM, uri: 'unix:/run/x.sock' });
+    await untilTurns(() => messages.some((m) => m.id === 1), 'vm/migrate answered');
+    expect(messages.find((m) => m.id === 1)?.error).toMatchObject({ code: -31001, data: { method: 'vm/migrate', reason: 'came in protocol 1.1.0' } });
+    expect(migrate).not.toHaveBeenCalled();
+    served.close();
+    input.end();
+  });
+});
+
 describe('plugin SDK: a definition given as a function', () => {
   it('is built when the plugin starts serving, and served like an object', async () => {
     let built = 0;

@@ -89,6 +89,14 @@ describe('hvplug spec: the whole contract in the OpenRPC document', () => {
     }
   });
 
+  it('says in which protocol version each method came: 1.0.0, or 1.1.0 for the migration pair, and is itself 1.1.0', () => {
+    expect((JSON.parse(JSON.stringify(openRpcDocument())) as { info: { version: string } }).info.version).toBe('1.1.0');
+    for (const name of METHOD_NAMES) {
+      const since = (byName.get(name) as Method & { 'x-hvplug-since'?: string })['x-hvplug-since'];
+      expect(since, name).toBe(name === 'vm/migrate' || name === 'vm/receiveMigration' ? '1.1.0' : '1.0.0');
+    }
+  });
+
   it('publishes vm/event with every event type the host parses, each with its own required fields', () => {
     const event = byName.get('vm/event');
     expect(event?.params.filter((p) => p.required).map((p) => p.name).sort()).toEqual(['seq', 'time', 'type', 'vmId']);
