@@ -355,6 +355,8 @@ export class FileStateStore implements StateStore {
         continue;
       }
       if ('message' in stored) errors.push(stored);
+      // A copy under another name would list its VM twice, and outlive the VM's delete: reported, not listed.
+      else if (`${stored.vmId}.json` !== name) errors.push({ where, message: `holds the record of VM ${stored.vmId}, not of ${name.slice(0, -'.json'.length)} (each VM's record is <vmId>.json)` });
       else records.push(this.current(stored, stored.rev === undefined ? undefined : this.readStatus(stored.vmId)));
     }
     return { records, errors };

@@ -1,4 +1,4 @@
-import { chmod, readdir, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FileStateStore, PluginFailedError, PluginHost, type VmRecord } from 'hvplug';
@@ -53,6 +53,19 @@ describe('state store', () => {
     expect(errors.map((e) => e.where.split('/').pop())).toEqual(['half.json', 'wrong.json']);
     expect(errors[0]!.message).toMatch(/unreadable/);
     expect(errors[1]!.message).toMatch(/plugin/);
+  });
+
+  it("reports a record under another VM's file name instead of listing that VM twice or for good", async () => {
+    const dir = await tempDir();
+    const store = new FileStateStore(dir);
+    await store.put(record('a'));
+    // A copy left under another name (a restore by hand, a bad sync): delete('a') could never remove it.
+    await copyFile(join(dir, 'vms', 'a.json'), join(dir, 'vms', 'z.json'));
+    const { records, errors } = await store.list();
+    expect(records.map((r) => r.vmId)).toEqual(['a']);
+    expect(errors).toEqual([{ where: join(dir, 'vms', 'z.json'), message: "holds the record of VM a, not of z (each VM's record is <vmId>.json)" }]);
+    await store.delete('a');
+    expect((await store.list()).records).toEqual([]);
   });
 
   it('keeps the last of a burst of writes', async () => {
