@@ -2,7 +2,7 @@
 // drive, its lifecycle calls and the state the host keeps for it. Device calls are in devices.ts.
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ServedVm, errors, proc, stateStatus, type CallContext, type EventInput, type WaitResult } from 'hvplug/plugin-sdk';
+import { ServedVm, errors, proc, stateStatus, type CallContext, type Cancellable, type EventInput, type WaitResult } from 'hvplug/plugin-sdk';
 import type { ResultInputOf, VmConfig, VmResult } from 'hvplug/protocol';
 import { buildQemuArgs, type QemuLaunchConfig } from './cmdline.js';
 import { backendCleanup, deviceIdOf, type Attached, type QemuParts } from './device-map.js';
@@ -372,22 +372,23 @@ export class QemuVm extends ServedVm {
     }, signal);
   }
 
-  pause(signal: AbortSignal): Promise<VmResult> {
+  /** `call` is the call's context: pause and resume use no signal once running, and make none unless they wait. */
+  pause(call: Cancellable): Promise<VmResult> {
     return this.exclusive(async () => {
       this.require(['running']);
       await this.qmp('stop');
       this.announce('paused');
       return this.statusOnly();
-    }, signal);
+    }, call);
   }
 
-  resume(signal: AbortSignal): Promise<VmResult> {
+  resume(call: Cancellable): Promise<VmResult> {
     return this.exclusive(async () => {
       this.require(['paused']);
       await this.qmp('cont');
       this.announce('resumed');
       return this.statusOnly();
-    }, signal);
+    }, call);
   }
 
   wait(signal: AbortSignal): Promise<WaitResult> {
