@@ -141,8 +141,8 @@ export class FileStateStore implements StateStore {
    * the base of a status-only write. Absent: the next put is durable.
    */
   private readonly onDisk = new Map<string, { rev: string; durable: string }>();
-  /** VMs whose status file this store has made exactly STATUS_SLOT_BYTES long: written in place from then on. */
-  private readonly slotted = new Set<string>();
+  /** VMs whose status file this store has made exactly STATUS_SLOT_BYTES long, with its path: written in place from then on. */
+  private readonly slotted = new Map<string, string>();
 
   /** VM names, unique per state directory: claimed after a new record is written, freed before it is removed. */
   private readonly names: NameClaims;
@@ -274,11 +274,12 @@ export class FileStateStore implements StateStore {
    * status file that does not parse then gives the record's own status, as after a power loss.
    */
   private async writeStatus(vmId: string, slot: Buffer): Promise<void> {
-    const file = this.statusFile(vmId);
-    if (this.slotted.has(vmId)) {
-      if (overwrite(file, slot)) return;
+    const slotted = this.slotted.get(vmId);
+    if (slotted !== undefined) {
+      if (overwrite(slotted, slot)) return;
       this.slotted.delete(vmId);
     }
+    const file = this.statusFile(vmId);
     let fh: FileHandle;
     try {
       fh = await open(file, 'r+');
@@ -292,7 +293,7 @@ export class FileStateStore implements StateStore {
         await rm(tmp, { force: true });
         throw e;
       }
-      this.slotted.add(vmId);
+      this.slotted.set(vmId, file);
       return;
     }
     try {
@@ -300,7 +301,7 @@ export class FileStateStore implements StateStore {
       if (bytesWritten !== slot.length) throw new Error(`${file}: wrote ${bytesWritten} of ${slot.length} bytes`);
       // Found on disk (an earlier host's, or one a power loss left longer): cut to the slot, once.
       await fh.truncate(slot.length);
-      this.slotted.add(vmId);
+      this.slotted.set(vmId, file);
     } finally {
       await fh.close();
     }
@@ -485,9 +486,12 @@ function overwrite(file: string, slot: Buffer): boolean {
 
 /** The status file's bytes, padded to STATUS_SLOT_BYTES; undefined when it does not fit. */
 function statusSlot(s: VolatileStatus): Buffer | undefined {
-  const json = Buffer.from(JSON.stringify(s));
-  if (json.length > STATUS_SLOT_BYTES) return undefined;
-  return Buffer.concat([json, Buffer.alloc(STATUS_SLOT_BYTES - json.length, ' ')]);
+  const json = JSON.stringify(s);
+  if (Buffer.byteLength(json) > STATUS_SLOT_BYTES) return undefined;
+  // One buffer (from node's pool), not the JSON's, its padding's and their concatenation.
+  const slot = Buffer.allocUnsafe(STATUS_SLOT_BYTES);
+  slot.fill(0x20, slot.write(json));
+  return slot;
 }
 
 function newRev(): string {

@@ -3,7 +3,7 @@ export { listenOptionsFromArgv, parseCommandLine, UsageError, type CommandLine, 
 export type { CallContext, EventInput, ExtensionHandler, Handler, Handlers, PluginDefinition, ServeOptions, ServedPlugin, Session } from './serve.js';
 export { PluginError, errors, isAbort, translateError, translating } from './errors.js';
 export { stateCodec, stateStatus, type StateCodec } from './state.js';
-export { SerialQueue } from './serial.js';
+export { SerialQueue, type Cancellable } from './serial.js';
 export { Waiters, type WaitResult } from './waiters.js';
 export { ServedVm, type StatusEventType, type VmEventBody } from './served-vm.js';
 export { VmRegistry } from './vm-registry.js';

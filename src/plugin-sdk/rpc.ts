@@ -23,8 +23,13 @@ export class RpcError extends Error {
 
 /** A request being handled: its cancellation. */
 export class IncomingCall {
-  private cancelled = false;
+  private wasCancelled = false;
   private controller: AbortController | undefined;
+
+  /** Whether the host cancelled the call; reading it makes no signal. */
+  get cancelled(): boolean {
+    return this.wasCancelled;
+  }
 
   /**
    * Aborted when the host cancels the call. Made on first use (born aborted if the call was cancelled
@@ -33,13 +38,13 @@ export class IncomingCall {
   get signal(): AbortSignal {
     if (!this.controller) {
       this.controller = new AbortController();
-      if (this.cancelled) this.controller.abort();
+      if (this.wasCancelled) this.controller.abort();
     }
     return this.controller.signal;
   }
 
   cancel(): void {
-    this.cancelled = true;
+    this.wasCancelled = true;
     this.controller?.abort();
   }
 }

@@ -54,6 +54,8 @@ export interface Session {
 export interface CallContext {
   /** Aborted when the host cancels the call or its deadline passes. */
   readonly signal: AbortSignal;
+  /** Whether the host has cancelled the call, read without making the signal (SerialQueue takes the context so). */
+  readonly cancelled: boolean;
   readonly session: Session;
   readonly log: Logger;
   /** Reports progress when the caller asked for it (params.progressToken); a no-op otherwise. */
@@ -378,6 +380,9 @@ function serve(def: PluginDefinition, { advertised, capabilities }: Prepared, op
   const contextFor = (s: Session, call: IncomingCall, progressToken: unknown): CallContext => ({
     get signal() {
       return call.signal;
+    },
+    get cancelled() {
+      return call.cancelled;
     },
     session: s,
     log,

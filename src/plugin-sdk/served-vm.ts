@@ -2,7 +2,7 @@
 // with its id and told once, one call at a time, vm/wait callers.
 import { allowedFrom, statusAfter, type VmEvent, type VmMethod, type VmStatus } from 'hvplug/protocol';
 import { errors } from './errors.js';
-import { SerialQueue } from './serial.js';
+import { SerialQueue, type Cancellable } from './serial.js';
 import type { EventInput } from './serve.js';
 import { Waiters, type WaitResult } from './waiters.js';
 
@@ -28,9 +28,12 @@ export class ServedVm {
     this.status = status;
   }
 
-  /** Runs fn once every call queued on this VM before it is done; Cancelled if the signal aborts while it waits. */
-  exclusive<T>(fn: () => Promise<T> | T, signal?: AbortSignal): Promise<T> {
-    return this.queue.run(fn, signal);
+  /**
+   * Runs fn once every call queued on this VM before it is done; Cancelled if the call is cancelled while it waits.
+   * `cancel` is a signal or the call's context: a context's signal is made only if the call has to wait.
+   */
+  exclusive<T>(fn: () => Promise<T> | T, cancel?: AbortSignal | Cancellable): Promise<T> {
+    return this.queue.run(fn, cancel);
   }
 
   /** Throws InvalidState unless the VM is in one of `allowed`. */

@@ -107,6 +107,48 @@ describe('plugin kit', () => {
     expect(log).toEqual(['first start', 'first end', 'third']);
   });
 
+  it('serial queue, given a call context: its signal is made only for a call that waits; a cancelled call never runs', async () => {
+    const q = new SerialQueue();
+    const contextOf = (): { signalsMade: number; cancelled: boolean; abort: () => void; readonly signal: AbortSignal } => {
+      const ac = new AbortController();
+      return {
+        signalsMade: 0,
+        cancelled: false,
+        abort() {
+          this.cancelled = true;
+          ac.abort();
+        },
+        get signal() {
+          this.signalsMade++;
+          return ac.signal;
+        },
+      };
+    };
+    const alone = contextOf();
+    await expect(q.run(() => 'ran', alone)).resolves.toBe('ran');
+    expect(alone.signalsMade).toBe(0);
+
+    // Cancelled in the same turn as its request (both in one read): the call never runs.
+    const cancelledAtOnce = contextOf();
+    let ran = false;
+    const p = q.run(() => (ran = true), cancelledAtOnce);
+    cancelledAtOnce.abort();
+    await expect(p).rejects.toMatchObject({ codeName: 'Cancelled' });
+    expect(ran).toBe(false);
+
+    let release: () => void = () => undefined;
+    const first = q.run(() => new Promise<void>((r) => (release = r)));
+    const waiting = contextOf();
+    const second = q.run(() => (ran = true), waiting);
+    expect(waiting.signalsMade).toBe(1);
+    waiting.abort();
+    await expect(second).rejects.toMatchObject({ codeName: 'Cancelled' });
+    release();
+    await first;
+    expect(ran).toBe(false);
+    await expect(q.run(() => 'after')).resolves.toBe('after');
+  });
+
   it('a VM: require() by status or by the table, events stamped with its id, a status announced once, silence after forget', () => {
     const sent: EventInput[] = [];
     const vm = new ServedVm(VM, 'created', (e) => sent.push(e));

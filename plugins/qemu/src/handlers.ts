@@ -159,8 +159,8 @@ export function handlersFor(vms: Registry, opts: QemuPluginOptions = {}): Handle
     'vm/migrate': ({ vmId, uri, tls }, ctx) => migrate(vms, vmId, uri, tls === true, opts.migrationTlsDir, ctx),
     'vm/start': ({ vmId }, ctx) => vms.require(vmId).start(ctx),
     'vm/stop': ({ vmId, force, graceMs }, ctx) => vms.require(vmId).stop(force, graceMs, ctx.signal),
-    'vm/pause': ({ vmId }, ctx) => vms.require(vmId).pause(ctx.signal),
-    'vm/resume': ({ vmId }, ctx) => vms.require(vmId).resume(ctx.signal),
+    'vm/pause': ({ vmId }, ctx) => vms.require(vmId).pause(ctx),
+    'vm/resume': ({ vmId }, ctx) => vms.require(vmId).resume(ctx),
     'vm/wait': ({ vmId }, ctx) => vms.require(vmId).wait(ctx.signal),
     'vm/save': ({ vmId, path }, ctx) => vms.require(vmId).save(path, ctx),
     'vm/delete': async ({ vmId }) => {

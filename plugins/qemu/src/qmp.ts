@@ -72,8 +72,12 @@ export interface QmpConnectOptions {
 
 interface Pending {
   readonly command: string;
+  /** performance.now() time by which it must be answered; Infinity without a timeout. */
+  readonly deadline: number;
   readonly resolve: (v: unknown) => void;
   readonly reject: (e: Error) => void;
+  /** Its deadline passed: it rejects with QmpTimeoutError. */
+  readonly expire: () => void;
 }
 
 interface QmpClientEvents {
@@ -118,6 +122,9 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
   private isClosed = false;
   private greetingWaiter: { resolve: (g: QmpGreeting) => void; reject: (e: Error) => void } | undefined;
   private greetingValue: QmpGreeting | undefined;
+  /** The one timer of every pending command's deadline (watch), armed for `armedFor`. */
+  private deadlineTimer: NodeJS.Timeout | undefined;
+  private armedFor = Infinity;
   /** Settles when the connection is gone, whatever the reason. */
   readonly closed: Promise<Error | undefined>;
 
@@ -210,10 +217,9 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
     if (opts.signal?.aborted) return Promise.reject(opts.signal.reason);
     const id = `hvplug-${this.nextId++}`;
     const msg = args === undefined ? { execute: command, id } : { execute: command, arguments: args, id };
+    const deadline = opts.timeoutMs === undefined ? Infinity : performance.now() + opts.timeoutMs;
     return new Promise((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
       const cleanup = (): void => {
-        clearTimeout(timer);
         opts.signal?.removeEventListener('abort', onAbort);
         this.pending.delete(id);
       };
@@ -222,15 +228,10 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
         cleanup();
         reject(opts.signal?.reason);
       };
-      if (opts.timeoutMs !== undefined) {
-        timer = setTimeout(() => {
-          cleanup();
-          reject(new QmpTimeoutError(`QMP ${command} not answered within ${opts.timeoutMs} ms`));
-        }, opts.timeoutMs);
-      }
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       this.pending.set(id, {
         command,
+        deadline,
         resolve: (v) => {
           cleanup();
           resolve(v);
@@ -239,10 +240,41 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
           cleanup();
           reject(e);
         },
+        expire: () => {
+          cleanup();
+          reject(new QmpTimeoutError(`QMP ${command} not answered within ${opts.timeoutMs} ms`));
+        },
       });
+      this.watch(deadline);
       this.socket.write(`${JSON.stringify(msg)}\n`);
     });
   }
+
+  /**
+   * Has the deadline timer fire by `deadline`. One timer serves every pending command, and it is not disarmed when
+   * they are answered: arming and clearing one around each command cost more than the command's own handling
+   * (a pause is two of them), and a timer that finds nothing due only re-arms for what is pending then.
+   */
+  private watch(deadline: number): void {
+    if (deadline >= this.armedFor) return;
+    clearTimeout(this.deadlineTimer);
+    this.armedFor = deadline;
+    // Unref'd: a pending command keeps the process alive through its socket anyway.
+    this.deadlineTimer = setTimeout(this.expireDue, Math.max(0, Math.ceil(deadline - performance.now()))).unref();
+  }
+
+  private readonly expireDue = (): void => {
+    this.deadlineTimer = undefined;
+    this.armedFor = Infinity;
+    const now = performance.now();
+    let next = Infinity;
+    // expire() removes the command from pending: the walk is over a copy.
+    for (const p of [...this.pending.values()]) {
+      if (p.deadline <= now) p.expire();
+      else next = Math.min(next, p.deadline);
+    }
+    if (next < Infinity) this.watch(next);
+  };
 
   /**
    * The next `name` event that satisfies `predicate`. Call it before the command that causes the
@@ -332,6 +364,8 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
     if (this.isClosed) return;
     this.isClosed = true;
     this.closeReason = reason;
+    clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = undefined;
     this.socket.destroy();
     const err = reason ?? new QmpClosedError('QMP connection closed by the client');
     for (const p of [...this.pending.values()]) p.reject(err instanceof QmpClosedError ? new QmpClosedError(`${p.command}: ${err.message}`) : err);

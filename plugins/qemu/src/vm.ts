@@ -2,11 +2,11 @@
 // drive, its lifecycle calls and the state the host keeps for it. Device calls are in devices.ts.
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ServedVm, errors, proc, stateStatus, type CallContext, type EventInput, type WaitResult } from 'hvplug/plugin-sdk';
+import { ServedVm, errors, proc, stateStatus, type CallContext, type Cancellable, type EventInput, type WaitResult } from 'hvplug/plugin-sdk';
 import type { ResultInputOf, VmConfig, VmResult } from 'hvplug/protocol';
 import { buildQemuArgs, type QemuLaunchConfig } from './cmdline.js';
 import { backendCleanup, deviceIdOf, type Attached, type QemuParts } from './device-map.js';
-import { vmmCall } from './errors.js';
+import { toPluginError, vmmCall } from './errors.js';
 import { attachQemu, connectablePath, killProcessGroup, PIDFILE, QMP_SOCKET, qemuOfPidfile, quitQemu, startQemu, type QemuExit, type QemuInstance } from './process.js';
 import type { QmpEvent } from './qmp.js';
 import { loadFromFile, migrateToFile, writeSidecar, type Snapshot } from './snapshot.js';
@@ -45,6 +45,8 @@ export class QemuVm extends ServedVm {
   private incoming = false;
   /** vm/migrate is under way: the STOP of its last phase (and a RESUME after a failure) are no pause of the VM. */
   private migrating = false;
+  /** vm/pause's stop or vm/resume's cont is under way: its STOP or RESUME is the call's to announce (see command). */
+  private ownCommand: { readonly event: 'STOP' | 'RESUME'; seen: boolean } | undefined;
   /** Backend cleanups of devices the guest let go, by device id, until they are done. */
   readonly backendsDropped = new Map<string, Promise<void>>();
 
@@ -180,15 +182,16 @@ export class QemuVm extends ServedVm {
   private onQmpEvent(ev: QmpEvent): void {
     switch (ev.event) {
       case 'STOP':
-        // Under -no-shutdown QEMU stops the CPUs after a guest power-off or our quit: the VM is ending, not pausing.
-        if (this.status === 'running' && !this.migrating && this.shutdownReason === undefined && !this.stopRequested) this.announce('paused');
+        if (this.ownCommand?.event === 'STOP') this.ownCommand.seen = true;
+        else this.onStop();
         return;
       case 'RESUME':
         if (this.incoming) {
           this.incoming = false;
           this.announce('running');
           this.stateChanged();
-        } else if (this.status === 'paused' && !this.migrating) this.announce('resumed');
+        } else if (this.ownCommand?.event === 'RESUME') this.ownCommand.seen = true;
+        else this.onResume();
         return;
       case 'SHUTDOWN': {
         const reason = typeof ev.data.reason === 'string' ? ev.data.reason : 'shutdown';
@@ -211,6 +214,15 @@ export class QemuVm extends ServedVm {
       default:
         return;
     }
+  }
+
+  private onStop(): void {
+    // Under -no-shutdown QEMU stops the CPUs after a guest power-off or our quit: the VM is ending, not pausing.
+    if (this.status === 'running' && !this.migrating && this.shutdownReason === undefined && !this.stopRequested) this.announce('paused');
+  }
+
+  private onResume(): void {
+    if (this.status === 'paused' && !this.migrating) this.announce('resumed');
   }
 
   private onExit(inst: QemuInstance, exit: QemuExit): void {
@@ -258,9 +270,38 @@ export class QemuVm extends ServedVm {
     });
   }
 
+  /** A QMP command to this VM's QEMU, its failures as protocol errors; in one async step when QEMU is attached. */
   async qmp(command: string, args?: Record<string, unknown>, timeoutMs = 10_000): Promise<unknown> {
-    const inst = await this.control();
-    return vmmCall(() => inst.qmp.execute(command, args, { timeoutMs }));
+    const inst = this.inst ?? (await this.control());
+    try {
+      return await inst.qmp.execute(command, args, { timeoutMs });
+    } catch (err) {
+      throw toPluginError(err);
+    }
+  }
+
+  /**
+   * vm/pause's `stop`, vm/resume's `cont`. QEMU sends the STOP or RESUME a command causes before its answer, and the
+   * two are read apart: announced from the event, the status would reach the SDK while the call is under way, to be
+   * held (a timer) until the answer leaves with it, or written alone when the answer is late, a second write and a
+   * second wake-up of the host. The call announces it with its answer instead, and the event only marks it seen: a
+   * command that fails after its event did stop or resume the guest, and the status follows the event then.
+   */
+  private async command(command: 'stop' | 'cont', event: 'STOP' | 'RESUME'): Promise<void> {
+    const own = { event, seen: false };
+    this.ownCommand = own;
+    try {
+      await this.qmp(command);
+    } catch (err) {
+      if (this.ownCommand === own) this.ownCommand = undefined;
+      if (own.seen) {
+        if (event === 'STOP') this.onStop();
+        else this.onResume();
+      }
+      throw err;
+    } finally {
+      if (this.ownCommand === own) this.ownCommand = undefined;
+    }
   }
 
   /** The guest is gone and QEMU (under -no-shutdown) waits: end it, so its exit reports the VM stopped. */
@@ -372,22 +413,23 @@ export class QemuVm extends ServedVm {
     }, signal);
   }
 
-  pause(signal: AbortSignal): Promise<VmResult> {
+  /** `call` is the call's context: pause and resume use no signal once running, and make none unless they wait. */
+  pause(call: Cancellable): Promise<VmResult> {
     return this.exclusive(async () => {
       this.require(['running']);
-      await this.qmp('stop');
+      await this.command('stop', 'STOP');
       this.announce('paused');
       return this.statusOnly();
-    }, signal);
+    }, call);
   }
 
-  resume(signal: AbortSignal): Promise<VmResult> {
+  resume(call: Cancellable): Promise<VmResult> {
     return this.exclusive(async () => {
       this.require(['paused']);
-      await this.qmp('cont');
+      await this.command('cont', 'RESUME');
       this.announce('resumed');
       return this.statusOnly();
-    }, signal);
+    }, call);
   }
 
   wait(signal: AbortSignal): Promise<WaitResult> {

@@ -262,14 +262,20 @@ describe.skipIf(!qemu)('QEMU plugin through the host and shim (TCG)', () => {
 
     // Paused: no console progress; resumed: the counter moves again. Neither changes the plugin's state (a live VM's
     // is written running): their answers leave it out, and the host keeps the one it has.
+    // Each tells the host its event once, by the time its answer comes (QEMU's STOP and RESUME are the call's own).
     const stateBefore = vm.state;
+    const typesSince = (n: number): string[] => events.slice(n).filter((e) => e.vmId === vm.id).map((e) => e.type);
+    const beforePause = events.length;
     const paused = await vm.pause();
     expect(paused).toEqual({ status: 'paused' });
+    expect(typesSince(beforePause)).toEqual(['paused']);
     expect(vm.state).toEqual(stateBefore);
     const frozen = consoleSize(log);
     await new Promise((r) => setTimeout(r, 1_500));
     expect(consoleText(log, frozen)).not.toMatch(/TICK:/);
+    const beforeResume = events.length;
     expect(await vm.resume()).toEqual({ status: 'running' });
+    expect(typesSince(beforeResume)).toEqual(['resumed']);
     expect(vm.state).toEqual(stateBefore);
     await waitConsole(log, /TICK:/, frozen, 10_000);
     expect(events.filter((e) => e.vmId === vm.id).map((e) => e.type)).toEqual(expect.arrayContaining(['running', 'paused', 'resumed']));

@@ -182,6 +182,23 @@ describe('QmpClient against a scripted server', () => {
     qmp.close();
   });
 
+  it('times out each command at its own deadline: a shorter one sent after a longer one, one answered in time never', async () => {
+    const path = await socketPath();
+    await fakeQmp(path, (cmd, sock) => {
+      if (cmd.execute === 'quick') reply(sock, { return: {}, id: cmd.id });
+    });
+    const qmp = await QmpClient.connect(path);
+    let longSettled = false;
+    const long = qmp.execute('never', undefined, { timeoutMs: 1_500 });
+    void long.catch(() => undefined).finally(() => (longSettled = true));
+    await expect(qmp.execute('quick', undefined, { timeoutMs: 20 })).resolves.toEqual({});
+    await expect(qmp.execute('silent', undefined, { timeoutMs: 50 })).rejects.toThrow('QMP silent not answered within 50 ms');
+    expect(longSettled).toBe(false);
+    await expect(long).rejects.toThrow('QMP never not answered within 1500 ms');
+    expect(qmp.isOpen).toBe(true);
+    qmp.close();
+  });
+
   it('retries until the socket appears, and gives up at the deadline', async () => {
     const path = await socketPath();
     setTimeout(() => void fakeQmp(path, () => undefined), 300);
