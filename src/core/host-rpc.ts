@@ -17,10 +17,14 @@ const CANCEL = '$/cancelRequest';
 const METHOD_NOT_FOUND = -32601;
 
 const WireError = z.object({ code: z.number().check(z.int()), message: z.string(), data: z.optional(z.unknown()) });
-const Incoming = z.looseObject({
+// Every key the host reads, named (result and error kept as sent, present or not): a loose object would run its
+// catch-all over every key of every answer.
+const Incoming = z.object({
   id: z.optional(z.union([z.number(), z.string(), z.null()])),
   method: z.optional(z.string()),
   params: z.optional(z.unknown()),
+  result: z.optional(z.unknown()),
+  error: z.optional(z.unknown()),
 });
 
 export interface RpcCallOptions {
