@@ -68,7 +68,7 @@ export interface RpcOptions {
 
 type Id = string | number;
 
-const isThenable = (v: unknown): v is PromiseLike<unknown> =>
+export const isThenable = (v: unknown): v is PromiseLike<unknown> =>
   typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
 
 /** Whether `err` is answered with its own code, message and data: an RpcError, or a ResponseError of vscode-jsonrpc. */
@@ -259,14 +259,17 @@ export class RpcEndpoint {
 
   private answer(id: Id, method: string, burst: number, result: unknown, error: unknown): void {
     if (this.stopped) return;
-    const frame = (body: object): string => frameText(JSON.stringify({ jsonrpc: '2.0', id, ...body }), this.opts.maxMessageBytes);
+    const max = this.opts.maxMessageBytes;
     let text = '';
     try {
-      text = error === undefined ? frame({ result: result === undefined ? null : result }) : frame({ error: errorObject(error, method) });
+      text =
+        error === undefined
+          ? frameText(JSON.stringify({ jsonrpc: '2.0', id, result: result === undefined ? null : result }), max)
+          : frameText(JSON.stringify({ jsonrpc: '2.0', id, error: errorObject(error, method) }), max);
     } catch (err) {
       // A result (or error data) that cannot be sent (over the cap, not serializable): the host still gets an answer.
       try {
-        text = frame({ error: errorObject(err, method) });
+        text = frameText(JSON.stringify({ jsonrpc: '2.0', id, error: errorObject(err, method) }), max);
       } catch (again) {
         this.opts.failed(again, `cannot answer ${method}`);
       }
