@@ -175,31 +175,29 @@ export class RpcEndpoint {
     this.batcher.beginRead();
     try {
       // Body by body, so that what came before a framing error is still dispatched, in order.
-      let rest = chunk;
-      for (let step = this.next(rest); step && !this.over; step = this.next(rest)) {
-        rest = step.rest;
-        let msg: unknown;
-        try {
-          msg = JSON.parse(step.body.toString('utf8'));
-        } catch {
-          this.end(new FramingError(`message body is not JSON: ${previewBytes(step.body)}`, previewBytes(step.body)));
-          break;
-        }
-        this.dispatch(msg);
-      }
+      this.decoder.each(chunk, this.onBody);
+    } catch (err) {
+      // The decoder's own: anything else is not the stream's fault.
+      if (!(err instanceof FramingError)) throw err;
+      this.end(err);
     } finally {
       this.batcher.endRead();
     }
   };
 
-  private next(chunk: Buffer): { body: Buffer; rest: Buffer } | undefined {
+  /** One body, decoded from the chunk's bytes as they are (no Buffer per body); false once the session is over. */
+  private readonly onBody = (buf: Buffer, start: number, end: number): boolean => {
+    let msg: unknown;
     try {
-      return this.decoder.pushOne(chunk);
-    } catch (err) {
-      this.end(err);
-      return undefined;
+      msg = JSON.parse(buf.toString('utf8', start, end));
+    } catch {
+      const body = buf.subarray(start, end);
+      this.end(new FramingError(`message body is not JSON: ${previewBytes(body)}`, previewBytes(body)));
+      return false;
     }
-  }
+    this.dispatch(msg);
+    return !this.over;
+  };
 
   private dispatch(msg: unknown): void {
     const reason = refusal(msg);
