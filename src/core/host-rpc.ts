@@ -17,10 +17,14 @@ const CANCEL = '$/cancelRequest';
 const METHOD_NOT_FOUND = -32601;
 
 const WireError = z.object({ code: z.number().check(z.int()), message: z.string(), data: z.optional(z.unknown()) });
-const Incoming = z.looseObject({
+// Every key the host reads, named (result and error kept as sent, present or not): a loose object would run its
+// catch-all over every key of every answer.
+const Incoming = z.object({
   id: z.optional(z.union([z.number(), z.string(), z.null()])),
   method: z.optional(z.string()),
   params: z.optional(z.unknown()),
+  result: z.optional(z.unknown()),
+  error: z.optional(z.unknown()),
 });
 
 export interface RpcCallOptions {
@@ -95,6 +99,9 @@ class OutgoingCall {
   }
 }
 
+/** How many distinct timeouts Deadlines keeps a set for while none of their calls is outstanding. */
+const MAX_IDLE_TIMEOUTS = 16;
+
 /**
  * The deadlines of a client's outstanding calls, under one timer armed for the earliest. Calls with the same
  * timeout expire in the order they were made, so each timeout keeps its calls in a Set (insertion-ordered, O(1)
@@ -118,7 +125,9 @@ class Deadlines {
     // than the one spurious wake-up per deadline period it saves.
     const calls = this.byTimeout.get(timeoutMs);
     calls?.delete(call);
-    if (calls?.size === 0) this.byTimeout.delete(timeoutMs);
+    // An emptied set stays for the next call with the same timeout (a one-at-a-time caller would otherwise make
+    // and drop one per call), as long as few timeouts are kept: callers may pass any number of them.
+    if (calls?.size === 0 && this.byTimeout.size > MAX_IDLE_TIMEOUTS) this.byTimeout.delete(timeoutMs);
   }
 
   clear(): void {

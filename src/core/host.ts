@@ -260,10 +260,15 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
 
   /**
    * A creating call answered and the shim has written what it answered: the record loses its pending mark. One
-   * more record write per create, so that the mark never leaves a record before the answer is in it.
+   * more record write per create, so that the mark never leaves a record before the answer is in it. Any other call
+   * gets nothing to wait for (not a resolved promise: the shim then spends no turn on it).
    */
-  private async answered(method: string, vmId: string | undefined): Promise<undefined> {
+  private answered(method: string, vmId: string | undefined): Promise<undefined> | undefined {
     if (!isMethodName(method) || methodDef(method).record !== 'create' || vmId === undefined || !this.unanswered.delete(vmId)) return undefined;
+    return this.answeredRecord(vmId);
+  }
+
+  private async answeredRecord(vmId: string): Promise<undefined> {
     const plugin = this.created.get(vmId);
     const vm = await this.vm(vmId);
     if (plugin !== undefined && vm) await this.persist(plugin, { vmId, config: vm.config, state: vm.state, status: vm.status });
@@ -560,10 +565,10 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
     return written;
   }
 
-  /** Resolves once what has been handed to persist for the VM is written (at once when nothing is pending). */
-  private recorded(vmId: string): Promise<void> {
+  /** Resolves once what has been handed to persist for the VM is written; undefined when nothing is pending. */
+  private recorded(vmId: string): Promise<void> | undefined {
     const pending = this.recordWrites.get(vmId);
-    if (!pending) return Promise.resolve();
+    if (!pending) return undefined;
     return new Promise<void>((resolve, reject) => {
       if (pending.next) pending.waiters.push({ resolve, reject });
       else pending.inflight.push({ resolve, reject });

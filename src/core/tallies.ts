@@ -39,11 +39,16 @@ export class LabelledCounts<K extends readonly string[]> {
   private readonly byKey = new Map<string, { labels: K; value: number }>();
 
   inc(labels: K, by = 1): void {
+    this.entry(labels).value += by;
+  }
+
+  /** The series of `labels`, made at 0 on first use: a caller that counts the same series often keeps it. */
+  entry(labels: K): { labels: K; value: number } {
     // \0 cannot occur in any label value the host uses (see above), so the joined key is unambiguous.
     const key = labels.join('\0');
-    const entry = this.byKey.get(key);
-    if (entry) entry.value += by;
-    else this.byKey.set(key, { labels, value: by });
+    let entry = this.byKey.get(key);
+    if (!entry) this.byKey.set(key, (entry = { labels, value: 0 }));
+    return entry;
   }
 
   entries(): IterableIterator<{ labels: K; value: number }> {
@@ -58,10 +63,15 @@ export class LabelledBuckets<K extends readonly string[]> {
   constructor(readonly bounds: readonly number[]) {}
 
   observe(labels: K, value: number): void {
+    this.tally(labels).observe(value);
+  }
+
+  /** The histogram of `labels`, made empty on first use. */
+  tally(labels: K): BucketTally {
     const key = labels.join('\0');
     let entry = this.byKey.get(key);
     if (!entry) this.byKey.set(key, (entry = { labels, tally: new BucketTally(this.bounds) }));
-    entry.tally.observe(value);
+    return entry.tally;
   }
 
   entries(): IterableIterator<{ labels: K; tally: BucketTally }> {
@@ -84,10 +94,28 @@ export class HostTallies {
   readonly migrations = new LabelledCounts<[string, MigrationOutcome]>();
   readonly migrationDowntime = new LabelledBuckets<[string]>(DOWNTIME_BUCKETS);
 
+  /**
+   * The series an answered call of a plugin's method counts in, by plugin then method: found without joining label
+   * strings and hashing the result, which every call did.
+   */
+  private readonly answered = new Map<string, Map<string, { count: { value: number }; seconds: BucketTally }>>();
+
   /** A call through the shim ended: `error` undefined for an answer. */
   call(plugin: string, method: string, seconds: number, error: unknown): void {
-    this.calls.inc([plugin, method, outcomeOf(error)]);
-    this.callSeconds.observe([plugin, method], seconds);
+    if (error !== undefined) {
+      this.calls.inc([plugin, method, outcomeOf(error)]);
+      this.callSeconds.observe([plugin, method], seconds);
+      return;
+    }
+    let byMethod = this.answered.get(plugin);
+    if (!byMethod) this.answered.set(plugin, (byMethod = new Map()));
+    let series = byMethod.get(method);
+    if (!series) {
+      series = { count: this.calls.entry([plugin, method, outcomeOf(undefined)]), seconds: this.callSeconds.tally([plugin, method]) };
+      byMethod.set(method, series);
+    }
+    series.count.value++;
+    series.seconds.observe(seconds);
   }
 
   /**

@@ -73,7 +73,7 @@ export interface RpcOptions {
 
 type Id = string | number;
 
-const isThenable = (v: unknown): v is PromiseLike<unknown> =>
+export const isThenable = (v: unknown): v is PromiseLike<unknown> =>
   typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
 
 /** Whether `err` is answered with its own code, message and data: an RpcError, or a ResponseError of vscode-jsonrpc. */
@@ -180,31 +180,29 @@ export class RpcEndpoint {
     this.batcher.beginRead();
     try {
       // Body by body, so that what came before a framing error is still dispatched, in order.
-      let rest = chunk;
-      for (let step = this.next(rest); step && !this.over; step = this.next(rest)) {
-        rest = step.rest;
-        let msg: unknown;
-        try {
-          msg = JSON.parse(step.body.toString('utf8'));
-        } catch {
-          this.end(new FramingError(`message body is not JSON: ${previewBytes(step.body)}`, previewBytes(step.body)));
-          break;
-        }
-        this.dispatch(msg);
-      }
+      this.decoder.each(chunk, this.onBody);
+    } catch (err) {
+      // The decoder's own: anything else is not the stream's fault.
+      if (!(err instanceof FramingError)) throw err;
+      this.end(err);
     } finally {
       this.batcher.endRead();
     }
   };
 
-  private next(chunk: Buffer): { body: Buffer; rest: Buffer } | undefined {
+  /** One body, decoded from the chunk's bytes as they are (no Buffer per body); false once the session is over. */
+  private readonly onBody = (buf: Buffer, start: number, end: number): boolean => {
+    let msg: unknown;
     try {
-      return this.decoder.pushOne(chunk);
-    } catch (err) {
-      this.end(err);
-      return undefined;
+      msg = JSON.parse(buf.toString('utf8', start, end));
+    } catch {
+      const body = buf.subarray(start, end);
+      this.end(new FramingError(`message body is not JSON: ${previewBytes(body)}`, previewBytes(body)));
+      return false;
     }
-  }
+    this.dispatch(msg);
+    return !this.over;
+  };
 
   private dispatch(msg: unknown): void {
     const reason = refusal(msg);
@@ -264,14 +262,17 @@ export class RpcEndpoint {
 
   private answer(id: Id, method: string, burst: number, result: unknown, error: unknown): void {
     if (this.stopped) return;
-    const frame = (body: object): string => frameText(JSON.stringify({ jsonrpc: '2.0', id, ...body }), this.opts.maxMessageBytes);
+    const max = this.opts.maxMessageBytes;
     let text = '';
     try {
-      text = error === undefined ? frame({ result: result === undefined ? null : result }) : frame({ error: errorObject(error, method) });
+      text =
+        error === undefined
+          ? frameText(JSON.stringify({ jsonrpc: '2.0', id, result: result === undefined ? null : result }), max)
+          : frameText(JSON.stringify({ jsonrpc: '2.0', id, error: errorObject(error, method) }), max);
     } catch (err) {
       // A result (or error data) that cannot be sent (over the cap, not serializable): the host still gets an answer.
       try {
-        text = frame({ error: errorObject(err, method) });
+        text = frameText(JSON.stringify({ jsonrpc: '2.0', id, error: errorObject(err, method) }), max);
       } catch (again) {
         this.opts.failed(again, `cannot answer ${method}`);
       }

@@ -35,7 +35,7 @@ import {
 // The codec itself, not hvplug/transport: its index also holds the vscode-jsonrpc reader and writer of the daemon's API.
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../transport/framing.js';
 import { listenForHosts, parseCommandLine, UsageError, type CommandLine, type FlagValues, type ListenOptions, type Listening } from './listen.js';
-import { answeredAsIs, IncomingCall, RpcEndpoint, RpcError, type RequestHandler } from './rpc.js';
+import { answeredAsIs, IncomingCall, isThenable, RpcEndpoint, RpcError, type RequestHandler } from './rpc.js';
 import { PluginError } from './errors.js';
 import { stderrLogger, type Logger } from './log.js';
 
@@ -136,6 +136,38 @@ function toRpcError(err: unknown, method: string): unknown {
   }
   const message = err instanceof Error ? err.message : String(err);
   return new RpcError(ErrorCode.InternalError, message);
+}
+
+const NO_PROGRESS = (): void => undefined;
+
+/**
+ * A handler's CallContext: a class, so that a call costs one small object and no closures (progress is one only
+ * when the caller asked for progress). Destructured members still work: signal is a getter, progress a function
+ * of its own.
+ */
+class Context implements CallContext {
+  readonly progress: (message: string, percentage?: number) => void;
+
+  constructor(
+    private readonly call: IncomingCall,
+    readonly session: Session,
+    readonly log: Logger,
+    progressToken: unknown,
+    send: (token: string | number, message: string, percentage?: number) => void,
+  ) {
+    this.progress =
+      typeof progressToken === 'string' || typeof progressToken === 'number'
+        ? (message, percentage) => send(progressToken, message, percentage)
+        : NO_PROGRESS;
+  }
+
+  get signal(): AbortSignal {
+    return this.call.signal;
+  }
+
+  get cancelled(): boolean {
+    return this.call.cancelled;
+  }
 }
 
 function definedOnly<T extends object>(o: T): Partial<T> {
@@ -377,20 +409,10 @@ function serve(def: PluginDefinition, { advertised, capabilities }: Prepared, op
     return session;
   };
 
-  const contextFor = (s: Session, call: IncomingCall, progressToken: unknown): CallContext => ({
-    get signal() {
-      return call.signal;
-    },
-    get cancelled() {
-      return call.cancelled;
-    },
-    session: s,
-    log,
-    progress: (message, percentage) => {
-      if (typeof progressToken !== 'string' && typeof progressToken !== 'number') return;
-      rpc.notify('$/progress', { token: progressToken, value: { message, percentage } });
-    },
-  });
+  const sendProgress = (token: string | number, message: string, percentage?: number): void => {
+    rpc.notify('$/progress', { token, value: { message, percentage } });
+  };
+  const contextFor = (s: Session, call: IncomingCall, progressToken: unknown): CallContext => new Context(call, s, log, progressToken, sendProgress);
 
   requests.set(sessionMethod('goodbye'), async () => {
     await def.onShutdown?.();
@@ -417,7 +439,9 @@ function serve(def: PluginDefinition, { advertised, capabilities }: Prepared, op
   for (const name of METHOD_NAMES) {
     const spec = methods[name];
     if (spec.scope === 'session') continue;
-    requests.set(name, async (raw, call) => {
+    // Not async: a handler that answers at once (most reads of a VM) is answered in the same turn, without the
+    // promise and the turns an async wrapper costs per call; one that returns a promise is waited for.
+    requests.set(name, (raw, call) => {
       const s = requireSession(name);
       const handler = def.handlers[name as HypervisorMethod] as Handler<MethodName> | undefined;
       if (!handler || !advertised.has(name)) {
@@ -445,17 +469,33 @@ function serve(def: PluginDefinition, { advertised, capabilities }: Prepared, op
       if (vmId !== undefined) refuseForbidden(name, vmId);
       const changing = vmId !== undefined && STATUS_CHANGING.has(name as never);
       if (changing) changingCalls.set(vmId, (changingCalls.get(vmId) ?? 0) + 1);
+      const settled = (): void => {
+        if (!changing) return;
+        const left = (changingCalls.get(vmId) ?? 1) - 1;
+        if (left > 0) changingCalls.set(vmId, left);
+        else changingCalls.delete(vmId);
+      };
+      let out: unknown;
       try {
-        return await handler(params, contextFor(s, call, progressToken));
+        out = handler(params, contextFor(s, call, progressToken));
       } catch (err) {
+        settled();
         throw toRpcError(err, name);
-      } finally {
-        if (changing) {
-          const left = (changingCalls.get(vmId) ?? 1) - 1;
-          if (left > 0) changingCalls.set(vmId, left);
-          else changingCalls.delete(vmId);
-        }
       }
+      if (!isThenable(out)) {
+        settled();
+        return out;
+      }
+      return Promise.resolve(out).then(
+        (result) => {
+          settled();
+          return result;
+        },
+        (err: unknown) => {
+          settled();
+          throw toRpcError(err, name);
+        },
+      );
     });
   }
 

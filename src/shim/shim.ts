@@ -40,6 +40,11 @@ import { monotonicMs, randomUuid } from '../proc/index.js';
 
 const NONE: readonly Interceptor[] = [];
 
+const netBackends = (devices: readonly Device[]): NetBackend[] => devices.flatMap((d) => (d.type === 'net' ? [d.backend] : []));
+
+const isThenable = (v: unknown): v is PromiseLike<unknown> =>
+  typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
+
 export interface CallOpts {
   /** Overrides the method's default deadline; null waits without bound. */
   timeoutMs?: number | null;
@@ -80,8 +85,11 @@ export interface ShimOptions {
   interceptors?: readonly Interceptor[];
   /** Called whenever a VM's status, state or config changes (the host persists it). */
   onVmChange?: (update: VmRecordUpdate, vm: ShimVm) => void | Promise<void>;
-  /** Resolves once every change reported for the VM so far is written (an event's, before its call's answer). */
-  onVmSettled?: (vmId: string) => Promise<void>;
+  /**
+   * Resolves once every change reported for the VM so far is written (an event's, before its call's answer);
+   * nothing when nothing is pending.
+   */
+  onVmSettled?: (vmId: string) => void | Promise<void>;
   /**
    * Awaited before a VM-creating call is sent, so the host's record exists before the VM does. A rejection
    * (AlreadyExists) stops the call before it is sent.
@@ -245,72 +253,74 @@ export class ShimHypervisor {
 
   /** The one path every method takes. */
   invoke<M extends MethodName>(method: M, rawParams: Record<string, unknown>, opts: CallOpts = {}, vm?: ShimVm): Promise<ResultOf<M>> {
-    const onEnd = this.opts.onCallEnd;
-    if (!onEnd) return this.run(method, rawParams, opts, vm);
-    const t0 = monotonicMs();
-    return this.run(method, rawParams, opts, vm).then(
-      (value) => {
-        onEnd(method, (monotonicMs() - t0) / 1000, undefined);
-        return value;
-      },
-      (err: unknown) => {
-        onEnd(method, (monotonicMs() - t0) / 1000, err);
-        throw err;
-      },
-    );
+    return this.run(method, rawParams, opts, vm, this.opts.onCallEnd ? monotonicMs() : 0);
   }
 
-  private async run<M extends MethodName>(method: M, rawParams: Record<string, unknown>, opts: CallOpts, vm?: ShimVm): Promise<ResultOf<M>> {
-    const spec = methodDef(method);
-    if (vm?.ownedBy !== undefined) throw new VmOwnedError(vm.id, vm.ownedBy);
-    const interceptors = this.opts.interceptors ?? NONE;
-    const call: InterceptedCall = { method, vmId: vm?.id ?? (rawParams.vmId as string | undefined), params: rawParams };
-    for (const i of interceptors) {
-      if (!i.before) continue;
-      try {
-        const replaced = await i.before(call);
-        if (replaced) call.params = replaced;
-      } catch (err) {
-        throw err instanceof HvplugError ? err : new VetoedError(method, (err as Error).message ?? String(err));
-      }
-    }
-    const parsed = spec.params.safeParse(vm ? { ...call.params, vmId: vm.id } : call.params);
-    if (!parsed.success) throw new InvalidParamsError(method, toIssues(parsed.error));
-    const params = parsed.data as Record<string, unknown>;
-    const refusal = capabilityRefusal(method, this.capabilities, this.gateContext(method, params, vm));
-    if (refusal) throw new NotSupportedError(method, refusal, true);
-
-    let token: string | undefined;
-    if (opts.onProgress && spec.progress) {
-      token = randomUuid();
-      this.progress.set(token, opts.onProgress);
-      params.progressToken = token;
-    }
-    let raw: unknown;
-    let lastEventAtAnswer: ShimVm['lastEvent'] | null = null;
+  /**
+   * `t0`: when the call began, for onCallEnd, which is told here rather than from a `.then` on this promise: one
+   * promise and two closures less per call.
+   */
+  private async run<M extends MethodName>(method: M, rawParams: Record<string, unknown>, opts: CallOpts, vm: ShimVm | undefined, t0: number): Promise<ResultOf<M>> {
+    let value: ResultOf<M>;
     try {
-      raw = await this.channel.call(method, params, {
-        timeoutMs: opts.timeoutMs === undefined ? spec.timeoutMs : opts.timeoutMs,
-        signal: opts.signal,
-        onAnswer: vm ? () => (lastEventAtAnswer = vm.lastEvent) : undefined,
-      });
-    } finally {
-      if (token) this.progress.delete(token);
+      const spec = methodDef(method);
+      if (vm?.ownedBy !== undefined) throw new VmOwnedError(vm.id, vm.ownedBy);
+      const interceptors = this.opts.interceptors ?? NONE;
+      const call: InterceptedCall = { method, vmId: vm?.id ?? (rawParams.vmId as string | undefined), params: rawParams };
+      for (const i of interceptors) {
+        if (!i.before) continue;
+        try {
+          const replaced = await i.before(call);
+          if (replaced) call.params = replaced;
+        } catch (err) {
+          throw err instanceof HvplugError ? err : new VetoedError(method, (err as Error).message ?? String(err));
+        }
+      }
+      const parsed = spec.params.safeParse(vm ? { ...call.params, vmId: vm.id } : call.params);
+      if (!parsed.success) throw new InvalidParamsError(method, toIssues(parsed.error));
+      const params = parsed.data as Record<string, unknown>;
+      const refusal = capabilityRefusal(method, this.capabilities, this.gateContext(method, params, vm));
+      if (refusal) throw new NotSupportedError(method, refusal, true);
+
+      let token: string | undefined;
+      if (opts.onProgress && spec.progress) {
+        token = randomUuid();
+        this.progress.set(token, opts.onProgress);
+        params.progressToken = token;
+      }
+      let raw: unknown;
+      let lastEventAtAnswer: ShimVm['lastEvent'] | null = null;
+      try {
+        raw = await this.channel.call(method, params, {
+          timeoutMs: opts.timeoutMs === undefined ? spec.timeoutMs : opts.timeoutMs,
+          signal: opts.signal,
+          onAnswer: vm ? () => (lastEventAtAnswer = vm.lastEvent) : undefined,
+        });
+      } finally {
+        if (token) this.progress.delete(token);
+      }
+      const result = spec.result.safeParse(raw);
+      if (!result.success) throw new ProtocolViolationError(method, toIssues(result.error));
+      value = result.data as ResultOf<M>;
+      // A call returns once what it changed is recorded, so a host crash right after it loses nothing.
+      // Awaited only when there is something to wait for: most calls change nothing, and each await is a turn.
+      const tracked = this.track(method, params, value, vm, lastEventAtAnswer);
+      if (tracked) await tracked;
+      for (const i of interceptors) {
+        if (!i.after) continue;
+        const after = i.after(call, value);
+        value = ((isThenable(after) ? await after : after) ?? value) as ResultOf<M>;
+      }
+    } catch (err) {
+      this.opts.onCallEnd?.(method, (monotonicMs() - t0) / 1000, err);
+      throw err;
     }
-    const result = spec.result.safeParse(raw);
-    if (!result.success) throw new ProtocolViolationError(method, toIssues(result.error));
-    let value = result.data as ResultOf<M>;
-    // A call returns once what it changed is recorded, so a host crash right after it loses nothing.
-    await this.track(method, params, value, vm, lastEventAtAnswer);
-    for (const i of interceptors) {
-      if (i.after) value = ((await i.after(call, value)) ?? value) as ResultOf<M>;
-    }
+    this.opts.onCallEnd?.(method, (monotonicMs() - t0) / 1000, undefined);
     return value;
   }
 
   private gateContext(method: MethodName, params: Record<string, unknown>, vm?: ShimVm): GateContext {
     const ctx: GateContext = { vmStatus: vm?.status, machine: vm?.config.machine, protocolVersion: this.info.protocolVersion };
-    const netBackends = (devices: readonly Device[]): NetBackend[] => devices.flatMap((d) => (d.type === 'net' ? [d.backend] : []));
     const spec = methodDef(method);
     if (spec.devices === 'adds') {
       const device = params.device as Device;
@@ -329,14 +339,17 @@ export class ShimHypervisor {
     return ctx;
   }
 
-  /** Keeps the VM's status, opaque state, devices and config in step with what the plugin answered. */
-  private async track(
+  /**
+   * Keeps the VM's status, opaque state, devices and config in step with what the plugin answered. Returns what the
+   * call must wait for (the record written), or nothing when there is nothing to wait for.
+   */
+  private track(
     method: MethodName,
     params: Record<string, unknown>,
     result: unknown,
     vm?: ShimVm,
     lastEventAtAnswer: ShimVm['lastEvent'] | null = null,
-  ): Promise<void> {
+  ): void | Promise<void> {
     const target = vm ?? this.vms.get(params.vmId as string);
     if (!target) return;
     const r = result as { status?: VmStatus; state?: Json };
@@ -370,17 +383,15 @@ export class ShimHypervisor {
     if (newVm) target.config = params.config as VmConfig;
     if (spec.record === 'delete') {
       this.forget(target.id);
-      await this.opts.onVmGone?.(target.id, undefined, { name: target.config.name });
-      return;
+      return this.opts.onVmGone?.(target.id, undefined, { name: target.config.name });
     }
     if (spec.record === 'hand-off') {
       this.forget(target.id);
-      await this.opts.onVmHandedOff?.(target.id);
-      return;
+      return this.opts.onVmHandedOff?.(target.id);
     }
     // Events the call caused may have changed the VM before its answer came; the call returns when that is written too.
-    if (dirty) await this.changed(target);
-    else await this.opts.onVmSettled?.(target.id);
+    if (dirty) return this.changed(target);
+    return this.opts.onVmSettled?.(target.id);
   }
 
   private async changed(vm: ShimVm): Promise<void> {

@@ -56,25 +56,28 @@ export class FrameReader {
 
   private readonly onData = (chunk: Buffer): void => {
     if (this.stopped) return;
-    let bodies: Buffer[];
     try {
-      bodies = this.decoder.push(chunk);
+      this.decoder.each(chunk, this.onBody);
     } catch (err) {
-      this.broken(err as Error);
-      return;
+      // The decoder's own: anything else (a handler that threw, against its contract) is not a framing error.
+      if (!(err instanceof FramingError)) throw err;
+      this.broken(err);
     }
-    for (const body of bodies) {
-      let msg: unknown;
-      try {
-        msg = JSON.parse(body.toString('utf8'));
-      } catch {
-        this.broken(new FramingError(`message body is not JSON: ${previewBytes(body)}`, previewBytes(body)));
-        return;
-      }
-      this.handlers?.message(msg);
-      // The handler may have released the stream.
-      if (this.stopped) return;
+  };
+
+  /** One body, decoded from the chunk's bytes as they are (no Buffer per body); false once nothing more is read. */
+  private readonly onBody = (buf: Buffer, start: number, end: number): boolean => {
+    let msg: unknown;
+    try {
+      msg = JSON.parse(buf.toString('utf8', start, end));
+    } catch {
+      const body = buf.subarray(start, end);
+      this.broken(new FramingError(`message body is not JSON: ${previewBytes(body)}`, previewBytes(body)));
+      return false;
     }
+    this.handlers?.message(msg);
+    // The handler may have released the stream.
+    return !this.stopped;
   };
 
   private readonly onEnd = (): void => this.handlers?.close();

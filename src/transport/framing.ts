@@ -45,12 +45,12 @@ const MAX_LENGTH_DIGITS = 12;
  * The length from a header that is exactly `Content-Length: <digits>`, as every writer here sends it, read
  * straight from the bytes; undefined for anything else, which the general parser then handles.
  */
-function plainContentLength(buf: Buffer, end: number): number | undefined {
-  const digits = end - PLAIN_HEADER.length;
+function plainContentLength(buf: Buffer, end: number, start = 0): number | undefined {
+  const digits = end - start - PLAIN_HEADER.length;
   if (digits < 1 || digits > MAX_LENGTH_DIGITS) return undefined;
-  for (let i = 0; i < PLAIN_HEADER.length; i++) if (buf[i] !== PLAIN_HEADER[i]) return undefined;
+  for (let i = 0; i < PLAIN_HEADER.length; i++) if (buf[start + i] !== PLAIN_HEADER[i]) return undefined;
   let n = 0;
-  for (let i = PLAIN_HEADER.length; i < end; i++) {
+  for (let i = start + PLAIN_HEADER.length; i < end; i++) {
     const d = (buf[i] as number) - 0x30;
     if (d < 0 || d > 9) return undefined;
     n = n * 10 + d;
@@ -85,6 +85,44 @@ export class FrameDecoder {
   }
 
   /**
+   * push without a Buffer per body: each body the chunk completes goes to `onBody`, in order, as the bytes from
+   * `start` to `end` of `buf` (the chunk itself when the body lies in it; a copy joining its pieces when it spans
+   * chunks), until onBody returns false, which means the caller reads no more: this decoder must not be fed again.
+   * Throws FramingError on bad input, after handing over the bodies before it.
+   */
+  each(chunk: Buffer, onBody: (buf: Buffer, start: number, end: number) => boolean): void {
+    let at = 0;
+    for (;;) {
+      if (this.bodyLength < 0) {
+        if (at >= chunk.length) return;
+        const taken = this.readHeaderAt(chunk, at);
+        if (taken < 0) return;
+        at += taken;
+      }
+      const need = this.bodyLength - this.buffered;
+      const left = chunk.length - at;
+      if (left < need) {
+        if (left > 0) this.pieces.push(at === 0 ? chunk : chunk.subarray(at));
+        this.buffered += left;
+        return;
+      }
+      const length = this.bodyLength;
+      this.bodyLength = -1;
+      let more: boolean;
+      if (this.pieces.length === 0) {
+        more = onBody(chunk, at, at + need);
+      } else {
+        const body = Buffer.concat([...this.pieces, chunk.subarray(at, at + need)], length);
+        this.pieces = [];
+        this.buffered = 0;
+        more = onBody(body, 0, length);
+      }
+      at += need;
+      if (!more) return;
+    }
+  }
+
+  /**
    * Appends a chunk and returns the first body it completes with the bytes after it, untouched: for a stream that
    * stops being framed after one message (the daemon's console). Undefined while no body is complete.
    */
@@ -112,6 +150,25 @@ export class FrameDecoder {
     this.buffered = 0;
     this.bodyLength = -1;
     return { body, rest: rest.subarray(need) };
+  }
+
+  /**
+   * readHeader(chunk.subarray(at)), without the subarray for the usual header: one that starts at `at`, with
+   * nothing held, and ends within MAX_HEADER_BYTES. Any other goes the general way.
+   */
+  private readHeaderAt(chunk: Buffer, at: number): number {
+    if (this.head.length === 0) {
+      const end = chunk.indexOf(HEADER_END, at);
+      const length = end >= 0 && end - at <= MAX_HEADER_BYTES ? plainContentLength(chunk, end, at) : undefined;
+      if (length !== undefined) {
+        if (length > this.maxMessageBytes) {
+          throw new FramingError(`message of ${length} bytes exceeds the limit of ${this.maxMessageBytes} bytes`);
+        }
+        this.bodyLength = length;
+        return end - at + HEADER_END.length;
+      }
+    }
+    return this.readHeader(at === 0 ? chunk : chunk.subarray(at));
   }
 
   /**

@@ -35,6 +35,34 @@ describe('FrameDecoder', () => {
     }
   });
 
+  it('hands each() the same bodies as push() whatever two boundaries split the stream, a header over the cap refused alike', () => {
+    const eachAll = (d: FrameDecoder, parts: readonly Buffer[]): string[] => {
+      const out: string[] = [];
+      for (const p of parts) d.each(p, (buf, start, end) => out.push(buf.toString('utf8', start, end)) > 0);
+      return out;
+    };
+    for (let i = 0; i <= stream.length; i++) {
+      for (let j = i; j <= stream.length; j++) {
+        const parts = [stream.subarray(0, i), stream.subarray(i, j), stream.subarray(j)];
+        expect(eachAll(new FrameDecoder(), parts), `split at ${i}, ${j}`).toEqual(bodies);
+      }
+    }
+    const over = Buffer.concat([encodeFrame('1'), Buffer.from('Content-Length: 99\r\n\r\n')]);
+    const seen: string[] = [];
+    const err = thrown(() => new FrameDecoder(10).each(over, (buf, start, end) => seen.push(buf.toString('utf8', start, end)) > 0));
+    expect(seen).toEqual(['1']);
+    expect((err as FramingError).message).toBe((thrown(() => new FrameDecoder(10).push(over.subarray(encodeFrame('1').length))) as FramingError).message);
+  });
+
+  it('stops handing bodies to each() once its callback says so', () => {
+    const seen: string[] = [];
+    new FrameDecoder().each(stream, (buf, start, end) => {
+      seen.push(buf.toString('utf8', start, end));
+      return false;
+    });
+    expect(seen).toEqual([bodies[0]]);
+  });
+
   it('decodes the stream fed one byte at a time', () => {
     const parts = Array.from({ length: stream.length }, (_, i) => stream.subarray(i, i + 1));
     expect(decodeAll(new FrameDecoder(), parts)).toEqual(bodies);
