@@ -1,4 +1,8 @@
 import { servePlugin } from 'hvplug/plugin-sdk';
 import { examplePlugin } from './plugin.js';
 
-servePlugin(examplePlugin());
+// What a host does first after the handshake, rehearsed when the startup snapshot is built: a VM's creation (never
+// started, so no guest), in a scratch directory that is then removed.
+servePlugin(examplePlugin(), {
+  rehearsal: { definition: examplePlugin, calls: [{ method: 'vm/create', params: { vmId: 'rehearsal', config: {} } }] },
+});
