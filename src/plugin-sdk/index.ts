@@ -8,5 +8,6 @@ export { Waiters, type WaitResult } from './waiters.js';
 export { ServedVm, type StatusEventType, type VmEventBody } from './served-vm.js';
 export { VmRegistry } from './vm-registry.js';
 export { settings, type Settings } from './settings.js';
+export type { Rehearsal } from './rehearsal.js';
 export * as proc from '../proc/index.js';
 export { stderrLogger, type Logger, type LogFn } from './log.js';

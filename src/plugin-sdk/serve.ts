@@ -38,6 +38,7 @@ import { listenForHosts, parseCommandLine, UsageError, type CommandLine, type Fl
 import { answeredAsIs, IncomingCall, isThenable, RpcEndpoint, RpcError, type RequestHandler } from './rpc.js';
 import { PluginError } from './errors.js';
 import { stderrLogger, type Logger } from './log.js';
+import { rehearse, type Rehearsal } from './rehearsal.js';
 
 /** An event as a handler emits it; the SDK stamps seq (per VM) and time. */
 export type EventInput = VmEvent extends infer E ? (E extends VmEvent ? Omit<E, 'seq' | 'time'> : never) : never;
@@ -124,6 +125,11 @@ export interface ServeOptions {
    * function gets their values. The command line is then parsed strictly on stdio too (see parseCommandLine).
    */
   flags?: readonly string[];
+  /**
+   * Played while the plugin's startup snapshot is built, on a fresh definition: the handshake and these calls, whose
+   * compiled code is then in the snapshot (see rehearsal.ts). Without it the SDK rehearses the handshake alone.
+   */
+  rehearsal?: Rehearsal;
 }
 
 /** A handler's failure as the error to answer (an RpcError, or one that looks like vscode-jsonrpc's ResponseError, stands). */
@@ -254,6 +260,12 @@ export function servePlugin(definition: PluginDefinition | ((flags: FlagValues) 
   startupSnapshot.setDeserializeMainFunction(() => {
     served = start();
     void served.closed.then(resolveClosed);
+  });
+  // The snapshot is taken once the builder's event loop is empty: after the rehearsal. One that fails fails the build,
+  // which then leaves the plugin to start from its bundle (scripts/bundle.mjs).
+  rehearse((def, streams) => serve(def, prepare(def), streams), opts.rehearsal).catch((err: unknown) => {
+    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
   });
   return {
     close: () => {

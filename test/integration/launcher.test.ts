@@ -86,6 +86,34 @@ describe('plugin launcher', () => {
     expect(client.info.plugin.name).toBe(NAME);
   });
 
+  it('starts from a snapshot that holds nothing of its rehearsal: the VM it created there is not known', async () => {
+    const { client } = await start(pluginExecutable(NAME));
+    // plugins/example-proprietary/src/main.ts rehearses vm/create of a VM of this id while its snapshot is built.
+    await expect(client.call('vm/info', { vmId: 'rehearsal' }, { timeoutMs: 5_000 })).rejects.toThrow(/no VM rehearsal/);
+    await client.call('vm/create', { vmId: 'rehearsal', config: {} }, { timeoutMs: 5_000 });
+    expect(await client.call('vm/info', { vmId: 'rehearsal' }, { timeoutMs: 5_000 })).toMatchObject({ vmId: 'rehearsal', status: 'created' });
+  });
+
+  it('builds a plugin whose rehearsal fails without a snapshot, and starts it from its bundle', async () => {
+    const dir = await tempDir();
+    const entry = join(dir, 'main.ts');
+    await writeFile(
+      entry,
+      [
+        "import { servePlugin } from 'hvplug/plugin-sdk';",
+        `const def = () => ({ info: { name: '${NAME}', version: '1.0.0', vendor: 'hvplug tests' }, capabilities: {}, handlers: { 'vm/create': () => { throw new Error('no room'); } } });`,
+        "servePlugin(def(), { rehearsal: { definition: def, calls: [{ method: 'vm/create', params: { vmId: 'a', config: {} } }] } });",
+      ].join('\n'),
+    );
+    const out = join(dir, `hvplug-plugin-${NAME}.mjs`);
+    await bundle(entry, out);
+    await snapshot(entry, out);
+    expect(existsSync(join(dir, `hvplug-plugin-${NAME}.blob`))).toBe(false);
+    const { client, argv } = await start(join(dir, `hvplug-plugin-${NAME}`));
+    expect(argv).not.toContain('--snapshot-blob');
+    expect(client.info.plugin.name).toBe(NAME);
+  });
+
   it('ships each bundled plugin in the npm package as launcher, manifest and bundle, never its snapshot', async () => {
     const { stdout } = await execa('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root });
     const [pack] = JSON.parse(stdout) as [{ files: { path: string }[] }];
