@@ -1,7 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { errors, proc } from 'hvplug/plugin-sdk';
 import { consoleTail, guestArgv, readConsole, type GuestArgs } from './guest-program.js';
 import { identityOf, isRunning, liveState, stoppedState, type ProcessIdentity } from './guest-record.js';
@@ -17,6 +16,10 @@ export interface ExitInfo {
    */
   seenAs: 'parent' | 'observer';
 }
+
+// Not node:timers/promises: the module (with what it loads) would stay in every plugin process, guest or none.
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /** How often a re-attached guest, which is not our child and sends us no SIGCHLD, is checked for life. */
 const OBSERVE_MS = 200;

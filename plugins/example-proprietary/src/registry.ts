@@ -14,15 +14,23 @@ import { SimVm, type VmInit } from './vm.js';
 
 type VmResult = ResultInputOf<'vm/create'>;
 
+/**
+ * Makes the plugin's runtime directory, private, unless it is there (the host's is). Synchronous: once per process,
+ * before any VM. main.ts also runs it while the startup snapshot is built, so that node's code for it is compiled there.
+ */
+export function ensureRuntimeDir(path: string): void {
+  mkdirSync(path, { recursive: true, mode: 0o700 });
+}
+
 export class Registry extends VmRegistry<SimVm> {
   /** Ids being brought up, so that two calls cannot both create the same VM. */
   private readonly pending = new Set<string>();
   /** VMs waiting for their incoming migration, and where they listen for it. */
   private readonly incoming = new Map<string, IncomingMigration>();
 
-  async start(session: Session): Promise<void> {
+  start(session: Session): void {
     this.init(session);
-    await mkdir(session.init.runtimeDir, { recursive: true, mode: 0o700 });
+    ensureRuntimeDir(session.init.runtimeDir);
   }
 
   /** A VM using the file as a disk, for image/delete to refuse pulling it from under a guest. */
