@@ -20,7 +20,7 @@ export class Registry extends VmRegistry<SimVm> {
   /** VMs waiting for their incoming migration, and where they listen for it. */
   private readonly incoming = new Map<string, IncomingMigration>();
 
-  async start(session: Session): Promise<void> {
+  start(session: Session): void {
     this.init(session);
     // Synchronous, as the VM's directory and console log in newVm: a call each, far cheaper than the thread pool's
     // round trip (and, the first time, its threads' start), on the way to the handshake's and vm/create's answers.

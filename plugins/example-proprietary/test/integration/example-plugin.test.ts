@@ -290,6 +290,14 @@ describe('example-proprietary plugin, over raw JSON-RPC', () => {
     await expectNoLeftovers();
   });
 
+  it('makes its runtime directory at initialize, private, when the host has not', async () => {
+    const runtimeDir = join(work, 'fresh-run', 'example-proprietary');
+    const { plugin } = await Plugin.start(runtimeDir);
+    expect((await stat(runtimeDir)).mode & 0o777).toBe(0o700);
+    await plugin.close();
+    await expectNoLeftovers();
+  });
+
   it('runs a VM through create, start, pause, resume, stop and delete as a real process', async () => {
     const { plugin } = await Plugin.start();
     const vmId = newVmId();
