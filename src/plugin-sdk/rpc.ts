@@ -1,6 +1,6 @@
 import type { Readable, Writable } from 'node:stream';
 // The codec itself, not hvplug/transport: its index also holds the vscode-jsonrpc reader and writer of the daemon's API.
-import { FrameDecoder, FramingError, frameText, previewBytes } from '../transport/framing.js';
+import { FrameDecoder, FramingError, frameText, parseBody } from '../transport/framing.js';
 import { AnswerBatcher } from './answer-batch.js';
 import { refusal } from './inbound.js';
 
@@ -194,10 +194,9 @@ export class RpcEndpoint {
   private readonly onBody = (buf: Buffer, start: number, end: number): boolean => {
     let msg: unknown;
     try {
-      msg = JSON.parse(buf.toString('utf8', start, end));
-    } catch {
-      const body = buf.subarray(start, end);
-      this.end(new FramingError(`message body is not JSON: ${previewBytes(body)}`, previewBytes(body)));
+      msg = parseBody(buf, start, end);
+    } catch (err) {
+      this.end(err);
       return false;
     }
     this.dispatch(msg);

@@ -1,5 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
-import { DEFAULT_MAX_MESSAGE_BYTES, FrameDecoder, FramingError, frameText, previewBytes } from './framing.js';
+import { DEFAULT_MAX_MESSAGE_BYTES, FrameDecoder, FramingError, frameText, parseBody } from './framing.js';
 
 /**
  * Messages over a byte stream, framed by the codec in framing.ts, with no JSON-RPC library under them: the host
@@ -69,10 +69,9 @@ export class FrameReader {
   private readonly onBody = (buf: Buffer, start: number, end: number): boolean => {
     let msg: unknown;
     try {
-      msg = JSON.parse(buf.toString('utf8', start, end));
-    } catch {
-      const body = buf.subarray(start, end);
-      this.broken(new FramingError(`message body is not JSON: ${previewBytes(body)}`, previewBytes(body)));
+      msg = parseBody(buf, start, end);
+    } catch (err) {
+      this.broken(err as FramingError);
       return false;
     }
     this.handlers?.message(msg);

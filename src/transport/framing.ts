@@ -27,6 +27,19 @@ export function previewBytes(buf: Uint8Array, n = 32): string {
   return JSON.stringify(Buffer.from(buf.subarray(0, n)).toString('latin1'));
 }
 
+/**
+ * The JSON of one body, bytes start..end of the chunk it came in (no Buffer made for it); a FramingError when it is
+ * not JSON, quoting its first bytes.
+ */
+export function parseBody(buf: Buffer, start: number, end: number): unknown {
+  try {
+    return JSON.parse(buf.toString('utf8', start, end));
+  } catch {
+    const preview = previewBytes(buf.subarray(start, end));
+    throw new FramingError(`message body is not JSON: ${preview}`, preview);
+  }
+}
+
 function looksLikeHeader(buf: Buffer): boolean {
   const n = Math.min(buf.length, HEADER_PREFIX.length);
   for (let i = 0; i < n; i++) {

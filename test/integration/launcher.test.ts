@@ -65,18 +65,11 @@ describe('plugin launcher', () => {
     expect(client.info.plugin.name).toBe(NAME);
   });
 
-  it('builds a plugin that cannot go into a snapshot anyway, and starts it from its bundle', async () => {
+  /** Builds a plugin of `lines` whose snapshot cannot be made, and checks it is built without one and starts from its bundle. */
+  async function startsFromBundle(lines: string[]): Promise<void> {
     const dir = await tempDir();
     const entry = join(dir, 'main.ts');
-    await writeFile(
-      entry,
-      [
-        "import { startupSnapshot } from 'node:v8';",
-        "import { servePlugin } from 'hvplug/plugin-sdk';",
-        "if (startupSnapshot.isBuildingSnapshot()) throw new Error('this plugin holds what a snapshot cannot');",
-        `servePlugin({ info: { name: '${NAME}', version: '1.0.0', vendor: 'hvplug tests' }, capabilities: {}, handlers: {} });`,
-      ].join('\n'),
-    );
+    await writeFile(entry, lines.join('\n'));
     const out = join(dir, `hvplug-plugin-${NAME}.mjs`);
     await bundle(entry, out);
     await snapshot(entry, out);
@@ -84,6 +77,15 @@ describe('plugin launcher', () => {
     const { client, argv } = await start(join(dir, `hvplug-plugin-${NAME}`));
     expect(argv).not.toContain('--snapshot-blob');
     expect(client.info.plugin.name).toBe(NAME);
+  }
+
+  it('builds a plugin that cannot go into a snapshot anyway, and starts it from its bundle', async () => {
+    await startsFromBundle([
+      "import { startupSnapshot } from 'node:v8';",
+      "import { servePlugin } from 'hvplug/plugin-sdk';",
+      "if (startupSnapshot.isBuildingSnapshot()) throw new Error('this plugin holds what a snapshot cannot');",
+      `servePlugin({ info: { name: '${NAME}', version: '1.0.0', vendor: 'hvplug tests' }, capabilities: {}, handlers: {} });`,
+    ]);
   });
 
   it('starts from a snapshot that holds nothing of its rehearsal: the VM it created there is not known', async () => {
@@ -95,23 +97,11 @@ describe('plugin launcher', () => {
   });
 
   it('builds a plugin whose rehearsal fails without a snapshot, and starts it from its bundle', async () => {
-    const dir = await tempDir();
-    const entry = join(dir, 'main.ts');
-    await writeFile(
-      entry,
-      [
-        "import { servePlugin } from 'hvplug/plugin-sdk';",
-        `const def = () => ({ info: { name: '${NAME}', version: '1.0.0', vendor: 'hvplug tests' }, capabilities: {}, handlers: { 'vm/create': () => { throw new Error('no room'); } } });`,
-        "servePlugin(def(), { rehearsal: { definition: def, calls: [{ method: 'vm/create', params: { vmId: 'a', config: {} } }] } });",
-      ].join('\n'),
-    );
-    const out = join(dir, `hvplug-plugin-${NAME}.mjs`);
-    await bundle(entry, out);
-    await snapshot(entry, out);
-    expect(existsSync(join(dir, `hvplug-plugin-${NAME}.blob`))).toBe(false);
-    const { client, argv } = await start(join(dir, `hvplug-plugin-${NAME}`));
-    expect(argv).not.toContain('--snapshot-blob');
-    expect(client.info.plugin.name).toBe(NAME);
+    await startsFromBundle([
+      "import { servePlugin } from 'hvplug/plugin-sdk';",
+      `const def = () => ({ info: { name: '${NAME}', version: '1.0.0', vendor: 'hvplug tests' }, capabilities: {}, handlers: { 'vm/create': () => { throw new Error('no room'); } } });`,
+      "servePlugin(def(), { rehearsal: { definition: def, calls: [{ method: 'vm/create', params: { vmId: 'a', config: {} } }] } });",
+    ]);
   });
 
   it('ships each bundled plugin in the npm package as launcher, manifest and bundle, never its snapshot', async () => {
