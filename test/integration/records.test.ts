@@ -166,7 +166,10 @@ describe('FileStateStore.get', () => {
     await rename(join(vms, 'other.json'), join(vms, 'moved.json'));
     expect(await store.get('moved')).toBeUndefined();
     expect(await store.get('other')).toBeUndefined();
-    expect((await store.list()).records.map((r) => r.vmId)).toEqual(['other', 'victim']);
+    // list() does not take it either: a record under another VM's file name is reported, not listed.
+    const listed = await store.list();
+    expect(listed.records.map((r) => r.vmId)).toEqual(['victim']);
+    expect(listed.errors).toEqual([{ where: join(vms, 'moved.json'), message: expect.stringMatching(/holds the record of VM other, not of moved/) }]);
     await writeFile(join(vms, 'junk.json'), '{"vmId":"junk"}');
     expect(await store.get('junk')).toBeUndefined();
     // A FIFO in a record's place neither stalls the read nor is taken for a record.
