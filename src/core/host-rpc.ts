@@ -17,15 +17,26 @@ const CANCEL = '$/cancelRequest';
 const METHOD_NOT_FOUND = -32601;
 
 const WireError = z.object({ code: z.number().check(z.int()), message: z.string(), data: z.optional(z.unknown()) });
-// Every key the host reads, named (result and error kept as sent, present or not): a loose object would run its
-// catch-all over every key of every answer.
-const Incoming = z.object({
-  id: z.optional(z.union([z.number(), z.string(), z.null()])),
-  method: z.optional(z.string()),
-  params: z.optional(z.unknown()),
-  result: z.optional(z.unknown()),
-  error: z.optional(z.unknown()),
-});
+/**
+ * The envelope of what a plugin sends: an object (not an array) whose id, if any, is a finite number, a string or
+ * null, and whose method, if any, is a string; params, result and error are kept as sent, to be checked by whoever
+ * reads them. Plain tests rather than a zod object, which copies every message into a fresh one: the verdict is the
+ * same for every input (test/unit/host-rpc.test.ts holds the table), read straight off the message as parsed.
+ */
+interface Envelope {
+  id?: number | string | null;
+  method?: string;
+  params?: unknown;
+  result?: unknown;
+  error?: unknown;
+}
+
+function isEnvelope(raw: unknown): raw is Envelope {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return false;
+  const { id, method } = raw as Envelope;
+  if (method !== undefined && typeof method !== 'string') return false;
+  return id === undefined || id === null || typeof id === 'string' || (typeof id === 'number' && Number.isFinite(id));
+}
 
 export interface RpcCallOptions {
   /** null: no deadline (the call may still be aborted). */
@@ -238,12 +249,11 @@ export class HostRpc {
 
   /** One message as the plugin sent it (parsed JSON, nothing trusted). */
   receive(raw: unknown): void {
-    const parsed = Incoming.safeParse(raw);
-    if (!parsed.success) {
+    if (!isEnvelope(raw)) {
       this.peer.fatal(new ProtocolError(`plugin sent a message that is not a JSON-RPC object: ${preview(raw)}`));
       return;
     }
-    const msg = parsed.data;
+    const msg = raw;
     if (msg.method !== undefined) {
       if (msg.id === undefined) this.peer.notification(msg.method, msg.params);
       else this.refuseRequest(msg.id, msg.method);
@@ -261,7 +271,7 @@ export class HostRpc {
     this.send({ jsonrpc: '2.0', id, error: { code: METHOD_NOT_FOUND, message: `the host serves no methods (${method})` } });
   }
 
-  private answer(id: number | string | null, msg: Record<string, unknown>): void {
+  private answer(id: number | string | null, msg: Envelope): void {
     const call = typeof id === 'number' ? this.pending.get(id) : undefined;
     if (!call) {
       // An answer after the deadline or an abort is normal; one to an id never sent is the plugin's confusion.
@@ -269,8 +279,9 @@ export class HostRpc {
       this.peer.note(late ? 'answer to a call that has ended' : 'answer to an id the host never sent', { id: preview(id) });
       return;
     }
-    const hasResult = Object.hasOwn(msg, 'result');
-    const hasError = Object.hasOwn(msg, 'error');
+    // `in`, not Object.hasOwn: a key the message has (its own or not) counts as sent, as it does for id and method.
+    const hasResult = 'result' in msg;
+    const hasError = 'error' in msg;
     if (hasResult === hasError) {
       call.fail(new ProtocolError(`plugin answered ${call.method} with ${hasResult ? 'both a result and an error' : 'neither a result nor an error'}`));
       return;

@@ -31,3 +31,99 @@ describe('HostRpc and deep input', () => {
     expect(r.outstanding).toBe(0);
   });
 });
+
+/**
+ * What HostRpc makes of one message, with call 1 outstanding: every report, every frame it sends, and how the call
+ * stands after.
+ */
+async function outcome(input: unknown): Promise<string[]> {
+  const seen: string[] = [];
+  const out = new PassThrough();
+  out.on('data', (c: Buffer) => seen.push(`sent ${c.toString().replace(/^Content-Length: \d+\r\n\r\n/, '')}`));
+  const r = new HostRpc(new FrameWriter(out), {
+    notification: (method, params) => seen.push(`notification ${method} ${JSON.stringify(params)}`),
+    fatal: (e) => seen.push(`fatal ${e.name}: ${e.message}`),
+    note: (message, fields) => seen.push(`note ${message} ${JSON.stringify(fields)}`),
+  });
+  let settled = 'pending';
+  r.call('vm/info', {}, { timeoutMs: null }).then(
+    (v) => (settled = `resolved ${JSON.stringify(v)}`),
+    (e: Error) => (settled = `rejected ${e.name}: ${e.message}`),
+  );
+  out.read();
+  seen.length = 0;
+  r.receive(input);
+  await new Promise((resolve) => setImmediate(resolve));
+  return [...seen, settled];
+}
+
+const inherited = (proto: object, own: object): object => Object.assign(Object.create(proto) as object, own);
+
+/** Messages of every shape, each with what the host makes of it: the envelope check is exact, not approximate. */
+const ENVELOPES: [string, unknown, string[]][] = [
+  ['null', null, ['fatal ProtocolError: plugin sent a message that is not a JSON-RPC object: null', 'pending']],
+  ['a number', 1, ['fatal ProtocolError: plugin sent a message that is not a JSON-RPC object: 1', 'pending']],
+  ['a string', 'x', ['fatal ProtocolError: plugin sent a message that is not a JSON-RPC object: "x"', 'pending']],
+  ['true', true, ['fatal ProtocolError: plugin sent a message that is not a JSON-RPC object: true', 'pending']],
+  ['an empty array', [], ['fatal ProtocolError: plugin sent a message that is not a JSON-RPC object: []', 'pending']],
+  ['an array of an answer', [{ jsonrpc: '2.0', id: 1, result: 1 }], ['fatal ProtocolError: plugin sent a message that is not a JSON-RPC object: [{"jsonrpc":"2.0","id":1,"result":1}]', 'pending']],
+  ['an empty object', {}, ['fatal ProtocolError: plugin sent a message with neither method nor id: {}', 'pending']],
+  ['only jsonrpc', { jsonrpc: '2.0' }, ['fatal ProtocolError: plugin sent a message with neither method nor id: {"jsonrpc":"2.0"}', 'pending']],
+  ['an answer', { jsonrpc: '2.0', id: 1, result: { ok: true } }, ['resolved {"ok":true}']],
+  ['an answer without jsonrpc', { id: 1, result: null }, ['resolved null']],
+  ['an answer with other keys', { jsonrpc: '2.0', id: 1, result: 2, extra: 'x', params: [1] }, ['resolved 2']],
+  ['an answer to a string id', { jsonrpc: '2.0', id: '1', result: 1 }, ['note answer to an id the host never sent {"id":"\\"1\\""}', 'pending']],
+  ['an answer to a null id', { jsonrpc: '2.0', id: null, result: 1 }, ['note answer to an id the host never sent {"id":"null"}', 'pending']],
+  ['an answer to a fractional id', { jsonrpc: '2.0', id: 1.5, result: 1 }, ['note answer to an id the host never sent {"id":"1.5"}', 'pending']],
+  ['an answer to a negative id', { jsonrpc: '2.0', id: -1, result: 1 }, ['note answer to an id the host never sent {"id":"-1"}', 'pending']],
+  ['an answer to an id never sent', { jsonrpc: '2.0', id: 2, result: 1 }, ['note answer to an id the host never sent {"id":"2"}', 'pending']],
+  ['an answer to id 0', { jsonrpc: '2.0', id: 0, result: 1 }, ['note answer to an id the host never sent {"id":"0"}', 'pending']],
+  ['an id of true', { jsonrpc: '2.0', id: true, result: 1 }, ['fatal ProtocolError: plugin sent a message that is not a JSON-RPC object: {"jsonrpc":"2.0","id":true,"result":1}', 'pending']],
+  ['an id of an object', { jsonrpc: '2.0', id: { n: 1 }, result: 1 }, ['fatal ProtocolError: plugin sent a message that is not a JSON-RPC object: {"jsonrpc":"2.0","id":{"n":1},"result":1}', 'pending']],
+  ['an id of an array', { jsonrpc: '2.0', id: [1], result: 1 }, ['fatal ProtocolError: plugin sent a message that is not a JSON-RPC object: {"jsonrpc":"2.0","id":[1],"result":1}', 'pending']],
+  ['an id of NaN', { jsonrpc: '2.0', id: NaN, result: 1 }, ['fatal ProtocolError: plugin sent a message that is not a JSON-RPC object: {"jsonrpc":"2.0","id":null,"result":1}', 'pending']],
+  ['an id of Infinity', { jsonrpc: '2.0', id: Infinity, result: 1 }, ['fatal ProtocolError: plugin sent a message that is not a JSON-RPC object: {"jsonrpc":"2.0","id":null,"result":1}', 'pending']],
+  ['an id of -Infinity', { jsonrpc: '2.0', id: -Infinity, result: 1 }, ['fatal ProtocolError: plugin sent a message that is not a JSON-RPC object: {"jsonrpc":"2.0","id":null,"result":1}', 'pending']],
+  ['an id of a bigint', { jsonrpc: '2.0', id: 1n, result: 1 }, ['fatal ProtocolError: plugin sent a message that is not a JSON-RPC object: a object too deep to print', 'pending']],
+  ['an id explicitly undefined', { jsonrpc: '2.0', id: undefined, result: 1 }, ['fatal ProtocolError: plugin sent a message with neither method nor id: {"jsonrpc":"2.0","result":1}', 'pending']],
+  ['neither result nor error', { jsonrpc: '2.0', id: 1 }, ['rejected ProtocolError: plugin answered vm/info with neither a result nor an error']],
+  ['both result and error', { jsonrpc: '2.0', id: 1, result: 1, error: { code: 1, message: 'x' } }, ['rejected ProtocolError: plugin answered vm/info with both a result and an error']],
+  ['a result explicitly undefined', { jsonrpc: '2.0', id: 1, result: undefined }, ['resolved undefined']],
+  ['an error explicitly undefined', { jsonrpc: '2.0', id: 1, error: undefined }, ['rejected ProtocolError: plugin answered vm/info with a malformed error: undefined']],
+  ['a null result', { jsonrpc: '2.0', id: 1, result: null }, ['resolved null']],
+  ['an error', { jsonrpc: '2.0', id: 1, error: { code: -32602, message: 'bad', data: { issues: [] } } }, ['rejected InvalidParamsError: vm/info: invalid params: (root): bad']],
+  ['an error with a fractional code', { jsonrpc: '2.0', id: 1, error: { code: 1.5, message: 'x' } }, ['rejected ProtocolError: plugin answered vm/info with a malformed error: {"code":1.5,"message":"x"}']],
+  ['an error that is a number', { jsonrpc: '2.0', id: 1, error: 5 }, ['rejected ProtocolError: plugin answered vm/info with a malformed error: 5']],
+  ['an error that is null', { jsonrpc: '2.0', id: 1, error: null }, ['rejected ProtocolError: plugin answered vm/info with a malformed error: null']],
+  ['an error without a message', { jsonrpc: '2.0', id: 1, error: { code: 1 } }, ['rejected ProtocolError: plugin answered vm/info with a malformed error: {"code":1}']],
+  ['a notification', { jsonrpc: '2.0', method: 'vm/event', params: { vmId: 'v', seq: 1 } }, ['notification vm/event {"vmId":"v","seq":1}', 'pending']],
+  ['a notification without params', { jsonrpc: '2.0', method: 'x' }, ['notification x undefined', 'pending']],
+  ['a notification with an empty method', { jsonrpc: '2.0', method: '' }, ['notification  undefined', 'pending']],
+  ['a notification that also answers', { jsonrpc: '2.0', method: 'x', result: 1 }, ['notification x undefined', 'pending']],
+  ['a method explicitly undefined', { jsonrpc: '2.0', method: undefined, id: 1, result: 1 }, ['resolved 1']],
+  ['a method that is a number', { jsonrpc: '2.0', method: 5, params: {} }, ['fatal ProtocolError: plugin sent a message that is not a JSON-RPC object: {"jsonrpc":"2.0","method":5,"params":{}}', 'pending']],
+  ['a method that is null', { jsonrpc: '2.0', method: null, id: 1, result: 1 }, ['fatal ProtocolError: plugin sent a message that is not a JSON-RPC object: {"jsonrpc":"2.0","method":null,"id":1,"result":1}', 'pending']],
+  ['a method that is an object', { jsonrpc: '2.0', method: {}, id: 1 }, ['fatal ProtocolError: plugin sent a message that is not a JSON-RPC object: {"jsonrpc":"2.0","method":{},"id":1}', 'pending']],
+  ['a request', { jsonrpc: '2.0', id: 7, method: 'host/x', params: {} }, ['note plugin sent the host a request; the host serves none {"method":"host/x"}', 'sent {"jsonrpc":"2.0","id":7,"error":{"code":-32601,"message":"the host serves no methods (host/x)"}}', 'pending']],
+  ['a request with a null id', { jsonrpc: '2.0', id: null, method: 'host/x' }, ['note plugin sent the host a request; the host serves none {"method":"host/x"}', 'sent {"jsonrpc":"2.0","id":null,"error":{"code":-32601,"message":"the host serves no methods (host/x)"}}', 'pending']],
+  ['a request with a string id', { jsonrpc: '2.0', id: 'a', method: 'host/x' }, ['note plugin sent the host a request; the host serves none {"method":"host/x"}', 'sent {"jsonrpc":"2.0","id":"a","error":{"code":-32601,"message":"the host serves no methods (host/x)"}}', 'pending']],
+  ['a request with a bad id', { jsonrpc: '2.0', id: false, method: 'host/x' }, ['fatal ProtocolError: plugin sent a message that is not a JSON-RPC object: {"jsonrpc":"2.0","id":false,"method":"host/x"}', 'pending']],
+  ['a request with id 1', { jsonrpc: '2.0', id: 1, method: 'vm/info', result: 1 }, ['note plugin sent the host a request; the host serves none {"method":"vm/info"}', 'sent {"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"the host serves no methods (vm/info)"}}', 'pending']],
+  ['JSON with __proto__', JSON.parse('{"__proto__": {"result": 1}, "id": 1}'), ['rejected ProtocolError: plugin answered vm/info with neither a result nor an error']],
+  ['JSON with __proto__ holding an id', JSON.parse('{"__proto__": {"id": 1}, "result": 1}'), ['fatal ProtocolError: plugin sent a message with neither method nor id: {"__proto__":{"id":1},"result":1}', 'pending']],
+  ['a null-prototype answer', Object.assign(Object.create(null) as object, { id: 1, result: 3 }), ['resolved 3']],
+  ['an inherited result', inherited({ result: 4 }, { id: 1 }), ['resolved 4']],
+  ['an inherited id', inherited({ id: 1 }, { result: 4 }), ['resolved 4']],
+  ['an inherited method', inherited({ method: 'm' }, { params: 1 }), ['notification m 1', 'pending']],
+  ['a Date', new Date(0), ['fatal ProtocolError: plugin sent a message with neither method nor id: "1970-01-01T00:00:00.000Z"', 'pending']],
+  ['a Map', new Map([['id', 1]]), ['fatal ProtocolError: plugin sent a message with neither method nor id: {}', 'pending']],
+  ['a function', () => undefined, ['fatal ProtocolError: plugin sent a message that is not a JSON-RPC object: function', 'pending']],
+  ['a symbol', Symbol('x'), ['fatal ProtocolError: plugin sent a message that is not a JSON-RPC object: symbol', 'pending']],
+  ['undefined', undefined, ['fatal ProtocolError: plugin sent a message that is not a JSON-RPC object: undefined', 'pending']],
+];
+
+describe('HostRpc reads every envelope the same', () => {
+  it.each(ENVELOPES)('%s', async (_name, input, expected) => {
+    expect(await outcome(input)).toEqual(expected);
+  });
+});
