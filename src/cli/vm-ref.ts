@@ -1,5 +1,6 @@
 import type { ShimVm, VmRecord } from '../core/index.js';
 import type { VmHost } from '../daemon/index.js';
+import { NameClaims } from '../core/name-claims.js';
 import { matchRef, type RefRecord } from '../core/vm-ref.js';
 import { CliFailure } from './errors.js';
 
@@ -23,7 +24,12 @@ export async function findRecord(host: VmHost, ref: string): Promise<VmRecord> {
 export async function ensureNameFree(host: VmHost, name: string | undefined): Promise<void> {
   if (name === undefined) return;
   const { records } = await host.records();
-  const holder = records.find((r) => r.config.name === name);
+  const named = records.filter((r) => r.config.name === name);
+  if (named.length === 0) return;
+  // A create that is losing the name has its record for a moment (written before its claim fails): the claim says
+  // which one holds it. Unreadable (another user's daemon): the first record with the name.
+  const claimant = named.length > 1 ? await new NameClaims(host.stateDir, () => Promise.resolve(undefined)).holderOf(name) : undefined;
+  const holder = named.find((r) => r.vmId === claimant) ?? named[0];
   if (holder) throw new CliFailure(`the name "${name}" is taken by VM ${holder.vmId} (${holder.status}); choose another or remove it with hvplug rm ${holder.vmId}`);
 }
 

@@ -53,6 +53,11 @@ export class NameClaims {
     }
   }
 
+  /** The VM whose claim `name` is, if any (and if this process may read the claim). */
+  holderOf(name: string): Promise<string | undefined> {
+    return this.holder(this.file(name));
+  }
+
   /** Frees `name` if `vmId` holds it. */
   async release(name: string, vmId: string): Promise<void> {
     const target = this.file(name);

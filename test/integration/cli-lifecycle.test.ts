@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -127,6 +127,23 @@ describe('create, start, kill, rm', () => {
 });
 
 describe('names and id prefixes', () => {
+  it("names the name's holder, not a create that is losing it (whose record is there for a moment before its claim fails)", async () => {
+    const holder = (await ok(['create', '--plugin', PLUGIN, '--name', 'held'])).trim();
+    // What a losing create leaves for a moment: a record with the name, written before its claim of the name fails.
+    const loser = '00000000-0000-4000-8000-000000000000';
+    const record = JSON.parse(await readFile(join(stateDir, 'vms', `${holder}.json`), 'utf8')) as { vmId: string };
+    await writeFile(join(stateDir, 'vms', `${loser}.json`), JSON.stringify({ ...record, vmId: loser }), { mode: 0o600 });
+    try {
+      const r = await cli(['create', '--plugin', PLUGIN, '--name', 'held']);
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr).toContain(holder);
+      expect(r.stderr).not.toContain(loser);
+    } finally {
+      await rm(join(stateDir, 'vms', `${loser}.json`), { force: true });
+      await ok(['rm', holder]);
+    }
+  }, 60_000);
+
   it('one name, four creates at once from four processes: exactly one gets it, the others are told who has it', async () => {
     const results = await Promise.all([0, 1, 2, 3].map(() => cli(['create', '--plugin', PLUGIN, '--name', 'raced'])));
     const won = results.filter((r) => r.exitCode === 0);
