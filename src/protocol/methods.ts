@@ -505,9 +505,14 @@ export function methodSince(name: MethodName): string {
   return methodDef(name).since ?? FIRST_PROTOCOL_VERSION;
 }
 
-/** Whether a session of protocol `version` has `name` (a version has every method of its major added up to it). */
+/**
+ * Whether a session of protocol `version` has `name` (a version has every method of its major added up to it).
+ * A method of the first version is in every session (both sides accept only their own major), so the versions are
+ * compared only for a later one: every call on both sides asks.
+ */
 export function inProtocol(name: MethodName, version: string): boolean {
-  return compareVersions(methodSince(name), version) <= 0;
+  const since = methodDef(name).since;
+  return since === undefined || compareVersions(since, version) <= 0;
 }
 
 export function isMethodName(name: string): name is MethodName {

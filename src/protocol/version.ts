@@ -17,21 +17,10 @@ interface Semver {
 
 const SEMVER = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$/;
 
-/**
- * Versions parsed so far: every call checks its method against the session's version (inProtocol), on both sides,
- * which would otherwise run a regular expression and make two objects per call. Only the first MAX_PARSED versions
- * seen are kept, so that a peer naming many cannot grow it.
- */
-const parsed = new Map<string, Readonly<Semver> | undefined>();
-const MAX_PARSED = 64;
-
-export function parseSemver(v: string): Readonly<Semver> | undefined {
-  const known = parsed.get(v);
-  if (known !== undefined || parsed.has(v)) return known;
+export function parseSemver(v: string): Semver | undefined {
   const m = SEMVER.exec(v);
-  const semver = m ? Object.freeze({ major: Number(m[1]), minor: Number(m[2]), patch: Number(m[3]) }) : undefined;
-  if (parsed.size < MAX_PARSED) parsed.set(v, semver);
-  return semver;
+  if (!m) return undefined;
+  return { major: Number(m[1]), minor: Number(m[2]), patch: Number(m[3]) };
 }
 
 function compare(a: Semver, b: Semver): number {

@@ -88,28 +88,27 @@ export class FrameDecoder {
   /** Appends a chunk and returns every complete body it completes. Throws FramingError on bad input. */
   push(chunk: Buffer): Buffer[] {
     const out: Buffer[] = [];
-    let rest = chunk;
-    for (;;) {
-      const step = this.step(rest);
-      if (!step) return out;
-      out.push(step.body);
-      rest = step.rest;
-    }
+    this.each(chunk, (buf, start, end) => {
+      out.push(buf.subarray(start, end));
+      return true;
+    });
+    return out;
   }
 
   /**
    * push without a Buffer per body: each body the chunk completes goes to `onBody`, in order, as the bytes from
    * `start` to `end` of `buf` (the chunk itself when the body lies in it; a copy joining its pieces when it spans
-   * chunks), until onBody returns false, which means the caller reads no more: this decoder must not be fed again.
-   * Throws FramingError on bad input, after handing over the bodies before it.
+   * chunks), until onBody returns false. Returns how many bytes of the chunk it took: all of them, or those up to the
+   * end of the body after which onBody returned false (the rest is the caller's: pushOne). Throws FramingError on bad
+   * input, after handing over the bodies before it.
    */
-  each(chunk: Buffer, onBody: (buf: Buffer, start: number, end: number) => boolean): void {
+  each(chunk: Buffer, onBody: (buf: Buffer, start: number, end: number) => boolean): number {
     let at = 0;
     for (;;) {
       if (this.bodyLength < 0) {
-        if (at >= chunk.length) return;
+        if (at >= chunk.length) return chunk.length;
         const taken = this.readHeaderAt(chunk, at);
-        if (taken < 0) return;
+        if (taken < 0) return chunk.length;
         at += taken;
       }
       const need = this.bodyLength - this.buffered;
@@ -117,7 +116,7 @@ export class FrameDecoder {
       if (left < need) {
         if (left > 0) this.pieces.push(at === 0 ? chunk : chunk.subarray(at));
         this.buffered += left;
-        return;
+        return chunk.length;
       }
       const length = this.bodyLength;
       this.bodyLength = -1;
@@ -131,7 +130,7 @@ export class FrameDecoder {
         more = onBody(body, 0, length);
       }
       at += need;
-      if (!more) return;
+      if (!more) return at;
     }
   }
 
@@ -140,29 +139,12 @@ export class FrameDecoder {
    * stops being framed after one message (the daemon's console). Undefined while no body is complete.
    */
   pushOne(chunk: Buffer): { body: Buffer; rest: Buffer } | undefined {
-    return this.step(chunk);
-  }
-
-  private step(chunk: Buffer): { body: Buffer; rest: Buffer } | undefined {
-    let rest = chunk;
-    if (this.bodyLength < 0) {
-      if (rest.length === 0) return undefined;
-      const taken = this.readHeader(rest);
-      if (taken < 0) return undefined;
-      rest = rest.subarray(taken);
-    }
-    const need = this.bodyLength - this.buffered;
-    if (rest.length < need) {
-      if (rest.length > 0) this.pieces.push(rest);
-      this.buffered += rest.length;
-      return undefined;
-    }
-    const last = rest.subarray(0, need);
-    const body = this.pieces.length === 0 ? last : Buffer.concat([...this.pieces, last], this.bodyLength);
-    this.pieces = [];
-    this.buffered = 0;
-    this.bodyLength = -1;
-    return { body, rest: rest.subarray(need) };
+    let body: Buffer | undefined;
+    const taken = this.each(chunk, (buf, start, end) => {
+      body = buf.subarray(start, end);
+      return false;
+    });
+    return body && { body, rest: chunk.subarray(taken) };
   }
 
   /**
