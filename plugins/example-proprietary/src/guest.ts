@@ -21,6 +21,13 @@ export interface ExitInfo {
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
+/** Who waits for the next SIGCHLD: one listener on the process for all of them, however many guests are waited on. */
+const sigchldWaiters = new Set<() => void>();
+
+function onSigchld(): void {
+  for (const wake of [...sigchldWaiters]) wake();
+}
+
 /**
  * Resolves at this process's next SIGCHLD, or after `ms`. Waiting for the kernel's word rather than looking at /proc
  * once per event-loop turn leaves the CPU to the guest, which must run to act on a signal: on a busy host the turns
@@ -30,11 +37,13 @@ function childSignal(ms: number): Promise<void> {
   return new Promise((resolve) => {
     const done = (): void => {
       clearTimeout(timer);
-      process.off('SIGCHLD', done);
+      sigchldWaiters.delete(done);
+      if (sigchldWaiters.size === 0) process.off('SIGCHLD', onSigchld);
       resolve();
     };
     const timer = setTimeout(done, ms);
-    process.on('SIGCHLD', done);
+    if (sigchldWaiters.size === 0) process.on('SIGCHLD', onSigchld);
+    sigchldWaiters.add(done);
   });
 }
 

@@ -442,6 +442,23 @@ describe('example-proprietary plugin, over raw JSON-RPC', () => {
     await expectNoLeftovers();
   });
 
+  it('pauses and resumes a dozen VMs at once without a listener warning on its stderr', async () => {
+    const { plugin } = await Plugin.start();
+    // More than node's default of 10 listeners for one event: each pause waits for the kernel's SIGCHLD.
+    const vmIds = Array.from({ length: 12 }, newVmId);
+    await Promise.all(vmIds.map((vmId) => plugin.call('vm/create', { vmId, config: { plugin: { tickMs: 20 } } })));
+    await Promise.all(vmIds.map((vmId) => plugin.call('vm/start', { vmId })));
+    const paused = await Promise.all(vmIds.map((vmId) => plugin.call('vm/pause', { vmId })));
+    expect(paused.map((r) => r.status)).toEqual(vmIds.map(() => 'paused'));
+    for (const vmId of vmIds) expect(procStat(await plugin.guestPid(vmId))?.state).toBe('T');
+    const resumed = await Promise.all(vmIds.map((vmId) => plugin.call('vm/resume', { vmId })));
+    expect(resumed.map((r) => r.status)).toEqual(vmIds.map(() => 'running'));
+    await Promise.all(vmIds.map((vmId) => plugin.call('vm/stop', { vmId, graceMs: 2_000 })));
+    expect(plugin.stderr.join('')).not.toMatch(/Warning/);
+    await plugin.close();
+    await expectNoLeftovers();
+  }, 60_000);
+
   it('saves a paused VM and restores it paused, its guest counter carrying on from the saved value', async () => {
     const { plugin } = await Plugin.start();
     const source = newVmId();
