@@ -8,7 +8,6 @@ export declare function buildSnapshot(
   name: string,
   options: { entryPoints: string[] } | { stdin: { contents: string; resolveDir: string; sourcefile: string; loader: 'ts' | 'js' } },
   blob: string,
-  how?: { withoutCodeCache?: boolean },
 ): Promise<boolean>;
 export declare function snapshot(entry: string, outfile: string): Promise<void>;
 export declare function pluginEntries(): Promise<{ entry: string; outfile: string; snapshot?: boolean }[]>;

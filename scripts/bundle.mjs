@@ -95,15 +95,15 @@ async function manifest(dir, name, node) {
  * must not fail for want of a faster start, so a snapshot that cannot be built is a warning naming `name`, no blob,
  * and whoever starts from it falls back to the bundle.
  *
- * withoutCodeCache leaves out node's code cache of its own modules, which node writes into the blob beside V8's
- * data (2.7 MB of the example plugin's 5.2) and reads and copies at every start: only a module first loaded after
- * the start would use it, and it is then compiled from its source. The blob is built with it and the cache cut out
- * (scripts/snapshot-blob.mjs), not built through --build-snapshot-config's withoutCodeCache: that also leaves out the
- * bytecode of every function in the snapshot, and node 20's V8 compiles a class's field initializers back wrong
- * from source (a field reading a binding of its module reads another scope's slot; test/integration/
- * snapshot-build.test.ts). A blob whose layout is not recognized is kept as built, with the cache.
+ * The blob holds no code cache of node's own modules. node writes one beside V8's data (2.7 MB of the example
+ * plugin's 5.2) and reads and copies it at every start, and only a module first loaded after the start would use it
+ * (it is then compiled from its source). The blob is built with it and the cache cut out (scripts/snapshot-blob.mjs),
+ * not built through --build-snapshot-config's withoutCodeCache: that also leaves out the bytecode of every function
+ * in the snapshot, and node 20's V8 compiles a class's field initializers back wrong from source (a field reading a
+ * binding of its module reads another scope's slot; test/integration/snapshot-build.test.ts). A blob whose layout is
+ * not recognized is kept as built, with the cache.
  */
-export async function buildSnapshot(name, options, blob, { withoutCodeCache = false } = {}) {
+export async function buildSnapshot(name, options, blob) {
   const work = await mkdtemp(join(tmpdir(), 'hvplug-snapshot-'));
   try {
     const script = join(work, `${name}.cjs`);
@@ -111,11 +111,9 @@ export async function buildSnapshot(name, options, blob, { withoutCodeCache = fa
     // node warns that some builtins (child_process, worker_threads) are not verified in snapshots: every test that
     // starts a plugin or the CLI's fast path starts it through its snapshot, which is the check that they work.
     await promisify(execFile)(process.execPath, ['--no-warnings', '--snapshot-blob', blob, '--build-snapshot', script], { cwd: work });
-    if (withoutCodeCache) {
-      const slim = withoutBuiltinCodeCache(await readFile(blob));
-      if (slim) await writeFile(blob, slim);
-      else console.warn(`hvplug: the startup snapshot of ${name} keeps node's code cache: its blob's layout is not the one known`);
-    }
+    const slim = withoutBuiltinCodeCache(await readFile(blob));
+    if (slim) await writeFile(blob, slim);
+    else console.warn(`hvplug: the startup snapshot of ${name} keeps node's code cache: its blob's layout is not the one known`);
     return true;
   } catch (err) {
     await rm(blob, { force: true });
