@@ -11,9 +11,9 @@ import { ensureCliBuilt, removeTempDirs, tempDir } from '../helpers.js';
 /**
  * The fast path's rarer ends, run from its startup snapshot through the installed launcher (dist/cli/hvplug): a daemon
  * that hangs up, or answers hvplug/callRef with what no daemon of ours sends. A real daemon cannot be made to answer
- * so; this one speaks the real framing from daemon.json as a daemon writes it. The snapshot is built without node's
- * code cache, so each of these paths compiles its functions for the first time here: each must end as the CLI ends
- * an error (exit 1, a message on stderr), never in a crash of the snapshot.
+ * so; this one speaks the real framing from daemon.json as a daemon writes it. While the snapshot is built only the
+ * common path runs (warmFast), so each of these compiles its functions for the first time here: each must end as the
+ * CLI ends an error (exit 1, a message on stderr), never in a crash of the snapshot.
  */
 const LAUNCHER = join(root, 'dist/cli/hvplug');
 const VM = '6f1c8a52-3d4e-4b7a-9c2d-0e5f6a7b8c9d';
