@@ -141,6 +141,13 @@ class Deadlines {
     if (calls?.size === 0 && this.byTimeout.size > MAX_IDLE_TIMEOUTS) this.byTimeout.delete(timeoutMs);
   }
 
+  /** How many calls have a deadline kept. */
+  get size(): number {
+    let n = 0;
+    for (const calls of this.byTimeout.values()) n += calls.size;
+    return n;
+  }
+
   clear(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
@@ -191,6 +198,11 @@ export class HostRpc {
   /** How many calls are outstanding (tests: nothing is kept for a call that has ended). */
   get outstanding(): number {
     return this.pending.size;
+  }
+
+  /** How many calls have a deadline kept (tests: none for a call that has ended). */
+  get withDeadline(): number {
+    return this.deadlines.size;
   }
 
   /** Sends one request. Settles exactly once: answer, typed error, deadline, abort or failAll. */

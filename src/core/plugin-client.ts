@@ -1,5 +1,4 @@
 import type { Logger } from 'pino';
-import type { Writable } from 'node:stream';
 import {
   compareVersions,
   inProtocol,
@@ -22,6 +21,7 @@ import { FrameReader, FrameWriter } from '../transport/frame-stream.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, FramingError } from '../transport/framing.js';
 import { monotonicMs } from '../proc/index.js';
 import { resolveExecutable } from './executable.js';
+import { BatchedInput, MAX_UNREAD_INPUT_BYTES } from './batched-input.js';
 
 export interface ClientOptions {
   stateDir: string;
@@ -44,49 +44,6 @@ export interface ExitInfo {
   signal: string | null;
 }
 
-
-/** A batch leaves early once this big: host and plugin then work at the same time instead of in turns. */
-const MAX_BATCH_CHARS = 4 * 1024;
-
-/**
- * Bytes the host lets wait in a plugin's stdin pipe before it calls the plugin broken. Past it the plugin is not
- * reading what it is sent (or sends requests faster than it reads their answers), and the host's memory would
- * grow with every call.
- */
-export const MAX_UNREAD_INPUT_BYTES = 64 * 1024 * 1024;
-
-/**
- * The plugin's stdin. Frames written in the same tick leave joined, in one write at its end: under load, a
- * wake-up of the plugin then brings it many requests instead of one.
- */
-class BatchedInput {
-  private batch = '';
-
-  constructor(
-    private readonly stream: Writable,
-    private readonly onOverflow: () => void,
-  ) {}
-
-  readonly write = (frame: string): void => {
-    if (this.batch === '') process.nextTick(this.flush);
-    this.batch += frame;
-    if (this.batch.length >= MAX_BATCH_CHARS) this.flush();
-  };
-
-  private readonly flush = (): void => {
-    if (this.batch === '' || this.stream.destroyed) return;
-    const frames = this.batch;
-    this.batch = '';
-    this.stream.write(frames);
-    if (this.stream.writableLength > MAX_UNREAD_INPUT_BYTES) this.onOverflow();
-  };
-
-  /** EOF after what is still waiting for the end of the tick (the `exit` notification, say). */
-  end(): void {
-    this.flush();
-    this.stream.end();
-  }
-}
 
 /**
  * Notifications a plugin may send: NOTIFICATION_BURST at once, NOTIFICATION_RATE per second sustained. Each one
@@ -155,8 +112,11 @@ export class PluginClient {
     this.log = new PluginLog(this.logger);
     stderr?.on('data', (c: Buffer) => this.log.push(c));
     const trace = opts.trace;
-    this.input = new BatchedInput(toPlugin, () =>
-      this.broken(`plugin ${spec.name} does not read its input: over ${MAX_UNREAD_INPUT_BYTES} bytes wait unread`),
+    this.input = new BatchedInput(
+      toPlugin,
+      () => this.broken(`plugin ${spec.name} does not read its input: over ${MAX_UNREAD_INPUT_BYTES} bytes wait unread`),
+      // The call being sent is already counted.
+      () => this.rpc.outstanding <= 1,
     );
     const send = this.input.write;
     const traced = (frame: string, msg: object): void => {

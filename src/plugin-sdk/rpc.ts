@@ -239,24 +239,26 @@ export class RpcEndpoint {
     }
     const call = new IncomingCall();
     this.running.set(id, call);
-    const done = (result: unknown, error?: unknown): void => {
-      // A host that reuses an id while the first call runs cancels the later call only.
-      if (this.running.get(id) === call) this.running.delete(id);
-      this.answer(id, method, burst, result, error);
-    };
     let out: unknown;
     try {
       out = handler(params, call);
     } catch (err) {
-      done(undefined, err ?? new Error('thrown without a value'));
+      this.done(id, call, method, burst, undefined, err ?? new Error('thrown without a value'));
       return;
     }
+    // A method, not a closure per call: most handlers answer at once, and only a promise needs one kept for later.
     if (isThenable(out)) {
       out.then(
-        (result) => done(result),
-        (err: unknown) => done(undefined, err ?? new Error('rejected without a value')),
+        (result) => this.done(id, call, method, burst, result),
+        (err: unknown) => this.done(id, call, method, burst, undefined, err ?? new Error('rejected without a value')),
       );
-    } else done(out);
+    } else this.done(id, call, method, burst, out);
+  }
+
+  private done(id: Id, call: IncomingCall, method: string, burst: number, result: unknown, error?: unknown): void {
+    // A host that reuses an id while the first call runs cancels the later call only.
+    if (this.running.get(id) === call) this.running.delete(id);
+    this.answer(id, method, burst, result, error);
   }
 
   private answer(id: Id, method: string, burst: number, result: unknown, error: unknown): void {

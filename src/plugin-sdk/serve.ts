@@ -436,6 +436,11 @@ function serve(def: PluginDefinition, { advertised, capabilities }: Prepared, op
   // Per VM, the calls under way that may change its status: while there is one, a status read now may be
   // stale by the time the handler runs (plugins queue a VM's calls), so the early refusal stands aside.
   const changingCalls = new Map<string, number>();
+  const changeEnded = (vmId: string): void => {
+    const left = (changingCalls.get(vmId) ?? 1) - 1;
+    if (left > 0) changingCalls.set(vmId, left);
+    else changingCalls.delete(vmId);
+  };
   const refuseForbidden = (method: string, vmId: string): void => {
     if (!def.vmStatus || !isVmMethod(method) || changingCalls.has(vmId)) return;
     const current = def.vmStatus(vmId);
@@ -479,32 +484,27 @@ function serve(def: PluginDefinition, { advertised, capabilities }: Prepared, op
       const progressToken = (params as { progressToken?: unknown }).progressToken;
       const vmId = isVmMethod(name) ? (params as { vmId: string }).vmId : undefined;
       if (vmId !== undefined) refuseForbidden(name, vmId);
-      const changing = vmId !== undefined && STATUS_CHANGING.has(name as never);
-      if (changing) changingCalls.set(vmId, (changingCalls.get(vmId) ?? 0) + 1);
-      const settled = (): void => {
-        if (!changing) return;
-        const left = (changingCalls.get(vmId) ?? 1) - 1;
-        if (left > 0) changingCalls.set(vmId, left);
-        else changingCalls.delete(vmId);
-      };
+      // Set only for a call that may change the VM's status: what it holds in changingCalls, released as it ends.
+      const changing = vmId !== undefined && STATUS_CHANGING.has(name as never) ? vmId : undefined;
+      if (changing !== undefined) changingCalls.set(changing, (changingCalls.get(changing) ?? 0) + 1);
       let out: unknown;
       try {
         out = handler(params, contextFor(s, call, progressToken));
       } catch (err) {
-        settled();
+        if (changing !== undefined) changeEnded(changing);
         throw toRpcError(err, name);
       }
       if (!isThenable(out)) {
-        settled();
+        if (changing !== undefined) changeEnded(changing);
         return out;
       }
       return Promise.resolve(out).then(
         (result) => {
-          settled();
+          if (changing !== undefined) changeEnded(changing);
           return result;
         },
         (err: unknown) => {
-          settled();
+          if (changing !== undefined) changeEnded(changing);
           throw toRpcError(err, name);
         },
       );

@@ -111,6 +111,22 @@ describe('FrameDecoder', () => {
     }
   });
 
+  it('reads headers close to the plain form as the general parser does, each right after a frame in the same chunk', () => {
+    const after = (header: string, body: string): string[] => new FrameDecoder().push(Buffer.concat([encodeFrame('{}'), Buffer.from(`${header}${body}`)])).map((b) => b.toString());
+    expect(after('Content-Length: 2 \r\n\r\n', '[]')).toEqual(['{}', '[]']);
+    expect(after('Content-Length: 002\r\n\r\n', '[]')).toEqual(['{}', '[]']);
+    expect(after('content-length: 2\r\n\r\n', '[]')).toEqual(['{}', '[]']);
+    expect(after('Content-Length: 2\r\nX: y\r\n\r\n', '[]')).toEqual(['{}', '[]']);
+    // Twelve digits are a length (over the cap here); thirteen are no length at all.
+    expect(() => after(`Content-Length: ${'9'.repeat(12)}\r\n\r\n`, '')).toThrow(/exceeds the limit/);
+    expect(() => after(`Content-Length: ${'1'.repeat(13)}\r\n\r\n`, '')).toThrow(/bad Content-Length/);
+    expect(() => after('Content-Length: \r\n\r\n', '')).toThrow(/bad Content-Length/);
+    // A plain header whose end has not arrived yet waits for it.
+    const d = new FrameDecoder();
+    expect(d.push(Buffer.from('Content-Length: 2\r\n\r'))).toEqual([]);
+    expect(d.push(Buffer.from('\n[]')).map((b) => b.toString())).toEqual(['[]']);
+  });
+
   it('still accepts header lines other than Content-Length and Content-Type', () => {
     const d = new FrameDecoder();
     expect(decodeAll(d, [Buffer.from('Content-Length: 2\r\nX-Trace: abc\r\n\r\n{}')])).toEqual(['{}']);

@@ -1,7 +1,7 @@
 import { PassThrough } from 'node:stream';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { FrameWriter } from 'hvplug/transport';
-import { ProtocolError } from 'hvplug';
+import { CancelledError, ProtocolError, TimeoutError } from 'hvplug';
 import { HostRpc } from '../../src/core/host-rpc.js';
 
 /** HostRpc alone, fed what a plugin could send: it settles calls and reports, and never throws. */
@@ -29,6 +29,80 @@ describe('HostRpc and deep input', () => {
     expect(() => r.receive({ jsonrpc: '2.0', id: 1, error: deep(100_000) })).not.toThrow();
     await expect(call).rejects.toBeInstanceOf(ProtocolError);
     expect(r.outstanding).toBe(0);
+  });
+});
+
+/** HostRpc over a writer that keeps what is sent, as parsed messages. */
+function recording(answer?: (msg: { id?: number; method?: string }, r: HostRpc) => void): { rpc: HostRpc; sent: { id?: number; method?: string; params?: unknown }[] } {
+  const sent: { id?: number; method?: string; params?: unknown }[] = [];
+  const peer = { notification: () => undefined, fatal: () => undefined, note: () => undefined };
+  const r: HostRpc = new HostRpc(
+    {
+      write: (msg: object) => {
+        sent.push(msg);
+        answer?.(msg, r);
+      },
+    },
+    peer,
+  );
+  return { rpc: r, sent };
+}
+
+describe('HostRpc: how a call ends', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('answered: resolves, and keeps neither the call nor its deadline', async () => {
+    const { rpc: r } = recording();
+    const call = r.call('vm/check', { vmId: 'a' }, { timeoutMs: 1_000 });
+    expect([r.outstanding, r.withDeadline]).toEqual([1, 1]);
+    r.receive({ jsonrpc: '2.0', id: 1, result: { ok: true } });
+    await expect(call).resolves.toEqual({ ok: true });
+    expect([r.outstanding, r.withDeadline]).toEqual([0, 0]);
+  });
+
+  it('answered within the send (a writer that answers at once): resolves, and keeps nothing', async () => {
+    const { rpc: r } = recording((msg, rr) => {
+      if (msg.id !== undefined) rr.receive({ jsonrpc: '2.0', id: msg.id, result: 'at once' });
+    });
+    const signal = new AbortController().signal;
+    await expect(r.call('vm/check', {}, { timeoutMs: 1_000, signal })).resolves.toBe('at once');
+    expect([r.outstanding, r.withDeadline]).toEqual([0, 0]);
+  });
+
+  it('not sent (the writer throws): fails with a ProtocolError, and keeps nothing', async () => {
+    const r = new HostRpc(
+      {
+        write: () => {
+          throw new Error('the stream is closed');
+        },
+      },
+      { notification: () => undefined, fatal: () => undefined, note: () => undefined },
+    );
+    await expect(r.call('vm/check', {}, { timeoutMs: 1_000 })).rejects.toThrow(/the request was not sent: the stream is closed/);
+    expect([r.outstanding, r.withDeadline]).toEqual([0, 0]);
+  });
+
+  it('aborted after it was sent: fails with CancelledError, tells the plugin, and keeps nothing', async () => {
+    const { rpc: r, sent } = recording();
+    const ac = new AbortController();
+    const call = r.call('vm/check', {}, { timeoutMs: 1_000, signal: ac.signal });
+    ac.abort();
+    await expect(call).rejects.toBeInstanceOf(CancelledError);
+    expect(sent.map((m) => m.method)).toEqual(['vm/check', '$/cancelRequest']);
+    expect([r.outstanding, r.withDeadline]).toEqual([0, 0]);
+  });
+
+  it('past its deadline: fails with TimeoutError, tells the plugin, and keeps nothing', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'hrtime'] });
+    const { rpc: r, sent } = recording();
+    const call = r.call('vm/check', {}, { timeoutMs: 1_000 });
+    const failed = expect(call).rejects.toBeInstanceOf(TimeoutError);
+    vi.advanceTimersByTime(1_001);
+    await failed;
+    expect(sent.map((m) => m.method)).toEqual(['vm/check', '$/cancelRequest']);
+    expect([r.outstanding, r.withDeadline]).toEqual([0, 0]);
   });
 });
 

@@ -122,6 +122,20 @@ describe('plugin SDK: the VM state machine before the handler', () => {
     expect(plugin.ran).toEqual(['vm/pause', 'vm/pause']);
   });
 
+  it('brings the early refusal back once a status-changing handler has answered or thrown at once', async () => {
+    plugin = new StatusPlugin(true);
+    await plugin.initialize();
+    plugin.statuses.set(VM, 'running');
+    expect((await plugin.answer(plugin.call('vm/pause', { vmId: VM }))).result).toEqual({ status: 'paused' });
+    // Unknown to the hook: the handler runs, and throws.
+    expect((await plugin.answer(plugin.call('vm/pause', { vmId: OTHER }))).error?.code).toBe(ErrorCode.VmNotFound);
+    plugin.statuses.set(VM, 'created');
+    plugin.statuses.set(OTHER, 'created');
+    expect((await plugin.answer(plugin.call('vm/pause', { vmId: VM }))).error?.code).toBe(ErrorCode.InvalidState);
+    expect((await plugin.answer(plugin.call('vm/pause', { vmId: OTHER }))).error?.code).toBe(ErrorCode.InvalidState);
+    expect(plugin.ran).toEqual(['vm/pause', 'vm/pause']);
+  });
+
   it('leaves the decision to the handler while a call that changes the VM\'s status is under way on it', async () => {
     plugin = new StatusPlugin(true);
     await plugin.initialize();
