@@ -57,6 +57,13 @@ export class AnswerBatcher {
     // Kept from going below 0, so that no miscount can hold events for good.
     this.answering = Math.max(0, this.answering - 1);
     if (burst === this.burst && this.burstLeft > 0) this.burstLeft--;
+    // The burst's last answer is in: its end has nothing left to wait for. Closed now, not in a turn of its own
+    // (an event sent during vm/pause armed it; left armed, it cost the plugin a loop turn and a poll per call).
+    if (this.burstLeft === 0 && this.burstEnd && !this.reading) {
+      clearImmediate(this.burstEnd);
+      this.burstEnd = undefined;
+      this.burst++;
+    }
     // Empty: the answer could not be sent (rpc.ts logs it); it counts as given all the same.
     if (frame !== '') {
       this.batch += frame;

@@ -384,7 +384,8 @@ function serve(def: PluginDefinition, { advertised, capabilities }: Prepared, op
   const emit = (event: EventInput): void => {
     const seq = seqs.get(event.vmId) ?? 0;
     seqs.set(event.vmId, seq + 1);
-    rpc.notify('vm/event', { ...event, seq, time: new Date().toISOString() });
+    // Object.assign rather than `{ ...event, seq, time }`: see ServedVm.emit.
+    rpc.notify('vm/event', Object.assign({}, event, { seq, time: new Date().toISOString() }));
   };
 
   const handshake = sessionMethod('handshake');
