@@ -7,7 +7,7 @@ export interface BenchConfig {
   scale: { large: number; small: number; smallRuns: number; concurrency: number; reps: number };
   qemu: { reps: number; timeoutMs: number; enabled: boolean };
   /** Pause + resume cycles per repetition (reps, timeout and enabled are qemu's). */
-  qemuPause: { cycles: number };
+  qemuPause: { warmup: number; cycles: number };
   recovery: { vms: number; reps: number };
   /** runs: decodes per repetition, of which the median counts (one decode is a few ms). */
   framing: { reps: number; runs: number };
@@ -25,7 +25,7 @@ export const FULL: BenchConfig = {
   coldstart: { warmup: 5, reps: 25 },
   scale: { large: 1_000, small: 10, smallRuns: 20, concurrency: 10, reps: 2 },
   qemu: { reps: 7, timeoutMs: 60_000, enabled: true },
-  qemuPause: { cycles: 25 },
+  qemuPause: { warmup: 500, cycles: 100 },
   recovery: { vms: 100, reps: 7 },
   framing: { reps: 15, runs: 7 },
   eventFlood: { reps: 2, seconds: 10 },
@@ -40,7 +40,7 @@ export const QUICK: BenchConfig = {
   scale: { large: 20, small: 4, smallRuns: 2, concurrency: 4, reps: 1 },
   // A QEMU boot takes seconds; the quick configuration reports the figure as not measured instead.
   qemu: { reps: 1, timeoutMs: 60_000, enabled: false },
-  qemuPause: { cycles: 2 },
+  qemuPause: { warmup: 2, cycles: 2 },
   recovery: { vms: 5, reps: 2 },
   framing: { reps: 2, runs: 1 },
   eventFlood: { reps: 1, seconds: 3 },
