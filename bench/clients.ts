@@ -57,6 +57,10 @@ export class RawPipeEcho {
     return encodeFrame(JSON.stringify({ jsonrpc: '2.0', id: this.id++, method: METHOD, params: { vmId: VM_ID } }));
   }
 
+  get pid(): number {
+    return this.child.pid ?? -1;
+  }
+
   readonly call: Call = () => {
     const frame = this.frame();
     this.want += frame.length;
@@ -138,6 +142,8 @@ export class ShimPath {
     readonly host: PluginHost,
     readonly hv: ShimHypervisor,
     readonly vm: ShimVm,
+    /** The plugin process's pid. */
+    readonly pid: number,
   ) {}
 
   static async start(plugin: string, dir: string): Promise<ShimPath> {
@@ -147,9 +153,11 @@ export class ShimPath {
       logger: silentLogger(),
       plugins: [{ name: 'noop', command: plugin }],
     });
+    let pid = -1;
+    host.on('plugin-started', (e) => (pid = e.pid ?? -1));
     const hv = await host.hypervisor('noop');
     const vm = await hv.createVm({ vmId: VM_ID, config: {} });
-    return new ShimPath(host, hv, vm);
+    return new ShimPath(host, hv, vm, pid);
   }
 
   readonly call: Call = () => this.vm.check();

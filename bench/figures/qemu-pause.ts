@@ -71,7 +71,8 @@ export const qemuPause: Figure = {
       `first cycles after boot run code V8 has not optimised yet, reported apart), the median cycle counted. hvplug: vm.pause() then vm.resume() on a PluginHost in ` +
       `the bench process (the plugin's QMP stop/cont, its events, the host's record write). Raw QMP: a second QEMU with the ` +
       `same command line (its own QMP socket and console), stop then cont over one open QMP connection, each answer ` +
-      `awaited. ${reps} reps, the order alternating, a GC between segments`;
+      `awaited. ${reps} reps, the order alternating, a GC between segments. Info rows: the floor (two QMP queries that change ` +
+      `nothing a cycle, vm.check() through hvplug against query-status raw, measured the same way), and the first cycles after boot`;
     if (!enabled) return notMeasured('skipped in --quick (a TCG boot takes seconds)', method);
     if (!onPath(QEMU)) return notMeasured(`${QEMU} is not on PATH`, method);
     const plugin = builtPlugin('qemu');
@@ -158,6 +159,28 @@ export const qemuPause: Figure = {
           runs.push({ qmp: q, hvplug: await viaHvplug() });
         }
       }
+      // The floor any call through hvplug pays here: two QMP queries that change nothing (vm.check() is the plugin's
+      // query-status) against the same two sent raw. What a pause + resume costs beyond it is the calls' own work.
+      const twoChecks = async (): Promise<void> => {
+        await theVm.check();
+        await theVm.check();
+      };
+      const twoQueries = async (): Promise<void> => {
+        await raw.execute('query-status');
+        await raw.execute('query-status');
+      };
+      log(`qemu-pause: the floor, two queries a cycle, ${warmup} warm-up cycles per path`);
+      await cycles(warmup, twoChecks);
+      await cycles(warmup, twoQueries);
+      const floor: { hvplug: number; qmp: number }[] = [];
+      for (let r = 0; r < reps; r++) {
+        collect();
+        const hvplugFirst = r % 2 === 0;
+        const a = await cycles(perRep, hvplugFirst ? twoChecks : twoQueries);
+        collect();
+        const b = await cycles(perRep, hvplugFirst ? twoQueries : twoChecks);
+        floor.push(hvplugFirst ? { hvplug: a, qmp: b } : { hvplug: b, qmp: a });
+      }
       const cpu = { hvplug: perCycle(hvplugCpu), qmp: perCycle(qmpCpu) };
       log(`qemu-pause: CPU ms per cycle: hvplug ${JSON.stringify(cpu.hvplug)}, raw QMP ${JSON.stringify(cpu.qmp)}`);
       return {
@@ -170,12 +193,22 @@ export const qemuPause: Figure = {
             { on: 'ratio', op: '<=', limit: 2, text: '≤ 2× raw QMP' },
           ),
           compare(
+            'floor: two queries (vm.check(), QMP query-status) through hvplug vs raw',
+            measure('hvplug, 2× vm.check()', 'ms', floor.map((r) => r.hvplug)),
+            measure('raw QMP, 2× query-status', 'ms', floor.map((r) => r.qmp)),
+          ),
+          compare(
+            'pause + resume vs that floor, both through hvplug',
+            measure('hvplug', 'ms', runs.map((r) => r.hvplug)),
+            measure('hvplug, 2× vm.check()', 'ms', floor.map((r) => r.hvplug)),
+          ),
+          compare(
             `the first ${FIRST_CYCLES} cycles after boot, before the warm-up`,
             measure('hvplug', 'ms', [first.hvplug]),
             measure('raw QMP, one connection', 'ms', [first.qmp]),
           ),
         ],
-        raw: { config: { ...cfg.qemu, ...cfg.qemuPause }, unit: 'ms', perRep: runs, first, cpuMsPerCycle: cpu, runDir, argv },
+        raw: { config: { ...cfg.qemu, ...cfg.qemuPause }, unit: 'ms', perRep: runs, floor, first, cpuMsPerCycle: cpu, runDir, argv },
       };
     } finally {
       qmp?.close();
