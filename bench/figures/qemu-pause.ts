@@ -4,7 +4,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PluginHost, type ShimVm } from 'hvplug';
 import { silentLogger } from '../clients.js';
-import { collect } from '../drivers.js';
+import { alternate } from '../drivers.js';
 import type { Figure } from '../figure.js';
 import { notMeasured } from '../figure.js';
 import { compare, measure } from '../report.js';
@@ -29,6 +29,14 @@ async function cycles(n: number, one: () => Promise<void>): Promise<number> {
   }
   return median(ms);
 }
+
+/** One cycle: `a`, then `b` once `a` has answered. */
+const inTurn =
+  (a: () => Promise<unknown>, b: () => Promise<unknown>) =>
+  async (): Promise<void> => {
+    await a();
+    await b();
+  };
 
 /** The parent of a process, from /proc: the plugin that started QEMU. */
 function parentOf(pid: number): number {
@@ -71,8 +79,9 @@ export const qemuPause: Figure = {
       `first cycles after boot run code V8 has not optimised yet, reported apart), the median cycle counted. hvplug: vm.pause() then vm.resume() on a PluginHost in ` +
       `the bench process (the plugin's QMP stop/cont, its events, the host's record write). Raw QMP: a second QEMU with the ` +
       `same command line (its own QMP socket and console), stop then cont over one open QMP connection, each answer ` +
-      `awaited. ${reps} reps, the order alternating, a GC between segments. Info rows: the floor (two QMP queries that change ` +
-      `nothing a cycle, vm.check() through hvplug against query-status raw, measured the same way), and the first cycles after boot`;
+      `awaited. Info rows: the floor (two QMP queries that change nothing a cycle, vm.check() through hvplug against ` +
+      `query-status raw, measured the same way), and the first cycles after boot. ${reps} reps of the four paths, their order ` +
+      `rotating, a GC before each segment`;
     if (!enabled) return notMeasured('skipped in --quick (a TCG boot takes seconds)', method);
     if (!onPath(QEMU)) return notMeasured(`${QEMU} is not on PATH`, method);
     const plugin = builtPlugin('qemu');
@@ -128,59 +137,26 @@ export const qemuPause: Figure = {
       const qmpCpu: CpuTally = { cycles: 0, ms: {} };
       const hvplugPids = { plugin: parentOf(pid), qemu: pid };
       const directPid = direct.pid;
-      const pauseResume = async (): Promise<void> => {
-        await theVm.pause();
-        await theVm.resume();
-      };
-      const stopCont = async (): Promise<void> => {
-        await raw.execute('stop');
-        await raw.execute('cont');
-      };
+      const pauseResume = inTurn(() => theVm.pause(), () => theVm.resume());
+      const stopCont = inTurn(() => raw.execute('stop'), () => raw.execute('cont'));
       const viaHvplug = (): Promise<number> => tallied(hvplugCpu, hvplugPids, perRep, () => cycles(perRep, pauseResume));
       const viaQmp = (): Promise<number> =>
         tallied(qmpCpu, directPid === undefined ? {} : { qemu: directPid }, perRep, () => cycles(perRep, stopCont));
+      // The floor any call through hvplug pays here: two QMP queries that change nothing (vm.check() is the plugin's
+      // query-status) against the same two sent raw. What a pause + resume costs beyond it is the calls' own work.
+      const twoChecks = inTurn(() => theVm.check(), () => theVm.check());
+      const twoQueries = inTurn(() => raw.execute('query-status'), () => raw.execute('query-status'));
       log(`qemu-pause: warm-up, ${warmup} cycles per path`);
       // The first cycles of each path, on their own: what a short-lived caller pays (the bench's code and the plugin's not optimised yet).
       const first = { hvplug: await cycles(FIRST_CYCLES, pauseResume), qmp: await cycles(FIRST_CYCLES, stopCont) };
-      await cycles(warmup, pauseResume);
-      await cycles(warmup, stopCont);
-      const runs: { hvplug: number; qmp: number }[] = [];
-      for (let r = 0; r < reps; r++) {
-        log(`qemu-pause: repetition ${r + 1}/${reps}`);
-        if (r % 2 === 0) {
-          collect();
-          const h = await viaHvplug();
-          collect();
-          runs.push({ hvplug: h, qmp: await viaQmp() });
-        } else {
-          collect();
-          const q = await viaQmp();
-          collect();
-          runs.push({ qmp: q, hvplug: await viaHvplug() });
-        }
-      }
-      // The floor any call through hvplug pays here: two QMP queries that change nothing (vm.check() is the plugin's
-      // query-status) against the same two sent raw. What a pause + resume costs beyond it is the calls' own work.
-      const twoChecks = async (): Promise<void> => {
-        await theVm.check();
-        await theVm.check();
-      };
-      const twoQueries = async (): Promise<void> => {
-        await raw.execute('query-status');
-        await raw.execute('query-status');
-      };
-      log(`qemu-pause: the floor, two queries a cycle, ${warmup} warm-up cycles per path`);
-      await cycles(warmup, twoChecks);
-      await cycles(warmup, twoQueries);
-      const floor: { hvplug: number; qmp: number }[] = [];
-      for (let r = 0; r < reps; r++) {
-        collect();
-        const hvplugFirst = r % 2 === 0;
-        const a = await cycles(perRep, hvplugFirst ? twoChecks : twoQueries);
-        collect();
-        const b = await cycles(perRep, hvplugFirst ? twoQueries : twoChecks);
-        floor.push(hvplugFirst ? { hvplug: a, qmp: b } : { hvplug: b, qmp: a });
-      }
+      for (const path of [pauseResume, stopCont, twoChecks, twoQueries]) await cycles(warmup, path);
+      // The four in every repetition, their order rotating, so that the floor is measured in the same minutes.
+      const runs = await alternate(reps, {
+        hvplug: viaHvplug,
+        qmp: viaQmp,
+        floorHvplug: () => cycles(perRep, twoChecks),
+        floorQmp: () => cycles(perRep, twoQueries),
+      });
       const cpu = { hvplug: perCycle(hvplugCpu), qmp: perCycle(qmpCpu) };
       log(`qemu-pause: CPU ms per cycle: hvplug ${JSON.stringify(cpu.hvplug)}, raw QMP ${JSON.stringify(cpu.qmp)}`);
       return {
@@ -188,19 +164,19 @@ export const qemuPause: Figure = {
         rows: [
           compare(
             'pause + resume of a running guest',
-            measure('hvplug', 'ms', runs.map((r) => r.hvplug)),
-            measure('raw QMP, one connection', 'ms', runs.map((r) => r.qmp)),
+            measure('hvplug', 'ms', runs.hvplug),
+            measure('raw QMP, one connection', 'ms', runs.qmp),
             { on: 'ratio', op: '<=', limit: 2, text: '≤ 2× raw QMP' },
           ),
           compare(
             'floor: two queries (vm.check(), QMP query-status) through hvplug vs raw',
-            measure('hvplug, 2× vm.check()', 'ms', floor.map((r) => r.hvplug)),
-            measure('raw QMP, 2× query-status', 'ms', floor.map((r) => r.qmp)),
+            measure('hvplug, 2× vm.check()', 'ms', runs.floorHvplug),
+            measure('raw QMP, 2× query-status', 'ms', runs.floorQmp),
           ),
           compare(
             'pause + resume vs that floor, both through hvplug',
-            measure('hvplug', 'ms', runs.map((r) => r.hvplug)),
-            measure('hvplug, 2× vm.check()', 'ms', floor.map((r) => r.hvplug)),
+            measure('hvplug', 'ms', runs.hvplug),
+            measure('hvplug, 2× vm.check()', 'ms', runs.floorHvplug),
           ),
           compare(
             `the first ${FIRST_CYCLES} cycles after boot, before the warm-up`,
@@ -208,7 +184,7 @@ export const qemuPause: Figure = {
             measure('raw QMP, one connection', 'ms', [first.qmp]),
           ),
         ],
-        raw: { config: { ...cfg.qemu, ...cfg.qemuPause }, unit: 'ms', perRep: runs, floor, first, cpuMsPerCycle: cpu, runDir, argv },
+        raw: { config: { ...cfg.qemu, ...cfg.qemuPause }, unit: 'ms', perRep: runs, first, cpuMsPerCycle: cpu, runDir, argv },
       };
     } finally {
       qmp?.close();
