@@ -54,21 +54,26 @@ function looksLikeHeader(buf: Buffer): boolean {
 const PLAIN_HEADER = Buffer.from('Content-Length: ');
 const MAX_LENGTH_DIGITS = 12;
 
-/**
- * The length from a header that is exactly `Content-Length: <digits>`, as every writer here sends it, read
- * straight from the bytes; undefined for anything else, which the general parser then handles.
- */
-function plainContentLength(buf: Buffer, end: number, start = 0): number | undefined {
-  const digits = end - start - PLAIN_HEADER.length;
-  if (digits < 1 || digits > MAX_LENGTH_DIGITS) return undefined;
-  for (let i = 0; i < PLAIN_HEADER.length; i++) if (buf[start + i] !== PLAIN_HEADER[i]) return undefined;
+/** The number the ASCII digits from..to of `buf` spell; undefined if any byte there is not a digit. */
+function decimal(buf: Buffer, from: number, to: number): number | undefined {
   let n = 0;
-  for (let i = start + PLAIN_HEADER.length; i < end; i++) {
+  for (let i = from; i < to; i++) {
     const d = (buf[i] as number) - 0x30;
     if (d < 0 || d > 9) return undefined;
     n = n * 10 + d;
   }
   return n;
+}
+
+/**
+ * The length from a header that is exactly `Content-Length: <digits>`, as every writer here sends it, read
+ * straight from the bytes; undefined for anything else, which the general parser then handles.
+ */
+function plainContentLength(buf: Buffer, end: number): number | undefined {
+  const digits = end - PLAIN_HEADER.length;
+  if (digits < 1 || digits > MAX_LENGTH_DIGITS) return undefined;
+  for (let i = 0; i < PLAIN_HEADER.length; i++) if (buf[i] !== PLAIN_HEADER[i]) return undefined;
+  return decimal(buf, PLAIN_HEADER.length, end);
 }
 
 /**
@@ -172,7 +177,8 @@ export class FrameDecoder {
     if (this.head.length === 0) {
       const end = plainHeaderEnd(chunk, at);
       if (end >= 0) {
-        const length = plainContentLength(chunk, end, at) as number;
+        // plainHeaderEnd has checked the prefix and that the bytes up to `end` are digits.
+        const length = decimal(chunk, at + PLAIN_HEADER.length, end) as number;
         if (length > this.maxMessageBytes) {
           throw new FramingError(`message of ${length} bytes exceeds the limit of ${this.maxMessageBytes} bytes`);
         }
