@@ -437,7 +437,9 @@ function serve(def: PluginDefinition, { advertised, capabilities }: Prepared, op
   // Per VM, the calls under way that may change its status: while there is one, a status read now may be
   // stale by the time the handler runs (plugins queue a VM's calls), so the early refusal stands aside.
   const changingCalls = new Map<string, number>();
-  const changeEnded = (vmId: string): void => {
+  /** A call that held `vmId` in changingCalls ended (undefined: it held nothing). */
+  const changeEnded = (vmId: string | undefined): void => {
+    if (vmId === undefined) return;
     const left = (changingCalls.get(vmId) ?? 1) - 1;
     if (left > 0) changingCalls.set(vmId, left);
     else changingCalls.delete(vmId);
@@ -492,20 +494,20 @@ function serve(def: PluginDefinition, { advertised, capabilities }: Prepared, op
       try {
         out = handler(params, contextFor(s, call, progressToken));
       } catch (err) {
-        if (changing !== undefined) changeEnded(changing);
+        changeEnded(changing);
         throw toRpcError(err, name);
       }
       if (!isThenable(out)) {
-        if (changing !== undefined) changeEnded(changing);
+        changeEnded(changing);
         return out;
       }
       return Promise.resolve(out).then(
         (result) => {
-          if (changing !== undefined) changeEnded(changing);
+          changeEnded(changing);
           return result;
         },
         (err: unknown) => {
-          if (changing !== undefined) changeEnded(changing);
+          changeEnded(changing);
           throw toRpcError(err, name);
         },
       );
