@@ -4,6 +4,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PluginHost, type ShimVm } from 'hvplug';
 import { silentLogger } from '../clients.js';
+import { ownCpuUs, threadsCpuUs } from '../cpu.js';
 import { alternate } from '../drivers.js';
 import type { Figure } from '../figure.js';
 import { notMeasured } from '../figure.js';
@@ -11,7 +12,7 @@ import { compare, measure } from '../report.js';
 import { openQmp, type RawQmp } from '../qmp.js';
 import { builtPlugin } from '../setup.js';
 import { median } from '../stats.js';
-import { argvOf, bootConfig, cpuMs, directArgv, markerAt, onPath, READY_MARKER, sizeOf } from './qemu.js';
+import { argvOf, bootConfig, directArgv, markerAt, onPath, READY_MARKER, sizeOf } from './qemu.js';
 
 const QEMU = 'qemu-system-x86_64';
 export const IDLE_SCRIPT = 'while :; do sleep 3600; done';
@@ -43,23 +44,19 @@ function parentOf(pid: number): number {
   return Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ')[1]);
 }
 
-/**
- * CPU ms each process used over the timed segments, and the cycles they ran: where a cycle's time goes. /proc counts
- * in 10 ms ticks, so only the sum over every timed segment means anything.
- */
+/** CPU ms each process used over the timed segments (every thread), and the cycles they ran: where a cycle's time goes. */
 interface CpuTally {
   cycles: number;
   ms: Record<string, number>;
 }
 
 async function tallied(tally: CpuTally, pids: Record<string, number>, n: number, seg: () => Promise<number>): Promise<number> {
-  const self0 = process.cpuUsage();
-  const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuMs(pid)]));
+  const self0 = ownCpuUs();
+  const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, threadsCpuUs(pid)]));
   const ms = await seg();
-  const self = process.cpuUsage(self0);
   tally.cycles += n;
-  tally.ms.bench = (tally.ms.bench ?? 0) + (self.user + self.system) / 1000;
-  for (const [k, pid] of Object.entries(pids)) tally.ms[k] = (tally.ms[k] ?? 0) + cpuMs(pid) - (before[k] ?? 0);
+  tally.ms.bench = (tally.ms.bench ?? 0) + (ownCpuUs() - self0) / 1000;
+  for (const [k, pid] of Object.entries(pids)) tally.ms[k] = (tally.ms[k] ?? 0) + (threadsCpuUs(pid) - (before[k] ?? 0)) / 1000;
   return ms;
 }
 
