@@ -14,6 +14,7 @@ import {
   type DeviceType,
   type GateContext,
   type Json,
+  type MethodDef,
   type MethodName,
   type Methods,
   type NetBackend,
@@ -41,6 +42,18 @@ import { monotonicMs, randomUuid } from '../proc/index.js';
 const NONE: readonly Interceptor[] = [];
 
 const netBackends = (devices: readonly Device[]): NetBackend[] => devices.flatMap((d) => (d.type === 'net' ? [d.backend] : []));
+
+/**
+ * `{ ...params, vmId }`, built as a lone spread and a store: V8 builds a spread followed by more members by a slow
+ * path (~1 µs, against 0.1), and a null-prototype target for Object.assign is a dictionary object (slower to parse,
+ * 160 bytes more). A spread takes a `__proto__` member as a member (no setter runs), and the store then finds an
+ * own data property or none.
+ */
+function withVmId(params: Record<string, unknown>, vmId: string): Record<string, unknown> {
+  const merged = { ...params };
+  merged.vmId = vmId;
+  return merged;
+}
 
 const isThenable = (v: unknown): v is PromiseLike<unknown> =>
   typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
@@ -104,6 +117,11 @@ export interface ShimOptions {
    * moves the record there (PluginHost.migrate) or, for a raw call, drops it.
    */
   onVmHandedOff?: (vmId: string) => void | Promise<void>;
+  /**
+   * A `create` call (vm/create) answered and what it answered is tracked: awaited before the call returns, ahead of
+   * the interceptors' `after` (the host drops the record's pending mark).
+   */
+  onCreateAnswered?: (vmId: string) => void | Promise<void>;
   /** Called when a plugin sends something the table does not allow (a malformed event). */
   onViolation?: (err: HvplugError) => void;
   /**
@@ -266,23 +284,25 @@ export class ShimHypervisor {
       const spec = methodDef(method);
       if (vm?.ownedBy !== undefined) throw new VmOwnedError(vm.id, vm.ownedBy);
       const interceptors = this.opts.interceptors ?? NONE;
-      const call: InterceptedCall = { method, vmId: vm?.id ?? (rawParams.vmId as string | undefined), params: rawParams };
-      for (const i of interceptors) {
-        if (!i.before) continue;
-        try {
-          const replaced = await i.before(call);
-          if (replaced) call.params = replaced;
-        } catch (err) {
-          throw err instanceof HvplugError ? err : new VetoedError(method, (err as Error).message ?? String(err));
+      // Made only for interceptors to see: without any, a call is one object lighter.
+      const call: InterceptedCall | undefined =
+        interceptors.length === 0 ? undefined : { method, vmId: vm?.id ?? (rawParams.vmId as string | undefined), params: rawParams };
+      if (call) {
+        for (const i of interceptors) {
+          if (!i.before) continue;
+          try {
+            const replaced = await i.before(call);
+            if (replaced) call.params = replaced;
+          } catch (err) {
+            throw err instanceof HvplugError ? err : new VetoedError(method, (err as Error).message ?? String(err));
+          }
         }
       }
-      // Not `{ ...call.params, vmId }`: V8 builds a spread followed by more members by a slow path (~1 µs, against
-      // 0.1), on every call. A null-prototype target takes every member as a spread does (a `__proto__` one too, as
-      // a member: no setter to run), and the parse below makes the object that goes on.
-      const parsed = spec.params.safeParse(vm ? Object.assign(Object.create(null) as Record<string, unknown>, call.params, { vmId: vm.id }) : call.params);
+      const given = call ? call.params : rawParams;
+      const parsed = spec.params.safeParse(vm ? withVmId(given, vm.id) : given);
       if (!parsed.success) throw new InvalidParamsError(method, toIssues(parsed.error));
       const params = parsed.data as Record<string, unknown>;
-      const refusal = capabilityRefusal(method, this.capabilities, this.gateContext(method, params, vm));
+      const refusal = capabilityRefusal(method, this.capabilities, this.gateContext(spec, params, vm));
       if (refusal) throw new NotSupportedError(method, refusal, true);
 
       let token: string | undefined;
@@ -307,12 +327,19 @@ export class ShimHypervisor {
       value = result.data as ResultOf<M>;
       // A call returns once what it changed is recorded, so a host crash right after it loses nothing.
       // Awaited only when there is something to wait for: most calls change nothing, and each await is a turn.
-      const tracked = this.track(method, params, value, vm, lastEventAtAnswer);
+      const tracked = this.track(spec, params, value, vm, lastEventAtAnswer);
       if (tracked) await tracked;
-      for (const i of interceptors) {
-        if (!i.after) continue;
-        const after = i.after(call, value);
-        value = ((isThenable(after) ? await after : after) ?? value) as ResultOf<M>;
+      if (spec.record === 'create' && this.opts.onCreateAnswered) {
+        const vmId = vm?.id ?? (params.vmId as string);
+        const answered = this.opts.onCreateAnswered(vmId);
+        if (answered) await answered;
+      }
+      if (call) {
+        for (const i of interceptors) {
+          if (!i.after) continue;
+          const after = i.after(call, value);
+          value = ((isThenable(after) ? await after : after) ?? value) as ResultOf<M>;
+        }
       }
     } catch (err) {
       this.opts.onCallEnd?.(method, (monotonicMs() - t0) / 1000, err);
@@ -322,9 +349,8 @@ export class ShimHypervisor {
     return value;
   }
 
-  private gateContext(method: MethodName, params: Record<string, unknown>, vm?: ShimVm): GateContext {
+  private gateContext(spec: MethodDef, params: Record<string, unknown>, vm?: ShimVm): GateContext {
     const ctx: GateContext = { vmStatus: vm?.status, machine: vm?.config.machine, protocolVersion: this.info.protocolVersion };
-    const spec = methodDef(method);
     if (spec.devices === 'adds') {
       const device = params.device as Device;
       ctx.deviceType = device.type;
@@ -347,7 +373,7 @@ export class ShimHypervisor {
    * call must wait for (the record written), or nothing when there is nothing to wait for.
    */
   private track(
-    method: MethodName,
+    spec: MethodDef,
     params: Record<string, unknown>,
     result: unknown,
     vm?: ShimVm,
@@ -363,7 +389,6 @@ export class ShimHypervisor {
     const overtaken = lastEventAtAnswer !== null && target.lastEvent !== lastEventAtAnswer;
     if (!overtaken && r.status !== undefined && VmResult.shape.status.safeParse(r.status).success) target.status = r.status;
     // Compared as JSON: a re-attach (vm/recover after a plugin restart) usually hands back the same config and state.
-    const spec = methodDef(method);
     const newVm = spec.scope === 'new-vm';
     let dirty =
       target.status !== before ||
