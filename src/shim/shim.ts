@@ -35,7 +35,7 @@ import {
   VetoedError,
   VmOwnedError,
 } from '../errors/index.js';
-import type { PluginChannel } from './channel.js';
+import type { ChannelCallOptions, PluginChannel } from './channel.js';
 import type { InterceptedCall, Interceptor } from './interceptors.js';
 import { monotonicMs, randomUuid } from '../proc/index.js';
 
@@ -53,6 +53,20 @@ function withVmId(params: Record<string, unknown>, vmId: string): Record<string,
   const merged = { ...params };
   merged.vmId = vmId;
   return merged;
+}
+
+/** One call's options for the channel, which also keep what the VM's last event was when its answer was read. */
+class Forwarded implements ChannelCallOptions {
+  lastEventAtAnswer: ShimVm['lastEvent'] | null = null;
+  readonly onAnswer: (() => void) | undefined;
+
+  constructor(
+    readonly timeoutMs: number | null,
+    readonly signal: AbortSignal | undefined,
+    vm: ShimVm | undefined,
+  ) {
+    this.onAnswer = vm ? () => (this.lastEventAtAnswer = vm.lastEvent) : undefined;
+  }
 }
 
 const isThenable = (v: unknown): v is PromiseLike<unknown> =>
@@ -276,77 +290,85 @@ export class ShimHypervisor {
 
   /**
    * `t0`: when the call began, for onCallEnd, which is told here rather than from a `.then` on this promise: one
-   * promise and two closures less per call.
+   * promise and two closures less per call. Kept to few locals, the rare steps (interceptors, progress) in helpers:
+   * an async function's frame, every local of it, is allocated anew per call.
    */
   private async run<M extends MethodName>(method: M, rawParams: Record<string, unknown>, opts: CallOpts, vm: ShimVm | undefined, t0: number): Promise<ResultOf<M>> {
     let value: ResultOf<M>;
     try {
-      const spec = methodDef(method);
       if (vm?.ownedBy !== undefined) throw new VmOwnedError(vm.id, vm.ownedBy);
       const interceptors = this.opts.interceptors ?? NONE;
       // Made only for interceptors to see: without any, a call is one object lighter.
-      const call: InterceptedCall | undefined =
-        interceptors.length === 0 ? undefined : { method, vmId: vm?.id ?? (rawParams.vmId as string | undefined), params: rawParams };
-      if (call) {
-        for (const i of interceptors) {
-          if (!i.before) continue;
-          try {
-            const replaced = await i.before(call);
-            if (replaced) call.params = replaced;
-          } catch (err) {
-            throw err instanceof HvplugError ? err : new VetoedError(method, (err as Error).message ?? String(err));
-          }
-        }
-      }
-      const given = call ? call.params : rawParams;
-      const parsed = spec.params.safeParse(vm ? withVmId(given, vm.id) : given);
-      if (!parsed.success) throw new InvalidParamsError(method, toIssues(parsed.error));
-      const params = parsed.data as Record<string, unknown>;
-      const refusal = capabilityRefusal(method, this.capabilities, this.gateContext(spec, params, vm));
-      if (refusal) throw new NotSupportedError(method, refusal, true);
-
-      let token: string | undefined;
-      if (opts.onProgress && spec.progress) {
-        token = randomUuid();
-        this.progress.set(token, opts.onProgress);
-        params.progressToken = token;
-      }
-      let raw: unknown;
-      let lastEventAtAnswer: ShimVm['lastEvent'] | null = null;
-      try {
-        raw = await this.channel.call(method, params, {
-          timeoutMs: opts.timeoutMs === undefined ? spec.timeoutMs : opts.timeoutMs,
-          signal: opts.signal,
-          onAnswer: vm ? () => (lastEventAtAnswer = vm.lastEvent) : undefined,
-        });
-      } finally {
-        if (token) this.progress.delete(token);
-      }
+      const call = interceptors.length === 0 ? undefined : await this.before(method, rawParams, vm, interceptors);
+      const spec = methodDef(method);
+      const params = this.validated(spec, method, call ? call.params : rawParams, vm);
+      const sent = new Forwarded(opts.timeoutMs === undefined ? spec.timeoutMs : opts.timeoutMs, opts.signal, vm);
+      const raw =
+        opts.onProgress && spec.progress ? await this.withProgress(method, params, sent, opts.onProgress) : await this.channel.call(method, params, sent);
       const result = spec.result.safeParse(raw);
       if (!result.success) throw new ProtocolViolationError(method, toIssues(result.error));
       value = result.data as ResultOf<M>;
       // A call returns once what it changed is recorded, so a host crash right after it loses nothing.
       // Awaited only when there is something to wait for: most calls change nothing, and each await is a turn.
-      const tracked = this.track(spec, params, value, vm, lastEventAtAnswer);
+      const tracked = this.track(spec, params, value, vm, sent.lastEventAtAnswer);
       if (tracked) await tracked;
-      if (spec.record === 'create' && this.opts.onCreateAnswered) {
-        const vmId = vm?.id ?? (params.vmId as string);
-        const answered = this.opts.onCreateAnswered(vmId);
-        if (answered) await answered;
-      }
-      if (call) {
-        for (const i of interceptors) {
-          if (!i.after) continue;
-          const after = i.after(call, value);
-          value = ((isThenable(after) ? await after : after) ?? value) as ResultOf<M>;
-        }
-      }
+      const answered = spec.record === 'create' ? this.opts.onCreateAnswered?.(vm?.id ?? (params.vmId as string)) : undefined;
+      if (answered) await answered;
+      if (call) value = (await this.after(interceptors, call, value)) as ResultOf<M>;
     } catch (err) {
       this.opts.onCallEnd?.(method, (monotonicMs() - t0) / 1000, err);
       throw err;
     }
     this.opts.onCallEnd?.(method, (monotonicMs() - t0) / 1000, undefined);
     return value;
+  }
+
+  /** The interceptors' `before`, in order: the call as they leave it. */
+  private async before(method: MethodName, params: Record<string, unknown>, vm: ShimVm | undefined, interceptors: readonly Interceptor[]): Promise<InterceptedCall> {
+    const call: InterceptedCall = { method, vmId: vm?.id ?? (params.vmId as string | undefined), params };
+    for (const i of interceptors) {
+      if (!i.before) continue;
+      try {
+        const replaced = await i.before(call);
+        if (replaced) call.params = replaced;
+      } catch (err) {
+        throw err instanceof HvplugError ? err : new VetoedError(method, (err as Error).message ?? String(err));
+      }
+    }
+    return call;
+  }
+
+  /** The interceptors' `after`, in order: the result as they leave it. */
+  private async after(interceptors: readonly Interceptor[], call: InterceptedCall, result: unknown): Promise<unknown> {
+    let value = result;
+    for (const i of interceptors) {
+      if (!i.after) continue;
+      const after = i.after(call, value);
+      value = (isThenable(after) ? await after : after) ?? value;
+    }
+    return value;
+  }
+
+  /** The params as sent: the caller's, with the VM's id, parsed by the method's schema and let through by the gate. */
+  private validated(spec: MethodDef, method: MethodName, given: Record<string, unknown>, vm: ShimVm | undefined): Record<string, unknown> {
+    const parsed = spec.params.safeParse(vm ? withVmId(given, vm.id) : given);
+    if (!parsed.success) throw new InvalidParamsError(method, toIssues(parsed.error));
+    const params = parsed.data as Record<string, unknown>;
+    const refusal = capabilityRefusal(method, this.capabilities, this.gateContext(spec, params, vm));
+    if (refusal) throw new NotSupportedError(method, refusal, true);
+    return params;
+  }
+
+  /** A call whose progress the caller follows: its token routes the plugin's $/progress while it runs. */
+  private async withProgress(method: MethodName, params: Record<string, unknown>, sent: Forwarded, onProgress: (p: Progress) => void): Promise<unknown> {
+    const token = randomUuid();
+    this.progress.set(token, onProgress);
+    params.progressToken = token;
+    try {
+      return await this.channel.call(method, params, sent);
+    } finally {
+      this.progress.delete(token);
+    }
   }
 
   private gateContext(spec: MethodDef, params: Record<string, unknown>, vm?: ShimVm): GateContext {
