@@ -254,7 +254,6 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
       pathEnv: env.PATH,
     };
     this.catalog = new PluginCatalog(discovery);
-    // First, so that the embedder's own hooks see a creating call return only once its record is final.
     this.interceptors = [...(opts.interceptors ?? [])];
   }
 
@@ -368,6 +367,7 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
         this.created.set(u.vmId, spec.name);
       },
       onVmSettled: (vmId) => this.recorded(vmId),
+      // Awaited ahead of the interceptors' after: the embedder's hooks see a creating call return once its record is final.
       onCreateAnswered: (vmId) => this.answered(vmId),
       // A call whose change cannot be written fails with the reason; writeRecords reports it and retries.
       onVmChange: (u) => this.persist(spec.name, u),
