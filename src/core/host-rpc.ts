@@ -62,6 +62,9 @@ export interface RpcPeer {
 class OutgoingCall {
   /** monotonicMs() time at which expire runs. */
   deadline = 0;
+  /** Neighbours in its timeout's list of calls (Deadlines). */
+  prev: OutgoingCall | undefined = undefined;
+  next: OutgoingCall | undefined = undefined;
   private ended = false;
 
   constructor(
@@ -114,20 +117,49 @@ class OutgoingCall {
 const MAX_IDLE_TIMEOUTS = 16;
 
 /**
+ * The calls of one timeout, oldest first, linked through the calls themselves: adding and removing one allocates
+ * nothing (a Set taking and dropping one call per call rebuilds its table every few calls).
+ */
+class CallList {
+  first: OutgoingCall | undefined = undefined;
+  last: OutgoingCall | undefined = undefined;
+  size = 0;
+
+  push(call: OutgoingCall): void {
+    call.prev = this.last;
+    call.next = undefined;
+    if (this.last) this.last.next = call;
+    else this.first = call;
+    this.last = call;
+    this.size++;
+  }
+
+  remove(call: OutgoingCall): void {
+    if (call.prev) call.prev.next = call.next;
+    else if (this.first === call) this.first = call.next;
+    else return;
+    if (call.next) call.next.prev = call.prev;
+    else this.last = call.prev;
+    call.prev = call.next = undefined;
+    this.size--;
+  }
+}
+
+/**
  * The deadlines of a client's outstanding calls, under one timer armed for the earliest. Calls with the same
- * timeout expire in the order they were made, so each timeout keeps its calls in a Set (insertion-ordered, O(1)
- * removal) and only the first of each is looked at.
+ * timeout expire in the order they were made, so each timeout keeps its calls in a list (in order, O(1) removal)
+ * and only the first of each is looked at.
  */
 class Deadlines {
-  private readonly byTimeout = new Map<number, Set<OutgoingCall>>();
+  private readonly byTimeout = new Map<number, CallList>();
   private timer: NodeJS.Timeout | undefined;
   private armedFor = Infinity;
 
   add(call: OutgoingCall, timeoutMs: number): void {
     call.deadline = monotonicMs() + timeoutMs;
     let calls = this.byTimeout.get(timeoutMs);
-    if (!calls) this.byTimeout.set(timeoutMs, (calls = new Set()));
-    calls.add(call);
+    if (!calls) this.byTimeout.set(timeoutMs, (calls = new CallList()));
+    calls.push(call);
     if (call.deadline < this.armedFor) this.arm(call.deadline);
   }
 
@@ -135,8 +167,8 @@ class Deadlines {
     // The timer stays armed: disarming and re-arming it around every call of a one-at-a-time caller costs more
     // than the one spurious wake-up per deadline period it saves.
     const calls = this.byTimeout.get(timeoutMs);
-    calls?.delete(call);
-    // An emptied set stays for the next call with the same timeout (a one-at-a-time caller would otherwise make
+    calls?.remove(call);
+    // An emptied list stays for the next call with the same timeout (a one-at-a-time caller would otherwise make
     // and drop one per call), as long as few timeouts are kept: callers may pass any number of them.
     if (calls?.size === 0 && this.byTimeout.size > MAX_IDLE_TIMEOUTS) this.byTimeout.delete(timeoutMs);
   }
@@ -152,6 +184,7 @@ class Deadlines {
     clearTimeout(this.timer);
     this.timer = undefined;
     this.armedFor = Infinity;
+    for (const calls of this.byTimeout.values()) while (calls.first) calls.remove(calls.first);
     this.byTimeout.clear();
   }
 
@@ -169,7 +202,7 @@ class Deadlines {
     const expired: OutgoingCall[] = [];
     let next = Infinity;
     for (const calls of this.byTimeout.values()) {
-      for (const call of calls) {
+      for (let call = calls.first; call; call = call.next) {
         if (call.deadline > now) {
           next = Math.min(next, call.deadline);
           break;
@@ -185,6 +218,11 @@ class Deadlines {
 
 export class HostRpc {
   private nextId = 1;
+  /**
+   * The outstanding calls: the one made when none was (a one-at-a-time caller's every call) in `solo`, others in
+   * `pending`. A Map that takes and drops one key per call rebuilds its table every few calls.
+   */
+  private solo: OutgoingCall | undefined;
   private readonly pending = new Map<number, OutgoingCall>();
   private readonly deadlines = new Deadlines();
   private closedWith: HvplugError | undefined;
@@ -197,7 +235,7 @@ export class HostRpc {
 
   /** How many calls are outstanding (tests: nothing is kept for a call that has ended). */
   get outstanding(): number {
-    return this.pending.size;
+    return this.pending.size + (this.solo ? 1 : 0);
   }
 
   /** How many calls have a deadline kept (tests: none for a call that has ended). */
@@ -218,7 +256,8 @@ export class HostRpc {
       call.fail(new CancelledError(method, signal.reason));
       return promise;
     }
-    this.pending.set(id, call);
+    if (this.solo) this.pending.set(id, call);
+    else this.solo = call;
     if (timeoutMs !== null) this.deadlines.add(call, timeoutMs);
     signal?.addEventListener('abort', call, { once: true });
     const unsent = this.send({ jsonrpc: '2.0', id, method, params });
@@ -238,14 +277,19 @@ export class HostRpc {
 
   /** Called by OutgoingCall when it ends, however it ends. */
   forget(call: OutgoingCall): void {
-    this.pending.delete(call.id);
+    if (this.solo === call) this.solo = undefined;
+    else this.pending.delete(call.id);
     if (call.timeoutMs !== null) this.deadlines.delete(call, call.timeoutMs);
   }
 
   /** Every outstanding call fails with `err`, and so does every later one. */
   failAll(err: HvplugError): void {
     this.closedWith ??= err;
-    for (const call of [...this.pending.values()]) call.fail(this.closedWith);
+    const calls = [...this.pending.values()];
+    // In the order they were made, as one Map held them.
+    if (this.solo) calls.push(this.solo);
+    calls.sort((a, b) => a.id - b.id);
+    for (const call of calls) call.fail(this.closedWith);
     this.deadlines.clear();
   }
 
@@ -284,7 +328,7 @@ export class HostRpc {
   }
 
   private answer(id: number | string | null, msg: Envelope): void {
-    const call = typeof id === 'number' ? this.pending.get(id) : undefined;
+    const call = this.solo?.id === id ? this.solo : typeof id === 'number' ? this.pending.get(id) : undefined;
     if (!call) {
       // An answer after the deadline or an abort is normal; one to an id never sent is the plugin's confusion.
       const late = typeof id === 'number' && Number.isInteger(id) && id > 0 && id < this.nextId;

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { InitializeParams, isMethodName, methodDef, MIGRATION_METHODS, type Progress, type ResultOf, type VmEvent, type VmStatus } from 'hvplug/protocol';
+import { InitializeParams, methodDef, MIGRATION_METHODS, type Progress, type ResultOf, type VmEvent, type VmStatus } from 'hvplug/protocol';
 import { ShimHypervisor, type ShimVm, type VmRecordUpdate } from '../shim/shim.js';
 import type { Interceptor } from '../shim/interceptors.js';
 import { PluginCatalog, type DiscoveryOptions } from './discovery.js';
@@ -254,17 +254,15 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
       pathEnv: env.PATH,
     };
     this.catalog = new PluginCatalog(discovery);
-    // First, so that the embedder's own hooks see a creating call return only once its record is final.
-    this.interceptors = [{ after: (call) => this.answered(call.method, call.vmId) }, ...(opts.interceptors ?? [])];
+    this.interceptors = [...(opts.interceptors ?? [])];
   }
 
   /**
    * A creating call answered and the shim has written what it answered: the record loses its pending mark. One
-   * more record write per create, so that the mark never leaves a record before the answer is in it. Any other call
-   * gets nothing to wait for (not a resolved promise: the shim then spends no turn on it).
+   * more record write per create, so that the mark never leaves a record before the answer is in it.
    */
-  private answered(method: string, vmId: string | undefined): Promise<undefined> | undefined {
-    if (!isMethodName(method) || methodDef(method).record !== 'create' || vmId === undefined || !this.unanswered.delete(vmId)) return undefined;
+  private answered(vmId: string): Promise<undefined> | undefined {
+    if (!this.unanswered.delete(vmId)) return undefined;
     return this.answeredRecord(vmId);
   }
 
@@ -369,6 +367,8 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
         this.created.set(u.vmId, spec.name);
       },
       onVmSettled: (vmId) => this.recorded(vmId),
+      // Awaited ahead of the interceptors' after: the embedder's hooks see a creating call return once its record is final.
+      onCreateAnswered: (vmId) => this.answered(vmId),
       // A call whose change cannot be written fails with the reason; writeRecords reports it and retries.
       onVmChange: (u) => this.persist(spec.name, u),
       onVmGone: (vmId, failure, gone) => {

@@ -1,6 +1,6 @@
 import type { Capabilities } from './capabilities.js';
 import type { DeviceType, NetBackend } from './devices.js';
-import { inProtocol, methodDef, methods, methodSince, type MethodName } from './methods.js';
+import { inProtocol, methodDef, methodSince, type MethodName } from './methods.js';
 import type { VmStatus } from './vm.js';
 
 /** What the caller knows about the VM a call targets, to decide cold versus hot plug. */
@@ -24,20 +24,22 @@ export interface GateContext {
 export function capabilityRefusal(method: MethodName, caps: Capabilities, ctx: GateContext = {}): string | undefined {
   const v = ctx.protocolVersion;
   if (v !== undefined && !inProtocol(method, v)) return `${method} came in protocol ${methodSince(method)}; the plugin speaks ${v}`;
-  if (methods[method].gated && !caps.methods.includes(method)) return `the plugin does not advertise ${method}`;
-  const live = ctx.vmStatus === 'running' || ctx.vmStatus === 'paused';
-  const noMachineHotplug = ctx.machine !== undefined && caps.machines[ctx.machine]?.hotplug === false;
-  if (methodDef(method).devices === 'adds' && ctx.deviceType) {
+  const def = methodDef(method);
+  if (def.gated && !caps.methods.includes(method)) return `the plugin does not advertise ${method}`;
+  // The machine's hotplug is looked up only for a call that plugs or unplugs: most calls do neither.
+  if (def.devices === 'adds' && ctx.deviceType) {
+    const live = ctx.vmStatus === 'running' || ctx.vmStatus === 'paused';
     const support = caps.devices[ctx.deviceType];
     if (!support) return `the plugin does not support ${ctx.deviceType} devices`;
-    if (live && noMachineHotplug) return `machine ${ctx.machine} has no hotplug`;
+    if (live && noMachineHotplug(caps, ctx.machine)) return `machine ${ctx.machine} has no hotplug`;
     if (live && !support.hotplug) return `the plugin cannot hot-plug ${ctx.deviceType} devices`;
     if (!live && !support.coldplug) return `the plugin cannot cold-plug ${ctx.deviceType} devices`;
   }
-  if (methodDef(method).devices === 'removes' && ctx.deviceType && live) {
-    if (noMachineHotplug) return `machine ${ctx.machine} has no hotplug`;
+  if (def.devices === 'removes' && ctx.deviceType && (ctx.vmStatus === 'running' || ctx.vmStatus === 'paused')) {
+    if (noMachineHotplug(caps, ctx.machine)) return `machine ${ctx.machine} has no hotplug`;
     if (!caps.devices[ctx.deviceType]?.hotunplug) return `the plugin cannot hot-unplug ${ctx.deviceType} devices`;
   }
+  if (ctx.coldDevices === undefined && ctx.netBackends === undefined) return undefined;
   for (const type of ctx.coldDevices ?? []) {
     if (!caps.devices[type]?.coldplug) return `the plugin cannot attach ${type} devices`;
   }
@@ -47,4 +49,8 @@ export function capabilityRefusal(method: MethodName, caps: Capabilities, ctx: G
     }
   }
   return undefined;
+}
+
+function noMachineHotplug(caps: Capabilities, machine: string | undefined): boolean {
+  return machine !== undefined && caps.machines[machine]?.hotplug === false;
 }

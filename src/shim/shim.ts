@@ -14,6 +14,7 @@ import {
   type DeviceType,
   type GateContext,
   type Json,
+  type MethodDef,
   type MethodName,
   type Methods,
   type NetBackend,
@@ -34,13 +35,39 @@ import {
   VetoedError,
   VmOwnedError,
 } from '../errors/index.js';
-import type { PluginChannel } from './channel.js';
+import type { ChannelCallOptions, PluginChannel } from './channel.js';
 import type { InterceptedCall, Interceptor } from './interceptors.js';
 import { monotonicMs, randomUuid } from '../proc/index.js';
 
 const NONE: readonly Interceptor[] = [];
 
 const netBackends = (devices: readonly Device[]): NetBackend[] => devices.flatMap((d) => (d.type === 'net' ? [d.backend] : []));
+
+/**
+ * `{ ...params, vmId }`, built as a lone spread and a store: V8 builds a spread followed by more members by a slow
+ * path (~1 µs, against 0.1), and a null-prototype target for Object.assign is a dictionary object (slower to parse,
+ * 160 bytes more). A spread takes a `__proto__` member as a member (no setter runs), and the store then finds an
+ * own data property or none.
+ */
+function withVmId(params: Record<string, unknown>, vmId: string): Record<string, unknown> {
+  const merged = { ...params };
+  merged.vmId = vmId;
+  return merged;
+}
+
+/** One call's options for the channel, which also keep what the VM's last event was when its answer was read. */
+class Forwarded implements ChannelCallOptions {
+  lastEventAtAnswer: ShimVm['lastEvent'] | null = null;
+  readonly onAnswer: (() => void) | undefined;
+
+  constructor(
+    readonly timeoutMs: number | null,
+    readonly signal: AbortSignal | undefined,
+    vm: ShimVm | undefined,
+  ) {
+    this.onAnswer = vm ? () => (this.lastEventAtAnswer = vm.lastEvent) : undefined;
+  }
+}
 
 const isThenable = (v: unknown): v is PromiseLike<unknown> =>
   typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
@@ -104,6 +131,11 @@ export interface ShimOptions {
    * moves the record there (PluginHost.migrate) or, for a raw call, drops it.
    */
   onVmHandedOff?: (vmId: string) => void | Promise<void>;
+  /**
+   * A `create` call (vm/create) answered and what it answered is tracked: awaited before the call returns, ahead of
+   * the interceptors' `after` (the host drops the record's pending mark).
+   */
+  onCreateAnswered?: (vmId: string) => void | Promise<void>;
   /** Called when a plugin sends something the table does not allow (a malformed event). */
   onViolation?: (err: HvplugError) => void;
   /**
@@ -258,62 +290,31 @@ export class ShimHypervisor {
 
   /**
    * `t0`: when the call began, for onCallEnd, which is told here rather than from a `.then` on this promise: one
-   * promise and two closures less per call.
+   * promise and two closures less per call. Kept to few locals, the rare steps (interceptors, progress) in helpers:
+   * an async function's frame, every local of it, is allocated anew per call.
    */
   private async run<M extends MethodName>(method: M, rawParams: Record<string, unknown>, opts: CallOpts, vm: ShimVm | undefined, t0: number): Promise<ResultOf<M>> {
     let value: ResultOf<M>;
     try {
-      const spec = methodDef(method);
       if (vm?.ownedBy !== undefined) throw new VmOwnedError(vm.id, vm.ownedBy);
       const interceptors = this.opts.interceptors ?? NONE;
-      const call: InterceptedCall = { method, vmId: vm?.id ?? (rawParams.vmId as string | undefined), params: rawParams };
-      for (const i of interceptors) {
-        if (!i.before) continue;
-        try {
-          const replaced = await i.before(call);
-          if (replaced) call.params = replaced;
-        } catch (err) {
-          throw err instanceof HvplugError ? err : new VetoedError(method, (err as Error).message ?? String(err));
-        }
-      }
-      // Not `{ ...call.params, vmId }`: V8 builds a spread followed by more members by a slow path (~1 µs, against
-      // 0.1), on every call. A null-prototype target takes every member as a spread does (a `__proto__` one too, as
-      // a member: no setter to run), and the parse below makes the object that goes on.
-      const parsed = spec.params.safeParse(vm ? Object.assign(Object.create(null) as Record<string, unknown>, call.params, { vmId: vm.id }) : call.params);
-      if (!parsed.success) throw new InvalidParamsError(method, toIssues(parsed.error));
-      const params = parsed.data as Record<string, unknown>;
-      const refusal = capabilityRefusal(method, this.capabilities, this.gateContext(method, params, vm));
-      if (refusal) throw new NotSupportedError(method, refusal, true);
-
-      let token: string | undefined;
-      if (opts.onProgress && spec.progress) {
-        token = randomUuid();
-        this.progress.set(token, opts.onProgress);
-        params.progressToken = token;
-      }
-      let raw: unknown;
-      let lastEventAtAnswer: ShimVm['lastEvent'] | null = null;
-      try {
-        raw = await this.channel.call(method, params, {
-          timeoutMs: opts.timeoutMs === undefined ? spec.timeoutMs : opts.timeoutMs,
-          signal: opts.signal,
-          onAnswer: vm ? () => (lastEventAtAnswer = vm.lastEvent) : undefined,
-        });
-      } finally {
-        if (token) this.progress.delete(token);
-      }
+      // Made only for interceptors to see: without any, a call is one object lighter.
+      const call = interceptors.length === 0 ? undefined : await this.before(method, rawParams, vm, interceptors);
+      const spec = methodDef(method);
+      const params = this.validated(spec, method, call ? call.params : rawParams, vm);
+      const sent = new Forwarded(opts.timeoutMs === undefined ? spec.timeoutMs : opts.timeoutMs, opts.signal, vm);
+      const raw =
+        opts.onProgress && spec.progress ? await this.withProgress(method, params, sent, opts.onProgress) : await this.channel.call(method, params, sent);
       const result = spec.result.safeParse(raw);
       if (!result.success) throw new ProtocolViolationError(method, toIssues(result.error));
       value = result.data as ResultOf<M>;
       // A call returns once what it changed is recorded, so a host crash right after it loses nothing.
       // Awaited only when there is something to wait for: most calls change nothing, and each await is a turn.
-      const tracked = this.track(method, params, value, vm, lastEventAtAnswer);
+      const tracked = this.track(spec, params, value, vm, sent.lastEventAtAnswer);
       if (tracked) await tracked;
-      for (const i of interceptors) {
-        if (!i.after) continue;
-        const after = i.after(call, value);
-        value = ((isThenable(after) ? await after : after) ?? value) as ResultOf<M>;
-      }
+      const answered = spec.record === 'create' ? this.opts.onCreateAnswered?.(vm?.id ?? (params.vmId as string)) : undefined;
+      if (answered) await answered;
+      if (call) value = (await this.after(interceptors, call, value)) as ResultOf<M>;
     } catch (err) {
       this.opts.onCallEnd?.(method, (monotonicMs() - t0) / 1000, err);
       throw err;
@@ -322,9 +323,56 @@ export class ShimHypervisor {
     return value;
   }
 
-  private gateContext(method: MethodName, params: Record<string, unknown>, vm?: ShimVm): GateContext {
+  /** The interceptors' `before`, in order: the call as they leave it. */
+  private async before(method: MethodName, params: Record<string, unknown>, vm: ShimVm | undefined, interceptors: readonly Interceptor[]): Promise<InterceptedCall> {
+    const call: InterceptedCall = { method, vmId: vm?.id ?? (params.vmId as string | undefined), params };
+    for (const i of interceptors) {
+      if (!i.before) continue;
+      try {
+        const replaced = await i.before(call);
+        if (replaced) call.params = replaced;
+      } catch (err) {
+        throw err instanceof HvplugError ? err : new VetoedError(method, (err as Error).message ?? String(err));
+      }
+    }
+    return call;
+  }
+
+  /** The interceptors' `after`, in order: the result as they leave it. */
+  private async after(interceptors: readonly Interceptor[], call: InterceptedCall, result: unknown): Promise<unknown> {
+    let value = result;
+    for (const i of interceptors) {
+      if (!i.after) continue;
+      const after = i.after(call, value);
+      value = (isThenable(after) ? await after : after) ?? value;
+    }
+    return value;
+  }
+
+  /** The params as sent: the caller's, with the VM's id, parsed by the method's schema and let through by the gate. */
+  private validated(spec: MethodDef, method: MethodName, given: Record<string, unknown>, vm: ShimVm | undefined): Record<string, unknown> {
+    const parsed = spec.params.safeParse(vm ? withVmId(given, vm.id) : given);
+    if (!parsed.success) throw new InvalidParamsError(method, toIssues(parsed.error));
+    const params = parsed.data as Record<string, unknown>;
+    const refusal = capabilityRefusal(method, this.capabilities, this.gateContext(spec, params, vm));
+    if (refusal) throw new NotSupportedError(method, refusal, true);
+    return params;
+  }
+
+  /** A call whose progress the caller follows: its token routes the plugin's $/progress while it runs. */
+  private async withProgress(method: MethodName, params: Record<string, unknown>, sent: Forwarded, onProgress: (p: Progress) => void): Promise<unknown> {
+    const token = randomUuid();
+    this.progress.set(token, onProgress);
+    params.progressToken = token;
+    try {
+      return await this.channel.call(method, params, sent);
+    } finally {
+      this.progress.delete(token);
+    }
+  }
+
+  private gateContext(spec: MethodDef, params: Record<string, unknown>, vm?: ShimVm): GateContext {
     const ctx: GateContext = { vmStatus: vm?.status, machine: vm?.config.machine, protocolVersion: this.info.protocolVersion };
-    const spec = methodDef(method);
     if (spec.devices === 'adds') {
       const device = params.device as Device;
       ctx.deviceType = device.type;
@@ -347,7 +395,7 @@ export class ShimHypervisor {
    * call must wait for (the record written), or nothing when there is nothing to wait for.
    */
   private track(
-    method: MethodName,
+    spec: MethodDef,
     params: Record<string, unknown>,
     result: unknown,
     vm?: ShimVm,
@@ -363,7 +411,6 @@ export class ShimHypervisor {
     const overtaken = lastEventAtAnswer !== null && target.lastEvent !== lastEventAtAnswer;
     if (!overtaken && r.status !== undefined && VmResult.shape.status.safeParse(r.status).success) target.status = r.status;
     // Compared as JSON: a re-attach (vm/recover after a plugin restart) usually hands back the same config and state.
-    const spec = methodDef(method);
     const newVm = spec.scope === 'new-vm';
     let dirty =
       target.status !== before ||

@@ -104,6 +104,61 @@ describe('HostRpc: how a call ends', () => {
     expect(sent.map((m) => m.method)).toEqual(['vm/check', '$/cancelRequest']);
     expect([r.outstanding, r.withDeadline]).toEqual([0, 0]);
   });
+
+  it('several at once, answered out of order: each settles once, by its own answer', async () => {
+    const { rpc: r } = recording();
+    const a = r.call('vm/check', {}, { timeoutMs: 1_000 });
+    const b = r.call('vm/check', {}, { timeoutMs: 1_000 });
+    r.receive({ jsonrpc: '2.0', id: 2, result: 'b' });
+    r.receive({ jsonrpc: '2.0', id: 1, result: 'a' });
+    // The first call's place is free again while the third is outstanding.
+    const c = r.call('vm/check', {}, { timeoutMs: 1_000 });
+    const d = r.call('vm/check', {}, { timeoutMs: 1_000 });
+    expect([r.outstanding, r.withDeadline]).toEqual([2, 2]);
+    r.receive({ jsonrpc: '2.0', id: 4, result: 'd' });
+    r.receive({ jsonrpc: '2.0', id: 3, result: 'c' });
+    r.receive({ jsonrpc: '2.0', id: 3, result: 'again' });
+    await expect(Promise.all([a, b, c, d])).resolves.toEqual(['a', 'b', 'c', 'd']);
+    expect([r.outstanding, r.withDeadline]).toEqual([0, 0]);
+  });
+
+  it('failAll fails the calls outstanding in the order they were made, and every later one', async () => {
+    const { rpc: r } = recording();
+    const first = r.call('vm/check', {}, { timeoutMs: 1_000 });
+    const second = r.call('vm/check', {}, { timeoutMs: 1_000 });
+    r.receive({ jsonrpc: '2.0', id: 1, result: 'first' });
+    await first;
+    // Made while the second is outstanding: the third where the first was, the fourth beside them.
+    const third = r.call('vm/check', {}, { timeoutMs: 1_000 });
+    const fourth = r.call('vm/check', {}, { timeoutMs: 1_000 });
+    const order: number[] = [];
+    const settled = Promise.all([second, third, fourth].map((call, i) => call.catch(() => order.push(i + 2))));
+    r.failAll(new ProtocolError('gone'));
+    await settled;
+    expect(order).toEqual([2, 3, 4]);
+    await expect(r.call('vm/check', {}, { timeoutMs: 1_000 })).rejects.toThrow('gone');
+    expect([r.outstanding, r.withDeadline]).toEqual([0, 0]);
+  });
+
+  it('deadlines of several calls and timeouts: each expires at its own, the others still answered', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'hrtime'] });
+    const { rpc: r } = recording();
+    const slow = r.call('vm/check', {}, { timeoutMs: 300 });
+    const answered = r.call('vm/check', {}, { timeoutMs: 300 });
+    const fast = r.call('vm/check', {}, { timeoutMs: 100 });
+    const later = r.call('vm/check', {}, { timeoutMs: 300 });
+    const fastFailed = expect(fast).rejects.toBeInstanceOf(TimeoutError);
+    const slowFailed = expect(slow).rejects.toBeInstanceOf(TimeoutError);
+    r.receive({ jsonrpc: '2.0', id: 2, result: 'in time' });
+    vi.advanceTimersByTime(101);
+    await fastFailed;
+    expect([r.outstanding, r.withDeadline]).toEqual([2, 2]);
+    r.receive({ jsonrpc: '2.0', id: 4, result: 'in time too' });
+    vi.advanceTimersByTime(200);
+    await slowFailed;
+    await expect(Promise.all([answered, later])).resolves.toEqual(['in time', 'in time too']);
+    expect([r.outstanding, r.withDeadline]).toEqual([0, 0]);
+  });
 });
 
 /**
