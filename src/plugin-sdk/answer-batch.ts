@@ -79,8 +79,10 @@ export class AnswerBatcher {
   }
 
   readonly flush = (): void => {
-    clearTimeout(this.timer);
-    this.timer = undefined;
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
     this.holdsAnswer = false;
     if (this.batch === '') return;
     const frames = this.batch;

@@ -238,21 +238,25 @@ export class RpcEndpoint {
       return;
     }
     const call = new IncomingCall();
-    this.running.set(id, call);
     let out: unknown;
     try {
       out = handler(params, call);
     } catch (err) {
-      this.done(id, call, method, burst, undefined, err ?? new Error('thrown without a value'));
+      this.answer(id, method, burst, undefined, err ?? new Error('thrown without a value'));
       return;
     }
-    // A method, not a closure per call: most handlers answer at once, and only a promise needs one kept for later.
-    if (isThenable(out)) {
-      out.then(
-        (result) => this.done(id, call, method, burst, result),
-        (err: unknown) => this.done(id, call, method, burst, undefined, err ?? new Error('rejected without a value')),
-      );
-    } else this.done(id, call, method, burst, out);
+    if (!isThenable(out)) {
+      // Answered at once: nothing was read meanwhile, so nothing could cancel it, and it is not kept by id.
+      this.answer(id, method, burst, out, undefined);
+      return;
+    }
+    // Only a call that runs on can be cancelled: it is kept by id until it settles.
+    this.running.set(id, call);
+    // A method, not a closure per call: only a promise needs one kept for later.
+    out.then(
+      (result) => this.done(id, call, method, burst, result),
+      (err: unknown) => this.done(id, call, method, burst, undefined, err ?? new Error('rejected without a value')),
+    );
   }
 
   private done(id: Id, call: IncomingCall, method: string, burst: number, result: unknown, error?: unknown): void {

@@ -13,6 +13,7 @@ import {
   isVmMethod,
   METHOD_NAMES,
   methods,
+  methodDef,
   methodSince,
   negotiateVersion,
   openRpcDocument,
@@ -459,18 +460,24 @@ function serve(def: PluginDefinition, { advertised, capabilities }: Prepared, op
   for (const name of METHOD_NAMES) {
     const spec = methods[name];
     if (spec.scope === 'session') continue;
+    // What each call would otherwise ask again of tables that do not change: the method's own facts.
+    const supported = advertised.has(name);
+    const added = methodDef(name).since !== undefined;
+    const vmScoped = isVmMethod(name);
+    const changes = vmScoped && STATUS_CHANGING.has(name as never);
     // Not async: a handler that answers at once (most reads of a VM) is answered in the same turn, without the
     // promise and the turns an async wrapper costs per call; one that returns a promise is waited for.
     requests.set(name, (raw, call) => {
       const s = requireSession(name);
       const handler = def.handlers[name as HypervisorMethod] as Handler<MethodName> | undefined;
-      if (!handler || !advertised.has(name)) {
+      if (!handler || !supported) {
         throw new RpcError(ErrorCode.NotSupported, `${name}: not supported by ${def.info.name}`, {
           method: name,
           reason: 'not advertised',
         });
       }
-      if (!inProtocol(name, s.protocolVersion)) {
+      // A method of the first version is in every session (inProtocol): only a later one is looked at.
+      if (added && !inProtocol(name, s.protocolVersion)) {
         throw new RpcError(ErrorCode.NotSupported, `${name}: not in protocol ${s.protocolVersion}, which this session speaks`, {
           method: name,
           reason: `came in protocol ${methodSince(name)}`,
@@ -484,15 +491,14 @@ function serve(def: PluginDefinition, { advertised, capabilities }: Prepared, op
         });
       }
       const params = parsed.data as ParamsOf<MethodName>;
-      const progressToken = (params as { progressToken?: unknown }).progressToken;
-      const vmId = isVmMethod(name) ? (params as { vmId: string }).vmId : undefined;
+      const vmId = vmScoped ? (params as { vmId: string }).vmId : undefined;
       if (vmId !== undefined) refuseForbidden(name, vmId);
       // Set only for a call that may change the VM's status: what it holds in changingCalls, released as it ends.
-      const changing = vmId !== undefined && STATUS_CHANGING.has(name as never) ? vmId : undefined;
+      const changing = changes ? vmId : undefined;
       if (changing !== undefined) changingCalls.set(changing, (changingCalls.get(changing) ?? 0) + 1);
       let out: unknown;
       try {
-        out = handler(params, contextFor(s, call, progressToken));
+        out = handler(params, new Context(call, s, log, (params as { progressToken?: unknown }).progressToken, sendProgress));
       } catch (err) {
         changeEnded(changing);
         throw toRpcError(err, name);
