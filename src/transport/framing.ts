@@ -2,6 +2,8 @@
  * Content-Length framing (the LSP base protocol, as vscode-jsonrpc speaks it) as a pure codec: bytes in,
  * message bodies out. The size cap is checked on the header, before a byte of the body is buffered.
  */
+// Imported, not node's global: that global is a getter, run at every use, and each frame written uses it.
+import { Buffer } from 'node:buffer';
 
 export const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 const MAX_HEADER_BYTES = 1024;
