@@ -461,7 +461,8 @@ function serve(def: PluginDefinition, { advertised, capabilities }: Prepared, op
     const spec = methods[name];
     if (spec.scope === 'session') continue;
     // What each call would otherwise ask again of tables that do not change: the method's own facts.
-    const supported = advertised.has(name);
+    // Undefined unless advertised: a plugin's handlers are those of its definition, read as it is served.
+    const handler = advertised.has(name) ? (def.handlers[name as HypervisorMethod] as Handler<MethodName> | undefined) : undefined;
     const added = methodDef(name).since !== undefined;
     const vmScoped = isVmMethod(name);
     const changes = vmScoped && STATUS_CHANGING.has(name as never);
@@ -469,8 +470,7 @@ function serve(def: PluginDefinition, { advertised, capabilities }: Prepared, op
     // promise and the turns an async wrapper costs per call; one that returns a promise is waited for.
     requests.set(name, (raw, call) => {
       const s = requireSession(name);
-      const handler = def.handlers[name as HypervisorMethod] as Handler<MethodName> | undefined;
-      if (!handler || !supported) {
+      if (!handler) {
         throw new RpcError(ErrorCode.NotSupported, `${name}: not supported by ${def.info.name}`, {
           method: name,
           reason: 'not advertised',

@@ -35,7 +35,8 @@ export function previewBytes(buf: Uint8Array, n = 32): string {
  */
 export function parseBody(buf: Buffer, start: number, end: number): unknown {
   try {
-    return JSON.parse(buf.toString('utf8', start, end));
+    // No encoding named: utf8, toString's default, without the look-up of an encoding by name.
+    return JSON.parse(buf.toString(undefined, start, end));
   } catch {
     const preview = previewBytes(buf.subarray(start, end));
     throw new FramingError(`message body is not JSON: ${preview}`, preview);
