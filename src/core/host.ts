@@ -24,7 +24,7 @@ import type { ClientOptions, PluginClient } from './plugin-client.js';
 import { mergeDefaults, type PluginSpec, type PluginSpecInput } from './plugin-spec.js';
 import { defaultRuntimeDir, defaultStateDir, ensurePrivateDir } from './paths.js';
 import { PerVmChannel } from './per-vm.js';
-import { FileStateStore, type CreatingMethod, type MigrationMark, type RecordError, type StateStore, type VmRecord } from './state-store.js';
+import { FileStateStore, valueRecord, type CreatingMethod, type MigrationMark, type RecordError, type StateStore, type VmRecord } from './state-store.js';
 import { PluginFailedError, SupervisedPlugin, type SupervisedStatus, type SupervisionOptions } from './supervisor.js';
 import { describeOwner, VmLeases } from './ownership.js';
 import { defaultLogger } from './default-logger.js';
@@ -517,10 +517,16 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
   /** A VM's record as this host writes it: the update, where its plugin came from, its pending call and migration marks. */
   private recordFor(plugin: string, u: VmRecordUpdate, pending: CreatingMethod | undefined, createdAt: string, updatedAt: string): VmRecord {
     const migration = this.migrations.get(u.vmId);
-    return {
+    const source = this.sources.get(plugin);
+    // A value record (the shim replaces a VM's config and state, never edits them): the store compares it by identity.
+    // Without spreads in the common case: V8 builds a literal with a spread before more members by a slow path.
+    if (pending === undefined && migration === undefined) {
+      return valueRecord({ vmId: u.vmId, plugin, source, config: u.config, state: u.state, status: u.status, createdAt, updatedAt });
+    }
+    return valueRecord({
       vmId: u.vmId,
       plugin,
-      source: this.sources.get(plugin),
+      source,
       config: u.config,
       state: u.state,
       status: u.status,
@@ -528,7 +534,7 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
       ...(migration === undefined ? {} : { migration }),
       createdAt,
       updatedAt,
-    };
+    });
   }
 
   private track<T>(p: Promise<T>): Promise<T> {

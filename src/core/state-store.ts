@@ -85,10 +85,50 @@ const MAX_STATUS_FILE_BYTES = 4096;
  */
 const MAX_RECORD_BYTES = 1024 * 1024;
 
+/**
+ * What a VM's record file holds as a store last wrote or read it: its rev, and the record but its status as JSON;
+ * `record`, a value record (valueRecord) with that durable part, when the store has one.
+ */
+interface OnDisk {
+  rev: string;
+  durable: string;
+  record?: VmRecord;
+}
+
 /** The record without what a status file may carry: a write that changes nothing else need not be durable. */
 function durablePart(r: VmRecord): string {
   const { status: _status, updatedAt: _updatedAt, ...rest } = r;
   return JSON.stringify(rest);
+}
+
+/** Records made of values nobody changes in place (valueRecord). */
+const valueRecords = new WeakSet<VmRecord>();
+
+/**
+ * Marks a record whose members, the config and state within, are never changed in place once put (a changed one is
+ * a new object), as the host's are: the shim replaces a VM's config and state, it never edits them. FileStateStore
+ * compares such a record with the last it wrote by identity rather than as JSON (durablePart: some 6 µs for a QEMU
+ * VM's 1 kB record, twice per pause and resume). Records not marked are compared as JSON.
+ */
+export function valueRecord(record: VmRecord): VmRecord {
+  valueRecords.add(record);
+  return record;
+}
+
+/**
+ * Whether two value records have the same durable part: every member but the status and updatedAt the same value.
+ * False may be wrong (a member present as undefined in one only), and costs a JSON comparison; true is not.
+ */
+function sameDurable(a: VmRecord, b: VmRecord): boolean {
+  const x = a as unknown as Record<string, unknown>;
+  const y = b as unknown as Record<string, unknown>;
+  let members = 0;
+  for (const k in y) {
+    members++;
+    if (k !== 'status' && k !== 'updatedAt' && (x[k] !== y[k] || !Object.hasOwn(x, k))) return false;
+  }
+  for (const _k in x) members--;
+  return members === 0;
 }
 
 export interface RecordError {
@@ -140,7 +180,7 @@ export class FileStateStore implements StateStore {
    * What each VM's record file holds as this store last wrote or read it (its rev, and the record but its status):
    * the base of a status-only write. Absent: the next put is durable.
    */
-  private readonly onDisk = new Map<string, { rev: string; durable: string }>();
+  private readonly onDisk = new Map<string, OnDisk>();
   /** VMs whose status file this store has made exactly STATUS_SLOT_BYTES long, with its path: written in place from then on. */
   private readonly slotted = new Map<string, string>();
 
@@ -170,6 +210,17 @@ export class FileStateStore implements StateStore {
   }
 
   put(record: VmRecord): Promise<void> {
+    // A change of status alone, with nothing queued for the VM and its status file in place, is written now: one
+    // write(2) (overwrite), without the queue's promises and turns, which cost as much as the rest of it.
+    const file = this.queues.has(record.vmId) ? undefined : this.slotted.get(record.vmId);
+    if (file !== undefined) {
+      try {
+        const slot = this.statusSlotOf(record);
+        if (slot && overwrite(file, slot)) return Promise.resolve();
+      } catch (err) {
+        return Promise.reject(err as Error);
+      }
+    }
     return this.enqueue(record.vmId, record);
   }
 
@@ -193,7 +244,7 @@ export class FileStateStore implements StateStore {
       await rm(tmp, { force: true });
     }
     await this.syncDir();
-    this.onDisk.set(record.vmId, { rev, durable: durablePart(record) });
+    this.onDisk.set(record.vmId, onDisk(rev, durablePart(record), record));
     // After the record: a claim's holder always has one, so a claim whose holder has none is stale.
     const name = record.config.name;
     if (name === undefined) return;
@@ -254,17 +305,29 @@ export class FileStateStore implements StateStore {
     });
   }
 
-  private async write(record: VmRecord): Promise<void> {
+  /**
+   * The status file's bytes when `record` changes nothing but the status (and updatedAt) of this store's last write
+   * of it; undefined when it needs a durable write.
+   */
+  private statusSlotOf(record: VmRecord): Buffer | undefined {
     const base = this.onDisk.get(record.vmId);
-    const durable = durablePart(record);
-    const slot = base?.durable === durable ? statusSlot({ vmId: record.vmId, rev: base.rev, status: record.status, updatedAt: record.updatedAt }) : undefined;
+    if (base === undefined) return undefined;
+    if (!valueRecords.has(record) || base.record === undefined || !sameDurable(base.record, record)) {
+      if (durablePart(record) !== base.durable) return undefined;
+      if (valueRecords.has(record)) base.record = record;
+    }
+    return statusSlot({ vmId: record.vmId, rev: base.rev, status: record.status, updatedAt: record.updatedAt });
+  }
+
+  private async write(record: VmRecord): Promise<void> {
+    const slot = this.statusSlotOf(record);
     if (slot) return this.writeStatus(record.vmId, slot);
     const rev = newRev();
     // Forgotten first: a failed write may or may not have replaced the file, and the next one is durable then.
     this.onDisk.delete(record.vmId);
     await rename(await this.writeTemp(record, rev), this.file(record.vmId));
     await this.syncDir();
-    this.onDisk.set(record.vmId, { rev, durable });
+    this.onDisk.set(record.vmId, onDisk(rev, durablePart(record), record));
   }
 
   /**
@@ -492,6 +555,10 @@ function statusSlot(s: VolatileStatus): Buffer | undefined {
   const slot = Buffer.allocUnsafe(STATUS_SLOT_BYTES);
   slot.fill(0x20, slot.write(json));
   return slot;
+}
+
+function onDisk(rev: string, durable: string, record: VmRecord): OnDisk {
+  return valueRecords.has(record) ? { rev, durable, record } : { rev, durable };
 }
 
 function newRev(): string {

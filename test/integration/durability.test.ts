@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FileStateStore, PluginHost, type StateStore, type VmRecord } from 'hvplug';
+import { valueRecord } from '../../src/core/state-store.js';
 import { fixture, memoryLogger, pluginExecutable, removeTempDirs, tempDir } from '../helpers.js';
 
 const hosts: PluginHost[] = [];
@@ -113,6 +114,49 @@ describe("a VM's status is volatile: its own file, no fsync; a power loss falls 
 
     await store.delete('v1');
     expect(await readdir(join(stateDir, 'vms'))).toEqual([]);
+  });
+
+  it('FileStateStore: a value record (the host\'s) with the last write\'s config and state is a status write; a new config or state, or a new member, is durable', async () => {
+    const stateDir = join(await tempDir(), 'state');
+    const store = new FileStateStore(stateDir);
+    const recordFile = join(stateDir, 'vms', 'v1.json');
+    const first = record('running');
+    await store.put(valueRecord(first));
+    let durable = await readFile(recordFile, 'utf8');
+    const onlyStatus = valueRecord({ ...first, status: 'paused', updatedAt: '2026-01-01T00:00:01.000Z' });
+    await store.put(onlyStatus);
+    expect(await readFile(recordFile, 'utf8')).toBe(durable);
+    expect(await new FileStateStore(stateDir).get('v1')).toEqual(onlyStatus);
+
+    const changes: [string, (r: VmRecord) => VmRecord][] = [
+      ['a new state', (r) => ({ ...r, state: { pid: 4343 } })],
+      ['a new config', (r) => ({ ...r, config: { ...r.config, annotations: { a: 'b' } } })],
+      ['a new member', (r) => ({ ...r, pending: 'vm/create' })],
+      ['a member less', ({ pending: _pending, ...r }) => r],
+      ['a new state of equal JSON', (r) => ({ ...r, state: { pid: 4343 } })],
+    ];
+    let last: VmRecord = onlyStatus;
+    for (const [what, change] of changes) {
+      const next = valueRecord(change({ ...last, status: last.status === 'paused' ? 'running' : 'paused' }));
+      await store.put(next);
+      const text = await readFile(recordFile, 'utf8');
+      // An equal state in a new object is compared as JSON: no durable write for it.
+      if (what === 'a new state of equal JSON') expect(text, what).toBe(durable);
+      else expect(text, what).not.toBe(durable);
+      durable = text;
+      expect(await new FileStateStore(stateDir).get('v1'), what).toEqual(next);
+      last = next;
+    }
+
+    // A record not marked as a value is compared as JSON: a config changed in place is written durably.
+    const own = record('running');
+    await store.put(own);
+    durable = await readFile(recordFile, 'utf8');
+    own.config.annotations.changed = 'in place';
+    own.status = 'paused';
+    await store.put(own);
+    expect(await readFile(recordFile, 'utf8')).not.toBe(durable);
+    expect((await new FileStateStore(stateDir).get('v1'))?.config.annotations).toEqual({ changed: 'in place' });
   });
 
   it('FileStateStore: a FIFO in place of a status file stalls neither list() nor get(); the record stands', async () => {
