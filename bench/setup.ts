@@ -12,7 +12,7 @@ export async function bundler(): Promise<BundleModule> {
   return (await import(pathToFileURL(join(packageRoot(), 'scripts/bundle.mjs')).href)) as BundleModule;
 }
 
-export const HELPERS = ['raw-echo', 'ndjson-echo', 'jsonrpc-echo', 'noop-plugin', 'libraries-floor', 'event-flooder'] as const;
+export const HELPERS = ['raw-echo', 'ndjson-echo', 'jsonrpc-echo', 'noop-plugin', 'libraries-floor', 'event-flooder', 'qmp-relay'] as const;
 /** Helpers that also get a startup snapshot and a launcher, so they start like a shipped plugin. */
 const SNAPSHOTTED: readonly Helper[] = ['noop-plugin', 'libraries-floor'];
 export type Helper = (typeof HELPERS)[number];

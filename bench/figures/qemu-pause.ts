@@ -63,6 +63,32 @@ async function tallied(tally: CpuTally, pids: Record<string, number>, n: number,
 const perCycle = (t: CpuTally): Record<string, number> =>
   Object.fromEntries(Object.entries(t.ms).map(([k, v]) => [k, Math.round((v / t.cycles) * 1000) / 1000]));
 
+interface Relay {
+  socket: string;
+  stop(): Promise<void>;
+}
+
+/** The qmp-relay helper listening on `socket` for QEMU's QMP socket `qmpSocket`: resolved once it listens. */
+async function startRelay(bundle: string, socket: string, qmpSocket: string, timeoutMs: number): Promise<Relay> {
+  const child = spawn(process.execPath, [bundle, socket, qmpSocket], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const gone = new Promise<void>((r) => child.once('exit', () => r()));
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await gone;
+  };
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`the QMP relay did not listen within ${timeoutMs} ms`)), timeoutMs);
+      child.stdout?.once('data', () => (clearTimeout(t), resolve()));
+      void gone.then(() => (clearTimeout(t), reject(new Error('the QMP relay exited before it listened'))));
+    });
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { socket, stop };
+}
+
 /** Figure 5b: pause + resume of a running QEMU guest through the library vs raw QMP over one connection. */
 export const qemuPause: Figure = {
   id: 'qemu-pause',
@@ -77,7 +103,9 @@ export const qemuPause: Figure = {
       `the bench process (the plugin's QMP stop/cont, its events, the host's record write). Raw QMP: a second QEMU with the ` +
       `same command line (its own QMP socket and console), stop then cont over one open QMP connection, each answer ` +
       `awaited. Info rows: the floor (two QMP queries that change nothing a cycle, vm.check() through hvplug against ` +
-      `query-status raw, measured the same way), and the first cycles after boot. ${reps} reps of the four paths, their order ` +
+      `query-status raw, measured the same way); the floor of any out-of-process controller (raw stop then cont sent ` +
+      `through a node process that relays the bytes unread to a second QMP monitor of the same QEMU, connected for its ` +
+      `own segments only); and the first cycles after boot. ${reps} reps of the five paths, their order ` +
       `rotating, a GC before each segment`;
     if (!enabled) return notMeasured('skipped in --quick (a TCG boot takes seconds)', method);
     if (!onPath(QEMU)) return notMeasured(`${QEMU} is not on PATH`, method);
@@ -92,6 +120,7 @@ export const qemuPause: Figure = {
     let vm: ShimVm | undefined;
     let direct: ChildProcess | undefined;
     let qmp: RawQmp | undefined;
+    let relay: Relay | undefined;
     try {
       const hv = await host.hypervisor('qemu');
       // A guest that idles (sleep) until killed: the default one powers off after a few seconds.
@@ -117,9 +146,13 @@ export const qemuPause: Figure = {
       const qmpGiven = /(?:^|,)path=([^,]+)/.exec(qmpArg ?? '')?.[1];
       if (!qmpGiven) throw new Error(`no QMP socket in the plugin's QEMU command line: ${argv.join(' ')}`);
       const qmpPath = join(dir, 'qmp.sock');
-      const [binary, ...args] = directArgv(argv).map((a) =>
-        a.replaceAll(console_.path, directConsole).replace(`path=${qmpGiven}`, `path=${qmpPath}`),
-      );
+      // A second monitor for the relay's client (QEMU serves one client per monitor).
+      const relayedQmpPath = join(dir, 'qmp-relayed.sock');
+      const [binary, ...args] = [
+        ...directArgv(argv).map((a) => a.replaceAll(console_.path, directConsole).replace(`path=${qmpGiven}`, `path=${qmpPath}`)),
+        '-qmp',
+        `unix:${relayedQmpPath},server=on,wait=off`,
+      ];
       if (!binary) throw new Error('empty QEMU command line');
       log('qemu-pause: booting the same guest directly');
       direct = spawn(binary, args, { cwd: dir, stdio: ['ignore', 'ignore', 'ignore'] });
@@ -128,6 +161,8 @@ export const qemuPause: Figure = {
       await markerAt(directConsole, READY_MARKER, await sizeOf(directConsole), timeoutMs, () => !exited);
       qmp = await openQmp(qmpPath, timeoutMs);
       const raw = qmp;
+      relay = await startRelay(ws.helper('qmp-relay'), join(dir, 'relay.sock'), relayedQmpPath, timeoutMs);
+      const relayAt = relay.socket;
       const theVm = vm;
       // CPU per cycle of each process (the bench's own is the host's, or the raw QMP client's): which side's handling costs.
       const hvplugCpu: CpuTally = { cycles: 0, ms: {} };
@@ -143,16 +178,28 @@ export const qemuPause: Figure = {
       // query-status) against the same two sent raw. What a pause + resume costs beyond it is the calls' own work.
       const twoChecks = inTurn(() => theVm.check(), () => theVm.check());
       const twoQueries = inTurn(() => raw.execute('query-status'), () => raw.execute('query-status'));
+      // The floor of any out-of-process controller: raw stop/cont through a process that relays bytes unread. Connected
+      // only for its own segments: a client on QEMU's second monitor would get, and relay, the raw path's events.
+      const viaRelay = async (n: number): Promise<number> => {
+        const relayed = await openQmp(relayAt, timeoutMs);
+        try {
+          return await cycles(n, inTurn(() => relayed.execute('stop'), () => relayed.execute('cont')));
+        } finally {
+          relayed.close();
+        }
+      };
       log(`qemu-pause: warm-up, ${warmup} cycles per path`);
       // The first cycles of each path, on their own: what a short-lived caller pays (the bench's code and the plugin's not optimised yet).
       const first = { hvplug: await cycles(FIRST_CYCLES, pauseResume), qmp: await cycles(FIRST_CYCLES, stopCont) };
       for (const path of [pauseResume, stopCont, twoChecks, twoQueries]) await cycles(warmup, path);
-      // The four in every repetition, their order rotating, so that the floor is measured in the same minutes.
+      await viaRelay(warmup);
+      // The five in every repetition, their order rotating, so that the floor is measured in the same minutes.
       const runs = await alternate(reps, {
         hvplug: viaHvplug,
         qmp: viaQmp,
         floorHvplug: () => cycles(perRep, twoChecks),
         floorQmp: () => cycles(perRep, twoQueries),
+        relay: () => viaRelay(perRep),
       });
       const cpu = { hvplug: perCycle(hvplugCpu), qmp: perCycle(qmpCpu) };
       log(`qemu-pause: CPU ms per cycle: hvplug ${JSON.stringify(cpu.hvplug)}, raw QMP ${JSON.stringify(cpu.qmp)}`);
@@ -176,6 +223,12 @@ export const qemuPause: Figure = {
             measure('hvplug, 2× vm.check()', 'ms', runs.floorHvplug),
           ),
           compare(
+            'floor: stop + cont through a process that relays the bytes (one process hop each way) vs raw',
+            measure('raw QMP through a relay process', 'ms', runs.relay),
+            measure('raw QMP, one connection', 'ms', runs.qmp),
+          ),
+          compare('pause + resume through hvplug vs through that relay', measure('hvplug', 'ms', runs.hvplug), measure('raw QMP through a relay process', 'ms', runs.relay)),
+          compare(
             `the first ${FIRST_CYCLES} cycles after boot, before the warm-up`,
             measure('hvplug', 'ms', [first.hvplug]),
             measure('raw QMP, one connection', 'ms', [first.qmp]),
@@ -185,6 +238,7 @@ export const qemuPause: Figure = {
       };
     } finally {
       qmp?.close();
+      await relay?.stop();
       if (direct && direct.exitCode === null) {
         const gone = new Promise<void>((r) => direct?.once('exit', () => r()));
         direct.kill('SIGKILL');
