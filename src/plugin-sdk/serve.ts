@@ -498,7 +498,7 @@ function serve(def: PluginDefinition, { advertised, capabilities }: Prepared, op
       if (changing !== undefined) changingCalls.set(changing, (changingCalls.get(changing) ?? 0) + 1);
       let out: unknown;
       try {
-        out = handler(params, new Context(call, s, log, (params as { progressToken?: unknown }).progressToken, sendProgress));
+        out = handler(params, contextFor(s, call, (params as { progressToken?: unknown }).progressToken));
       } catch (err) {
         changeEnded(changing);
         throw toRpcError(err, name);
