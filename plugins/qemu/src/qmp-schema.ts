@@ -15,7 +15,7 @@ export const QmpGreeting = z.object({
 });
 export type QmpGreeting = z.output<typeof QmpGreeting>;
 
-/** QEMU echoes the id of the command as given; hvplug only sends strings. */
+/** QEMU echoes the id of the command as given; hvplug only sends numbers. */
 const Id = z.optional(JsonValue);
 
 export const QmpReturnMessage = z.object({ return: JsonValue, id: Id });

@@ -16,7 +16,7 @@ import { SKIP_MESSAGE, findQemu, killAllStarted, newRunDir, track } from '../../
 
 const GREETING = { QMP: { version: { qemu: { major: 7, minor: 2, micro: 22 }, package: 'test' }, capabilities: ['oob'] } };
 
-type Handler = (cmd: { execute: string; arguments?: Record<string, unknown>; id?: string }, sock: Socket) => void;
+type Handler = (cmd: { execute: string; arguments?: Record<string, unknown>; id?: number }, sock: Socket, line: string) => void;
 
 const servers: Server[] = [];
 const dirs: string[] = [];
@@ -36,10 +36,11 @@ function fakeQmp(path: string, handler: Handler, greeting: unknown = GREETING): 
       buf += d.toString();
       let nl: number;
       while ((nl = buf.indexOf('\n')) >= 0) {
-        const cmd = JSON.parse(buf.slice(0, nl)) as { execute: string; arguments?: Record<string, unknown>; id?: string };
+        const line = buf.slice(0, nl);
+        const cmd = JSON.parse(line) as { execute: string; arguments?: Record<string, unknown>; id?: number };
         buf = buf.slice(nl + 1);
         if (cmd.execute === 'qmp_capabilities') sock.write(`${JSON.stringify({ return: {}, id: cmd.id })}\r\n`);
-        else handler(cmd, sock);
+        else handler(cmd, sock, line);
       }
     });
     sock.on('error', () => undefined);
@@ -58,7 +59,7 @@ afterEach(async () => {
 describe('QmpClient against a scripted server', () => {
   it('negotiates, correlates answers by id even out of order, and types known results', async () => {
     const path = await socketPath();
-    let held: { id?: string; sock: Socket } | undefined;
+    let held: { id?: number; sock: Socket } | undefined;
     await fakeQmp(path, (cmd, sock) => {
       if (cmd.execute === 'slow') held = { id: cmd.id, sock };
       else if (cmd.execute === 'query-status') {
@@ -72,6 +73,20 @@ describe('QmpClient against a scripted server', () => {
     const status = await qmp.execute('query-status');
     expect(status.running).toBe(true);
     expect(await slow).toEqual({ slow: true });
+    qmp.close();
+  });
+
+  it('sends each command as compact JSON with a numeric id: QEMU reads a command one byte per main-loop turn', async () => {
+    const path = await socketPath();
+    const lines: string[] = [];
+    await fakeQmp(path, (cmd, sock, line) => {
+      lines.push(line);
+      reply(sock, { return: {}, id: cmd.id });
+    });
+    const qmp = await QmpClient.connect(path);
+    await qmp.execute('stop');
+    await qmp.execute('device_del', { id: 'disk1' });
+    expect(lines).toEqual(['{"execute":"stop","id":2}', '{"execute":"device_del","arguments":{"id":"disk1"},"id":3}']);
     qmp.close();
   });
 
