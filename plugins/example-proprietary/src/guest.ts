@@ -3,7 +3,7 @@ import { closeSync, openSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { errors, proc } from 'hvplug/plugin-sdk';
 import { consoleTail, guestArgv, readConsole, type GuestArgs } from './guest-program.js';
-import { identityOf, isRunning, liveState, stoppedState, type ProcessIdentity } from './guest-record.js';
+import { identityOf, isRunning, liveState, stoppedState, unwatchGuest, watchGuest, type ProcessIdentity } from './guest-record.js';
 import { childProcess } from './builtins.js';
 
 export interface ExitInfo {
@@ -80,6 +80,7 @@ export class Guest {
     private readonly child?: ChildProcess,
   ) {
     this.exited = new Promise((resolve) => (this.resolveExit = resolve));
+    watchGuest(identity.pid);
   }
 
   get pid(): number {
@@ -143,6 +144,7 @@ export class Guest {
 
   /** Stops watching: no exit will be reported by this handle any more. The process is left alone. */
   detach(): void {
+    unwatchGuest(this.pid);
     clearInterval(this.observer);
     this.observer = undefined;
     this.child?.off('exit', this.onChildExit);
@@ -239,6 +241,7 @@ export class Guest {
 
   private finish(info: ExitInfo): void {
     this.gone = true;
+    unwatchGuest(this.pid);
     this.resolveExit(info);
   }
 }
