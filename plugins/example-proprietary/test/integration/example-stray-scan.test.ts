@@ -25,6 +25,22 @@ async function guestLike(vmId: string, agentPath: string): Promise<number> {
   return pid;
 }
 
+/** A scratch directory and the agent socket path of a VM there. */
+async function vmDir(): Promise<{ dir: string; agentPath: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'hvplug-stray-scan-'));
+  dirs.push(dir);
+  return { dir, agentPath: join(dir, 'agent.sock') };
+}
+
+/** Watches `pid` as this plugin process watches a guest it re-attached. */
+function watch(pid: number, dir: string): Guest {
+  const identity = identityOf(pid);
+  if (!identity) throw new Error(`no identity for ${pid}`);
+  const guest = Guest.attach(identity, join(dir, 'console.log'), true);
+  guests.push(guest);
+  return guest;
+}
+
 afterEach(async () => {
   for (const g of guests.splice(0)) g.detach();
   for (const pid of started.splice(0)) if (proc.isAlive(pid)) process.kill(pid, 'SIGKILL');
@@ -33,15 +49,11 @@ afterEach(async () => {
 
 describe('example plugin: the scan for stray guests', () => {
   it("passes over the guests this process watches: they are other VMs' (a scan read every one's command line, at 1,000 VMs a start read 1,000 files)", async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'hvplug-stray-scan-'));
-    dirs.push(dir);
-    const agentPath = join(dir, 'agent.sock');
+    const { dir, agentPath } = await vmDir();
     // Watched as the guest of a VM of this process, though its command line names this agent socket too: the scan
     // must not even look at it.
     const watchedPid = await guestLike('vm-watched', agentPath);
-    const identity = identityOf(watchedPid);
-    if (!identity) throw new Error('no identity');
-    guests.push(Guest.attach(identity, join(dir, 'console.log'), true));
+    watch(watchedPid, dir);
     const strayPid = await guestLike('vm-stray', agentPath);
 
     expect((await findGuest(dir, agentPath))?.pid).toBe(strayPid);
@@ -51,14 +63,9 @@ describe('example plugin: the scan for stray guests', () => {
   });
 
   it('finds a guest again once this process stops watching it (detach)', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'hvplug-stray-scan-'));
-    dirs.push(dir);
-    const agentPath = join(dir, 'agent.sock');
+    const { dir, agentPath } = await vmDir();
     const pid = await guestLike('vm-detached', agentPath);
-    const identity = identityOf(pid);
-    if (!identity) throw new Error('no identity');
-    const guest = Guest.attach(identity, join(dir, 'console.log'), true);
-    guest.detach();
+    watch(pid, dir).detach();
     expect((await findGuest(dir, agentPath))?.pid).toBe(pid);
     await endStrayGuests(agentPath);
     expect(proc.isAlive(pid)).toBe(false);
