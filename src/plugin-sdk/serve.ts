@@ -458,12 +458,12 @@ function serve(def: PluginDefinition, { advertised, capabilities }: Prepared, op
   };
 
   for (const name of METHOD_NAMES) {
-    const spec = methods[name];
+    const spec = methodDef(name);
     if (spec.scope === 'session') continue;
     // What each call would otherwise ask again of tables that do not change: the method's own facts.
     // Undefined unless advertised: a plugin's handlers are those of its definition, read as it is served.
     const handler = advertised.has(name) ? (def.handlers[name as HypervisorMethod] as Handler<MethodName> | undefined) : undefined;
-    const added = methodDef(name).since !== undefined;
+    const added = spec.since !== undefined;
     const vmScoped = isVmMethod(name);
     const changes = vmScoped && STATUS_CHANGING.has(name as never);
     // Not async: a handler that answers at once (most reads of a VM) is answered in the same turn, without the

@@ -28,14 +28,14 @@ export function capabilityRefusal(method: MethodName, caps: Capabilities, ctx: G
   if (def.gated && !caps.methods.includes(method)) return `the plugin does not advertise ${method}`;
   // The machine's hotplug is looked up only for a call that plugs or unplugs: most calls do neither.
   if (def.devices === 'adds' && ctx.deviceType) {
-    const live = ctx.vmStatus === 'running' || ctx.vmStatus === 'paused';
+    const live = isLive(ctx.vmStatus);
     const support = caps.devices[ctx.deviceType];
     if (!support) return `the plugin does not support ${ctx.deviceType} devices`;
     if (live && noMachineHotplug(caps, ctx.machine)) return `machine ${ctx.machine} has no hotplug`;
     if (live && !support.hotplug) return `the plugin cannot hot-plug ${ctx.deviceType} devices`;
     if (!live && !support.coldplug) return `the plugin cannot cold-plug ${ctx.deviceType} devices`;
   }
-  if (def.devices === 'removes' && ctx.deviceType && (ctx.vmStatus === 'running' || ctx.vmStatus === 'paused')) {
+  if (def.devices === 'removes' && ctx.deviceType && isLive(ctx.vmStatus)) {
     if (noMachineHotplug(caps, ctx.machine)) return `machine ${ctx.machine} has no hotplug`;
     if (!caps.devices[ctx.deviceType]?.hotunplug) return `the plugin cannot hot-unplug ${ctx.deviceType} devices`;
   }
@@ -53,4 +53,9 @@ export function capabilityRefusal(method: MethodName, caps: Capabilities, ctx: G
 
 function noMachineHotplug(caps: Capabilities, machine: string | undefined): boolean {
   return machine !== undefined && caps.machines[machine]?.hotplug === false;
+}
+
+/** A VM with a running VMM: a device change to it is a hot plug or unplug. */
+function isLive(status: VmStatus | undefined): boolean {
+  return status === 'running' || status === 'paused';
 }

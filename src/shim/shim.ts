@@ -459,7 +459,8 @@ export class ShimHypervisor {
     // A re-attach (vm/recover) hands back a config recorded already merged.
     const reattach = methodDef(method).record === 'reattach';
     if (!reattach && this.opts.withDefaults) params = { ...params, config: this.opts.withDefaults(params.config) };
-    const parsed = methodDef(method).params.safeParse({ ...params, vmId });
+    const sent = withVmId(params, vmId);
+    const parsed = methodDef(method).params.safeParse(sent);
     if (!parsed.success) throw new InvalidParamsError(method, toIssues(parsed.error));
     const config = (parsed.data as { config: VmConfig }).config;
     const existed = this.vms.has(vmId);
@@ -473,7 +474,7 @@ export class ShimHypervisor {
     try {
       if (!existed) await this.opts.onVmCreating?.({ vmId, status: vm.status, state: vm.state, config }, method);
       recorded = true;
-      answer = await this.invoke(method, { ...params, vmId }, opts, vm);
+      answer = await this.invoke(method, sent, opts, vm);
     } catch (err) {
       if (!existed) {
         this.vms.delete(vmId);
