@@ -39,11 +39,19 @@ export function readStat(pid: number): ProcStat | undefined {
   return { state: f[0] ?? '?', ppid: n(1), pgrp: n(2), cpuTicks: n(11) + n(12), startTicks: n(19), threads: n(17) };
 }
 
+/**
+ * The process's stat while it runs (not a zombie) and is the one that started at `startTicks`, when given; else
+ * undefined. One read of /proc for the identity check and what the caller wants to know next (its state, its CPU).
+ */
+export function runningStat(pid: number, startTicks?: number): ProcStat | undefined {
+  const s = readStat(pid);
+  if (!s || s.state === 'Z' || s.state === 'X') return undefined;
+  return startTicks === undefined || s.startTicks === startTicks ? s : undefined;
+}
+
 /** The process runs (not a zombie) and is the one that started at `startTicks`, when given. */
 export function isRunning(pid: number, startTicks?: number): boolean {
-  const s = readStat(pid);
-  if (!s || s.state === 'Z' || s.state === 'X') return false;
-  return startTicks === undefined || s.startTicks === startTicks;
+  return runningStat(pid, startTicks) !== undefined;
 }
 
 /** Alive means /proc has it and it is not a zombie waiting to be reaped. */

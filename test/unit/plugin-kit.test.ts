@@ -235,6 +235,8 @@ describe('plugin kit', () => {
     expect(proc.isRunning(pid, stat?.startTicks)).toBe(true);
     expect(stat?.threads).toBeGreaterThanOrEqual(1);
     expect(proc.isRunning(pid, (stat?.startTicks ?? 0) + 1)).toBe(false);
+    expect(proc.runningStat(pid, stat?.startTicks)?.state).toMatch(/^[RSD]$/);
+    expect(proc.runningStat(pid, (stat?.startTicks ?? 0) + 1)).toBeUndefined();
     expect(proc.cmdline(pid)).toEqual([process.execPath, '-e', 'setTimeout(() => {}, 60000)', 'kit-probe-arg']);
     expect(proc.descendants(process.pid)).toContain(pid);
     expect(proc.threadIds(pid)[0]).toBe(pid);
@@ -245,6 +247,7 @@ describe('plugin kit', () => {
     await once(child, 'exit');
     expect(proc.isAlive(pid)).toBe(false);
     expect(proc.readStat(pid)).toBeUndefined();
+    expect(proc.runningStat(pid, stat?.startTicks)).toBeUndefined();
     expect(proc.cmdline(pid)).toBeUndefined();
     expect(proc.threadIds(pid)).toEqual([]);
     expect(proc.statusNumbers(pid).size).toBe(0);

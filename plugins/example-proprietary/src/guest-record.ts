@@ -17,8 +17,7 @@ export function identityOf(pid: number): ProcessIdentity | undefined {
 
 /** The scheduler state (R, S, T...) of the process with this identity while it exists and has not exited; else undefined. */
 export function liveState(id: ProcessIdentity): string | undefined {
-  if (id.bootId !== proc.bootId() || !proc.isRunning(id.pid, id.startTime)) return undefined;
-  return proc.readStat(id.pid)?.state;
+  return id.bootId === proc.bootId() ? proc.runningStat(id.pid, id.startTime)?.state : undefined;
 }
 
 export const isRunning = (id: ProcessIdentity): boolean => liveState(id) !== undefined;
