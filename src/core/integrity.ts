@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { lstat, mkdir, open, realpath, rename, rm } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { lstat, mkdir, open, realpath, rename, rm, type FileHandle } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -78,6 +79,86 @@ export async function verifyPin(path: string, expected: string, ctx: { pathEnv: 
   const blobCopy = snapshot && (await verifiedCopy(join(dir, snapshot.file), snapshot.sha256, store, '.blob'));
   const argv = blobCopy && (await isExecutable(node)) ? [node, '--snapshot-blob', blobCopy, '--'] : [await resolveExecutable('node', ctx.pathEnv, 'the launcher\'s interpreter'), bundleCopy];
   return writeProgram(store, argv);
+}
+
+/** A file a launcher's manifest names, looked at after its plugin died: a snapshot is a few MiB, and hashing this many takes a second. */
+const MAX_EXAMINED_BYTES = 512 * 1024 * 1024;
+
+/**
+ * Why a plugin launcher (scripts/bundle.mjs) may have died before answering initialize, as far as its files tell: one
+ * that is not the one listed for it. A snapshot cut short (a copy interrupted, a full disk) kills node as it loads it,
+ * by a signal and without a word on stderr. Undefined when `path` is no launcher, or its files are as listed (or
+ * missing, which the launcher copes with or node reports). Looked at only after such a death: a start pays nothing.
+ */
+export async function launcherDamage(path: string): Promise<string | undefined> {
+  const head = await examined(path, HEAD_BYTES, (fh) => fh.readFile());
+  const launcher = head instanceof Unfit ? null : LAUNCHER_HEAD.exec(head.toString('latin1'));
+  if (!launcher) return undefined;
+  const [, manifestName = '', manifestSha = ''] = launcher;
+  if (!FileName.safeParse(manifestName).success) return undefined;
+  const dir = dirname(await realpath(path));
+  const manifestPath = join(dir, manifestName);
+  const bytes = await examined(manifestPath, MAX_MANIFEST_BYTES, (fh) => fh.readFile());
+  if (bytes instanceof Unfit) return bytes.missing ? undefined : `its manifest ${manifestPath} is ${bytes.why}`;
+  if (sha256(bytes) !== manifestSha) return `its manifest ${manifestPath} is not the one the launcher names (SHA-256 ${sha256(bytes)}, the launcher says ${manifestSha})`;
+  let json: unknown;
+  try {
+    json = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  const manifest = LauncherManifest.safeParse(json);
+  if (!manifest.success) return undefined;
+  const { snapshot, bundle } = manifest.data;
+  const listed = [...(snapshot ? [{ what: 'startup snapshot', ...snapshot }] : []), { what: 'bundle', ...bundle }];
+  const found: string[] = [];
+  for (const { what, file, sha256: expected } of listed) {
+    const at = join(dir, file);
+    const actual = await examined(at, MAX_EXAMINED_BYTES, hashOf);
+    if (actual instanceof Unfit) {
+      if (!actual.missing) found.push(`its ${what} ${at} is ${actual.why}`);
+      continue;
+    }
+    if (actual === expected) continue;
+    const remedy = what === 'bundle' ? 'build or install the plugin again' : 'build the plugin again, or remove that file and the launcher starts the bundle';
+    found.push(`its ${what} ${at} is not the one its manifest names (SHA-256 ${actual}, the manifest says ${expected}): damaged or replaced since it was built; ${remedy}`);
+  }
+  return found.length > 0 ? found.join('; ') : undefined;
+}
+
+/** What a file examined is instead of a regular file of the size allowed. */
+class Unfit {
+  constructor(
+    readonly why: string,
+    readonly missing = false,
+  ) {}
+}
+
+/**
+ * `read` of the file at `path` when it is a regular file of at most `cap` bytes; else what it is instead. Opened
+ * non-blocking: a FIFO put in a plugin's directory stalls nothing.
+ */
+async function examined<T>(path: string, cap: number, read: (fh: FileHandle) => Promise<T>): Promise<T | Unfit> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (err) {
+    return isMissing(err) ? new Unfit('missing', true) : new Unfit(`unreadable (${(err as Error).message})`);
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) return new Unfit('not a regular file');
+    if (st.size > cap) return new Unfit(`over ${cap} bytes`);
+    return await read(fh);
+  } finally {
+    await fh.close();
+  }
+}
+
+async function hashOf(fh: FileHandle): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of fh.createReadStream({ autoClose: false }) as AsyncIterable<Buffer>) hash.update(chunk);
+  return hash.digest('hex');
 }
 
 /** The file's SHA-256 and its first bytes, from one read: what is looked at is what was hashed. */

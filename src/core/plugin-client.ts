@@ -11,7 +11,7 @@ import {
   type InitializeParams,
 } from 'hvplug/protocol';
 import { pluginEnvironment } from './environment.js';
-import { HvplugError, PluginUnreachableError, TimeoutError, ProtocolError, ProtocolVersionError, ProtocolViolationError } from '../errors/index.js';
+import { HvplugError, PluginExitedError, PluginUnreachableError, TimeoutError, ProtocolError, ProtocolVersionError, ProtocolViolationError } from '../errors/index.js';
 import { connectConduit, spawnConduit, type Conduit } from './conduit.js';
 import { HostRpc, type RpcCallOptions } from './host-rpc.js';
 import { PluginLog } from './plugin-log.js';
@@ -193,6 +193,8 @@ export class PluginClient {
 
   static async start(spec: PluginSpec, opts: ClientOptions): Promise<PluginClient> {
     let conduit: Conduit;
+    // What was run, unless it was checked against a pin before: looked at if it dies before answering.
+    let unchecked: string | undefined;
     if (spec.connect !== undefined) {
       conduit = await connectConduit({ plugin: spec.name, address: spec.connect, tls: spec.tls, timeoutMs: spec.startTimeoutMs });
     } else {
@@ -207,6 +209,7 @@ export class PluginClient {
       const executable = spec.sha256
         ? await (await import('./integrity.js')).verifyPin(resolved, spec.sha256, { pathEnv: env.PATH, runtimeDir: opts.runtimeDir })
         : resolved;
+      if (!spec.sha256) unchecked = resolved;
       conduit = await spawnConduit({ executable, args: spec.args, env, plugin: spec.name });
     }
     const client = new PluginClient(spec, conduit, opts);
@@ -216,7 +219,7 @@ export class PluginClient {
       // A listening plugin turns a host away by answering its initialize with the reason (another host is
       // served, the certificate was refused): for this host the plugin is out of reach, and says why.
       const refused = conduit.pid === undefined && err instanceof HvplugError && (err.code === 'ResourceExhausted' || err.code === 'InvalidRequest');
-      const reported = refused ? new PluginUnreachableError(spec.name, conduit.where, err.message) : err;
+      const reported = refused ? new PluginUnreachableError(spec.name, conduit.where, err.message) : await explained(err, unchecked);
       // At once: the caller's deadline is the handshake's, and the end handler reaps what is left.
       client.fail(reported instanceof HvplugError ? reported : new ProtocolError(String(reported)));
       client.kill('SIGKILL');
@@ -373,4 +376,14 @@ export class PluginClient {
     }
     return this.exited;
   }
+}
+
+/**
+ * A plugin process dead before answering initialize, with what its launcher's files tell of why (a startup snapshot
+ * cut short kills node without a word): the error as it was otherwise. Loaded on that path only, as for pins.
+ */
+async function explained(err: unknown, executable: string | undefined): Promise<unknown> {
+  if (!(err instanceof PluginExitedError) || err.when === undefined || executable === undefined) return err;
+  const damage = await (await import('./integrity.js')).launcherDamage(executable).catch(() => undefined);
+  return damage === undefined ? err : new PluginExitedError(err.plugin, err.exitCode, err.signal, err.stderrTail, new Error(damage), err.when);
 }

@@ -1,9 +1,10 @@
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { copyFile, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
-import { PluginClient, PluginSpec } from 'hvplug';
+import { PluginClient, PluginExitedError, PluginSpec } from 'hvplug';
 import { bundle, root, snapshot } from '../../scripts/bundle.mjs';
 import { memoryLogger, pluginExecutable, removeTempDirs, tempDir } from '../helpers.js';
 
@@ -102,6 +103,47 @@ describe('plugin launcher', () => {
       `const def = () => ({ info: { name: '${NAME}', version: '1.0.0', vendor: 'hvplug tests' }, capabilities: {}, handlers: { 'vm/create': () => { throw new Error('no room'); } } });`,
       "servePlugin(def(), { rehearsal: { definition: def, calls: [{ method: 'vm/create', params: { vmId: 'a', config: {} } }] } });",
     ]);
+  });
+
+  /** A copy of the built launcher, its manifest, bundle and snapshot in a directory of the test's; the snapshot then changed by `damage`. */
+  async function damagedCopy(damage: (blob: Buffer) => Buffer): Promise<{ launcher: string; blob: string; listed: string; actual: string }> {
+    const dir = await tempDir();
+    const launcher = join(dir, `hvplug-plugin-${NAME}`);
+    for (const ext of ['', '.mjs', '.manifest.json']) await copyFile(`${pluginExecutable(NAME)}${ext}`, `${launcher}${ext}`);
+    const blob = `${launcher}.blob`;
+    const bytes = damage(readFileSync(`${pluginExecutable(NAME)}.blob`));
+    await writeFile(blob, bytes);
+    const manifest = JSON.parse(readFileSync(`${launcher}.manifest.json`, 'utf8')) as { snapshot: { sha256: string } };
+    return { launcher, blob, listed: manifest.snapshot.sha256, actual: createHash('sha256').update(bytes).digest('hex') };
+  }
+
+  it('names a damaged snapshot when the plugin dies of it before answering initialize', async () => {
+    // Cut short, as a copy interrupted or a full disk leaves it: node dies loading it, by a signal, without a word.
+    const { launcher, blob, listed, actual } = await damagedCopy((b) => b.subarray(0, b.length >> 1));
+    const err = await start(launcher).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err).toBeInstanceOf(PluginExitedError);
+    expect(err?.message).toMatch(/before answering initialize/);
+    expect(err?.message).toContain(`its startup snapshot ${blob} is not the one its manifest names`);
+    expect(err?.message).toContain(`SHA-256 ${actual}, the manifest says ${listed}`);
+  });
+
+  it('looks at a FIFO in place of a file of the plugin without waiting on it', async () => {
+    const { launcher, blob } = await damagedCopy((b) => b);
+    await rm(blob);
+    await execa('mkfifo', [blob]);
+    // Not a file, so the launcher runs the bundle, which is cut short: node reports a syntax error, and the host the rest.
+    const bundled = `${launcher}.mjs`;
+    await writeFile(bundled, readFileSync(bundled).subarray(0, 4096));
+    const err = await start(launcher).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err).toBeInstanceOf(PluginExitedError);
+    expect(err?.message).toContain(`its startup snapshot ${blob} is not a regular file`);
+    expect(err?.message).toContain(`its bundle ${bundled} is not the one its manifest names`);
   });
 
   it('ships each bundled plugin in the npm package as launcher, manifest and bundle, never its snapshot', async () => {
