@@ -45,9 +45,15 @@ function deferred(make: () => Logger, level: LevelWithSilent): Logger {
   return new Proxy({}, handler) as Logger;
 }
 
+/**
+ * What the default logger holds while stderr is slower than the host logs (a pipe nobody reads fast): past it, lines
+ * are dropped rather than buffered without bound.
+ */
+export const MAX_UNWRITTEN_LOG_BYTES = 16 * 1024 * 1024;
+
 export function defaultLogger(level: LevelWithSilent): Logger {
   return deferred(() => {
     const pino = loadPino();
-    return pino({ name: 'hvplug', level }, pino.destination(2));
+    return pino({ name: 'hvplug', level }, pino.destination({ dest: 2, maxLength: MAX_UNWRITTEN_LOG_BYTES }));
   }, level);
 }

@@ -15,11 +15,11 @@ import { HvplugError, PluginExitedError, PluginUnreachableError, TimeoutError, P
 import { connectConduit, spawnConduit, type Conduit } from './conduit.js';
 import { HostRpc, type RpcCallOptions } from './host-rpc.js';
 import { PluginLog } from './plugin-log.js';
+import { TokenBucket } from './token-bucket.js';
 import type { NotificationListener } from '../shim/channel.js';
 import type { PluginSpec } from './plugin-spec.js';
 import { FrameReader, FrameWriter } from '../transport/frame-stream.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, FramingError } from '../transport/framing.js';
-import { monotonicMs } from '../proc/index.js';
 import { resolveExecutable } from './executable.js';
 import { BatchedInput, MAX_UNREAD_INPUT_BYTES } from './batched-input.js';
 
@@ -53,22 +53,6 @@ export interface ExitInfo {
 export const NOTIFICATION_RATE = 2_000;
 export const NOTIFICATION_BURST = 20_000;
 
-class NotificationBudget {
-  private tokens = NOTIFICATION_BURST;
-  private last = monotonicMs();
-
-  take(): boolean {
-    if (this.tokens < 1) {
-      const now = monotonicMs();
-      this.tokens = Math.min(NOTIFICATION_BURST, this.tokens + ((now - this.last) / 1000) * NOTIFICATION_RATE);
-      this.last = now;
-      if (this.tokens < 1) return false;
-    }
-    this.tokens--;
-    return true;
-  }
-}
-
 /**
  * How long a plugin that closed its stdout (or stdin) has to exit before it is called broken and killed: a
  * plugin on its way out closes its pipes a moment before its exit is seen, and its exit code and last stderr
@@ -96,7 +80,7 @@ export class PluginClient {
   private readonly rpc: HostRpc;
   private readonly input: BatchedInput;
   private readonly listeners = new Set<NotificationListener>();
-  private readonly budget = new NotificationBudget();
+  private readonly budget = new TokenBucket(NOTIFICATION_RATE, NOTIFICATION_BURST);
   private readonly log: PluginLog;
   private readonly logger: Logger;
 

@@ -1,8 +1,16 @@
 import type { Logger } from 'pino';
 import * as z from 'zod/mini';
+import { TokenBucket } from './token-bucket.js';
 
 /** The most of one stderr line that is kept; the rest of the line is counted and dropped, never buffered. */
 export const MAX_LOG_LINE_BYTES = 64 * 1024;
+/**
+ * Lines of a plugin's stderr the host logs: LOG_LINE_BURST at once, LOG_LINE_RATE a second sustained. Past that
+ * they are counted, kept for the crash tail, and dropped: a plugin writing short lines as fast as it can made the
+ * host's logger buffer without bound (700 MB in 20 s) and its event loop lag a second.
+ */
+export const LOG_LINE_RATE = 1_000;
+export const LOG_LINE_BURST = 5_000;
 /** How many of the last stderr lines go into crash errors (`PluginExitedError.stderrTail`). */
 export const STDERR_TAIL_LINES = 20;
 /** The most bytes those tail lines hold together, so that a crash error stays a readable size. */
@@ -24,13 +32,14 @@ const DEFAULT_LIMITS: PluginLogLimits = {
   tailLineBytes: STDERR_TAIL_LINE_BYTES,
 };
 
-const PINO_LEVELS: Record<number, 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal'> = {
+const PINO_LEVELS: Record<number, 'trace' | 'debug' | 'info' | 'warn' | 'error'> = {
   10: 'trace',
   20: 'debug',
   30: 'info',
   40: 'warn',
   50: 'error',
-  60: 'fatal',
+  // A plugin's fatal is the plugin's end, not the host's: pino flushes synchronously at fatal, blocking the host.
+  60: 'error',
 };
 
 const PinoLine = z.looseObject({ level: z.number().check(z.int()), msg: z.optional(z.string()) });
@@ -51,6 +60,9 @@ export class PluginLog {
   private pieces: Buffer[] = [];
   private kept = 0;
   private dropped = 0;
+  private readonly budget = new TokenBucket(LOG_LINE_RATE, LOG_LINE_BURST);
+  /** Lines over the budget since the last one logged. */
+  private unlogged = 0;
 
   constructor(
     private readonly logger: Logger,
@@ -77,6 +89,7 @@ export class PluginLog {
 
   flush(): void {
     if (this.kept > 0 || this.dropped > 0) this.endLine();
+    this.reportUnlogged();
   }
 
   lastLines(): string[] {
@@ -109,6 +122,11 @@ export class PluginLog {
     const text = bytes.subarray(0, whole).toString('utf8');
     const line = dropped > 0 ? `${text}${marker(dropped)}` : text;
     this.remember(cut(bytes.subarray(0, whole), dropped, this.limits.tailLineBytes));
+    if (!this.budget.take()) {
+      this.unlogged++;
+      return;
+    }
+    this.reportUnlogged();
     // A cut line is no longer whole JSON: it can only be text.
     const parsed = dropped === 0 && line.startsWith('{') ? PinoLine.safeParse(safeJson(line)) : undefined;
     if (parsed?.success) {
@@ -120,6 +138,12 @@ export class PluginLog {
       // Not the SDK's log: a stack trace, a script's echo, a VMM's complaint. Seen at the default level, as it is rare.
       this.logger.warn({ stderr: true }, line);
     }
+  }
+
+  private reportUnlogged(): void {
+    if (this.unlogged === 0) return;
+    this.logger.warn({ unlogged: this.unlogged }, `the plugin wrote ${this.unlogged} stderr lines over ${LOG_LINE_RATE} a second; they were not logged`);
+    this.unlogged = 0;
   }
 
   private remember(line: string): void {

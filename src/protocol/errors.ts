@@ -76,13 +76,30 @@ export function defaultErrorData(code: ErrorCodeName, method: string, message: s
 }
 
 /** Turns zod issues into the wire form. */
+/**
+ * The most issues kept of one error; the rest are counted in one last issue at the root (MORE_ISSUES). A list whose
+ * every item is wrong has an issue per item, and an error carries its issues over the wire and into logs.
+ */
+export const MAX_ISSUES = 100;
+/** The most issues an error's message spells out; the rest are counted. */
+const SPELLED_ISSUES = 10;
+const MORE_ISSUES = /^and ([\d,]+) more issues$/;
+
 export function toIssues(error: z.core.$ZodError): Issue[] {
-  return error.issues.map((i) => ({
+  const kept: Issue[] = error.issues.slice(0, MAX_ISSUES).map((i) => ({
     path: i.path.map((p) => (typeof p === 'symbol' ? String(p) : p)),
     message: i.message,
   }));
+  const more = error.issues.length - kept.length;
+  if (more > 0) kept.push({ path: [], message: `and ${more.toLocaleString('en')} more issues` });
+  return kept;
 }
 
 export function formatIssues(issues: readonly Issue[]): string {
-  return issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`).join('; ');
+  const last = issues.at(-1);
+  const counted = last && last.path.length === 0 ? MORE_ISSUES.exec(last.message) : null;
+  const listed = counted ? issues.slice(0, -1) : issues;
+  const spelled = listed.slice(0, SPELLED_ISSUES).map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`);
+  const more = listed.length - spelled.length + (counted ? Number(counted[1]?.replaceAll(',', '')) : 0);
+  return more > 0 ? `${spelled.join('; ')}; … and ${more.toLocaleString('en')} more` : spelled.join('; ');
 }

@@ -10,7 +10,11 @@ export interface Rule {
 export const RULES: readonly Rule[] = [
   {
     id: 'stdout',
-    text: 'A plugin MUST write nothing but framed JSON-RPC messages on stdout. Logs go to stderr, one line each: a JSON object with a numeric `level` (pino\'s: 10 trace, 20 debug, 30 info, 40 warn, 50 error, 60 fatal) and `msg` is logged by the host at that level with its fields; any other line is kept as text. A line is cut at 64 KiB.',
+    text: 'A plugin MUST write nothing but framed JSON-RPC messages on stdout. Logs go to stderr, one line each: a JSON object with a numeric `level` (pino\'s: 10 trace, 20 debug, 30 info, 40 warn, 50 error, 60 fatal) and `msg` is logged by the host at that level with its fields; any other line is kept as text (a `fatal` line is logged as `error`: it is the plugin\'s end, not the host\'s). A line is cut at 64 KiB. The host logs up to 5,000 lines at once and 1,000 a second; the rest are counted in one warning and dropped.',
+  },
+  {
+    id: 'message-size',
+    text: 'A message MUST NOT exceed 16 MiB (its `Content-Length`, either way) nor hold more than 10,000 leaf values (scalars, and arrays and objects with nothing in them, at every depth; counted in bodies over 4 KiB). The host refuses one that does from its header or at once after parsing it, without checking it against a schema: a ProtocolError, and the plugin is killed and restarted. An error\'s data carries at most 100 issues (the last counting those left out).',
   },
   {
     id: 'initialize-first',

@@ -6,6 +6,15 @@
 import { Buffer } from 'node:buffer';
 
 export const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+/**
+ * The most leaf values a message may hold: scalars, and arrays and objects with nothing in them. A reader checks each
+ * against a schema, and a list whose every item is wrong costs it an issue apiece: 16 MiB of `[0,0,…]` made the host
+ * build 4 million of them (9 s, 1.5 GB) or overflow zod's stack. At this cap the worst case is some 100 ms. Depth
+ * alone costs little (a schema reports a value too deep once), so a chain of nested arrays is one leaf.
+ */
+export const MAX_MESSAGE_VALUES = 10_000;
+/** Bodies up to this size are not counted: too small to hold enough values to matter (and every call's answer is one). */
+const COUNTED_FROM_BYTES = 4 * 1024;
 const MAX_HEADER_BYTES = 1024;
 const HEADER_END = Buffer.from('\r\n\r\n');
 /** A header ends within this many bytes of its start, or it is longer than MAX_HEADER_BYTES. */
@@ -34,13 +43,36 @@ export function previewBytes(buf: Uint8Array, n = 32): string {
  * not JSON, quoting its first bytes.
  */
 export function parseBody(buf: Buffer, start: number, end: number): unknown {
+  let msg: unknown;
   try {
     // No encoding named: utf8, toString's default, without the look-up of an encoding by name.
-    return JSON.parse(buf.toString(undefined, start, end));
+    msg = JSON.parse(buf.toString(undefined, start, end));
   } catch {
     const preview = previewBytes(buf.subarray(start, end));
     throw new FramingError(`message body is not JSON: ${preview}`, preview);
   }
+  if (end - start > COUNTED_FROM_BYTES && holdsOver(msg, MAX_MESSAGE_VALUES)) {
+    const preview = previewBytes(buf.subarray(start, end));
+    throw new FramingError(`a message of ${end - start} bytes holds over ${MAX_MESSAGE_VALUES.toLocaleString('en')} values (scalars, empty arrays and objects): ${preview}`, preview);
+  }
+  return msg;
+}
+
+/** Whether `value` holds more than `max` leaf values (MAX_MESSAGE_VALUES); stops counting past it. */
+function holdsOver(value: unknown, max: number): boolean {
+  // A stack, not recursion: a message may nest as deep as JSON.parse goes.
+  const stack: object[] = typeof value === 'object' && value !== null ? [value] : [];
+  let n = 0;
+  for (let v = stack.pop(); v !== undefined; v = stack.pop()) {
+    const items: unknown[] = Array.isArray(v) ? v : Object.values(v);
+    if (items.length === 0) n++;
+    for (const item of items) {
+      if (typeof item === 'object' && item !== null) stack.push(item);
+      else n++;
+    }
+    if (n > max) return true;
+  }
+  return false;
 }
 
 function looksLikeHeader(buf: Buffer): boolean {

@@ -6,7 +6,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { execa } from 'execa';
 import { afterEach, describe, expect, it } from 'vitest';
-import { NotSupportedError, PluginHost, ProtocolError, ProtocolVersionError } from 'hvplug';
+import { NotSupportedError, PluginHost, ProtocolError, ProtocolVersionError, ProtocolViolationError } from 'hvplug';
 import { root } from '../../scripts/bundle.mjs';
 import { alive, eventually, fixture, memoryLogger, removeTempDirs, tempDir } from '../helpers.js';
 
@@ -60,9 +60,10 @@ const MAX_HOST_RSS_MIB = 256;
  * scenario must leave true: the host alive to the end, the good plugin's calls all answered in their deadline and
  * none of its health pings missed, the host's RSS bounded, and no process of the bad plugin left afterwards.
  */
-async function beside(hostile: string, scenario: string, durationMs = 1_500): Promise<Report> {
+async function beside(hostile: string, scenario: string, durationMs = 1_500, extra: { env?: Record<string, string>; logLevel?: string } = {}): Promise<Report> {
   const dir = await tempDir();
   const opts = {
+    ...extra,
     core: new URL('../../dist/src/core/index.js', import.meta.url).href,
     stateDir: join(dir, 'state'),
     runtimeDir: join(dir, 'run'),
@@ -73,11 +74,15 @@ async function beside(hostile: string, scenario: string, durationMs = 1_500): Pr
     scenario,
     durationMs,
   };
+  // The host's stderr to a file: a host logging a plugin's flood must not be measured by what a pipe buffers.
+  const stderr = join(dir, 'host-stderr.log');
   const r = await execa(process.execPath, [join(root, 'test/fixtures/hosts/beside.mjs'), JSON.stringify(opts)], {
     reject: false,
     timeout: durationMs + 20_000,
+    stderr: { file: stderr },
   });
-  expect(r.exitCode, `host process died: ${r.stderr.slice(-2_000)}`).toBe(0);
+  const tail = async (): Promise<string> => (await readFile(stderr, 'utf8').catch(() => '')).slice(-2_000);
+  expect(r.exitCode, `host process died: ${await tail()}`).toBe(0);
   const report = JSON.parse(r.stdout.trim().split('\n').pop()!) as Report;
   expect(report.goodFailures).toEqual([]);
   expect(report.goodCalls).toBeGreaterThan(0);
@@ -112,13 +117,13 @@ describe('answers that are not answers', () => {
     await Promise.all(hosts.splice(0).map((h) => h.close()));
   });
 
-  async function hostile(mode: string): Promise<PluginHost> {
+  async function hostile(mode: string, env: Record<string, string> = {}): Promise<PluginHost> {
     const dir = await tempDir();
     const host = new PluginHost({
       stateDir: join(dir, 'state'),
       runtimeDir: join(dir, 'run'),
       logger: memoryLogger().logger,
-      plugins: [{ name: 'bad', command: fixture('hostile'), env: { HOSTILE: mode } }],
+      plugins: [{ name: 'bad', command: fixture('hostile'), env: { ...env, HOSTILE: mode } }],
       supervision: { healthIntervalMs: 0 },
     });
     hosts.push(host);
@@ -151,6 +156,20 @@ describe('answers that are not answers', () => {
     const err = await hv.invoke('vm/receiveMigration', { vmId: randomUUID(), config: {} }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(NotSupportedError);
     expect((err as Error).message).toMatch(/vm\/receiveMigration came in protocol 1\.1\.0; the plugin speaks 1\.0\.0/);
+  });
+
+  it('an answer whose every list item is wrong is a typed error of bounded size, under the cap and over it', async () => {
+    for (const [n, type, what] of [
+      [9_000, ProtocolViolationError, /^plugin answered vm\/pids with a malformed result: pids\.0: .*; … and 8,990 more$/],
+      [200_000, ProtocolError, /holds over 10,000 values/],
+    ] as const) {
+      const host = await hostile('bad-items', { HOSTILE_ITEMS: String(n) });
+      const hv = await host.hypervisor('bad');
+      const err = await hv.invoke('vm/pids', { vmId: randomUUID() }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(type);
+      expect((err as Error).message).toMatch(what);
+      expect((err as Error).message.length).toBeLessThan(2_000);
+    }
   });
 
   it('calls that time out unanswered leave nothing behind', async () => {
@@ -277,6 +296,19 @@ describe('floods', () => {
 
   it('an endless stderr line costs the host neither its pings nor its memory', async () => {
     await beside('stderr-flood', 'idle', 3_000);
+  });
+
+  it('a flood of short stderr lines costs the host neither its pings nor its memory, logged at the default level', async () => {
+    await beside('stderr-lines', 'idle', 8_000, { logLevel: 'warn' });
+  });
+
+  it('a flood of fatal pino lines does not make the host flush its log synchronously for each', async () => {
+    await beside('stderr-lines', 'idle', 3_000, { logLevel: 'error', env: { HOSTILE_LINE: '{"level":60,"msg":"boom"}' } });
+  });
+
+  it('an initialize answer of millions of bad list items is refused at once, the good plugin untouched', async () => {
+    const report = await beside('many-methods', 'handshake', 1_000);
+    expect(report.badCalls[0]).toMatchObject({ error: 'ProtocolError', message: expect.stringMatching(/over 10,000 values/) });
   });
 
   it('requests to the host whose answers the plugin never reads are cut off', async () => {

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PluginExitedError, PluginHost } from 'hvplug';
-import { MAX_LOG_LINE_BYTES, PluginLog, STDERR_TAIL_BYTES, STDERR_TAIL_LINES } from '../../src/core/plugin-log.js';
+import { LOG_LINE_BURST, LOG_LINE_RATE, MAX_LOG_LINE_BYTES, PluginLog, STDERR_TAIL_BYTES, STDERR_TAIL_LINES } from '../../src/core/plugin-log.js';
 import { eventually, fixture, memoryLogger, removeTempDirs, tempDir } from '../helpers.js';
 
 const MiB = 1024 * 1024;
@@ -16,6 +16,31 @@ describe('PluginLog caps', () => {
     expect(MAX_LOG_LINE_BYTES).toBe(64 * 1024);
     expect(STDERR_TAIL_LINES).toBe(20);
     expect(STDERR_TAIL_BYTES).toBe(8 * 1024);
+    expect(LOG_LINE_RATE).toBe(1_000);
+    expect(LOG_LINE_BURST).toBe(5_000);
+  });
+
+  it('logs a burst of lines up to its budget, counts the rest in one warning, and keeps the newest in the tail', () => {
+    const mem = memoryLogger();
+    const log = new PluginLog(mem.logger);
+    const total = LOG_LINE_BURST * 3;
+    log.push(Buffer.from(Array.from({ length: total }, (_, i) => `line ${i}\n`).join('')));
+    log.flush();
+    const logged = mem.lines().filter((l) => String(l.msg).startsWith('line ')).length;
+    // The budget refills while the lines are handled (LOG_LINE_RATE a second): a few more than the burst get through.
+    const unlogged = mem.lines().reduce((n, l) => n + (typeof l.unlogged === 'number' ? l.unlogged : 0), 0);
+    expect(logged).toBeGreaterThanOrEqual(LOG_LINE_BURST);
+    expect(unlogged).toBeGreaterThan(0);
+    expect(logged + unlogged).toBe(total);
+    expect(mem.lines().at(-1)).toMatchObject({ level: 40, unlogged: expect.any(Number) });
+    expect(log.lastLines().at(-1)).toBe(`line ${total - 1}`);
+  });
+
+  it("logs a plugin's fatal line at error: pino flushes synchronously at fatal", () => {
+    const mem = memoryLogger();
+    const log = new PluginLog(mem.logger);
+    log.push(Buffer.from('{"level":60,"msg":"the plugin is going down"}\n'));
+    expect(mem.lines()).toEqual([expect.objectContaining({ level: 50, msg: 'the plugin is going down' })]);
   });
 
   it('1000 chunks of 64 KiB without a newline keep at most one line cap buffered', () => {

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { encodeFrame, FrameDecoder, FramingError } from 'hvplug/transport';
+import { encodeFrame, FrameDecoder, FramingError, MAX_MESSAGE_VALUES, parseBody } from 'hvplug/transport';
 
 afterEach(() => {
   vi.restoreAllMocks();
@@ -148,5 +148,26 @@ describe('FrameDecoder.pushOne', () => {
 
   it('still refuses a stream that does not start with a frame', () => {
     expect(() => new FrameDecoder().pushOne(Buffer.from('hello\r\n\r\n'))).toThrow(FramingError);
+  });
+});
+
+describe('parseBody', () => {
+  const body = (text: string): [Buffer, number, number] => {
+    const buf = Buffer.from(`xx${text}yy`);
+    return [buf, 2, buf.length - 2];
+  };
+  const items = (n: number): string => JSON.stringify(new Array<number>(n).fill(0));
+
+  it(`takes up to MAX_MESSAGE_VALUES leaf values (${MAX_MESSAGE_VALUES}), and refuses one more, quoting the start`, () => {
+    expect(parseBody(...body(items(MAX_MESSAGE_VALUES)))).toHaveLength(MAX_MESSAGE_VALUES);
+    expect(() => parseBody(...body(items(MAX_MESSAGE_VALUES + 1)))).toThrow(/holds over 10,000 values \(scalars, empty arrays and objects\): "\[0,0,0/);
+    // Leaves at every depth, empty objects and arrays among them: MAX_MESSAGE_VALUES - 1 zeros, an empty object, a 1.
+    const nested = JSON.stringify({ a: { b: new Array<number>(MAX_MESSAGE_VALUES - 1).fill(0), c: [{}], d: 1 } });
+    expect(() => parseBody(...body(nested))).toThrow(FramingError);
+  });
+
+  it('counts a chain of nested arrays as the one leaf it ends in: depth costs a schema one issue, not one per level', () => {
+    const deep = `${'['.repeat(50_000)}${']'.repeat(50_000)}`;
+    expect(parseBody(...body(deep))).toHaveLength(1);
   });
 });

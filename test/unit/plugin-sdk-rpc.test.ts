@@ -1,7 +1,7 @@
 import { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCode, PROTOCOL_VERSIONS } from 'hvplug/protocol';
-import { encodeFrame, FrameDecoder } from 'hvplug/transport';
+import { encodeFrame, FrameDecoder, MAX_MESSAGE_VALUES } from 'hvplug/transport';
 import { servePlugin, stderrLogger, type ExtensionHandler, type ServedPlugin } from 'hvplug/plugin-sdk';
 import { RpcEndpoint, RpcError, type RequestHandler } from '../../src/plugin-sdk/rpc.js';
 import { untilTurns } from '../helpers.js';
@@ -267,6 +267,17 @@ describe('plugin SDK dispatcher: what a hostile host sends', () => {
     expect(plugin.out.answer(2)).toBeUndefined();
     expect(plugin.messages(50).join('\n')).toMatch(/protocol error on stdin/);
     expect(JSON.stringify(plugin.log)).toMatch(/exceeds the limit of 4096 bytes/);
+  });
+
+  it('ends the session on a message of over MAX_MESSAGE_VALUES values, as on an over-size frame', async () => {
+    plugin = new Plugin();
+    await plugin.initialize();
+    const many = JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'vm/check', params: { vmId: VM, pad: new Array<number>(MAX_MESSAGE_VALUES).fill(0) } });
+    plugin.send({ id: 1, method: 'vm/check', params: { vmId: VM } }, Buffer.from(`Content-Length: ${many.length}\r\n\r\n${many}`));
+    await untilTurns(() => plugin.closed, 'the session ended');
+    expect(plugin.out.answer(1)?.result).toEqual({ ok: true, detail: 'fine' });
+    expect(plugin.out.answer(2)).toBeUndefined();
+    expect(JSON.stringify(plugin.log)).toMatch(/holds over 10,000 values/);
   });
 
   it('ends the session on a body that is not JSON', async () => {
