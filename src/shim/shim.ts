@@ -498,15 +498,19 @@ export class ShimHypervisor {
       }
       const event = parsed.data;
       const vm = this.vms.get(event.vmId);
-      if (vm) {
-        // seq orders one process's events per VM; a restarted plugin numbers afresh.
-        const last = vm.lastEvent;
-        if (last && last.origin === origin && event.seq <= last.seq) {
-          this.opts.onViolation?.(new ProtocolError(`stale event for VM ${event.vmId} dropped: ${event.type} seq ${event.seq}, after seq ${last.seq}`));
-          return;
-        }
-        vm.lastEvent = { origin, seq: event.seq };
+      if (!vm) {
+        // Not one of this plugin's VMs (every VM it creates or re-attaches is known before its call is sent): maybe
+        // another plugin's, whose listeners must not hear of it from here.
+        this.opts.onViolation?.(new ProtocolError(`event for a VM it does not have dropped: ${event.type} for VM ${event.vmId}`));
+        return;
       }
+      // seq orders one process's events per VM; a restarted plugin numbers afresh.
+      const last = vm.lastEvent;
+      if (last && last.origin === origin && event.seq <= last.seq) {
+        this.opts.onViolation?.(new ProtocolError(`stale event for VM ${event.vmId} dropped: ${event.type} seq ${event.seq}, after seq ${last.seq}`));
+        return;
+      }
+      vm.lastEvent = { origin, seq: event.seq };
       this.deliver(event);
     } else if (method === '$/progress') {
       const parsed = notifications['$/progress'].params.safeParse(params);

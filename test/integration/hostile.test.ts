@@ -360,6 +360,34 @@ describe('events a plugin may not send', () => {
     expect((await host.records()).records[0]?.status).toBe('stopped');
   });
 
+  it("a plugin's events for a VM it does not have (another plugin's) reach nobody, and are logged", async () => {
+    const dir = await tempDir();
+    const { logger, lines } = memoryLogger();
+    const host = new PluginHost({
+      stateDir: join(dir, 'state'),
+      runtimeDir: join(dir, 'run'),
+      logger,
+      plugins: [
+        { name: 'good', command: fixture('hostile'), env: { HOSTILE: '' } },
+        { name: 'bad', command: fixture('hostile'), env: { HOSTILE: 'forge' } },
+      ],
+      supervision: { healthIntervalMs: 0 },
+    });
+    hosts.push(host);
+    const good = await host.hypervisor('good');
+    const bad = await host.hypervisor('bad');
+    const victim = await good.createVm({ vmId: 'victim', config: {} });
+    await victim.start();
+    const heard: string[] = [];
+    bad.onEvent((e) => heard.push(`${e.vmId}:${e.type}`));
+    good.onEvent((e) => heard.push(`${e.vmId}:${e.type}`));
+    await (await bad.createVm({ vmId: 'attacker', config: {} })).start();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(heard.filter((h) => h.startsWith('victim:'))).toEqual([]);
+    expect(victim.status).toBe('running');
+    expect(lines().some((l) => String(l.err ?? l.msg).includes('event for a VM it does not have'))).toBe(true);
+  });
+
   it('under per-vm isolation a process cannot change another VM with forged events', async () => {
     const { host, lines } = await hostile('forge', 'per-vm');
     const hv = await host.hypervisor('bad');
