@@ -345,9 +345,10 @@ export class FileStateStore implements StateStore {
     const file = this.statusFile(vmId);
     let fh: FileHandle;
     try {
-      fh = await open(file, 'r+');
+      fh = await open(file, constants.O_RDWR | constants.O_NOFOLLOW);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      // Absent, or a symlink in its place: made whole beside it and renamed over it (the link, not what it names).
+      if (!notInPlace(err)) throw err;
       const tmp = this.tempOf(file);
       try {
         await writeFile(tmp, slot, { mode: 0o600 });
@@ -498,13 +499,14 @@ function volatileStatus(text: string, vmId: string): VolatileStatus | undefined 
 }
 
 /**
- * A regular file's text when it is at most `max` bytes; undefined when it is missing, not a regular file, longer, or
- * unreadable. Opened non-blocking, so that a FIFO in its place neither blocks the open nor is read.
+ * A regular file's text when it is at most `max` bytes; undefined when it is missing, not a regular file (a symlink
+ * included: the store writes none), longer, or unreadable. Opened non-blocking, so that a FIFO in its place neither
+ * blocks the open nor is read.
  */
 function readSmallFile(file: string, max: number): string | undefined {
   let fd: number;
   try {
-    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
   } catch {
     return undefined;
   }
@@ -533,9 +535,10 @@ function readSmallFile(file: string, max: number): string | undefined {
 function overwrite(file: string, slot: Buffer): boolean {
   let fd: number;
   try {
-    fd = openSync(file, 'r+');
+    // Not through a symlink: one put in a status file's place (to another VM's record) would have that written over.
+    fd = openSync(file, constants.O_WRONLY | constants.O_NOFOLLOW);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    if (notInPlace(err)) return false;
     throw err;
   }
   try {
@@ -546,6 +549,9 @@ function overwrite(file: string, slot: Buffer): boolean {
   }
   return true;
 }
+
+/** A status file that is not there to be written in place: none, or a symlink (O_NOFOLLOW's ELOOP). */
+const notInPlace = (err: unknown): boolean => ['ENOENT', 'ELOOP'].includes((err as NodeJS.ErrnoException).code ?? '');
 
 /** The status file's bytes, padded to STATUS_SLOT_BYTES; undefined when it does not fit. */
 function statusSlot(s: VolatileStatus): Buffer | undefined {

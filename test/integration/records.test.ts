@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readdir, rename, stat, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AlreadyExistsError, FileStateStore, PluginHost, type ShimHypervisor, type StateStore, type VmRecord } from 'hvplug';
@@ -175,6 +175,33 @@ describe('FileStateStore.get', () => {
     // A FIFO in a record's place neither stalls the read nor is taken for a record.
     execFileSync('mkfifo', [join(vms, 'fifo.json')]);
     expect(await store.get('fifo')).toBeUndefined();
+  });
+});
+
+describe('FileStateStore status files', () => {
+  it("writes a VM's status into its own file, never through a symlink put in its place (to another VM's record)", async () => {
+    const dir = await tempDir();
+    const vms = join(dir, 'vms');
+    const other: VmRecord = { ...victimRecord(), vmId: 'other', config: { ...victimRecord().config, name: 'other' } };
+    const otherBytes = async (): Promise<string> => readFile(join(vms, 'other.json'), 'utf8');
+    for (const fresh of [false, true]) {
+      let store = new FileStateStore(dir);
+      await store.put(victimRecord());
+      await store.put(other);
+      // The status file is made by the first status-only write, and written in place from then on.
+      await store.put({ ...victimRecord(), status: 'paused' });
+      const before = await otherBytes();
+      await rm(join(vms, 'victim.status'));
+      await symlink('other.json', join(vms, 'victim.status'));
+      // The same store (which wrote the file in place before), or a new one reading the directory afresh.
+      if (fresh) store = new FileStateStore(dir);
+      await store.put({ ...victimRecord(), status: fresh ? 'running' : 'paused', updatedAt: '2026-01-02T00:00:00.000Z' }).catch(() => undefined);
+      expect(await otherBytes()).toBe(before);
+      const { records, errors } = await new FileStateStore(dir).list();
+      expect(errors).toEqual([]);
+      expect(records.find((r) => r.vmId === 'other')).toEqual(other);
+      await rm(vms, { recursive: true });
+    }
   });
 });
 
