@@ -350,17 +350,7 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
       interceptors: this.interceptors,
       withDefaults: (config) => mergeDefaults(spec.defaults, config),
       onVmCreating: async (u, method) => {
-        if (methodDef(method).record === 'create') {
-          await this.claim(spec.name, u, method);
-          const lease = await this.leases.acquire(u.vmId);
-          if (!lease.ok) {
-            // A live host holds this id though it had no record: the record just claimed goes again.
-            this.created.delete(u.vmId);
-            await this.track(this.store.delete(u.vmId));
-            throw new VmOwnedError(u.vmId, describeOwner(lease.owner));
-          }
-          return;
-        }
+        if (methodDef(method).record === 'create') return this.claim(spec.name, u, method);
         // Not written now: the record holds the state being recovered, and what the shim knows before the answer
         // (status created, no state) would replace it; a host dying then would leave a VM nobody can recover.
         // The answer is written when it comes (track).
@@ -399,13 +389,25 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
   }
 
   /** Forgets a VM and removes its record and lease: it was deleted, or it runs elsewhere now. */
-  private dropRecord(vmId: string): Promise<void> {
+  private async dropRecord(vmId: string): Promise<void> {
     this.created.delete(vmId);
     this.unanswered.delete(vmId);
     this.createdAt.delete(vmId);
     this.migrations.delete(vmId);
-    void this.leases.release(vmId).catch((err: Error) => this.logger.warn({ vmId, err: err.message }, 'cannot release the VM lease'));
-    return this.track(this.store.delete(vmId)).catch((err: Error) => this.logger.error({ vmId, err: err.message }, 'cannot delete VM record'));
+    try {
+      await this.track(this.store.delete(vmId));
+    } catch (err) {
+      // The record stays, and so does the lease: let go, it would hand a recorded VM to another host.
+      this.logger.error({ vmId, err: (err as Error).message }, 'cannot delete VM record');
+      return;
+    }
+    // Only once the record is gone: another host that took the lease while the record was still there would
+    // recover the VM, find it gone, and write it back as lost.
+    await this.releaseLease(vmId);
+  }
+
+  private releaseLease(vmId: string): Promise<void> {
+    return this.leases.release(vmId).catch((err: Error) => this.logger.warn({ vmId, err: err.message }, 'cannot release the VM lease'));
   }
 
   /** Wires a supervised process's life into host events, and re-attaches its VMs after each restart. */
@@ -491,7 +493,16 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
       throw new AlreadyExistsError(`VM ${u.vmId} already exists${owner ? ` (plugin ${owner})` : ''}`, u.vmId);
     }
     this.claiming.add(u.vmId);
+    let leased = false;
     try {
+      // The lease before the record: a pending record is on disk only while its creator holds the lease, so a host
+      // attaching it meanwhile finds it owned, rather than taking it over and cleaning it up mid-create.
+      const lease = await this.leases.acquire(u.vmId);
+      if (!lease.ok) {
+        if (await this.storedRecord(u.vmId)) throw new AlreadyExistsError(`VM ${u.vmId} already has a record`, u.vmId);
+        throw new VmOwnedError(u.vmId, describeOwner(lease.owner));
+      }
+      leased = true;
       const now = new Date().toISOString();
       const record = this.recordFor(plugin, u, pending, now, now);
       this.unanswered.set(u.vmId, pending);
@@ -508,6 +519,7 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
       this.created.set(u.vmId, plugin);
     } catch (err) {
       this.unanswered.delete(u.vmId);
+      if (leased) await this.releaseLease(u.vmId);
       throw err;
     } finally {
       this.claiming.delete(u.vmId);
@@ -622,20 +634,41 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
     }
   }
 
-  /** vm/recover for one VM; a VM that cannot be re-attached is reported lost (event, status, record), not forgotten. */
+  /**
+   * vm/recover for one VM; a VM that cannot be re-attached is reported lost (event, status, record), not forgotten.
+   * `reread`: the record was read before the lease was taken (attach, reattach), and is read again once it is.
+   */
   private async recoverOne(
     rt: Runtime,
     vmId: string,
     config: VmRecord['config'],
     state: VmRecord['state'],
     status: VmRecord['status'],
-  ): Promise<boolean | 'owned' | { unanswered: string } | { abandoned: string }> {
+    reread = false,
+  ): Promise<boolean | 'owned' | 'gone' | { unanswered: string } | { abandoned: string }> {
     this.created.set(vmId, rt.spec.name);
     const lease = await this.leases.acquire(vmId);
     if (!lease.ok) {
       // Seen, as its record says, and left alone: recovering it would take it from its live owner.
       rt.shim.adopt(vmId, config, status, state ?? undefined).ownedBy = describeOwner(lease.owner);
       return 'owned';
+    }
+    if (reread) {
+      // Its owner may have deleted it (or finished creating it) between our read and our lease: an owner lets go
+      // of the lease only once the record is gone, so what is on disk now is what there is.
+      const now = await this.storedRecord(vmId);
+      if (!now) {
+        this.created.delete(vmId);
+        this.createdAt.delete(vmId);
+        this.unanswered.delete(vmId);
+        rt.shim.forget(vmId);
+        await this.releaseLease(vmId);
+        return 'gone';
+      }
+      ({ config, state, status } = now);
+      this.createdAt.set(vmId, now.createdAt);
+      if (now.pending) this.unanswered.set(vmId, now.pending);
+      else this.unanswered.delete(vmId);
     }
     const seen = rt.shim.vm(vmId);
     if (seen) seen.ownedBy = undefined;
@@ -741,7 +774,7 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
     }
     this.createdAt.set(vmId, record.createdAt);
     if (record.pending) this.unanswered.set(vmId, record.pending);
-    await this.recoverOne(rt, record.vmId, record.config, record.state, record.status);
+    await this.recoverOne(rt, record.vmId, record.config, record.state, record.status, true);
     return rt.shim.vm(vmId);
   }
 
@@ -774,7 +807,9 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
           else report.lost.push({ vmId: r.vmId, reason: `plugin ${r.plugin}: ${(err as Error).message}` });
           return;
         }
-        const outcome = await this.recoverOne(rt, r.vmId, r.config, r.state, r.status);
+        const outcome = await this.recoverOne(rt, r.vmId, r.config, r.state, r.status, true);
+        // Deleted by its owner since it was listed: nothing to report.
+        if (outcome === 'gone') return;
         if (outcome === 'owned') report.owned.push({ vmId: r.vmId, owner: rt.shim.vm(r.vmId)?.ownedBy ?? 'another host' });
         else if (typeof outcome === 'object' && 'abandoned' in outcome) report.abandoned.push({ vmId: r.vmId, reason: outcome.abandoned });
         else if (typeof outcome === 'object') report.unanswered.push({ vmId: r.vmId, reason: outcome.unanswered });
@@ -996,6 +1031,11 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
 
   private async recordOf(vmId: string): Promise<VmRecord | undefined> {
     return (await this.store.list()).records.find((r) => r.vmId === vmId);
+  }
+
+  /** The VM's record as the store has it now: get() when it can tell, else list(). */
+  private async storedRecord(vmId: string): Promise<VmRecord | undefined> {
+    return (await this.store.get?.(vmId)) ?? this.recordOf(vmId);
   }
 
   /** An incoming VM of an undecided migration: if its plugin runs it, its record takes the VM (true). */

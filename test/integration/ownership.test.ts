@@ -1,29 +1,51 @@
+import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PluginHost, VmOwnedError } from 'hvplug';
+import { FileStateStore, PluginHost, VmOwnedError, type RecordError, type StateStore, type VmRecord } from 'hvplug';
 import { alive, CLI, ensureCliBuilt, eventually, memoryLogger, pluginExecutable, removeTempDirs, tempDir } from '../helpers.js';
 
 /** One live owner per VM: two hosts on one state directory, as `hvplug run` and `hvplug ps` in two terminals. */
 const PLUGIN = 'example-proprietary';
 const hosts: PluginHost[] = [];
+/** Every held step is let go after a test, so that a failed one cannot leave a host waiting at it. */
+const held: (() => void)[] = [];
 
 afterEach(async () => {
+  for (const open of held.splice(0)) open();
   await Promise.all(hosts.splice(0).map((h) => h.close()));
   await removeTempDirs();
 });
 
-function makeHost(stateDir: string, runtimeDir: string): PluginHost {
+function makeHost(stateDir: string, runtimeDir: string, store?: StateStore): PluginHost {
   const host = new PluginHost({
     stateDir,
     runtimeDir,
+    ...(store && { store }),
     logger: memoryLogger().logger,
     plugins: [{ name: PLUGIN, command: pluginExecutable(PLUGIN) }],
     supervision: { backoffMs: 20, healthIntervalMs: 0 },
   });
   hosts.push(host);
   return host;
+}
+
+/** A step a test holds: `reached` resolves once the code under test waits at it, `open()` lets it go on. */
+function hold(): { reached: Promise<void>; arrive: () => Promise<void>; open: () => void } {
+  let arrived!: () => void;
+  let open!: () => void;
+  const reached = new Promise<void>((r) => (arrived = r));
+  const opened = new Promise<void>((r) => (open = r));
+  held.push(open);
+  return {
+    reached,
+    open,
+    arrive: () => {
+      arrived();
+      return opened;
+    },
+  };
 }
 
 describe('VM ownership between hosts', () => {
@@ -169,3 +191,100 @@ setInterval(() => {}, 1000);
   });
 });
 
+/**
+ * A host deleting VMs while another attaches them (the daemon and an embedder on one state directory). Each race is
+ * held at the step where it was lost (a seam of the store), so that it runs the same way every time.
+ */
+describe('deleting and creating while another host attaches', () => {
+  const leaseFile = (stateDir: string, vmId: string): string => join(stateDir, 'owners', `${vmId}.json`);
+
+  it('a VM whose record another host read just before its delete is not brought back as lost by that host', async () => {
+    const dir = await tempDir();
+    const [stateDir, runtimeDir] = [join(dir, 'state'), join(dir, 'run')];
+    const owner = makeHost(stateDir, runtimeDir);
+    const vm = await (await owner.hypervisor(PLUGIN)).createVm({ config: {} });
+    await vm.start();
+    const listing = hold();
+    class HeldList extends FileStateStore {
+      override async list(): Promise<{ records: VmRecord[]; errors: RecordError[] }> {
+        const read = await super.list();
+        await listing.arrive();
+        return read;
+      }
+    }
+    const other = makeHost(stateDir, runtimeDir, new HeldList(stateDir));
+    await other.hypervisor(PLUGIN);
+    const lost: string[] = [];
+    other.on('vm-lost', ({ vmId }) => lost.push(vmId));
+    // The other host has read the record (the VM is there) and not yet taken the lease...
+    const attaching = other.attach(vm.id);
+    await listing.reached;
+    // ...when the owner deletes the VM: record and lease go.
+    await vm.delete();
+    await eventually(() => !existsSync(leaseFile(stateDir, vm.id)), 5_000, 'the lease of the deleted VM to go');
+    listing.open();
+    expect(await attaching).toBeUndefined();
+    expect(lost).toEqual([]);
+    expect((await new FileStateStore(stateDir).list()).records).toEqual([]);
+    expect(existsSync(leaseFile(stateDir, vm.id))).toBe(false);
+  });
+
+  it('while a delete removes the record, the VM stays its owner\'s: another host neither takes nor records it', async () => {
+    const dir = await tempDir();
+    const [stateDir, runtimeDir] = [join(dir, 'state'), join(dir, 'run')];
+    const removing = hold();
+    class HeldDelete extends FileStateStore {
+      override async delete(vmId: string): Promise<void> {
+        await removing.arrive();
+        return super.delete(vmId);
+      }
+    }
+    const owner = makeHost(stateDir, runtimeDir, new HeldDelete(stateDir));
+    const vm = await (await owner.hypervisor(PLUGIN)).createVm({ config: {} });
+    await vm.start();
+    const other = makeHost(stateDir, runtimeDir);
+    await other.hypervisor(PLUGIN);
+    const lost: string[] = [];
+    other.on('vm-lost', ({ vmId }) => lost.push(vmId));
+    // The plugin has deleted the VM; its record is being removed.
+    const deleting = vm.delete();
+    await removing.reached;
+    const seen = await other.attach(vm.id);
+    expect(seen?.ownedBy).toMatch(/host process/);
+    removing.open();
+    await deleting;
+    expect(lost).toEqual([]);
+    expect((await new FileStateStore(stateDir).list()).records).toEqual([]);
+    expect(existsSync(leaseFile(stateDir, vm.id))).toBe(false);
+  });
+
+  it('a VM being created is its creator\'s from its first record on: another host attaching it leaves it alone', async () => {
+    const dir = await tempDir();
+    const [stateDir, runtimeDir] = [join(dir, 'state'), join(dir, 'run')];
+    const creating = hold();
+    class HeldCreate extends FileStateStore {
+      override async create(record: VmRecord): Promise<void> {
+        await super.create(record);
+        await creating.arrive();
+      }
+    }
+    const owner = makeHost(stateDir, runtimeDir, new HeldCreate(stateDir));
+    const hv = await owner.hypervisor(PLUGIN);
+    const other = makeHost(stateDir, runtimeDir);
+    await other.hypervisor(PLUGIN);
+    const lost: string[] = [];
+    other.on('vm-lost', ({ vmId }) => lost.push(vmId));
+    // The pending record is on disk; vm/create has not been sent.
+    const created = hv.createVm({ vmId: 'fresh', config: {} });
+    await creating.reached;
+    expect((await new FileStateStore(stateDir).list()).records.map((r) => [r.vmId, r.pending])).toEqual([['fresh', 'vm/create']]);
+    const seen = await other.attach('fresh');
+    expect(seen?.ownedBy).toMatch(/host process/);
+    creating.open();
+    const vm = await created;
+    expect(vm.status).toBe('created');
+    expect(lost).toEqual([]);
+    expect((await new FileStateStore(stateDir).list()).records.map((r) => [r.vmId, r.status, r.pending])).toEqual([['fresh', 'created', undefined]]);
+    await vm.delete();
+  });
+});
