@@ -15,6 +15,7 @@ import {
   PluginExitedError,
   PluginUnreachableError,
   ProtocolError,
+  StateWriteError,
   TimeoutError,
   VmNotFoundError,
   VmOwnedError,
@@ -224,6 +225,8 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
   /** VMs whose creating call failed because its plugin process died, by plugin: resolved when it is back. */
   private readonly cutShort = new Map<string, string>();
   private closed = false;
+  /** Wakes record writes waiting to retry, so that close() does not wait out their backoff. */
+  private readonly closing = new AbortController();
   /** Per VM, the newest record not yet written and who waits for it (see persist). */
   private readonly recordWrites = new Map<string, PendingRecord>();
   /** Record writes in flight; close() waits for them so an exiting embedder leaves no stale record. */
@@ -368,7 +371,7 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
           this.cutShort.set(vmId, spec.name);
           return;
         }
-        if (gone) this.emit('vm-deleted', { plugin: spec.name, vmId, ...(gone.name !== undefined && { name: gone.name }) });
+        if (gone) return this.dropDeleted(rt, vmId, gone.name);
         return this.dropRecord(vmId);
       },
       onVmHandedOff: async (vmId) => {
@@ -388,22 +391,55 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
     return rt;
   }
 
-  /** Forgets a VM and removes its record and lease: it was deleted, or it runs elsewhere now. */
-  private async dropRecord(vmId: string): Promise<void> {
+  /** Forgets a VM and removes its record and lease: it runs elsewhere now, or its create failed. */
+  private dropRecord(vmId: string): Promise<void> {
+    return this.removeRecord(vmId).catch((err: Error) => this.logger.error({ vmId, err: err.message }, 'cannot delete VM record'));
+  }
+
+  /**
+   * Forgets a VM, removes its record, then its lease; throws the store's error if the record stays (and the lease
+   * with it: let go, it would hand a recorded VM to another host).
+   */
+  private async removeRecord(vmId: string): Promise<void> {
     this.created.delete(vmId);
     this.unanswered.delete(vmId);
     this.createdAt.delete(vmId);
     this.migrations.delete(vmId);
-    try {
-      await this.track(this.store.delete(vmId));
-    } catch (err) {
-      // The record stays, and so does the lease: let go, it would hand a recorded VM to another host.
-      this.logger.error({ vmId, err: (err as Error).message }, 'cannot delete VM record');
-      return;
-    }
+    await this.track(this.store.delete(vmId));
     // Only once the record is gone: another host that took the lease while the record was still there would
     // recover the VM, find it gone, and write it back as lost.
     await this.releaseLease(vmId);
+  }
+
+  /**
+   * vm/delete answered: the record goes, and only then is the VM reported deleted. A record that cannot be removed
+   * (a read-only or failing state directory) fails the delete: the plugin has let the VM go, but the record would
+   * bring it back at the next re-attach, so the caller must hear of it and delete it again once the directory is
+   * writable. Until then the host keeps it as its record has it, lost, and holds its lease.
+   */
+  private async dropDeleted(rt: Runtime, vmId: string, name: string | undefined): Promise<void> {
+    try {
+      await this.removeRecord(vmId);
+    } catch (err) {
+      const reason = (err as Error).message;
+      this.logger.error({ vmId, err: reason }, 'cannot remove the record of a deleted VM');
+      this.emit('record-error', { where: `record of VM ${vmId}`, message: `cannot remove the record of deleted VM ${vmId}: ${reason}` });
+      const record = await this.storedRecord(vmId).catch(() => undefined);
+      if (record) {
+        this.created.set(vmId, rt.spec.name);
+        this.createdAt.set(vmId, record.createdAt);
+        const vm = rt.shim.adopt(vmId, record.config, 'lost', record.state ?? undefined);
+        // Retried until written, as any record write is; the delete again drops it.
+        this.persist(rt.spec.name, { vmId, config: vm.config, state: vm.state, status: 'lost' }).catch(() => undefined);
+      }
+      throw new StateWriteError(
+        vmId,
+        `VM ${vmId} was deleted by its plugin, but its record could not be removed: ${reason}. It stays known as lost (and ` +
+          `leased to this host); once ${this.stateDir} is writable again (free space, remount it read-write), delete it again`,
+        { cause: err },
+      );
+    }
+    this.emit('vm-deleted', { plugin: rt.spec.name, vmId, ...(name !== undefined && { name }) });
   }
 
   private releaseLease(vmId: string): Promise<void> {
@@ -625,7 +661,8 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
           if (this.closed || !this.created.has(vmId)) break;
           // The newest record is tried again: a newer one if it came meanwhile, else this one.
           pending.next ??= record;
-          await new Promise((r) => setTimeout(r, retryMs).unref());
+          // Unref'd: a retry keeps no process alive; close() wakes it for one last try.
+          await sleep(retryMs, undefined, { ref: false, signal: this.closing.signal }).catch(() => undefined);
           retryMs = Math.min(retryMs * 2, RECORD_RETRY_MAX_MS);
         }
       }
@@ -1069,6 +1106,7 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
   /** Shuts every plugin down (graceful, then forced). VMs keep running unless stopped first. */
   async close(): Promise<void> {
     this.closed = true;
+    this.closing.abort();
     const entries = [...this.runtimes.values()];
     this.runtimes.clear();
     await Promise.all(

@@ -5,7 +5,7 @@ import { ErrorCode, ErrorData, errorCodeName, formatIssues, type ErrorCodeName, 
 export class HvplugError extends Error {
   constructor(
     message: string,
-    readonly code: ErrorCodeName | 'PluginExited' | 'ProtocolError' | 'ProtocolViolation' | 'Integrity' | 'Spawn' | 'PluginFailed' | 'PluginNotFound' | 'Vetoed' | 'VmOwned' | 'PluginUnreachable' | 'MigrationUndecided',
+    readonly code: ErrorCodeName | 'PluginExited' | 'ProtocolError' | 'ProtocolViolation' | 'Integrity' | 'Spawn' | 'PluginFailed' | 'PluginNotFound' | 'Vetoed' | 'VmOwned' | 'PluginUnreachable' | 'MigrationUndecided' | 'StateWrite',
     options?: { cause?: unknown },
   ) {
     super(message, options);
@@ -190,6 +190,20 @@ export class MigrationUndecidedError extends HvplugError {
     options?: { cause?: unknown },
   ) {
     super(`the migration of VM ${vmId} is undecided: ${reason}; PluginHost.resolveMigration with both hosts settles it`, 'MigrationUndecided', options);
+  }
+}
+
+/**
+ * The host could not write what a call changed into its state directory (a full disk, a read-only one): the call
+ * fails, and the message says what was kept and what to do. `cause` is the file system's error.
+ */
+export class StateWriteError extends HvplugError {
+  constructor(
+    readonly vmId: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, 'StateWrite', options);
   }
 }
 

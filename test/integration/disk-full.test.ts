@@ -1,9 +1,10 @@
+import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FileStateStore, PluginHost, type RecordError } from 'hvplug';
-import { eventually, fixture, memoryLogger, removeTempDirs, tempDir } from '../helpers.js';
+import { FileStateStore, PluginHost, StateWriteError, type RecordError } from 'hvplug';
+import { eventually, fixture, memoryLogger, pluginExecutable, removeTempDirs, tempDir } from '../helpers.js';
 
 /** A real full disk: a tmpfs of its own under the state directory, filled up. */
 const root = process.getuid?.() === 0;
@@ -79,5 +80,52 @@ describe.skipIf(!root)('a full disk (needs root to mount a tmpfs; CI runs as roo
     await rm(filler);
     await store.put({ ...record, status: 'paused' });
     expect((await store.list()).records[0]?.status).toBe('paused');
+  });
+
+  it('a delete whose record cannot be removed (a read-only state directory) fails, typed; the VM stays known and leased until a delete again succeeds', async () => {
+    const { dir, stateDir } = await smallDisk();
+    const plugin = 'example-proprietary';
+    const host = new PluginHost({
+      stateDir,
+      runtimeDir: join(dir, 'run'),
+      logger: memoryLogger().logger,
+      plugins: [{ name: plugin, command: pluginExecutable(plugin) }],
+      supervision: { healthIntervalMs: 0 },
+    });
+    hosts.push(host);
+    const errors: RecordError[] = [];
+    const deleted: string[] = [];
+    host.on('record-error', (e) => errors.push(e));
+    host.on('vm-deleted', (e) => deleted.push(e.vmId));
+    const vm = await (await host.hypervisor(plugin)).createVm({ vmId: 'ro', config: { name: 'ro-name' } });
+    await vm.start();
+    await execa('mount', ['-o', 'remount,ro', stateDir]);
+    let readOnly = true;
+    try {
+      const err = await vm.delete().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(StateWriteError);
+      expect((err as StateWriteError).vmId).toBe('ro');
+      expect((err as Error).message).toMatch(/record could not be removed/);
+      expect((err as Error).message).toMatch(/EROFS/);
+      expect((err as Error).message).toMatch(/delete it again/);
+      expect(errors.some((e) => e.message.includes('cannot remove the record'))).toBe(true);
+      expect(deleted).toEqual([]);
+      // Its plugin has let it go; the host keeps it (lost), its record and its lease, so no other host takes it over.
+      expect((await host.vm('ro'))?.status).toBe('lost');
+      expect((await new FileStateStore(stateDir).list()).records.map((r) => r.vmId)).toEqual(['ro']);
+      expect(existsSync(join(stateDir, 'owners', 'ro.json'))).toBe(true);
+      await execa('mount', ['-o', 'remount,rw', stateDir]);
+      readOnly = false;
+      await (await host.vm('ro'))!.delete();
+      expect(deleted).toEqual(['ro']);
+      expect(await host.vm('ro')).toBeUndefined();
+      expect((await new FileStateStore(stateDir).list()).records).toEqual([]);
+      expect(existsSync(join(stateDir, 'owners', 'ro.json'))).toBe(false);
+    } finally {
+      if (readOnly) await execa('mount', ['-o', 'remount,rw', stateDir], { reject: false });
+    }
   });
 });
