@@ -10,6 +10,7 @@ import type { Interceptor } from '../shim/interceptors.js';
 import { PluginCatalog, type DiscoveryOptions } from './discovery.js';
 import {
   AlreadyExistsError,
+  HvplugError,
   InvalidStateError,
   MigrationUndecidedError,
   PluginExitedError,
@@ -19,7 +20,6 @@ import {
   TimeoutError,
   VmNotFoundError,
   VmOwnedError,
-  type HvplugError,
 } from '../errors/index.js';
 import type { ClientOptions, PluginClient } from './plugin-client.js';
 import { mergeDefaults, type PluginSpec, type PluginSpecInput } from './plugin-spec.js';
@@ -555,11 +555,33 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
       this.created.set(u.vmId, plugin);
     } catch (err) {
       this.unanswered.delete(u.vmId);
-      if (leased) await this.releaseLease(u.vmId);
-      throw err;
+      if (leased) await this.unclaim(u.vmId, err);
+      if (err instanceof HvplugError) throw err;
+      throw new StateWriteError(
+        u.vmId,
+        `VM ${u.vmId} was not created: its lease or record could not be written in ${this.stateDir}: ${(err as Error).message}. ` +
+          `Nothing was sent to its plugin; free space (or make the directory writable) and create it again`,
+        { cause: err },
+      );
     } finally {
       this.claiming.delete(u.vmId);
     }
+  }
+
+  /** A claim that failed after its lease was taken: the record, if it may be ours, goes, and then the lease. */
+  private async unclaim(vmId: string, err: unknown): Promise<void> {
+    // AlreadyExists: the record there is another VM's. Any other failure may come after ours was linked into place
+    // (its directory's fsync, say), and a pending record left behind would hold the id until a re-attach.
+    if (!(err instanceof AlreadyExistsError)) {
+      try {
+        await this.track(this.store.delete(vmId));
+      } catch (e) {
+        // The lease stays with the record it may guard; the next re-attach resolves the pending record.
+        this.logger.error({ vmId, err: (e as Error).message }, 'cannot remove the record of a failed create');
+        return;
+      }
+    }
+    await this.releaseLease(vmId);
   }
 
   /** A VM's record as this host writes it: the update, where its plugin came from, its pending call and migration marks. */

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -127,5 +127,46 @@ describe.skipIf(!root)('a full disk (needs root to mount a tmpfs; CI runs as roo
     } finally {
       if (readOnly) await execa('mount', ['-o', 'remount,rw', stateDir], { reject: false });
     }
+  });
+
+  // 0 pages: the lease cannot be written; 1 page: the lease can, the record cannot.
+  it.each([0, 1])('a create whose lease or record does not fit (%i pages free) fails, typed, and leaves nothing: the id can be created again', async (free) => {
+    const { dir, stateDir } = await smallDisk();
+    const plugin = 'example-proprietary';
+    const host = new PluginHost({
+      stateDir,
+      runtimeDir: join(dir, 'run'),
+      logger: memoryLogger().logger,
+      plugins: [{ name: plugin, command: pluginExecutable(plugin) }],
+      supervision: { healthIntervalMs: 0 },
+    });
+    hosts.push(host);
+    const hv = await host.hypervisor(plugin);
+    // The state directory's own directories (vms, owners) exist, as they do once a VM has been made.
+    await (await hv.createVm({ config: {} })).delete();
+    const fill = join(stateDir, 'fill');
+    await mkdir(fill);
+    let pages = 0;
+    try {
+      for (;;) await writeFile(join(fill, String(pages++)), Buffer.alloc(4096));
+    } catch {
+      // Full.
+    }
+    for (let i = 0; i < free; i++) await rm(join(fill, String(i)));
+    const err = await hv.createVm({ vmId: 'v2', config: {} }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(StateWriteError);
+    expect((err as StateWriteError).vmId).toBe('v2');
+    expect((err as Error).message).toMatch(/ENOSPC/);
+    expect((err as Error).message).toMatch(/create it again/);
+    expect(await host.vm('v2')).toBeUndefined();
+    expect((await new FileStateStore(stateDir).list()).records).toEqual([]);
+    expect((await readdir(join(stateDir, 'owners'))).filter((f) => f === 'v2.json')).toEqual([]);
+    await rm(fill, { recursive: true });
+    const vm = await hv.createVm({ vmId: 'v2', config: {} });
+    expect((await new FileStateStore(stateDir).list()).records.map((r) => [r.vmId, r.status, r.pending])).toEqual([['v2', 'created', undefined]]);
+    await vm.delete();
   });
 });
