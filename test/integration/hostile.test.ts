@@ -378,9 +378,10 @@ describe('events a plugin may not send', () => {
     const bad = await host.hypervisor('bad');
     const victim = await good.createVm({ vmId: 'victim', config: {} });
     await victim.start();
+    // The bad plugin's listeners are where its events go (the daemon's event hub is one); the good plugin's own
+    // running event for its VM may come after its start answered, and is no forgery.
     const heard: string[] = [];
     bad.onEvent((e) => heard.push(`${e.vmId}:${e.type}`));
-    good.onEvent((e) => heard.push(`${e.vmId}:${e.type}`));
     await (await bad.createVm({ vmId: 'attacker', config: {} })).start();
     await new Promise((r) => setTimeout(r, 300));
     expect(heard.filter((h) => h.startsWith('victim:'))).toEqual([]);
