@@ -27,6 +27,21 @@ async function smallDisk(): Promise<{ dir: string; stateDir: string }> {
   return { dir, stateDir };
 }
 
+/** A host of the example plugin whose state directory is a small disk (smallDisk). */
+async function exampleOnSmallDisk(): Promise<{ stateDir: string; host: PluginHost; plugin: string }> {
+  const { dir, stateDir } = await smallDisk();
+  const plugin = 'example-proprietary';
+  const host = new PluginHost({
+    stateDir,
+    runtimeDir: join(dir, 'run'),
+    logger: memoryLogger().logger,
+    plugins: [{ name: plugin, command: pluginExecutable(plugin) }],
+    supervision: { healthIntervalMs: 0 },
+  });
+  hosts.push(host);
+  return { stateDir, host, plugin };
+}
+
 describe.skipIf(!root)('a full disk (needs root to mount a tmpfs; CI runs as root)', () => {
   it('a record that cannot be written fails its call, is reported, and is written once there is room', async () => {
     const { dir, stateDir } = await smallDisk();
@@ -83,16 +98,7 @@ describe.skipIf(!root)('a full disk (needs root to mount a tmpfs; CI runs as roo
   });
 
   it('a delete whose record cannot be removed (a read-only state directory) fails, typed; the VM stays known and leased until a delete again succeeds', async () => {
-    const { dir, stateDir } = await smallDisk();
-    const plugin = 'example-proprietary';
-    const host = new PluginHost({
-      stateDir,
-      runtimeDir: join(dir, 'run'),
-      logger: memoryLogger().logger,
-      plugins: [{ name: plugin, command: pluginExecutable(plugin) }],
-      supervision: { healthIntervalMs: 0 },
-    });
-    hosts.push(host);
+    const { stateDir, host, plugin } = await exampleOnSmallDisk();
     const errors: RecordError[] = [];
     const deleted: string[] = [];
     host.on('record-error', (e) => errors.push(e));
@@ -131,16 +137,7 @@ describe.skipIf(!root)('a full disk (needs root to mount a tmpfs; CI runs as roo
 
   // 0 pages: the lease cannot be written; 1 page: the lease can, the record cannot.
   it.each([0, 1])('a create whose lease or record does not fit (%i pages free) fails, typed, and leaves nothing: the id can be created again', async (free) => {
-    const { dir, stateDir } = await smallDisk();
-    const plugin = 'example-proprietary';
-    const host = new PluginHost({
-      stateDir,
-      runtimeDir: join(dir, 'run'),
-      logger: memoryLogger().logger,
-      plugins: [{ name: plugin, command: pluginExecutable(plugin) }],
-      supervision: { healthIntervalMs: 0 },
-    });
-    hosts.push(host);
+    const { stateDir, host, plugin } = await exampleOnSmallDisk();
     const hv = await host.hypervisor(plugin);
     // The state directory's own directories (vms, owners) exist, as they do once a VM has been made.
     await (await hv.createVm({ config: {} })).delete();

@@ -324,14 +324,18 @@ describe('events a plugin may not send', () => {
     await Promise.all(hosts.splice(0).map((h) => h.close()));
   });
 
-  async function hostile(mode: string, isolation: 'shared' | 'per-vm' = 'shared'): Promise<{ host: PluginHost; lines: () => Record<string, unknown>[] }> {
+  /** A host with the hostile plugin as `bad` (in `mode`), and a conformant one as `good` when asked. */
+  async function hostile(mode: string, isolation: 'shared' | 'per-vm' = 'shared', withGood = false): Promise<{ host: PluginHost; lines: () => Record<string, unknown>[] }> {
     const dir = await tempDir();
     const { logger, lines } = memoryLogger();
     const host = new PluginHost({
       stateDir: join(dir, 'state'),
       runtimeDir: join(dir, 'run'),
       logger,
-      plugins: [{ name: 'bad', command: fixture('hostile'), env: { HOSTILE: mode }, isolation }],
+      plugins: [
+        ...(withGood ? [{ name: 'good', command: fixture('hostile'), env: { HOSTILE: '' } }] : []),
+        { name: 'bad', command: fixture('hostile'), env: { HOSTILE: mode }, isolation },
+      ],
       supervision: { healthIntervalMs: 0 },
     });
     hosts.push(host);
@@ -361,19 +365,7 @@ describe('events a plugin may not send', () => {
   });
 
   it("a plugin's events for a VM it does not have (another plugin's) reach nobody, and are logged", async () => {
-    const dir = await tempDir();
-    const { logger, lines } = memoryLogger();
-    const host = new PluginHost({
-      stateDir: join(dir, 'state'),
-      runtimeDir: join(dir, 'run'),
-      logger,
-      plugins: [
-        { name: 'good', command: fixture('hostile'), env: { HOSTILE: '' } },
-        { name: 'bad', command: fixture('hostile'), env: { HOSTILE: 'forge' } },
-      ],
-      supervision: { healthIntervalMs: 0 },
-    });
-    hosts.push(host);
+    const { host, lines } = await hostile('forge', 'shared', true);
     const good = await host.hypervisor('good');
     const bad = await host.hypervisor('bad');
     const victim = await good.createVm({ vmId: 'victim', config: {} });
