@@ -1,14 +1,17 @@
 // VM names unique per state directory across processes: a name is claimed by link(2) of a file named for it,
 // which fails when another VM holds it, whatever process or host made that one. The file holds the holder's
 // id; a claim whose holder has no record any more (its files edited by hand) is stale and taken over.
-import { link, readFile, rm, writeFile } from 'node:fs/promises';
+import { link, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as z from 'zod/mini';
-import { AlreadyExistsError } from '../errors/index.js';
+import { AlreadyExistsError, UnreadableFileError } from '../errors/index.js';
 import { randomHex, sha256Hex } from './lazy-crypto.js';
 import { ensurePrivateDir } from './paths.js';
+import { readSmallFile } from './small-file.js';
 
 const Claim = z.object({ name: z.string(), vmId: z.string() });
+/** Far above a claim (a name and an id): a bigger file in its place is no claim. */
+const MAX_CLAIM_BYTES = 64 * 1024;
 
 export class NameClaims {
   readonly dir: string;
@@ -61,14 +64,26 @@ export class NameClaims {
   /** Frees `name` if `vmId` holds it. */
   async release(name: string, vmId: string): Promise<void> {
     const target = this.file(name);
-    if ((await this.holder(target)) === vmId) await rm(target, { force: true });
+    // A FIFO or a directory there is nobody's claim, this VM's least: left for whoever put it there.
+    const holder = await this.holder(target).catch((err: unknown) => {
+      if (err instanceof UnreadableFileError) return undefined;
+      throw err;
+    });
+    if (holder === vmId) await rm(target, { force: true });
   }
 
+  /**
+   * The VM a claim names, undefined when none parses. A FIFO, a directory or a file too big in its place is an
+   * UnreadableFileError: read as a file, a FIFO would stall the host; taken over, the name may be someone's.
+   */
   private async holder(file: string): Promise<string | undefined> {
     try {
-      const parsed = Claim.safeParse(JSON.parse(await readFile(file, 'utf8')));
+      const read = await readSmallFile(file, MAX_CLAIM_BYTES);
+      if (read === undefined) return undefined;
+      const parsed = Claim.safeParse(JSON.parse(read.text));
       return parsed.success ? parsed.data.vmId : undefined;
-    } catch {
+    } catch (err) {
+      if (err instanceof UnreadableFileError) throw err;
       return undefined;
     }
   }

@@ -1,9 +1,11 @@
-import { link, open, readFile, rename, rm } from 'node:fs/promises';
+import { link, open, rename, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import * as z from 'zod/mini';
 import { ensurePrivateDir } from './paths.js';
 import { bootId, ownerAlive, startTimeOf } from './proc.js';
+import { readSmallFile } from './small-file.js';
+import { UnreadableFileError } from '../errors/index.js';
 import { randomUuid } from '../proc/index.js';
 
 /**
@@ -32,6 +34,9 @@ export { ownerAlive };
 export function describeOwner(owner: Owner): string {
   return `host process ${owner.pid} on ${owner.hostname} (since ${owner.since})`;
 }
+
+/** Far above a lease (some 250 bytes): a bigger file in its place is no lease. */
+const MAX_LEASE_BYTES = 64 * 1024;
 
 export type Acquired = { ok: true } | { ok: false; owner: Owner };
 
@@ -119,11 +124,18 @@ export class VmLeases {
     await Promise.all([...this.held].map((vmId) => this.release(vmId)));
   }
 
+  /**
+   * The VM's lease, undefined when none parses. A FIFO, a directory or a file too big in its place is an
+   * UnreadableFileError: read as a file, a FIFO would stall the host, and taken over, a file of someone else's.
+   */
   private async read(vmId: string): Promise<Owner | undefined> {
     try {
-      const parsed = Owner.safeParse(JSON.parse(await readFile(this.file(vmId), 'utf8')));
+      const file = await readSmallFile(this.file(vmId), MAX_LEASE_BYTES);
+      if (file === undefined) return undefined;
+      const parsed = Owner.safeParse(JSON.parse(file.text));
       return parsed.success ? parsed.data : undefined;
-    } catch {
+    } catch (err) {
+      if (err instanceof UnreadableFileError) throw err;
       return undefined;
     }
   }

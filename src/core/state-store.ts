@@ -1,12 +1,13 @@
 import { closeSync, constants, fstatSync, openSync, readSync, writeSync } from 'node:fs';
-import { link, open, readdir, readFile, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
+import { link, open, readdir, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as z from 'zod/mini';
 import { formatIssues, Id, METHOD_NAMES, methodDef, PluginState, toIssues, VmConfig, VmStatus } from 'hvplug/protocol';
-import { AlreadyExistsError } from '../errors/index.js';
+import { AlreadyExistsError, UnreadableFileError } from '../errors/index.js';
 import { randomHex } from './lazy-crypto.js';
 import { NameClaims } from './name-claims.js';
 import { ensurePrivateDir, refuseUnsafeToRead } from './paths.js';
+import { readSmallFile } from './small-file.js';
 
 /** What the host keeps per VM so that nothing is lost when the plugin or the host dies. */
 /** The methods that bring a VM into existence with a record (the table's `record: 'create'`). */
@@ -84,6 +85,11 @@ const MAX_STATUS_FILE_BYTES = 4096;
  * bigger record is left to list(), which reads it through the thread pool.
  */
 const MAX_RECORD_BYTES = 1024 * 1024;
+/**
+ * The most of a record file list() reads: far above any record (the plugin's state is some kilobytes), so that a
+ * stray big file in vms/ is reported rather than read whole into memory.
+ */
+export const MAX_LISTED_RECORD_BYTES = 16 * 1024 * 1024;
 
 /**
  * What a VM's record file holds as a store last wrote or read it: its rev, and the record but its status as JSON;
@@ -194,7 +200,9 @@ export class FileStateStore implements StateStore {
 
   private async read(vmId: string): Promise<VmRecord | undefined> {
     try {
-      const parsed = VmRecord.safeParse(JSON.parse(await readFile(this.file(vmId), 'utf8')));
+      const file = await readSmallFile(this.file(vmId), MAX_LISTED_RECORD_BYTES);
+      if (file === undefined) return undefined;
+      const parsed = VmRecord.safeParse(JSON.parse(file.text));
       return parsed.success ? parsed.data : undefined;
     } catch {
       return undefined;
@@ -414,9 +422,12 @@ export class FileStateStore implements StateStore {
       const where = join(this.dir, name);
       let stored: StoredRecord | RecordError;
       try {
-        stored = storedRecord(await readFile(where, 'utf8'), where);
+        const file = await readSmallFile(where, MAX_LISTED_RECORD_BYTES);
+        // Deleted since readdir: not a record any more.
+        if (file === undefined) continue;
+        stored = storedRecord(file.text, where);
       } catch (err) {
-        errors.push({ where, message: `unreadable: ${(err as Error).message}` });
+        errors.push({ where, message: err instanceof UnreadableFileError ? err.reason : `unreadable: ${(err as Error).message}` });
         continue;
       }
       if ('message' in stored) errors.push(stored);
@@ -442,7 +453,7 @@ export class FileStateStore implements StateStore {
     } catch (err) {
       return Promise.reject(err as Error);
     }
-    const text = readSmallFile(this.file(vmId), MAX_RECORD_BYTES);
+    const text = readSmallFileSync(this.file(vmId), MAX_RECORD_BYTES);
     const stored = text === undefined ? undefined : storedRecord(text, this.file(vmId));
     if (stored === undefined || 'message' in stored || stored.vmId !== vmId) return Promise.resolve(undefined);
     return Promise.resolve(this.current(stored, stored.rev === undefined ? undefined : this.readStatus(vmId)));
@@ -464,9 +475,9 @@ export class FileStateStore implements StateStore {
     return record;
   }
 
-  /** A VM's status file, if it is one (volatileStatus); read as get() reads it (readSmallFile: a FIFO stalls nothing). */
+  /** A VM's status file, if it is one (volatileStatus); read as get() reads it (readSmallFileSync: a FIFO stalls nothing). */
   private readStatus(vmId: string): VolatileStatus | undefined {
-    const text = readSmallFile(this.statusFile(vmId), MAX_STATUS_FILE_BYTES);
+    const text = readSmallFileSync(this.statusFile(vmId), MAX_STATUS_FILE_BYTES);
     return text === undefined ? undefined : volatileStatus(text, vmId);
   }
 }
@@ -503,7 +514,7 @@ function volatileStatus(text: string, vmId: string): VolatileStatus | undefined 
  * included: the store writes none), longer, or unreadable. Opened non-blocking, so that a FIFO in its place neither
  * blocks the open nor is read.
  */
-function readSmallFile(file: string, max: number): string | undefined {
+function readSmallFileSync(file: string, max: number): string | undefined {
   let fd: number;
   try {
     fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);

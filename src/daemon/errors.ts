@@ -21,6 +21,7 @@ export const HVPLUG_CODES = [
   'Vetoed',
   'VmOwned',
   'PluginUnreachable',
+  'Unreadable',
 ] as const satisfies readonly HvplugCode[];
 
 const ErrorWireData = z.object({ hvplug: z.enum(HVPLUG_CODES) });

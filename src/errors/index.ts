@@ -5,7 +5,7 @@ import { ErrorCode, ErrorData, errorCodeName, formatIssues, type ErrorCodeName, 
 export class HvplugError extends Error {
   constructor(
     message: string,
-    readonly code: ErrorCodeName | 'PluginExited' | 'ProtocolError' | 'ProtocolViolation' | 'Integrity' | 'Spawn' | 'PluginFailed' | 'PluginNotFound' | 'Vetoed' | 'VmOwned' | 'PluginUnreachable' | 'MigrationUndecided' | 'StateWrite',
+    readonly code: ErrorCodeName | 'PluginExited' | 'ProtocolError' | 'ProtocolViolation' | 'Integrity' | 'Spawn' | 'PluginFailed' | 'PluginNotFound' | 'Vetoed' | 'VmOwned' | 'PluginUnreachable' | 'MigrationUndecided' | 'StateWrite' | 'Unreadable',
     options?: { cause?: unknown },
   ) {
     super(message, options);
@@ -61,6 +61,19 @@ export class VmOwnedError extends HvplugError {
     readonly owner: string,
   ) {
     super(`VM ${vmId} is driven by another host: ${owner}; only that host may change it`, 'VmOwned');
+  }
+}
+
+/**
+ * A file hvplug keeps (a VM's record, lease or name claim) is there but cannot be read as one: a FIFO, a directory, or
+ * one too big. Nothing is inferred from it: a host that cannot tell who owns a VM or holds a name does not proceed.
+ */
+export class UnreadableFileError extends HvplugError {
+  constructor(
+    readonly file: string,
+    readonly reason: string,
+  ) {
+    super(`${file}: ${reason}`, 'Unreadable');
   }
 }
 

@@ -1,10 +1,10 @@
 import { closeSync, constants, openSync } from 'node:fs';
-import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FileStateStore, PluginHost, type StateStore, type VmRecord } from 'hvplug';
-import { valueRecord } from '../../src/core/state-store.js';
+import { MAX_LISTED_RECORD_BYTES, valueRecord } from '../../src/core/state-store.js';
 import { fixture, memoryLogger, pluginExecutable, removeTempDirs, tempDir } from '../helpers.js';
 
 const hosts: PluginHost[] = [];
@@ -181,6 +181,32 @@ describe("a VM's status is volatile: its own file, no fsync; a power loss falls 
     }
   });
 
+  it('FileStateStore: a FIFO, a directory or an over-size file in place of a record stalls nothing; list() names each and why', async () => {
+    const stateDir = join(await tempDir(), 'state');
+    const store = new FileStateStore(stateDir);
+    await store.put(record('running'));
+    const vms = join(stateDir, 'vms');
+    const fifo = join(vms, 'fifo.json');
+    await execa('mkfifo', [fifo]);
+    await mkdir(join(vms, 'dir.json'));
+    await writeFile(join(vms, 'big.json'), '');
+    await truncate(join(vms, 'big.json'), MAX_LISTED_RECORD_BYTES + 1);
+    try {
+      const stalled = new Promise<'stalled'>((resolve) => setTimeout(() => resolve('stalled'), 5_000).unref());
+      expect(await Promise.race([new FileStateStore(stateDir).list(), stalled])).toEqual({
+        records: [record('running')],
+        errors: [
+          { where: join(vms, 'big.json'), message: expect.stringContaining(`bigger than ${MAX_LISTED_RECORD_BYTES} bytes`) },
+          { where: join(vms, 'dir.json'), message: expect.stringContaining('not a regular file (a directory)') },
+          { where: fifo, message: expect.stringContaining('not a regular file (a FIFO)') },
+        ],
+      });
+      expect(await Promise.race([new FileStateStore(stateDir).get('fifo'), stalled])).toBeUndefined();
+    } finally {
+      releaseFifoReader(fifo);
+    }
+  });
+
   it('through a host: pause and resume rewrite only the status file; after a "power loss" the re-attach asks the plugin', async () => {
     const dir = await tempDir();
     const stateDir = join(dir, 'state');
@@ -232,3 +258,12 @@ describe("a VM's status is volatile: its own file, no fsync; a power loss falls 
     }
   });
 });
+
+/** A reader blocked in open() of a FIFO (a thread of the pool, on a defect) is let go by a writer's open. */
+function releaseFifoReader(fifo: string): void {
+  try {
+    closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
+  } catch {
+    // No reader waiting.
+  }
+}

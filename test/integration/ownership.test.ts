@@ -1,9 +1,12 @@
-import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { closeSync, constants, existsSync, openSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FileStateStore, PluginHost, VmOwnedError, type RecordError, type StateStore, type VmRecord } from 'hvplug';
+import { FileStateStore, PluginHost, UnreadableFileError, VmOwnedError, type RecordError, type StateStore, type VmRecord } from 'hvplug';
+import { NameClaims } from '../../src/core/name-claims.js';
+import { VmLeases } from '../../src/core/ownership.js';
 import { alive, CLI, ensureCliBuilt, eventually, memoryLogger, pluginExecutable, removeTempDirs, tempDir } from '../helpers.js';
 
 /** One live owner per VM: two hosts on one state directory, as `hvplug run` and `hvplug ps` in two terminals. */
@@ -286,5 +289,83 @@ describe('deleting and creating while another host attaches', () => {
     expect(lost).toEqual([]);
     expect((await new FileStateStore(stateDir).list()).records.map((r) => [r.vmId, r.status, r.pending])).toEqual([['fresh', 'created', undefined]]);
     await vm.delete();
+  });
+});
+
+/** What a promise comes to within `ms`: its value, the error it failed with, or 'stalled'. */
+function within<T>(p: Promise<T>, ms = 5_000): Promise<T | Error | 'stalled'> {
+  const stalled = new Promise<'stalled'>((resolve) => setTimeout(() => resolve('stalled'), ms).unref());
+  return Promise.race([p.catch((e: unknown) => (e instanceof Error ? e : new Error(String(e)))), stalled]);
+}
+
+/** A reader blocked in open() of a FIFO (a thread of the pool, on a defect) is let go by a writer's open. */
+function releaseFifoReaders(fifos: readonly string[]): void {
+  for (const fifo of fifos) {
+    try {
+      closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
+    } catch {
+      // No reader waiting.
+    }
+  }
+}
+
+describe('a FIFO or a directory where a lease or a name claim belongs', () => {
+  it('stalls nothing: taking the lease or the name is refused with UnreadableFileError naming the file', async () => {
+    const stateDir = join(await tempDir(), 'state');
+    const owners = join(stateDir, 'owners');
+    const names = join(stateDir, 'names');
+    await mkdir(owners, { recursive: true, mode: 0o700 });
+    await mkdir(names, { recursive: true, mode: 0o700 });
+    const fifoLease = join(owners, 'x.json');
+    const fifoClaim = join(names, createHash('sha256').update('web').digest('hex'));
+    await execa('mkfifo', ['-m', '600', fifoLease, fifoClaim]);
+    await mkdir(join(owners, 'y.json'));
+    try {
+      const leases = new VmLeases(stateDir);
+      const fifo = await within(leases.acquire('x'));
+      expect(fifo).toBeInstanceOf(UnreadableFileError);
+      expect(fifo).toMatchObject({ file: fifoLease, message: expect.stringContaining('not a regular file (a FIFO)') });
+      const dir = await within(leases.acquire('y'));
+      expect(dir).toBeInstanceOf(UnreadableFileError);
+      expect(dir).toMatchObject({ file: join(owners, 'y.json'), message: expect.stringContaining('not a regular file (a directory)') });
+
+      const claims = new NameClaims(stateDir, () => Promise.resolve(undefined));
+      const claim = await within(claims.claim('web', 'v1'));
+      expect(claim).toBeInstanceOf(UnreadableFileError);
+      expect(claim).toMatchObject({ file: fifoClaim, message: expect.stringContaining('not a regular file (a FIFO)') });
+      // Nothing was taken over: the odd files are left for whoever put them there.
+      expect(await within(execa('stat', ['-c', '%F', fifoLease, fifoClaim, join(owners, 'y.json')]).then((r) => r.stdout.split('\n')))).toEqual([
+        'fifo',
+        'fifo',
+        'directory',
+      ]);
+    } finally {
+      releaseFifoReaders([fifoLease, fifoClaim]);
+    }
+  });
+
+  it('through a host: re-attach of the VM whose lease is a FIFO fails naming it, and a create over a FIFO claim fails; neither stalls', async () => {
+    const dir = await tempDir();
+    const [stateDir, runtimeDir] = [join(dir, 'state'), join(dir, 'run')];
+    const first = makeHost(stateDir, runtimeDir);
+    const vm = await (await first.hypervisor(PLUGIN)).createVm({ config: {} });
+    await first.close();
+    const fifoLease = join(stateDir, 'owners', `${vm.id}.json`);
+    const fifoClaim = join(stateDir, 'names', createHash('sha256').update('web').digest('hex'));
+    await mkdir(join(stateDir, 'names'), { recursive: true, mode: 0o700 });
+    await execa('mkfifo', ['-m', '600', fifoLease, fifoClaim]);
+    try {
+      const second = makeHost(stateDir, runtimeDir);
+      const report = await within(second.reattach(), 15_000);
+      // Refused (host.reattach lets a VM's error through) or reported; either way naming the file, never recovered.
+      if (report === 'stalled') expect.fail('re-attach stalled on a FIFO lease');
+      if (report instanceof Error) expect(report).toMatchObject({ file: fifoLease });
+      else expect({ recovered: report.recovered, errors: JSON.stringify(report.errors) }).toEqual({ recovered: [], errors: expect.stringContaining(fifoLease) });
+      const created = await within((await second.hypervisor(PLUGIN)).createVm({ vmId: 'named', config: { name: 'web' } }), 15_000);
+      expect(created).toBeInstanceOf(UnreadableFileError);
+      expect((await second.records()).records.map((r) => r.vmId)).toEqual([vm.id]);
+    } finally {
+      releaseFifoReaders([fifoLease, fifoClaim]);
+    }
   });
 });
