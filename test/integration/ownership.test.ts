@@ -1,12 +1,12 @@
 import { closeSync, constants, existsSync, openSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FileStateStore, PluginHost, UnreadableFileError, VmOwnedError, type RecordError, type StateStore, type VmRecord } from 'hvplug';
 import { NameClaims } from '../../src/core/name-claims.js';
-import { VmLeases } from '../../src/core/ownership.js';
+import { Owner, VmLeases } from '../../src/core/ownership.js';
 import { alive, CLI, ensureCliBuilt, eventually, memoryLogger, pluginExecutable, removeTempDirs, tempDir } from '../helpers.js';
 
 /** One live owner per VM: two hosts on one state directory, as `hvplug run` and `hvplug ps` in two terminals. */
@@ -367,5 +367,62 @@ describe('a FIFO or a directory where a lease or a name claim belongs', () => {
     } finally {
       releaseFifoReaders([fifoLease, fifoClaim]);
     }
+  });
+});
+
+/** The lease of a host that died before this boot: stale by its boot id, whatever its pid is now. */
+function deadOwner(instance: string): Owner {
+  return { pid: process.pid, startTime: '1', bootId: 'a-boot-before-this-one', hostname: 'gone', instance, since: '2026-01-01T00:00:00.000Z' };
+}
+
+describe('two hosts taking over a dead host\'s leases at once', () => {
+  it('one of them gets each VM, even when the other takes the lease over between its read and its takeover', async () => {
+    const stateDir = join(await tempDir(), 'state');
+    const owners = join(stateDir, 'owners');
+    await mkdir(owners, { recursive: true, mode: 0o700 });
+    await writeFile(join(owners, 'vm1.json'), JSON.stringify(deadOwner('dead')));
+    const late = new VmLeases(stateDir, {
+      // The interleaving of the race, made certain: the late host has judged the dead lease stale, and before it
+      // acts on that, the quick host takes the VM over whole.
+      beforeTakeover: async () => {
+        expect(await quick.acquire('vm1')).toEqual({ ok: true });
+      },
+    });
+    const quick = new VmLeases(stateDir);
+    expect(await late.acquire('vm1')).toEqual({ ok: false, owner: quick.me });
+    expect(JSON.parse(await readFile(join(owners, 'vm1.json'), 'utf8'))).toEqual(quick.me);
+    expect(await readdir(owners)).toEqual(['vm1.json']);
+  });
+
+  it("a takeover left half done by a host that died (its marker) is taken over in turn", async () => {
+    const stateDir = join(await tempDir(), 'state');
+    const owners = join(stateDir, 'owners');
+    await mkdir(owners, { recursive: true, mode: 0o700 });
+    const lease = join(owners, 'vm1.json');
+    await writeFile(lease, JSON.stringify(deadOwner('dead')));
+    const st = await stat(lease);
+    await writeFile(`${lease}.${st.dev}-${st.ino}.takeover`, JSON.stringify(deadOwner('dead-taker')));
+    const next = new VmLeases(stateDir);
+    expect(await next.acquire('vm1')).toEqual({ ok: true });
+    expect(JSON.parse(await readFile(lease, 'utf8'))).toEqual(next.me);
+    expect(await readdir(owners)).toEqual(['vm1.json']);
+  });
+
+  it('many VMs, both hosts at once: each VM has exactly one owner, the one its lease names', async () => {
+    const stateDir = join(await tempDir(), 'state');
+    const owners = join(stateDir, 'owners');
+    await mkdir(owners, { recursive: true, mode: 0o700 });
+    const ids = Array.from({ length: 200 }, (_, i) => `vm${i}`);
+    await Promise.all(ids.map((id) => writeFile(join(owners, `${id}.json`), JSON.stringify(deadOwner(`dead-${id}`)))));
+    const [a, b] = [new VmLeases(stateDir), new VmLeases(stateDir)];
+    const outcomes = await Promise.all(ids.map(async (id) => ({ id, a: (await Promise.all([a.acquire(id), b.acquire(id)])).map((r) => r.ok) })));
+    const both = outcomes.filter((o) => o.a[0] && o.a[1]).map((o) => o.id);
+    const neither = outcomes.filter((o) => !o.a[0] && !o.a[1]).map((o) => o.id);
+    expect({ both, neither }).toEqual({ both: [], neither: [] });
+    for (const o of outcomes) {
+      const lease = JSON.parse(await readFile(join(owners, `${o.id}.json`), 'utf8')) as Owner;
+      expect(lease.instance, o.id).toBe((o.a[0] ? a : b).me.instance);
+    }
+    expect((await readdir(owners)).sort()).toEqual(ids.map((id) => `${id}.json`).sort());
   });
 });
