@@ -18,7 +18,7 @@ export class NameClaims {
 
   constructor(
     private readonly stateDir: string,
-    /** The name a VM's record holds now, undefined when it has no record. */
+    /** The name a VM's record holds now, undefined when it has no record; UnreadableFileError when it cannot tell. */
     private readonly nameOf: (vmId: string) => Promise<string | undefined>,
   ) {
     this.dir = join(stateDir, 'names');
@@ -46,13 +46,26 @@ export class NameClaims {
         }
         const holder = await this.holder(target);
         if (holder === vmId) return;
-        if (attempt > 0 || (holder !== undefined && (await this.nameOf(holder)) === name)) {
+        if (attempt > 0 || (holder !== undefined && (await this.holdsName(holder, name)))) {
           throw new AlreadyExistsError(`the name "${name}" is taken by VM ${holder ?? '(unknown)'}`, holder ?? vmId);
         }
         await rm(target, { force: true });
       }
     } finally {
       await rm(tmp, { force: true });
+    }
+  }
+
+  /**
+   * Whether the claim's holder still bears the name. A holder whose record cannot be read does, as far as anyone can
+   * tell: only a record that is gone frees the name (refused here, naming the record's file).
+   */
+  private async holdsName(holder: string, name: string): Promise<boolean> {
+    try {
+      return (await this.nameOf(holder)) === name;
+    } catch (err) {
+      if (!(err instanceof UnreadableFileError)) throw err;
+      throw new AlreadyExistsError(`the name "${name}" is taken by VM ${holder}, whose record cannot be read: ${err.message}`, holder);
     }
   }
 

@@ -198,15 +198,26 @@ export class FileStateStore implements StateStore {
     this.names = new NameClaims(stateDir, async (vmId) => (await this.read(vmId))?.config.name);
   }
 
+  /**
+   * A VM's record as its file holds it; undefined only when there is no file. One there that is no record of the VM
+   * (torn, garbage, a FIFO) is an UnreadableFileError naming it: taken for no record, it would give the VM's name to
+   * another VM, and once the file is mended two VMs would bear it.
+   */
   private async read(vmId: string): Promise<VmRecord | undefined> {
+    const where = this.file(vmId);
+    let file;
     try {
-      const file = await readSmallFile(this.file(vmId), MAX_LISTED_RECORD_BYTES);
-      if (file === undefined) return undefined;
-      const parsed = VmRecord.safeParse(JSON.parse(file.text));
-      return parsed.success ? parsed.data : undefined;
-    } catch {
+      file = await readSmallFile(where, MAX_LISTED_RECORD_BYTES);
+    } catch (err) {
+      if (err instanceof UnreadableFileError) throw err;
       return undefined;
     }
+    if (file === undefined) return undefined;
+    const stored = storedRecord(file.text, where);
+    if ('message' in stored) throw new UnreadableFileError(where, stored.message);
+    if (stored.vmId !== vmId) throw new UnreadableFileError(where, `holds the record of VM ${stored.vmId}, not of ${vmId}`);
+    const { rev: _rev, ...record } = stored;
+    return record;
   }
 
   private file(vmId: string): string {
@@ -301,7 +312,14 @@ export class FileStateStore implements StateStore {
   private async remove(vmId: string): Promise<void> {
     // The name first: a crash between the two leaves a record without its claim (unchecked), never a claim that
     // blocks the name for good.
-    const name = (await this.read(vmId))?.config.name;
+    // A record that cannot be read names no name to free: its claim stays, and is stale once the record is gone.
+    const name = await this.read(vmId).then(
+      (r) => r?.config.name,
+      (err: unknown) => {
+        if (err instanceof UnreadableFileError) return undefined;
+        throw err;
+      },
+    );
     if (name !== undefined) await this.names.release(name, vmId);
     this.onDisk.delete(vmId);
     this.slotted.delete(vmId);

@@ -146,6 +146,29 @@ describe('FileStateStore.create', () => {
   });
 });
 
+describe('a VM name whose holder\'s record cannot be read', () => {
+  it('stays held: a torn record refuses the name naming its file; only a record truly gone frees it', async () => {
+    const stateDir = join(await tempDir(), 'state');
+    await new FileStateStore(stateDir).create({ ...victimRecord(), vmId: 'old', config: { ...victimRecord().config, name: 'web' } });
+    const file = join(stateDir, 'vms', 'old.json');
+    const whole = await readFile(file, 'utf8');
+    await writeFile(file, whole.slice(0, 40));
+
+    const store = new FileStateStore(stateDir);
+    const err = await store.create({ ...victimRecord(), vmId: 'new', config: { ...victimRecord().config, name: 'web' } }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AlreadyExistsError);
+    expect((err as Error).message).toContain(file);
+    // Repaired, the old VM is the only one named so; the refused one left no record.
+    await writeFile(file, whole);
+    expect((await store.list()).records.map((r) => [r.vmId, r.config.name])).toEqual([['old', 'web']]);
+
+    // Gone for good (removed by hand): its claim is stale, and the name is free.
+    await rename(file, join(stateDir, 'old.json.bak'));
+    await store.create({ ...victimRecord(), vmId: 'new', config: { ...victimRecord().config, name: 'web' } });
+    expect((await store.list()).records.map((r) => [r.vmId, r.config.name])).toEqual([['new', 'web']]);
+  });
+});
+
 describe('FileStateStore.get', () => {
   it("gives list()'s record of one id from its own file, and nothing for what that file alone cannot tell", async () => {
     const dir = await tempDir();
