@@ -7,21 +7,36 @@ import * as z from 'zod/mini';
 import { AlreadyExistsError, UnreadableFileError } from '../errors/index.js';
 import { randomHex, sha256Hex } from './lazy-crypto.js';
 import { ensurePrivateDir } from './paths.js';
-import { readSmallFile } from './small-file.js';
+import { newOwner, type Owner } from './owner.js';
+import { readSmallFile, type SmallFile } from './small-file.js';
+import { removeStale, ROUND_WAIT_MS, ROUNDS } from './takeover.js';
 
 const Claim = z.object({ name: z.string(), vmId: z.string() });
 /** Far above a claim (a name and an id): a bigger file in its place is no claim. */
 const MAX_CLAIM_BYTES = 64 * 1024;
 
+/** Where a test puts the other host's moves of a race, to make its interleaving certain. */
+export interface ClaimSeams {
+  /** After a claim was judged stale, before it is taken over. */
+  beforeTakeover?: (name: string) => Promise<void>;
+}
+
 export class NameClaims {
   readonly dir: string;
+  private owner: Owner | undefined;
 
   constructor(
     private readonly stateDir: string,
     /** The name a VM's record holds now, undefined when it has no record; UnreadableFileError when it cannot tell. */
     private readonly nameOf: (vmId: string) => Promise<string | undefined>,
+    private readonly seams: ClaimSeams = {},
   ) {
     this.dir = join(stateDir, 'names');
+  }
+
+  /** Who takes a stale claim over (takeover.ts's markers name it); made when first needed, as few claims are stale. */
+  private get me(): Owner {
+    return (this.owner ??= newOwner());
   }
 
   /** Any string is a name: the file is named by its hash, never by the name itself. */
@@ -29,27 +44,32 @@ export class NameClaims {
     return join(this.dir, sha256Hex(name));
   }
 
-  /** Claims `name` for `vmId`; AlreadyExistsError naming the holder when another VM has it. */
+  /**
+   * Claims `name` for `vmId`; AlreadyExistsError naming the holder when another VM has it. A stale claim is taken
+   * over by one claimant only, however many try at once (takeover.ts).
+   */
   async claim(name: string, vmId: string): Promise<void> {
     await ensurePrivateDir(this.dir, this.stateDir);
     const target = this.file(name);
     const tmp = `${target}.${process.pid}.${randomHex(6)}.tmp`;
     await writeFile(tmp, JSON.stringify({ name, vmId }), { mode: 0o600 });
     try {
-      // Twice at most: the second after a stale claim was removed. Losing that race to another process is a refusal.
-      for (let attempt = 0; ; attempt++) {
+      for (let round = 0; ; round++) {
         try {
           await link(tmp, target);
           return;
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
         }
-        const holder = await this.holder(target);
+        const seen = await this.read(target);
+        if (seen === undefined) continue;
+        const holder = seen.holder;
         if (holder === vmId) return;
-        if (attempt > 0 || (holder !== undefined && (await this.holdsName(holder, name)))) {
+        if ((holder !== undefined && (await this.holdsName(holder, name))) || round >= ROUNDS) {
           throw new AlreadyExistsError(`the name "${name}" is taken by VM ${holder ?? '(unknown)'}`, holder ?? vmId);
         }
-        await rm(target, { force: true });
+        await this.seams.beforeTakeover?.(name);
+        if ((await removeStale(target, seen.file, this.me, MAX_CLAIM_BYTES)) === 'busy') await new Promise((r) => setTimeout(r, ROUND_WAIT_MS));
       }
     } finally {
       await rm(tmp, { force: true });
@@ -85,19 +105,32 @@ export class NameClaims {
     if (holder === vmId) await rm(target, { force: true });
   }
 
-  /**
-   * The VM a claim names, undefined when none parses. A FIFO, a directory or a file too big in its place is an
-   * UnreadableFileError: read as a file, a FIFO would stall the host; taken over, the name may be someone's.
-   */
+  /** The VM a claim names, undefined when none parses (see read). */
   private async holder(file: string): Promise<string | undefined> {
+    return (await this.read(file))?.holder;
+  }
+
+  /**
+   * A claim's file and the VM it names (none when it does not parse); undefined when there is none. A FIFO, a
+   * directory or a file too big in its place is an UnreadableFileError: read as a file, a FIFO would stall the host;
+   * taken over, the name may be someone's.
+   */
+  private async read(file: string): Promise<{ holder: string | undefined; file: SmallFile } | undefined> {
+    let read: SmallFile | undefined;
     try {
-      const read = await readSmallFile(file, MAX_CLAIM_BYTES);
-      if (read === undefined) return undefined;
-      const parsed = Claim.safeParse(JSON.parse(read.text));
-      return parsed.success ? parsed.data.vmId : undefined;
+      read = await readSmallFile(file, MAX_CLAIM_BYTES);
     } catch (err) {
       if (err instanceof UnreadableFileError) throw err;
       return undefined;
     }
+    if (read === undefined) return undefined;
+    let json: unknown;
+    try {
+      json = JSON.parse(read.text);
+    } catch {
+      return { holder: undefined, file: read };
+    }
+    const parsed = Claim.safeParse(json);
+    return { holder: parsed.success ? parsed.data.vmId : undefined, file: read };
   }
 }

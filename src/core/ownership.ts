@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { newOwner, ownerAlive, ownerIn, type Owner } from './owner.js';
 import { ensurePrivateDir } from './paths.js';
 import { readSmallFile, type SmallFile } from './small-file.js';
-import { linkNew, removeStale } from './takeover.js';
+import { linkNew, removeStale, ROUND_WAIT_MS, ROUNDS } from './takeover.js';
 import { UnreadableFileError } from '../errors/index.js';
 
 export { describeOwner, Owner, ownerAlive } from './owner.js';
@@ -18,13 +18,6 @@ export interface LeaseSeams {
 }
 
 export type Acquired = { ok: true } | { ok: false; owner: Owner };
-
-/**
- * How often acquire() tries again after losing a round to a rival's move (its takeover under way, its lease released
- * meanwhile), ROUND_WAIT_MS apart when the rival is mid-takeover: a takeover takes milliseconds.
- */
-const ROUNDS = 100;
-const ROUND_WAIT_MS = 10;
 
 /** The leases of one state directory: `<stateDir>/owners/<vmId>.json`. */
 export class VmLeases {

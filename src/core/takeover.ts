@@ -11,6 +11,13 @@ import { randomHex } from './lazy-crypto.js';
 import { ownerAlive, ownerIn, type Owner } from './owner.js';
 import { readSmallFile, type SmallFile } from './small-file.js';
 
+/**
+ * How often a taker tries again after losing a round to a rival's move (its takeover under way, its file released
+ * meanwhile), ROUND_WAIT_MS apart when the rival is mid-takeover ('busy'): a takeover takes milliseconds.
+ */
+export const ROUNDS = 100;
+export const ROUND_WAIT_MS = 10;
+
 /** Far above a marker (an owner, some 250 bytes). */
 const MAX_MARKER_BYTES = 64 * 1024;
 /** A marker of a marker... of a file: each level is a host that died mid-takeover, so two are plenty. */

@@ -1,8 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import { readdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AlreadyExistsError, FileStateStore, PluginHost, type ShimHypervisor, type StateStore, type VmRecord } from 'hvplug';
+import { NameClaims } from '../../src/core/name-claims.js';
 import { fixture, memoryLogger, removeTempDirs, tempDir } from '../helpers.js';
 
 const hosts: PluginHost[] = [];
@@ -166,6 +168,51 @@ describe('a VM name whose holder\'s record cannot be read', () => {
     await rename(file, join(stateDir, 'old.json.bak'));
     await store.create({ ...victimRecord(), vmId: 'new', config: { ...victimRecord().config, name: 'web' } });
     expect((await store.list()).records.map((r) => [r.vmId, r.config.name])).toEqual([['new', 'web']]);
+  });
+});
+
+describe('two hosts creating one name over a stale claim (its VM\'s record gone)', () => {
+  it('one gets it, even when the other takes the claim over between its judgement and its takeover', async () => {
+    const stateDir = join(await tempDir(), 'state');
+    const names = join(stateDir, 'names');
+    const claimFile = join(names, createHash('sha256').update('web').digest('hex'));
+    await mkdir(names, { recursive: true, mode: 0o700 });
+    await writeFile(claimFile, JSON.stringify({ name: 'web', vmId: 'gone' }));
+    // Records: the two new VMs bear the name; the old holder has none.
+    const nameOf = (vmId: string): Promise<string | undefined> => Promise.resolve(vmId === 'gone' ? undefined : 'web');
+    const quick = new NameClaims(stateDir, nameOf);
+    const late = new NameClaims(stateDir, nameOf, {
+      // The interleaving of the race, made certain: the late host has judged the claim stale, and before it acts on
+      // that, the quick host takes the name over whole.
+      beforeTakeover: () => quick.claim('web', 'quick'),
+    });
+    const err = await late.claim('web', 'late').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AlreadyExistsError);
+    expect(JSON.parse(await readFile(claimFile, 'utf8'))).toEqual({ name: 'web', vmId: 'quick' });
+    expect(await readdir(names)).toEqual([claimFile.slice(names.length + 1)]);
+  });
+
+  it('many names, two stores at once: each name is created once, by the store its claim names', async () => {
+    const stateDir = join(await tempDir(), 'state');
+    const ids = Array.from({ length: 100 }, (_, i) => i);
+    const old = new FileStateStore(stateDir);
+    for (const i of ids) await old.create({ ...victimRecord(), vmId: `old-${i}`, config: { ...victimRecord().config, name: `name-${i}` } });
+    // Records removed by hand: their claims are stale.
+    for (const i of ids) await rename(join(stateDir, 'vms', `old-${i}.json`), join(stateDir, `old-${i}.json.bak`));
+    const [a, b] = [new FileStateStore(stateDir), new FileStateStore(stateDir)];
+    const make = (store: FileStateStore, tag: string, i: number): Promise<boolean> =>
+      store.create({ ...victimRecord(), vmId: `${tag}-${i}`, config: { ...victimRecord().config, name: `name-${i}` } }).then(
+        () => true,
+        (e: unknown) => {
+          if (e instanceof AlreadyExistsError) return false;
+          throw e;
+        },
+      );
+    const outcomes = await Promise.all(ids.map(async (i) => ({ i, won: await Promise.all([make(a, 'a', i), make(b, 'b', i)]) })));
+    expect(outcomes.filter((o) => o.won[0] === o.won[1])).toEqual([]);
+    const { records, errors } = await a.list();
+    expect(errors).toEqual([]);
+    expect(records.map((r) => [r.config.name, r.vmId]).sort()).toEqual(outcomes.map((o) => [`name-${o.i}`, `${o.won[0] ? 'a' : 'b'}-${o.i}`]).sort());
   });
 });
 
