@@ -52,8 +52,9 @@ export class NameClaims {
     await ensurePrivateDir(this.dir, this.stateDir);
     const target = this.file(name);
     const tmp = `${target}.${process.pid}.${randomHex(6)}.tmp`;
-    await writeFile(tmp, JSON.stringify({ name, vmId }), { mode: 0o600 });
     try {
+      // Within the try: a write that fails (a full disk) must not leave the temp file to fill it further.
+      await writeFile(tmp, JSON.stringify({ name, vmId }), { mode: 0o600 });
       for (let round = 0; ; round++) {
         try {
           await link(tmp, target);

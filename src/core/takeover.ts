@@ -30,14 +30,15 @@ const MAX_DEPTH = 2;
 export async function linkNew(file: string, text: string, me: Owner, sync: boolean): Promise<boolean> {
   // Unique per call: two calls of one host (one VM acquired twice at once) must not remove each other's.
   const tmp = `${file}.${me.instance}.${randomHex(4)}.tmp`;
-  const fh = await open(tmp, 'w', 0o600);
   try {
-    await fh.writeFile(text);
-    if (sync) await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
+    // Within the try: a write or fsync that fails (a full disk) must not leave the temp file to fill it further.
+    const fh = await open(tmp, 'w', 0o600);
+    try {
+      await fh.writeFile(text);
+      if (sync) await fh.sync();
+    } finally {
+      await fh.close();
+    }
     await link(tmp, file);
     return true;
   } catch (err) {

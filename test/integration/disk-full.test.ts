@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FileStateStore, PluginHost, StateWriteError, type RecordError } from 'hvplug';
+import { NameClaims } from '../../src/core/name-claims.js';
+import { VmLeases } from '../../src/core/ownership.js';
 import { eventually, fixture, memoryLogger, pluginExecutable, removeTempDirs, tempDir } from '../helpers.js';
 
 /** A real full disk: a tmpfs of its own under the state directory, filled up. */
@@ -165,5 +167,23 @@ describe.skipIf(!root)('a full disk (needs root to mount a tmpfs; CI runs as roo
     const vm = await hv.createVm({ vmId: 'v2', config: {} });
     expect((await new FileStateStore(stateDir).list()).records.map((r) => [r.vmId, r.status, r.pending])).toEqual([['v2', 'created', undefined]]);
     await vm.delete();
+  });
+
+  it('a lease or a name claim that cannot be written fails with ENOSPC and leaves no temp file behind', async () => {
+    const { stateDir } = await smallDisk();
+    const leases = new VmLeases(stateDir);
+    const claims = new NameClaims(stateDir, () => Promise.resolve(undefined));
+    // Their directories made while there is room.
+    expect(await leases.acquire('first')).toEqual({ ok: true });
+    await leases.release('first');
+    await claims.claim('first', 'first');
+    await claims.release('first', 'first');
+    const filler = join(stateDir, 'filler');
+    await execa('dd', ['if=/dev/zero', `of=${filler}`, 'bs=4k'], { reject: false });
+    expect(String(await leases.acquire('v1').catch((e: unknown) => e))).toMatch(/ENOSPC/);
+    expect(String(await claims.claim('web', 'v1').catch((e: unknown) => e))).toMatch(/ENOSPC/);
+    expect({ owners: await readdir(join(stateDir, 'owners')), names: await readdir(join(stateDir, 'names')) }).toEqual({ owners: [], names: [] });
+    await rm(filler);
+    expect(await leases.acquire('v1')).toEqual({ ok: true });
   });
 });
