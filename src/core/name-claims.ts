@@ -117,13 +117,8 @@ export class NameClaims {
    * taken over, the name may be someone's.
    */
   private async read(file: string): Promise<{ holder: string | undefined; file: SmallFile } | undefined> {
-    let read: SmallFile | undefined;
-    try {
-      read = await readSmallFile(file, MAX_CLAIM_BYTES);
-    } catch (err) {
-      if (err instanceof UnreadableFileError) throw err;
-      return undefined;
-    }
+    // Any failure but ENOENT (EMFILE, EACCES, EIO) is thrown: it says nothing of whether the claim is there.
+    const read = await readSmallFile(file, MAX_CLAIM_BYTES);
     if (read === undefined) return undefined;
     let json: unknown;
     try {

@@ -4,7 +4,6 @@ import { newOwner, ownerAlive, ownerIn, type Owner } from './owner.js';
 import { ensurePrivateDir } from './paths.js';
 import { readSmallFile, type SmallFile } from './small-file.js';
 import { linkNew, removeStale, ROUND_WAIT_MS, ROUNDS } from './takeover.js';
-import { UnreadableFileError } from '../errors/index.js';
 
 export { describeOwner, Owner, ownerAlive } from './owner.js';
 
@@ -73,9 +72,11 @@ export class VmLeases {
   }
 
   async release(vmId: string): Promise<void> {
-    if (!this.held.delete(vmId)) return;
+    if (!this.held.has(vmId)) return;
     const owner = await this.read(vmId);
     if (owner?.instance === this.me.instance) await rm(this.file(vmId), { force: true });
+    // Only now: a release that failed is tried again by the next (releaseAll at close), not forgotten.
+    this.held.delete(vmId);
   }
 
   /** Every lease this host holds, released (host.close()). */
@@ -93,13 +94,8 @@ export class VmLeases {
    * host, and taken over, a file of someone else's.
    */
   private async readLease(vmId: string): Promise<{ owner: Owner | undefined; file: SmallFile } | undefined> {
-    let file: SmallFile | undefined;
-    try {
-      file = await readSmallFile(this.file(vmId), MAX_LEASE_BYTES);
-    } catch (err) {
-      if (err instanceof UnreadableFileError) throw err;
-      return undefined;
-    }
+    // Any failure but ENOENT (EMFILE, EACCES, EIO) is thrown: it says nothing of whether the lease is there.
+    const file = await readSmallFile(this.file(vmId), MAX_LEASE_BYTES);
     return file === undefined ? undefined : { owner: ownerIn(file.text), file };
   }
 }

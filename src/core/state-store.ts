@@ -205,13 +205,8 @@ export class FileStateStore implements StateStore {
    */
   private async read(vmId: string): Promise<VmRecord | undefined> {
     const where = this.file(vmId);
-    let file;
-    try {
-      file = await readSmallFile(where, MAX_LISTED_RECORD_BYTES);
-    } catch (err) {
-      if (err instanceof UnreadableFileError) throw err;
-      return undefined;
-    }
+    // Any failure but ENOENT (EMFILE, EACCES, EIO) is thrown: it says nothing of whether the record is there.
+    const file = await readSmallFile(where, MAX_LISTED_RECORD_BYTES);
     if (file === undefined) return undefined;
     const stored = storedRecord(file.text, where);
     if ('message' in stored) throw new UnreadableFileError(where, stored.message);

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AlreadyExistsError, FileStateStore, PluginHost, type ShimHypervisor, type StateStore, type VmRecord } from 'hvplug';
 import { NameClaims } from '../../src/core/name-claims.js';
+import { VmLeases } from '../../src/core/ownership.js';
 import { fixture, memoryLogger, removeTempDirs, tempDir } from '../helpers.js';
 
 const hosts: PluginHost[] = [];
@@ -213,6 +214,48 @@ describe('two hosts creating one name over a stale claim (its VM\'s record gone)
     const { records, errors } = await a.list();
     expect(errors).toEqual([]);
     expect(records.map((r) => [r.config.name, r.vmId]).sort()).toEqual(outcomes.map((o) => [`name-${o.i}`, `${o.won[0] ? 'a' : 'b'}-${o.i}`]).sort());
+  });
+});
+
+describe('a lease, claim or record that fails to read for a reason other than absence', () => {
+  // ELOOP (a symlink to itself) stands in for EMFILE, EACCES or EIO: each says nothing of whether the file is there.
+  const loop = async (file: string): Promise<void> => {
+    await rm(file, { force: true });
+    await symlink(file, file);
+  };
+
+  it('is an error, never taken for no file: no name given away, none left behind, no lease let go unseen', async () => {
+    const stateDir = join(await tempDir(), 'state');
+    const named = (vmId: string, name: string): VmRecord => ({ ...victimRecord(), vmId, config: { ...victimRecord().config, name } });
+    const store = new FileStateStore(stateDir);
+    await store.create(named('old', 'web'));
+    await store.create(named('other', 'db'));
+
+    // The holder's record: its name is not free.
+    const oldRecord = join(stateDir, 'vms', 'old.json');
+    const whole = await readFile(oldRecord, 'utf8');
+    await loop(oldRecord);
+    expect(String(await store.create(named('new', 'web')).catch((e: unknown) => e))).toMatch(/ELOOP/);
+    await rm(oldRecord);
+    await writeFile(oldRecord, whole);
+
+    // The name's claim: deleting its VM fails, and keeps the record, rather than leave the claim behind unseen.
+    const claim = join(stateDir, 'names', createHash('sha256').update('db').digest('hex'));
+    await loop(claim);
+    expect(String(await store.delete('other').catch((e: unknown) => e))).toMatch(/ELOOP/);
+    expect((await store.list()).records.map((r) => r.vmId)).toEqual(['old', 'other']);
+
+    // The lease: releasing it fails, and the host still holds it, rather than forget it unseen.
+    const leases = new VmLeases(stateDir);
+    expect(await leases.acquire('v1')).toEqual({ ok: true });
+    const lease = join(stateDir, 'owners', 'v1.json');
+    const mine = await readFile(lease, 'utf8');
+    await loop(lease);
+    expect(String(await leases.release('v1').catch((e: unknown) => e))).toMatch(/ELOOP/);
+    await rm(lease);
+    await writeFile(lease, mine);
+    await leases.release('v1');
+    expect(await readdir(join(stateDir, 'owners'))).toEqual([]);
   });
 });
 
