@@ -18,6 +18,7 @@ import {
   ProtocolError,
   StateWriteError,
   TimeoutError,
+  UnreadableFileError,
   VmNotFoundError,
   VmOwnedError,
 } from '../errors/index.js';
@@ -866,7 +867,19 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
           else report.lost.push({ vmId: r.vmId, reason: `plugin ${r.plugin}: ${(err as Error).message}` });
           return;
         }
-        const outcome = await this.recoverOne(rt, r.vmId, r.config, r.state, r.status, true);
+        let outcome: Awaited<ReturnType<PluginHost['recoverOne']>>;
+        try {
+          outcome = await this.recoverOne(rt, r.vmId, r.config, r.state, r.status, true);
+        } catch (err) {
+          // A lease or record of this VM that cannot be read (a FIFO in its place, a failing disk) is this VM's error,
+          // reported with the others; the rest are re-attached. The VM is left to whoever can read its lease.
+          if (!rt.shim.vm(r.vmId)) this.created.delete(r.vmId);
+          const where = err instanceof UnreadableFileError ? err.file : `VM ${r.vmId}`;
+          const e = { where, message: `cannot re-attach VM ${r.vmId}: ${(err as Error).message}` };
+          report.errors.push(e);
+          this.emit('record-error', e);
+          return;
+        }
         // Deleted by its owner since it was listed: nothing to report.
         if (outcome === 'gone') return;
         if (outcome === 'owned') report.owned.push({ vmId: r.vmId, owner: rt.shim.vm(r.vmId)?.ownedBy ?? 'another host' });

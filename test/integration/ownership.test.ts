@@ -349,6 +349,7 @@ describe('a FIFO or a directory where a lease or a name claim belongs', () => {
     const [stateDir, runtimeDir] = [join(dir, 'state'), join(dir, 'run')];
     const first = makeHost(stateDir, runtimeDir);
     const vm = await (await first.hypervisor(PLUGIN)).createVm({ config: {} });
+    const fine = await (await first.hypervisor(PLUGIN)).createVm({ config: {} });
     await first.close();
     const fifoLease = join(stateDir, 'owners', `${vm.id}.json`);
     const fifoClaim = join(stateDir, 'names', createHash('sha256').update('web').digest('hex'));
@@ -357,13 +358,14 @@ describe('a FIFO or a directory where a lease or a name claim belongs', () => {
     try {
       const second = makeHost(stateDir, runtimeDir);
       const report = await within(second.reattach(), 15_000);
-      // Refused (host.reattach lets a VM's error through) or reported; either way naming the file, never recovered.
+      // One VM's lease that cannot be read is that VM's error in the report, never the whole re-attach's.
       if (report === 'stalled') expect.fail('re-attach stalled on a FIFO lease');
-      if (report instanceof Error) expect(report).toMatchObject({ file: fifoLease });
-      else expect({ recovered: report.recovered, errors: JSON.stringify(report.errors) }).toEqual({ recovered: [], errors: expect.stringContaining(fifoLease) });
+      expect(report).not.toBeInstanceOf(Error);
+      if (report instanceof Error) return;
+      expect({ recovered: report.recovered, errors: JSON.stringify(report.errors) }).toEqual({ recovered: [fine.id], errors: expect.stringContaining(fifoLease) });
       const created = await within((await second.hypervisor(PLUGIN)).createVm({ vmId: 'named', config: { name: 'web' } }), 15_000);
       expect(created).toBeInstanceOf(UnreadableFileError);
-      expect((await second.records()).records.map((r) => r.vmId)).toEqual([vm.id]);
+      expect((await second.records()).records.map((r) => r.vmId).sort()).toEqual([vm.id, fine.id].sort());
     } finally {
       releaseFifoReaders([fifoLease, fifoClaim]);
     }
