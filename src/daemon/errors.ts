@@ -21,8 +21,13 @@ export const HVPLUG_CODES = [
   'Vetoed',
   'VmOwned',
   'PluginUnreachable',
+  'MigrationUndecided',
+  'StateWrite',
   'Unreadable',
 ] as const satisfies readonly HvplugCode[];
+// Every code, or the type check fails: one left out crossed the wire as InternalError (StateWrite, MigrationUndecided did).
+const everyCode: [Exclude<HvplugCode, (typeof HVPLUG_CODES)[number]>] extends [never] ? true : never = true;
+void everyCode;
 
 const ErrorWireData = z.object({ hvplug: z.enum(HVPLUG_CODES) });
 
