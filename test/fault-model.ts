@@ -169,8 +169,22 @@ export function readJournal(path: string, from: number): { entries: JournalEntry
     .slice(0, end)
     .split('\n')
     .filter((l) => l.length > 0)
-    .map((l) => JSON.parse(l) as JournalEntry);
+    .flatMap(journalLine);
   return { entries, offset: from + Buffer.byteLength(text.slice(0, end + 1)) };
+}
+
+/**
+ * The entries of one line. A host SIGKILLed between the pages of its write(2) leaves part of an entry, which the next
+ * host's append follows on the same line: that part was never written whole, so it never counts (a call's 'ok' it
+ * held is a claim its host did not finish making), and the entry after it is read. Each entry starts with its `t`.
+ */
+function journalLine(line: string): JournalEntry[] {
+  try {
+    return [JSON.parse(line) as JournalEntry];
+  } catch {
+    const next = line.indexOf('{"t":', 1);
+    return next < 0 ? [] : journalLine(line.slice(next));
+  }
 }
 
 /** Live processes whose command line matches, by the VM id the pattern's first group captures. */
