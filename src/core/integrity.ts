@@ -1,14 +1,14 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { constants } from 'node:fs';
 import { lstat, mkdir, open, realpath, rename, rm, type FileHandle } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as z from 'zod/mini';
 import { formatIssues, toIssues } from 'hvplug/protocol';
-import { IntegrityError, PluginSpawnError } from '../errors/index.js';
+import { IntegrityError, PluginSpawnError, UnreadableFileError } from '../errors/index.js';
 import { isExecutable, resolveExecutable } from './executable.js';
+import { openRegular } from './small-file.js';
 
 const sha256 = (data: Buffer | string): string => createHash('sha256').update(data).digest('hex');
 
@@ -134,24 +134,19 @@ class Unfit {
   ) {}
 }
 
-/**
- * `read` of the file at `path` when it is a regular file of at most `cap` bytes; else what it is instead. Opened
- * non-blocking: a FIFO put in a plugin's directory stalls nothing.
- */
+/** `read` of the file at `path` when it is a regular file of at most `cap` bytes (openRegular); else what it is instead. */
 async function examined<T>(path: string, cap: number, read: (fh: FileHandle) => Promise<T>): Promise<T | Unfit> {
-  let fh: FileHandle;
+  let opened: Awaited<ReturnType<typeof openRegular>>;
   try {
-    fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    opened = await openRegular(path, cap);
   } catch (err) {
-    return isMissing(err) ? new Unfit('missing', true) : new Unfit(`unreadable (${(err as Error).message})`);
+    return new Unfit(err instanceof UnreadableFileError ? err.reason : `unreadable (${(err as Error).message})`);
   }
+  if (opened === undefined) return new Unfit('missing', true);
   try {
-    const st = await fh.stat();
-    if (!st.isFile()) return new Unfit('not a regular file');
-    if (st.size > cap) return new Unfit(`over ${cap} bytes`);
-    return await read(fh);
+    return await read(opened.fh);
   } finally {
-    await fh.close();
+    await opened.fh.close();
   }
 }
 

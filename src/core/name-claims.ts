@@ -1,15 +1,15 @@
 // VM names unique per state directory across processes: a name is claimed by link(2) of a file named for it,
 // which fails when another VM holds it, whatever process or host made that one. The file holds the holder's
 // id; a claim whose holder has no record any more (its files edited by hand) is stale and taken over.
-import { link, rm, writeFile } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as z from 'zod/mini';
 import { AlreadyExistsError, UnreadableFileError } from '../errors/index.js';
-import { randomHex, sha256Hex } from './lazy-crypto.js';
+import { sha256Hex } from './lazy-crypto.js';
 import { ensurePrivateDir } from './paths.js';
 import { newOwner, type Owner } from './owner.js';
 import { readSmallFile, type SmallFile } from './small-file.js';
-import { removeStale, ROUND_WAIT_MS, ROUNDS } from './takeover.js';
+import { linkNew, removeStale, ROUND_WAIT_MS, ROUNDS } from './takeover.js';
 
 const Claim = z.object({ name: z.string(), vmId: z.string() });
 /** Far above a claim (a name and an id): a bigger file in its place is no claim. */
@@ -51,29 +51,18 @@ export class NameClaims {
   async claim(name: string, vmId: string): Promise<void> {
     await ensurePrivateDir(this.dir, this.stateDir);
     const target = this.file(name);
-    const tmp = `${target}.${process.pid}.${randomHex(6)}.tmp`;
-    try {
-      // Within the try: a write that fails (a full disk) must not leave the temp file to fill it further.
-      await writeFile(tmp, JSON.stringify({ name, vmId }), { mode: 0o600 });
-      for (let round = 0; ; round++) {
-        try {
-          await link(tmp, target);
-          return;
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-        }
-        const seen = await this.read(target);
-        if (seen === undefined) continue;
-        const holder = seen.holder;
-        if (holder === vmId) return;
-        if ((holder !== undefined && (await this.holdsName(holder, name))) || round >= ROUNDS) {
-          throw new AlreadyExistsError(`the name "${name}" is taken by VM ${holder ?? '(unknown)'}`, holder ?? vmId);
-        }
-        await this.seams.beforeTakeover?.(name);
-        if ((await removeStale(target, seen.file, this.me, MAX_CLAIM_BYTES)) === 'busy') await new Promise((r) => setTimeout(r, ROUND_WAIT_MS));
+    for (let round = 0; ; round++) {
+      // Not fsync'd: claims never were (a record is).
+      if (await linkNew(target, JSON.stringify({ name, vmId }), false)) return;
+      const seen = await this.read(target);
+      if (seen === undefined) continue;
+      const holder = seen.holder;
+      if (holder === vmId) return;
+      if ((holder !== undefined && (await this.holdsName(holder, name))) || round >= ROUNDS) {
+        throw new AlreadyExistsError(`the name "${name}" is taken by VM ${holder ?? '(unknown)'}`, holder ?? vmId);
       }
-    } finally {
-      await rm(tmp, { force: true });
+      await this.seams.beforeTakeover?.(name);
+      if ((await removeStale(target, seen.file, this.me, MAX_CLAIM_BYTES)) === 'busy') await new Promise((r) => setTimeout(r, ROUND_WAIT_MS));
     }
   }
 

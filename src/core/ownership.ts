@@ -51,7 +51,7 @@ export class VmLeases {
     const target = this.file(vmId);
     for (let round = 0; round < ROUNDS; round++) {
       // link(2) fails if the lease exists; synced, as a lease must outlive a power loss that its owner survives.
-      if (await linkNew(target, JSON.stringify(this.me), this.me, true)) {
+      if (await linkNew(target, JSON.stringify(this.me), true)) {
         this.held.add(vmId);
         return { ok: true };
       }

@@ -27,9 +27,10 @@ const MAX_DEPTH = 2;
  * Creates `file` with `text` unless it exists (false then): written whole beside it, then linked into place, so a
  * reader never sees it half written. `sync`: fsync before the link, for a file that must survive a power loss.
  */
-export async function linkNew(file: string, text: string, me: Owner, sync: boolean): Promise<boolean> {
-  // Unique per call: two calls of one host (one VM acquired twice at once) must not remove each other's.
-  const tmp = `${file}.${me.instance}.${randomHex(4)}.tmp`;
+export async function linkNew(file: string, text: string, sync: boolean): Promise<boolean> {
+  // Unique per call: two calls of one process (one VM acquired twice at once, two hosts in one process) must not
+  // remove each other's.
+  const tmp = `${file}.${process.pid}.${randomHex(6)}.tmp`;
   try {
     // Within the try: a write or fsync that fails (a full disk) must not leave the temp file to fill it further.
     const fh = await open(tmp, 'w', 0o600);
@@ -59,7 +60,7 @@ export type Removal = 'removed' | 'changed' | 'busy';
 export async function removeStale(file: string, judged: SmallFile, me: Owner, max: number, depth = 0): Promise<Removal> {
   const marker = `${file}.${judged.identity.replace(':', '-')}.takeover`;
   // Not synced: a power loss that loses it took its host with it.
-  if (!(await linkNew(marker, JSON.stringify(me), me, false))) {
+  if (!(await linkNew(marker, JSON.stringify(me), false))) {
     const seen = await readSmallFile(marker, MAX_MARKER_BYTES);
     if (seen === undefined) return 'busy';
     const holder = ownerIn(seen.text);
