@@ -27,6 +27,11 @@ export interface Row {
   ratio?: Spread & { reps: number[] };
   target?: Target;
   pass?: boolean;
+  /**
+   * What the figure's own measurements in this run say about the row's result (the floor under it, the spread that
+   * drowns it): printed under the table when the row misses its target, kept in the JSON either way.
+   */
+  why?: string;
 }
 
 export interface FigureReport {
@@ -81,7 +86,13 @@ export function measure(label: string, unit: Unit, reps: number[]): Measure {
 }
 
 /** A row comparing value with baseline repetition by repetition; pass is judged on the median. */
-export function compare(name: string, value: Measure, baseline: Measure | undefined, target?: Target, opts: { ratio?: boolean } = {}): Row {
+export function compare(
+  name: string,
+  value: Measure,
+  baseline: Measure | undefined,
+  target?: Target,
+  opts: { ratio?: boolean; why?: (row: Row) => string } = {},
+): Row {
   const row: Row = { name, value };
   if (baseline) row.baseline = baseline;
   // A ratio of two small, noisy differences (heap growth) means nothing: such rows show the baseline only.
@@ -95,6 +106,7 @@ export function compare(name: string, value: Measure, baseline: Measure | undefi
     const x = target.on === 'ratio' ? row.ratio?.median : value.median;
     if (x !== undefined && Number.isFinite(x)) row.pass = target.op === '<=' ? x <= target.limit : x >= target.limit;
   }
+  if (opts.why) row.why = opts.why(row);
   return row;
 }
 
@@ -141,6 +153,7 @@ export function formatTable(report: BenchReport): string {
     widths.map((w) => '-'.repeat(w)).join('-|-'),
     ...body,
     '',
+    ...report.figures.flatMap((f) => f.rows.filter((r) => r.pass === false && r.why).map((r) => `why ${f.title}: ${r.name} missed: ${r.why}`)),
     ...report.figures.filter((f) => f.method).map((f) => `${f.id}: ${f.method}`),
     `total ${(report.durationMs / 1000).toFixed(1)} s`,
   ];

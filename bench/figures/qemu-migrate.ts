@@ -9,7 +9,7 @@ import { collect } from '../drivers.js';
 import type { Figure } from '../figure.js';
 import { notMeasured } from '../figure.js';
 import { openQmp, type RawQmp } from '../qmp.js';
-import { compare, measure } from '../report.js';
+import { compare, measure, type Row } from '../report.js';
 import { builtPlugin } from '../setup.js';
 import { IDLE_SCRIPT } from './qemu-pause.js';
 import { argvOf, bootConfig, directArgv, markerAt, onPath, READY_MARKER } from './qemu.js';
@@ -264,16 +264,23 @@ export const qemuMigrate: Figure = {
         }
       }
       const m = (side: 'hvplug' | 'direct', k: keyof Sample, label: string): ReturnType<typeof measure> => measure(label, 'ms', runs.map((r) => r[side][k]));
+      const total = compare('total time (QEMU\'s own)', m('hvplug', 'totalMs', 'hvplug'), m('direct', 'totalMs', 'QEMU driven directly'));
+      // QEMU measures the downtime itself: hvplug can move it only by taking CPU from QEMU, which total time would show too.
+      const why = (row: Row): string =>
+        `the downtime is QEMU's own figure (${row.baseline?.median.toFixed(0) ?? '?'} ms driven directly), and its ` +
+        `per-repetition ratios spread ${row.ratio?.min.toFixed(2) ?? '?'}–${row.ratio?.max.toFixed(2) ?? '?'}× over ${runs.length} ` +
+        `repetitions (TCG scheduling); QEMU's total time for the same migrations is ${total.ratio?.median.toFixed(2) ?? '?'}× direct`;
       return {
         method,
         rows: [
-          compare('downtime (QEMU\'s own)', m('hvplug', 'downtimeMs', 'hvplug'), m('direct', 'downtimeMs', 'QEMU driven directly'), {
-            on: 'ratio',
-            op: '<=',
-            limit: 1.1,
-            text: '≤ 1.1× direct',
-          }),
-          compare('total time (QEMU\'s own)', m('hvplug', 'totalMs', 'hvplug'), m('direct', 'totalMs', 'QEMU driven directly')),
+          compare(
+            'downtime (QEMU\'s own)',
+            m('hvplug', 'downtimeMs', 'hvplug'),
+            m('direct', 'downtimeMs', 'QEMU driven directly'),
+            { on: 'ratio', op: '<=', limit: 1.1, text: '≤ 1.1× direct' },
+            { why },
+          ),
+          total,
           compare('end to end, ask → running at the destination', m('hvplug', 'endToEndMs', 'hvplug'), m('direct', 'endToEndMs', 'QEMU driven directly')),
         ],
         raw: { config: cfg.qemu, unit: 'ms', perRep: runs, srcArgv, dstArgv },
