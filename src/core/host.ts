@@ -26,7 +26,7 @@ import type { ClientOptions, PluginClient } from './plugin-client.js';
 import { mergeDefaults, type PluginSpec, type PluginSpecInput } from './plugin-spec.js';
 import { defaultRuntimeDir, defaultStateDir, ensurePrivateDir } from './paths.js';
 import { PerVmChannel } from './per-vm.js';
-import { FileStateStore, valueRecord, type CreatingMethod, type MigrationMark, type RecordError, type StateStore, type VmRecord } from './state-store.js';
+import { FileStateStore, valueRecord, type CreatingMethod, type DeletingMethod, type MigrationMark, type RecordError, type StateStore, type VmRecord } from './state-store.js';
 import { PluginFailedError, SupervisedPlugin, type SupervisedStatus, type SupervisionOptions } from './supervisor.js';
 import { describeOwner, VmLeases } from './ownership.js';
 import { defaultLogger } from './default-logger.js';
@@ -125,6 +125,12 @@ export interface ReattachReport {
    * plugin could not find: the plugin was asked to clean up (vm/delete) and the record dropped.
    */
   abandoned: { vmId: string; reason: string }[];
+  /**
+   * VMs whose record was marked deleting: a host asked their plugin to delete them (vm/delete) and died before their
+   * record was gone. The plugin was asked again (deleting a VM it no longer has succeeds), and the record and the lease
+   * went: the delete the user asked for is finished, never reported lost. One the plugin refuses is in `errors`.
+   */
+  deleted: string[];
   /** VMs whose record is marked by a live migration that never finished: left alone until resolveMigration. */
   migrating: { vmId: string; role: MigrationMark['role']; peer: string }[];
   errors: RecordError[];
@@ -221,6 +227,10 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
   private readonly claiming = new Set<string>();
   /** VMs whose creating call has no recorded answer yet (VmRecord.pending), and which call it was. */
   private readonly unanswered = new Map<string, CreatingMethod>();
+  /** VMs whose delete was sent and has not removed their record yet (VmRecord.deleting), and which call it was. */
+  private readonly deleting = new Map<string, DeletingMethod>();
+  /** Delete marks being written (markDeleting): a delete asked again meanwhile is sent once the first one's is on disk. */
+  private readonly marking = new Map<string, Promise<void>>();
   /** Where each started plugin was found (PluginSpec.source), written into its VMs' records. */
   private readonly sources = new Map<string, string>();
   /** VMs whose creating call failed because its plugin process died, by plugin: resolved when it is back. */
@@ -361,6 +371,8 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
         this.created.set(u.vmId, spec.name);
       },
       onVmSettled: (vmId) => this.recorded(vmId),
+      onVmDeleting: (vmId, method) => this.markDeleting(rt, vmId, method),
+      onDeleteFailed: (vmId, err) => this.unmarkDeleting(rt, vmId, err),
       // Awaited ahead of the interceptors' after: the embedder's hooks see a creating call return once its record is final.
       onCreateAnswered: (vmId) => this.answered(vmId),
       // A call whose change cannot be written fails with the reason; writeRecords reports it and retries.
@@ -404,6 +416,7 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
   private async removeRecord(vmId: string): Promise<void> {
     this.created.delete(vmId);
     this.unanswered.delete(vmId);
+    this.deleting.delete(vmId);
     this.createdAt.delete(vmId);
     this.migrations.delete(vmId);
     await this.track(this.store.delete(vmId));
@@ -429,6 +442,8 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
       if (record) {
         this.created.set(vmId, rt.spec.name);
         this.createdAt.set(vmId, record.createdAt);
+        // The record keeps its mark: a host that dies before the delete is asked again finishes it at re-attach.
+        if (record.deleting !== undefined) this.deleting.set(vmId, record.deleting);
         const vm = rt.shim.adopt(vmId, record.config, 'lost', record.state ?? undefined);
         // Retried until written, as any record write is; the delete again drops it.
         this.persist(rt.spec.name, { vmId, config: vm.config, state: vm.state, status: 'lost' }).catch(() => undefined);
@@ -441,6 +456,55 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
       );
     }
     this.emit('vm-deleted', { plugin: rt.spec.name, vmId, ...(name !== undefined && { name }) });
+  }
+
+  /**
+   * Before a delete is sent, the VM's record is marked deleting, so that a host that dies before the record is gone
+   * leaves the next host a delete to finish (recoverOne), not a record of a VM its plugin has let go, which that host
+   * would keep as lost for good. The mark is durable (a record write, fsync'd): a host's SIGKILL must never lose it,
+   * and neither may a power loss, as what the plugin deletes (the VM's files, its disks) may be gone for good after
+   * one, and a VM would come back lost in place of deleted; the volatile status file could hold it across a SIGKILL
+   * only, and holds a status alone. A delete is rare: one fsync more is cheap. A mark that cannot be written fails the
+   * delete before anything is sent, as a create's record does.
+   */
+  private markDeleting(rt: Runtime, vmId: string, method: DeletingMethod): Promise<void> | undefined {
+    const vm = rt.shim.vm(vmId);
+    // No record of this host's to mark: a raw call for an id it does not know.
+    if (!vm || this.created.get(vmId) !== rt.spec.name) return undefined;
+    // Marked already (a delete asked again, or one finished at re-attach): sent once the mark is written.
+    if (this.deleting.has(vmId)) return this.marking.get(vmId);
+    this.deleting.set(vmId, method);
+    const update = { vmId, config: vm.config, state: vm.state, status: vm.status };
+    const written = this.persist(rt.spec.name, update)
+      .catch((err: unknown) => {
+        this.deleting.delete(vmId);
+        // The write loop retries the newest record: this one, unmarked, lest the mark land later on a VM never deleted.
+        this.persist(rt.spec.name, update).catch(() => undefined);
+        throw new StateWriteError(
+          vmId,
+          `VM ${vmId} was not deleted: its record could not be marked for deletion in ${this.stateDir}: ${(err as Error).message}. ` +
+            `Nothing was sent to its plugin; free space (or make the directory writable) and delete it again`,
+          { cause: err },
+        );
+      })
+      .finally(() => this.marking.delete(vmId));
+    this.marking.set(vmId, written);
+    return written;
+  }
+
+  /**
+   * A delete failed. A plugin that answered (a refusal) or is alive still (a deadline, a cancel) keeps the VM as it
+   * was: the record loses its mark before the call rejects, so that the VM stays usable and a host dying next does
+   * not delete it. A plugin process that died first may have deleted it or not, which only a process of the plugin can
+   * tell: the mark stays, and the restarted process (supervise's reattach) or the next host finishes the delete.
+   */
+  private async unmarkDeleting(rt: Runtime, vmId: string, err: unknown): Promise<void> {
+    if (isProcessDeath(err) || !this.deleting.delete(vmId)) return;
+    const vm = rt.shim.vm(vmId);
+    if (!vm) return;
+    await this.persist(rt.spec.name, { vmId, config: vm.config, state: vm.state, status: vm.status }).catch((e: Error) =>
+      this.logger.warn({ vmId, err: e.message }, 'cannot clear the delete mark of a VM whose delete failed; retried until written'),
+    );
   }
 
   private releaseLease(vmId: string): Promise<void> {
@@ -585,13 +649,14 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
     await this.releaseLease(vmId);
   }
 
-  /** A VM's record as this host writes it: the update, where its plugin came from, its pending call and migration marks. */
+  /** A VM's record as this host writes it: the update, where its plugin came from, its pending call, delete and migration marks. */
   private recordFor(plugin: string, u: VmRecordUpdate, pending: CreatingMethod | undefined, createdAt: string, updatedAt: string): VmRecord {
     const migration = this.migrations.get(u.vmId);
+    const deleting = this.deleting.get(u.vmId);
     const source = this.sources.get(plugin);
     // A value record (the shim replaces a VM's config and state, never edits them): the store compares it by identity.
     // Without spreads in the common case: V8 builds a literal with a spread before more members by a slow path.
-    if (pending === undefined && migration === undefined) {
+    if (pending === undefined && migration === undefined && deleting === undefined) {
       return valueRecord({ vmId: u.vmId, plugin, source, config: u.config, state: u.state, status: u.status, createdAt, updatedAt });
     }
     return valueRecord({
@@ -602,6 +667,7 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
       state: u.state,
       status: u.status,
       ...(pending === undefined ? {} : { pending }),
+      ...(deleting === undefined ? {} : { deleting }),
       ...(migration === undefined ? {} : { migration }),
       createdAt,
       updatedAt,
@@ -705,7 +771,7 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
     state: VmRecord['state'],
     status: VmRecord['status'],
     reread = false,
-  ): Promise<boolean | 'owned' | 'gone' | { unanswered: string } | { abandoned: string }> {
+  ): Promise<boolean | 'owned' | 'gone' | { unanswered: string } | { abandoned: string } | { deleted: true } | { refused: string }> {
     this.created.set(vmId, rt.spec.name);
     const lease = await this.leases.acquire(vmId);
     if (!lease.ok) {
@@ -721,6 +787,7 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
         this.created.delete(vmId);
         this.createdAt.delete(vmId);
         this.unanswered.delete(vmId);
+        this.deleting.delete(vmId);
         rt.shim.forget(vmId);
         await this.releaseLease(vmId);
         return 'gone';
@@ -729,12 +796,17 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
       this.createdAt.set(vmId, now.createdAt);
       if (now.pending) this.unanswered.set(vmId, now.pending);
       else this.unanswered.delete(vmId);
+      if (now.deleting) this.deleting.set(vmId, now.deleting);
+      else this.deleting.delete(vmId);
     }
     const seen = rt.shim.vm(vmId);
     if (seen) seen.ownedBy = undefined;
     let reason: string | undefined;
     try {
+      // A VM being deleted is recovered first all the same: a plugin that finds its VMM by the state (a pid) then
+      // has it to end.
       const vm = await rt.shim.recoverVm({ vmId, config, state: state ?? null });
+      if (this.deleting.has(vmId)) return this.finishDelete(rt, vmId, config, state);
       if (vm.status !== 'lost') {
         // Found after all: its creating call's answer is no longer needed to know it.
         if (this.unanswered.delete(vmId)) await this.persist(rt.spec.name, { vmId, config: vm.config, state: vm.state, status: vm.status });
@@ -753,6 +825,7 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
       }
       reason = (err as Error).message;
     }
+    if (this.deleting.has(vmId)) return this.finishDelete(rt, vmId, config, state);
     if (this.unanswered.has(vmId)) return this.abandon(rt, vmId, config, state, reason);
     const vm = rt.shim.adopt(vmId, config, 'lost', state ?? undefined);
     this.hostEvent(rt, { vmId, type: 'lost', reason });
@@ -798,6 +871,31 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
     }
     this.logger.info({ vmId, reason }, 'dropped the record of a VM whose create never answered');
     return { abandoned: `its ${call} never answered and the plugin cannot find it: ${reason}` };
+  }
+
+  /**
+   * A VM whose record is marked deleting: its delete was sent and the host (or the plugin process) died before the
+   * record was gone. The user asked for it to go, so it is not reported lost: the plugin is asked to delete it again
+   * (deleting a VM it no longer has succeeds), and the answer drops the record, then the lease (onVmGone). A plugin
+   * that refuses keeps the VM, which then loses the mark (unmarkDeleting) and is the caller's to see; one whose process
+   * dies first leaves all as it is for the next re-attach.
+   */
+  private async finishDelete(
+    rt: Runtime,
+    vmId: string,
+    config: VmRecord['config'],
+    state: VmRecord['state'],
+  ): Promise<{ deleted: true } | { unanswered: string } | { refused: string }> {
+    const vm = rt.shim.vm(vmId) ?? rt.shim.adopt(vmId, config, 'lost', state ?? undefined);
+    try {
+      await vm.delete();
+    } catch (err) {
+      if (isProcessDeath(err)) return { unanswered: err.message };
+      this.logger.warn({ vmId, err: (err as Error).message }, 'the plugin refused to finish the delete of a VM; kept');
+      return { refused: (err as Error).message };
+    }
+    this.logger.info({ vmId }, 'finished a delete cut short by the death of its host or plugin process');
+    return { deleted: true };
   }
 
   private hostEvent(rt: Runtime, e: { vmId: string; type: 'recovered' } | { vmId: string; type: 'lost'; reason: string }): void {
@@ -849,7 +947,7 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
       if (r.pending && !this.created.has(r.vmId)) this.unanswered.set(r.vmId, r.pending);
     }
     for (const e of errors) this.emit('record-error', e);
-    const report: ReattachReport = { recovered: [], lost: [], owned: [], unanswered: [], abandoned: [], migrating: [], errors };
+    const report: ReattachReport = { recovered: [], lost: [], owned: [], unanswered: [], abandoned: [], deleted: [], migrating: [], errors };
     await Promise.all(
       records.map(async (r) => {
         if (this.created.has(r.vmId)) return;
@@ -884,6 +982,9 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
         if (outcome === 'gone') return;
         if (outcome === 'owned') report.owned.push({ vmId: r.vmId, owner: rt.shim.vm(r.vmId)?.ownedBy ?? 'another host' });
         else if (typeof outcome === 'object' && 'abandoned' in outcome) report.abandoned.push({ vmId: r.vmId, reason: outcome.abandoned });
+        else if (typeof outcome === 'object' && 'deleted' in outcome) report.deleted.push(r.vmId);
+        // Kept, with the status its vm/recover gave, unmarked: the VM is the caller's to see, and to delete again.
+        else if (typeof outcome === 'object' && 'refused' in outcome) report.errors.push({ where: `VM ${r.vmId}`, message: `cannot finish the delete of VM ${r.vmId}: its plugin refused: ${outcome.refused}` });
         else if (typeof outcome === 'object') report.unanswered.push({ vmId: r.vmId, reason: outcome.unanswered });
         else if (outcome) report.recovered.push(r.vmId);
         else report.lost.push({ vmId: r.vmId, reason: rt.shim.vm(r.vmId)?.status ?? 'lost' });

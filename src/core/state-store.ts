@@ -19,6 +19,15 @@ export const CreatingMethod = z.string().check(
 );
 export type CreatingMethod = z.infer<typeof CreatingMethod>;
 
+/** The methods whose success removes a VM's record (the table's `record: 'delete'`). */
+const DELETING = METHOD_NAMES.filter((m) => methodDef(m).record === 'delete');
+export const DeletingMethod = z.string().check(
+  z.refine((m) => DELETING.includes(m as (typeof DELETING)[number]), {
+    message: `one of ${DELETING.join(', ')}`,
+  }),
+);
+export type DeletingMethod = z.infer<typeof DeletingMethod>;
+
 /**
  * A VM in live migration (PluginHost.migrate). The destination's record is written `incoming` before the source
  * sends, the source's is marked `outgoing` before that; the owner is the destination once its record has no mark,
@@ -51,6 +60,11 @@ export const VmRecord = z.object({
    */
   /** The creating call (the table's `record: 'create'` methods) whose answer this record does not hold yet. */
   pending: z.optional(CreatingMethod),
+  /**
+   * The delete (the table's `record: 'delete'` methods) sent for this VM, written before it is sent: a host that
+   * finds it at re-attach finishes the delete (PluginHost.recoverOne) rather than calling the VM lost.
+   */
+  deleting: z.optional(DeletingMethod),
   migration: z.optional(MigrationMark),
   createdAt: z.string(),
   updatedAt: z.string(),
@@ -146,8 +160,8 @@ export interface RecordError {
 /**
  * Pluggable persistence (the Kata library API asked for it): bring your own, or use FileStateStore.
  *
- * Durable and volatile facts: a record's vmId, plugin, source, config, state, pending call, migration mark and
- * createdAt must survive a power loss; its status need not, as the VMM it describes does not survive one either,
+ * Durable and volatile facts: a record's vmId, plugin, source, config, state, pending call, delete mark, migration
+ * mark and createdAt must survive a power loss; its status need not, as the VMM it describes does not survive one either,
  * and a re-attach asks the plugin (vm/recover) in any case. A store may write a put that changes only the status
  * (and updatedAt) so that it survives a crash of the host process but not of the machine, as FileStateStore does.
  */

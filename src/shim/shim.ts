@@ -124,6 +124,13 @@ export interface ShimOptions {
   onVmCreating?: (update: VmRecordUpdate, method: NewVmMethod) => Promise<void>;
   /** Turns the caller's raw config of a vm/create or vm/restore into the one validated, recorded and sent. */
   withDefaults?: (config: unknown) => unknown;
+  /**
+   * Awaited before a `delete` call (vm/delete) is sent, so that the VM's record says it is being deleted before the
+   * plugin may delete it. A rejection stops the call before it is sent.
+   */
+  onVmDeleting?: (vmId: string, method: MethodName) => void | Promise<void>;
+  /** Awaited before a `delete` call that failed rethrows (the host clears the record's mark when the VM stays). */
+  onDeleteFailed?: (vmId: string, err: unknown) => void | Promise<void>;
   /** The VM was deleted, or its creation failed (`failure`: why, for a creating call that failed). */
   onVmGone?: (vmId: string, failure?: unknown, gone?: { name?: string }) => void | Promise<void>;
   /**
@@ -303,8 +310,7 @@ export class ShimHypervisor {
       const spec = methodDef(method);
       const params = this.validated(spec, method, call ? call.params : rawParams, vm);
       const sent = new Forwarded(opts.timeoutMs === undefined ? spec.timeoutMs : opts.timeoutMs, opts.signal, vm);
-      const raw =
-        opts.onProgress && spec.progress ? await this.withProgress(method, params, sent, opts.onProgress) : await this.channel.call(method, params, sent);
+      const raw = spec.record === 'delete' ? await this.takeDown(spec, method, params, sent, opts, vm) : await this.send(spec, method, params, sent, opts);
       const result = spec.result.safeParse(raw);
       if (!result.success) throw new ProtocolViolationError(method, toIssues(result.error));
       value = result.data as ResultOf<M>;
@@ -357,6 +363,27 @@ export class ShimHypervisor {
     const refusal = capabilityRefusal(method, this.capabilities, this.gateContext(spec, params, vm));
     if (refusal) throw new NotSupportedError(method, refusal, true);
     return params;
+  }
+
+  private send(spec: MethodDef, method: MethodName, params: Record<string, unknown>, sent: Forwarded, opts: CallOpts): Promise<unknown> {
+    return opts.onProgress && spec.progress ? this.withProgress(method, params, sent, opts.onProgress) : this.channel.call(method, params, sent);
+  }
+
+  /**
+   * A `delete` call, sent between the host's marking of the VM's record (onVmDeleting) and, should it fail, the host's
+   * look at why (onDeleteFailed).
+   */
+  private async takeDown(spec: MethodDef, method: MethodName, params: Record<string, unknown>, sent: Forwarded, opts: CallOpts, vm: ShimVm | undefined): Promise<unknown> {
+    const vmId = vm?.id ?? (params.vmId as string);
+    const marked = this.opts.onVmDeleting?.(vmId, method);
+    if (marked) await marked;
+    try {
+      return await this.send(spec, method, params, sent, opts);
+    } catch (err) {
+      const looked = this.opts.onDeleteFailed?.(vmId, err);
+      if (looked) await looked;
+      throw err;
+    }
   }
 
   /** A call whose progress the caller follows: its token routes the plugin's $/progress while it runs. */

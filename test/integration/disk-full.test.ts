@@ -3,10 +3,10 @@ import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FileStateStore, PluginHost, StateWriteError, type RecordError } from 'hvplug';
+import { FileStateStore, PluginHost, StateWriteError, type RecordError, type StateStore } from 'hvplug';
 import { NameClaims } from '../../src/core/name-claims.js';
 import { VmLeases } from '../../src/core/ownership.js';
-import { eventually, fixture, memoryLogger, pluginExecutable, removeTempDirs, tempDir } from '../helpers.js';
+import { alive, eventually, fixture, memoryLogger, pluginExecutable, removeTempDirs, tempDir } from '../helpers.js';
 
 /** A real full disk: a tmpfs of its own under the state directory, filled up. */
 const root = process.getuid?.() === 0;
@@ -29,13 +29,14 @@ async function smallDisk(): Promise<{ dir: string; stateDir: string }> {
   return { dir, stateDir };
 }
 
-/** A host of the example plugin whose state directory is a small disk (smallDisk). */
-async function exampleOnSmallDisk(): Promise<{ stateDir: string; host: PluginHost; plugin: string }> {
+/** A host of the example plugin whose state directory is a small disk (smallDisk), with the store `store` makes. */
+async function exampleOnSmallDisk(store?: (stateDir: string) => StateStore): Promise<{ stateDir: string; host: PluginHost; plugin: string }> {
   const { dir, stateDir } = await smallDisk();
   const plugin = 'example-proprietary';
   const host = new PluginHost({
     stateDir,
     runtimeDir: join(dir, 'run'),
+    ...(store && { store: store(stateDir) }),
     logger: memoryLogger().logger,
     plugins: [{ name: plugin, command: pluginExecutable(plugin) }],
     supervision: { healthIntervalMs: 0 },
@@ -100,15 +101,26 @@ describe.skipIf(!root)('a full disk (needs root to mount a tmpfs; CI runs as roo
   });
 
   it('a delete whose record cannot be removed (a read-only state directory) fails, typed; the VM stays known and leased until a delete again succeeds', async () => {
-    const { stateDir, host, plugin } = await exampleOnSmallDisk();
+    let readOnly = false;
+    let armed = true;
+    /** The directory turns read-only at the first removal: after the delete's mark is written and the plugin deleted the VM. */
+    class ReadOnlyAtRemoval extends FileStateStore {
+      override async delete(vmId: string): Promise<void> {
+        if (armed) {
+          armed = false;
+          await execa('mount', ['-o', 'remount,ro', stateDir]);
+          readOnly = true;
+        }
+        return super.delete(vmId);
+      }
+    }
+    const { stateDir, host, plugin } = await exampleOnSmallDisk((dir) => new ReadOnlyAtRemoval(dir));
     const errors: RecordError[] = [];
     const deleted: string[] = [];
     host.on('record-error', (e) => errors.push(e));
     host.on('vm-deleted', (e) => deleted.push(e.vmId));
     const vm = await (await host.hypervisor(plugin)).createVm({ vmId: 'ro', config: { name: 'ro-name' } });
     await vm.start();
-    await execa('mount', ['-o', 'remount,ro', stateDir]);
-    let readOnly = true;
     try {
       const err = await vm.delete().then(
         () => undefined,
@@ -122,8 +134,9 @@ describe.skipIf(!root)('a full disk (needs root to mount a tmpfs; CI runs as roo
       expect(errors.some((e) => e.message.includes('cannot remove the record'))).toBe(true);
       expect(deleted).toEqual([]);
       // Its plugin has let it go; the host keeps it (lost), its record and its lease, so no other host takes it over.
+      // The record keeps the delete's mark: a host that dies now leaves the next one the delete to finish.
       expect((await host.vm('ro'))?.status).toBe('lost');
-      expect((await new FileStateStore(stateDir).list()).records.map((r) => r.vmId)).toEqual(['ro']);
+      expect((await new FileStateStore(stateDir).list()).records.map((r) => [r.vmId, r.deleting])).toEqual([['ro', 'vm/delete']]);
       expect(existsSync(join(stateDir, 'owners', 'ro.json'))).toBe(true);
       await execa('mount', ['-o', 'remount,rw', stateDir]);
       readOnly = false;
@@ -132,6 +145,36 @@ describe.skipIf(!root)('a full disk (needs root to mount a tmpfs; CI runs as roo
       expect(await host.vm('ro')).toBeUndefined();
       expect((await new FileStateStore(stateDir).list()).records).toEqual([]);
       expect(existsSync(join(stateDir, 'owners', 'ro.json'))).toBe(false);
+    } finally {
+      if (readOnly) await execa('mount', ['-o', 'remount,rw', stateDir], { reject: false });
+    }
+  });
+
+  it('a delete whose mark cannot be written (a read-only state directory) fails, typed, before anything is sent: the VM runs on, unmarked', async () => {
+    const { stateDir, host, plugin } = await exampleOnSmallDisk();
+    const vm = await (await host.hypervisor(plugin)).createVm({ vmId: 'kept', config: {} });
+    await vm.start();
+    const { pid: guest } = await vm.info();
+    await execa('mount', ['-o', 'remount,ro', stateDir]);
+    let readOnly = true;
+    try {
+      const err = await vm.delete().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(StateWriteError);
+      expect((err as Error).message).toMatch(/could not be marked for deletion/);
+      expect((err as Error).message).toMatch(/EROFS/);
+      expect((err as Error).message).toMatch(/Nothing was sent to its plugin/);
+      expect(guest !== undefined && alive(guest)).toBe(true);
+      expect((await new FileStateStore(stateDir).list()).records.map((r) => [r.vmId, r.status, r.deleting])).toEqual([['kept', 'running', undefined]]);
+      await execa('mount', ['-o', 'remount,rw', stateDir]);
+      readOnly = false;
+      // Calls on the VM wait for its record's retried write (unmarked), as after any write that failed.
+      expect(await vm.info()).toMatchObject({ status: 'running', pid: guest });
+      await vm.delete();
+      expect((await new FileStateStore(stateDir).list()).records).toEqual([]);
+      expect(existsSync(join(stateDir, 'owners', 'kept.json'))).toBe(false);
     } finally {
       if (readOnly) await execa('mount', ['-o', 'remount,rw', stateDir], { reject: false });
     }

@@ -107,9 +107,11 @@ async function cutBeforeThePluginActed(): Promise<Held> {
   process.kill(held.plugin, 'SIGSTOP');
   held.child.stdin?.write('delete\n');
   await held.line('deleting');
-  // Nothing the host writes is waited for here (a host that marks nothing must fail this test, not hang it): the
-  // call is given time to reach the plugin's stdin.
-  await new Promise((r) => setTimeout(r, 1_500));
+  // The host marks the record, then sends the call, which reaches the plugin's stdin at once. The wait for the mark
+  // is bounded: a host that marks nothing must fail this test, not hang it.
+  const end = Date.now() + 5_000;
+  while (Date.now() < end && (await records(held.stateDir))[0]?.deleting === undefined) await new Promise((r) => setTimeout(r, 25));
+  await new Promise((r) => setTimeout(r, 300));
   await kill(held.child);
   process.kill(held.plugin, 'SIGKILL');
   await eventually(() => !alive(held.plugin), 10_000, 'the stopped plugin to die');
