@@ -156,7 +156,14 @@ export const rmCommand = defineCommand({
         );
         return EXIT_OK;
       }
-      if (!vm) throw new CliFailure(`VM ${record.vmId} left the state directory ${host.stateDir} meanwhile`);
+      if (!vm) {
+        // A record marked deleting (its host died during a delete): the attach finished that delete, as rm asks.
+        if (record.deleting !== undefined) {
+          out.document({ id: record.vmId, deleted: true, pluginReached: true }, () => record.vmId);
+          return EXIT_OK;
+        }
+        throw new CliFailure(`VM ${record.vmId} left the state directory ${host.stateDir} meanwhile`);
+      }
       if (vm.status === 'running' || vm.status === 'paused') {
         if (!opts.force) throw new CliFailure(`VM ${vm.id} is ${vm.status}: stop it first (hvplug stop), or use hvplug rm --force to power it off and delete it`);
         await vm.stop({ force: true, graceMs: 0 });

@@ -37,7 +37,8 @@ export async function ensureNameFree(host: VmHost, name: string | undefined): Pr
 export async function attachRef(host: VmHost, ref: string): Promise<{ record: VmRecord; vm: ShimVm }> {
   const record = await findRecord(host, ref);
   const vm = await host.attach(record.vmId);
-  // Gone between the listing and the attach: another command deleted it.
+  // Gone between the listing and the attach: another command deleted it, or the attach finished a delete cut short.
+  if (!vm && record.deleting !== undefined) throw new CliFailure(`VM ${record.vmId} was being deleted when the process deleting it ended; it is deleted now`);
   if (!vm) throw new CliFailure(`VM ${record.vmId} left the state directory ${host.stateDir} meanwhile`);
   return { record, vm };
 }

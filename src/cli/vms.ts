@@ -52,7 +52,8 @@ export const psCommand = defineCommand({
   summary: 'list the VMs in the state directory with their live status',
   description:
     'Lists every VM recorded in the state directory (--state-dir, else $HVPLUG_STATE_DIR, else $XDG_STATE_HOME/hvplug), ' +
-    'asking its plugin for the live status: each VM is re-attached, so a VM whose VMM went away shows as lost. ' +
+    'asking its plugin for the live status: each VM is re-attached, so a VM whose VMM went away shows as lost, and one whose ' +
+    'delete was cut short by the end of the process deleting it is deleted now, and not listed. ' +
     'The pid is the guest\'s, when the plugin reports one for a running or paused VM. ' +
     'An unreadable record, or a VM whose plugin cannot be reached, is reported on stderr. VMs keep running after ps exits.',
   flags: {
@@ -75,10 +76,12 @@ export const psCommand = defineCommand({
         if (!matches({ ...row, status: 'unknown' }, filter.filter(([k]) => k !== 'status'))) continue;
         try {
           const vm = await host.attach(r.vmId);
-          if (vm?.ownedBy !== undefined) {
+          // No VM any more: deleted since the listing, or its record held a delete cut short that the attach finished.
+          if (!vm) continue;
+          if (vm.ownedBy !== undefined) {
             row.status = vm.status;
             row.owner = vm.ownedBy;
-          } else if (vm) {
+          } else {
             row.status = vm.status;
             const pid = await pidOf(vm, ctx);
             if (pid !== undefined) row.pid = pid;

@@ -89,6 +89,7 @@ export async function runDaemon({ host, logger, say, stop, metrics, socketGroup 
     if (report) {
       markReady();
       const parts = [`${report.recovered.length} re-attached`, `${report.lost.length} lost`];
+      if (report.deleted.length) parts.push(`${report.deleted.length} deleted (deletes cut short by a host's end, finished)`);
       if (report.owned.length) parts.push(`${report.owned.length} driven by other hosts`);
       if (report.errors.length) parts.push(`${report.errors.length} unreadable records`);
       say(`hvplug daemon: ready (${parts.join(', ')})`);
