@@ -108,7 +108,8 @@ describe.skipIf(!root)('a full disk (needs root to mount a tmpfs; CI runs as roo
       override async delete(vmId: string): Promise<void> {
         if (armed) {
           armed = false;
-          await execa('mount', ['-o', 'remount,ro', stateDir]);
+          // Refused (busy) while a write of the VM's last events holds a file open: tried until it is done.
+          await eventually(async () => (await execa('mount', ['-o', 'remount,ro', stateDir], { reject: false })).exitCode === 0, 10_000, 'a read-only remount');
           readOnly = true;
         }
         return super.delete(vmId);
