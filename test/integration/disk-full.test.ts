@@ -178,6 +178,8 @@ describe.skipIf(!root)('a full disk (needs root to mount a tmpfs; CI runs as roo
       expect(existsSync(join(stateDir, 'owners', 'kept.json'))).toBe(false);
     } finally {
       if (readOnly) await execa('mount', ['-o', 'remount,rw', stateDir], { reject: false });
+      // A host's close() leaves VMs running: a failed run leaves no guest behind.
+      if (guest !== undefined && alive(guest)) process.kill(guest, 'SIGKILL');
     }
   });
 

@@ -21,6 +21,8 @@ type Line = { t: 'ready'; vmId: string; guest: number; plugin: number } | { t: '
 
 const hosts: PluginHost[] = [];
 const children: ResultPromise[] = [];
+/** Guests a test started: a failed test leaves none running (a host's close() leaves VMs running, by design). */
+const guests: number[] = [];
 
 beforeAll(ensureCliBuilt, 120_000);
 afterEach(async () => {
@@ -29,6 +31,7 @@ afterEach(async () => {
     await child.catch(() => undefined);
   }
   await Promise.all(hosts.splice(0).map((h) => h.close()));
+  for (const pid of guests.splice(0)) if (alive(pid)) process.kill(pid, 'SIGKILL');
   await removeTempDirs();
 });
 
@@ -65,6 +68,7 @@ async function heldHost(): Promise<Held> {
     seen.has(t) ? Promise.resolve() : Promise.race([new Promise<void>((r) => waiting.set(t, r)), child.then((r) => expect.fail(`the host exited before '${t}': ${r.stderr}`))]);
   await line('ready');
   const ready = seen.get('ready') as Extract<Line, { t: 'ready' }>;
+  guests.push(ready.guest);
   expect(alive(ready.guest)).toBe(true);
   return { stateDir, runtimeDir, vmId: ready.vmId, guest: ready.guest, plugin: ready.plugin, child, line };
 }
@@ -214,6 +218,7 @@ describe('a delete that fails while its host lives', () => {
     const vm = await (await host.hypervisor(NAME)).createVm({ config: {} });
     await vm.start();
     const { pid: guest } = await vm.info();
+    if (guest !== undefined) guests.push(guest);
     const plugin = (await host.client(NAME))!.pid!;
     process.kill(plugin, 'SIGSTOP');
     const deleting = vm.delete().catch((e: unknown) => e);
