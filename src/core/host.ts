@@ -984,7 +984,11 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
         else if (typeof outcome === 'object' && 'abandoned' in outcome) report.abandoned.push({ vmId: r.vmId, reason: outcome.abandoned });
         else if (typeof outcome === 'object' && 'deleted' in outcome) report.deleted.push(r.vmId);
         // Kept, with the status its vm/recover gave, unmarked: the VM is the caller's to see, and to delete again.
-        else if (typeof outcome === 'object' && 'refused' in outcome) report.errors.push({ where: `VM ${r.vmId}`, message: `cannot finish the delete of VM ${r.vmId}: its plugin refused: ${outcome.refused}` });
+        else if (typeof outcome === 'object' && 'refused' in outcome) {
+          const e = { where: `VM ${r.vmId}`, message: `cannot finish the delete of VM ${r.vmId}: its plugin refused: ${outcome.refused}` };
+          report.errors.push(e);
+          this.emit('record-error', e);
+        }
         else if (typeof outcome === 'object') report.unanswered.push({ vmId: r.vmId, reason: outcome.unanswered });
         else if (outcome) report.recovered.push(r.vmId);
         else report.lost.push({ vmId: r.vmId, reason: rt.shim.vm(r.vmId)?.status ?? 'lost' });

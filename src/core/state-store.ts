@@ -54,11 +54,10 @@ export const VmRecord = z.object({
   state: z.optional(PluginState),
   status: VmStatus,
   /**
-   * The call that brought the VM up (vm/create, vm/restore) was sent and its answer is not recorded yet: the
+   * The creating call (the table's `record: 'create'` methods) was sent and its answer is not recorded yet: the
    * record is written before the call, so that no VM exists without one. A host that finds it so at re-attach
    * resolves it (PluginHost.recoverOne): the VM is recovered if the plugin finds it, else cleaned up and dropped.
    */
-  /** The creating call (the table's `record: 'create'` methods) whose answer this record does not hold yet. */
   pending: z.optional(CreatingMethod),
   /**
    * The delete (the table's `record: 'delete'` methods) sent for this VM, written before it is sent: a host that

@@ -91,7 +91,7 @@ export async function runDaemon({ host, logger, say, stop, metrics, socketGroup 
       const parts = [`${report.recovered.length} re-attached`, `${report.lost.length} lost`];
       if (report.deleted.length) parts.push(`${report.deleted.length} deleted (deletes cut short by a host's end, finished)`);
       if (report.owned.length) parts.push(`${report.owned.length} driven by other hosts`);
-      if (report.errors.length) parts.push(`${report.errors.length} unreadable records`);
+      if (report.errors.length) parts.push(`${report.errors.length} with errors (logged as "VM record error")`);
       say(`hvplug daemon: ready (${parts.join(', ')})`);
     }
     const reason = await stop;

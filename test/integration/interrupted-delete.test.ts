@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { FileStateStore, PluginHost, PluginExitedError, VmmFailureError, type VmRecord } from 'hvplug';
+import { FileStateStore, PluginHost, PluginExitedError, VmmFailureError, type RecordError, type VmRecord } from 'hvplug';
 import { root } from '../../scripts/bundle.mjs';
 import { alive, CLI, ensureCliBuilt, eventually, fixture, memoryLogger, onJsonLines, pluginExecutable, processesUnder, removeTempDirs, tempDir } from '../helpers.js';
 
@@ -247,12 +247,16 @@ describe('a delete the next host cannot finish', () => {
     await store.put({ ...record!, deleting: 'vm/delete' });
 
     const host = newHost(stateDir, runtimeDir, plugin);
+    // Told as every other VM the re-attach could not settle is: an embedder that logs record-error sees it.
+    const told: RecordError[] = [];
+    host.on('record-error', (e) => told.push(e));
     const report = await host.reattach();
     expect({ deleted: report.deleted, lost: report.lost, errors: report.errors }).toEqual({
       deleted: [],
       lost: [],
       errors: [{ where: `VM ${vm.id}`, message: expect.stringMatching(/would not let go/) }],
     });
+    expect(told).toEqual(report.errors);
     expect((await records(stateDir)).map((r) => [r.vmId, r.deleting])).toEqual([[vm.id, undefined]]);
     const kept = await host.vm(vm.id);
     expect(kept).toBeDefined();
