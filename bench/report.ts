@@ -110,6 +110,9 @@ export function compare(
   return row;
 }
 
+/** A row's median ratio as a why line quotes it: `1.23×`. */
+export const ratioText = (row: Row): string => `${row.ratio?.median.toFixed(2) ?? '?'}×`;
+
 function num(x: number, unit: Unit): string {
   if (!Number.isFinite(x)) return String(x);
   if (unit === 'calls/s') return Math.round(x).toLocaleString('en-US');

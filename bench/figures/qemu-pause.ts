@@ -8,7 +8,7 @@ import { ownCpuUs, threadsCpuUs } from '../cpu.js';
 import { alternate } from '../drivers.js';
 import type { Figure } from '../figure.js';
 import { notMeasured } from '../figure.js';
-import { compare, measure } from '../report.js';
+import { compare, measure, ratioText } from '../report.js';
 import { openQmp, type RawQmp } from '../qmp.js';
 import { builtPlugin } from '../setup.js';
 import { median } from '../stats.js';
@@ -211,12 +211,11 @@ export const qemuPause: Figure = {
       const floor = compare('floor: two queries (vm.check(), QMP query-status) through hvplug vs raw', floorHvplug, measure('raw QMP, 2× query-status', 'ms', runs.floorQmp));
       const relayFloor = compare('floor: stop + cont through a process that relays the bytes (one process hop each way) vs raw', relayed, rawQmp);
       const overRelay = compare('pause + resume through hvplug vs through that relay', hvplug, relayed);
-      const x = (r: { ratio?: { median: number } }): string => `${r.ratio?.median.toFixed(2) ?? '?'}×`;
       // Said with this run's own numbers: the hop any out-of-process controller adds, and what hvplug adds to it.
       const why = (): string =>
-        `a process between the caller and QEMU that only relays the bytes costs ${x(relayFloor)} raw QMP on its own; ` +
-        `hvplug costs ${x(overRelay)} that relay (JSON-RPC both ways, validation on both sides, the status written before ` +
-        `the call returns, the status event), and two vm.check() through it cost ${x(floor)} two raw queries; CPU a cycle: ` +
+        `a process between the caller and QEMU that only relays the bytes costs ${ratioText(relayFloor)} raw QMP on its own; ` +
+        `hvplug costs ${ratioText(overRelay)} that relay (JSON-RPC both ways, validation on both sides, the status written before ` +
+        `the call returns, the status event), and two vm.check() through it cost ${ratioText(floor)} two raw queries; CPU a cycle: ` +
         `host ${cpu.hvplug.bench} ms, plugin ${cpu.hvplug.plugin} ms, QEMU ${cpu.hvplug.qemu} ms, against the raw client's ` +
         `${cpu.qmp.bench} ms and its QEMU's ${cpu.qmp.qemu} ms (README, Performance: what was tried)`;
       return {
