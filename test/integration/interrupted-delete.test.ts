@@ -124,6 +124,19 @@ async function cutBeforeThePluginActed(): Promise<Held> {
   return held;
 }
 
+/** The next host's re-attach finishes the delete: reported deleted, nothing lost or recovered, no record, no lease. */
+async function reattachFinishes(host: PluginHost, held: Held): Promise<void> {
+  const report = await host.reattach();
+  expect({ lost: report.lost, recovered: report.recovered, deleted: report.deleted, errors: report.errors, records: await records(held.stateDir) }).toEqual({
+    lost: [],
+    recovered: [],
+    deleted: [held.vmId],
+    errors: [],
+    records: [],
+  });
+  expect(existsSync(leaseOf(held.stateDir, held.vmId))).toBe(false);
+}
+
 describe('a delete cut short by its host\'s SIGKILL', () => {
   it('after the plugin deleted the VM: the next host finishes it, reports it deleted, never lost', async () => {
     const held = await cutAfterThePluginDeleted();
@@ -131,17 +144,9 @@ describe('a delete cut short by its host\'s SIGKILL', () => {
     const events: string[] = [];
     host.on('vm-lost', (e) => events.push(`lost ${e.vmId}`));
     host.on('vm-deleted', (e) => events.push(`deleted ${e.vmId}`));
-    const report = await host.reattach();
-    expect({ lost: report.lost, recovered: report.recovered, deleted: report.deleted, errors: report.errors, records: await records(held.stateDir) }).toEqual({
-      lost: [],
-      recovered: [],
-      deleted: [held.vmId],
-      errors: [],
-      records: [],
-    });
+    await reattachFinishes(host, held);
     expect(events).toEqual([`deleted ${held.vmId}`]);
     expect(await host.vm(held.vmId)).toBeUndefined();
-    expect(existsSync(leaseOf(held.stateDir, held.vmId))).toBe(false);
     await noGuest(held);
     // The id is free again.
     const again = await (await host.hypervisor(NAME)).createVm({ vmId: held.vmId, config: {} });
@@ -151,15 +156,7 @@ describe('a delete cut short by its host\'s SIGKILL', () => {
   it('before the plugin acted on it: the next host has the plugin delete the VM, and its guest ends', async () => {
     const held = await cutBeforeThePluginActed();
     const host = newHost(held.stateDir, held.runtimeDir);
-    const report = await host.reattach();
-    expect({ lost: report.lost, recovered: report.recovered, deleted: report.deleted, errors: report.errors, records: await records(held.stateDir) }).toEqual({
-      lost: [],
-      recovered: [],
-      deleted: [held.vmId],
-      errors: [],
-      records: [],
-    });
-    expect(existsSync(leaseOf(held.stateDir, held.vmId))).toBe(false);
+    await reattachFinishes(host, held);
     await noGuest(held);
   }, 60_000);
 
