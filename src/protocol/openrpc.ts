@@ -84,7 +84,9 @@ export function openRpcDocument(extensions: Capabilities['extensions'] = {}): Js
       summary: m.summary,
       paramStructure: 'by-name',
       params: paramDescriptors(params),
-      result: { name: 'result', schema: schemaOf(m.result, 'output') },
+      // What a plugin may answer, which is what the host parses its answer with: a member with a default may be left
+      // out, and members beyond the schema are allowed (rule unknown-result-keys).
+      result: { name: 'result', schema: schemaOf(m.result, 'input') },
       'x-hvplug-params-schema': params,
       'x-hvplug-scope': m.scope,
       'x-hvplug-gated': m.gated,

@@ -4,7 +4,7 @@ import { Ajv } from 'ajv';
 import jsonSchemaMetaModule from '@json-schema-tools/meta-schema';
 import metaSchemaModule from '@open-rpc/meta-schema';
 import { describe, expect, it } from 'vitest';
-import { ErrorCode, ErrorData, LIFECYCLE, METHOD_NAMES, notifications, openRpcDocument, RULES, sessionMethod, VmEvent, type SessionRole } from 'hvplug/protocol';
+import { ErrorCode, ErrorData, LIFECYCLE, METHOD_NAMES, methods, notifications, openRpcDocument, RULES, sessionMethod, VmEvent, type SessionRole } from 'hvplug/protocol';
 
 type Obj = Record<string, unknown>;
 interface Method {
@@ -94,6 +94,19 @@ describe('hvplug spec: the whole contract in the OpenRPC document', () => {
     for (const name of METHOD_NAMES) {
       const since = (byName.get(name) as Method & { 'x-hvplug-since'?: string })['x-hvplug-since'];
       expect(since, name).toBe(name === 'vm/migrate' || name === 'vm/receiveMigration' ? '1.1.0' : '1.0.0');
+    }
+  });
+
+  it("publishes each result as what the host accepts: a defaulted member may be left out, an unknown one is ignored", () => {
+    const samples: [string, Obj][] = [
+      ['vm/info', { vmId: 'vm-1', status: 'running', vcpus: 1, memoryMiB: 64, devices: [], vendorKey: 1 }],
+      ['vm/stats', { cpuTimeMs: 1, memoryRssBytes: 2, uptimeMs: 3 }],
+      ['initialize', { protocolVersion: '1.1.0', plugin: { name: 'p', version: '1', vendor: 'v' }, capabilities: { methods: [] } }],
+      ['vm/start', { status: 'running', state: { pid: 1 }, extra: true }],
+    ];
+    for (const [name, result] of samples) {
+      expect(methods[name as keyof typeof methods].result.safeParse(result).success, `the host accepts ${name}`).toBe(true);
+      expect(schemaValidator(byName.get(name)?.result?.schema as Obj)(result), `the published ${name} result accepts it`).toBe(true);
     }
   });
 
