@@ -53,8 +53,12 @@ export const RULES: readonly Rule[] = [
     text: 'Every `vm/event` MUST carry `vmId`, `seq` and `time` (an ISO 8601 date-time) and the fields its type requires. `seq` starts at 0 for each VM in each plugin process and increases by one per event of that VM; it does not carry on across a plugin restart (the host tells processes apart and drops an event whose seq is not newer than the last it applied from that process). The host drops an event that breaks its schema, and logs it. A plugin MUST send events only for VMs it was asked to create, restore, receive or recover and has not deleted; the host drops, and logs, an event for any other VM id.',
   },
   {
+    id: 'state',
+    text: 'The host keeps one opaque `state` per VM and passes it to `vm/recover`: the last one a result carried or a `state` event sent, whichever came last. A VMM that ends outside any call leaves the state of its last call (a pid that is gone, so the next process recovers the VM as `lost`) unless the plugin sends a `state` event saying how it ended. The `recovered` and `lost` events of a re-attach are the host\'s own, sent once `vm/recover` is answered (lost when its status is `lost` or it fails); a plugin answers `vm/recover` with the status and need not send them.',
+  },
+  {
     id: 'wait',
-    text: '`vm/wait` on a running or paused VM stays pending until the VM is stopped, crashed, lost or deleted; on a VM in any other status (created included) it answers at once with that status.',
+    text: '`vm/wait` on a running or paused VM stays pending until the VM is stopped, crashed, lost or deleted; on a VM in any other status (created included) it answers at once with that status. A wait ended by `vm/delete` answers with the status the delete left (the status enum has no `deleted`: `stopped` after its `exited`) and a reason saying the VM was deleted.',
   },
   {
     id: 'cancel',
