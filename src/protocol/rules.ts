@@ -50,7 +50,7 @@ export const RULES: readonly Rule[] = [
   },
   {
     id: 'events',
-    text: 'Every `vm/event` MUST carry `vmId`, `seq` and `time` (an ISO 8601 date-time) and the fields its type requires. `seq` starts at 0 for each VM in each plugin process and increases by one per event of that VM; it does not carry on across a plugin restart (the host tells processes apart and drops an event whose seq is not newer than the last it applied from that process). The host drops an event that breaks its schema, and logs it. A plugin MUST send events only for VMs it was asked to create, restore, receive or recover and has not deleted; the host drops, and logs, an event for any other VM id.',
+    text: 'Every `vm/event` MUST carry `vmId`, `seq` and `time` (an RFC 3339 date-time, its offset included: `2025-01-01T00:00:00.000Z`; an ISO 8601 local time without offset is not one) and the fields its type requires. `seq` starts at 0 for each VM in each plugin process and increases by one per event of that VM; it does not carry on across a plugin restart (the host tells processes apart and drops an event whose seq is not newer than the last it applied from that process). The host drops an event that breaks its schema, and logs it. A plugin MUST send events only for VMs it was asked to create, restore, receive or recover and has not deleted; the host drops, and logs, an event for any other VM id.',
   },
   {
     id: 'state',

@@ -58,7 +58,9 @@ export const PluginState = JsonValue;
 export const VmResult = z.object({ status: VmStatus, state: z.optional(PluginState) });
 export type VmResult = z.infer<typeof VmResult>;
 
-const EventBase = { vmId: Id, seq: z.number().check(z.int(), z.nonnegative()), time: z.string() };
+/** `time` is published as a JSON Schema date-time (RFC 3339, offset included), the form the conformance suite requires. */
+const EventTime = z.string().register(z.globalRegistry, { format: 'date-time' });
+const EventBase = { vmId: Id, seq: z.number().check(z.int(), z.nonnegative()), time: EventTime };
 
 export const VmEvent = z.discriminatedUnion('type', [
   z.object({ ...EventBase, type: z.literal('created') }),

@@ -133,6 +133,9 @@ describe('hvplug spec: the whole contract in the OpenRPC document', () => {
       expect(valid({ ...base, ...bad }), JSON.stringify(bad)).toBe(false);
     }
     expect(Object.keys(doc['x-hvplug-event-status']).sort()).toEqual([...types].sort());
+    // The form of time the conformance suite requires (RFC 3339), published rather than left to a string.
+    const time = (event?.params.find((p) => p.name === 'time') as { schema?: Obj } | undefined)?.schema;
+    expect(time).toMatchObject({ type: 'string', format: 'date-time' });
   });
 
   it('has every error code, with the data schema of each that carries data', () => {
