@@ -45,6 +45,10 @@ export const RULES: readonly Rule[] = [
     text: 'A VM-scoped call MUST follow `x-hvplug-lifecycle`: in a status where the method is `forbidden` the plugin MUST answer InvalidState (data `{vmId, current, required}`, `required` an array of statuses) and change nothing; where it is `must`, it MUST NOT answer InvalidState; where it is `may`, either. A successful call MUST leave the VM in one of the transition\'s `to` statuses and MUST emit its `events`, in order, before the answer.',
   },
   {
+    id: 'new-vm-events',
+    text: 'A VM brought up anew (`vm/create`, `vm/restore`, `vm/receiveMigration`) MUST be announced by `created`, its first event, before the answer; `vm/restore` follows it with `paused`, the status it answers, and `vm/receiveMigration` with `running` once the stream has come in. A VM re-attached by `vm/recover` is not new: it gets no `created`, and its events in the new process go on from the status the answer gave. Every event MUST fit the status it finds: no `running` for a running or paused VM (a paused one gets `resumed`), `resumed` only for a paused one, no `paused` for a paused or stopped one.',
+  },
+  {
     id: 'exited-crashed',
     text: 'When a VMM process ends, the plugin MUST emit `exited` with `code` (integer or null), `signal` (name or null) and `reason`; the VM is then stopped. When the end was not asked for and not a clean guest power-off (the VMM was killed, died, or failed), the plugin MUST follow it with `crashed` (with `reason`); the VM is then crashed. A guest that powers itself off cleanly gives `exited` alone.',
   },
