@@ -170,7 +170,14 @@ class SocketConduit implements Conduit {
     private readonly socket: Socket,
     readonly where: string,
   ) {
-    socket.on('error', (err) => (this.lastError = err));
+    socket.on('error', (err) => {
+      // The first error is the cause; a later one (the EPROTO of a write after it) would hide it.
+      this.lastError ??= err;
+      // A TLS error after the handshake (a record that fails authentication) does not close the socket: node
+      // leaves it open and unreadable, and calls under way would wait out their deadlines for an answer that
+      // cannot come. Any error ends the connection here, so that they fail now and the host reconnects.
+      socket.destroy();
+    });
     // Calls under way hear of a dead peer within the health deadline; this only keeps a silent NAT from
     // dropping an idle connection.
     socket.setKeepAlive(true, 10_000);

@@ -319,6 +319,89 @@ describe('remote plugins: mutual TLS on 127.0.0.1', () => {
   });
 });
 
+/**
+ * A TCP relay between host and plugin that can put bytes on the wire toward the host, as anyone on the path can,
+ * and from then on drop what the host sends (its TLS alert among it): a peer that does not hang up. Closing either
+ * side closes the other.
+ */
+async function relay(target: string): Promise<{ address: string; inject: (bytes: Buffer) => void; close: () => void }> {
+  const port = Number(target.split(':').pop());
+  const toHost = new Map<net.Socket, net.Socket>();
+  const server = net.createServer((fromHost) => {
+    const toPlugin = net.connect({ host: '127.0.0.1', port });
+    for (const s of [fromHost, toPlugin]) {
+      s.on('error', () => undefined);
+      s.on('close', () => {
+        fromHost.destroy();
+        toPlugin.destroy();
+        toHost.delete(fromHost);
+      });
+    }
+    fromHost.pipe(toPlugin);
+    toPlugin.pipe(fromHost);
+    toHost.set(fromHost, toPlugin);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const bound = server.address() as net.AddressInfo;
+  return {
+    address: `tls://127.0.0.1:${bound.port}`,
+    inject: (bytes) => {
+      for (const [fromHost, toPlugin] of toHost) {
+        fromHost.unpipe(toPlugin);
+        fromHost.resume();
+        fromHost.write(bytes);
+      }
+    },
+    close: () => {
+      for (const s of toHost.keys()) s.destroy();
+      server.close();
+    },
+  };
+}
+
+/** A TLS 1.3 application-data record of 32 bytes no key encrypted: its authentication fails. */
+const FORGED_RECORD = Buffer.concat([Buffer.from([0x17, 0x03, 0x03, 0x00, 0x20]), Buffer.alloc(32, 0x5a)]);
+
+describe('remote plugins: a hostile network between host and plugin', () => {
+  it('a TLS record that fails authentication after the handshake ends the connection: a call under way fails at once, saying so, and the host reconnects', async () => {
+    const plugin = await tlsPlugin();
+    const path = await relay(plugin.address);
+    // Health pings off (hostFor's default): nothing but the socket's own error can tell the host.
+    const host = await hostFor({ connect: path.address, tls: { cert: certs.hostA.cert, key: certs.hostA.key, ca: certs.ca }, startTimeoutMs: 5_000 }, { backoffMs: 50, maxBackoffMs: 200 });
+    const events: string[] = [];
+    host.on('plugin-unreachable', (e) => events.push(`unreachable ${e.reason}`));
+    host.on('plugin-reconnected', () => events.push('reconnected'));
+    host.on('vm-lost', (e) => events.push(`lost ${e.vmId}`));
+    const vm = await (await host.hypervisor(PLUGIN)).createVm({ vmId: 'forged', config: {} });
+    await vm.start();
+    const guest = (await vm.info()).pid as number;
+    try {
+      // Under way, and writing nothing more: only what the host reads can end it before its deadline.
+      const waiting = vm.wait({ until: ['stopped'] }, { timeoutMs: 8_000 }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      await new Promise((r) => setTimeout(r, 100));
+      const started = Date.now();
+      path.inject(FORGED_RECORD);
+      const err = await waiting;
+      expect(err).toBeInstanceOf(PluginUnreachableError);
+      expect((err as PluginUnreachableError).reason).toMatch(/bad record mac/);
+      expect(Date.now() - started).toBeLessThan(2_000);
+      expect(events[0]).toMatch(/^unreachable .*bad record mac/);
+      // The next connection is clean: the VM is re-attached, never reported lost.
+      await eventually(() => events.includes('reconnected'), 10_000, 'plugin-reconnected');
+      expect((await vm.info()).status).toBe('running');
+      expect(events.filter((e) => e.startsWith('lost'))).toEqual([]);
+      await vm.stop({ force: true });
+      await vm.delete();
+    } finally {
+      path.close();
+      if (alive(guest)) process.kill(guest, 'SIGKILL');
+    }
+  }, 30_000);
+});
+
 describe('remote plugins: specs', () => {
   it('tcp:// is refused when the spec is read: there is no plaintext TCP', () => {
     const r = PluginSpec.safeParse({ name: 'x', connect: 'tcp://10.0.0.2:7443' });
