@@ -25,7 +25,13 @@ function deferred(make: () => Logger, level: LevelWithSilent): Logger {
   // Only the members a silent logger can answer without pino are answered here; everything else is pino's.
   const handler: ProxyHandler<object> = {
     get(_target, key) {
-      if (real) return Reflect.get(real, key, real) as unknown;
+      if (real) {
+        const value = Reflect.get(real, key, real) as unknown;
+        // Bound, as below: pino's child() is Object.create(this), and with `this` the proxy, each child's own
+        // bindings went through the set trap into this logger's, for good: every plugin client (one per reconnect
+        // attempt) added its plugin and address to every line the host logged after it.
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(real) : value;
+      }
       if (key === 'level') return level;
       if (key === 'isLevelEnabled') return (l: string) => (VALUES[l as LevelWithSilent] ?? 0) >= VALUES[level];
       if (isLevel(key) && VALUES[key] < VALUES[level]) return noop;

@@ -402,6 +402,62 @@ describe('remote plugins: a hostile network between host and plugin', () => {
   }, 30_000);
 });
 
+/** A host process with the default logger (stderr), whose plugin is connected to at argv[2]; says `connected`. */
+const DEFAULT_LOGGER_HOST = `
+const [core, address, dir] = process.argv.slice(1);
+const { PluginHost } = await import(core);
+const host = new PluginHost({
+  stateDir: dir + '/state',
+  runtimeDir: dir + '/run',
+  plugins: [{ name: 'far', connect: address }],
+  supervision: { healthIntervalMs: 0, backoffMs: 1, maxBackoffMs: 2, unreachableLostAfterMs: 1500 },
+});
+await host.hypervisor('far');
+console.log('connected');
+// The reconnect timers hold nothing up (an embedder done with its host exits): this process waits for its end.
+setInterval(() => undefined, 1_000);
+`;
+
+describe('remote plugins: many reconnects', () => {
+  it("each attempt's logger leaves the host's own log lines as they were: nothing accumulates across hundreds of attempts", async () => {
+    const dir = await tempDir('hvplug-remote-');
+    const socket = join(dir, 'plugin.sock');
+    const plugin = await listening(['--listen', `unix:${socket}`, '--runtime-dir', join(dir, 'plugin-run')]);
+    const core = new URL('../../dist/pkg/core.js', import.meta.url).href;
+    const host = spawn(process.execPath, ['--input-type=module', '-e', DEFAULT_LOGGER_HOST, core, plugin.address, dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    host.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    let attempts = 0;
+    let server: net.Server | undefined;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        host.stdout.on('data', (c: Buffer) => c.toString().includes('connected') && resolve());
+        host.once('exit', (code) => reject(new Error(`the host exited (${code}): ${stderr}`)));
+      });
+      // The plugin goes; in its place a socket that takes each connection and closes it: every attempt gets as far
+      // as a connection, and a client of its own.
+      plugin.child.kill('SIGKILL');
+      await new Promise((r) => plugin.child.once('exit', r));
+      await (await import('node:fs/promises')).unlink(socket);
+      const s = net.createServer((c) => {
+        attempts++;
+        c.destroy();
+      });
+      server = s;
+      await new Promise<void>((r) => s.listen(socket, r));
+      await eventually(() => /unreachable too long/.test(stderr), 10_000, 'the host to report its VMs lost');
+      expect(attempts).toBeGreaterThan(100);
+      const line = stderr.split('\n').find((l) => l.includes('unreachable too long')) as string;
+      // Its own fields, once: {"plugin":"far","at":"unix:…","downMs":…}.
+      expect(line.split('"at":').length - 1).toBe(1);
+      expect(line.length).toBeLessThan(1_000);
+    } finally {
+      host.kill('SIGKILL');
+      server?.close();
+    }
+  }, 30_000);
+});
+
 describe('remote plugins: specs', () => {
   it('tcp:// is refused when the spec is read: there is no plaintext TCP', () => {
     const r = PluginSpec.safeParse({ name: 'x', connect: 'tcp://10.0.0.2:7443' });
