@@ -264,7 +264,9 @@ export class PluginClient {
     const handshake = sessionMethod('handshake');
     const raw = await this.call(handshake, params, { timeoutMs }).catch((err: unknown) => {
       if (!(err instanceof TimeoutError)) throw err;
-      throw new TimeoutError(handshake, timeoutMs, `plugin ${this.spec.name} did not answer ${handshake} within ${timeoutMs / 1000} s`);
+      // A process is named by the plugin; a peer on the network by where it was, or a stalled start has nothing to go on.
+      const who = this.conduit.pid === undefined ? `${this.spec.name} at ${this.conduit.where}` : this.spec.name;
+      throw new TimeoutError(handshake, timeoutMs, `plugin ${who} did not answer ${handshake} within ${timeoutMs / 1000} s`);
     });
     const parsed = InitializeResult.safeParse(raw);
     if (!parsed.success) throw new ProtocolViolationError(handshake, toIssues(parsed.error));

@@ -418,6 +418,54 @@ console.log('connected');
 setInterval(() => undefined, 1_000);
 `;
 
+describe('remote plugins: a peer that stalls the start', () => {
+  const stalled = async (server: net.Server): Promise<{ address: string; close: () => void }> => {
+    const held = new Set<net.Socket>();
+    server.on('connection', (s) => held.add(s));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    return {
+      address: `tls://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+      close: () => {
+        for (const s of held) s.destroy();
+        server.close();
+      },
+    };
+  };
+  const spec = (address: string): Omit<PluginSpecInput, 'name'> => ({
+    connect: address,
+    tls: { cert: certs.hostA.cert, key: certs.hostA.key, ca: certs.ca },
+    startTimeoutMs: 1_000,
+  });
+
+  it('one that takes the TCP connection and never begins TLS: unreachable at startTimeoutMs, saying so', async () => {
+    const peer = await stalled(net.createServer((s) => s.on('error', () => undefined)));
+    try {
+      const started = Date.now();
+      const err = await (await hostFor(spec(peer.address))).hypervisor(PLUGIN).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(PluginUnreachableError);
+      expect((err as Error).message).toContain(`${peer.address} is unreachable: no connection within 1000 ms`);
+      expect(Date.now() - started).toBeLessThan(3_000);
+    } finally {
+      peer.close();
+    }
+  });
+
+  it('one that finishes TLS and never answers initialize: TimeoutError at startTimeoutMs, naming where it was', async () => {
+    const [cert, key, ca] = await Promise.all([readFile(certs.server.cert), readFile(certs.server.key), readFile(certs.ca)]);
+    const server = tls.createServer({ cert, key, ca, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.3' }, (s) => s.on('error', () => undefined));
+    const peer = await stalled(server);
+    try {
+      const started = Date.now();
+      const err = await (await hostFor(spec(peer.address))).hypervisor(PLUGIN).catch((e: unknown) => e);
+      expect((err as Error).name).toBe('TimeoutError');
+      expect((err as Error).message).toBe(`plugin ${PLUGIN} at ${peer.address} did not answer initialize within 1 s`);
+      expect(Date.now() - started).toBeLessThan(3_000);
+    } finally {
+      peer.close();
+    }
+  });
+});
+
 describe('remote plugins: many reconnects', () => {
   it("each attempt's logger leaves the host's own log lines as they were: nothing accumulates across hundreds of attempts", async () => {
     const dir = await tempDir('hvplug-remote-');
