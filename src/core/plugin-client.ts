@@ -179,7 +179,12 @@ export class PluginClient {
     let conduit: Conduit;
     // What was run, unless it was checked against a pin before: looked at if it dies before answering.
     let unchecked: string | undefined;
+    // When the start's deadline began: a connection's time counts against it, so that a peer slow to take it and then
+    // silent cannot make one attempt last twice startTimeoutMs. A spawned plugin's starts at its handshake, after the
+    // pin check (hashing a large binary is the host's time, not the plugin's).
+    let began: number | undefined;
     if (spec.connect !== undefined) {
+      began = Date.now();
       conduit = await connectConduit({ plugin: spec.name, address: spec.connect, tls: spec.tls, timeoutMs: spec.startTimeoutMs });
     } else {
       const hostEnv = opts.hostEnv ?? process.env;
@@ -198,7 +203,7 @@ export class PluginClient {
     }
     const client = new PluginClient(spec, conduit, opts);
     try {
-      await client.handshake(opts);
+      await client.handshake(opts, began ?? Date.now());
     } catch (err) {
       // A listening plugin turns a host away by answering its initialize with the reason (another host is
       // served, the certificate was refused): for this host the plugin is out of reach, and says why.
@@ -251,7 +256,7 @@ export class PluginClient {
     return () => this.listeners.delete(listener);
   }
 
-  private async handshake(opts: ClientOptions): Promise<void> {
+  private async handshake(opts: ClientOptions, began: number): Promise<void> {
     const offered = [...(opts.protocolVersions ?? PROTOCOL_VERSIONS)];
     const params: InitializeParams = {
       protocolVersions: offered,
@@ -262,7 +267,8 @@ export class PluginClient {
     };
     const timeoutMs = this.spec.startTimeoutMs;
     const handshake = sessionMethod('handshake');
-    const raw = await this.call(handshake, params, { timeoutMs }).catch((err: unknown) => {
+    const left = Math.max(1, began + timeoutMs - Date.now());
+    const raw = await this.call(handshake, params, { timeoutMs: left }).catch((err: unknown) => {
       if (!(err instanceof TimeoutError)) throw err;
       // A process is named by the plugin; a peer on the network by where it was, or a stalled start has nothing to go on.
       const who = this.conduit.pid === undefined ? `${this.spec.name} at ${this.conduit.where}` : this.spec.name;

@@ -464,6 +464,35 @@ describe('remote plugins: a peer that stalls the start', () => {
       peer.close();
     }
   });
+
+  it('one slow to connect and then silent: the whole start, connection and initialize, is bounded by startTimeoutMs', async () => {
+    const [cert, key, ca] = await Promise.all([readFile(certs.server.cert), readFile(certs.server.key), readFile(certs.ca)]);
+    const silent = await stalled(tls.createServer({ cert, key, ca, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.3' }, (s) => s.on('error', () => undefined)));
+    // TLS begins 1.5 s after the TCP connection, within the 2 s the start has; then nothing answers.
+    const slow = await stalled(
+      net.createServer((fromHost) => {
+        fromHost.on('error', () => undefined);
+        fromHost.pause();
+        setTimeout(() => {
+          if (fromHost.destroyed) return;
+          const toPeer = net.connect({ host: '127.0.0.1', port: Number(silent.address.split(':').pop()) });
+          toPeer.on('error', () => fromHost.destroy());
+          fromHost.on('close', () => toPeer.destroy());
+          fromHost.pipe(toPeer).pipe(fromHost);
+        }, 1_500);
+      }),
+    );
+    try {
+      const started = Date.now();
+      const err = await (await hostFor({ ...spec(slow.address), startTimeoutMs: 2_000 })).hypervisor(PLUGIN).catch((e: unknown) => e);
+      const took = Date.now() - started;
+      expect((err as Error).message).toBe(`plugin ${PLUGIN} at ${slow.address} did not answer initialize within 2 s`);
+      expect(took).toBeLessThan(2_800);
+    } finally {
+      slow.close();
+      silent.close();
+    }
+  });
 });
 
 describe('remote plugins: many reconnects', () => {
