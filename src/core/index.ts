@@ -2,7 +2,7 @@ export { PluginHost } from './host.js';
 export type { HostEvents, IncomingTarget, MigrateOptions, MigrationDestination, MigrationReport, MigrationVerdict, PluginStatus, ReattachReport } from './host.js';
 export { FileStateStore, MigrationMark, VmRecord } from './state-store.js';
 export type { RecordError, StateStore } from './state-store.js';
-export { SupervisedPlugin, PluginFailedError, DEFAULT_SUPERVISION } from './supervisor.js';
+export { SupervisedPlugin, PluginFailedError, DEFAULT_SUPERVISION, STABLE_CONNECTION_MS } from './supervisor.js';
 export type { SupervisedStatus, SupervisionOptions } from './supervisor.js';
 export type { PluginHostOptions } from './host.js';
 export { NOTIFICATION_BURST, NOTIFICATION_RATE, PluginClient } from './plugin-client.js';

@@ -73,6 +73,13 @@ export interface SupervisorEvents {
   'unreachable-too-long': [{ address: string; reason: string; downMs: number }];
 }
 
+/**
+ * A connection to a plugin connected to that is lost within this long of its start does not reset the reconnect
+ * backoff: a peer that takes each connection and drops it soon after would otherwise be reconnected to every
+ * backoffMs (100 ms by default) for as long as it keeps doing it, a TLS handshake and a re-attach each time.
+ */
+export const STABLE_CONNECTION_MS = 10_000;
+
 /** Where a connected plugin is and since when it is out of reach; calls made meanwhile fail with `error`. */
 interface Outage {
   address: string;
@@ -106,6 +113,9 @@ export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements 
   private outage: Outage | undefined;
   private lostTimer: NodeJS.Timeout | undefined;
   private reconnects = 0;
+  /** When the current connection was made, and how far the reconnect backoff had grown by then. */
+  private connectedAt = 0;
+  private backoffStep = 0;
   /** Runs after a restart, before queued calls go through (re-attaching VMs). */
   reattach: (() => Promise<void>) | undefined;
   /**
@@ -319,8 +329,11 @@ export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements 
    * (another host is served meanwhile, a certificate now refused) is one more failed attempt, its reason the outage's.
    */
   private async reconnect(address: string): Promise<PluginClient> {
+    const from = Date.now() - this.connectedAt < STABLE_CONNECTION_MS ? this.backoffStep : 0;
     for (let attempt = 1; ; attempt++) {
-      const delay = Math.min(this.opts.backoffMs * 2 ** (attempt - 1), this.opts.maxBackoffMs);
+      this.backoffStep = from + attempt;
+      // The exponent is capped: past 2^30 the delay is maxBackoffMs anyway, and a backoffMs of 0 times 2^1024 is NaN.
+      const delay = Math.min(this.opts.backoffMs * 2 ** Math.min(30, this.backoffStep - 1), this.opts.maxBackoffMs);
       await new Promise((r) => setTimeout(r, delay).unref());
       if (this.closing) throw new HvplugError(`plugin ${this.spec.name} is closed`, 'PluginExited');
       if (this.outage) this.outage.attempts = attempt;
@@ -331,6 +344,7 @@ export class SupervisedPlugin extends EventEmitter<SupervisorEvents> implements 
         this.lostSight(address, err);
         continue;
       }
+      this.connectedAt = Date.now();
       const outage = this.outage;
       // Reached: calls made from now on wait for the re-attach instead of failing.
       this.outage = undefined;

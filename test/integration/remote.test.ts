@@ -535,6 +535,44 @@ describe('remote plugins: many reconnects', () => {
   }, 30_000);
 });
 
+describe('remote plugins: a connection that keeps dropping', () => {
+  it('one lost again soon after each reconnect does not reset the backoff: attempts end up maxBackoffMs apart', async () => {
+    const dir = await tempDir('hvplug-remote-');
+    const plugin = await unixPlugin();
+    const upstream = plugin.address.slice('unix:'.length);
+    // Each connection reaches the plugin, is served (initialize, the re-attach) and is cut 100 ms after it began.
+    const starts: number[] = [];
+    const flapping = net.createServer((fromHost) => {
+      starts.push(Date.now());
+      const toPlugin = net.connect({ path: upstream });
+      const cut = (): void => {
+        fromHost.destroy();
+        toPlugin.destroy();
+      };
+      for (const s of [fromHost, toPlugin]) s.on('error', cut).on('close', cut);
+      fromHost.pipe(toPlugin).pipe(fromHost);
+      setTimeout(cut, 100);
+    });
+    const path = join(dir, 'flapping.sock');
+    await new Promise<void>((r) => flapping.listen(path, r));
+    const host = await hostFor({ connect: `unix:${path}` }, { backoffMs: 20, maxBackoffMs: 400 });
+    let reconnects = 0;
+    host.on('plugin-reconnected', () => reconnects++);
+    try {
+      await host.hypervisor(PLUGIN);
+      await new Promise((r) => setTimeout(r, 4_000));
+      expect(reconnects).toBeGreaterThan(2);
+      // After the first few, every attempt waits the longest backoff: about ten in 4 s, not one every ~130 ms.
+      const gaps = starts.slice(1).map((t, i) => t - (starts[i] as number));
+      expect(gaps.slice(6).filter((g) => g < 400)).toEqual([]);
+      expect(starts.length).toBeLessThan(16);
+    } finally {
+      await host.close();
+      flapping.close();
+    }
+  }, 30_000);
+});
+
 describe('remote plugins: specs', () => {
   it('tcp:// is refused when the spec is read: there is no plaintext TCP', () => {
     const r = PluginSpec.safeParse({ name: 'x', connect: 'tcp://10.0.0.2:7443' });
