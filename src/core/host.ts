@@ -116,8 +116,8 @@ export interface ReattachReport {
   /** VMs another live host drives: listed, not recovered, never called lost. */
   owned: { vmId: string; owner: string }[];
   /**
-   * VMs whose vm/recover got no answer because the plugin process died first: kept as recorded (not lost), and
-   * re-attached by the restarted process.
+   * VMs whose vm/recover got no answer, because the plugin process died first or nothing came by the deadline: kept
+   * as recorded (not lost), and re-attached by the restarted or reconnected process.
    */
   unanswered: { vmId: string; reason: string }[];
   /**
@@ -816,10 +816,11 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
       }
       reason = 'the VMM is gone';
     } catch (err) {
-      if (isProcessDeath(err)) {
-        // No verdict on the VM: the process died (or broke its stream, for which it is killed) before it answered, or
-        // the request could not even be sent to it. Calling the VM lost would write that into its record for good; it
-        // stays as recorded, and the restarted process re-attaches it (supervise's reattach).
+      if (isProcessDeath(err) || err instanceof TimeoutError) {
+        // No verdict on the VM: the process died (or broke its stream, for which it is killed) before it answered, the
+        // request could not even be sent to it, or no answer came by the deadline (a stuck plugin, a peer gone silent
+        // on the network, while the VMM runs on). Calling the VM lost would write that into its record for good; it
+        // stays as recorded, and the restarted or reconnected process re-attaches it (supervise's reattach).
         if (!rt.shim.vm(vmId)) rt.shim.adopt(vmId, config, status, state ?? undefined);
         return { unanswered: err.message };
       }
