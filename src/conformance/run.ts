@@ -9,11 +9,15 @@ import { CheckFailure, describeError, groupOf, SkipCheck, type CheckDef } from '
 import { EventLog } from './event-log.js';
 import { Fixture, type ResolvedOptions, type RunContext } from './fixture.js';
 import { Janitor } from './janitor.js';
+import { outlived } from './processes.js';
 import { selected } from './selection.js';
 import { PluginSession } from './session.js';
 import { buildSuite } from './suite.js';
 import type { CheckResult, ConformanceOptions, Report, Summary } from './types.js';
 import { WireMonitor } from './wire-monitor.js';
+
+/** How long a run waits, at its end, for the processes it SIGKILLed to be gone before it returns. */
+const KILLED_EXIT_WAIT_MS = 5_000;
 
 /** Calls have no default of the suite's own: each method's deadline comes from the method table. */
 export const DEFAULTS = { checkTimeoutMs: 60_000, exitDeadlineMs: 3_000 } as const satisfies Partial<ResolvedOptions>;
@@ -183,8 +187,8 @@ export async function runConformance(options: ConformanceOptions): Promise<Repor
     options.onProgress?.({ type: 'cleanup' });
     wire.check = 'teardown';
     await session.closeAll();
-    session.processes.killAll(undefined, { group: true });
-    janitor?.processes.killAll();
+    const killed = [...session.processes.killAll(undefined, { group: true }), ...(janitor?.processes.killAll() ?? [])];
+    await outlived(killed, KILLED_EXIT_WAIT_MS);
     await rm(workDir, { recursive: true, force: true });
   }
   const summary = summarize(results);
