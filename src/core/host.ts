@@ -771,7 +771,7 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
     state: VmRecord['state'],
     status: VmRecord['status'],
     reread = false,
-  ): Promise<boolean | 'owned' | 'gone' | { unanswered: string } | { abandoned: string } | { deleted: true } | { refused: string }> {
+  ): Promise<boolean | 'owned' | 'gone' | { unanswered: string } | { abandoned: string } | { deleted: true } | { kept: string }> {
     this.created.set(vmId, rt.spec.name);
     const lease = await this.leases.acquire(vmId);
     if (!lease.ok) {
@@ -878,22 +878,22 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
    * A VM whose record is marked deleting: its delete was sent and the host (or the plugin process) died before the
    * record was gone. The user asked for it to go, so it is not reported lost: the plugin is asked to delete it again
    * (deleting a VM it no longer has succeeds), and the answer drops the record, then the lease (onVmGone). A plugin
-   * that refuses keeps the VM, which then loses the mark (unmarkDeleting) and is the caller's to see; one whose process
-   * dies first leaves all as it is for the next re-attach.
+   * that refuses, or does not answer by the deadline, keeps the VM, which then loses the mark (unmarkDeleting) and is
+   * the caller's to see; one whose process dies first leaves all as it is for the next re-attach.
    */
   private async finishDelete(
     rt: Runtime,
     vmId: string,
     config: VmRecord['config'],
     state: VmRecord['state'],
-  ): Promise<{ deleted: true } | { unanswered: string } | { refused: string }> {
+  ): Promise<{ deleted: true } | { unanswered: string } | { kept: string }> {
     const vm = rt.shim.vm(vmId) ?? rt.shim.adopt(vmId, config, 'lost', state ?? undefined);
     try {
       await vm.delete();
     } catch (err) {
       if (isProcessDeath(err)) return { unanswered: err.message };
-      this.logger.warn({ vmId, err: (err as Error).message }, 'the plugin refused to finish the delete of a VM; kept');
-      return { refused: (err as Error).message };
+      this.logger.warn({ vmId, err: (err as Error).message }, 'the plugin did not finish the delete of a VM; kept');
+      return { kept: (err as Error).message };
     }
     this.logger.info({ vmId }, 'finished a delete cut short by the death of its host or plugin process');
     return { deleted: true };
@@ -985,8 +985,9 @@ export class PluginHost extends EventEmitter<HostEvents> implements MigrationDes
         else if (typeof outcome === 'object' && 'abandoned' in outcome) report.abandoned.push({ vmId: r.vmId, reason: outcome.abandoned });
         else if (typeof outcome === 'object' && 'deleted' in outcome) report.deleted.push(r.vmId);
         // Kept, with the status its vm/recover gave, unmarked: the VM is the caller's to see, and to delete again.
-        else if (typeof outcome === 'object' && 'refused' in outcome) {
-          const e = { where: `VM ${r.vmId}`, message: `cannot finish the delete of VM ${r.vmId}: its plugin refused: ${outcome.refused}` };
+        else if (typeof outcome === 'object' && 'kept' in outcome) {
+          // The plugin's error says why: a refusal, or a deadline (a timeout is no refusal, and is not called one).
+          const e = { where: `VM ${r.vmId}`, message: `cannot finish the delete of VM ${r.vmId}: ${outcome.kept}` };
           report.errors.push(e);
           this.emit('record-error', e);
         }

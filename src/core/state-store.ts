@@ -9,23 +9,18 @@ import { NameClaims } from './name-claims.js';
 import { ensurePrivateDir, refuseUnsafeToRead } from './paths.js';
 import { readSmallFile } from './small-file.js';
 
-/** What the host keeps per VM so that nothing is lost when the plugin or the host dies. */
+/** A record's name for a method of the table whose `record` is `kind`: a string, checked to be one of them. */
+function recordingMethod(kind: 'create' | 'delete'): z.ZodMiniString<string> {
+  const names: readonly string[] = METHOD_NAMES.filter((m) => methodDef(m).record === kind);
+  return z.string().check(z.refine((m) => names.includes(m), { message: `one of ${names.join(', ')}` }));
+}
+
 /** The methods that bring a VM into existence with a record (the table's `record: 'create'`). */
-const CREATING = METHOD_NAMES.filter((m) => methodDef(m).record === 'create');
-export const CreatingMethod = z.string().check(
-  z.refine((m) => CREATING.includes(m as (typeof CREATING)[number]), {
-    message: `one of ${CREATING.join(', ')}`,
-  }),
-);
+export const CreatingMethod = recordingMethod('create');
 export type CreatingMethod = z.infer<typeof CreatingMethod>;
 
 /** The methods whose success removes a VM's record (the table's `record: 'delete'`). */
-const DELETING = METHOD_NAMES.filter((m) => methodDef(m).record === 'delete');
-export const DeletingMethod = z.string().check(
-  z.refine((m) => DELETING.includes(m as (typeof DELETING)[number]), {
-    message: `one of ${DELETING.join(', ')}`,
-  }),
-);
+export const DeletingMethod = recordingMethod('delete');
 export type DeletingMethod = z.infer<typeof DeletingMethod>;
 
 /**
@@ -41,6 +36,7 @@ export const MigrationMark = z.object({
 });
 export type MigrationMark = z.output<typeof MigrationMark>;
 
+/** What the host keeps per VM so that nothing is lost when the plugin or the host dies. */
 export const VmRecord = z.object({
   vmId: Id,
   plugin: z.string(),
