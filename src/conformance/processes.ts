@@ -50,12 +50,3 @@ export class ProcessLedger {
   }
 }
 
-/**
- * Resolves once none of `pids` is alive, or after `ms`. A SIGKILLed process is gone only once the kernel has run its
- * exit, which on a loaded machine can come a while after the signal: a run that returned at once could leave a killed
- * guest still listed in /proc.
- */
-export async function outlived(pids: readonly number[], ms: number): Promise<void> {
-  const until = Date.now() + ms;
-  while (pids.some((pid) => isAlive(pid)) && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
-}

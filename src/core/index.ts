@@ -19,4 +19,4 @@ export * from '../shim/index.js';
 export type { VmConfig, VmConfigInput, VmEvent, VmStatus, Device, DeviceInput, Capabilities, InitializeResult } from 'hvplug/protocol';
 export { LOG_LINE_BURST, LOG_LINE_RATE, MAX_LOG_LINE_BYTES, STDERR_TAIL_BYTES, STDERR_TAIL_LINE_BYTES, STDERR_TAIL_LINES } from './plugin-log.js';
 export { MAX_UNWRITTEN_LOG_BYTES } from './default-logger.js';
-export { isAlive, startTimeOf } from './proc.js';
+export { isAlive, outlived, startTimeOf } from './proc.js';

@@ -1,6 +1,6 @@
 import { bootId, readStat } from '../proc/index.js';
 
-export { bootId, isAlive } from '../proc/index.js';
+export { bootId, isAlive, outlived } from '../proc/index.js';
 
 /** Start time in clock ticks since boot (field 22 of stat): with the pid, it names a process across pid reuse. */
 export function startTimeOf(pid: number): string | undefined {

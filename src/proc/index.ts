@@ -59,6 +59,19 @@ export function isAlive(pid: number): boolean {
   return isRunning(pid);
 }
 
+/**
+ * Resolves once none of `pids` is alive (true), or after `ms` (false), looking every 20 ms. A SIGKILLed process is gone
+ * only once the kernel has run its exit, which on a loaded machine can come a while after the signal.
+ */
+export async function outlived(pids: readonly number[], ms: number): Promise<boolean> {
+  const until = Date.now() + ms;
+  for (;;) {
+    if (!pids.some((pid) => isAlive(pid))) return true;
+    if (Date.now() >= until) return false;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 /** The command line's arguments; empty for a zombie or a kernel thread, undefined when there is no such process. */
 export function cmdline(pid: number): string[] | undefined {
   const text = readText(`/proc/${pid}/cmdline`);

@@ -100,8 +100,5 @@ export async function endStrayGuests(agentSocketPath: string): Promise<void> {
       // Gone already.
     }
   }
-  const deadline = Date.now() + STRAY_REAP_MS;
-  while (strays.some((pid) => proc.isAlive(pid)) && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  await proc.outlived(strays, STRAY_REAP_MS);
 }

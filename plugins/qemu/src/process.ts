@@ -230,13 +230,8 @@ function sameDir(a: string, b: string): boolean {
 }
 
 /** Waits up to `timeoutMs` for `pid` to be gone; true if it is. */
-export async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
-  const end = Date.now() + timeoutMs;
-  while (proc.isAlive(pid)) {
-    if (Date.now() >= end) return false;
-    await sleep(20);
-  }
-  return true;
+export function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
+  return proc.outlived([pid], timeoutMs);
 }
 
 function signalGroup(pid: number, sig: NodeJS.Signals): void {
